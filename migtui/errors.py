@@ -1,0 +1,84 @@
+"""Typed errors. ``str(error)`` is always one line a person can act on."""
+
+from __future__ import annotations
+
+
+class MigtuiError(Exception):
+    """Base class: the message is a single actionable line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class AddressError(MigtuiError):
+    """A MONITOR argument that cannot be parsed."""
+
+
+class LabError(MigtuiError):
+    """The lab could not start or drive its QEMU pair."""
+
+
+class MonitorError(MigtuiError):
+    """Something went wrong talking to one monitor."""
+
+    def __init__(self, monitor: str, message: str) -> None:
+        self.monitor = monitor
+        super().__init__(message)
+
+
+class SocketMissing(MonitorError):
+    pass
+
+
+class NotASocket(MonitorError):
+    pass
+
+
+class PermissionDenied(MonitorError):
+    pass
+
+
+class ConnectionRefused(MonitorError):
+    pass
+
+
+class GreetingTimeout(MonitorError):
+    pass
+
+
+class NotQMP(MonitorError):
+    pass
+
+
+class CommandFailed(MonitorError):
+    """QEMU answered a command with an error."""
+
+    def __init__(self, monitor: str, command: str, error_class: str, desc: str) -> None:
+        self.command = command
+        self.error_class = error_class
+        self.desc = desc
+        super().__init__(monitor, f"{command}: QEMU refused it ({error_class}): {desc}")
+
+
+class CommandTimeout(MonitorError):
+    pass
+
+
+class Disconnected(MonitorError):
+    pass
+
+
+class ReadOnlyRefused(MonitorError):
+    """--read-only is on and the command would change QEMU's state."""
+
+
+class NotSupported(MonitorError):
+    """This QEMU lacks a command or capability."""
+
+
+class Unreachable(MonitorError):
+    """A TCP monitor whose host cannot be resolved or reached in time."""

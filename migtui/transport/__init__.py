@@ -1,0 +1,7 @@
+"""QMP transport: one ``Monitor`` per QEMU monitor socket (asyncio, qemu.qmp)."""
+
+from .monitor import Monitor
+from .readonly import READ_ONLY_COMMANDS, is_read_only
+from .status import ConnectionStatus, ConnState
+
+__all__ = ["Monitor", "ConnState", "ConnectionStatus", "READ_ONLY_COMMANDS", "is_read_only"]

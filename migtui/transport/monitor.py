@@ -1,0 +1,413 @@
+"""Monitor: one QMP connection to one QEMU, kept alive, with typed errors.
+
+Built on qemu.qmp's ``QMPClient``; a fresh client per connection so that no state
+leaks from a dead session into the next one. Cheap enough to run 50 at once: per
+monitor a reader and a writer task (qemu.qmp's), one watcher task while connected,
+and the ``run()`` task if the caller uses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from qemu.qmp import EventListener, ExecInterruptedError, ExecuteError, Message, QMPClient
+from qemu.qmp import QMPError, Runstate, StateError
+
+from ..address import MonitorAddress
+from ..errors import CommandFailed, CommandTimeout, MonitorError, ReadOnlyRefused
+from ..model.events import QmpEvent
+from . import diagnose
+from .readonly import is_read_only
+from .status import ConnectionStatus, ConnState
+
+log = logging.getLogger("migtui.transport")
+
+EventCallback = Callable[[QmpEvent], None]
+StateCallback = Callable[[ConnectionStatus], None]
+CommandCallback = Callable[[str, "dict[str, Any] | None"], None]
+
+
+class _Client(QMPClient):
+    """A QMPClient that reports each command at the moment it is written to the socket."""
+
+    def __init__(self, name: str, on_write: Callable[[str, Any], None]) -> None:
+        super().__init__(name)
+        self._on_write = on_write
+
+    def _cb_outbound(self, msg: Message) -> Message:
+        # qemu.qmp's documented hook for outbound messages; runs in its writer task.
+        msg = super()._cb_outbound(msg)
+        command = msg.get("execute", msg.get("exec-oob"))
+        if isinstance(command, str):
+            self._on_write(command, msg.get("arguments"))
+        return msg
+
+
+class _EventTap(EventListener):
+    """Hands every event to the monitor as it is read: no queue to drain, no history kept."""
+
+    def __init__(self, deliver: Callable[[Message], None]) -> None:
+        super().__init__()
+        self._deliver = deliver
+
+    async def put(self, event: Message) -> None:
+        self._deliver(event)
+
+
+def _reject(_event: Message) -> bool:
+    return False
+
+
+class Monitor:
+    """One QMP monitor: connect, execute, events, and reconnection with backoff."""
+
+    #: Failed reconnect attempts in a row reported as RETRYING before the state turns LOST.
+    retries_before_lost = 4
+
+    def __init__(
+        self,
+        address: MonitorAddress,
+        *,
+        read_only: bool = False,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 5.0,
+        backoff: tuple[float, float] = (0.5, 10.0),
+    ) -> None:
+        self.address = address
+        self.name = address.name
+        self.read_only = read_only
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.backoff = backoff
+        self.qemu_version: str | None = None
+        self.commands: frozenset[str] = frozenset()
+        self.capabilities: dict[str, bool] = {}
+        self.status = ConnectionStatus(ConnState.CONNECTING)
+        self._client: _Client | None = None
+        self._watcher: asyncio.Task[MonitorError | None] | None = None
+        self._event_listeners: list[EventCallback] = []
+        self._state_listeners: list[StateCallback] = []
+        self._command_listeners: list[CommandCallback] = []
+        self._closed = False
+        self._closing = asyncio.Event()
+        self._connect_lock = asyncio.Lock()  # run() and a caller's connect() must not race
+        self._in_run = False
+
+    def __repr__(self) -> str:
+        return f"<Monitor {self.name} {self.address.display} {self.status.label()}>"
+
+    # ------------------------------------------------------------------ listeners
+
+    def add_event_listener(self, cb: EventCallback) -> None:
+        """``cb(QmpEvent)`` for every QMP event, in order, as soon as it is read."""
+        self._event_listeners.append(cb)
+
+    def add_state_listener(self, cb: StateCallback) -> None:
+        """``cb(ConnectionStatus)`` whenever the connection status changes."""
+        self._state_listeners.append(cb)
+
+    def add_command_listener(self, cb: CommandCallback) -> None:
+        """``cb(name, arguments)`` for every command actually written to the socket."""
+        self._command_listeners.append(cb)
+
+    def supports(self, cmd: str) -> bool:
+        return cmd in self.commands
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and self._client.runstate is Runstate.RUNNING
+
+    # ------------------------------------------------------------------ connect
+
+    async def connect(self) -> None:
+        """Make one connection attempt; raise a MonitorError subclass if it fails."""
+        async with self._connect_lock:
+            if self._closed:
+                raise diagnose.closed(self.address)
+            if self._client is not None:
+                return
+            try:
+                client = await self._open()
+            except MonitorError as err:
+                if not self._in_run:
+                    self._set_status(ConnectionStatus(ConnState.LOST, 1, err))
+                raise
+            if self._closed:  # close() ran while we were connecting
+                await _disconnect_quietly(client)
+                raise diagnose.closed(self.address)
+            self._client = client
+            self._watcher = asyncio.create_task(self._watch(client), name=f"qmp-watch-{self.name}")
+        log.info("%s: connected to %s (QEMU %s)", self.name, self.address.display, self.qemu_version)
+        self._set_status(ConnectionStatus(ConnState.CONNECTED))
+
+    async def _open(self) -> _Client:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        sock = await self._dial(deadline)
+        client = _Client(self.name, self._on_write)
+        client.events.event_filter = _reject  # the default listener would queue every event forever
+        client.register_listener(_EventTap(self._on_event))
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await client.connect(sock)
+            except TimeoutError:
+                raise diagnose.greeting_timeout(self.address, self.connect_timeout) from None
+            except Exception as err:  # qemu.qmp wraps everything in ConnectError
+                raise diagnose.from_session_error(self.address, err) from None
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            await self._learn(client)
+        except BaseException:
+            await _disconnect_quietly(client)
+            raise
+        return client
+
+    async def _dial(self, deadline: float) -> socket.socket:
+        """Open the stream socket ourselves, so connect errors keep their errno."""
+        address = self.address
+        loop = asyncio.get_running_loop()
+        if address.kind == "unix":
+            diagnose.check_unix_path(address)
+        try:
+            async with asyncio.timeout_at(deadline):
+                if address.kind == "unix":
+                    return await _sock_connect(loop, socket.AF_UNIX, 0, address.path)
+                infos = await loop.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+                last: OSError = OSError(f"no addresses for {address.host}")
+                for family, _type, proto, _name, sockaddr in infos:
+                    try:
+                        return await _sock_connect(loop, family, proto, sockaddr)
+                    except OSError as err:
+                        last = err
+                raise last
+        except TimeoutError:  # before OSError: TimeoutError is one
+            raise diagnose.connect_timeout(address, self.connect_timeout) from None
+        except OSError as err:
+            raise diagnose.from_os_error(address, err) from None
+
+    async def _learn(self, client: _Client) -> None:
+        """Read what this QEMU is and can do; all or nothing."""
+        version = _version(client)
+        reply = await self._call(client, "query-commands")
+        commands = frozenset(
+            str(c["name"]) for c in reply if isinstance(c, Mapping) and "name" in c
+        )
+        caps: dict[str, bool] = {}
+        if "query-migrate-capabilities" in commands:
+            caps = _capabilities(await self._call(client, "query-migrate-capabilities"))
+        self.qemu_version, self.commands, self.capabilities = version, commands, caps
+
+    # ------------------------------------------------------------------ execute
+
+    async def execute(
+        self, cmd: str, args: Mapping[str, Any] | None = None, *, timeout: float | None = None
+    ) -> Any:
+        """Run one QMP command and return QEMU's ``return`` value."""
+        if self.read_only and not is_read_only(cmd):
+            raise ReadOnlyRefused(self.name, f"--read-only: not sending {cmd!r} to {self.name}")
+        client = self._client
+        if client is None or client.runstate is not Runstate.RUNNING:
+            raise diagnose.closed(self.address) if self._closed else diagnose.not_connected(self.address)
+        if args is not None:
+            try:
+                json.dumps(args)  # qemu.qmp serialises in its writer task; a failure there drops the link
+            except (TypeError, ValueError) as err:
+                raise MonitorError(self.name, f"{self.name}: {cmd}: arguments are not JSON: {err}") from None
+        result = await self._call(client, cmd, args, timeout)
+        self._track_capabilities(cmd, args, result)
+        return result
+
+    def _track_capabilities(self, cmd: str, args: Mapping[str, Any] | None, result: Any) -> None:
+        # Keep ``capabilities`` current without an extra round trip.
+        if cmd == "query-migrate-capabilities":
+            self.capabilities = _capabilities(result)
+        elif cmd == "migrate-set-capabilities" and args is not None:
+            changed = _capabilities(args.get("capabilities"))
+            self.capabilities = {**self.capabilities, **changed}
+
+    async def _call(
+        self,
+        client: _Client,
+        cmd: str,
+        args: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        seconds = self.command_timeout if timeout is None else timeout
+        try:
+            async with asyncio.timeout(seconds):
+                return await client.execute(cmd, args)
+        except TimeoutError:
+            raise CommandTimeout(
+                self.name,
+                f"{self.name}: {self.address.display}: no reply to {cmd!r} within {seconds:g} s:"
+                " QEMU may be hung or very busy",
+            ) from None
+        except ExecuteError as err:
+            raise CommandFailed(self.name, cmd, err.error_class, err.error.error.desc) from None
+        except (ExecInterruptedError, StateError):
+            raise diagnose.interrupted(self.address, cmd) from None
+        except QMPError as err:  # a malformed reply: not what QEMU sends
+            raise MonitorError(
+                self.name, f"{self.name}: {self.address.display}: bad reply to {cmd!r}: {err}"
+            ) from None
+
+    # ------------------------------------------------------------------ run / close
+
+    async def run(self) -> None:
+        """Stay connected until cancelled or closed: retry with exponential backoff. Never raises."""
+        if self._closed or self._in_run:
+            return
+        self._in_run = True
+        attempt = 0
+        ever_connected = False
+        try:
+            while not self._closed:
+                error: MonitorError | None
+                try:
+                    await self.connect()
+                    ever_connected, attempt = True, 0
+                    self._set_status(ConnectionStatus(ConnState.CONNECTED))
+                    assert self._watcher is not None
+                    # shield: cancelling run() must not cancel the watcher mid-disconnect.
+                    error = await asyncio.shield(self._watcher)
+                except MonitorError as err:
+                    error = err
+                except Exception as err:  # never let run() die: a bug here must not kill the dashboard
+                    log.exception("%s: unexpected error", self.name)
+                    error = MonitorError(self.name, f"{self.name}: unexpected error: {err}")
+                if self._closed:
+                    break
+                attempt += 1
+                lost = not ever_connected or attempt > self.retries_before_lost
+                state = ConnState.LOST if lost else ConnState.RETRYING
+                if state is not self.status.state:
+                    log.info("%s [%s]", error, state.value)
+                log.debug("%s [attempt %d]", error, attempt)
+                self._set_status(ConnectionStatus(state, attempt, error))
+                await self._sleep(self._delay(attempt))
+        finally:
+            self._in_run = False
+
+    def _delay(self, attempt: int) -> float:
+        first, cap = self.backoff
+        return min(cap, first * 2 ** min(attempt - 1, 30))
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+        except TimeoutError:
+            pass
+
+    async def close(self) -> None:
+        """Disconnect and stop ``run()``; the status becomes CLOSED."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        client, self._client = self._client, None
+        if client is not None:
+            await _disconnect_quietly(client)
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            await asyncio.gather(watcher, return_exceptions=True)
+        self._set_status(ConnectionStatus(ConnState.CLOSED))
+
+    async def _watch(self, client: _Client) -> MonitorError | None:
+        """Wait for the session to end; return why, or None if we ended it."""
+        while client.runstate is Runstate.RUNNING:
+            await client.runstate_changed()
+        if self._client is not client:
+            return None  # close() took it and disconnects it
+        self._client = None
+        cause: BaseException | None = None
+        try:
+            await client.disconnect()  # re-raises what stopped the reader, e.g. EOFError
+        except Exception as err:
+            cause = err
+        error = diagnose.connection_lost(self.address, cause)
+        log.warning("%s", error)
+        if not self._in_run and not self._closed:
+            self._set_status(ConnectionStatus(ConnState.LOST, 1, error))
+        return error
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _set_status(self, status: ConnectionStatus) -> None:
+        if status == self.status or self.status.state is ConnState.CLOSED:
+            return  # CLOSED is final: a connect() still in flight must not revive the status
+        self.status = status
+        for cb in list(self._state_listeners):
+            try:
+                cb(status)
+            except Exception:
+                log.exception("%s: state listener %r failed", self.name, cb)
+
+    def _on_event(self, msg: Message) -> None:
+        try:
+            event = QmpEvent.from_qmp(msg)
+        except Exception:
+            log.exception("%s: cannot parse event %s", self.name, msg)
+            return
+        for cb in list(self._event_listeners):
+            try:
+                cb(event)
+            except Exception:
+                log.exception("%s: event listener %r failed on %s", self.name, cb, event.name)
+
+    def _on_write(self, command: str, arguments: Any) -> None:
+        args = dict(arguments) if isinstance(arguments, Mapping) else None
+        for cb in list(self._command_listeners):
+            try:
+                cb(command, args)
+            except Exception:
+                log.exception("%s: command listener %r failed", self.name, cb)
+
+
+async def _sock_connect(
+    loop: asyncio.AbstractEventLoop, family: int, proto: int, sockaddr: Any
+) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM, proto)
+    try:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _version(client: QMPClient) -> str | None:
+    """"7.2.22" from the greeting (saves a query-version round trip)."""
+    try:
+        assert client.greeting is not None
+        qemu = client.greeting.QMP.version["qemu"]
+        return f"{qemu['major']}.{qemu['minor']}.{qemu['micro']}"  # type: ignore[index]
+    except (AssertionError, KeyError, TypeError):
+        return None
+
+
+def _capabilities(items: Any) -> dict[str, bool]:
+    """``[{"capability": name, "state": bool}, ...]`` -> ``{name: bool}``."""
+    if not isinstance(items, list):
+        return {}
+    return {
+        str(c["capability"]): bool(c.get("state"))
+        for c in items
+        if isinstance(c, Mapping) and "capability" in c
+    }
+
+
+async def _disconnect_quietly(client: QMPClient) -> None:
+    try:
+        await client.disconnect()
+    except Exception as err:  # the session is going away either way
+        log.debug("disconnect: %s", err)

@@ -1,0 +1,107 @@
+"""Start a bare real QEMU with one QMP unix socket, for transport tests.
+
+``-M none`` boots nothing and starts in ~50 ms; pass ``machine="pc"`` (64 MiB) when a
+test needs migration commands to act on a real machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+QEMU = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
+
+
+class QemuProcess:
+    def __init__(
+        self, socket_path: Path | str, machine: str = "none", extra_sockets: int = 0
+    ) -> None:
+        self.socket_path = Path(socket_path)
+        self.machine = machine
+        # More QMP monitors on the same QEMU: vm.qmp.1, vm.qmp.2, ... (events go to all).
+        self.extra_sockets = [
+            self.socket_path.with_name(f"{self.socket_path.name}.{i}")
+            for i in range(1, extra_sockets + 1)
+        ]
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.socket_path.with_name(self.socket_path.name + ".log")
+
+    def argv(self) -> list[str]:
+        argv = [QEMU, "-nodefaults", "-display", "none", "-accel", "kvm", "-accel", "tcg"]
+        argv += ["-M", "none"] if self.machine == "none" else ["-M", self.machine, "-m", "64"]
+        for path in [self.socket_path, *self.extra_sockets]:
+            argv += ["-qmp", f"unix:{path},server=on,wait=off"]
+        return argv
+
+    def start(self, timeout: float = 10.0) -> "QemuProcess":
+        """Start QEMU and wait until it listens on all its sockets."""
+        old = _socket_identity(self.socket_path)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + timeout
+        # QEMU unlinks a stale socket and binds a new one: wait for a *new* socket file,
+        # and for listen(2), which on a loaded machine can lag bind(2) by a few ms.
+        while (now := _socket_identity(self.socket_path)) is None or now == old or not all(
+            _listening(p) for p in [self.socket_path, *self.extra_sockets]
+        ):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"QEMU exited with {self.proc.returncode}: {self.log()}")
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"QEMU did not create {self.socket_path}: {self.log()}")
+            time.sleep(0.005)
+        return self
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace").strip()[-2000:]
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash: the socket file stays behind."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait(timeout=10)
+
+    def pause(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGCONT)
+
+
+def _socket_identity(path: Path) -> tuple[int, int] | None:
+    # Inode numbers get reused at once; (inode, ctime) tells a rebound socket apart.
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_ctime_ns) if stat.S_ISSOCK(st.st_mode) else None
+
+
+_SO_ACCEPTCON = 0x10000
+
+
+def _listening(path: Path) -> bool:
+    """Whether some process listens on unix socket ``path`` (from /proc/net/unix)."""
+    try:
+        lines = Path("/proc/net/unix").read_text().splitlines()[1:]
+    except OSError:
+        return True  # not Linux: the file's existence has to do
+    want = str(path)
+    for line in lines:
+        parts = line.split(None, 7)
+        if len(parts) == 8 and parts[7] == want and int(parts[3], 16) & _SO_ACCEPTCON:
+            return True
+    return False
