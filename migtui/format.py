@@ -1,0 +1,102 @@
+"""Human-readable figures shared by the TUI and `migtui status`. Pure helpers.
+
+Every function accepts None ("QEMU did not say") and then returns UNKNOWN, so callers
+never have to special-case missing fields.
+"""
+
+from __future__ import annotations
+
+import math
+
+import humanize
+
+UNKNOWN = "—"
+
+
+def _known(value: float | int | None) -> bool:
+    return value is not None and not isinstance(value, bool) and math.isfinite(value)
+
+
+def format_bytes(n: float | int | None) -> str:
+    """Binary units, one decimal: "1.5 KiB", "128.5 MiB", "512 B"."""
+    if not _known(n):
+        return UNKNOWN
+    text = humanize.naturalsize(n, binary=True, format="%.1f")
+    # humanize spells out "Bytes"/"Byte"; a dashboard wants the compact unit.
+    return text.replace(" Bytes", " B").replace(" Byte", " B")
+
+
+def format_rate(bytes_per_s: float | int | None) -> str:
+    """A byte rate: "12.0 MiB/s"."""
+    if not _known(bytes_per_s):
+        return UNKNOWN
+    return f"{format_bytes(bytes_per_s)}/s"
+
+
+def format_bits_rate(bytes_per_s: float | int | None) -> str:
+    """The same rate in network units, decimal bits: "134 Mbit/s" (QEMU's mbps)."""
+    if not _known(bytes_per_s):
+        return UNKNOWN
+    if bytes_per_s == 0:
+        return "0 bit/s"  # humanize.metric prints "0.00 bit/s"
+    return humanize.metric(bytes_per_s * 8, "bit/s", precision=3)
+
+
+def format_duration(seconds: float | int | None) -> str:
+    """Compact and precise where downtime matters: "19 ms", "1.44 s", "2m 05s", "1h 02m"."""
+    if not _known(seconds):
+        return UNKNOWN
+    negative = seconds < 0
+    s = abs(float(seconds))
+    if s < 1:
+        text = f"{round(s * 1000)} ms"
+        if text == "1000 ms":
+            text = "1.00 s"
+    elif s < 10:
+        text = f"{s:.2f} s"
+    elif s < 60:
+        text = f"{s:.1f} s"
+    elif s < 3600:
+        minutes, rest = divmod(int(s), 60)
+        text = f"{minutes}m {rest:02d}s"
+    else:
+        hours, rest = divmod(int(s), 3600)
+        text = f"{hours}h {rest // 60:02d}m"
+    return f"-{text}" if negative else text
+
+
+def format_ms(ms: float | int | None) -> str:
+    """A QEMU millisecond field (downtime, total-time) via format_duration."""
+    if not _known(ms):
+        return UNKNOWN
+    return format_duration(ms / 1000)
+
+
+def format_percent(fraction: float | int | None, decimals: int = 1) -> str:
+    """A 0..1 fraction as "42.0%"; exactly 0 and 1 print without decimals."""
+    if not _known(fraction):
+        return UNKNOWN
+    if fraction in (0, 1):
+        return f"{int(fraction * 100)}%"
+    step = 10.0**-decimals
+    percent = fraction * 100
+    # Never claim completion, or nothing done, by rounding.
+    if 100 - step / 2 <= percent < 100:
+        return f">{100 - step:.{decimals}f}%"
+    if 0 < percent < step / 2:
+        return f"<{step:.{decimals}f}%"
+    return f"{percent:.{decimals}f}%"
+
+
+def format_count(n: float | int | None) -> str:
+    """A plain count with thousands separators: "24,753"."""
+    if not _known(n):
+        return UNKNOWN
+    return humanize.intcomma(int(n))
+
+
+def format_ago(seconds: float | int | None) -> str:
+    """How long ago, in words: "a minute ago" (for logs, not for downtime)."""
+    if not _known(seconds):
+        return UNKNOWN
+    return humanize.naturaltime(max(0.0, float(seconds)))

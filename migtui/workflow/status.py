@@ -1,0 +1,129 @@
+"""``migtui status``: a one-shot snapshot of each monitor, for scripts and no-TTY use.
+
+Monitors are queried concurrently and always read-only; one dead monitor is reported
+(stderr, ``ok: false``) without hiding the others. Exit 0 if all answered, 1 if any
+did not, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import format as fmt
+from ..address import MonitorAddress, parse_addresses
+from ..errors import AddressError, MonitorError
+from ..model.blockjobs import parse_block_jobs
+from ..model.migration import MigrationInfo
+from ..model.runstate import RunState
+from ..transport import Monitor
+
+
+@dataclass
+class Snapshot:
+    address: MonitorAddress
+    error: str | None = None
+    qemu: str | None = None
+    run_state: str | None = None
+    migration: MigrationInfo | None = None
+    capabilities: dict[str, bool] = field(default_factory=dict)
+    block_jobs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.address.name,
+            "address": self.address.display,
+            "ok": self.ok,
+            "error": self.error,
+            "qemu": self.qemu,
+            "run_state": self.run_state,
+            "migration": self.migration.to_json() if self.migration else None,
+            "capabilities": self.capabilities,
+            "block_jobs": self.block_jobs,
+        }
+
+
+async def snapshot(address: MonitorAddress, timeout: float) -> Snapshot:
+    snap = Snapshot(address)
+    mon = Monitor(address, read_only=True, connect_timeout=timeout, command_timeout=timeout)
+    try:
+        await mon.connect()
+        snap.qemu = mon.qemu_version
+        snap.capabilities = dict(mon.capabilities)
+        snap.run_state = RunState.from_qmp(await mon.execute("query-status")).status
+        snap.migration = MigrationInfo.from_qmp(await mon.execute("query-migrate"))
+        jobs = await mon.execute("query-block-jobs") if mon.supports("query-block-jobs") else []
+        snap.block_jobs = list(jobs) if isinstance(jobs, list) else []
+    except MonitorError as exc:
+        snap.error = str(exc)
+    finally:
+        await mon.close()
+    return snap
+
+
+async def collect(addresses: list[MonitorAddress], timeout: float) -> list[Snapshot]:
+    return list(await asyncio.gather(*(snapshot(a, timeout) for a in addresses)))
+
+
+def render_table(snaps: list[Snapshot]) -> str:
+    header = ("NAME", "QEMU", "RUN", "MIGRATION", "RAM", "DIRTY", "BLOCK JOBS")
+    rows: list[tuple[str, ...]] = [header]
+    for s in snaps:
+        if not s.ok:
+            rows.append((s.address.name, "-", "-", "unreachable", "-", "-", "-"))
+            continue
+        mig = s.migration
+        ram = dirty = "-"
+        if mig is not None and mig.ram is not None and mig.ram.total:
+            ram = f"{fmt.format_bytes(mig.ram.transferred or 0)}/{fmt.format_bytes(mig.ram.total)}"
+            if mig.ram_progress is not None:
+                ram += f" {mig.ram_progress:.0%}"
+        if mig is not None and mig.dirty_rate_bytes_per_s is not None:
+            dirty = fmt.format_rate(mig.dirty_rate_bytes_per_s)
+        jobs = ", ".join(_job_summary(j) for j in parse_block_jobs(s.block_jobs)) or "-"
+        armed = " (armed)" if s.capabilities.get("pause-before-switchover") else ""
+        rows.append((s.address.name, s.qemu or "?", s.run_state or "?",
+                     (mig.status if mig else "?") + armed, ram, dirty, jobs))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _job_summary(job: Any) -> str:
+    state = "ready" if job.ready else (job.status or "?")
+    pct = f" {job.progress:.0%}" if job.progress is not None else ""
+    return f"{job.device} {job.type or '?'} {state}{pct}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("monitors", nargs="+", metavar="MONITOR",
+                        help="[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT)")
+    parser.add_argument("--json", action="store_true", help='print one JSON object {"monitors": [...]}')
+    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
+                        help="connect and per-command timeout in seconds (default 5)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        addresses = parse_addresses(args.monitors)
+    except AddressError as exc:
+        print(f"migtui status: {exc}", file=sys.stderr)
+        return 2
+    snaps = asyncio.run(collect(addresses, args.timeout))
+    for s in snaps:
+        if not s.ok:
+            print(f"migtui status: {s.address.name}: {s.error}", file=sys.stderr)
+    if args.json:
+        json.dump({"monitors": [s.to_json() for s in snaps]}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(render_table(snaps))
+    sys.stdout.flush()
+    return 0 if all(s.ok for s in snaps) else 1

@@ -1,0 +1,81 @@
+"""format.py: the strings the TUI and `migtui status` print."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from migtui.format import (
+    UNKNOWN,
+    format_ago,
+    format_bits_rate,
+    format_bytes,
+    format_count,
+    format_duration,
+    format_ms,
+    format_percent,
+    format_rate,
+)
+
+MiB = 1024 * 1024
+ALL = [format_ago, format_bits_rate, format_bytes, format_count, format_duration, format_ms,
+       format_percent, format_rate]
+
+
+@pytest.mark.parametrize("fn", ALL)
+@pytest.mark.parametrize("value", [None, math.nan, math.inf, True])
+def test_unknown_values(fn, value) -> None:
+    assert fn(value) == UNKNOWN
+
+
+@pytest.mark.parametrize(("n", "text"), [
+    (0, "0 B"), (1, "1 B"), (1023, "1023 B"), (1024, "1.0 KiB"), (1536, "1.5 KiB"),
+    (134750208, "128.5 MiB"), (64 * MiB, "64.0 MiB"), (3 * 1024**3, "3.0 GiB"),
+])
+def test_bytes(n, text) -> None:
+    assert format_bytes(n) == text
+
+
+def test_rates() -> None:
+    assert format_rate(16 * MiB) == "16.0 MiB/s"
+    assert format_rate(0) == "0 B/s"
+    # QEMU's mbps is 10^6 bits: 134.28432 mbps prints as QEMU would say it.
+    assert format_bits_rate(134.28432e6 / 8) == "134 Mbit/s"
+    assert format_bits_rate(0) == "0 bit/s"
+
+
+@pytest.mark.parametrize(("seconds", "text"), [
+    (0, "0 ms"), (0.0194, "19 ms"), (0.9996, "1.00 s"), (1.442, "1.44 s"), (12.34, "12.3 s"),
+    (59.99, "60.0 s"), (125.3, "2m 05s"), (3725, "1h 02m"), (-0.5, "-500 ms"),
+])
+def test_duration(seconds, text) -> None:
+    assert format_duration(seconds) == text
+
+
+def test_milliseconds_from_qemu() -> None:
+    assert format_ms(19) == "19 ms"
+    assert format_ms(1442) == "1.44 s"
+    assert format_ms(6035) == "6.04 s"
+
+
+@pytest.mark.parametrize(("fraction", "text"), [
+    (0, "0%"), (1, "100%"), (0.5, "50.0%"), (0.12345, "12.3%"),
+    (0.99999, ">99.9%"), (0.000001, "<0.1%"), (1.5, "150.0%"),
+])
+def test_percent(fraction, text) -> None:
+    assert format_percent(fraction) == text
+
+
+def test_percent_decimals() -> None:
+    assert format_percent(0.4567, decimals=0) == "46%"
+    assert format_percent(0.999, decimals=0) == ">99%"
+    assert format_percent(0.99994, decimals=2) == "99.99%"
+    assert format_percent(0.99996, decimals=2) == ">99.99%"
+
+
+def test_count_and_ago() -> None:
+    assert format_count(24753) == "24,753"
+    assert format_count(3.0) == "3"
+    assert format_ago(70) == "a minute ago"
+    assert format_ago(-5) == "now"

@@ -1,0 +1,158 @@
+"""`migtui status` as scripts use it: the real CLI in a subprocess, against real QEMU."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from migtui.lab.lab import MIRROR_JOB, Lab
+
+pytestmark = pytest.mark.qemu
+
+MiB = 1024 * 1024
+
+
+def status(*monitors: str, timeout: float = 3.0) -> tuple[int, dict | None, str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "migtui", "status", "--json", "--timeout", str(timeout), *monitors],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    data = json.loads(proc.stdout) if proc.stdout.strip() else None
+    return proc.returncode, data, proc.stderr
+
+
+async def astatus(*monitors: str) -> tuple[int, dict | None, str]:
+    return await asyncio.to_thread(status, *monitors)
+
+
+def by_name(data: dict) -> dict[str, dict]:
+    return {m["name"]: m for m in data["monitors"]}
+
+
+@pytest.mark.parametrize("arg", ["", "h:99999", "::1:44", "tcp:", "x=", "bad name=/x.qmp"])
+def test_malformed_monitor_is_usage_error(arg: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "migtui", "status", arg],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("migtui status:"), proc.stderr
+    assert proc.stdout == ""
+
+
+def test_no_monitor_is_usage_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "migtui", "status"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+async def test_bad_addresses_do_not_hide_the_live_one(tmp_path: Path) -> None:
+    regular = tmp_path / "file.qmp"
+    regular.write_text("not a socket")
+    stale = tmp_path / "stale.qmp"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(stale))
+    s.close()  # the file stays, nobody listens: connection refused
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free_port = probe.getsockname()[1]
+    async with Lab(memory_mib=32, dirty_mib=2, disk=False) as lab:
+        code, data, err = await astatus(
+            f"live={lab.src.qmp_path}",
+            f"missing={tmp_path / 'nope.qmp'}",
+            f"file={regular}",
+            f"refused={stale}",
+            f"tcp=127.0.0.1:{free_port}",
+        )
+    assert code == 1
+    mons = by_name(data)
+    assert mons["live"]["ok"] and mons["live"]["error"] is None
+    assert mons["live"]["run_state"] == "running"
+    assert mons["live"]["migration"]["status"] == "none"
+    expected = {"missing": "no such", "file": "not a socket", "refused": "refused", "tcp": "refused"}
+    for name, words in expected.items():
+        assert mons[name]["ok"] is False
+        assert words in mons[name]["error"].lower(), mons[name]["error"]
+        assert "\n" not in mons[name]["error"]
+    # One stderr line per dead monitor, naming it.
+    lines = err.strip().splitlines()
+    assert len(lines) == 4 and all(any(f" {n}:" in l for n in expected) for l in lines), err
+
+
+async def test_human_table(tmp_path: Path) -> None:
+    async with Lab(memory_mib=32, dirty_mib=2, disk=False) as lab:
+        proc = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "migtui", "status", str(lab.src.qmp_path)],
+            capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    header, row = proc.stdout.strip().splitlines()
+    assert header.split()[:4] == ["NAME", "QEMU", "RUN", "MIGRATION"]
+    assert row.split()[:4] == ["src", row.split()[1], "running", "none"]
+
+
+async def wait_status(addr: str, wanted: set[str], timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        code, data, err = await astatus(addr)
+        assert code == 0, err
+        mon = data["monitors"][0]
+        seen.append(mon["migration"]["status"])
+        if mon["migration"]["status"] in wanted:
+            return mon
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"never reached {wanted}; saw {seen}")
+
+
+async def test_storage_migration_life_cycle() -> None:
+    async with Lab(memory_mib=64, dirty_mib=8, disk_mib=16) as lab:
+        src, dst = f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"
+        await lab.prepare(storage=True, pause=True, max_bandwidth=8 * MiB)
+
+        code, data, _ = await astatus(src, dst)
+        assert code == 0
+        mons = by_name(data)
+        assert mons["src"]["migration"]["status"] == "none"
+        assert mons["src"]["capabilities"]["pause-before-switchover"] is True
+        assert mons["dst"]["run_state"] == "inmigrate"
+        jobs = mons["src"]["block_jobs"]
+        assert [j["device"] for j in jobs] == [MIRROR_JOB]
+        assert jobs[0]["ready"] is True and jobs[0]["type"] == "mirror"
+        assert jobs[0]["offset"] == jobs[0]["len"]
+
+        await lab.migrate()
+        active = await wait_status(src, {"active"})
+        assert active["migration"]["ram_total_bytes"] > 0
+        assert active["migration"]["raw"]["status"] == "active"
+
+        paused = await wait_status(src, {"pre-switchover"})
+        assert paused["run_state"] in ("finish-migrate", "paused")
+        code, data, _ = await astatus(dst)
+        assert data["monitors"][0]["migration"]["status"] in ("active", "setup")
+
+        client = await lab.control(lab.src)
+        await client.execute("block-job-cancel", {"device": MIRROR_JOB})
+        deadline = time.monotonic() + 30
+        while await client.execute("query-block-jobs"):
+            assert time.monotonic() < deadline, "mirror never finished"
+            await asyncio.sleep(0.05)
+        await client.execute("migrate-continue", {"state": "pre-switchover"})
+
+        done = await wait_status(src, {"completed"})
+        assert done["migration"]["downtime_ms"] is not None
+        assert done["run_state"] == "postmigrate"
+        code, data, _ = await astatus(dst)
+        dest = data["monitors"][0]
+        deadline = time.monotonic() + 30
+        while dest["run_state"] != "running" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+            dest = (await astatus(dst))[1]["monitors"][0]
+        assert dest["run_state"] == "running"
+        assert dest["migration"]["status"] == "completed"
