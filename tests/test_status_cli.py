@@ -112,7 +112,7 @@ async def wait_status(addr: str, wanted: set[str], timeout: float = 60) -> dict:
 
 
 async def test_storage_migration_life_cycle() -> None:
-    async with Lab(memory_mib=64, dirty_mib=8, disk_mib=16) as lab:
+    async with Lab(memory_mib=64, dirty_mib=8, disk_mib=16, dirty_rate_mib_s=2) as lab:
         src, dst = f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"
         await lab.prepare(storage=True, pause=True, max_bandwidth=8 * MiB)
 

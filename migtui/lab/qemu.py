@@ -1,0 +1,188 @@
+"""Start and stop the lab's qemu-system-x86_64 processes (argv lists, never a shell).
+
+Orphans are ruled out twice: each QEMU runs in its own process group with
+PR_SET_PDEATHSIG=SIGKILL, so it dies with the process that started it even if
+that process is SIGKILLed; and stop() escalates quit -> SIGTERM -> SIGKILL.
+PDEATHSIG fires when the *thread* that forked exits, so start QEMU from the
+thread that lives as long as the lab (the event loop's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from migtui.errors import LabError
+
+QEMU = "qemu-system-x86_64"
+QEMU_IMG = "qemu-img"
+INSTALL_HINT = "install it with `apt-get install -y qemu-system-x86 qemu-utils`"
+PR_SET_PDEATHSIG = 1
+# sun_path is 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+
+
+def find_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise LabError(f"{name} not found on PATH: {INSTALL_HINT}")
+    return path
+
+
+def _opt(value: str | Path) -> str:
+    """Escape a value for QEMU's key=value option syntax (',' doubles)."""
+    return str(value).replace(",", ",,")
+
+
+def check_socket_path(path: Path) -> None:
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise LabError(f"socket path too long for a unix socket ({len(str(path))} bytes): {path}; use a shorter --dir")
+
+
+def create_disk(qemu_img: str, path: Path, size_mib: int) -> None:
+    """A fresh, empty qcow2 image of size_mib MiB."""
+    argv = [qemu_img, "create", "-q", "-f", "qcow2", str(path), f"{size_mib}M"]
+    result = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if result.returncode != 0:
+        raise LabError(f"qemu-img create failed: {_last_line(result.stderr)}")
+
+
+def qemu_argv(
+    binary: str,
+    *,
+    memory_mib: int,
+    boot_path: Path,
+    serial_path: Path,
+    monitors: list[Path],
+    disk_path: Path | None,
+    incoming: bool,
+    accel: str = "auto",
+) -> list[str]:
+    """The command line of one lab VM. Source and destination differ only in
+    file names and ``-incoming defer``, so their device layouts match."""
+    accels = ["kvm", "tcg"] if accel == "auto" else [accel]
+    argv = [binary]
+    for name in accels:  # QEMU uses the first that initialises
+        argv += ["-accel", name]
+    argv += [
+        "-machine", "pc",
+        "-nodefaults", "-display", "none", "-vga", "none",
+        "-m", str(memory_mib),
+        # Boot sector: each VM has its own copy, so no image locks clash and no
+        # snapshot overlay is written outside the lab directory.
+        "-blockdev", f"driver=file,node-name=boot-file,filename={_opt(boot_path)}",
+        "-blockdev", "driver=raw,node-name=boot0,file=boot-file",
+        "-device", "ide-hd,drive=boot0,bus=ide.0,unit=0,bootindex=0",
+        "-chardev", f"file,id=serial0,path={_opt(serial_path)}",
+        "-serial", "chardev:serial0",
+    ]
+    for index, path in enumerate(monitors):
+        argv += [
+            "-chardev", f"socket,id=qmp{index},path={_opt(path)},server=on,wait=off",
+            "-mon", f"chardev=qmp{index},mode=control",
+        ]
+    if disk_path is not None:
+        argv += [
+            "-blockdev", f"driver=file,node-name=data0-file,filename={_opt(disk_path)}",
+            "-blockdev", "driver=qcow2,node-name=data0,file=data0-file",
+            # share-rw lets HMP qemu-io (write_pattern) write beside the device.
+            "-device", "virtio-blk-pci,drive=data0,id=data0-dev,share-rw=on",
+        ]
+    if incoming:
+        argv += ["-incoming", "defer"]
+    return argv
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(no message)"
+
+
+def _child_setup(prctl: Callable[..., int], parent_pid: int) -> None:
+    # Runs in the child between fork and exec: die with the parent, and if the
+    # parent already died before prctl took effect, do not outlive it.
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+@dataclass
+class QemuProcess:
+    """One running QEMU; stderr and stdout go to log_path."""
+
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                process_group=0,
+                preexec_fn=functools.partial(_child_setup, prctl, os.getpid()),
+            )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def last_error(self) -> str:
+        try:
+            return _last_line(self.log_path.read_text(errors="replace"))
+        except OSError:
+            return "(no log)"
+
+    def exit_error(self) -> LabError:
+        assert self.process is not None
+        code = self.process.returncode
+        return LabError(f"{self.name} QEMU exited (status {code}) while starting: {self.last_error()}")
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait up to timeout seconds for the process to exit; True if it did."""
+        if self.process is None:
+            return True
+        deadline = time.monotonic() + timeout
+        while self.process.poll() is None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
+    async def terminate(self, timeout: float = 3.0) -> None:
+        """SIGTERM, then SIGKILL; always reaps the process."""
+        if self.process is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.process.poll() is not None:
+                return
+            try:
+                self.process.send_signal(sig)
+            except ProcessLookupError:
+                pass
+            if await self.wait(timeout):
+                return
+        self.process.wait()
+
+    def kill_now(self) -> None:
+        """Synchronous last resort (e.g. from a failing __init__ path)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
