@@ -19,6 +19,7 @@ COMMANDS = {
     "watch": ("migtui.tui.command", "open the live dashboard on MONITOR... (the default)"),
     "status": ("migtui.workflow.status", "print a one-shot snapshot of each monitor"),
     "lab": ("migtui.lab.command", "start a real QEMU source/destination pair to migrate"),
+    "demo": ("migtui.demo", "the lab and the dashboard in one command (for demos and training)"),
 }
 
 

@@ -16,3 +16,16 @@ async def lab() -> AsyncIterator[Lab]:
     disk. Both QEMUs stop and the lab's private directory goes at teardown."""
     async with Lab(memory_mib=64, dirty_mib=4, disk_mib=16) as started:
         yield started
+
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Real-QEMU tests never skip quietly: without QEMU they fail, saying what to install."""
+    if item.get_closest_marker("qemu") is None:
+        return
+    import shutil
+
+    missing = [b for b in ("qemu-system-x86_64", "qemu-img") if shutil.which(b) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found: apt-get install -y qemu-system-x86 qemu-utils",
+                    pytrace=False)

@@ -239,7 +239,7 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, runner.stop.set)
     loop.add_signal_handler(signal.SIGUSR1, runner.trigger, "SIGUSR1")
     try:
-        setup = asyncio.create_task(_setup(lab, scenario, bandwidth, args.downtime_limit))
+        setup = asyncio.create_task(setup_scenario(lab, scenario, bandwidth, args.downtime_limit))
         waiter = asyncio.create_task(runner.stop.wait())
         await asyncio.wait({setup, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
@@ -269,7 +269,7 @@ async def _main(args: argparse.Namespace) -> int:
         await lab.stop()
 
 
-async def _setup(lab: Lab, scenario: Scenario, bandwidth: float | None, downtime: int | None) -> None:
+async def setup_scenario(lab: Lab, scenario: Scenario, bandwidth: float | None, downtime: int | None) -> None:
     await lab.start()
     await lab.prepare(
         storage=scenario.storage,
