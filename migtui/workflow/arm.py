@@ -1,0 +1,92 @@
+"""Arm a source: make QEMU stop in pre-switchover and tell us at once.
+
+Enables the ``events`` and ``pause-before-switchover`` migration capabilities, only
+where ``query-migrate-capabilities`` lists them. QEMU refuses capability changes
+while a migration runs; that is checked first so the refusal reads as one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import CommandFailed, MonitorError, NotSupported, ReadOnlyRefused
+from ..model.capabilities import Capabilities
+from ..model.migration import RUNNING_STATUSES, MigrationInfo
+from ..transport import Monitor
+from .session import MonitorSession
+
+ARM_CAPABILITIES = ("events", "pause-before-switchover")
+
+
+@dataclass(frozen=True)
+class ArmResult:
+    monitor: str
+    enabled: tuple[str, ...]  # switched on by this call
+    already: tuple[str, ...]  # were on before
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.enabled)
+
+    def summary(self) -> str:
+        if not self.enabled:
+            return f"{self.monitor}: already armed (pause-before-switchover and events on)"
+        return f"{self.monitor}: armed: {', '.join(self.enabled)} enabled"
+
+
+def refuse_read_only(monitor: Monitor, action: str) -> None:
+    """Raise before anything is sent: --read-only never changes QEMU's state."""
+    if monitor.read_only:
+        raise ReadOnlyRefused(monitor.name, f"--read-only: {monitor.name}: not allowed to {action}")
+
+
+async def arm(monitor: Monitor) -> ArmResult:
+    """Enable ``events`` and ``pause-before-switchover`` on a source.
+
+    Raises ReadOnlyRefused, NotSupported (QEMU too old), MonitorError (a migration is
+    running) or CommandFailed.
+    """
+    refuse_read_only(monitor, "arm pause-before-switchover")
+    name = monitor.name
+    caps = Capabilities.from_qmp(await monitor.execute("query-migrate-capabilities"))
+    if not caps.supports("pause-before-switchover"):
+        version = monitor.qemu_version or "this"
+        raise NotSupported(
+            name, f"{name}: QEMU {version} is too old for pause-before-switchover (needs 2.11+)"
+        )
+    wanted = [cap for cap in ARM_CAPABILITIES if caps.supports(cap)]
+    already = tuple(cap for cap in wanted if caps.enabled(cap))
+    todo = tuple(cap for cap in wanted if not caps.enabled(cap))
+    if not todo:
+        return ArmResult(name, (), already)
+    status = MigrationInfo.from_qmp(await monitor.execute("query-migrate")).status
+    if status in RUNNING_STATUSES:
+        raise MonitorError(name, _busy(name, status))
+    try:
+        await monitor.execute(
+            "migrate-set-capabilities",
+            {"capabilities": [{"capability": cap, "state": True} for cap in todo]},
+        )
+    except CommandFailed as err:
+        # A migration may have started between our query and the change.
+        if "in progress" in err.desc or "migration" in err.desc.lower():
+            raise MonitorError(name, _busy(name, "running")) from None
+        raise
+    return ArmResult(name, todo, already)
+
+
+async def arm_session(session: MonitorSession) -> ArmResult:
+    """:func:`arm` the session's monitor, then re-read its capabilities at once so the
+    monitors list and migration panel show it armed without waiting for the next poll."""
+    if session.monitor is None:
+        raise NotSupported(session.name, f"{session.name}: a replayed session cannot be armed")
+    result = await arm(session.monitor)
+    session.poll_soon(config=True)
+    return result
+
+
+def _busy(name: str, status: str) -> str:
+    return (
+        f"{name}: cannot arm while a migration is {status}: QEMU only changes capabilities"
+        " between migrations; arm before starting the next one"
+    )

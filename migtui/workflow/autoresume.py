@@ -1,0 +1,127 @@
+"""--auto-resume: resume the switchover with no operator, as soon as the checklist passes.
+
+Triggered by the session's change notification for the MIGRATION pre-switchover
+*event* (the session calls listeners synchronously as the event is read), or by the
+first ``query-migrate`` after connecting when the source was already paused. Then:
+one fresh ``query-block-jobs``, the checklist, and :meth:`Switchover.resume` at once.
+When the checklist fails nothing is sent: the failure is reported loudly and the
+operator decides. Never resumes on exit, never resumes a read-only monitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import MigtuiError
+from ..model.blockjobs import parse_block_jobs
+from .arm import refuse_read_only
+from .checklist import Checklist, checklist
+from .session import MIGRATION, MonitorSession
+from .switchover import SwitchoverResult, switchover_for
+
+log = logging.getLogger("migtui.autoresume")
+
+
+@dataclass(frozen=True)
+class AutoResumeReport:
+    source: str
+    time: float
+    level: str  # "info" (resumed / resuming) or "error" (held: the operator must act)
+    message: str  # one line
+    checklist: Checklist | None = None
+    result: SwitchoverResult | None = None
+
+
+ReportListener = Callable[[AutoResumeReport], None]
+
+
+class AutoResume:
+    """Watches one source session; resumes each pre-switchover pause whose checklist passes."""
+
+    def __init__(
+        self,
+        source: MonitorSession,
+        destination: MonitorSession | None = None,
+        *,
+        on_report: ReportListener | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.destination = destination
+        self.clock = clock
+        self.reports: list[AutoResumeReport] = []
+        self.last_checklist: Checklist | None = None
+        self.task: asyncio.Task[SwitchoverResult | None] | None = None
+        self._listeners: list[ReportListener] = [on_report] if on_report else []
+        self._handled: float | None = None  # pre_switchover_since of the pause we took
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def add_report_listener(self, cb: ReportListener) -> None:
+        self._listeners.append(cb)
+
+    def start(self) -> None:
+        """Begin watching (call on the event loop). Raises ReadOnlyRefused for --read-only."""
+        if self.source.monitor is not None:
+            refuse_read_only(self.source.monitor, "auto-resume")
+        if self._unsubscribe is None:
+            self._unsubscribe = self.source.add_change_listener(self._on_change)
+            self._on_change(self.source, frozenset({MIGRATION}))  # already paused?
+
+    def stop(self) -> None:
+        """Stop watching. A resume already under way finishes (stopping half-way is worse)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _on_change(self, session: MonitorSession, kinds: frozenset[str]) -> None:
+        if MIGRATION not in kinds or not session.state.in_pre_switchover:
+            return
+        since = session.state.pre_switchover_since
+        if self._handled is not None and self._handled == since:
+            return  # this pause is already ours
+        self._handled = since
+        # A task at once: the event handler must not wait, and nothing waits for a poll.
+        self.task = asyncio.get_running_loop().create_task(
+            self._handle(), name=f"auto-resume-{session.name}"
+        )
+
+    async def _handle(self) -> SwitchoverResult | None:
+        src, dst = self.source, self.destination
+        name = src.name
+        controller = switchover_for(src, dst)
+        if controller.running or controller.result is not None:
+            return controller.result  # the operator (or an earlier pass) already acts
+        try:
+            assert src.monitor is not None
+            reply = await src.monitor.execute("query-block-jobs")  # the one fresh query
+        except MigtuiError as err:
+            self._report("error", f"{name}: auto-resume held: cannot read the block jobs ({err});"
+                         " waiting for the operator")
+            return None
+        src.feed("query-block-jobs", reply)
+        checks = checklist(src.state, dst.state if dst else None, dst.connected if dst else None)
+        self.last_checklist = checks
+        if not checks.passed:
+            self._report("error", f"{name}: auto-resume held, the guest stays stopped: {checks.reason()};"
+                         " waiting for the operator", checks)
+            return None
+        task = controller.start_resume(parse_block_jobs(reply))  # runs before any listener below
+        self._report("info", f"{name}: checklist passed: auto-resuming the switchover", checks)
+        result = await asyncio.shield(task)
+        self._report("info" if result.ok else "error", f"auto-resume: {result.reason}", checks, result)
+        return result
+
+    def _report(self, level: str, message: str, checks: Checklist | None = None,
+                result: SwitchoverResult | None = None) -> None:
+        report = AutoResumeReport(self.source.name, self.clock(), level, message, checks, result)
+        self.reports.append(report)
+        log.log(logging.WARNING if level == "error" else logging.INFO, "%s", message)
+        for cb in list(self._listeners):
+            try:
+                cb(report)
+            except Exception:
+                log.exception("%s: auto-resume report listener failed", self.source.name)

@@ -1,0 +1,123 @@
+"""The pre-switchover checklist: may the storage mirrors be finished and the switchover go on?
+
+Pure: it reads :class:`~migtui.model.vmstate.VmState` snapshots and returns data; no
+socket, no clock. The dialog renders it, ``--auto-resume`` resumes only when it passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+from ..format import format_bytes
+from ..model.blockjobs import BlockJob
+from ..model.vmstate import VmState
+
+MIRROR = "mirror"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    # Informational lines (RAM left, an unmonitored destination) never fail the list.
+    info: bool = False
+
+
+@dataclass(frozen=True)
+class Checklist:
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if not check.ok)
+
+    def reason(self) -> str:
+        """One line naming what failed ("" when the list passed)."""
+        return "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
+
+    def __iter__(self) -> Iterator[Check]:
+        return iter(self.checks)
+
+    def __len__(self) -> int:
+        return len(self.checks)
+
+
+def mirror_jobs(state: VmState) -> list[BlockJob]:
+    """The source's mirror jobs of this migration, including ones that already ended."""
+    return [job for job in state.block_jobs.values() if job.type == MIRROR]
+
+
+def mirror_check(job: BlockJob, *, require_sync: bool = True) -> Check:
+    """Ready, in sync (offset == len), no error, io-status ok, still running.
+
+    ``require_sync=False`` accepts a ready mirror with writes still to copy: its
+    graceful cancel copies them before it completes (an operator's confirmed resume).
+    """
+    name = f"mirror {job.device}"
+    problems: list[str] = []
+    if job.ended is not None:
+        problems.append(f"ended ({job.ended})")
+    if job.error:
+        problems.append(f"error: {job.error}")
+    if job.io_status not in (None, "ok"):
+        problems.append(f"io-status {job.io_status}")
+    if job.ended is None:
+        if not job.ready:
+            problems.append("not ready (still copying)")
+        if require_sync and not job.in_sync:
+            problems.append(f"not in sync ({format_bytes(job.offset)} of {format_bytes(job.len)})")
+    if problems:
+        return Check(name, False, ", ".join(problems))
+    return Check(name, True, f"ready, in sync ({format_bytes(job.len)}), io ok")
+
+
+def mirror_checks(jobs: Iterable[BlockJob]) -> list[Check]:
+    checks = [mirror_check(job) for job in sorted(jobs, key=lambda j: j.device)]
+    return checks or [Check("mirrors", True, "none: RAM-only migration", info=True)]
+
+
+def source_check(src: VmState) -> Check:
+    status = src.migration_status
+    if status == "pre-switchover":
+        return Check("source", True, "paused in pre-switchover (guest stopped)")
+    return Check("source", False, f"not paused in pre-switchover (migration status {status})")
+
+
+def destination_check(dst: VmState | None, dst_connected: bool | None) -> Check:
+    if dst is None or dst_connected is None:
+        return Check("destination", True, "not monitored: not checked", info=True)
+    if not dst_connected:
+        return Check("destination", False, "monitor not connected")
+    run = dst.run_state
+    status = dst.migration_status
+    if (run is not None and run.incoming) or status == "active":
+        what = run.status if run is not None else "?"
+        return Check("destination", True, f"receiving the migration ({what}, migration {status})")
+    if run is None and status == "none":
+        return Check("destination", False, "state not known yet")
+    what = run.status if run is not None else "unknown"
+    return Check("destination", False, f"not receiving a migration (run state {what}, migration {status})")
+
+
+def ram_check(src: VmState) -> Check:
+    ram = src.migration.ram
+    remaining = ram.remaining if ram is not None else None
+    if remaining is None:
+        return Check("RAM", True, "remaining unknown", info=True)
+    return Check("RAM", True, f"{format_bytes(remaining)} left to send during the pause", info=True)
+
+
+def checklist(src: VmState, dst: VmState | None = None, dst_connected: bool | None = None) -> Checklist:
+    """Everything that must hold before finishing the mirrors and continuing.
+
+    ``dst``/``dst_connected`` are None when the destination is not monitored.
+    """
+    checks = [source_check(src), *mirror_checks(mirror_jobs(src))]
+    checks += [destination_check(dst, dst_connected), ram_check(src)]
+    return Checklist(tuple(checks))
