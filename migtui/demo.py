@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="memory range the guest keeps dirtying (default 16)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--log-file", metavar="PATH", help="append a log to PATH (default: none)")
+    parser.add_argument("--auto-resume", action="store_true",
+                        help="resume the pause at once when its checklist passes (default: the dialog asks)")
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -41,7 +43,7 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         await setup_scenario(lab, scenario, scenario.bandwidth_mib_s, None)
         addresses = parse_addresses([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
-        app = make_app(addresses)
+        app = make_app(addresses, auto_resume=args.auto_resume)
 
         async def start_migration() -> None:
             await asyncio.sleep(args.start_after)

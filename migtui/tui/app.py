@@ -1,0 +1,204 @@
+"""The Textual app and ``make_app``, the one factory the CLI and the tests share.
+
+The app owns the sessions' lifetime (start on mount, stop on unmount) and turns
+their change callbacks into one :class:`SessionsChanged` per burst: changes that
+arrive within ``COALESCE_S`` are merged, so a flood of events costs one repaint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from datetime import tzinfo
+from functools import partial
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from ..address import MonitorAddress
+from ..errors import MigtuiError
+from ..transport import Monitor
+from ..workflow.session import MonitorSession
+from .messages import SessionsChanged
+from .pause_watch import PauseWatch
+from .screens.dashboard import DashboardScreen
+from .screens.help import HelpScreen
+from .screens.switchover_dashboard import SwitchoverDashboard
+
+log = logging.getLogger("migtui.tui")
+
+COALESCE_S = 1 / 30
+_HIDDEN_IN_HELP = {"screen.copy_text", "help_quit", "command_palette"}
+STOP_TIMEOUT_S = 3.0
+
+
+class MigtuiApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "migtui"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+
+    def __init__(
+        self,
+        sessions: Sequence[MonitorSession],
+        *,
+        clock: Callable[[], float] = time.time,
+        tz: tzinfo | None = None,
+        coarse: bool = False,
+        ansi: bool = False,
+        auto_resume: bool = False,
+    ) -> None:
+        super().__init__()
+        self.sessions = {s.name: s for s in sessions}
+        # Issue 4: pre-switchover detection, dialogs, --auto-resume, quit/SIGHUP guard rails.
+        self.pauses = PauseWatch(self, self.sessions, clock=clock, auto_resume=auto_resume)
+        self.clock = clock
+        self.tz = tz
+        self.coarse = coarse
+        self._pending: dict[str, set[str]] = {}
+        self._flush_scheduled = False
+        self._unsubscribe: list[Callable[[], None]] = []
+        if ansi:
+            self.theme = "ansi-dark"
+
+    def get_default_screen(self) -> Screen:
+        return SwitchoverDashboard(
+            self.sessions.values(), clock=self.clock, tz=self.tz, coarse=self.coarse, pauses=self.pauses
+        )
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        screen = self.screen_stack[0] if self.screen_stack else self.screen
+        assert isinstance(screen, DashboardScreen)
+        return screen
+
+    # ------------------------------------------------------------------ sessions
+
+    def on_mount(self) -> None:
+        self.pauses.start()  # before the sessions start: their first poll may find a pause
+        for session in self.sessions.values():
+            self._unsubscribe.append(session.add_change_listener(self._session_changed))
+            session.start()
+
+    async def on_unmount(self) -> None:
+        self.pauses.stop()
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        try:
+            async with asyncio.timeout(STOP_TIMEOUT_S):
+                await asyncio.gather(*(s.stop() for s in self.sessions.values()), return_exceptions=True)
+        except TimeoutError:
+            log.warning("sessions did not stop within %s s", STOP_TIMEOUT_S)
+
+    def _session_changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
+        self._pending.setdefault(session.name, set()).update(kinds)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.set_timer(COALESCE_S, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        pending, self._pending = self._pending, {}
+        if not pending:
+            return
+        message_changes = {name: frozenset(k) for name, k in pending.items()}
+        for screen in self.screen_stack:
+            screen.post_message(SessionsChanged(self.sessions, message_changes))
+
+    # ------------------------------------------------------------------ actions
+
+    async def action_quit(self) -> None:
+        """Quit; asks first while a guest waits in pre-switchover (it stays stopped)."""
+        self.pauses.quit()
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_keys()))
+
+    def help_keys(self) -> list[tuple[str, str]]:
+        """(keys, description) for the app's and the screen's own bindings, as they stand."""
+        keys: dict[str, list[str]] = {"Previous / next monitor": ["↑ ↓"]}
+        available: dict[str, bool] = {}
+        for node, binding, enabled, _tooltip in self.screen.active_bindings.values():
+            if not (node is self or isinstance(node, Screen)):
+                continue  # a widget's own keys (scrolling, paging) are not ours to explain
+            if not binding.description or binding.action in _HIDDEN_IN_HELP:
+                continue
+            keys.setdefault(binding.description, []).append(self.get_key_display(binding))
+            available[binding.description] = available.get(binding.description, False) or enabled
+        keys["Command palette"] = ["^p"]
+        return [
+            (", ".join(k), d if available.get(d, True) else f"{d} (not available now)")
+            for d, k in keys.items()
+        ]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if isinstance(screen, DashboardScreen):
+            yield SystemCommand("Next monitor", "Show the next monitor (tab)", screen.action_next_monitor)
+            yield SystemCommand(
+                "Previous monitor", "Show the previous monitor (shift+tab)", screen.action_previous_monitor
+            )
+            if screen.can_measure_dirty_rate():
+                yield SystemCommand(
+                    "Measure dirty rate",
+                    "calc-dirty-rate on the selected monitor (d)",
+                    screen.action_measure_dirty_rate,
+                )
+            yield SystemCommand(
+                "Toggle all events", "Event log of all monitors or the selected one (e)",
+                screen.action_toggle_all_events,
+            )
+            if isinstance(screen, SwitchoverDashboard):
+                yield from screen.switchover_commands()
+            for name in self.sessions:
+                yield SystemCommand(
+                    f"Show monitor {name}", "Select this monitor", partial(screen.select_by_name, name),
+                    discover=False,
+                )
+        yield SystemCommand("Help", "Keys and what the panels mean (?)", self.action_help)
+
+
+def make_app(
+    addresses: Sequence[MonitorAddress] = (),
+    *,
+    sessions: Sequence[MonitorSession] | None = None,
+    interval: float = 1.0,
+    read_only: bool = False,
+    clock: Callable[[], float] = time.time,
+    tz: tzinfo | None = None,
+    connect_timeout: float = 5.0,
+    command_timeout: float = 5.0,
+    term: str | None = None,
+    auto_resume: bool = False,
+) -> MigtuiApp:
+    """The dashboard on ``addresses`` (live) or on ready-made ``sessions`` (replays, tests).
+
+    ``term`` (default: $TERM) picks the glyphs and theme: the Linux console gets
+    its own 16 ANSI colours and half blocks instead of eighths. ``auto_resume``: resume
+    each pre-switchover pause whose checklist passes (never with ``read_only``).
+    """
+    if auto_resume and read_only:
+        raise MigtuiError("--auto-resume and --read-only exclude each other: read-only never resumes")
+    if sessions is None:
+        sessions = [
+            MonitorSession(
+                Monitor(a, read_only=read_only, connect_timeout=connect_timeout,
+                        command_timeout=command_timeout),
+                interval=interval,
+                clock=clock,
+            )
+            for a in addresses
+        ]
+    term = os.environ.get("TERM", "") if term is None else term
+    linux_console = term == "linux"
+    return MigtuiApp(sessions, clock=clock, tz=tz, coarse=linux_console, ansi=linux_console,
+                     auto_resume=auto_resume)

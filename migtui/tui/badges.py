@@ -1,0 +1,66 @@
+"""Coloured badges for migration status, run state and connection state.
+
+Colours come from theme variables, so they follow the theme (ansi theme on
+TERM=linux); badges are reverse video so they still stand out under NO_COLOR.
+"""
+
+from __future__ import annotations
+
+from textual.content import Content
+
+# MigrationStatus -> theme colour. Anything else (a newer QEMU) gets the default.
+_MIGRATION = {
+    "none": "$text-muted",
+    "setup": "$primary",
+    "active": "$primary",
+    "device": "$primary",
+    "wait-unplug": "$primary",
+    "pre-switchover": "$warning",
+    "cancelling": "$warning",
+    "postcopy-active": "$secondary",
+    "postcopy-paused": "$warning",
+    "postcopy-recover-setup": "$secondary",
+    "postcopy-recover": "$secondary",
+    "colo": "$secondary",
+    "completed": "$success",
+    "cancelled": "$error",
+    "failed": "$error",
+}
+
+_CONNECTION = {
+    "connecting": "$text-muted",
+    "connected": "$success",
+    "retrying": "$warning",
+    "lost": "$error",
+    "closed": "$text-muted",
+}
+
+
+def migration_badge(status: str) -> Content:
+    """`` active `` in reverse video, coloured by how worrying the status is."""
+    colour = _MIGRATION.get(status, "$foreground")
+    if status == "none":
+        return Content.styled("no migration", colour)
+    return Content.styled(f" {status} ", f"bold reverse {colour}")
+
+
+def connection_text(state: str, label: str) -> Content:
+    """The transport's own label ("retrying 3", "lost: ..."), coloured by state."""
+    return Content.styled(label, _CONNECTION.get(state, ""))
+
+
+def run_state_text(status: str | None) -> Content:
+    if not status:
+        return Content("")
+    if status == "running":
+        return Content.styled(status, "$success")
+    if status in ("internal-error", "io-error", "guest-panicked", "shutdown"):
+        return Content.styled(status, "bold $error")
+    return Content.styled(status, "$warning")
+
+
+def armed_text(armed: bool | None) -> Content:
+    """Whether pause-before-switchover is on: the operator gates the switchover."""
+    if armed:
+        return Content.styled("armed", "bold $accent")
+    return Content("")

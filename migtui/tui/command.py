@@ -1,0 +1,92 @@
+"""``migtui [OPTIONS] MONITOR...``: the live dashboard (the default command).
+
+Everything a user can get wrong is checked before the screen is taken over: a bad
+MONITOR, a bad --interval, an unwritable --log-file or no terminal each give one
+line on stderr and exit 2. Logging goes to --log-file or nowhere, never to the
+terminal the TUI draws on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..address import parse_addresses
+from ..errors import AddressError
+
+MONITOR_HELP = "[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT), one per QEMU monitor"
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.1 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 0.1 to 3600 seconds")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("monitors", nargs="+", metavar="MONITOR", help=MONITOR_HELP)
+    parser.add_argument(
+        "--interval", type=_interval, default=1.0, metavar="SECONDS",
+        help="seconds between query-* polls (default: 1); events are shown at once anyway",
+    )
+    parser.add_argument(
+        "--log-file", metavar="PATH",
+        help="append a log to PATH (default: no log at all; never the screen)",
+    )
+    parser.add_argument(
+        "--read-only", action="store_true",
+        help="send only query commands: nothing that changes a VM (disables measuring)",
+    )
+    parser.add_argument(
+        "--auto-resume", action="store_true",
+        help="resume each pre-switchover pause at once when its checklist passes (finish the mirrors,"
+        " migrate-continue); when it fails, wait for the operator",
+    )
+
+
+def setup_logging(path: str | None) -> None:
+    """A file handler, or a null one: the lastResort stderr handler must never fire."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    if path is None:
+        root.addHandler(logging.NullHandler())
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+def _fail(message: str) -> int:
+    print(f"migtui: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        addresses = parse_addresses(args.monitors)
+    except AddressError as err:
+        return _fail(str(err))
+    if args.auto_resume and args.read_only:
+        return _fail("--auto-resume and --read-only exclude each other: read-only never resumes")
+    try:
+        setup_logging(args.log_file)
+    except OSError as err:
+        return _fail(f"--log-file {args.log_file}: {err.strerror or err}")
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return _fail("the dashboard needs a terminal; for scripts use 'migtui status MONITOR...'")
+    logging.getLogger("migtui").info(
+        "dashboard on %s (interval %s s%s%s)", ", ".join(a.display for a in addresses),
+        args.interval, ", read-only" if args.read_only else "", ", auto-resume" if args.auto_resume else "",
+    )
+    from .app import make_app  # textual loads only once the arguments are good
+
+    app = make_app(addresses, interval=args.interval, read_only=args.read_only, auto_resume=args.auto_resume)
+    result = app.run()
+    return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)

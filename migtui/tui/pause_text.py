@@ -1,0 +1,153 @@
+"""Text of the pre-switchover banner and dialog: clocks, checklist, steps, outcome.
+
+Pure builders from the workflow's data to Content, so tests and snapshots can read
+them without a screen. Every line carries its meaning in a symbol as well as a
+colour (✓ ✗ ·), so NO_COLOR and 16-colour terminals lose nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.content import Content
+
+from ..format import format_duration, format_ms
+from ..model.vmstate import VmState
+from ..workflow.checklist import Check, Checklist
+from ..workflow.switchover import Outcome, Step, StepState, Switchover, SwitchoverResult
+from .widgets.hanging import Item
+
+OK, BAD, INFO = "✓", "✗", "·"
+_STEP_ICONS = {
+    StepState.PENDING: (" ", "$text-muted"),
+    StepState.RUNNING: ("▸", "bold $accent"),
+    StepState.DONE: (OK, "$success"),
+    StepState.FAILED: (BAD, "bold $error"),
+    StepState.SKIPPED: ("–", "$text-muted"),
+}
+
+
+def clock_text(seconds: float) -> str:
+    """Tenths while it matters: "0.4 s", "12.3 s", "2m 05.3s", then "1h 02m 05s"."""
+    s = max(0.0, seconds)
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        minutes, rest = divmod(s, 60)
+        return f"{int(minutes)}m {rest:04.1f}s"
+    hours, rest = divmod(int(s), 3600)
+    return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
+
+
+def banner_duration(seconds: float) -> str:
+    """Whole seconds for a line that ticks once a second."""
+    s = max(0.0, seconds)
+    return f"{int(s)} s" if s < 60 else format_duration(s)
+
+
+@dataclass(frozen=True)
+class PauseClock:
+    """How long the guest has been stopped in this pause, from QEMU's own timestamps."""
+
+    start: float  # STOP (or MIGRATION pre-switchover) timestamp, QEMU's wall clock
+    exact: bool  # False: first seen by a poll (migtui started during the pause)
+
+    @classmethod
+    def of(cls, state: VmState) -> "PauseClock | None":
+        start = state.stopped_since
+        since = state.pre_switchover_since
+        if since is None:
+            return None
+        # STOP precedes MIGRATION pre-switchover by ~1 ms; a stale STOP (guest paused
+        # by hand long before) still counts: the guest was down all that time.
+        start = since if start is None or start > since else start
+        seen_by_event = any(c.status == "pre-switchover" and c.source == "event" and c.time == since
+                            for c in state.status_changes)
+        return cls(start, seen_by_event)
+
+    def seconds(self, now: float) -> float:
+        return max(0.0, now - self.start)
+
+
+def pause_end(state: VmState, clock: PauseClock) -> float | None:
+    """When the pause ended (the first status after pre-switchover), or None if it goes on."""
+    if state.in_pre_switchover:
+        return None
+    after = [c.time for c in state.status_changes if c.time >= clock.start and c.status != "pre-switchover"]
+    return min(after) if after else None
+
+
+def clock_line(clock: PauseClock | None, now: float, ended_at: float | None = None) -> Content:
+    if clock is None:
+        return Content.styled("Guest stopped: since when is not known yet", "bold $warning")
+    prefix = "" if clock.exact else "at least "
+    if ended_at is not None:
+        took = clock_text(max(0.0, ended_at - clock.start))
+        return Content.assemble(("Guest was stopped ", "bold"), (prefix + took, "bold"),
+                                (" in this pause", "$text-muted"))
+    return Content.assemble(
+        ("Guest stopped ", "bold $warning"), (prefix + clock_text(clock.seconds(now)), "bold reverse $warning"),
+        (" · all of it counts as downtime", "$warning"),
+    )
+
+
+def check_item(check: Check, width: int = 13) -> Item:
+    if check.info:
+        icon, style = INFO, "$text-muted"
+    elif check.ok:
+        icon, style = OK, "$success"
+    else:
+        icon, style = BAD, "bold $error"
+    name = check.name if len(check.name) < width else check.name[: width - 2] + "…"
+    head = Content.assemble((f"{icon} ", style), (f"{name:<{width}}", "" if check.ok else "bold $error"))
+    return head, Content.styled(check.detail, "" if check.ok else "$error")
+
+
+def checklist_items(checks: Checklist) -> list[Item]:
+    width = min(24, max(len(c.name) for c in checks) + 2) if len(checks) else 13
+    return [check_item(c, width) for c in checks]
+
+
+def step_item(step: Step) -> Item:
+    icon, style = _STEP_ICONS.get(step.state, ("?", ""))
+    parts: list[tuple[str, str]] = [(step.label, "bold" if step.state is StepState.RUNNING else "")]
+    if step.detail:
+        parts.append((f": {step.detail}", "$error" if step.state is StepState.FAILED else "$text-muted"))
+    if step.duration is not None and step.state in (StepState.DONE, StepState.FAILED):
+        parts.append((f" ({format_duration(step.duration)})", "$text-muted"))
+    return Content.styled(f"{icon} ", style), Content.assemble(*parts)
+
+
+def outcome_item(result: SwitchoverResult, source_running: bool | None = None) -> Item:
+    """The result a person can act on (the reason is already one line)."""
+    outcome = result.outcome
+    if outcome in (Outcome.COMPLETED, Outcome.POSTCOPY):
+        bits = ["completed: the destination has taken over" if outcome is Outcome.COMPLETED
+                else "postcopy-active: the destination runs, the rest of RAM follows"]
+        if result.downtime_ms is not None:
+            bits.append(f"downtime {format_ms(result.downtime_ms)} (QEMU)")
+        if result.pause_ms is not None:
+            bits.append(f"paused {result.pause_ms:.1f} ms before switchover")
+        if result.destination_running:
+            bits.append("destination running")
+        return Content.styled(f"{OK} ", "bold $success"), Content.styled(" · ".join(bits), "bold $success")
+    if outcome is Outcome.ABORTED:
+        runs = result.source_running if source_running is None else source_running
+        if runs:
+            return Content.styled(f"{OK} ", "bold $success"), Content.styled(
+                "aborted: the source guest runs again", "bold $success")
+        return Content.styled("! ", "bold $warning"), Content.styled(result.reason, "$warning")
+    if outcome is Outcome.OTHER_CLIENT:
+        return Content.styled("! ", "bold $warning"), Content.styled(result.reason, "$warning")
+    return Content.styled(f"{BAD} ", "bold $error"), Content.styled(result.reason, "$error")
+
+
+def more_paused_line(names: list[str]) -> Content:
+    if not names:
+        return Content("")
+    who = ", ".join(names)
+    return Content.styled(f"Also paused: {who} (its dialog follows when this one closes)", "bold $warning")
+
+
+def step_items(controller: Switchover) -> list[Item]:
+    return [step_item(step) for step in controller.steps]

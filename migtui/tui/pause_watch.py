@@ -1,0 +1,291 @@
+"""Watches every session for a pre-switchover pause and brings it to the operator.
+
+Detection is the session's change notification, which runs synchronously as the
+MIGRATION event is read (or as the first query-migrate after connecting finds a VM
+already paused): no poll, no coalescing delay. Then the banner shows the pause and
+the switchover dialog opens by itself, one source at a time (the others queue and
+are named in the open dialog and the banner, so none is lost).
+
+With ``--auto-resume`` an :class:`~migtui.workflow.autoresume.AutoResume` per live
+session resumes each pause whose checklist passes; when it holds back (or a resume
+fails), the dialog opens and the banner says why, loudly.
+
+Guard rails: ``quit`` asks while a guest is paused; SIGHUP/SIGTERM (terminal lost,
+SSH drop) leave every VM as it is, log each pause left behind and exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING
+
+from textual.content import Content
+
+from ..errors import MigtuiError
+from ..workflow.autoresume import AutoResume, AutoResumeReport
+from ..workflow.pairing import destination_for
+from ..workflow.paused import log_paused_on_exit, paused_sources, quit_warning
+from ..workflow.session import CONNECTION, MIGRATION, RUN_STATE, MonitorSession
+from ..workflow.switchover import current_switchover, switchover_for
+from .pause_text import PauseClock, banner_duration
+from .screens.confirm import ConfirmScreen
+from .screens.switchover import SwitchoverScreen
+from .widgets.pause_banner import PauseBanner
+
+if TYPE_CHECKING:
+    from textual.app import App
+
+log = logging.getLogger("migtui.tui")
+
+_EXIT_SIGNALS = {signal.SIGHUP: "SIGHUP (terminal lost)", signal.SIGTERM: "SIGTERM"}
+_RELEVANT = frozenset({MIGRATION, CONNECTION, RUN_STATE})
+
+
+class PauseWatch:
+    def __init__(
+        self,
+        app: "App[int]",
+        sessions: Mapping[str, MonitorSession],
+        *,
+        clock: Callable[[], float],
+        auto_resume: bool = False,
+    ) -> None:
+        self.app = app
+        self.sessions = sessions
+        self.clock = clock
+        self.auto_resume = auto_resume
+        self.autos: dict[str, AutoResume] = {}
+        self.held: dict[str, str] = {}  # source -> why auto-resume held back (this pause)
+        self.auto_notes: dict[str, str] = {}  # source -> what auto-resume is doing
+        self.detected: list[tuple[str, float | None]] = []  # (source, pre_switchover_since), in order
+        self._seen: dict[str, float | None] = {}
+        self._queue: list[str] = []
+        self._unsubscribe: list[Callable[[], None]] = []
+        self._signals: list[int] = []
+        self._banner_scheduled = False
+
+    @property
+    def live(self) -> list[MonitorSession]:
+        return [s for s in self.sessions.values() if s.monitor is not None]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Subscribe (before the sessions start, so the first poll is seen) and arm auto-resume."""
+        for session in self.sessions.values():
+            # Registered before AutoResume's own listener: the destination is set first.
+            self._unsubscribe.append(session.add_change_listener(self._changed))
+        if self.auto_resume:
+            for session in self.live:
+                auto = AutoResume(session, None, on_report=partial(self._report, session), clock=self.clock)
+                try:
+                    auto.start()
+                except MigtuiError as err:  # --read-only: make_app refuses the pair already
+                    log.warning("%s", err)
+                    continue
+                self.autos[session.name] = auto
+        self._install_signals()
+        for session in self.sessions.values():  # offline (replayed) sessions: already paused?
+            self._changed(session, frozenset({MIGRATION}))
+
+    def stop(self) -> None:
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        for auto in self.autos.values():
+            auto.stop()  # never resumes on exit
+        self._remove_signals()
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        loop = asyncio.get_running_loop()
+        for sig, why in _EXIT_SIGNALS.items():
+            try:
+                loop.add_signal_handler(sig, self._exit_signal, why)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            self._signals.append(sig)
+
+    def _remove_signals(self) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+
+    def _exit_signal(self, why: str) -> None:
+        """The terminal is gone (or we are told to go): leave every VM as it is, say so, exit."""
+        lines = log_paused_on_exit(self.live, why, self.clock())
+        if not lines:
+            log.info("%s: exiting", why)
+        self.app.exit(return_code=129 if "SIGHUP" in why else 143)
+
+    # ------------------------------------------------------------------ detection
+
+    def _changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
+        if not kinds & _RELEVANT:
+            return
+        name = session.name
+        state = session.state
+        if state.in_pre_switchover:
+            since = state.pre_switchover_since
+            if name not in self._seen or self._seen[name] != since:
+                self._new_pause(session, since)
+        elif name in self._seen:
+            del self._seen[name]
+            self.held.pop(name, None)
+            self.auto_notes.pop(name, None)
+            if name in self._queue:
+                self._queue.remove(name)
+            self._refresh_dialogs()
+        self.schedule_banner()
+
+    def _new_pause(self, session: MonitorSession, since: float | None) -> None:
+        name = session.name
+        self._seen[name] = since
+        self.detected.append((name, since))
+        self.held.pop(name, None)
+        log.info("%s: paused in pre-switchover (guest stopped)", name)
+        auto = self.autos.get(name)
+        if auto is not None:
+            # Runs before AutoResume's listener, whose task reads the destination later.
+            auto.destination = destination_for(session, self.sessions.values())
+            self.auto_notes[name] = f"auto-resume: {name}: checking the checklist"
+            return  # the dialog opens only if auto-resume holds back
+        if session.monitor is not None:
+            self.app.call_later(self.open_dialog, name)
+
+    def _report(self, session: MonitorSession, report: AutoResumeReport) -> None:
+        name = session.name
+        if report.level == "error":
+            self.auto_notes.pop(name, None)
+            self.held[name] = report.message
+            self.app.notify(report.message, title="Auto-resume held back", severity="error", timeout=30)
+            if session.state.in_pre_switchover or (report.result is not None and not report.result.final):
+                self.app.call_later(self.open_dialog, name)
+        elif report.result is None:
+            self.auto_notes[name] = f"auto-resume: {report.message}"
+        else:
+            self.auto_notes.pop(name, None)
+            self.app.notify(report.message, title="Auto-resume")
+        self.schedule_banner()
+        self._refresh_dialogs()
+
+    # ------------------------------------------------------------------ dialogs
+
+    def _dialogs(self) -> list[SwitchoverScreen]:
+        return [s for s in self.app.screen_stack if isinstance(s, SwitchoverScreen)]
+
+    def open_dialog(self, name: str, *, user: bool = False, abort_first: bool = False) -> SwitchoverScreen | None:
+        """Open ``name``'s dialog, or queue it behind the one that is open."""
+        session = self.sessions.get(name)
+        if session is None:
+            return None
+        controller = current_switchover(session)
+        acting = controller is not None and (controller.running or controller.action is not None)
+        if not session.state.in_pre_switchover and not (user and acting):
+            return None
+        open_ = self._dialogs()
+        for dialog in open_:
+            if dialog.source is session:
+                return dialog
+        if open_:
+            if name not in self._queue:
+                self._queue.append(name)
+            self._refresh_dialogs()
+            return None
+        if name in self._queue:
+            self._queue.remove(name)
+        destination = destination_for(session, self.sessions.values())
+        controller = switchover_for(session, destination)
+        dialog = SwitchoverScreen(
+            session, controller.destination, controller, clock=self.clock, abort_first=abort_first,
+            note=partial(self.dialog_note, name), more=partial(self.queued, name),
+        )
+        self.app.push_screen(dialog, lambda _result: self._dialog_closed(name))
+        return dialog
+
+    def _dialog_closed(self, name: str) -> None:
+        while self._queue:
+            following = self._queue.pop(0)
+            session = self.sessions.get(following)
+            if session is not None and session.state.in_pre_switchover:
+                self.open_dialog(following)
+                return
+
+    def queued(self, exclude: str) -> list[str]:
+        """Other paused sources: queued ones first, then any whose dialog was closed."""
+        names = [n for n in self._queue if n != exclude and self.sessions[n].state.in_pre_switchover]
+        names += [s.name for s in paused_sources(self.sessions.values()) if s.name not in names and s.name != exclude]
+        return names
+
+    def dialog_note(self, name: str) -> Content | None:
+        if name in self.held:
+            return Content.styled(f"✗ {self.held[name]}", "bold $error")
+        if name in self.auto_notes:
+            return Content.styled(self.auto_notes[name], "$accent")
+        return None
+
+    def _refresh_dialogs(self) -> None:
+        for dialog in self._dialogs():
+            dialog.refresh_more()
+
+    # ------------------------------------------------------------------ banner
+
+    def schedule_banner(self) -> None:
+        if not self._banner_scheduled:
+            self._banner_scheduled = True
+            self.app.call_later(self._update_banner)
+
+    def _update_banner(self) -> None:
+        self._banner_scheduled = False
+        for screen in self.app.screen_stack:
+            for banner in screen.query(PauseBanner):
+                banner.update()
+
+    def banner_content(self) -> tuple[list[Content], list[Content]]:
+        """(one ticking line per paused source, notes that wrap)."""
+        now = self.clock()
+        lines: list[Content] = []
+        paused = paused_sources(self.sessions.values())
+        for session in paused:
+            clock = PauseClock.of(session.state)
+            took = banner_duration(clock.seconds(now)) if clock is not None else "?"
+            lines.append(Content.styled(
+                f" ‖ {session.name}: guest STOPPED {took} (pre-switchover) · s: act ", "bold reverse $warning"))
+        notes: list[Content] = []
+        for name, why in self.held.items():
+            notes.append(Content.styled(f"✗ {why}", "bold $error"))
+        for name, what in self.auto_notes.items():
+            notes.append(Content.styled(what, "$accent"))
+        if any(s.read_only for s in paused):
+            notes.append(Content.styled("read-only: migtui will not resume or abort; the guest stays stopped"
+                                        " until another client does", "$warning"))
+        return lines, notes
+
+    # ------------------------------------------------------------------ quitting
+
+    def quit(self) -> None:
+        """Quit, asking first while a guest waits in pre-switchover."""
+        warning = quit_warning(self.live, self.clock())
+        if warning is None:
+            self.app.exit()
+            return
+        if any(getattr(s, "id", None) == "confirm-quit" for s in self.app.screen_stack):
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                log_paused_on_exit(self.live, "quit", self.clock())
+                self.app.exit()
+
+        self.app.push_screen(ConfirmScreen("Quit while a guest is paused?", warning,
+                                           yes="quit, leave it paused", no="stay", id="confirm-quit"), answered)

@@ -1,0 +1,74 @@
+"""Repaint only the cells that changed.
+
+Textual writes every cell of a refreshed region to the terminal. A poll that moves
+"total 12 s" to "total 13 s" should cost those few cells, not the whole line, so
+widgets here diff their old and new text and refresh just the changed spans: the
+byte budget over SSH (<= 2 KB/s at 100x30) depends on it.
+
+Cells are taken as characters: everything migtui draws is one cell wide.
+"""
+
+from __future__ import annotations
+
+from textual.content import Content, Span
+from textual.geometry import Region
+
+
+def _cell_styles(content: Content) -> list[list[tuple[str, ...]]]:
+    """Per line, per cell: the styles that apply (in span order)."""
+    lines = content.plain.split("\n")
+    starts, offset = [], 0
+    for line in lines:
+        starts.append(offset)
+        offset += len(line) + 1
+    out: list[list[tuple[str, ...]]] = [[()] * len(line) for line in lines]
+    for span in content.spans:
+        assert isinstance(span, Span)
+        style = str(span.style)
+        for i, start in enumerate(starts):
+            lo, hi = max(span.start, start), min(span.end, start + len(lines[i]))
+            cells = out[i]
+            for x in range(lo - start, hi - start):
+                cells[x] = (*cells[x], style)
+    return out
+
+
+def _text_diff(old: str, new: str) -> tuple[int, int] | None:
+    """[start, end) of the cells to rewrite, or None if the text is the same."""
+    if old == new:
+        return None
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    if len(old) != len(new):
+        return start, max(len(old), len(new))  # everything after shifts
+    end = len(new)
+    while end > start and old[end - 1] == new[end - 1]:
+        end -= 1
+    return start, end
+
+
+def changed_regions(old: Content, new: Content, width: int) -> list[Region] | None:
+    """Regions (one row each) to refresh for ``old`` -> ``new``; None means "all"."""
+    old_lines, new_lines = old.plain.split("\n"), new.plain.split("\n")
+    if len(old_lines) != len(new_lines):
+        return None
+    old_styles, new_styles = _cell_styles(old), _cell_styles(new)
+    regions: list[Region] = []
+    for y, (a, b) in enumerate(zip(old_lines, new_lines)):
+        sa, sb = old_styles[y], new_styles[y]
+        diff = _text_diff(a, b)
+        if diff is None:
+            if sa == sb:
+                continue
+            diff = (0, width)  # same text, new colours
+        else:
+            start, end = diff
+            # Cells outside the rewritten ones must keep their style.
+            if sa[:start] != sb[:start] or (len(a) == len(b) and sa[end:] != sb[end:]):
+                diff = (0, width)
+        start, end = diff
+        end = min(max(end, start + 1), width)
+        if start < width:
+            regions.append(Region(start, y, end - start, 1))
+    return regions

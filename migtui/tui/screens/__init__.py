@@ -1,0 +1,1 @@
+"""Screens: the dashboard, the help, and (issue 4) the pre-switchover dialog."""

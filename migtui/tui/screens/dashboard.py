@@ -1,0 +1,260 @@
+"""The dashboard: monitors on the left, the selected one's panels on the right.
+
+Extension points (issue 4 builds the pre-switchover dialog on them):
+
+* ``#banners``: an empty, auto-height container at the top of the main area, always
+  visible at 80x24; mount a banner there.
+* ``check_action`` looks for ``can_<action>()``: return True (enabled), None
+  (shown disabled) or False (hidden). Add ``action_x`` + ``can_x`` + a Binding and
+  the footer, help screen and command palette follow; availability is re-checked
+  after every session change.
+* ``on_sessions_changed`` receives every coalesced :class:`SessionsChanged`; the app
+  posts it to every screen on the stack, dialogs included.
+* ``selected`` is the session on display; :class:`MonitorSelected` announces changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import tzinfo
+from typing import Callable, Iterable
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList
+
+from ...errors import MigtuiError
+from ...model.events import QmpEvent
+from ...workflow import session as kinds_
+from ...workflow.session import MonitorSession
+from ..messages import MonitorSelected, SessionsChanged
+from ..widgets.block_jobs import BlockJobsPanel
+from ..widgets.dirty_panel import DirtyPanel
+from ..widgets.event_log import EventLog, event_line
+from ..widgets.migration_panel import MigrationPanel
+from ..widgets.monitor_header import MonitorHeader
+from ..widgets.monitor_list import MonitorList
+
+log = logging.getLogger("migtui.tui")
+
+# Which panels care about which kinds of change.
+_LIST = {kinds_.CONNECTION, kinds_.MIGRATION, kinds_.RUN_STATE, kinds_.CONFIG}
+_HEADER = {kinds_.CONNECTION, kinds_.RUN_STATE, kinds_.CONFIG}
+_MIGRATION = {kinds_.MIGRATION, kinds_.CONFIG}
+_DIRTY = {kinds_.MIGRATION, kinds_.DIRTY_RATE, kinds_.CONFIG}
+_JOBS = {kinds_.BLOCK_JOBS}
+
+MEASURE_SECONDS = 1
+
+
+class DashboardScreen(Screen[None]):
+    BINDINGS = [
+        Binding("tab", "next_monitor", "Next monitor", priority=True),
+        Binding("shift+tab", "previous_monitor", "Previous monitor", show=False, priority=True),
+        Binding("d", "measure_dirty_rate", "Dirty rate"),
+        Binding("e", "toggle_all_events", "All events"),
+        Binding("pageup", "scroll_events(-1)", "Scroll events up", show=False, priority=True),
+        Binding("pagedown", "scroll_events(1)", "Scroll events down", show=False, priority=True),
+    ]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+
+    def __init__(
+        self,
+        sessions: Iterable[MonitorSession],
+        *,
+        clock: Callable[[], float],
+        tz: tzinfo | None = None,
+        coarse: bool = False,
+    ) -> None:
+        super().__init__(id="dashboard")
+        self.sessions = {s.name: s for s in sessions}
+        self._clock = clock
+        self._tz = tz
+        self._coarse = coarse
+        self._selected: MonitorSession | None = None
+        self.all_events = False
+        self._events_shown: dict[str, int] = {}  # session -> event_count already written
+        self._action_states: tuple[object, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="body"):
+            yield MonitorList(list(self.sessions.values()), id="monitors")
+            with Vertical(id="main"):
+                yield Vertical(id="banners")
+                yield MonitorHeader(id="header")
+                yield MigrationPanel(id="migration")
+                yield DirtyPanel(self._clock, coarse=self._coarse, id="dirty")
+                yield BlockJobsPanel(id="jobs")
+                yield EventLog(tz=self._tz, id="events")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        monitors = self.query_one(MonitorList)
+        monitors.focus()
+        if self.sessions:
+            monitors.highlighted = 0  # posts OptionHighlighted -> select()
+
+    # ------------------------------------------------------------------ selection
+
+    @property
+    def selected(self) -> MonitorSession | None:
+        return self._selected
+
+    def on_option_list_option_highlighted(self, message: OptionList.OptionHighlighted) -> None:
+        message.stop()
+        session = self.sessions.get(message.option.id or "")
+        if session is not None and session is not self._selected:
+            self.select(session)
+
+    def select(self, session: MonitorSession) -> None:
+        """Show ``session`` in the main area."""
+        self._selected = session
+        self.query_one(MonitorList).select_name(session.name)
+        self.show(session, None)
+        if not self.all_events:
+            self._reload_events()
+        self.post_message(MonitorSelected(session))
+
+    def _step(self, delta: int) -> None:
+        if not self.sessions:
+            return
+        names = list(self.sessions)
+        current = names.index(self._selected.name) if self._selected else -1
+        self.select(self.sessions[names[(current + delta) % len(names)]])
+
+    def action_next_monitor(self) -> None:
+        self._step(1)
+
+    def action_previous_monitor(self) -> None:
+        self._step(-1)
+
+    def select_by_name(self, name: str) -> None:
+        if name in self.sessions:
+            self.select(self.sessions[name])
+
+    # ------------------------------------------------------------------ updates
+
+    def on_sessions_changed(self, message: SessionsChanged) -> None:
+        monitors = self.query_one(MonitorList)
+        for name, changed in message.changes.items():
+            if changed & _LIST:
+                monitors.update_entry(name)
+            if self._selected is not None and name == self._selected.name:
+                self.show(self._selected, changed)
+            elif self.all_events and kinds_.EVENTS in changed:
+                self._append_events(self.sessions[name])
+        self._refresh_actions()
+
+    def show(self, session: MonitorSession, changed: frozenset[str] | None) -> None:
+        """Repaint the panels ``changed`` concerns (all of them when None)."""
+        def wants(group: set[str]) -> bool:
+            return changed is None or bool(changed & group)
+
+        if wants(_HEADER):
+            self.query_one(MonitorHeader).show(session)
+        if wants(_MIGRATION):
+            self.query_one(MigrationPanel).show(session)
+        if wants(_DIRTY):
+            self.query_one(DirtyPanel).show(session)
+        if wants(_JOBS):
+            self.query_one(BlockJobsPanel).show(session.state.block_jobs)
+        if changed is not None and kinds_.EVENTS in changed:
+            self._append_events(session)
+        self._refresh_actions()
+
+    # ------------------------------------------------------------------ events
+
+    def _event_source(self) -> list[MonitorSession]:
+        if self.all_events:
+            return list(self.sessions.values())
+        return [self._selected] if self._selected else []
+
+    def _reload_events(self) -> None:
+        entries: list[tuple[QmpEvent, str | None]] = []
+        for session in self._event_source():
+            label = session.name if self.all_events else None
+            entries += [(ev, label) for ev in session.state.events]
+            self._events_shown[session.name] = session.event_count
+        if self.all_events:
+            entries.sort(key=lambda e: e[0].timestamp or 0.0)
+        log_widget = self.query_one(EventLog)
+        log_widget.replace(entries)
+        scope = "all monitors" if self.all_events else (self._selected.name if self._selected else "")
+        log_widget.border_title = f"[b]Events[/b] [dim]({scope}; e toggles)[/dim]"
+
+    def _append_events(self, session: MonitorSession) -> None:
+        shown = self._events_shown.get(session.name, 0)
+        new = session.event_count - shown
+        if new <= 0:
+            return
+        events = list(session.state.events)[-new:]
+        label = session.name if self.all_events else None
+        log_widget = self.query_one(EventLog)
+        log_widget.add_lines([event_line(ev, label, log_widget.tz) for ev in events])
+        self._events_shown[session.name] = session.event_count
+
+    def action_toggle_all_events(self) -> None:
+        self.all_events = not self.all_events
+        self._reload_events()
+
+    def action_scroll_events(self, direction: int) -> None:
+        self.query_one(EventLog).page(direction)
+
+    # ------------------------------------------------------------------ dirty rate
+
+    def can_measure_dirty_rate(self) -> bool | None:
+        session = self._selected
+        if session is None:
+            return None
+        usable = (
+            session.monitor is not None
+            and session.connected
+            and not session.read_only
+            and not session.measuring
+            and not session.state.migration.is_running
+            and session.supports("calc-dirty-rate")
+        )
+        return True if usable else None
+
+    def action_measure_dirty_rate(self) -> None:
+        if self._selected is not None and self.can_measure_dirty_rate():
+            self._measure(self._selected)
+
+    @work(exclusive=True, group="measure-dirty-rate", exit_on_error=False)
+    async def _measure(self, session: MonitorSession) -> None:
+        try:
+            await session.measure_dirty_rate(MEASURE_SECONDS)
+        except MigtuiError as err:
+            log.info("%s: dirty rate: %s", session.name, err)
+            self.notify(str(err), title="Dirty rate", severity="error")
+
+    # ------------------------------------------------------------------ actions
+
+    def _predicate(self, action: str) -> Callable[[], bool | None] | None:
+        # Only actions bound on this screen: Widget has unrelated can_focus, can_view...
+        if action not in self._bound_actions():
+            return None
+        predicate = getattr(self, f"can_{action}", None)
+        return predicate if callable(predicate) else None
+
+    def _bound_actions(self) -> set[str]:
+        return {b.action.partition("(")[0] for _, b in self._bindings}
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        predicate = self._predicate(action)
+        return predicate() if predicate is not None else True
+
+    def _refresh_actions(self) -> None:
+        """Re-check ``can_*`` and redraw the footer only if an answer changed."""
+        states = tuple(
+            (action, predicate())
+            for action in sorted(self._bound_actions())
+            if (predicate := self._predicate(action)) is not None
+        )
+        if states != self._action_states:
+            self._action_states = states
+            self.refresh_bindings()

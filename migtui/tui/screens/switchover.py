@@ -1,0 +1,355 @@
+"""The switchover dialog: one source paused in pre-switchover, and what to do about it.
+
+Shows a clock of how long the guest has been stopped (QEMU's own STOP / MIGRATION
+timestamps, ticking at 10 Hz while this dialog is open, repainting only that line),
+the checklist, and the actions with what each will do. ``y`` resumes the switchover,
+``x`` then ``y`` aborts, ``n`` / ``escape`` close (the guest stays stopped). The work
+is the shared :class:`~migtui.workflow.switchover.Switchover` of this pause: closing
+the dialog never stops it, reopening shows where it got to, and it runs once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.content import Content
+from textual.screen import ModalScreen
+from textual.timer import Timer
+from textual.widgets import Footer, Static
+
+from ...errors import MigtuiError
+from ...workflow.checklist import checklist
+from ...workflow.session import MonitorSession
+from ...workflow.switchover import ABORT_DESCRIPTION, RESUME_DESCRIPTION, Outcome, Switchover
+from ..messages import SessionsChanged
+from ..pause_text import (
+    PauseClock,
+    checklist_lines,
+    clock_line,
+    more_paused_line,
+    outcome_line,
+    pause_end,
+    switchover_steps,
+)
+from ..widgets.text_line import TextLine
+
+log = logging.getLogger("migtui.tui")
+
+TICK_S = 0.1  # the downtime clock, only while the dialog is open
+CLOSE_DESCRIPTION = "close this dialog: the guest stays stopped (s reopens it)"
+
+
+def blocked_reason(session: MonitorSession) -> str | None:
+    """Why migtui may not act on ``session`` at all (None: it may)."""
+    if session.monitor is None:
+        return f"{session.name}: replayed data: migtui cannot act on it"
+    if session.read_only:
+        return f"read-only: migtui will not resume or abort {session.name} (started with --read-only)"
+    if not session.connected:
+        return f"{session.name}: monitor not connected ({session.status.label()}): wait until it is back"
+    return None
+
+
+def _key(key: str, text: str, detail: str = "", *, enabled: bool = True) -> Content:
+    style = "bold $accent" if enabled else "$text-muted"
+    return Content.assemble((f"{key:<3}", style), (text, "bold" if enabled else "$text-muted"),
+                            (f": {detail}" if detail else "", "" if enabled else "$text-muted"))
+
+
+class SwitchoverScreen(ModalScreen[None]):
+    """The dialog for ``source``'s current pause."""
+
+    BINDINGS = [
+        Binding("y", "resume", "Resume switchover"),
+        Binding("y", "confirm_abort", "Confirm abort"),
+        Binding("y", "why('y')", show=False),  # runs only when the two above are unavailable
+        Binding("x", "abort", "Abort"),
+        Binding("x", "why('x')", show=False),
+        Binding("n,escape", "close", "Close"),
+    ]
+
+    def __init__(
+        self,
+        source: MonitorSession,
+        destination: MonitorSession | None,
+        controller: Switchover,
+        *,
+        clock: Callable[[], float],
+        abort_first: bool = False,
+        note: Callable[[], Content | None] | None = None,
+        more: Callable[[], list[str]] = list,
+    ) -> None:
+        super().__init__(id=f"switchover-{source.name}", classes="switchover")
+        self.source = source
+        self.destination = destination
+        self.controller = controller
+        self._clock = clock
+        self.abort_armed = abort_first
+        self._note = note or (lambda: None)
+        self._more = more
+        self._pause = PauseClock.of(source.state)
+        self._ended_at: float | None = None
+        self._timer: Timer | None = None
+        self._progress_scheduled = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._closing = False
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="sw-box") as box:
+            box.border_title = f"{self.source.name}: paused before switchover"
+            box.can_focus = False
+            yield TextLine(id="sw-clock")
+            yield Static(id="sw-more", classes="-empty")
+            yield Static(id="sw-note", classes="-empty")
+            yield Static(id="sw-checks")
+            yield Static(id="sw-actions")
+            yield Static(id="sw-steps", classes="-empty")
+            yield Static(id="sw-outcome", classes="-empty")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self._unsubscribe = self.controller.add_progress_listener(self._on_progress)
+        self._timer = self.set_interval(TICK_S, self._tick)
+        self._show_all()
+        if self.controller.result is not None and self.controller.action is None:
+            self._ended_by_others()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def started(self) -> bool:
+        """An action (resume or abort) was confirmed: the dialog shows its progress."""
+        return self.controller.action is not None
+
+    def _blocked(self) -> str | None:
+        return blocked_reason(self.source)
+
+    def can_resume(self) -> bool | None:
+        if self.abort_armed:
+            return False
+        if self._blocked() or self.started or self.controller.result is not None:
+            return None
+        return True if self.source.state.in_pre_switchover else None
+
+    def can_confirm_abort(self) -> bool | None:
+        if not self.abort_armed:
+            return False
+        return True if self._abortable() else None
+
+    def can_abort(self) -> bool | None:
+        if self.abort_armed:
+            return False
+        return True if self._abortable() else None
+
+    def _abortable(self) -> bool:
+        c = self.controller
+        if self._blocked() or c.running or not c.can_abort:
+            return False
+        return self.source.state.in_pre_switchover or (c.result is not None and c.result.abort_offered)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        predicate = {"resume": self.can_resume, "confirm_abort": self.can_confirm_abort,
+                     "abort": self.can_abort}.get(action)
+        return predicate() if predicate is not None else True
+
+    def unavailable_reason(self, key: str) -> str:
+        """Why ``y`` / ``x`` does nothing right now (one line)."""
+        blocked = self._blocked()
+        if blocked:
+            return blocked
+        c = self.controller
+        if c.running:
+            return f"{c.action} is under way: it runs once"
+        if key == "y" and c.action == "resume":
+            return "resume was confirmed already: it runs once"
+        if key == "x" and not c.can_abort:
+            return "too late to abort: migrate-continue was sent" if c.action == "resume" else "nothing left to abort"
+        if c.result is not None:
+            return f"this pause is over: {c.result.reason}"
+        return f"{self.source.name} is not paused in pre-switchover (status {self.source.state.migration_status})"
+
+    # ------------------------------------------------------------------ rendering
+
+    def _set(self, widget_id: str, lines: list[Content]) -> None:
+        widget = self.query_one(widget_id, Static)
+        widget.set_class(not lines, "-empty")
+        widget.update(Content("\n").join(lines))
+
+    def _show_all(self) -> None:
+        self._tick()
+        self._show_more()
+        self._show_note()
+        self._show_checks()
+        self._show_progress()
+
+    def _show_more(self) -> None:
+        names = self._more()
+        self._set("#sw-more", [more_paused_line(names)] if names else [])
+
+    def _show_note(self) -> None:
+        lines: list[Content] = []
+        note = self._note()
+        if note is not None and note.plain:
+            lines.append(note)
+        blocked = self._blocked()
+        if blocked:
+            lines.append(Content.styled(blocked, "bold $warning"))
+        self._set("#sw-note", lines)
+
+    def _show_checks(self) -> None:
+        if self.started:
+            return  # the steps tell the story now; the list would only flicker
+        dst = self.destination
+        checks = checklist(self.source.state, dst.state if dst else None, dst.connected if dst else None)
+        title = Content.styled("Checklist", "bold") + (
+            Content.styled("  all green", "$success") if checks.passed
+            else Content.styled("  not all green: resume only if you know why", "bold $error"))
+        self._set("#sw-checks", [title, *checklist_lines(checks)])
+
+    def _show_actions(self) -> None:
+        if self.started and not self._abortable():
+            self._set("#sw-actions", [_key("n", "Close", "the dialog" if self.controller.finished else
+                                           "the dialog; the action goes on", enabled=True)])
+            return
+        if self.abort_armed:
+            lines = [Content.styled(f"Abort the migration of {self.source.name}?", "bold $error"),
+                     _key("y", "Yes, abort", ABORT_DESCRIPTION), _key("n", "No", "back to the dialog")]
+        else:
+            resume, abort = self.can_resume() is True, self.can_abort() is True
+            lines = [Content.styled("Actions", "bold")]
+            if not self.started:
+                lines.append(_key("y", "Resume switchover", RESUME_DESCRIPTION, enabled=resume))
+            lines.append(_key("x", "Abort", ABORT_DESCRIPTION, enabled=abort))
+            lines.append(_key("n", "Close", CLOSE_DESCRIPTION))
+        self._set("#sw-actions", lines)
+
+    def _show_progress(self) -> None:
+        c = self.controller
+        if c.action is not None:
+            title = "Resuming the switchover" if c.action == "resume" else "Aborting the migration"
+            self._set("#sw-steps", [Content.styled(title, "bold"), *switchover_steps(c)])
+            self.query_one("#sw-checks", Static).set_class(True, "-empty")
+        else:
+            self._set("#sw-steps", [])
+        result = c.result
+        if result is not None and c.action is not None:
+            running = self.source.state.running if result.outcome is Outcome.ABORTED else None
+            self._set("#sw-outcome", [outcome_line(result, running)])
+        else:
+            self._set("#sw-outcome", [])
+        self._show_actions()
+        self.refresh_bindings()
+
+    def _tick(self) -> None:
+        state = self.source.state
+        if self._pause is None:
+            self._pause = PauseClock.of(state)
+        if self._ended_at is None and self._pause is not None:
+            self._ended_at = pause_end(state, self._pause)
+        self.query_one("#sw-clock", TextLine).set(clock_line(self._pause, self._clock(), self._ended_at))
+        if self._ended_at is not None and self._timer is not None:
+            self._timer.stop()  # the guest is no longer stopped here: the clock has its final value
+            self._timer = None
+
+    # ------------------------------------------------------------------ updates
+
+    def _on_progress(self, _controller: Switchover) -> None:
+        # Called from the switchover's own callbacks (some in the downtime path):
+        # repaint later, once per burst.
+        if not self._progress_scheduled:
+            self._progress_scheduled = True
+            self.call_later(self._progress_now)
+
+    def _progress_now(self) -> None:
+        self._progress_scheduled = False
+        if not self.is_attached or self._closing:
+            return
+        c = self.controller
+        if c.result is not None and c.action is None:
+            self._ended_by_others()
+            return
+        self._show_progress()
+        self._show_note()
+        self._tick()
+
+    def _ended_by_others(self) -> None:
+        """Another client (or QEMU) ended this pause before anything was confirmed here."""
+        result = self.controller.result
+        if result is None or self._closing:
+            return
+        self._closing = True
+        self.app.notify(result.reason, title="Switchover", severity="warning", timeout=15)
+        self.dismiss(None)
+
+    @on(SessionsChanged)
+    def _sessions_changed(self, message: SessionsChanged) -> None:
+        names = {self.source.name} | ({self.destination.name} if self.destination else set())
+        if not names & set(message.changes):
+            self._show_more()
+            return
+        self._show_more()
+        self._show_note()
+        self._show_checks()
+        self._show_actions()
+        self._tick()
+        self.refresh_bindings()
+
+    def refresh_more(self) -> None:
+        """The list of other paused sources changed (the app's pause watch calls this)."""
+        if self.is_attached:
+            self._show_more()
+
+    # ------------------------------------------------------------------ actions
+
+    def action_resume(self) -> None:
+        if self.can_resume() is not True:
+            return
+        try:
+            self.controller.start_resume()
+        except MigtuiError as err:  # ReadOnlyRefused: nothing was sent
+            self.app.notify(str(err), title="Switchover", severity="error")
+            return
+        log.info("%s: resume confirmed in the dialog", self.source.name)
+        self._show_progress()
+
+    def action_abort(self) -> None:
+        if self.can_abort() is True:
+            self.abort_armed = True
+            self._show_actions()
+            self.refresh_bindings()
+
+    def action_confirm_abort(self) -> None:
+        if self.can_confirm_abort() is not True:
+            return
+        self.abort_armed = False
+        try:
+            self.controller.start_abort()
+        except MigtuiError as err:
+            self.app.notify(str(err), title="Switchover", severity="error")
+            return
+        log.info("%s: abort confirmed in the dialog", self.source.name)
+        self._show_progress()
+
+    def action_why(self, key: str) -> None:
+        self.app.notify(self.unavailable_reason(key), title="Not available", severity="warning", timeout=6)
+
+    def action_close(self) -> None:
+        if self.abort_armed:
+            self.abort_armed = False
+            self._show_actions()
+            self.refresh_bindings()
+            return
+        self._closing = True
+        self.dismiss(None)

@@ -1,0 +1,157 @@
+"""QMP event log: QEMU's timestamp, the event name, a short rendering of its data.
+
+Bounded; follows the newest line unless the reader scrolled back (pgup / wheel).
+Drawn line by line rather than with RichLog, whose growing virtual size repaints the
+whole log for every line: here a line added below the last one costs that line, and
+only a full, following log has to move (one repaint per burst of events).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from datetime import datetime, tzinfo
+from typing import Any, Iterable, Mapping
+
+from rich.segment import Segment
+from rich.text import Text
+from textual import events
+from textual.geometry import Region
+from textual.strip import Strip
+from textual.widget import Widget
+
+from ...model.events import QmpEvent
+
+MAX_LINES = 1000
+DATA_WIDTH = 160
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def short_data(data: Mapping[str, Any], width: int = DATA_WIDTH) -> str:
+    """``status=active`` / ``status=ready id=mirror-data0``: what changed, then whose."""
+    first = ("status", "id", "device", "node-name")
+    keys = sorted(data, key=lambda k: (first.index(k) if k in first else len(first), k))
+    text = " ".join(f"{k}={_value(data[k])}" for k in keys)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def event_time(ev: QmpEvent, tz: tzinfo | None) -> str:
+    if ev.timestamp is None:
+        return "--:--:--.---"
+    return datetime.fromtimestamp(ev.timestamp, tz).strftime("%H:%M:%S.%f")[:-3]
+
+
+def event_line(ev: QmpEvent, monitor: str | None, tz: tzinfo | None) -> Text:
+    line = Text(event_time(ev, tz), style="dim")
+    if monitor is not None:
+        line.append(f" {monitor}", style="italic")
+    line.append(f" {ev.name}", style="bold")
+    if ev.data:
+        line.append(" " + short_data(ev.data))
+    return line
+
+
+class EventLog(Widget, can_focus=False):
+    DEFAULT_CSS = """
+    EventLog { height: 1fr; min-height: 3; }
+    """
+
+    def __init__(self, *, tz: tzinfo | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.tz = tz
+        self._lines: deque[Text] = deque(maxlen=MAX_LINES)
+        self._back = 0  # lines scrolled back from the newest (0: following)
+        self._strips: dict[int, Strip] = {}  # id(Text) -> rendered line, for this width
+        self._width = 0
+
+    # ------------------------------------------------------------------ content
+
+    @property
+    def texts(self) -> list[str]:
+        """Every line as plain text, oldest first."""
+        return [line.plain for line in self._lines]
+
+    @property
+    def following(self) -> bool:
+        return self._back == 0
+
+    def add(self, ev: QmpEvent, monitor: str | None = None) -> None:
+        self.add_lines([event_line(ev, monitor, self.tz)])
+
+    def add_lines(self, lines: list[Text]) -> None:
+        if not lines:
+            return
+        height = self.size.height
+        before = len(self._lines)
+        dropped = max(0, before + len(lines) - MAX_LINES)
+        for line in lines:
+            if len(self._lines) == self._lines.maxlen:
+                self._strips.pop(id(self._lines[0]), None)
+            self._lines.append(line)
+        if not self.following:
+            # Keep the reader's place: the view stays on the same lines.
+            self._back = min(self._back + len(lines) - dropped, max(0, len(self._lines) - height))
+            return
+        if before + len(lines) <= height and dropped == 0:
+            self.refresh(Region(0, before, self.size.width, len(lines)))  # only the new rows
+        else:
+            self.refresh()
+
+    def replace(self, events: Iterable[tuple[QmpEvent, str | None]]) -> None:
+        """Show these events instead (a new monitor selected, or all/one toggled)."""
+        self._lines.clear()
+        self._strips.clear()
+        self._lines.extend(event_line(ev, monitor, self.tz) for ev, monitor in events)
+        self._back = 0
+        self.refresh()
+
+    # ------------------------------------------------------------------ scrolling
+
+    def scroll_lines(self, delta: int) -> None:
+        """Positive: towards older lines. Clamped; back to following at the bottom."""
+        top = max(0, len(self._lines) - self.size.height)
+        back = min(max(0, self._back + delta), top)
+        if back != self._back:
+            self._back = back
+            self.refresh()
+
+    def page(self, direction: int) -> None:
+        """direction -1: a page back in time, +1: a page forward."""
+        self.scroll_lines(-direction * max(1, self.size.height - 1))
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        self.scroll_lines(3)
+        event.stop()
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        self.scroll_lines(-3)
+        event.stop()
+
+    # ------------------------------------------------------------------ drawing
+
+    def on_resize(self) -> None:
+        self._strips.clear()
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._width:
+            self._strips.clear()
+            self._width = width
+        first = max(0, len(self._lines) - self.size.height - self._back)
+        index = first + y
+        style = self.rich_style
+        if index >= len(self._lines) or index < 0:
+            return Strip.blank(width, style)
+        line = self._lines[index]
+        strip = self._strips.get(id(line))
+        if strip is None:
+            segments = line.render(self.app.console)
+            strip = Strip(Segment.apply_style(segments, style)).crop_extend(0, width, style)
+            self._strips[id(line)] = strip
+        return strip

@@ -1,0 +1,81 @@
+"""The selected monitor's identity line: name, connection, run state, armed, QEMU.
+
+A second line appears only for trouble: the connection error or the last failed poll,
+wrapped so it can be read in full.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+
+from ...transport import ConnState
+from ...workflow.session import MonitorSession
+from .. import badges
+from .text_line import TextLine
+
+SEP = Content.styled(" · ", "$text-muted")
+
+
+def identity_text(session: MonitorSession) -> Content:
+    state = session.state
+    status = session.status
+    parts = [
+        Content.styled(session.name, "bold"),
+        badges.connection_text(status.state.value, status.label().split(":")[0]),
+    ]
+    if status.state is ConnState.CONNECTED:
+        if state.run_state is not None:
+            parts.append(badges.run_state_text(state.run_state.status))
+        if state.armed:
+            parts.append(badges.armed_text(True))
+    if session.read_only:
+        parts.append(Content.styled("read-only", "$text-muted"))
+    if session.qemu_version:
+        parts.append(Content.styled(f"QEMU {session.qemu_version}", "$text-muted"))
+    if session.monitor is not None:
+        parts.append(Content.styled(session.monitor.address.display, "$text-muted"))
+    return SEP.join(parts)
+
+
+def trouble_text(session: MonitorSession) -> Content:
+    """The connection error or the last failed poll, in full; empty when all is well."""
+    status = session.status
+    if status.state is not ConnState.CONNECTED and status.error is not None:
+        return Content.styled(str(status.error), "$error")
+    if session.poll_error:
+        return Content.styled(session.poll_error, "$warning")
+    return Content("")
+
+
+def header_text(session: MonitorSession) -> Content:
+    trouble = trouble_text(session)
+    return Content("\n").join([identity_text(session), *([trouble] if trouble.plain else [])])
+
+
+class MonitorHeader(Vertical):
+    """One line that never wraps (the identity), and one that does (the trouble)."""
+
+    DEFAULT_CSS = """
+    MonitorHeader { height: auto; }
+    MonitorHeader > #header-trouble { text-wrap: wrap; text-overflow: fold; }
+    MonitorHeader > #header-trouble.-empty { display: none; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield TextLine(id="header-identity")
+        yield TextLine(id="header-trouble", classes="-empty")
+
+    @property
+    def shown(self) -> Content:
+        return Content("\n").join(
+            line.shown for line in self.query(TextLine) if line.shown.plain
+        )
+
+    def show(self, session: MonitorSession) -> None:
+        self.query_one("#header-identity", TextLine).set(identity_text(session))
+        trouble = trouble_text(session)
+        line = self.query_one("#header-trouble", TextLine)
+        line.set_class(not trouble.plain, "-empty")
+        line.set(trouble, relayout=True)

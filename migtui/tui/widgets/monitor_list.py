@@ -1,0 +1,105 @@
+"""The monitors list: one two-line entry per monitor, the highlighted one is shown.
+
+Line 1: name and migration badge. Line 2: connection state while not connected
+(with why), else QEMU's run state and "armed". An entry is rewritten only when its
+text changes, so 50 quiet monitors cost nothing per poll.
+"""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from ...transport import ConnState
+from ...workflow.session import MonitorSession
+from .. import badges
+
+
+def entry(session: MonitorSession, width: int, selected: bool = False) -> Content:
+    """The two lines for one monitor, fitted to ``width`` cells.
+
+    The selected one is marked with ``▸`` too: a highlight colour alone is lost
+    under NO_COLOR.
+    """
+    state = session.state
+    badge = badges.migration_badge(state.migration_status)
+    if state.migration_status == "none":
+        badge = Content("")
+    marker = Content.styled("▸", "bold $accent") if selected else Content(" ")
+    name_width = max(4, width - 1 - badge.cell_length - 1)
+    name = session.name if len(session.name) <= name_width else session.name[: name_width - 1] + "…"
+    gap = " " * max(1, width - 1 - len(name) - badge.cell_length)
+    line1 = Content.assemble(marker, (name, "bold"), gap, badge)
+    status = session.status
+    if status.state is not ConnState.CONNECTED:
+        line2 = badges.connection_text(status.state.value, status.label())
+    else:
+        parts = []
+        if state.run_state is not None:
+            parts.append(badges.run_state_text(state.run_state.status))
+        if state.armed:
+            parts.append(badges.armed_text(True))
+        if session.poll_error:
+            parts.append(Content.styled("poll error", "$error"))
+        line2 = Content(" ").join(parts)
+    line2 = Content(" ") + line2
+    if line2.cell_length > width:
+        line2 = line2.truncate(width, ellipsis=True)
+    return Content("\n").join([line1, line2])
+
+
+class MonitorList(OptionList):
+    """Keeps one Option per session, id = session name."""
+
+    DEFAULT_CSS = """
+    MonitorList { width: 24; height: 1fr; }
+    """
+
+    def __init__(self, sessions: list[MonitorSession], **kwargs) -> None:
+        self._sessions = {s.name: s for s in sessions}
+        self._shown: dict[str, Content] = {}
+        self._entry_width = 20
+        self._selected: str | None = None
+        super().__init__(*self._options(), **kwargs)
+
+    def _options(self) -> list[Option]:
+        options = []
+        for name, session in self._sessions.items():
+            self._shown[name] = entry(session, self._entry_width, name == self._selected)
+            options.append(Option(self._shown[name], id=name))
+        return options
+
+    def on_resize(self) -> None:
+        # Room for the text: minus padding and the scrollbar OptionList may show.
+        width = max(8, self.scrollable_content_region.width - 1)
+        if width != self._entry_width:
+            self._entry_width = width
+            for name in self._sessions:
+                self.update_entry(name)
+
+    def update_entry(self, name: str) -> bool:
+        """Rewrite one monitor's entry if its text changed; returns True if it did."""
+        session = self._sessions.get(name)
+        if session is None:
+            return False
+        new = entry(session, self._entry_width, name == self._selected)
+        old = self._shown.get(name)
+        if old is not None and new.is_same(old):
+            return False
+        self._shown[name] = new
+        self.replace_option_prompt(name, new)
+        return True
+
+    @property
+    def selected_name(self) -> str | None:
+        option = self.highlighted_option
+        return option.id if option is not None else None
+
+    def select_name(self, name: str) -> None:
+        """Highlight ``name`` and move the ``▸`` marker to it."""
+        previous, self._selected = self._selected, name
+        if self.highlighted != self.get_option_index(name):
+            self.highlighted = self.get_option_index(name)
+        for changed in {previous, name} - {None}:
+            self.update_entry(changed)  # type: ignore[arg-type]

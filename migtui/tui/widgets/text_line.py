@@ -1,0 +1,49 @@
+"""A line (or a few) of text that repaints only the cells that changed."""
+
+from __future__ import annotations
+
+from textual.content import Content
+from textual.widget import Widget
+
+from ..repaint import changed_regions
+
+
+class TextLine(Widget):
+    """Polls hand it the same text every second; only a real change costs a repaint,
+    and a changed number costs only its own cells."""
+
+    DEFAULT_CSS = """
+    TextLine { height: auto; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
+    """
+
+    def __init__(self, content: Content | str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._shown = content if isinstance(content, Content) else Content(content)
+
+    @property
+    def shown(self) -> Content:
+        return self._shown
+
+    def render(self) -> Content:
+        return self._shown
+
+    def set(self, content: Content | str, *, relayout: bool = False) -> bool:
+        """Show ``content``; returns True if the screen had to change.
+
+        Lines do not wrap here, so the height only changes with the number of lines;
+        a subclass that wraps passes ``relayout=True``.
+        """
+        new = content if isinstance(content, Content) else Content(content)
+        old = self._shown
+        if new.is_same(old):
+            return False
+        self._shown = new
+        if relayout or new.plain.count("\n") != old.plain.count("\n"):
+            self.refresh(layout=True)
+            return True
+        regions = changed_regions(old, new, self.size.width)
+        if regions is None or not self.size.width:
+            self.refresh()
+        elif regions:
+            self.refresh(*regions)
+        return True

@@ -1,0 +1,399 @@
+"""MonitorSession: one monitor kept connected, its events applied, its numbers polled.
+
+A session owns a :class:`~migtui.transport.Monitor` and a
+:class:`~migtui.model.vmstate.VmState`. QMP events are folded into the state the
+moment they arrive; ``query-*`` polls run on a timer that re-arms only after the
+previous poll finished, so polls never overlap and a hung QEMU (every command has
+the monitor's timeout) only ever delays its own session. Listeners learn *what*
+changed (a set of :data:`KINDS`) so a UI repaints only the panels concerned.
+
+No textual here: the TUI and ``--auto-resume`` both build on it. Errors become
+``poll_error`` (one line) and a log record, never an exception out of the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ..errors import MigtuiError, MonitorError, NotSupported
+from ..model.blockjobs import parse_block_jobs
+from ..model.capabilities import Capabilities
+from ..model.coerce import opt_int
+from ..model.dirtyrate import DirtyRateInfo
+from ..model.events import QmpEvent
+from ..model.migration import MigrationInfo
+from ..model.runstate import RunState
+from ..model.vmstate import VmState
+from ..transport import ConnectionStatus, ConnState, Monitor
+
+log = logging.getLogger("migtui.session")
+
+# What changed, as told to listeners.
+CONNECTION = "connection"  # ConnectionStatus, poll_error
+MIGRATION = "migration"  # query-migrate, MIGRATION / MIGRATION_PASS events, history
+RUN_STATE = "run_state"
+BLOCK_JOBS = "block_jobs"
+DIRTY_RATE = "dirty_rate"  # calc-dirty-rate measurement
+CONFIG = "config"  # migrate capabilities and parameters (armed, downtime-limit)
+EVENTS = "events"  # a new event in the log
+KINDS = frozenset({CONNECTION, MIGRATION, RUN_STATE, BLOCK_JOBS, DIRTY_RATE, CONFIG, EVENTS})
+
+ChangeListener = Callable[["MonitorSession", frozenset[str]], None]
+ReplyListener = Callable[[str, Any, float], None]  # (command, reply, now)
+
+# Events that make the next poll start at once rather than at the next tick.
+_POLL_NOW_EVENTS = frozenset(
+    {"MIGRATION", "STOP", "RESUME", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED",
+     "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR"}
+)
+_JOB_EVENTS = ("BLOCK_JOB_", "JOB_STATUS_CHANGE")
+# Capabilities and parameters rarely change: re-read them this often (and on
+# connect, and when a migration starts).
+CONFIG_EVERY_S = 5.0
+# Never start two polls closer than this, whatever the event rate.
+MIN_POLL_GAP_S = 0.05
+
+
+class MonitorSession:
+    """Live state of one monitor. Build with a Monitor, or :meth:`offline` for replays."""
+
+    def __init__(
+        self,
+        monitor: Monitor | None,
+        *,
+        name: str | None = None,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+        state: VmState | None = None,
+    ) -> None:
+        if monitor is None and name is None:
+            raise ValueError("an offline session needs a name")
+        self.monitor = monitor
+        self.name: str = name or (monitor.name if monitor else "")
+        self.interval = interval
+        self.clock = clock
+        self.state = state or VmState()
+        self.status: ConnectionStatus = monitor.status if monitor else ConnectionStatus(ConnState.CONNECTED)
+        self.parameters: dict[str, Any] = {}  # query-migrate-parameters
+        self.poll_error: str | None = None  # the last failed poll, cleared by a good one
+        self.measuring = False  # a calc-dirty-rate is running
+        self.polls = 0
+        self.event_count = 0  # events applied so far (state.events keeps only the last ones)
+        self._listeners: list[ChangeListener] = []
+        self._reply_listeners: list[ReplyListener] = []
+        self._event_listeners: list[Callable[[QmpEvent], None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._config_due = True
+        self._config_at = 0.0
+        self._measured: asyncio.Future[DirtyRateInfo] | None = None
+        if monitor is not None:
+            monitor.add_event_listener(self._on_event)
+            monitor.add_state_listener(self._on_status)
+
+    @classmethod
+    def offline(
+        cls,
+        name: str,
+        *,
+        state: VmState | None = None,
+        status: ConnectionStatus | None = None,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> "MonitorSession":
+        """A session without a socket: fed by :meth:`apply_reply` / :meth:`apply_event`."""
+        session = cls(None, name=name, interval=interval, clock=clock, state=state)
+        if status is not None:
+            session.status = status
+        return session
+
+    # ------------------------------------------------------------------ listeners
+
+    def add_change_listener(self, cb: ChangeListener) -> Callable[[], None]:
+        """``cb(session, kinds)`` after every change; returns a function that removes it."""
+        self._listeners.append(cb)
+        return lambda: self._listeners.remove(cb) if cb in self._listeners else None
+
+    def add_event_listener(self, cb: Callable[[QmpEvent], None]) -> Callable[[], None]:
+        """``cb(event)`` for every QMP event, right after it was folded into the state and
+        before change listeners (the switchover reacts here); returns a remover."""
+        self._event_listeners.append(cb)
+        return lambda: self._event_listeners.remove(cb) if cb in self._event_listeners else None
+
+    def feed(self, command: str, reply: Any) -> frozenset[str]:
+        """Fold a ``query-*`` reply fetched outside the poll loop and tell listeners."""
+        kinds = frozenset(self.apply_reply(command, reply))
+        self._notify(kinds)
+        return kinds
+
+    def add_reply_listener(self, cb: ReplyListener) -> None:
+        """``cb(command, reply, now)`` for every poll reply (to record a session)."""
+        self._reply_listeners.append(cb)
+
+    def _notify(self, kinds: Iterable[str]) -> None:
+        changed = frozenset(kinds)
+        if not changed:
+            return
+        for cb in list(self._listeners):
+            try:
+                cb(self, changed)
+            except Exception:
+                log.exception("%s: change listener %r failed", self.name, cb)
+
+    # ------------------------------------------------------------------ derived
+
+    @property
+    def connected(self) -> bool:
+        return self.status.state is ConnState.CONNECTED
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.monitor and self.monitor.read_only)
+
+    @property
+    def downtime_limit_ms(self) -> int | None:
+        return opt_int(self.parameters.get("downtime-limit"))
+
+    @property
+    def max_bandwidth(self) -> int | None:
+        """Bytes/s the migration may use (0 or absent: unlimited)."""
+        return opt_int(self.parameters.get("max-bandwidth"))
+
+    @property
+    def qemu_version(self) -> str | None:
+        return self.monitor.qemu_version if self.monitor else None
+
+    def supports(self, command: str) -> bool:
+        # Offline sessions replay what a real QEMU said: assume it could.
+        return self.monitor.supports(command) if self.monitor else True
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start connecting and polling (needs a running loop). Offline: nothing to do."""
+        if self.monitor is None or self._tasks:
+            return
+        self._tasks = [
+            asyncio.create_task(self.monitor.run(), name=f"monitor-{self.name}"),
+            asyncio.create_task(self._poll_loop(), name=f"poll-{self.name}"),
+        ]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.monitor is not None:
+            await self.monitor.close()
+        if self._measured is not None and not self._measured.done():
+            self._measured.cancel()
+
+    def poll_soon(self, *, config: bool = False) -> None:
+        """Ask for a poll now instead of at the next tick (still never overlapping)."""
+        if config:
+            self._config_due = True
+        self._wake.set()
+
+    # ------------------------------------------------------------------ input
+
+    def _on_status(self, status: ConnectionStatus) -> None:
+        self.status = status
+        if status.state is ConnState.CONNECTED:
+            self.poll_error = None
+            self.poll_soon(config=True)  # parameters are read once per connection
+        else:
+            self._fail_measurement(status.error or MonitorError(self.name, f"{self.name}: disconnected"))
+        self._notify({CONNECTION})
+
+    def _on_event(self, ev: QmpEvent) -> None:
+        kinds = self.apply_event(ev)
+        # Event listeners first: the switchover reacts to BLOCK_JOB_COMPLETED while the
+        # guest is stopped; a repaint can wait a few microseconds.
+        for listener in list(self._event_listeners):
+            try:
+                listener(ev)
+            except Exception:
+                log.exception("%s: event listener %r failed", self.name, listener)
+        self._notify(kinds)
+        if ev.name in _POLL_NOW_EVENTS:
+            # Each migration status may come with new parameters (downtime-limit): a new
+            # migration surely, and at pre-switchover the operator wants today's limit.
+            self.poll_soon(config=ev.name == "MIGRATION")
+
+    def apply_event(self, ev: QmpEvent, now: float | None = None) -> set[str]:
+        """Fold one event into the state; returns what changed (listeners not called)."""
+        kinds = {EVENTS}
+        self.state.apply_event(ev, self.clock() if now is None else now)
+        self.event_count += 1
+        if ev.name in ("MIGRATION", "MIGRATION_PASS"):
+            kinds.add(MIGRATION)
+        elif ev.name in ("STOP", "RESUME"):
+            kinds.add(RUN_STATE)
+        elif ev.name.startswith(_JOB_EVENTS):
+            kinds.add(BLOCK_JOBS)
+        return kinds
+
+    def apply_reply(self, command: str, reply: Any, now: float | None = None) -> set[str]:
+        """Fold one ``query-*`` reply into the state; returns what changed."""
+        at = self.clock() if now is None else now
+        state = self.state
+        if command == "query-migrate":
+            return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at) else set()
+        if command == "query-status":
+            return {RUN_STATE} if state.apply_run_state(RunState.from_qmp(reply), at) else set()
+        if command == "query-block-jobs":
+            return {BLOCK_JOBS} if state.apply_block_jobs(parse_block_jobs(reply), at) else set()
+        if command == "query-dirty-rate":
+            info = DirtyRateInfo.from_qmp(reply)
+            changed = state.apply_dirty_rate(info, at)
+            if self.measuring and info.measured:
+                self.measuring = False
+                changed = True
+                if self._measured is not None and not self._measured.done():
+                    self._measured.set_result(info)
+            return {DIRTY_RATE} if changed else set()
+        if command == "query-migrate-capabilities":
+            return {CONFIG} if state.apply_capabilities(Capabilities.from_qmp(reply)) else set()
+        if command == "query-migrate-parameters":
+            params = dict(reply) if isinstance(reply, Mapping) else {}
+            if params == self.parameters:
+                return set()
+            self.parameters = params
+            return {CONFIG}
+        return set()
+
+    def replay(self, entries: Iterable[Mapping[str, Any]], *, until: float | None = None) -> None:
+        """Feed recorded entries (tests/fixtures/qmp timeline format) through the live path.
+
+        Each entry is ``{"t", "kind": "event", "event": raw}`` or
+        ``{"t", "kind": "reply", "command", "return"}``; ``t`` is used as ``now``.
+        Listeners are told once, at the end.
+        """
+        kinds: set[str] = set()
+        for entry in entries:
+            t = float(entry["t"])
+            if until is not None and t > until:
+                break
+            if entry.get("kind") == "event":
+                kinds |= self.apply_event(QmpEvent.from_qmp(entry["event"]), now=t)
+            elif entry.get("kind") == "reply":
+                kinds |= self.apply_reply(str(entry["command"]), entry.get("return"), now=t)
+        self._notify(kinds)
+
+    # ------------------------------------------------------------------ polling
+
+    async def _poll_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            if self.connected:
+                await self.poll_once()
+            # Re-arm only now that the poll is over: a slow QEMU slows its own polls.
+            elapsed = loop.time() - started
+            try:
+                async with asyncio.timeout(max(0.0, self.interval - elapsed)):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await asyncio.sleep(MIN_POLL_GAP_S)
+
+    def _queries(self) -> list[str]:
+        queries = ["query-migrate", "query-status"]
+        if self.supports("query-block-jobs"):
+            queries.append("query-block-jobs")
+        if self.measuring:
+            queries.append("query-dirty-rate")
+        now = self.clock()
+        if self._config_due or now - self._config_at >= CONFIG_EVERY_S:
+            self._config_due, self._config_at = False, now
+            queries += [q for q in ("query-migrate-capabilities", "query-migrate-parameters")
+                        if self.supports(q)]
+        return queries
+
+    async def poll_once(self) -> frozenset[str]:
+        """Run one round of queries (pipelined on the one socket) and apply the replies."""
+        monitor = self.monitor
+        if monitor is None:
+            return frozenset()
+        queries = self._queries()
+        replies = await asyncio.gather(*(monitor.execute(q) for q in queries), return_exceptions=True)
+        self.polls += 1
+        kinds: set[str] = set()
+        error: str | None = None
+        for command, reply in zip(queries, replies):
+            if isinstance(reply, BaseException):
+                if isinstance(reply, asyncio.CancelledError):
+                    raise reply
+                error = error or self._describe(command, reply)
+                if command.startswith("query-migrate-"):
+                    self._config_due = True  # try again next time
+                continue
+            now = self.clock()
+            for cb in list(self._reply_listeners):
+                try:
+                    cb(command, reply, now)
+                except Exception:
+                    log.exception("%s: reply listener failed", self.name)
+            try:
+                kinds |= self.apply_reply(command, reply, now)
+            except Exception as err:  # a reply the model cannot fold must not stop polling
+                log.exception("%s: cannot apply %s reply %r", self.name, command, reply)
+                error = error or f"{self.name}: {command}: unexpected reply ({err})"
+        if error != self.poll_error:
+            self.poll_error = error
+            kinds.add(CONNECTION)
+        self._notify(kinds)
+        return frozenset(kinds)
+
+    def _describe(self, command: str, err: BaseException) -> str:
+        if isinstance(err, MigtuiError):  # expected trouble: already one line
+            log.info("%s: %s failed: %s", self.name, command, err)
+            return str(err)
+        log.error("%s: %s failed", self.name, command, exc_info=err)
+        return f"{self.name}: {command}: {err.__class__.__name__}: {err}"
+
+    # ------------------------------------------------------------------ dirty rate
+
+    async def measure_dirty_rate(self, seconds: int = 1) -> DirtyRateInfo:
+        """Measure the guest's dirty rate with ``calc-dirty-rate`` (no migration needed).
+
+        Returns the measured :class:`DirtyRateInfo`; the state shows "measuring" until
+        then. Raises a MonitorError (e.g. ReadOnlyRefused, NotSupported, CommandFailed).
+        """
+        monitor = self.monitor
+        if monitor is None:
+            raise NotSupported(self.name, f"{self.name}: a replayed session cannot measure")
+        if not self.supports("calc-dirty-rate"):
+            raise NotSupported(self.name, f"{self.name}: this QEMU has no calc-dirty-rate (needs 5.2+)")
+        if self.measuring and self._measured is not None:
+            return await asyncio.shield(self._measured)
+        seconds = max(1, int(seconds))
+        await monitor.execute("calc-dirty-rate", {"calc-time": seconds})
+        loop = asyncio.get_running_loop()
+        self._measured = loop.create_future()
+        self.measuring = True
+        self._notify({DIRTY_RATE})
+        # The regular poll picks up the result; make one land right after QEMU is done.
+        loop.call_later(seconds + 0.1, self._wake.set)
+        try:
+            async with asyncio.timeout(seconds + max(5.0, 3 * self.interval)):
+                return await asyncio.shield(self._measured)
+        except TimeoutError:
+            self._fail_measurement(
+                MonitorError(self.name, f"{self.name}: calc-dirty-rate gave no result in time")
+            )
+            raise MonitorError(self.name, f"{self.name}: calc-dirty-rate gave no result in time") from None
+
+    def _fail_measurement(self, error: MonitorError) -> None:
+        if not self.measuring:
+            return
+        self.measuring = False
+        if self._measured is not None and not self._measured.done():
+            self._measured.set_exception(error)
+            self._measured.exception()  # retrieved: no "never retrieved" warning if nobody waits
+        self._notify({DIRTY_RATE})

@@ -1,0 +1,109 @@
+"""The dashboard against a real lab migration with storage: what the panels show.
+
+The lab's guest re-dirties its range as fast as it can, so at 4 MiB/s the migration
+cannot converge: the dirty rate shows up. Then the bandwidth is raised (as an
+operator would), QEMU pauses before switchover, the mirror is finished gracefully
+and the migration continues to completion. All through the lab's control sockets;
+the dashboard only watches its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import timezone
+
+import pytest
+from textual.pilot import Pilot
+
+from migtui.address import parse_address
+from migtui.lab.lab import MIRROR_JOB, Lab
+from migtui.transport import Monitor
+from migtui.tui.app import MigtuiApp, make_app
+from migtui.tui.widgets.block_jobs import BlockJobsPanel
+from migtui.tui.widgets.event_log import EventLog
+from migtui.tui.widgets.field_row import FieldRow
+from migtui.tui.widgets.monitor_header import MonitorHeader
+from migtui.tui.widgets.rate_chart import RateChart
+from migtui.tui.widgets.text_line import TextLine
+from migtui.workflow.session import MonitorSession
+
+MiB = 1024 * 1024
+
+
+async def until(pilot: Pilot, pred: Callable[[], bool], timeout: float, what: str,
+                each: Callable[[], None] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if each is not None:
+            each()
+        if pred():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def status_text(app: MigtuiApp) -> str:
+    return app.dashboard.query_one("#mig-status", FieldRow).shown.plain
+
+
+def job_row(app: MigtuiApp) -> tuple[str, ...] | None:
+    return app.dashboard.query_one(BlockJobsPanel)._rows.get(MIRROR_JOB)
+
+
+@pytest.mark.qemu
+async def test_dashboard_follows_a_real_storage_migration(lab: Lab) -> None:
+    await lab.prepare(storage=True, pause=True, max_bandwidth=4 * MiB)
+    sessions = [
+        MonitorSession(Monitor(parse_address(f"{vm.name}=unix:{vm.qmp_path}")), interval=0.25)
+        for vm in (lab.src, lab.dst)
+    ]
+    src, dst = sessions
+    app = make_app(sessions=sessions, tz=timezone.utc, term="xterm-256color")
+    ctl = await lab.control(lab.src)
+    shown: list[str] = []
+
+    def watch() -> None:  # every status the migration panel displayed, in order
+        badge = status_text(app).split(" · ")[0].strip()
+        if not shown or shown[-1] != badge:
+            shown.append(badge)
+
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, lambda: src.connected and dst.connected and src.polls >= 1, 15, "connected")
+        await until(pilot, lambda: job_row(app) is not None, 5, "mirror in the table", watch)
+        row = job_row(app)
+        assert row is not None and row[1] == "ready" and row[2] == "yes" and row[-2] == "mirror"
+        assert "armed" in app.dashboard.query_one(MonitorHeader).shown.plain
+
+        await lab.migrate()
+        chart = app.dashboard.query_one(RateChart)
+        await until(pilot, lambda: (chart._data.dirty_now or 0) > 0, 30, "a dirty rate", watch)
+        values = app.dashboard.query_one("#chart-values", TextLine).shown.plain.splitlines()
+        assert values[0].strip().endswith("MiB/s") or values[0].strip().endswith("KiB/s"), values
+        assert any(s.dirty_rate_bytes_per_s for s in src.state.history)
+
+        # The operator gives it room; QEMU converges and pauses before switching over.
+        await ctl.execute("migrate-set-parameters", {"max-bandwidth": 1024 * MiB, "downtime-limit": 2000})
+        await until(pilot, lambda: "pre-switchover" in status_text(app), 30, "pre-switchover", watch)
+        await ctl.execute("block-job-cancel", {"device": MIRROR_JOB})
+        await until(pilot, lambda: (job_row(app) or ("",) * 3)[1].startswith("completed"), 15,
+                    "mirror completed", watch)
+        await ctl.execute("migrate-continue", {"state": "pre-switchover"})
+        await until(pilot, lambda: "completed" in status_text(app), 15, "completed", watch)
+        downtime = app.dashboard.query_one("#mig-downtime", FieldRow)
+        # The event said completed; the next poll brings QEMU's final downtime.
+        await until(pilot, lambda: downtime.shown.plain.startswith("downtime "), 5, "final downtime")
+        # Parameters are re-read on each MIGRATION event (and every few seconds).
+        await until(pilot, lambda: "limit 2.00 s" in downtime.shown.plain, 10, "new downtime-limit")
+
+        await pilot.press("down")
+        await until(pilot, lambda: "completed" in status_text(app), 15, "destination completed")
+        log_lines = app.dashboard.query_one(EventLog).texts
+        assert any("RESUME" in line for line in log_lines)
+
+    assert shown[0] == "no migration"
+    order = [s for s in shown if s in ("active", "pre-switchover", "completed")]
+    assert order == ["active", "pre-switchover", "completed"], shown
+    events = [ev.data.get("status") for ev in src.state.events if ev.name == "MIGRATION"]
+    assert events == ["setup", "active", "pre-switchover", "device", "completed"]

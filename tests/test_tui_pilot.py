@@ -1,0 +1,354 @@
+"""The dashboard driven by keys (textual Pilot): selection, reconnect, help, quit, scale, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from migtui.address import parse_address
+from migtui.model.events import QmpEvent
+from migtui.transport import ConnState, Monitor
+from migtui.tui.app import MigtuiApp, make_app
+from migtui.tui.messages import SessionsChanged
+from migtui.tui.screens.help import HelpScreen
+from migtui.tui.widgets.block_jobs import BlockJobsPanel
+from migtui.tui.widgets.dirty_panel import DirtyPanel
+from migtui.tui.widgets.event_log import EventLog
+from migtui.tui.widgets.migration_panel import MigrationPanel
+from migtui.tui.widgets.monitor_header import MonitorHeader
+from migtui.tui.widgets.monitor_list import MonitorList
+from migtui.tui.widgets.text_line import TextLine
+from migtui.workflow.session import MonitorSession
+from qemu_util import QemuProcess
+
+TUI_FIXTURES = Path(__file__).parent / "fixtures" / "qmp" / "tui"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def replayed(scenario: str, at: float, names: dict[str, str] | None = None) -> tuple[list[MonitorSession], float]:
+    """Offline sessions fed ``at`` seconds of a recorded lab run (side -> session name)."""
+    entries = json.loads((TUI_FIXTURES / f"{scenario}.json").read_text())["entries"]
+    now = entries[0]["t"] + at
+    sessions = []
+    for side, name in (names or {"src": "src", "dst": "dst"}).items():
+        session = MonitorSession.offline(name, clock=lambda: now)
+        session.replay([e for e in entries if e["side"] == side], until=now)
+        sessions.append(session)
+    return sessions, now
+
+
+def app_for(sessions: list[MonitorSession], now: float | None = None) -> MigtuiApp:
+    clock = (lambda: now) if now is not None else time.time
+    return make_app(sessions=sessions, clock=clock, tz=timezone.utc, term="xterm-256color")
+
+
+async def until(pilot: Pilot, pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def text(app: MigtuiApp, widget: type[TextLine] | str) -> str:
+    """What a line (TextLine or FieldRow) shows."""
+    return app.dashboard.query_one(widget).shown.plain  # type: ignore[attr-defined]
+
+
+def entry_text(app: MigtuiApp, name: str) -> str:
+    monitors = app.dashboard.query_one(MonitorList)
+    return str(monitors.get_option(name).prompt)
+
+
+async def test_arrows_and_tab_select_a_monitor() -> None:
+    sessions, now = replayed("storage", 16.9)
+    app = app_for(sessions, now)
+    async with app.run_test(size=(80, 24)) as pilot:
+        dash = app.dashboard
+        assert dash.selected is sessions[0]
+        assert text(app, MonitorHeader).startswith("src")
+        assert "pre-switchover" in text(app, "#mig-status")
+        assert "▸src" in entry_text(app, "src")
+        await pilot.press("down")
+        assert dash.selected is sessions[1]
+        assert text(app, MonitorHeader).startswith("dst")
+        assert "active" in text(app, "#mig-status")
+        assert "▸dst" in entry_text(app, "dst") and "▸" not in entry_text(app, "src")
+        await pilot.press("tab")  # wraps around
+        assert dash.selected is sessions[0]
+        await pilot.press("shift+tab")
+        assert dash.selected is sessions[1]
+        await pilot.press("up")
+        assert dash.selected is sessions[0]
+
+
+async def test_panels_show_the_replayed_migration() -> None:
+    sessions, now = replayed("storage", 16.9)
+    app = app_for(sessions, now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        ram = text(app, "#mig-ram")
+        assert "sent 52.4/128.5 MiB" in ram and "left 1.2 MiB" in ram and "4.0 MiB/s" in ram
+        downtime = text(app, "#mig-downtime")
+        assert "expected downtime" in downtime and "limit 300 ms" in downtime
+        assert "pass 13" in text(app, "#mig-status")
+        jobs = app.dashboard.query_one(BlockJobsPanel)
+        assert "mirror-data0" in jobs._rows and jobs._rows["mirror-data0"][2] == "yes"
+        log = app.dashboard.query_one(EventLog)
+        assert any("pre-switchover" in line for line in log.texts)
+
+
+async def test_quiet_updates_do_not_repaint() -> None:
+    sessions, now = replayed("storage", 16.9)
+    app = app_for(sessions, now)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        panel = app.dashboard.query_one(MigrationPanel)
+        lines = list(panel.query(TextLine))
+        before = [line.shown for line in lines]
+        app.dashboard.show(sessions[0], None)  # same data again
+        assert all(line.set(old) is False for line, old in zip(lines, before))
+
+
+async def test_a_burst_of_events_is_one_repaint() -> None:
+    sessions, now = replayed("storage", 3.0)
+    messages: list[SessionsChanged] = []
+
+    def hook(message: Any) -> None:
+        if isinstance(message, SessionsChanged):
+            messages.append(message)
+
+    app = app_for(sessions, now)
+    async with app.run_test(size=(80, 24), message_hook=hook) as pilot:
+        await pilot.pause(0.1)
+        messages.clear()
+        count = sessions[0].event_count
+        for n in range(200):
+            ev = QmpEvent("MIGRATION_PASS", {"pass": n}, now)
+            sessions[0]._notify(sessions[0].apply_event(ev))
+        await until(pilot, lambda: bool(messages), what="SessionsChanged")
+        await pilot.pause(0.1)
+        assert len({id(m) for m in messages}) == 1  # the hook may see one message twice
+        assert sessions[0].event_count == count + 200
+        log = app.dashboard.query_one(EventLog)
+        assert "pass=199" in log.texts[-1]
+
+
+@pytest.mark.qemu
+async def test_reconnect_is_shown(tmp_path: Path) -> None:
+    path = tmp_path / "late.qmp"
+    monitor = Monitor(parse_address(f"late=unix:{path}"), backoff=(0.05, 0.2))
+    session = MonitorSession(monitor, interval=0.2)
+    app = app_for([session])
+    qemu = QemuProcess(path, machine="pc")
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: "lost" in entry_text(app, "late"), what="lost shown")
+            assert "lost" in text(app, MonitorHeader)
+            qemu.start()
+            await until(pilot, lambda: "running" in entry_text(app, "late"), what="connected shown")
+            assert "connected" in text(app, MonitorHeader)
+            qemu.kill()
+            await until(pilot, lambda: "retrying" in entry_text(app, "late")
+                        or "lost" in entry_text(app, "late"), what="drop shown")
+            qemu.start()
+            await until(pilot, lambda: "running" in entry_text(app, "late"), what="reconnected shown")
+            await pilot.press("q")
+        assert session.status.state is ConnState.CLOSED  # the app stopped its sessions
+    finally:
+        qemu.kill()
+
+
+@pytest.mark.qemu
+async def test_d_measures_the_dirty_rate(tmp_path: Path) -> None:
+    qemu = QemuProcess(tmp_path / "vm.qmp", machine="pc").start()
+    try:
+        session = MonitorSession(Monitor(parse_address(f"vm=unix:{qemu.socket_path}")), interval=0.2)
+        app = app_for([session])
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: session.polls >= 1, what="first poll")
+            await pilot.pause(0.1)
+            assert app.dashboard.check_action("measure_dirty_rate", ()) is True
+            dirty = app.dashboard.query_one(DirtyPanel)
+            await pilot.press("d")
+            await until(pilot, lambda: "measuring" in (dirty.border_title or ""), what="measuring shown")
+            assert app.dashboard.check_action("measure_dirty_rate", ()) is None  # greyed meanwhile
+            await until(pilot, lambda: "measured" in (dirty.border_title or ""), what="result shown")
+    finally:
+        qemu.kill()
+
+
+async def test_d_is_disabled_without_a_live_monitor() -> None:
+    sessions, now = replayed("measure", 5.0)
+    app = app_for(sessions, now)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.dashboard.check_action("measure_dirty_rate", ()) is None
+        await pilot.press("d")  # a disabled key does nothing, and nothing breaks
+        assert "measured 4.0 MiB/s" in app.dashboard.query_one(DirtyPanel).border_title
+
+
+async def test_help_lists_the_keys_and_closes() -> None:
+    sessions, now = replayed("storage", 16.9)
+    app = app_for(sessions, now)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        body = str(app.screen.query_one("#help-text").render())
+        for words in ("Next monitor", "Dirty rate (not available now)", "All events", "Quit", "Help"):
+            assert words in body
+        await pilot.press("escape")
+        assert not isinstance(app.screen, HelpScreen)
+        await pilot.press("question_mark")
+        await pilot.press("question_mark")
+        assert not isinstance(app.screen, HelpScreen)
+
+
+async def test_e_toggles_all_monitors_events() -> None:
+    sessions, now = replayed("storage", 20.0)
+    app = app_for(sessions, now)
+    async with app.run_test(size=(120, 40)) as pilot:
+        log = app.dashboard.query_one(EventLog)
+        assert "src" in log.border_title and not any(" dst " in line for line in log.texts)
+        await pilot.press("e")
+        assert "all monitors" in log.border_title
+        assert any(" dst RESUME" in line for line in log.texts)
+        await pilot.press("e")
+        assert "all monitors" not in log.border_title
+
+
+async def test_q_quits() -> None:
+    sessions, now = replayed("storage", 2.0)
+    app = app_for(sessions, now)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+    assert app.return_code == 0
+
+
+async def test_fifty_monitors_stay_usable() -> None:
+    sessions: list[MonitorSession] = []
+    for i in range(25):
+        pair, now = replayed("storage", 1.0 + i * 0.8, {"src": f"src{i:02d}", "dst": f"dst{i:02d}"})
+        sessions += pair
+    app = app_for(sessions, now)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        # CPU time, not wall time: Pilot's idle detection sleeps between keys.
+        started = time.process_time()
+        for _ in range(49):
+            await pilot.press("down")
+        per_key = (time.process_time() - started) / 49
+        assert app.dashboard.selected is sessions[-1]
+        assert per_key < 0.1, f"{per_key * 1000:.0f} ms of CPU per key"
+        monitors = app.dashboard.query_one(MonitorList)
+        assert monitors.scroll_y > 0  # the list scrolled to keep the selection visible
+        # A change on a monitor that is not shown touches its list entry only.
+        session = sessions[3]
+        session._notify(session.apply_event(QmpEvent("MIGRATION", {"status": "failed"}, now)))
+        await until(pilot, lambda: "failed" in entry_text(app, session.name), what="entry updated")
+        assert "failed" not in text(app, "#mig-status")
+
+
+def run_cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "migtui", *args], capture_output=True, text=True,
+                          timeout=30, env=env, stdin=subprocess.DEVNULL, **kwargs)
+
+
+def test_cli_rejects_a_malformed_monitor_before_the_tui() -> None:
+    result = run_cli("src=/tmp/a.qmp", "localhost:99999")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "99999" in lines[0] and lines[0].startswith("migtui: ")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--interval", "0", "vm.qmp"], "--interval"),
+    (["--log-file", "/nonexistent-dir/x.log", "vm.qmp"], "--log-file"),
+    (["vm.qmp"], "needs a terminal"),
+])
+def test_cli_usage_errors_are_one_line(args: list[str], words: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0], result.stderr
+
+
+async def test_linux_console_gets_the_ansi_theme_and_no_color_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    sessions, now = replayed("storage", 12.5)
+    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="linux")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.no_color
+        assert app.theme == "ansi-dark"
+        chart = app.dashboard.query_one("RateChart")
+        assert "▁" not in str(chart.render().plain)  # no eighth blocks on the Linux console
+
+
+async def test_startup_to_first_frame_is_fast() -> None:
+    sessions, now = replayed("storage", 16.9)
+    started = time.monotonic()
+    app = app_for(sessions, now)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.pause()
+        assert time.monotonic() - started < 1.0
+
+
+# --- the pure helpers the widgets rely on -------------------------------------------
+
+def test_only_changed_cells_are_repainted() -> None:
+    from textual.content import Content
+
+    from migtui.tui.repaint import changed_regions
+
+    # A ticking figure: its own cells.
+    (r,) = changed_regions(Content("total 12.7 s"), Content("total 13.7 s"), 40)
+    assert (r.x, r.width) == (7, 1)
+    # A bar that grows one cell: that cell, though the styled span moved.
+    a = Content.assemble(("RAM ", "bold"), ("█" * 10, "$primary"), ("░" * 10, "dim"))
+    b = Content.assemble(("RAM ", "bold"), ("█" * 11, "$primary"), ("░" * 9, "dim"))
+    (r,) = changed_regions(a, b, 24)
+    assert (r.x, r.width) == (14, 1)
+    # Same cells, new colour: the whole line.
+    c = Content.assemble(("RAM ", "bold"), ("█" * 10, "$success"), ("░" * 10, "dim"))
+    (r,) = changed_regions(a, c, 24)
+    assert (r.x, r.width) == (0, 24)
+    assert changed_regions(Content("a"), Content("a\nb"), 10) is None
+
+
+def test_chart_buckets_scale_and_window() -> None:
+    from migtui.tui.widgets.rate_chart import bar_rows, bucket, column_step, nice_ceiling
+
+    assert column_step(1.0, 50, span=10) == 2.0  # young history: fine columns (2 s minimum)
+    assert column_step(1.0, 50, span=600) == 5.0  # old history: about three minutes
+    assert column_step(5.0, 50, span=10) == 5.0  # never finer than the poll interval
+    values = bucket([(10.0, 4.0), (11.0, 6.0), (14.5, 8.0)], now=15.0, step=2.0, columns=4)
+    assert values == [None, 5.0, None, 8.0]
+    held = bucket([(10.0, 4.0), (11.0, 6.0), (14.5, 8.0)], now=15.0, step=2.0, columns=4, hold=1.5)
+    assert held == [None, 5.0, 5.0, 8.0]  # a poll that missed a bucket does not draw a gap
+    assert nice_ceiling(4.2e6) == 5e6 and nice_ceiling(1.0e6) == 1e6 and nice_ceiling(0) == 0
+    rows = bar_rows([None, 0.0, 0.1, 10.0], scale=10.0, rows=2, glyphs=" ▁▂▃▄▅▆▇█")
+    assert rows == ["   █", "  ▁█"]  # unknown and zero are blank, a small value a sliver
+
+
+def test_the_verdict_does_not_flap() -> None:
+    from migtui.tui.widgets.dirty_panel import trend
+
+    assert trend(1.2) == "over" and trend(0.9) == "close" and trend(0.5) == "fine"
+    assert trend(0.98, "over") == "over"  # hovering at the boundary: stays
+    assert trend(0.90, "over") == "close"
+    assert trend(0.78, "close") == "close" and trend(0.7, "close") == "fine"

@@ -1,0 +1,149 @@
+"""Snapshots of the key screens at 80x24 and 120x40 (pytest-textual-snapshot).
+
+Fed from real QMP data recorded from lab migrations (tests/fixtures/qmp/tui/, see
+tests/fixtures/record_tui.py) through ``MonitorSession.replay``, with a fixed clock,
+UTC timestamps and fixed names, so every run draws the same screen. Regenerate with
+``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+
+from migtui.address import parse_address
+from migtui.errors import MonitorError
+from migtui.transport import ConnectionStatus, ConnState, Monitor
+from migtui.tui.app import MigtuiApp, make_app
+from migtui.workflow.session import MonitorSession
+
+TUI_FIXTURES = Path(__file__).parent / "fixtures" / "qmp" / "tui"
+SMALL = (80, 24)
+LARGE = (120, 40)
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever the CI terminal says, snapshots are taken in one known setting.
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def replayed(scenario: str, at: float, names: dict[str, str] | None = None) -> tuple[list[MonitorSession], float]:
+    entries = json.loads((TUI_FIXTURES / f"{scenario}.json").read_text())["entries"]
+    now = entries[0]["t"] + at
+    sessions = []
+    for side, name in (names or {"src": "src", "dst": "dst"}).items():
+        session = MonitorSession.offline(name, clock=lambda: now)
+        session.replay([e for e in entries if e["side"] == side], until=now)
+        sessions.append(session)
+    return sessions, now
+
+
+def app_for(sessions: list[MonitorSession], now: float, term: str = "xterm-256color") -> MigtuiApp:
+    return make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term=term)
+
+
+def real_error(address: str) -> MonitorError:
+    """The error a real connect attempt gives (no invented messages)."""
+    monitor = Monitor(parse_address(address), connect_timeout=1.0)
+
+    async def attempt() -> MonitorError:
+        try:
+            await monitor.connect()
+        except MonitorError as err:
+            return err
+        finally:
+            await monitor.close()
+        raise AssertionError(f"{address} connected")
+
+    return asyncio.run(attempt())
+
+
+# --- a migration with storage, pause-before-switchover armed -------------------
+
+def test_storage_migration_active_80x24(snap_compare) -> None:
+    sessions, now = replayed("storage", 12.5)
+    assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
+
+
+def test_storage_migration_active_120x40(snap_compare) -> None:
+    sessions, now = replayed("storage", 12.5)
+    assert snap_compare(app_for(sessions, now), terminal_size=LARGE)
+
+
+def test_pre_switchover_80x24(snap_compare) -> None:
+    sessions, now = replayed("storage", 16.9)
+    assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
+
+
+def test_completed_with_all_events_120x40(snap_compare) -> None:
+    sessions, now = replayed("storage", 20.2)
+    assert snap_compare(app_for(sessions, now), terminal_size=LARGE, press=["e"])
+
+
+def test_destination_selected_80x24(snap_compare) -> None:
+    sessions, now = replayed("storage", 12.5)
+    assert snap_compare(app_for(sessions, now), terminal_size=SMALL, press=["down"])
+
+
+# --- dirty rate -------------------------------------------------------------------
+
+def test_dirty_rate_close_to_bandwidth_80x24(snap_compare) -> None:
+    sessions, now = replayed("stuck", 12.8)
+    assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
+
+
+def test_dirty_rate_measured_without_migration_80x24(snap_compare) -> None:
+    sessions, now = replayed("measure", 3.0)
+    assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
+
+
+# --- monitors in trouble ----------------------------------------------------------
+
+def test_lost_and_retrying_monitors_80x24(snap_compare) -> None:
+    (src,), now = replayed("storage", 12.5, {"src": "src"})
+    lost = MonitorSession.offline("dst", clock=lambda: now)
+    lost.status = ConnectionStatus(
+        ConnState.LOST, 3, real_error("dst=unix:/nonexistent/migtui-snapshot/dst.qmp")
+    )
+    stale = Path("/tmp/migtui-snapshot-stale.qmp")
+    stale.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(stale))  # bound, never listening: what a crashed QEMU leaves
+        error = real_error(f"old=unix:{stale}")
+    stale.unlink()
+    retrying = MonitorSession.offline("old", clock=lambda: now)
+    retrying.status = ConnectionStatus(ConnState.RETRYING, 2, error)
+    app = app_for([src, lost, retrying], now)
+    assert snap_compare(app, terminal_size=SMALL, press=["down"])
+
+
+def test_fifty_monitors_120x40(snap_compare) -> None:
+    sessions: list[MonitorSession] = []
+    for i in range(25):
+        pair, now = replayed("storage", 0.5 + i * 0.8, {"src": f"src{i:02d}", "dst": f"dst{i:02d}"})
+        sessions += pair
+    assert snap_compare(app_for(sessions, now), terminal_size=LARGE, press=["down"] * 30)
+
+
+# --- help, terminals --------------------------------------------------------------
+
+def test_help_80x24(snap_compare) -> None:
+    sessions, now = replayed("storage", 12.5)
+    assert snap_compare(app_for(sessions, now), terminal_size=SMALL, press=["question_mark"])
+
+
+def test_linux_console_80x24(snap_compare) -> None:
+    sessions, now = replayed("storage", 12.5)
+    assert snap_compare(app_for(sessions, now, term="linux"), terminal_size=SMALL)
+
+
+def test_no_color_80x24(snap_compare, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    sessions, now = replayed("stuck", 12.8)
+    assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
