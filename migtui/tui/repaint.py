@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from textual.content import Content, Span
 from textual.geometry import Region
+from textual.widget import Widget
 
 
 def _cell_styles(content: Content) -> list[list[tuple[str, ...]]]:
@@ -72,3 +73,41 @@ def changed_regions(old: Content, new: Content, width: int) -> list[Region] | No
         if start < width:
             regions.append(Region(start, y, end - start, 1))
     return regions
+
+
+class DiffWidget(Widget):
+    """A widget drawn by ``_draw(width) -> Content`` that repaints only changed cells.
+
+    Subclasses store their data and call ``redraw()``; it returns True if the screen
+    changed.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._drawn: Content | None = None
+
+    def _draw(self, width: int) -> Content:
+        raise NotImplementedError
+
+    def redraw(self) -> bool:
+        if not self.size.width:
+            return False
+        drawn = self._draw(self.size.width)
+        old, self._drawn = self._drawn, drawn
+        if old is not None and drawn.is_same(old):
+            return False
+        regions = None if old is None else changed_regions(old, drawn, self.size.width)
+        if regions is None:
+            self.refresh()
+        elif regions:
+            self.refresh(*regions)
+        return True
+
+    def on_resize(self) -> None:
+        self._drawn = None
+        self.refresh()
+
+    def render(self) -> Content:
+        if self._drawn is None:
+            self._drawn = self._draw(self.size.width)
+        return self._drawn

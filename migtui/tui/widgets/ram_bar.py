@@ -9,14 +9,13 @@ when a cell or the percentage changes.
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widget import Widget
 
-from ..repaint import changed_regions
+from ..repaint import DiffWidget
 
 LABEL = "RAM "
 
 
-class RamBar(Widget):
+class RamBar(DiffWidget):
     DEFAULT_CSS = """
     RamBar { height: 1; width: 1fr; }
     """
@@ -24,7 +23,6 @@ class RamBar(Widget):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._progress: float | None = None
-        self._drawn: Content | None = None
 
     @property
     def progress(self) -> float | None:
@@ -33,27 +31,7 @@ class RamBar(Widget):
     def set(self, progress: float | None) -> bool:
         """Show ``progress`` (0..1, None = unknown); True if the screen changed."""
         self._progress = progress
-        if not self.size.width:
-            return False
-        drawn = self._draw(self.size.width)
-        old, self._drawn = self._drawn, drawn
-        if old is not None and drawn.is_same(old):
-            return False
-        regions = None if old is None else changed_regions(old, drawn, self.size.width)
-        if regions is None:
-            self.refresh()
-        elif regions:
-            self.refresh(*regions)
-        return True
-
-    def on_resize(self) -> None:
-        self._drawn = None
-        self.refresh()
-
-    def render(self) -> Content:
-        if self._drawn is None:
-            self._drawn = self._draw(self.size.width)
-        return self._drawn
+        return self.redraw()
 
     def _draw(self, width: int) -> Content:
         progress = self._progress

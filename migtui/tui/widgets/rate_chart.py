@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from textual.content import Content
-from textual.widget import Widget
 
 from ... import format as fmt
-from ..repaint import changed_regions
+from ..repaint import DiffWidget
 
 ROWS_PER_SERIES = 2  # the default height; a taller widget gets taller bars
 WINDOW_SECONDS = 180.0
@@ -145,7 +144,7 @@ def value_lines(data: ChartData, rows_per_series: int, window: float) -> Content
     return Content("\n").join(styled)
 
 
-class RateChart(Widget):
+class RateChart(DiffWidget):
     """The bars of :class:`ChartData`; set with :meth:`set_data`.
 
     During a migration the bucket still filling is left out, so between two column
@@ -161,7 +160,6 @@ class RateChart(Widget):
         super().__init__(**kwargs)
         self.glyphs = COARSE if coarse else FINE
         self._data = ChartData()
-        self._drawn: Content | None = None
         self.step = MIN_STEP  # seconds per column, as last drawn
         self.columns = 0
         self.scale = 0.0  # bytes/s of a full column, as last drawn
@@ -178,27 +176,7 @@ class RateChart(Widget):
     def set_data(self, data: ChartData) -> bool:
         """Store new samples; repaint only if the drawing differs. Returns True if it did."""
         self._data = data
-        if not self.size.width:
-            return False
-        drawn = self._draw(self.size.width)
-        old, self._drawn = self._drawn, drawn
-        if old is not None and drawn.is_same(old):
-            return False
-        regions = None if old is None else changed_regions(old, drawn, self.size.width)
-        if regions is None:
-            self.refresh()
-        elif regions:
-            self.refresh(*regions)
-        return True
-
-    def on_resize(self) -> None:
-        self._drawn = None
-        self.refresh()
-
-    def render(self) -> Content:
-        if self._drawn is None:
-            self._drawn = self._draw(self.size.width)
-        return self._drawn
+        return self.redraw()
 
     def _draw(self, width: int) -> Content:
         data = self._data
