@@ -39,6 +39,7 @@ from migtui.lab.lab import MIRROR_JOB, Lab
 from migtui.transport import Monitor
 from migtui.workflow.autoresume import AutoResume
 from migtui.workflow.session import MonitorSession
+from migtui.workflow.waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from direct_client import switchover_on_event  # noqa: E402
@@ -49,15 +50,7 @@ SECTION = "## Pre-switchover pause: migtui --auto-resume vs a direct qemu.qmp cl
 
 
 async def _wait(session: MonitorSession, pred: Callable[[], bool], timeout: float = 15.0) -> None:
-    changed = asyncio.Event()
-    remove = session.add_change_listener(lambda _s, _k: changed.set())
-    try:
-        async with asyncio.timeout(timeout):
-            while not pred():
-                changed.clear()
-                await changed.wait()
-    finally:
-        remove()
+    await wait_until(session, pred, timeout)
 
 
 async def _until_end(listener: EventListener) -> dict[str, float]:

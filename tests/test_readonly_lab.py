@@ -12,6 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from migtui.workflow.waiting import wait_until
 from qemu.qmp import EventListener
 
 from migtui.address import parse_address
@@ -27,17 +29,11 @@ pytestmark = pytest.mark.qemu
 
 
 async def wait_state(session: MonitorSession, pred: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    changed = asyncio.Event()
-    remove = session.add_change_listener(lambda _s, _k: changed.set())
+    """Wait until ``pred()`` holds, re-checked on every change the session reports."""
     try:
-        async with asyncio.timeout(timeout):
-            while not pred():
-                changed.clear()
-                await changed.wait()
+        await wait_until(session, pred, timeout)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
-    finally:
-        remove()
 
 
 async def test_read_only_session_watches_a_storage_migration_without_writing(lab: Lab) -> None:

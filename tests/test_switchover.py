@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from migtui.workflow.waiting import wait_until
 from qemu.qmp import EventListener
 
 from migtui.address import parse_address
@@ -111,17 +113,10 @@ def test_paused_sources_and_quit_warning() -> None:
 
 async def wait_state(session: MonitorSession, pred: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     """Wait until ``pred()`` holds, re-checked on every change the session reports."""
-    changed = asyncio.Event()
-    remove = session.add_change_listener(lambda _s, _k: changed.set())
     try:
-        async with asyncio.timeout(timeout):
-            while not pred():
-                changed.clear()
-                await changed.wait()
+        await wait_until(session, pred, timeout)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
-    finally:
-        remove()
 
 
 async def eventually(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
