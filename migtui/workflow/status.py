@@ -119,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
     snaps = asyncio.run(collect(addresses, args.timeout))
     for s in snaps:
         if not s.ok:
-            print(f"migtui status: {s.address.name}: {s.error}", file=sys.stderr)
+            # Monitor errors already start with the monitor's name.
+            line = s.error if s.error.startswith(f"{s.address.name}: ") else f"{s.address.name}: {s.error}"
+            print(f"migtui status: {line}", file=sys.stderr)
     if args.json:
         json.dump({"monitors": [s.to_json() for s in snaps]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
