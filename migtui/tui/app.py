@@ -101,9 +101,9 @@ class MigtuiApp(App[int]):
         self._pending.setdefault(session.name, set()).update(kinds)
         if not self._flush_scheduled:
             self._flush_scheduled = True
-            self.set_timer(COALESCE_S, self._flush)
+            self.set_timer(COALESCE_S, self._flush_changes)
 
-    def _flush(self) -> None:
+    def _flush_changes(self) -> None:  # not _flush: App._flush(stderr) is textual's print capture
         self._flush_scheduled = False
         pending, self._pending = self._pending, {}
         if not pending:

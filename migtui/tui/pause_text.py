@@ -127,7 +127,8 @@ def outcome_item(result: SwitchoverResult, source_running: bool | None = None) -
         if result.downtime_ms is not None:
             bits.append(f"downtime {format_ms(result.downtime_ms)} (QEMU)")
         if result.pause_ms is not None:
-            bits.append(f"paused {result.pause_ms:.1f} ms before switchover")
+            pause = f"{result.pause_ms:.1f} ms" if result.pause_ms < 1000 else format_duration(result.pause_ms / 1000)
+            bits.append(f"paused {pause} before switchover")
         if result.destination_running:
             bits.append("destination running")
         return Content.styled(f"{OK} ", "bold $success"), Content.styled(" · ".join(bits), "bold $success")

@@ -34,7 +34,7 @@ from ..workflow.session import CONNECTION, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import current_switchover, switchover_for
 from .pause_text import PauseClock, banner_duration
 from .screens.confirm import ConfirmScreen
-from .screens.switchover import SwitchoverScreen
+from .screens.switchover import HOLD_REPAINT_S, SwitchoverScreen
 from .widgets.pause_banner import PauseBanner
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ log = logging.getLogger("migtui.tui")
 
 _EXIT_SIGNALS = {signal.SIGHUP: "SIGHUP (terminal lost)", signal.SIGTERM: "SIGTERM"}
 _RELEVANT = frozenset({MIGRATION, CONNECTION, RUN_STATE})
+BANNER_LINES = 3  # at 80x24 the panels below must stay visible
 
 
 class PauseWatch:
@@ -240,10 +241,23 @@ class PauseWatch:
 
     # ------------------------------------------------------------------ banner
 
+    def _critical(self) -> bool:
+        """A guest is stopped while migtui finishes its switchover (or auto-resume decides):
+        every ms of event-loop time is downtime, so repaints wait."""
+        for session in paused_sources(self.sessions.values()):
+            controller = current_switchover(session)
+            if (controller is not None and controller.running) or (
+                    session.name in self.autos and session.name not in self.held):
+                return True
+        return False
+
     def schedule_banner(self) -> None:
         if not self._banner_scheduled:
             self._banner_scheduled = True
-            self.app.call_later(self._update_banner)
+            if self._critical():
+                self.app.set_timer(HOLD_REPAINT_S, self._update_banner)
+            else:
+                self.app.call_later(self._update_banner)
 
     def _update_banner(self) -> None:
         self._banner_scheduled = False
@@ -256,11 +270,16 @@ class PauseWatch:
         now = self.clock()
         lines: list[Content] = []
         paused = paused_sources(self.sessions.values())
-        for session in paused:
+        shown = paused if len(paused) <= BANNER_LINES else paused[: BANNER_LINES - 1]
+        for session in shown:
             clock = PauseClock.of(session.state)
             took = banner_duration(clock.seconds(now)) if clock is not None else "?"
             lines.append(Content.styled(
                 f" ‖ {session.name}: guest STOPPED {took} (pre-switchover) · s: act ", "bold reverse $warning"))
+        if len(shown) < len(paused):  # many at once: one line names the rest, none is lost
+            rest = [s.name for s in paused[len(shown):]]
+            lines.append(Content.styled(f" ‖ {len(rest)} more guests STOPPED: {', '.join(rest)} ",
+                                        "bold reverse $warning"))
         notes: list[Content] = []
         for name, why in self.held.items():
             notes.append(Content.styled(f"✗ {why}", "bold $error"))

@@ -20,28 +20,24 @@ from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Footer
 
 from ...errors import MigtuiError
 from ...workflow.checklist import checklist
 from ...workflow.session import MonitorSession
 from ...workflow.switchover import ABORT_DESCRIPTION, RESUME_DESCRIPTION, Outcome, Switchover
 from ..messages import SessionsChanged
-from ..pause_text import (
-    PauseClock,
-    checklist_lines,
-    clock_line,
-    more_paused_line,
-    outcome_line,
-    pause_end,
-    switchover_steps,
-)
+from ..pause_text import PauseClock, checklist_items, clock_line, more_paused_line, outcome_item, pause_end, step_items
+from ..widgets.hanging import HangingLines, Item
 from ..widgets.text_line import TextLine
 
 log = logging.getLogger("migtui.tui")
 
 TICK_S = 0.1  # the downtime clock, only while the dialog is open
-CLOSE_DESCRIPTION = "close this dialog: the guest stays stopped (s reopens it)"
+# While a confirmed resume finishes the mirrors and continues, the guest is still
+# stopped: the screen waits (at most this long) rather than compete for the event loop.
+HOLD_REPAINT_S = 0.25
+CLOSE_DESCRIPTION = "the guest stays stopped; s reopens this dialog"
 
 
 def blocked_reason(session: MonitorSession) -> str | None:
@@ -55,10 +51,15 @@ def blocked_reason(session: MonitorSession) -> str | None:
     return None
 
 
-def _key(key: str, text: str, detail: str = "", *, enabled: bool = True) -> Content:
+def _key(key: str, text: str, detail: str = "", *, enabled: bool = True) -> Item:
     style = "bold $accent" if enabled else "$text-muted"
-    return Content.assemble((f"{key:<3}", style), (text, "bold" if enabled else "$text-muted"),
+    body = Content.assemble((text, "bold" if enabled else "$text-muted"),
                             (f": {detail}" if detail else "", "" if enabled else "$text-muted"))
+    return Content.styled(f"{key:<3}", style), body
+
+
+def _title(text: str, style: str = "bold") -> Item:
+    return Content(""), Content.styled(text, style)
 
 
 class SwitchoverScreen(ModalScreen[None]):
@@ -97,7 +98,7 @@ class SwitchoverScreen(ModalScreen[None]):
         self._timer: Timer | None = None
         self._progress_scheduled = False
         self._unsubscribe: Callable[[], None] | None = None
-        self._closing = False
+        self._leaving = False
 
     # ------------------------------------------------------------------ layout
 
@@ -106,12 +107,8 @@ class SwitchoverScreen(ModalScreen[None]):
             box.border_title = f"{self.source.name}: paused before switchover"
             box.can_focus = False
             yield TextLine(id="sw-clock")
-            yield Static(id="sw-more", classes="-empty")
-            yield Static(id="sw-note", classes="-empty")
-            yield Static(id="sw-checks")
-            yield Static(id="sw-actions")
-            yield Static(id="sw-steps", classes="-empty")
-            yield Static(id="sw-outcome", classes="-empty")
+            for section in ("more", "note", "checks", "steps", "outcome", "actions"):
+                yield HangingLines(id=f"sw-{section}", classes="-empty")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -119,7 +116,7 @@ class SwitchoverScreen(ModalScreen[None]):
         self._timer = self.set_interval(TICK_S, self._tick)
         self._show_all()
         if self.controller.result is not None and self.controller.action is None:
-            self._ended_by_others()
+            self.call_later(self._ended_by_others)  # opened just as another client ended it
 
     def on_unmount(self) -> None:
         if self._unsubscribe is not None:
@@ -127,6 +124,11 @@ class SwitchoverScreen(ModalScreen[None]):
             self._unsubscribe = None
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def critical(self) -> bool:
+        """An action runs while the guest is still stopped: every ms now is downtime."""
+        return self.controller.running and self.source.state.in_pre_switchover
 
     @property
     def started(self) -> bool:
@@ -137,8 +139,8 @@ class SwitchoverScreen(ModalScreen[None]):
         return blocked_reason(self.source)
 
     def can_resume(self) -> bool | None:
-        if self.abort_armed:
-            return False
+        if self.abort_armed or (self.started and not self._blocked()):
+            return False  # confirmed once: the key is gone from the footer (it would do nothing)
         if self._blocked() or self.started or self.controller.result is not None:
             return None
         return True if self.source.state.in_pre_switchover else None
@@ -151,7 +153,9 @@ class SwitchoverScreen(ModalScreen[None]):
     def can_abort(self) -> bool | None:
         if self.abort_armed:
             return False
-        return True if self._abortable() else None
+        if self._abortable():
+            return True
+        return False if self.controller.finished else None
 
     def _abortable(self) -> bool:
         c = self.controller
@@ -182,10 +186,16 @@ class SwitchoverScreen(ModalScreen[None]):
 
     # ------------------------------------------------------------------ rendering
 
-    def _set(self, widget_id: str, lines: list[Content]) -> None:
-        widget = self.query_one(widget_id, Static)
-        widget.set_class(not lines, "-empty")
-        widget.update(Content("\n").join(lines))
+    def _set(self, widget_id: str, items: list[Item]) -> None:
+        widget = self.query_one(widget_id, HangingLines)
+        widget.set_class(not items, "-empty")
+        widget.set_items(items)
+
+    def section(self, name: str) -> str:
+        """The plain text of one section (more, note, checks, steps, outcome, actions; clock)."""
+        if name == "clock":
+            return self.query_one("#sw-clock", TextLine).shown.plain
+        return self.query_one(f"#sw-{name}", HangingLines).plain
 
     def _show_all(self) -> None:
         self._tick()
@@ -196,17 +206,17 @@ class SwitchoverScreen(ModalScreen[None]):
 
     def _show_more(self) -> None:
         names = self._more()
-        self._set("#sw-more", [more_paused_line(names)] if names else [])
+        self._set("#sw-more", [(Content(""), more_paused_line(names))] if names else [])
 
     def _show_note(self) -> None:
-        lines: list[Content] = []
+        items: list[Item] = []
         note = self._note()
         if note is not None and note.plain:
-            lines.append(note)
+            items.append((Content(""), note))
         blocked = self._blocked()
         if blocked:
-            lines.append(Content.styled(blocked, "bold $warning"))
-        self._set("#sw-note", lines)
+            items.append(_title(blocked, "bold $warning"))
+        self._set("#sw-note", items)
 
     def _show_checks(self) -> None:
         if self.started:
@@ -216,7 +226,7 @@ class SwitchoverScreen(ModalScreen[None]):
         title = Content.styled("Checklist", "bold") + (
             Content.styled("  all green", "$success") if checks.passed
             else Content.styled("  not all green: resume only if you know why", "bold $error"))
-        self._set("#sw-checks", [title, *checklist_lines(checks)])
+        self._set("#sw-checks", [(Content(""), title), *checklist_items(checks)])
 
     def _show_actions(self) -> None:
         if self.started and not self._abortable():
@@ -224,11 +234,11 @@ class SwitchoverScreen(ModalScreen[None]):
                                            "the dialog; the action goes on", enabled=True)])
             return
         if self.abort_armed:
-            lines = [Content.styled(f"Abort the migration of {self.source.name}?", "bold $error"),
+            lines = [_title(f"Abort the migration of {self.source.name}?", "bold $error"),
                      _key("y", "Yes, abort", ABORT_DESCRIPTION), _key("n", "No", "back to the dialog")]
         else:
             resume, abort = self.can_resume() is True, self.can_abort() is True
-            lines = [Content.styled("Actions", "bold")]
+            lines = [_title("Actions")]
             if not self.started:
                 lines.append(_key("y", "Resume switchover", RESUME_DESCRIPTION, enabled=resume))
             lines.append(_key("x", "Abort", ABORT_DESCRIPTION, enabled=abort))
@@ -239,20 +249,27 @@ class SwitchoverScreen(ModalScreen[None]):
         c = self.controller
         if c.action is not None:
             title = "Resuming the switchover" if c.action == "resume" else "Aborting the migration"
-            self._set("#sw-steps", [Content.styled(title, "bold"), *switchover_steps(c)])
-            self.query_one("#sw-checks", Static).set_class(True, "-empty")
+            self._set("#sw-steps", [_title(title), *step_items(c)])
+            self._set("#sw-checks", [])
         else:
             self._set("#sw-steps", [])
         result = c.result
+        box = self.query_one("#sw-box")
+        if result is not None and c.action is not None:
+            box.border_title = f"{self.source.name}: {c.action} {result.outcome.value}"
+        elif c.action is not None:
+            box.border_title = f"{self.source.name}: {'resuming' if c.action == 'resume' else 'aborting'}"
         if result is not None and c.action is not None:
             running = self.source.state.running if result.outcome is Outcome.ABORTED else None
-            self._set("#sw-outcome", [outcome_line(result, running)])
+            self._set("#sw-outcome", [outcome_item(result, running)])
         else:
             self._set("#sw-outcome", [])
         self._show_actions()
         self.refresh_bindings()
 
     def _tick(self) -> None:
+        if self.critical:
+            return  # the clock resumes (with its final value) once the pause is over
         state = self.source.state
         if self._pause is None:
             self._pause = PauseClock.of(state)
@@ -267,14 +284,17 @@ class SwitchoverScreen(ModalScreen[None]):
 
     def _on_progress(self, _controller: Switchover) -> None:
         # Called from the switchover's own callbacks (some in the downtime path):
-        # repaint later, once per burst.
+        # repaint later, once per burst, and not while the guest is still stopped.
         if not self._progress_scheduled:
             self._progress_scheduled = True
-            self.call_later(self._progress_now)
+            if self.critical:
+                self.set_timer(HOLD_REPAINT_S, self._progress_now)
+            else:
+                self.call_later(self._progress_now)
 
     def _progress_now(self) -> None:
         self._progress_scheduled = False
-        if not self.is_attached or self._closing:
+        if not self.is_attached or self._leaving:
             return
         c = self.controller
         if c.result is not None and c.action is None:
@@ -287,22 +307,27 @@ class SwitchoverScreen(ModalScreen[None]):
     def _ended_by_others(self) -> None:
         """Another client (or QEMU) ended this pause before anything was confirmed here."""
         result = self.controller.result
-        if result is None or self._closing:
+        if result is None or self._leaving:
             return
-        self._closing = True
+        self._leaving = True
         self.app.notify(result.reason, title="Switchover", severity="warning", timeout=15)
         self.dismiss(None)
 
     @on(SessionsChanged)
     def _sessions_changed(self, message: SessionsChanged) -> None:
+        if self.critical:
+            return  # the progress repaint follows once the pause is over
         names = {self.source.name} | ({self.destination.name} if self.destination else set())
         if not names & set(message.changes):
             self._show_more()
             return
         self._show_more()
         self._show_note()
-        self._show_checks()
-        self._show_actions()
+        if self.started:
+            self._show_progress()
+        else:
+            self._show_checks()
+            self._show_actions()
         self._tick()
         self.refresh_bindings()
 
@@ -322,7 +347,6 @@ class SwitchoverScreen(ModalScreen[None]):
             self.app.notify(str(err), title="Switchover", severity="error")
             return
         log.info("%s: resume confirmed in the dialog", self.source.name)
-        self._show_progress()
 
     def action_abort(self) -> None:
         if self.can_abort() is True:
@@ -340,7 +364,6 @@ class SwitchoverScreen(ModalScreen[None]):
             self.app.notify(str(err), title="Switchover", severity="error")
             return
         log.info("%s: abort confirmed in the dialog", self.source.name)
-        self._show_progress()
 
     def action_why(self, key: str) -> None:
         self.app.notify(self.unavailable_reason(key), title="Not available", severity="warning", timeout=6)
@@ -351,5 +374,5 @@ class SwitchoverScreen(ModalScreen[None]):
             self._show_actions()
             self.refresh_bindings()
             return
-        self._closing = True
+        self._leaving = True
         self.dismiss(None)

@@ -42,9 +42,9 @@ ARM_QUESTION = (
 
 class SwitchoverDashboard(DashboardScreen):
     BINDINGS = [
-        Binding("s", "switchover", "Switchover"),
+        Binding("s", "switchover", "Paused VM"),  # opens its switchover dialog (fits 80 columns)
         Binding("s", "why('s')", show=False),
-        Binding("x", "abort_switchover", "Abort"),
+        Binding("x", "abort_switchover", "Abort", show=False),  # the dialog shows it; 80 columns are few
         Binding("x", "why('x')", show=False),
         Binding("a", "arm", "Arm"),
         Binding("a", "why('a')", show=False),

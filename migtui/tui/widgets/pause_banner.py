@@ -47,13 +47,14 @@ class PauseBanner(Vertical):
 
     def update(self) -> None:
         """Re-read the lines; the clock ticks only while a guest is paused."""
-        if not self.is_attached:
-            return
+        widgets = {w.id: w for w in self.query_children(TextLine)}
+        if len(widgets) < 2:
+            return  # not composed yet: on_mount calls again
         lines, notes = self._source()
-        for widget_id, content in (("#pause-lines", lines), ("#pause-notes", notes)):
-            widget = self.query_one(widget_id, TextLine)
+        for widget_id, content in (("pause-lines", lines), ("pause-notes", notes)):
+            widget = widgets[widget_id]
             widget.set_class(not content, "-empty")
-            widget.set(Content("\n").join(content), relayout=widget_id == "#pause-notes")
+            widget.set(Content("\n").join(content), relayout=widget_id == "pause-notes")
         self.set_class(not (lines or notes), "-empty")
         if self._timer is not None:
             if lines:
