@@ -156,3 +156,19 @@ async def test_storage_migration_life_cycle() -> None:
             dest = (await astatus(dst))[1]["monitors"][0]
         assert dest["run_state"] == "running"
         assert dest["migration"]["status"] == "completed"
+
+
+async def test_monitor_held_by_another_client_says_so() -> None:
+    from qemu.qmp import QMPClient
+
+    async with Lab(memory_mib=32, dirty_mib=2, disk=False) as lab:
+        holder = QMPClient("holder")
+        await holder.connect(str(lab.src.qmp_path))
+        try:
+            code, data, err = await asyncio.to_thread(status, f"src={lab.src.qmp_path}", timeout=1.0)
+        finally:
+            await holder.disconnect()
+    assert code == 1
+    error = data["monitors"][0]["error"]
+    assert "another client" in error and "\n" not in error, error
+    assert err.strip().count("\n") == 0
