@@ -211,7 +211,7 @@ def test_lab_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     directory = tmp_path / "lab"
     lab = LabCommand("--dir", str(directory), "--no-disk")
     try:
-        lab.wait_for(r"^watch:\s+migtui src=\S+/src\.qmp dst=\S+/dst\.qmp")
+        lab.wait_for(r"^watch:\s+\S+ -m migtui src=\S+/src\.qmp dst=\S+/dst\.qmp")
         lab.wait_for(r"kill -USR1 %d" % lab.proc.pid)
         pids = lab.qemu_pids()
         assert (directory / "src.qmp").exists() and (directory / "dst.qmp").exists()

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -196,6 +197,17 @@ class _Runner:
                 await asyncio.wait_for(self.stop.wait(), 0.25)
 
 
+def migtui_command() -> str:
+    """How to run this same migtui from a shell: plain ``migtui`` only if that is on PATH."""
+    me = os.path.realpath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    on_path = shutil.which("migtui")
+    if on_path and os.path.realpath(on_path) == me:
+        return "migtui"
+    if os.path.basename(me) == "migtui" and os.access(me, os.X_OK):
+        return shlex.quote(os.path.relpath(me) if not os.path.relpath(me).startswith("..") else me)
+    return f"{shlex.quote(sys.executable)} -m migtui"
+
+
 def _banner(lab: Lab, scenario_name: str, scenario: Scenario, bandwidth: float | None,
             downtime: int | None, tty: bool) -> None:
     src, dst = lab.src, lab.dst
@@ -211,7 +223,7 @@ def _banner(lab: Lab, scenario_name: str, scenario: Scenario, bandwidth: float |
         _say("  disk         data0 mirrored into the destination's NBD export: in sync")
     _say(f"  files        {lab.directory}")
     _say("")
-    _say(f"watch:  migtui {shlex.quote(f'src={src.qmp_path}')} {shlex.quote(f'dst={dst.qmp_path}')}")
+    _say(f"watch:  {migtui_command()} {shlex.quote(f'src={src.qmp_path}')} {shlex.quote(f'dst={dst.qmp_path}')}")
     how = "press Enter here, or run: " if tty else "run: "
     _say(f"start:  {how}kill -USR1 {os.getpid()}")
     _say("stop:   Ctrl-C (or kill the lab); both QEMUs stop and the files go")
