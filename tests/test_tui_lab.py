@@ -9,6 +9,8 @@ the dashboard only watches its own.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from datetime import timezone
@@ -18,12 +20,13 @@ from textual.pilot import Pilot
 
 from migtui.address import parse_address
 from migtui.lab.lab import MIRROR_JOB, Lab
-from migtui.transport import Monitor
+from migtui.transport import ConnState, Monitor
 from migtui.tui.app import MigtuiApp, make_app
 from migtui.tui.widgets.block_jobs import BlockJobsPanel
 from migtui.tui.widgets.event_log import EventLog
 from migtui.tui.widgets.field_row import FieldRow
 from migtui.tui.widgets.monitor_header import MonitorHeader
+from migtui.tui.widgets.monitor_list import MonitorList
 from migtui.tui.widgets.rate_chart import RateChart
 from migtui.tui.widgets.text_line import TextLine
 from migtui.workflow.session import MonitorSession
@@ -48,7 +51,7 @@ def status_text(app: MigtuiApp) -> str:
     return app.dashboard.query_one("#mig-status", FieldRow).shown.plain
 
 
-def job_row(app: MigtuiApp) -> tuple[str, ...] | None:
+def job_row(app: MigtuiApp) -> dict[str, str] | None:
     return app.dashboard.query_one(BlockJobsPanel)._rows.get(MIRROR_JOB)
 
 
@@ -73,7 +76,7 @@ async def test_dashboard_follows_a_real_storage_migration(lab: Lab) -> None:
         await until(pilot, lambda: src.connected and dst.connected and src.polls >= 1, 15, "connected")
         await until(pilot, lambda: job_row(app) is not None, 5, "mirror in the table", watch)
         row = job_row(app)
-        assert row is not None and row[1] == "ready" and row[2] == "yes" and row[-2] == "mirror"
+        assert row is not None and row["status"] == "ready" and row["type"] == "mirror"
         assert "armed" in app.dashboard.query_one(MonitorHeader).shown.plain
 
         await lab.migrate()
@@ -87,7 +90,7 @@ async def test_dashboard_follows_a_real_storage_migration(lab: Lab) -> None:
         await ctl.execute("migrate-set-parameters", {"max-bandwidth": 1024 * MiB, "downtime-limit": 2000})
         await until(pilot, lambda: "pre-switchover" in status_text(app), 30, "pre-switchover", watch)
         await ctl.execute("block-job-cancel", {"device": MIRROR_JOB})
-        await until(pilot, lambda: (job_row(app) or ("",) * 3)[1].startswith("completed"), 15,
+        await until(pilot, lambda: (job_row(app) or {}).get("status", "").startswith("completed"), 15,
                     "mirror completed", watch)
         await ctl.execute("migrate-continue", {"state": "pre-switchover"})
         await until(pilot, lambda: "completed" in status_text(app), 15, "completed", watch)
@@ -107,3 +110,40 @@ async def test_dashboard_follows_a_real_storage_migration(lab: Lab) -> None:
     assert order == ["active", "pre-switchover", "completed"], shown
     events = [ev.data.get("status") for ev in src.state.events if ev.name == "MIGRATION"]
     assert events == ["setup", "active", "pre-switchover", "device", "completed"]
+
+
+@pytest.mark.qemu
+async def test_a_killed_destination_keeps_its_events_and_shows_its_status_as_stale(lab: Lab) -> None:
+    # lost.png showed an empty log for a destination that died mid-migration: that
+    # dashboard had connected after the migration started, and QMP never replays
+    # events. One that watched the start keeps them through the loss.
+    await lab.prepare(storage=False, pause=False, max_bandwidth=1 * MiB)  # stays active
+    sessions = [
+        MonitorSession(Monitor(parse_address(f"{vm.name}=unix:{vm.qmp_path}"), backoff=(0.05, 0.1)),
+                       interval=0.25)
+        for vm in (lab.src, lab.dst)
+    ]
+    src, dst = sessions
+    app = make_app(sessions=sessions, tz=timezone.utc, term="xterm-256color")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: src.connected and dst.connected and dst.polls >= 1, 15, "connected")
+        await lab.migrate()
+        await until(pilot, lambda: dst.state.migration_status == "active" and dst.state.incoming_side,
+                    15, "the destination active")
+        await pilot.press("down")
+        log = app.dashboard.query_one(EventLog)
+        await until(pilot, lambda: any("MIGRATION status=active" in line for line in log.texts), 5,
+                    "the destination's event in the log")
+        ram = app.dashboard.query_one("#mig-ram", FieldRow)
+        assert ram.plain == "destination: RAM figures are on the source"
+
+        os.kill(lab.dst.pid, signal.SIGKILL)
+        def entry() -> str:
+            return str(app.dashboard.query_one(MonitorList).get_option("dst").prompt)
+
+        await until(pilot, lambda: dst.status.state is ConnState.LOST and " lost " in entry(), 15,
+                    "the destination lost")
+        assert "last: active" in entry() and " active " not in entry()
+        assert status_text(app).startswith("last: active")
+        assert any("MIGRATION status=active" in line for line in log.texts)  # kept through the loss
+        assert app.dashboard.query_one("#migration").has_class("-stale")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import html
 import json
 import os
 import pty
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -32,16 +34,20 @@ from textual.pilot import Pilot
 from migtui.address import parse_address
 from migtui.lab.lab import MIRROR_JOB, Lab
 from migtui.transport import Monitor
+from migtui.tui import pause_watch
 from migtui.tui.app import MigtuiApp, make_app
-from migtui.tui.pause_text import PauseClock, banner_duration, clock_text
+from migtui.tui.pause_text import PauseClock, banner_line, clock_text, dialog_title, step_items
 from migtui.tui.screens import switchover as switchover_screen
 from migtui.tui.screens.confirm import ConfirmScreen
+from migtui.tui.screens.help import HelpScreen
 from migtui.tui.screens.switchover import SwitchoverScreen
+from migtui.tui.widgets.hanging import HangingLines, hang
 from migtui.tui.widgets.monitor_list import MonitorList
 from migtui.tui.widgets.pause_banner import PauseBanner
+from migtui.tui.widgets.text_line import TextLine
 from migtui.workflow.pairing import destination_for, pair_key
 from migtui.workflow.session import MonitorSession
-from migtui.workflow.switchover import Outcome, current_switchover
+from migtui.workflow.switchover import Outcome, Step, StepState, SwitchoverResult, current_switchover
 
 REPO = Path(__file__).resolve().parent.parent
 TUI_FIXTURES = Path(__file__).parent / "fixtures" / "qmp" / "tui"
@@ -113,6 +119,31 @@ def banner(app: MigtuiApp) -> str:
     return app.dashboard.query_one(PauseBanner).shown
 
 
+_SVG_TEXT = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)"'
+                       r' clip-path="url\(#[\w-]+-line-(\d+)\)">([^<]*)</text>')
+
+
+def screen_rows(app: MigtuiApp) -> list[str]:
+    """What the terminal shows, row by row: every screen on the stack composited (the
+    dashboard behind a dialog included), read from Textual's own screenshot."""
+    width, height = app.size
+    rows = [[" "] * width for _ in range(height)]
+    for x, length, line, escaped in _SVG_TEXT.findall(app.export_screenshot()):
+        text = html.unescape(escaped).replace("\xa0", " ")
+        col = round(float(x) / (float(length) / len(text))) if text else 0
+        for i, char in enumerate(text):
+            if 0 <= col + i < width and int(line) < height:
+                rows[int(line)][col + i] = char
+    return ["".join(r) for r in rows]
+
+
+def figure(text: str, prefix: str) -> str:
+    """The clock figure after ``prefix`` ("STOPPED ", "Guest stopped "): "1.2 s"."""
+    match = re.search(re.escape(prefix) + r"(≥|at least )?([\d.]+ s)", text)
+    assert match, f"no {prefix!r} clock in {text!r}"
+    return match.group(2)
+
+
 def notifications(app: MigtuiApp) -> list[str]:
     """Every notification the app shows from now on (wraps app.notify)."""
     seen: list[str] = []
@@ -137,7 +168,8 @@ async def qemu_status(lab: Lab) -> str:
 def test_clock_and_pairing_helpers() -> None:
     assert clock_text(0.04) == "0.0 s" and clock_text(12.34) == "12.3 s"
     assert clock_text(125.3) == "2m 05.3s" and clock_text(3725) == "1h 02m 05s"
-    assert banner_duration(9.9) == "9 s"
+    assert banner_line("src", PauseClock(100.0, True), 109.94).plain == " ‖ src STOPPED 9.9 s before switchover · s opens "
+    assert "STOPPED ≥9.9 s" in banner_line("src", PauseClock(100.0, False), 109.94).plain  # seen late: at least
     assert pair_key("src01") == pair_key("dst01") == "01"
     assert pair_key("web-source") == pair_key("web-dest") == "web"
     a, b, c = (MonitorSession.offline(n) for n in ("src1", "dst1", "dst2"))
@@ -162,7 +194,7 @@ async def test_dialog_opens_on_the_event_and_y_resumes_to_completion(lab: Lab) -
         (name, since), = app.pauses.detected
         change = next(c for c in reversed(src.state.status_changes) if c.status == "pre-switchover")
         assert name == "src" and change.source == "event" and change.time == since
-        await until(pilot, lambda: "src: guest STOPPED" in banner(app), "the banner")
+        await until(pilot, lambda: "src STOPPED" in banner(app), "the banner")
         box = dialog(app)
         checks = box.section("checks")
         assert "all green" in checks, checks
@@ -191,6 +223,10 @@ async def test_dialog_opens_on_the_event_and_y_resumes_to_completion(lab: Lab) -
         assert [s.key for s in controller.steps][-1] == "destination" and "✓ Destination dst runs" in box.section("steps")
         await until(pilot, lambda: dst.state.running is True, "the destination to run")
         await until(pilot, lambda: box.section("clock").startswith("Guest was stopped"), "the clock to stop")
+        assert box.query_one("#sw-box").border_title == "src: switchover completed"
+        steps = box.query_one("#sw-steps", HangingLines).shown
+        assert steps[0] == "Steps of the switchover" and len(steps) == 1 + len(controller.steps), steps
+        assert all(re.search(r"\d m?s$", line) for line in steps[1:]), steps  # one line each, its time last
         await pilot.press("y")  # again: nothing more is sent
         await pilot.pause(0.1)
         assert [(n, a) for _, n, a in sent.mutating()] == [
@@ -202,11 +238,66 @@ async def test_dialog_opens_on_the_event_and_y_resumes_to_completion(lab: Lab) -
 
 
 @pytest.mark.qemu
+async def test_the_dashboard_behind_the_dialog_repaints_and_the_hold_ends_with_the_outcome(
+        lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind the open dialog the dashboard stays live; only while a confirmed resume acts
+    on the stopped guest do the dialog and the banner wait, and the outcome ends that."""
+    monkeypatch.setattr(pause_watch, "HOLD_REPAINT_S", 60.0)  # so only the outcome can end the hold
+    during_hold: list[str] = []
+    for cls, name in ((SwitchoverScreen, "_show_progress"), (PauseBanner, "update")):
+        original = getattr(cls, name)
+
+        def spy(self: Any, *args: Any, _original: Any = original, _name: str = name) -> Any:
+            if self.app.pauses.critical():
+                during_hold.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(cls, name, spy)
+    sessions, _sent = live(lab)
+    src, _dst = sessions
+    app = app_for(sessions)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await connected(pilot, sessions)
+        await migrate_to_pause(lab)
+        await until(pilot, lambda: dialog_shown(app), "the dialog")
+        box = dialog(app)
+        # One clock for the banner and the dialog: the same tenth, tick after tick.
+        for _ in range(4):
+            await pilot.pause(pause_watch.TICK_S * 1.5)
+            assert figure(banner(app), "STOPPED ") == figure(box.section("clock"), "Guest stopped ")
+        # The dashboard rows above the dialog repaint: each poll brings a new total time.
+        def migration_row() -> str:
+            return next((r for r in screen_rows(app)[:4] if "total " in r), "")
+        first = migration_row()
+        assert "pre-switchover" in first, screen_rows(app)
+        await until(pilot, lambda: migration_row() != first, "the migration line behind the dialog to move", 5)
+
+        await pilot.press("y")
+        await until(pilot, lambda: box.controller.result is not None, "the resume to finish")
+        assert box.controller.result.outcome is Outcome.COMPLETED  # type: ignore[union-attr]
+        # Released by the outcome, not by the (60 s) fallback.
+        await until(pilot, lambda: "completed: the destination" in box.section("outcome"), "the outcome shown", 2)
+        await until(pilot, lambda: box.query_one("#sw-box").border_title == "src: switchover completed",
+                    "the title", 2)
+        assert during_hold == [], during_hold
+        # And behind the dialog, still open: the list, the header and no banner any more.
+        def caught_up() -> bool:
+            rows = screen_rows(app)
+            return (rows[0].split("│")[0].split() == ["▸src", "completed"] and "postmigrate" in rows[0]
+                    and not any("STOPPED" in r for r in rows))
+        try:
+            await until(pilot, caught_up, "the dashboard behind the dialog to show the end", 2)
+        except AssertionError as err:
+            raise AssertionError("\n".join([str(err), *screen_rows(app)])) from None
+        assert app.screen is box and src.state.migration_status == "completed"
+
+
+@pytest.mark.qemu
 async def test_x_then_y_aborts_and_the_source_runs_again(lab: Lab) -> None:
     sessions, sent = live(lab)
     src, _dst = sessions
     app = app_for(sessions)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(100, 30)) as pilot:
         await connected(pilot, sessions)
         await migrate_to_pause(lab)
         await until(pilot, lambda: dialog_shown(app), "the dialog")
@@ -221,6 +312,9 @@ async def test_x_then_y_aborts_and_the_source_runs_again(lab: Lab) -> None:
         assert box.controller.result.outcome is Outcome.ABORTED, box.controller.result  # type: ignore[union-attr]
         await until(pilot, lambda: "aborted: the source guest runs again" in box.section("outcome"), "outcome")
         assert src.state.running is True
+        assert box.query_one("#sw-box").border_title == "src: switchover aborted"
+        steps = box.query_one("#sw-steps", HangingLines).shown
+        assert steps[0] == "Steps of the abort" and len(steps) == 1 + len(box.controller.steps), steps
         before = lab.serial_size(lab.src)
         await until(pilot, lambda: lab.serial_size(lab.src) > before, "the source guest to write again")
         assert [n for _, n, _a in sent.mutating()] == ["migrate_cancel", "block-job-cancel"]
@@ -242,6 +336,10 @@ async def test_a_failed_mirror_stops_before_continue_says_why_and_offers_abort(l
         await until(pilot, lambda: box.controller.result is not None, "the resume to stop")
         await until(pilot, lambda: "migrate-continue not sent" in box.section("outcome"), "why")
         assert f"mirror {MIRROR_JOB}" in box.section("outcome")
+        assert box.query_one("#sw-box").border_title == "src: switchover failed, guest still stopped"
+        steps = box.query_one("#sw-steps", HangingLines).shown
+        failed = next(i for i, line in enumerate(steps) if line.startswith(f"✗ Finish mirror {MIRROR_JOB}"))
+        assert steps[failed + 1].startswith("  ") and steps[failed + 1].strip(), steps  # why, in full below
         assert "x  Abort" in box.section("actions") and box.check_action("abort", ()) is True
         assert box.check_action("resume", ()) is False  # it ran once
         assert src.state.in_pre_switchover
@@ -490,7 +588,7 @@ async def test_several_paused_sources_get_their_dialogs_in_turn() -> None:
     app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
-        assert "src1: guest STOPPED 1 s" in banner(app) and "src2: guest STOPPED" in banner(app)
+        assert "src1 STOPPED 1.2 s before switchover" in banner(app) and "src2 STOPPED 1.2 s" in banner(app)
         assert not isinstance(app.screen, SwitchoverScreen)  # replayed data: nothing opens by itself
         # As the watch does on each pause (from the app's own loop).
         app.call_later(app.pauses.open_dialog, "src1")
@@ -507,6 +605,105 @@ async def test_several_paused_sources_get_their_dialogs_in_turn() -> None:
                     "src2's dialog next")
         await pilot.press("n")
         assert not isinstance(app.screen, SwitchoverScreen)
+
+
+async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch() -> None:
+    """A Footer recompose (the dialog's keys changing) is a Textual batch: the screen
+    behind skips its repaint meanwhile and must still catch up when the batch ends."""
+    sessions, now = replayed(16.9)
+    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: dialog_shown(app), "the dialog")
+        header = app.dashboard.query_one("#header-identity", TextLine)
+        with app.batch_update():
+            header.set("src · changed behind the dialog")
+            await pilot.pause(0.1)  # the dashboard handles its repaint request now, in the batch
+        await until(pilot, lambda: any("changed behind the dialog" in r for r in screen_rows(app)[:3]),
+                    "the dashboard to repaint after the batch", 2)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)])
+async def test_banner_and_footer_fit_and_say_what_applies(size: tuple[int, int]) -> None:
+    sessions, now = replayed(16.9)
+    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    async with app.run_test(size=size) as pilot:
+        await pilot.pause()
+        line = app.dashboard.query_one("#pause-lines", TextLine)
+        assert line.shown.plain == " ‖ src STOPPED 1.2 s before switchover · s opens "
+        assert line.shown.cell_length <= line.size.width, (line.shown.cell_length, line.size.width)  # not cut
+        rows = screen_rows(app)
+        assert "‖ src STOPPED 1.2 s before switchover · s opens" in rows[0], rows[0]
+        footer = rows[-1]
+        assert "s Switchover" in footer and "x Abort" in footer, footer  # what applies while paused...
+        assert "Dirty rate" not in footer and "Paused VM" not in footer, footer  # ...and nothing else
+        assert app.dashboard.check_action("measure_dirty_rate", ()) is False
+        await pilot.press("down")  # dst selected: s still opens the paused source's dialog
+        assert "s Switchover" in screen_rows(app)[-1]
+        await pilot.press("s")
+        await until(pilot, lambda: dialog_shown(app), "src's dialog")
+        assert dialog(app).source.name == "src"
+        assert figure(banner(app), "STOPPED ") == figure(dialog(app).section("clock"), "Guest stopped ") == "1.2 s"
+
+
+async def test_help_explains_the_pre_switchover_step() -> None:
+    sessions, now = replayed(16.9)
+    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        assert isinstance(app.screen, HelpScreen)
+        text = str(app.screen.query_one("#help-text").render())
+        for needle in ("Pre-switchover", "  a  ", "  s  ", "  y  ", "  x, then y  ", "  n / escape  ", "banner",
+                       "--auto-resume", "--read-only", "q while a guest is paused", "SIGHUP"):
+            assert needle in text, needle
+
+
+def test_steps_stay_one_line_at_80_and_100_columns() -> None:
+    """The resume's steps as the workflow labels them, at the dialog's text width at 80
+    and 100 columns: one line each, times in one right-aligned column; a failure's
+    reason follows in full."""
+    def step(key: str, label: str, state: StepState, detail: str = "", took: float | None = 0.002) -> Step:
+        return Step(key, label, state, 1000.0, None if took is None else 1000.0 + took, detail)
+
+    done = SimpleNamespace(steps=[
+        step("check", "Check the source and its mirrors", StepState.DONE,
+             "fresh query-block-jobs: 1 mirror(s) ready", 0.001),
+        step("mirror:mirror-data0", "Finish mirror mirror-data0 (block-job-cancel)", StepState.DONE,
+             "completed: the destination's copy is final"),
+        step("continue", "Continue the migration (migrate-continue)", StepState.DONE, took=0.016),
+        step("complete", "Wait for the migration to complete", StepState.DONE,
+             "completed, downtime 1430 ms", 0.011),
+        step("destination", "Destination dst runs", StepState.DONE, "running", 0.0),
+    ])
+    for width in (76, 96):  # the dialog's text width at 80 and 100 columns
+        lines = hang(step_items(done), width).plain.split("\n")  # type: ignore[arg-type]
+        assert len(lines) == len(done.steps), lines
+        assert all(len(line) == width and line.endswith(" ms") for line in lines), lines
+        assert lines[0].endswith("  1 ms") and lines[2].endswith(" 16 ms"), lines
+    failed = SimpleNamespace(steps=[
+        step("mirror:mirror-data0", "Finish mirror mirror-data0 (block-job-cancel)", StepState.FAILED,
+             "ended with an error (Input/output error), the destination's copy is not complete"),
+        step("continue", "Continue the migration (migrate-continue)", StepState.SKIPPED),
+    ])
+    lines = hang(step_items(failed), 76).plain.split("\n")  # type: ignore[arg-type]
+    assert lines[0].startswith("✗ Finish mirror mirror-data0") and lines[0].endswith(" 2 ms"), lines
+    assert " ".join(line.strip() for line in lines[1:-1]).endswith("copy is not complete"), lines
+    assert lines[-1].startswith("– Continue the migration"), lines
+
+
+def test_dialog_title_says_how_the_pause_ended() -> None:
+    def title(action: str | None, outcome: Outcome | None) -> str:
+        result = None if outcome is None else SwitchoverResult(action or "watch", outcome, "why")
+        return dialog_title("src", SimpleNamespace(action=action, result=result))  # type: ignore[arg-type]
+
+    assert title(None, None) == "src: paused before switchover"
+    assert title("resume", None) == "src: resuming the switchover"
+    assert title("resume", Outcome.COMPLETED) == "src: switchover completed"
+    assert title("abort", Outcome.ABORTED) == "src: switchover aborted"
+    assert title("resume", Outcome.FAILED) == "src: switchover failed"
+    assert title("resume", Outcome.STOPPED) == "src: switchover failed, guest still stopped"
+    assert title("abort", Outcome.ERROR) == "src: abort failed"
+    assert title("watch", Outcome.OTHER_CLIENT) == "src: switchover ended by another client"
 
 
 def test_switchover_dialog_80x24(snap_compare, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,6 +60,8 @@ class VmState:
         self.pre_switchover_since: float | None = None
         self.final_downtime_ms: int | None = None
         self.run_state: RunState | None = None
+        # Seen in "inmigrate": a destination, whose query-migrate never has RAM figures.
+        self.incoming_side = False
         self.stopped_since: float | None = None
         self.block_jobs: dict[str, BlockJob] = {}
         self.capabilities = Capabilities()
@@ -141,6 +143,7 @@ class VmState:
     def apply_run_state(self, rs: RunState, now: float) -> bool:
         changed = rs != self.run_state
         self.run_state = rs
+        self.incoming_side |= rs.incoming
         if rs.running:
             changed |= self.stopped_since is not None
             self.stopped_since = None

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import tzinfo
 from functools import partial
 
@@ -111,6 +112,17 @@ class MigtuiApp(App[int]):
         message_changes = {name: frozenset(k) for name, k in pending.items()}
         for screen in self.screen_stack:
             screen.post_message(SessionsChanged(self.sessions, message_changes))
+
+    @contextmanager
+    def batch_update(self) -> Iterator[None]:
+        """Textual's batch (a Footer recompose is one), then a prompt to the screens below
+        the top one: during a batch a screen skips its pending repaint and Textual only
+        prompts the app when the batch ends, so the dashboard behind a dialog would stay
+        stale until its next message (seconds, once a migration has ended)."""
+        with super().batch_update():
+            yield
+        for screen in self.screen_stack[:-1]:
+            screen.check_idle()
 
     # ------------------------------------------------------------------ actions
 

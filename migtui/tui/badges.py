@@ -2,6 +2,9 @@
 
 Colours come from theme variables, so they follow the theme (ansi theme on
 TERM=linux); badges are reverse video so they still stand out under NO_COLOR.
+While a monitor is not connected its migration status is only the last one seen:
+that is said in words ("last: active", plain muted text), and the reverse-video
+badge goes to the connection state instead, the thing that is true now.
 """
 
 from __future__ import annotations
@@ -36,8 +39,15 @@ _CONNECTION = {
 }
 
 
-def migration_badge(status: str) -> Content:
-    """`` active `` in reverse video, coloured by how worrying the status is."""
+def migration_badge(status: str, *, stale: bool = False) -> Content:
+    """`` active `` in reverse video, coloured by how worrying the status is.
+
+    ``stale``: the monitor is not connected, so this is only the last status seen:
+    ``last: active`` in muted text, no badge.
+    """
+    if stale:
+        text = "migration status unknown" if status == "none" else f"last: {status}"
+        return Content.styled(text, "$text-muted")
     colour = _MIGRATION.get(status, "$foreground")
     if status == "none":
         return Content.styled("no migration", colour)
@@ -47,6 +57,11 @@ def migration_badge(status: str) -> Content:
 def connection_text(state: str, label: str) -> Content:
     """The transport's own label ("retrying 3", "lost: ..."), coloured by state."""
     return Content.styled(label, _CONNECTION.get(state, ""))
+
+
+def connection_badge(state: str, label: str) -> Content:
+    """`` lost `` / `` retrying 3 `` in reverse video: shown instead of a stale status."""
+    return Content.styled(f" {label} ", f"bold reverse {_CONNECTION.get(state, '$foreground')}")
 
 
 def run_state_text(status: str | None) -> Content:

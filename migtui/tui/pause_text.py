@@ -14,7 +14,7 @@ from textual.content import Content
 from ..format import format_duration, format_ms
 from ..model.vmstate import VmState
 from ..workflow.checklist import Check, Checklist
-from ..workflow.switchover import Outcome, Step, StepState, Switchover, SwitchoverResult
+from ..workflow.switchover import Outcome, StepState, Switchover, SwitchoverResult
 from .widgets.hanging import Item
 
 OK, BAD, INFO = "✓", "✗", "·"
@@ -37,12 +37,6 @@ def clock_text(seconds: float) -> str:
         return f"{int(minutes)}m {rest:04.1f}s"
     hours, rest = divmod(int(s), 3600)
     return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
-
-
-def banner_duration(seconds: float) -> str:
-    """Whole seconds for a line that ticks once a second."""
-    s = max(0.0, seconds)
-    return f"{int(s)} s" if s < 60 else format_duration(s)
 
 
 @dataclass(frozen=True)
@@ -69,6 +63,13 @@ class PauseClock:
         return max(0.0, now - self.start)
 
 
+def banner_line(name: str, clock: PauseClock | None, now: float) -> Content:
+    """One source's banner line: the dialog's figure (tenths), "≥" when migtui only saw
+    the pause after it began. Fits 80 columns; what may be cut comes last."""
+    took = ("" if clock.exact else "≥") + clock_text(clock.seconds(now)) if clock is not None else "?"
+    return Content.styled(f" ‖ {name} STOPPED {took} before switchover · s opens ", "bold reverse $warning")
+
+
 def pause_end(state: VmState, clock: PauseClock) -> float | None:
     """When the pause ended (the first status after pre-switchover), or None if it goes on."""
     if state.in_pre_switchover:
@@ -80,13 +81,13 @@ def pause_end(state: VmState, clock: PauseClock) -> float | None:
 def clock_line(clock: PauseClock | None, now: float, ended_at: float | None = None) -> Content:
     if clock is None:
         return Content.styled("Guest stopped: since when is not known yet", "bold $warning")
-    prefix = "" if clock.exact else "at least "
     if ended_at is not None:
-        took = clock_text(max(0.0, ended_at - clock.start))
-        return Content.assemble(("Guest was stopped ", "bold"), (prefix + took, "bold"),
+        took = ("" if clock.exact else "at least ") + clock_text(max(0.0, ended_at - clock.start))
+        return Content.assemble(("Guest was stopped ", "bold"), (took, "bold"),
                                 (" in this pause", "$text-muted"))
+    took = ("" if clock.exact else "at least ") + clock_text(clock.seconds(now))  # the banner's figure
     return Content.assemble(
-        ("Guest stopped ", "bold $warning"), (prefix + clock_text(clock.seconds(now)), "bold reverse $warning"),
+        ("Guest stopped ", "bold $warning"), (took, "bold reverse $warning"),
         (" · all of it counts as downtime", "$warning"),
     )
 
@@ -108,14 +109,51 @@ def checklist_items(checks: Checklist) -> list[Item]:
     return [check_item(c, width) for c in checks]
 
 
-def step_item(step: Step) -> Item:
-    icon, style = _STEP_ICONS.get(step.state, ("?", ""))
-    parts: list[tuple[str, str]] = [(step.label, "bold" if step.state is StepState.RUNNING else "")]
-    if step.detail:
-        parts.append((f": {step.detail}", "$error" if step.state is StepState.FAILED else "$text-muted"))
-    if step.duration is not None and step.state in (StepState.DONE, StepState.FAILED):
-        parts.append((f" ({format_duration(step.duration)})", "$text-muted"))
-    return Content.styled(f"{icon} ", style), Content.assemble(*parts)
+def step_items(controller: Switchover) -> list[Item]:
+    """One row per step, its duration right-aligned; a failed step's reason follows in full."""
+    items: list[Item] = []
+    for step in controller.steps:
+        icon, style = _STEP_ICONS.get(step.state, ("?", ""))
+        failed = step.state is StepState.FAILED
+        parts: list[tuple[str, str]] = [(step.label, "bold" if step.state is StepState.RUNNING else "")]
+        if step.detail and not failed:
+            parts.append((f": {step.detail}", "$text-muted"))
+        took = ""
+        if step.duration is not None and step.state in (StepState.DONE, StepState.FAILED):
+            took = format_duration(step.duration)
+        items.append((Content.styled(f"{icon} ", style), Content.assemble(*parts), Content.styled(took, "$text-muted")))
+        if failed and step.detail:
+            items.append((Content("  "), Content.styled(step.detail, "$error")))
+    return items
+
+
+def dialog_title(name: str, controller: Switchover) -> str:
+    """The dialog's border title: what this pause is now, or how it ended."""
+    action, result = controller.action, controller.result
+    if result is None:
+        if action is None:
+            return f"{name}: paused before switchover"
+        return f"{name}: {'resuming the switchover' if action == 'resume' else 'aborting the migration'}"
+    outcome = result.outcome
+    if outcome is Outcome.COMPLETED:
+        return f"{name}: switchover completed"
+    if outcome is Outcome.POSTCOPY:
+        return f"{name}: switchover completed (postcopy)"
+    if outcome is Outcome.ABORTED:
+        return f"{name}: switchover aborted"
+    if outcome is Outcome.OTHER_CLIENT:
+        return f"{name}: switchover ended by another client"
+    if outcome is Outcome.STOPPED:
+        return f"{name}: switchover failed, guest still stopped"
+    if outcome is Outcome.NOT_PAUSED:
+        return f"{name}: not paused, nothing to do"
+    return f"{name}: {'abort' if action == 'abort' else 'switchover'} failed"
+
+
+def steps_title(controller: Switchover) -> str:
+    if controller.action == "abort":
+        return "Aborting the migration" if controller.result is None else "Steps of the abort"
+    return "Resuming the switchover" if controller.result is None else "Steps of the switchover"
 
 
 def outcome_item(result: SwitchoverResult, source_running: bool | None = None) -> Item:
@@ -150,5 +188,3 @@ def more_paused_line(names: list[str]) -> Content:
     return Content.styled(f"Also paused: {who} (its dialog follows when this one closes)", "bold $warning")
 
 
-def step_items(controller: Switchover) -> list[Item]:
-    return [step_item(step) for step in controller.steps]

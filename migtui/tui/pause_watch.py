@@ -10,6 +10,14 @@ With ``--auto-resume`` an :class:`~migtui.workflow.autoresume.AutoResume` per li
 session resumes each pause whose checklist passes; when it holds back (or a resume
 fails), the dialog opens and the banner says why, loudly.
 
+One clock ticks the banner and every open dialog together (``TICK_S``, only while
+something is paused), so they show the same tenth of a second. While a guest is
+stopped and migtui acts on it (a confirmed resume or abort, or --auto-resume
+deciding), every ms of event-loop time is downtime: ticks stop and repaints wait in
+:meth:`PauseWatch.after_critical` until the outcome is known (at most
+``HOLD_REPAINT_S``). Nothing else holds: the dashboard behind a dialog keeps
+repainting.
+
 Guard rails: ``quit`` asks while a guest is paused; SIGHUP/SIGTERM (terminal lost,
 SSH drop) leave every VM as it is, log each pause left behind and exit.
 """
@@ -32,19 +40,24 @@ from ..workflow.pairing import destination_for
 from ..workflow.paused import log_paused_on_exit, paused_sources, quit_warning
 from ..workflow.session import CONNECTION, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import current_switchover, switchover_for
-from .pause_text import PauseClock, banner_duration
+from .pause_text import PauseClock, banner_line
 from .screens.confirm import ConfirmScreen
-from .screens.switchover import HOLD_REPAINT_S, SwitchoverScreen
+from .screens.switchover import SwitchoverScreen
 from .widgets.pause_banner import PauseBanner
 
 if TYPE_CHECKING:
     from textual.app import App
+    from textual.timer import Timer
 
 log = logging.getLogger("migtui.tui")
 
 _EXIT_SIGNALS = {signal.SIGHUP: "SIGHUP (terminal lost)", signal.SIGTERM: "SIGTERM"}
 _RELEVANT = frozenset({MIGRATION, CONNECTION, RUN_STATE})
 BANNER_LINES = 3  # at 80x24 the panels below must stay visible
+TICK_S = 0.1  # the downtime clock of the banner and the dialogs, only while a guest is paused
+# While migtui acts on a stopped guest the screen waits (at most this long, then it
+# repaints anyway: a mirror can take seconds to finish) rather than compete for the loop.
+HOLD_REPAINT_S = 0.25
 
 
 class PauseWatch:
@@ -68,7 +81,10 @@ class PauseWatch:
         self._queue: list[str] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self._signals: list[int] = []
-        self._banner_scheduled = False
+        self._ticker: Timer | None = None
+        self._deferred: list[Callable[[], None]] = []  # repaints waiting for the critical phase to end
+        self._hold: Timer | None = None
+        self._flush_scheduled = False
 
     @property
     def live(self) -> list[MonitorSession]:
@@ -91,10 +107,15 @@ class PauseWatch:
                     continue
                 self.autos[session.name] = auto
         self._install_signals()
+        self._ticker = self.app.set_interval(TICK_S, self.tick, pause=True)
         for session in self.sessions.values():  # offline (replayed) sessions: already paused?
             self._changed(session, frozenset({MIGRATION}))
 
     def stop(self) -> None:
+        for timer in (self._ticker, self._hold):
+            if timer is not None:
+                timer.stop()
+        self._ticker = self._hold = None
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
@@ -147,7 +168,8 @@ class PauseWatch:
             if name in self._queue:
                 self._queue.remove(name)
             self._refresh_dialogs()
-        self.schedule_banner()
+        self.schedule_banner()  # also ends a hold as soon as the pause is over
+        self._update_ticker()
 
     def _new_pause(self, session: MonitorSession, since: float | None) -> None:
         name = session.name
@@ -209,9 +231,10 @@ class PauseWatch:
         controller = switchover_for(session, destination)
         dialog = SwitchoverScreen(
             session, controller.destination, controller, clock=self.clock, abort_first=abort_first,
-            note=partial(self.dialog_note, name), more=partial(self.queued, name),
+            note=partial(self.dialog_note, name), more=partial(self.queued, name), defer=self.after_critical,
         )
         self.app.push_screen(dialog, lambda _result: self._dialog_closed(name))
+        self._update_ticker()
         return dialog
 
     def _dialog_closed(self, name: str) -> None:
@@ -239,43 +262,85 @@ class PauseWatch:
         for dialog in self._dialogs():
             dialog.refresh_more()
 
-    # ------------------------------------------------------------------ banner
+    # ------------------------------------------------------------------ clock and holds
 
-    def _critical(self) -> bool:
-        """A guest is stopped while migtui finishes its switchover (or auto-resume decides):
-        every ms of event-loop time is downtime, so repaints wait."""
+    def critical(self) -> bool:
+        """A guest is stopped while migtui acts on it and the outcome is not known yet: a
+        confirmed resume or abort, or --auto-resume deciding. Every ms is downtime."""
         for session in paused_sources(self.sessions.values()):
             controller = current_switchover(session)
-            if (controller is not None and controller.running) or (
-                    session.name in self.autos and session.name not in self.held):
+            if controller is not None and controller.running and controller.result is None:
+                return True
+            if session.name in self.autos and session.name not in self.held:
                 return True
         return False
 
-    def schedule_banner(self) -> None:
-        if not self._banner_scheduled:
-            self._banner_scheduled = True
-            if self._critical():
-                self.app.set_timer(HOLD_REPAINT_S, self._update_banner)
-            else:
-                self.app.call_later(self._update_banner)
+    def after_critical(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (a repaint) soon, or once the critical phase is over.
 
-    def _update_banner(self) -> None:
-        self._banner_scheduled = False
+        Called from session and switchover callbacks, some in the downtime path: it
+        only queues. Every call re-checks, so the first callback after the outcome is
+        known (the MIGRATION event, the switchover's result) releases the queue.
+        """
+        if callback not in self._deferred:
+            self._deferred.append(callback)
+        if self.critical():
+            if self._hold is None:
+                self._hold = self.app.set_timer(HOLD_REPAINT_S, self._release)
+            return
+        self._release()
+
+    def _release(self) -> None:
+        if self._hold is not None:
+            self._hold.stop()
+            self._hold = None
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.app.call_later(self._flush_deferred)
+
+    def _flush_deferred(self) -> None:
+        self._flush_scheduled = False
+        deferred, self._deferred = self._deferred, []
+        for callback in deferred:
+            callback()
+        self.tick()  # the banner and the dialogs from one clock reading again
+
+    def _update_ticker(self) -> None:
+        if self._ticker is None:
+            return
+        if paused_sources(self.sessions.values()) or any(d.clock_running for d in self._dialogs()):
+            self._ticker.resume()
+        else:
+            self._ticker.pause()
+
+    def tick(self) -> None:
+        """One clock reading for the banner and every open dialog: they show the same tenth."""
+        if self.critical():
+            return  # the clocks resume (with their final values) once the outcome is known
+        now = self.clock()
+        self._update_banner(now)
+        for dialog in self._dialogs():
+            dialog.tick(now)
+        self._update_ticker()
+
+    # ------------------------------------------------------------------ banner
+
+    def schedule_banner(self) -> None:
+        self.after_critical(self._update_banner)
+
+    def _update_banner(self, now: float | None = None) -> None:
         for screen in self.app.screen_stack:
             for banner in screen.query(PauseBanner):
-                banner.update()
+                banner.update(now)
 
-    def banner_content(self) -> tuple[list[Content], list[Content]]:
+    def banner_content(self, now: float | None = None) -> tuple[list[Content], list[Content]]:
         """(one ticking line per paused source, notes that wrap)."""
-        now = self.clock()
+        now = self.clock() if now is None else now
         lines: list[Content] = []
         paused = paused_sources(self.sessions.values())
         shown = paused if len(paused) <= BANNER_LINES else paused[: BANNER_LINES - 1]
         for session in shown:
-            clock = PauseClock.of(session.state)
-            took = banner_duration(clock.seconds(now)) if clock is not None else "?"
-            lines.append(Content.styled(
-                f" ‖ {session.name}: guest STOPPED {took} (pre-switchover) · s: act ", "bold reverse $warning"))
+            lines.append(banner_line(session.name, PauseClock.of(session.state), now))
         if len(shown) < len(paused):  # many at once: one line names the rest, none is lost
             rest = [s.name for s in paused[len(shown):]]
             lines.append(Content.styled(f" ‖ {len(rest)} more guests STOPPED: {', '.join(rest)} ",

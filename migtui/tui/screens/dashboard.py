@@ -43,9 +43,10 @@ log = logging.getLogger("migtui.tui")
 # Which panels care about which kinds of change.
 _LIST = {kinds_.CONNECTION, kinds_.MIGRATION, kinds_.RUN_STATE, kinds_.CONFIG}
 _HEADER = {kinds_.CONNECTION, kinds_.RUN_STATE, kinds_.CONFIG}
-_MIGRATION = {kinds_.MIGRATION, kinds_.CONFIG}
-_DIRTY = {kinds_.MIGRATION, kinds_.DIRTY_RATE, kinds_.CONFIG}
-_JOBS = {kinds_.BLOCK_JOBS}
+# CONNECTION too: while a monitor is not connected its figures are greyed as stale.
+_MIGRATION = {kinds_.MIGRATION, kinds_.CONFIG, kinds_.CONNECTION}
+_DIRTY = {kinds_.MIGRATION, kinds_.DIRTY_RATE, kinds_.CONFIG, kinds_.CONNECTION}
+_JOBS = {kinds_.BLOCK_JOBS, kinds_.CONNECTION}
 
 MEASURE_SECONDS = 1
 
@@ -161,7 +162,7 @@ class DashboardScreen(Screen[None]):
         if wants(_DIRTY):
             self.query_one(DirtyPanel).show(session)
         if wants(_JOBS):
-            self.query_one(BlockJobsPanel).show(session.state.block_jobs)
+            self.query_one(BlockJobsPanel).show(session.state.block_jobs, stale=not session.connected)
         if changed is not None and kinds_.EVENTS in changed:
             self._append_events(session)
         self._refresh_actions()

@@ -1,4 +1,5 @@
-"""The help screen (``?``): every key that works right now, and what the panels mean."""
+"""The help screen (``?``): every key that works right now, the pre-switchover step, and
+what the panels mean."""
 
 from __future__ import annotations
 
@@ -28,6 +29,41 @@ GUIDE = (
 )
 
 
+PRE_SWITCHOVER_INTRO = (
+    "With pause-before-switchover armed, QEMU stops the guest before it sends the device "
+    "state and waits for a client: all of that wait is guest downtime. The banner at the top "
+    "(\"‖ src STOPPED 1.2 s before switchover\") names each paused guest and how long it has "
+    "been stopped; the switchover dialog opens by itself, with the same clock, a checklist "
+    "(mirrors ready and in sync, destination receiving) and the keys:"
+)
+PRE_SWITCHOVER_KEYS = (
+    ("a", "arm the selected source (events and pause-before-switchover) before its migration"),
+    ("s", "open the switchover dialog of the paused source"),
+    ("y", "resume: finish each disk mirror gracefully, then migrate-continue: the destination "
+     "takes over (runs once)"),
+    ("x, then y", "abort: migrate_cancel and force-cancel the mirrors: the source guest runs again"),
+    ("n / escape", "close the dialog (the guest stays stopped; s reopens it), or step back from x"),
+)
+PRE_SWITCHOVER_NOTES = (
+    ("--auto-resume", "resumes each pause by itself as soon as its checklist passes; when it "
+     "fails, the dialog opens and the banner says why, and migtui waits for you."),
+    ("--read-only", "migtui sends queries only: the dialog shows the pause, y, x and a say why "
+     "they do nothing, and the guest stays stopped until another client acts."),
+    ("q while a guest is paused", "asks first: quitting leaves it paused (downtime keeps "
+     "growing) until a client resumes or aborts it."),
+    ("SIGHUP", "(terminal or SSH connection lost): migtui exits and leaves every pause as it "
+     "is, logs it (--log-file), and its next start shows that pause at once."),
+)
+
+
+def pre_switchover_lines() -> list[Content]:
+    width = max(len(k) for k, _ in PRE_SWITCHOVER_KEYS) + 2
+    lines = [Content.styled("Pre-switchover", "bold"), Content(PRE_SWITCHOVER_INTRO)]
+    lines += [Content.assemble((f"  {key:<{width}}", "bold $accent"), text) for key, text in PRE_SWITCHOVER_KEYS]
+    lines += [Content.assemble((f"{title} ", "bold"), text) for title, text in PRE_SWITCHOVER_NOTES]
+    return lines
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
         Binding("escape,q,question_mark", "dismiss", "Close help"),
@@ -44,6 +80,7 @@ class HelpScreen(ModalScreen[None]):
             Content.assemble((f"  {key:<{width}}", "bold $accent"), description)
             for key, description in self._keys
         ]
+        lines += [Content(""), *pre_switchover_lines()]
         lines += [Content(""), Content.styled("Panels", "bold")]
         lines += [Content.assemble((f"{title}: ", "bold"), text) for title, text in GUIDE]
         with VerticalScroll(id="help-body"):

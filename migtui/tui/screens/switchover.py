@@ -1,7 +1,7 @@
 """The switchover dialog: one source paused in pre-switchover, and what to do about it.
 
 Shows a clock of how long the guest has been stopped (QEMU's own STOP / MIGRATION
-timestamps, ticking at 10 Hz while this dialog is open, repainting only that line),
+timestamps, ticked with the banner by the app's pause watch, repainting only that line),
 the checklist, and the actions with what each will do. ``y`` resumes the switchover,
 ``x`` then ``y`` aborts, ``n`` / ``escape`` close (the guest stays stopped). The work
 is the shared :class:`~migtui.workflow.switchover.Switchover` of this pause: closing
@@ -19,7 +19,6 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.timer import Timer
 from textual.widgets import Footer
 
 from ...errors import MigtuiError
@@ -27,16 +26,22 @@ from ...workflow.checklist import checklist
 from ...workflow.session import MonitorSession
 from ...workflow.switchover import ABORT_DESCRIPTION, RESUME_DESCRIPTION, Outcome, Switchover
 from ..messages import SessionsChanged
-from ..pause_text import PauseClock, checklist_items, clock_line, more_paused_line, outcome_item, pause_end, step_items
+from ..pause_text import (
+    PauseClock,
+    checklist_items,
+    clock_line,
+    dialog_title,
+    more_paused_line,
+    outcome_item,
+    pause_end,
+    step_items,
+    steps_title,
+)
 from ..widgets.hanging import HangingLines, Item
 from ..widgets.text_line import TextLine
 
 log = logging.getLogger("migtui.tui")
 
-TICK_S = 0.1  # the downtime clock, only while the dialog is open
-# While a confirmed resume finishes the mirrors and continues, the guest is still
-# stopped: the screen waits (at most this long) rather than compete for the event loop.
-HOLD_REPAINT_S = 0.25
 CLOSE_DESCRIPTION = "the guest stays stopped; s reopens this dialog"
 
 
@@ -84,7 +89,10 @@ class SwitchoverScreen(ModalScreen[None]):
         abort_first: bool = False,
         note: Callable[[], Content | None] | None = None,
         more: Callable[[], list[str]] = list,
+        defer: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
+        """``defer(repaint)`` runs a repaint once migtui no longer acts on a stopped guest
+        (the pause watch's ``after_critical``); by default at the next turn of the loop."""
         super().__init__(id=f"switchover-{source.name}", classes="switchover")
         self.source = source
         self.destination = destination
@@ -93,10 +101,11 @@ class SwitchoverScreen(ModalScreen[None]):
         self.abort_armed = abort_first
         self._note = note or (lambda: None)
         self._more = more
+        self._defer = defer or self.call_later
         self._pause = PauseClock.of(source.state)
         self._ended_at: float | None = None
-        self._timer: Timer | None = None
-        self._progress_scheduled = False
+        self._key_states: tuple[bool | None, ...] = ()
+        self._ready = False  # composed and mounted: the sections can be filled
         self._unsubscribe: Callable[[], None] | None = None
         self._leaving = False
 
@@ -104,7 +113,7 @@ class SwitchoverScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="sw-box") as box:
-            box.border_title = f"{self.source.name}: paused before switchover"
+            box.border_title = dialog_title(self.source.name, self.controller)
             box.can_focus = False
             yield TextLine(id="sw-clock")
             for section in ("more", "note", "checks", "steps", "outcome", "actions"):
@@ -113,7 +122,7 @@ class SwitchoverScreen(ModalScreen[None]):
 
     def on_mount(self) -> None:
         self._unsubscribe = self.controller.add_progress_listener(self._on_progress)
-        self._timer = self.set_interval(TICK_S, self._tick)
+        self._ready = True
         self._show_all()
         if self.controller.result is not None and self.controller.action is None:
             self.call_later(self._ended_by_others)  # opened just as another client ended it
@@ -126,9 +135,9 @@ class SwitchoverScreen(ModalScreen[None]):
     # ------------------------------------------------------------------ state
 
     @property
-    def critical(self) -> bool:
-        """An action runs while the guest is still stopped: every ms now is downtime."""
-        return self.controller.running and self.source.state.in_pre_switchover
+    def clock_running(self) -> bool:
+        """The downtime clock still ticks (the pause has not ended yet, as far as shown)."""
+        return self._ended_at is None
 
     @property
     def started(self) -> bool:
@@ -168,6 +177,14 @@ class SwitchoverScreen(ModalScreen[None]):
                      "abort": self.can_abort}.get(action)
         return predicate() if predicate is not None else True
 
+    def _refresh_keys(self) -> None:
+        """Redraw the footer only when a key's availability changed: each redraw is a
+        Footer recompose, a batch during which no screen repaints."""
+        states = (self.can_resume(), self.can_confirm_abort(), self.can_abort())
+        if states != self._key_states:
+            self._key_states = states
+            self.refresh_bindings()
+
     def unavailable_reason(self, key: str) -> str:
         """Why ``y`` / ``x`` does nothing right now (one line)."""
         blocked = self._blocked()
@@ -198,7 +215,7 @@ class SwitchoverScreen(ModalScreen[None]):
         return self.query_one(f"#sw-{name}", HangingLines).plain
 
     def _show_all(self) -> None:
-        self._tick()
+        self.tick(self._clock())
         self._show_more()
         self._show_note()
         self._show_checks()
@@ -248,53 +265,46 @@ class SwitchoverScreen(ModalScreen[None]):
     def _show_progress(self) -> None:
         c = self.controller
         if c.action is not None:
-            title = "Resuming the switchover" if c.action == "resume" else "Aborting the migration"
-            self._set("#sw-steps", [_title(title), *step_items(c)])
+            self._set("#sw-steps", [_title(steps_title(c)), *step_items(c)])
             self._set("#sw-checks", [])
         else:
             self._set("#sw-steps", [])
         result = c.result
-        box = self.query_one("#sw-box")
-        if result is not None and c.action is not None:
-            box.border_title = f"{self.source.name}: {c.action} {result.outcome.value}"
-        elif c.action is not None:
-            box.border_title = f"{self.source.name}: {'resuming' if c.action == 'resume' else 'aborting'}"
+        self.query_one("#sw-box").border_title = dialog_title(self.source.name, c)
         if result is not None and c.action is not None:
             running = self.source.state.running if result.outcome is Outcome.ABORTED else None
             self._set("#sw-outcome", [outcome_item(result, running)])
         else:
             self._set("#sw-outcome", [])
         self._show_actions()
-        self.refresh_bindings()
+        self._refresh_keys()
 
-    def _tick(self) -> None:
-        if self.critical:
-            return  # the clock resumes (with its final value) once the pause is over
+    def tick(self, now: float) -> None:
+        """Show the downtime clock as of ``now`` (the pause watch passes the banner's reading);
+        once the pause has ended it keeps its final value."""
+        if not self._ready or not self.is_attached or self._leaving:
+            return
         state = self.source.state
         if self._pause is None:
             self._pause = PauseClock.of(state)
         if self._ended_at is None and self._pause is not None:
             self._ended_at = pause_end(state, self._pause)
-        self.query_one("#sw-clock", TextLine).set(clock_line(self._pause, self._clock(), self._ended_at))
-        if self._ended_at is not None and self._timer is not None:
-            self._timer.stop()  # the guest is no longer stopped here: the clock has its final value
-            self._timer = None
+        self.query_one("#sw-clock", TextLine).set(clock_line(self._pause, now, self._ended_at))
+
+    def _clock_if_ended(self) -> None:
+        """While the pause goes on the watch ticks the clock; its end is shown at once."""
+        if self._ended_at is None and not self.source.state.in_pre_switchover:
+            self.tick(self._clock())
 
     # ------------------------------------------------------------------ updates
 
     def _on_progress(self, _controller: Switchover) -> None:
-        # Called from the switchover's own callbacks (some in the downtime path):
-        # repaint later, once per burst, and not while the guest is still stopped.
-        if not self._progress_scheduled:
-            self._progress_scheduled = True
-            if self.critical:
-                self.set_timer(HOLD_REPAINT_S, self._progress_now)
-            else:
-                self.call_later(self._progress_now)
+        # Called from the switchover's own callbacks (some in the downtime path): only
+        # queue a repaint; it runs once the outcome is known (or the guest runs again).
+        self._defer(self._progress_now)
 
     def _progress_now(self) -> None:
-        self._progress_scheduled = False
-        if not self.is_attached or self._leaving:
+        if not self._ready or not self.is_attached or self._leaving:
             return
         c = self.controller
         if c.result is not None and c.action is None:
@@ -302,7 +312,7 @@ class SwitchoverScreen(ModalScreen[None]):
             return
         self._show_progress()
         self._show_note()
-        self._tick()
+        self._clock_if_ended()
 
     def _ended_by_others(self) -> None:
         """Another client (or QEMU) ended this pause before anything was confirmed here."""
@@ -315,11 +325,11 @@ class SwitchoverScreen(ModalScreen[None]):
 
     @on(SessionsChanged)
     def _sessions_changed(self, message: SessionsChanged) -> None:
-        if self.critical:
-            return  # the progress repaint follows once the pause is over
         names = {self.source.name} | ({self.destination.name} if self.destination else set())
-        if not names & set(message.changes):
-            self._show_more()
+        self._defer(self._show_sessions if names & set(message.changes) else self.refresh_more)
+
+    def _show_sessions(self) -> None:
+        if not self._ready or not self.is_attached or self._leaving:
             return
         self._show_more()
         self._show_note()
@@ -328,12 +338,12 @@ class SwitchoverScreen(ModalScreen[None]):
         else:
             self._show_checks()
             self._show_actions()
-        self._tick()
-        self.refresh_bindings()
+        self._clock_if_ended()
+        self._refresh_keys()
 
     def refresh_more(self) -> None:
         """The list of other paused sources changed (the app's pause watch calls this)."""
-        if self.is_attached:
+        if self._ready and self.is_attached and not self._leaving:
             self._show_more()
 
     # ------------------------------------------------------------------ actions
@@ -352,7 +362,7 @@ class SwitchoverScreen(ModalScreen[None]):
         if self.can_abort() is True:
             self.abort_armed = True
             self._show_actions()
-            self.refresh_bindings()
+            self._refresh_keys()
 
     def action_confirm_abort(self) -> None:
         if self.can_confirm_abort() is not True:
@@ -372,7 +382,7 @@ class SwitchoverScreen(ModalScreen[None]):
         if self.abort_armed:
             self.abort_armed = False
             self._show_actions()
-            self.refresh_bindings()
+            self._refresh_keys()
             return
         self._leaving = True
         self.dismiss(None)

@@ -5,6 +5,11 @@ Built on the dashboard's extension points: a Binding plus ``can_<action>`` per a
 session change. Each key also has a hidden fallback binding that runs only when the
 action is unavailable and says why in one line (read-only, not paused, too old ...).
 The pause banner is mounted in ``#banners``.
+
+The footer shows what applies now, so that it fits 80 columns: while a guest waits
+in pre-switchover, ``s Switchover`` and ``x Abort`` (they act on the selected source,
+or on the paused one when the selection is not paused, as the banner's "s opens"
+promises) and not ``d`` (nothing to measure while a migration runs).
 """
 
 from __future__ import annotations
@@ -42,9 +47,9 @@ ARM_QUESTION = (
 
 class SwitchoverDashboard(DashboardScreen):
     BINDINGS = [
-        Binding("s", "switchover", "Paused VM"),  # opens its switchover dialog (fits 80 columns)
+        Binding("s", "switchover", "Switchover"),  # opens the paused source's dialog
         Binding("s", "why('s')", show=False),
-        Binding("x", "abort_switchover", "Abort", show=False),  # the dialog shows it; 80 columns are few
+        Binding("x", "abort_switchover", "Abort"),
         Binding("x", "why('x')", show=False),
         Binding("a", "arm", "Arm"),
         Binding("a", "why('a')", show=False),
@@ -63,12 +68,26 @@ class SwitchoverDashboard(DashboardScreen):
         controller = current_switchover(session)
         return session.state.in_pre_switchover or (controller is not None and controller.running)
 
-    def can_switchover(self) -> bool | None:
+    @property
+    def target(self) -> MonitorSession | None:
+        """What ``s`` and ``x`` act on: the selected source if it is paused (or being acted
+        on), else the first paused source (the one the banner names first), else None."""
         session = self.selected
-        return True if session is not None and self._paused_or_acting(session) else False
+        if session is not None and self._paused_or_acting(session):
+            return session
+        paused = paused_sources(self.sessions.values())
+        return paused[0] if paused else None
+
+    def can_switchover(self) -> bool | None:
+        return True if self.target is not None else False
+
+    def can_measure_dirty_rate(self) -> bool | None:
+        if paused_sources(self.sessions.values()):
+            return False  # a migration is running: nothing to measure; the footer needs s and x
+        return super().can_measure_dirty_rate()
 
     def can_abort_switchover(self) -> bool | None:
-        session = self.selected
+        session = self.target
         if session is None or not session.state.in_pre_switchover:
             return False
         controller = current_switchover(session)
@@ -88,7 +107,7 @@ class SwitchoverDashboard(DashboardScreen):
         return True
 
     def why(self, key: str) -> str:
-        session = self.selected
+        session = self.selected if key == "a" else (self.target or self.selected)
         if session is None:
             return "no monitor selected"
         name = session.name
@@ -105,9 +124,7 @@ class SwitchoverDashboard(DashboardScreen):
             return (f"{name}: cannot arm while a migration is {session.state.migration_status}: QEMU only"
                     " changes capabilities between migrations; arm before starting the next one")
         if not session.state.in_pre_switchover:
-            others = [s.name for s in paused_sources(self.sessions.values()) if s is not session]
-            hint = f" ({', '.join(others)} is: select it)" if others else ""
-            return f"{name} is not paused in pre-switchover (status {session.state.migration_status}){hint}"
+            return f"{name} is not paused in pre-switchover (status {session.state.migration_status})"
         if blocked:
             return blocked
         controller = current_switchover(session)
@@ -121,12 +138,14 @@ class SwitchoverDashboard(DashboardScreen):
         self.notify(self.why(key), title="Not available", severity="warning", timeout=6)
 
     def action_switchover(self) -> None:
-        if self.selected is not None and self.can_switchover():
-            self.pauses.open_dialog(self.selected.name, user=True)
+        target = self.target
+        if target is not None:
+            self.pauses.open_dialog(target.name, user=True)
 
     def action_abort_switchover(self) -> None:
-        if self.selected is not None and self.can_abort_switchover():
-            self.pauses.open_dialog(self.selected.name, user=True, abort_first=True)
+        target = self.target
+        if target is not None and self.can_abort_switchover():
+            self.pauses.open_dialog(target.name, user=True, abort_first=True)
 
     def action_arm(self) -> None:
         session = self.selected
@@ -161,7 +180,7 @@ class SwitchoverDashboard(DashboardScreen):
         """The actions for the command palette, each saying why when it is unavailable."""
         for title, key, action, predicate, help_text in (
             ("Switchover dialog", "s", self.action_switchover, self.can_switchover,
-             "resume or abort the selected source's pause (s)"),
+             "resume or abort the paused source's switchover (s)"),
             ("Abort the migration", "x", self.action_abort_switchover, self.can_abort_switchover,
              "cancel the paused migration: the source guest runs again (x)"),
             ("Arm pause-before-switchover", "a", self.action_arm, self.can_arm,

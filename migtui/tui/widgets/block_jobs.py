@@ -1,10 +1,18 @@
-"""Block jobs table: id, type, progress, speed, ready, status, io-status, error.
+"""Block jobs table: id, status, progress, type, speed limit; errors on a line below.
 
 Rows are keyed by job id; a poll that changes one figure rewrites one cell.
 Finished jobs stay listed (the model keeps them) with how they ended.
+
+The table never runs past its width (a cut column showed as a lone "e"): the
+columns are what decides a switchover first (id, status, progress), then type and
+the speed limit as room allows, dropped in that reverse order when the panel is
+narrow. "ready" and a bad io-status are part of the status; an error, long and rare,
+gets its own line under the table.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -13,23 +21,22 @@ from textual.widgets import DataTable
 
 from ... import format as fmt
 from ...model.blockjobs import BlockJob
+from .text_line import TextLine
 
-# What decides a switchover first (id, status, ready), so 80 columns show it.
+# (key, header) in display order.
 COLUMNS = (
     ("id", "id"),
     ("status", "status"),
-    ("ready", "ready"),
     ("progress", "progress"),
-    ("speed", "speed"),
-    ("io", "io-status"),
     ("type", "type"),
-    ("error", "error"),
+    ("limit", "limit"),  # QEMU's `speed`: a rate limit, not a measured rate
 )
+DROP_FIRST = ("limit", "type")  # dropped in this order when the columns do not fit
+CELL_PADDING = 1  # DataTable's default, each side of each column
+VISIBLE_ROWS = 5  # the table's max-height (6) minus its header
 _UNITS = (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
 
-
-def _yes_no(value: bool | None) -> str:
-    return fmt.UNKNOWN if value is None else ("yes" if value else "no")
+Row = dict[str, str]
 
 
 def offset_of_len(offset: int | None, length: int | None) -> str:
@@ -42,21 +49,49 @@ def offset_of_len(offset: int | None, length: int | None) -> str:
     return f"{offset}/{length} B"
 
 
-def job_row(job: BlockJob) -> tuple[str, ...]:
-    progress = f"{fmt.format_percent(job.progress, 0)} {offset_of_len(job.offset, job.len)}"
+def job_status(job: BlockJob) -> str:
+    """``ready``, ``running``, ``standby, ready``, ``paused, io nospace``, ``completed``."""
     status = job.status or fmt.UNKNOWN
     if job.ended:
-        status = f"{job.ended}" if job.status in (None, "concluded", "null") else f"{status} ({job.ended})"
-    speed = "unlimited" if job.speed == 0 else fmt.format_rate(job.speed)
-    return (
-        job.device,
-        status,
-        _yes_no(job.ready),
-        progress,
-        speed,
-        job.io_status or fmt.UNKNOWN,
-        job.type or fmt.UNKNOWN,
-        job.error or "",
+        return job.ended if job.status in (None, "concluded", "null") else f"{status} ({job.ended})"
+    if job.ready and status != "ready":
+        status += ", ready"
+    if job.io_status not in (None, "ok"):
+        status += f", io {job.io_status}"
+    return status
+
+
+def job_row(job: BlockJob) -> Row:
+    return {
+        "id": job.device,
+        "status": job_status(job),
+        "progress": f"{fmt.format_percent(job.progress, 0)} {offset_of_len(job.offset, job.len)}",
+        "type": job.type or fmt.UNKNOWN,
+        "limit": "none" if job.speed == 0 else fmt.format_rate(job.speed),
+    }
+
+
+def fitting_columns(rows: Mapping[str, Row], width: int) -> tuple[str, ...]:
+    """The column keys to show in ``width`` cells (0: unknown yet, all of them)."""
+    def cells(key: str, header: str) -> int:
+        content = max([len(header), *(len(row[key]) for row in rows.values())])
+        return content + 2 * CELL_PADDING
+
+    keys = [key for key, _ in COLUMNS]
+    if width <= 0:
+        return tuple(keys)
+    widths = {key: cells(key, header) for key, header in COLUMNS}
+    for key in DROP_FIRST:
+        if sum(widths[k] for k in keys) <= width:
+            break
+        keys.remove(key)
+    return tuple(keys)
+
+
+def error_lines(jobs: Mapping[str, BlockJob]) -> Content:
+    return Content("\n").join(
+        Content.assemble((f"{job_id}: ", "bold"), (job.error, "$error"))
+        for job_id, job in jobs.items() if job.error
     )
 
 
@@ -65,36 +100,68 @@ class BlockJobsPanel(Vertical):
     BlockJobsPanel { height: auto; }
     BlockJobsPanel > DataTable { height: auto; max-height: 6; }
     BlockJobsPanel.-empty > DataTable { display: none; }
+    BlockJobsPanel > #jobs-errors { text-wrap: wrap; text-overflow: fold; }
+    BlockJobsPanel > #jobs-errors.-empty { display: none; }
+    BlockJobsPanel.-stale > DataTable { text-opacity: 55%; }
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self._rows: dict[str, tuple[str, ...]] = {}
+        self._rows: dict[str, Row] = {}
+        self._columns: tuple[str, ...] = ()
         self._title: str | None = None
 
     def compose(self) -> ComposeResult:
-        table: DataTable[str] = DataTable(cursor_type="none", show_cursor=False, zebra_stripes=False)
+        table: DataTable[str] = DataTable(cursor_type="none", show_cursor=False, zebra_stripes=False,
+                                          cell_padding=CELL_PADDING)
         table.can_focus = False
-        for label, key in COLUMNS:
-            table.add_column(label, key=key)
         yield table
+        yield TextLine(id="jobs-errors", classes="-empty")
 
-    def show(self, jobs: dict[str, BlockJob]) -> None:
-        rows = {job_id: job_row(job) for job_id, job in jobs.items()}
-        table = self.query_one(DataTable)
-        if list(rows) != list(self._rows):
-            table.clear()
-            for key, row in rows.items():
-                table.add_row(*row, key=key)
-        else:
-            for key, row in rows.items():
-                old = self._rows[key]
-                for (_, column), new_cell, old_cell in zip(COLUMNS, row, old):
-                    if new_cell != old_cell:
-                        table.update_cell(key, column, new_cell, update_width=True)
-        self._rows = rows
-        self.set_class(not rows, "-empty")
-        title = "Block jobs: none" if not rows else f"Block jobs ({len(rows)})"
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The column keys on show."""
+        return self._columns
+
+    def _room(self, rows: int) -> int:
+        width = self.size.width
+        if width and rows > VISIBLE_ROWS:  # the table scrolls: leave room for its scrollbar
+            width -= self.query_one(DataTable).styles.scrollbar_size_vertical
+        return width
+
+    def show(self, jobs: dict[str, BlockJob], *, stale: bool = False) -> None:
+        """Show ``jobs``; ``stale``: the monitor is not connected (greyed)."""
+        self.set_class(stale, "-stale")
+        self._fill({job_id: job_row(job) for job_id, job in jobs.items()})
+        errors = error_lines(jobs)
+        line = self.query_one("#jobs-errors", TextLine)
+        line.set_class(not errors.plain, "-empty")
+        line.set(errors, relayout=True)
+        self.set_class(not jobs, "-empty")
+        title = "Block jobs: none" if not jobs else f"Block jobs ({len(jobs)})"
         if title != self._title:
             self._title = title
             self.border_title = Content.styled(title, "bold")
+
+    def on_resize(self) -> None:
+        self._fill(self._rows)
+
+    def _fill(self, rows: dict[str, Row]) -> None:
+        table = self.query_one(DataTable)
+        columns = fitting_columns(rows, self._room(len(rows)))
+        if columns != self._columns or list(rows) != list(self._rows):
+            # Rebuilt from scratch: a cleared DataTable keeps the widths of old content.
+            table.clear(columns=True)
+            headers = dict(COLUMNS)
+            for key in columns:
+                table.add_column(headers[key], key=key)
+            for job_id, row in rows.items():
+                table.add_row(*(row[key] for key in columns), key=job_id)
+        else:
+            for job_id, row in rows.items():
+                old = self._rows[job_id]
+                for key in columns:
+                    if row[key] != old[key]:
+                        table.update_cell(job_id, key, row[key], update_width=True)
+        self._columns = columns
+        self._rows = rows

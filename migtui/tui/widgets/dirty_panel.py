@@ -14,6 +14,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 
 from ... import format as fmt
+from ...transport import ConnState
 from ...workflow.session import MonitorSession
 from .rate_chart import VALUE_WIDTH, ChartData, RateChart, value_lines
 from .text_line import TextLine
@@ -56,6 +57,8 @@ def verdict(session: MonitorSession, previous: str | None = None) -> tuple[str |
     """One phrase an operator can act on, and the trend level it is based on (if any)."""
     state = session.state
     info = state.migration
+    if session.status.state is not ConnState.CONNECTED:
+        return None, Content.styled("not connected: the last figures seen", "$text-muted")
     if state.migration_status in GUEST_STOPPED:
         return None, Content.styled("guest stopped: nothing new gets dirty", "$text-muted")
     if info.is_running:
@@ -108,6 +111,7 @@ class DirtyPanel(Vertical):
     DirtyPanel {{ height: auto; }}
     DirtyPanel > Horizontal {{ height: auto; }}
     DirtyPanel #chart-values {{ width: {VALUE_WIDTH}; }}
+    DirtyPanel.-stale RateChart, DirtyPanel.-stale #chart-values {{ text-opacity: 55%; }}
     """
 
     def __init__(self, clock: Callable[[], float], *, coarse: bool = False, **kwargs) -> None:
@@ -129,6 +133,7 @@ class DirtyPanel(Vertical):
 
     def show(self, session: MonitorSession) -> None:
         self._session = session
+        self.set_class(session.status.state is not ConnState.CONNECTED, "-stale")
         data = chart_data(session, self._clock())
         chart = self.query_one(RateChart)
         chart.set_data(data)

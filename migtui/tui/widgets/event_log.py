@@ -1,6 +1,9 @@
 """QMP event log: QEMU's timestamp, the event name, a short rendering of its data.
 
 Bounded; follows the newest line unless the reader scrolled back (pgup / wheel).
+QMP sends events only to those connected at the time and never again, so a log that
+is empty says so rather than look broken (a dashboard started mid-migration has not
+seen its start). What was received stays, whatever happens to the connection.
 Drawn line by line rather than with RichLog, whose growing virtual size repaints the
 whole log for every line: here a line added below the last one costs that line, and
 only a full, following log has to move (one repaint per burst of events).
@@ -14,6 +17,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Iterable, Mapping
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual import events
 from textual.geometry import Region
@@ -24,6 +28,7 @@ from ...model.events import QmpEvent
 
 MAX_LINES = 1000
 DATA_WIDTH = 160
+EMPTY = ("no events since migtui connected", "(QEMU does not send earlier ones again)")
 
 
 def _value(value: Any) -> str:
@@ -146,6 +151,9 @@ class EventLog(Widget, can_focus=False):
         first = max(0, len(self._lines) - self.size.height - self._back)
         index = first + y
         style = self.rich_style
+        if not self._lines and y < len(EMPTY):
+            return Strip([Segment(EMPTY[y], style + Style(dim=True))]).crop_extend(
+                0, width, style)
         if index >= len(self._lines) or index < 0:
             return Strip.blank(width, style)
         line = self._lines[index]

@@ -2,11 +2,19 @@
 
 Textual writes a partial refresh from the start of the widget's line up to the last
 changed cell; with one widget per figure a ticking "total 12.7 s" costs a dozen
-cells instead of the whole line. Fields are separated by " · ". A figure field only
-ever grows (shorter text is padded): a width change moves its neighbours and costs a
-layout pass, so "9.9 s" -> "10.0 s" does that once and then never again. A field
-whose label (first word) changes, or that is listed in ``fit`` (a status badge),
-fits its text instead.
+cells instead of the whole line. Fields are separated by " · ".
+
+Each field fits its text. Builders pad a ticking number to the width of its widest
+plausible value (``pad``: "  3.3 MiB" as wide as "999.9 MiB"), so the width stays
+put while the figure ticks and the row never jumps; a width change (a value that
+really is wider, a field appearing) moves the neighbours and costs one layout pass.
+A field never keeps a width it no longer needs: that left gaps in the row.
+
+The row sets each field's width itself (``styles.width``) rather than leaving it to
+``width: auto``: Textual 8 caches an auto widget's box model per layout request, and a
+second change that lands while the first request is still pending was laid out at
+the first one's width (a real dashboard kept "left 3.5 of 128.5 MiB"'s width for
+"destination: RAM figures are on the source", cut). A style change always re-lays out.
 """
 
 from __future__ import annotations
@@ -14,34 +22,31 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
+from textual.css.scalar import Scalar
 
 from .text_line import TextLine
 
 SEP = Content.styled(" · ", "$text-muted")
 
 
+def pad(value: str, width: int) -> str:
+    """``value`` right-aligned in ``width`` cells (never cut)."""
+    return value.rjust(width)
+
+
 class FieldRow(Horizontal):
     DEFAULT_CSS = """
     FieldRow { height: 1; width: 1fr; }
-    FieldRow > TextLine { width: auto; height: 1; }
+    FieldRow > TextLine { width: 0; height: 1; }
     """
 
-    def __init__(self, fields: int, *, fit: tuple[int, ...] = (), **kwargs) -> None:
-        """``fields`` widgets; the indexes in ``fit`` always fit their text."""
+    def __init__(self, fields: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self._count = fields
-        self._fit = frozenset(fit)
-        self._widths = [0] * fields
-        self._labels: list[str] = [""] * fields
 
     def compose(self) -> ComposeResult:
         for _ in range(self._count):
             yield TextLine()
-
-    def reset(self) -> None:
-        """Forget the widths learnt so far (another monitor is shown now)."""
-        self._widths = [0] * self._count
-        self._labels = [""] * self._count
 
     @property
     def plain(self) -> str:
@@ -57,20 +62,13 @@ class FieldRow(Horizontal):
         changed = False
         first = True
         padded = [*values, *[None] * self._count][: self._count]
-        for i, (line, value) in enumerate(zip(self.query(TextLine), padded)):
+        for line, value in zip(self.query(TextLine), padded):
             if value is None or not value.plain:
                 text = Content("")
-                grew = self._widths[i] != 0
-                self._widths[i] = 0  # an absent field gives its room back
-                self._labels[i] = ""
             else:
                 text = value if first else SEP + value
                 first = False
-                label = value.plain.split(" ", 1)[0]
-                fit = i in self._fit or label != self._labels[i]
-                self._labels[i] = label
-                grew = text.cell_length > self._widths[i] or (fit and text.cell_length != self._widths[i])
-                self._widths[i] = text.cell_length if fit else max(self._widths[i], text.cell_length)
-                text = text.pad_right(self._widths[i] - text.cell_length)
-            changed |= line.set(text, relayout=grew)
+            if line.styles.width != Scalar.from_number(text.cell_length):
+                line.styles.width = text.cell_length  # lays the row out again
+            changed |= line.set(text)
         return changed

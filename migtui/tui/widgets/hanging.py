@@ -1,23 +1,41 @@
 """Lines with a hanging indent: a head ("✓ mirror-data0  ", "y  ") and a body that wraps
-under itself, so a long reason stays readable in a narrow dialog."""
+under itself, so a long reason stays readable in a narrow dialog.
+
+An item with a third part, a tail ("2 ms"), is a row instead: one line whatever the
+width, the tail right-aligned and the body cut with "…" if the two do not fit (a
+list of steps stays one line each, its figures in one column)."""
 
 from __future__ import annotations
 
 from textual.content import Content
 from textual.widgets import Static
 
-Item = tuple[Content, Content]  # (head, body)
+Item = tuple[Content, Content] | tuple[Content, Content, Content]  # (head, body[, tail])
 DEFAULT_WIDTH = 76  # until the first layout tells the real width
 
 
 def hang(items: list[Item], width: int) -> Content:
     lines: list[Content] = []
-    for head, body in items:
+    tails = max((item[2].cell_length for item in items if len(item) == 3), default=0)
+    for item in items:
+        if len(item) == 3:
+            lines.append(row(*item, width, tail_width=tails))
+            continue
+        head, body = item[0], item[1]
         indent = head.cell_length
         wrapped = body.wrap(max(8, width - indent)) if body.plain else [Content("")]
         for i, line in enumerate(wrapped):
             lines.append((head if i == 0 else Content(" " * indent)) + line.rstrip())
     return Content("\n").join(lines)
+
+
+def row(head: Content, body: Content, tail: Content, width: int, *, tail_width: int = 0) -> Content:
+    """``head body ... tail`` on one line of ``width`` cells; the body gives way first, and
+    leaves room for a column of ``tail_width`` (the widest tail of its list) plus a gap."""
+    room = max(1, width - head.cell_length - max(tail.cell_length, tail_width) - 2)
+    body = body.truncate(room, ellipsis=True) if body.cell_length > room else body
+    gap = max(1, width - head.cell_length - body.cell_length - tail.cell_length)
+    return head + body + Content(" " * gap) + tail
 
 
 class HangingLines(Static):
@@ -34,7 +52,13 @@ class HangingLines(Static):
 
     @property
     def plain(self) -> str:
-        return "\n".join((head + body).plain for head, body in self._items)
+        """The items as text, a row's tail after one space (whatever the width)."""
+        return "\n".join(item[0].plain + " ".join(part.plain for part in item[1:]) for item in self._items)
+
+    @property
+    def shown(self) -> list[str]:
+        """The lines as drawn at the current width."""
+        return hang(self._items, self._width or DEFAULT_WIDTH).plain.split("\n")
 
     def set_items(self, items: list[Item]) -> None:
         if items == self._items:

@@ -1,8 +1,16 @@
-"""The migration panel: status, RAM progress, throughput, pass, downtime, extras.
+"""The migration panel: status, RAM progress, pass, downtime, extras.
 
 Pure builders (``status_fields`` ...) turn the model into lists of Content, one per
 figure; the panel puts each figure in its own widget (FieldRow) so a ticking number
-repaints only itself. Unknown statuses and fields appear as QEMU sends them.
+repaints only itself, padded to its widest plausible value so the row stays put.
+Unknown statuses and fields appear as QEMU sends them.
+
+RAM: QEMU's ``transferred`` counts re-sent dirty pages, so it can pass the guest's
+RAM size; the row says what is left of the RAM and, apart, how much was sent. The
+send rate is the chart's "sent" figure right below, so it is not repeated here.
+
+While the monitor is not connected every figure is the last one seen: the panel is
+greyed (class ``-stale``) and the status reads "last: active".
 """
 
 from __future__ import annotations
@@ -15,48 +23,97 @@ from textual.content import Content
 
 from ... import format as fmt
 from ...model.migration import MigrationInfo
+from ...transport import ConnState
 from ...workflow.session import MonitorSession
 from .. import badges
-from .field_row import SEP, FieldRow
+from .field_row import SEP, FieldRow, pad
 from .ram_bar import RamBar
 from .text_line import TextLine
 
 Fields = list["Content | None"]
+
+# Widest plausible values: "999.9 MiB" (short_bytes keeps to it), "9.99 s" / "999 ms" /
+# "59.9 s" / "2m 05s". What is left is as wide as the total (left_of_total).
+BYTES_WIDTH = 9
+TIME_WIDTH = 6
+_UNIT_SIZES = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50}
 
 
 def _field(label: str, value: str, style: str = "") -> Content:
     return Content.assemble((label + " ", "$text-muted"), (value, style))
 
 
+def short_bytes(n: int | float | None) -> str:
+    """format_bytes within BYTES_WIDTH cells: "1000.0 KiB" (humanize's top) is "1000 KiB"."""
+    text = fmt.format_bytes(n)
+    if len(text) > BYTES_WIDTH and " " in text:
+        number, unit = text.split(" ", 1)
+        text = f"{float(number):.0f} {unit}"
+    return text
+
+
+def padded(value: str, width: int) -> str:
+    """Right-aligned in ``width`` cells; an unknown value is not padded (it is rare and
+    a lone "—" far from its label reads as a gap)."""
+    return value if value == fmt.UNKNOWN else pad(value, width)
+
+
+def is_stale(session: MonitorSession) -> bool:
+    """Not connected: every figure on show is the last one seen, not the current one."""
+    return session.status.state is not ConnState.CONNECTED
+
+
 def status_fields(session: MonitorSession) -> Fields:
     state = session.state
     info = state.migration
     return [
-        badges.migration_badge(state.migration_status),
+        badges.migration_badge(state.migration_status, stale=is_stale(session)),
         _field("pass", str(state.pass_number)) if state.pass_number is not None else None,
-        _field("total", fmt.format_ms(info.total_time)) if info.total_time is not None else None,
+        _field("total", padded(fmt.format_ms(info.total_time), TIME_WIDTH))
+        if info.total_time is not None else None,
         _field("setup", fmt.format_ms(info.setup_time)) if info.setup_time is not None else None,
     ]
 
 
-def sent_of_total(sent: int | None, total: int | None) -> str:
-    """``21.8/128.5 MiB`` when both share a unit, else ``512.0 KiB/128.5 MiB``."""
-    a, b = fmt.format_bytes(sent), fmt.format_bytes(total)
-    unit_a, unit_b = a.rpartition(" ")[2], b.rpartition(" ")[2]
-    if " " in a and unit_a == unit_b:
-        return f"{a.rpartition(' ')[0]}/{b}"
-    return f"{a}/{b}"
+def left_of_total(remaining: int | None, total: int | None) -> str:
+    """``  3.3 of 128.5 MiB``: what is left in the total's unit, as wide as the total.
+
+    One unit for both, so the width holds from the first pass to "0.0 of 128.5 MiB";
+    a remainder that rounds to nothing but is not nothing is "<0.1".
+    """
+    total_text = fmt.format_bytes(total)
+    number, _, unit = total_text.partition(" ")
+    size = _UNIT_SIZES.get(unit)
+    if remaining is None or size is None:
+        return f"{fmt.format_bytes(remaining)} of {total_text}"
+    if size == 1:
+        value = str(remaining)
+    else:
+        value = f"{remaining / size:.1f}"
+        if value == "0.0" and remaining > 0:
+            value = "<0.1"
+    return f"{pad(value, len(number))} of {total_text}"
 
 
-def ram_fields(info: MigrationInfo) -> Fields:
+def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
+    """``left   3.3 of 128.5 MiB · sent 209.1 MiB``: sent counts re-sent pages too.
+
+    ``incoming``: a destination, whose QEMU reports no RAM figures at all.
+    """
     ram = info.ram
     if ram is None:
-        text = "no migration yet" if info.status == "none" else "QEMU reports no RAM figures now"
+        if info.status == "none":
+            text = "no migration yet"
+        elif incoming:
+            text = "destination: RAM figures are on the source"
+        elif info.is_finished:
+            text = f"{info.status}: QEMU keeps no RAM figures"
+        else:
+            text = f"QEMU gives no RAM figures while {info.status}"
         return [Content.styled(text, "$text-muted")]
     return [
-        _field("sent", sent_of_total(ram.transferred, ram.total)),
-        _field("left", fmt.format_bytes(ram.remaining)),
-        Content(fmt.format_rate(info.throughput_bytes_per_s)),
+        _field("left", left_of_total(ram.remaining, ram.total)),
+        _field("sent", padded(short_bytes(ram.transferred), BYTES_WIDTH)),
     ]
 
 
@@ -78,7 +135,7 @@ def downtime_fields(session: MonitorSession) -> Fields:
         ]
     over = expected is not None and limit is not None and expected > limit
     return [
-        _field("expected downtime", fmt.format_ms(expected), "bold $warning" if over else ""),
+        _field("expected downtime", padded(fmt.format_ms(expected), TIME_WIDTH), "bold $warning" if over else ""),
         limit_text,
     ]
 
@@ -120,31 +177,28 @@ class MigrationPanel(Vertical):
     MigrationPanel > #mig-bar-row { height: 1; }
     MigrationPanel #mig-percent { width: 8; }
     MigrationPanel > #mig-extra.-empty { display: none; }
+    MigrationPanel.-stale TextLine, MigrationPanel.-stale RamBar { text-opacity: 55%; }
     """
 
     def compose(self) -> ComposeResult:
-        yield FieldRow(4, fit=(0,), id="mig-status")
+        yield FieldRow(4, id="mig-status")
         with Horizontal(id="mig-bar-row"):
             yield RamBar(id="mig-bar")
             yield TextLine(id="mig-percent")
-        yield FieldRow(3, id="mig-ram")
+        yield FieldRow(2, id="mig-ram")
         yield FieldRow(2, id="mig-downtime")
         yield TextLine(id="mig-extra", classes="-empty")
 
-    _shown_name: str | None = None
-
     def show(self, session: MonitorSession) -> None:
-        if session.name != self._shown_name:
-            self._shown_name = session.name
-            for row in self.query(FieldRow):
-                row.reset()  # widths learnt on another monitor would leave gaps here
-        info = session.state.migration
+        self.set_class(is_stale(session), "-stale")
+        state = session.state
+        info = state.migration
         self.query_one("#mig-status", FieldRow).set(status_fields(session))
         progress = info.ram_progress
         self.query_one(RamBar).set(progress)
         percent = fmt.format_percent(progress) if progress is not None else fmt.UNKNOWN
         self.query_one("#mig-percent", TextLine).set(percent.rjust(8))
-        self.query_one("#mig-ram", FieldRow).set(ram_fields(info))
+        self.query_one("#mig-ram", FieldRow).set(ram_fields(info, incoming=state.incoming_side))
         self.query_one("#mig-downtime", FieldRow).set(downtime_fields(session))
         extra = extra_lines(info)
         line = self.query_one("#mig-extra", TextLine)

@@ -21,11 +21,15 @@ SEP = Content.styled(" · ", "$text-muted")
 def identity_text(session: MonitorSession) -> Content:
     state = session.state
     status = session.status
+    state_word = status.label().split(":")[0]
+    connected = status.state is ConnState.CONNECTED
     parts = [
         Content.styled(session.name, "bold"),
-        badges.connection_text(status.state.value, status.label().split(":")[0]),
+        # Not connected: the one thing that is true now, so it stands out.
+        badges.connection_text(status.state.value, state_word) if connected
+        else badges.connection_badge(status.state.value, state_word),
     ]
-    if status.state is ConnState.CONNECTED:
+    if connected:
         if state.run_state is not None:
             parts.append(badges.run_state_text(state.run_state.status))
         if state.armed:

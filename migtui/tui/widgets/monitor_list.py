@@ -1,8 +1,10 @@
 """The monitors list: one two-line entry per monitor, the highlighted one is shown.
 
-Line 1: name and migration badge. Line 2: connection state while not connected
-(with why), else QEMU's run state and "armed". An entry is rewritten only when its
-text changes, so 50 quiet monitors cost nothing per poll.
+Line 1: name and migration badge. Line 2: QEMU's run state and "armed". While a
+monitor is not connected, what is true now is its connection state: it takes the
+badge (`` lost ``, `` retrying 2 ``) and line 2 says which migration status was seen
+last ("last: active"; the header has the full error). An entry is rewritten only
+when its text changes, so 50 quiet monitors cost nothing per poll.
 """
 
 from __future__ import annotations
@@ -16,6 +18,14 @@ from ...workflow.session import MonitorSession
 from .. import badges
 
 
+def _reason(session: MonitorSession) -> Content:
+    """Why the monitor is not connected, without the state word the badge shows."""
+    status = session.status
+    label = status.label()
+    _, colon, why = label.partition(": ")
+    return badges.connection_text(status.state.value, why if colon else "")
+
+
 def entry(session: MonitorSession, width: int, selected: bool = False) -> Content:
     """The two lines for one monitor, fitted to ``width`` cells.
 
@@ -23,17 +33,24 @@ def entry(session: MonitorSession, width: int, selected: bool = False) -> Conten
     under NO_COLOR.
     """
     state = session.state
-    badge = badges.migration_badge(state.migration_status)
-    if state.migration_status == "none":
+    status = session.status
+    connected = status.state is ConnState.CONNECTED
+    if not connected:
+        badge = badges.connection_badge(status.state.value, status.label().split(":")[0])
+    elif state.migration_status == "none":
         badge = Content("")
+    else:
+        badge = badges.migration_badge(state.migration_status)
     marker = Content.styled("▸", "bold $accent") if selected else Content(" ")
     name_width = max(4, width - 1 - badge.cell_length - 1)
     name = session.name if len(session.name) <= name_width else session.name[: name_width - 1] + "…"
     gap = " " * max(1, width - 1 - len(name) - badge.cell_length)
     line1 = Content.assemble(marker, (name, "bold"), gap, badge)
-    status = session.status
-    if status.state is not ConnState.CONNECTED:
-        line2 = badges.connection_text(status.state.value, status.label())
+    if not connected:
+        if state.migration_status != "none":
+            line2 = badges.migration_badge(state.migration_status, stale=True)
+        else:
+            line2 = _reason(session)
     else:
         parts = []
         if state.run_state is not None:
