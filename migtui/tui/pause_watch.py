@@ -76,6 +76,7 @@ class PauseWatch:
         self.autos: dict[str, AutoResume] = {}
         self.held: dict[str, str] = {}  # source -> why auto-resume held back (this pause)
         self.auto_notes: dict[str, str] = {}  # source -> what auto-resume is doing
+        self._banner_empty = True  # the banner shows nothing now
         self.detected: list[tuple[str, float | None]] = []  # (source, pre_switchover_since), in order
         self._seen: dict[str, float | None] = {}
         self._queue: list[str] = []
@@ -326,6 +327,10 @@ class PauseWatch:
     # ------------------------------------------------------------------ banner
 
     def schedule_banner(self) -> None:
+        empty = not (self._seen or self.held or self.auto_notes)
+        if empty and self._banner_empty:
+            return  # nothing shown, nothing to show: skip the DOM walk on every poll
+        self._banner_empty = empty
         self.after_critical(self._update_banner)
 
     def _update_banner(self, now: float | None = None) -> None:

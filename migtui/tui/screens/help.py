@@ -14,16 +14,18 @@ from textual.widgets import Static
 
 GUIDE = (
     ("Monitors", "on the left: name, a badge with the migration status, then QEMU's run state, "
-     "or the connection state while not connected (connecting, retrying n, lost: why). "
+     "or the connection state while not connected (connecting, retrying n, lost: why; "
+     "'last: <status>' is then the last status seen). "
      "\"armed\": pause-before-switchover is on, so QEMU stops the guest and waits before "
      "switching over."),
-    ("Migration", "status, RAM progress (sent of total, what is left), throughput, pass number, "
+    ("Migration", "status, RAM progress (what is left of the RAM; sent counts re-sent pages), pass number, "
      "expected downtime against downtime-limit, setup and total time, final downtime, and "
      "whatever QEMU adds (cpu throttle, xbzrle, blocked reasons, error)."),
     ("Dirty vs sent", "how fast the guest dirties memory against how fast the link sends it, "
      "on one scale over the last minutes. Dirty at or above sent: the migration will not "
      "converge. With no migration running, d measures the dirty rate (calc-dirty-rate)."),
-    ("Block jobs", "mirrors and other jobs: status, ready, progress, speed, I/O status, errors."),
+    ("Block jobs", "mirrors and other jobs: id, status (with ready or I/O trouble), progress, "
+     "type, speed limit; errors below the table."),
     ("Events", "every QMP event with QEMU's own timestamp; e switches between the selected "
      "monitor and all of them; pgup / pgdn scroll."),
 )
