@@ -36,6 +36,8 @@ from qemu.qmp import EventListener
 
 from migtui.lab.lab import Lab
 
+from machine import cpu_model  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 COLS, ROWS = 80, 24
 MARKER = "paused before switchover"  # the dialog's title
@@ -127,14 +129,6 @@ async def one_run(args: argparse.Namespace) -> dict[str, object]:
         await lab.stop()
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def report(runs: list[dict[str, object]], command: str) -> str:

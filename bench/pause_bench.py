@@ -43,6 +43,7 @@ from migtui.workflow.waiting import wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from direct_client import switchover_on_event  # noqa: E402
+from machine import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT = 60.0
@@ -126,14 +127,6 @@ def summarize(values: list[float]) -> dict[str, float]:
             "min": ordered[0], "max": ordered[-1]}
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def report(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:

@@ -41,6 +41,8 @@ from pathlib import Path
 from migtui.lab.command import SCENARIOS
 from migtui.lab.lab import Lab
 
+from machine import cpu_model  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parent.parent
 MIGTUI = [sys.executable, "-m", "migtui"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -158,11 +160,7 @@ async def key_latency(p: PtyProcess, presses: int) -> list[float]:
 
 
 def machine() -> str:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_model()
     qemu = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     return f"{os.cpu_count()} cores, {cpu}, {platform.python_implementation()} {platform.python_version()}, {qemu}"
 

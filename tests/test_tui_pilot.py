@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from replay import TUI_FIXTURES, replayed
 from textual.pilot import Pilot
 
 from migtui.address import parse_address
@@ -32,20 +33,9 @@ from migtui.tui.widgets.text_line import TextLine
 from migtui.workflow.session import MonitorSession
 from qemu_util import QemuProcess
 
-TUI_FIXTURES = Path(__file__).parent / "fixtures" / "qmp" / "tui"
 REPO = Path(__file__).resolve().parent.parent
 
 
-def replayed(scenario: str, at: float, names: dict[str, str] | None = None) -> tuple[list[MonitorSession], float]:
-    """Offline sessions fed ``at`` seconds of a recorded lab run (side -> session name)."""
-    entries = json.loads((TUI_FIXTURES / f"{scenario}.json").read_text())["entries"]
-    now = entries[0]["t"] + at
-    sessions = []
-    for side, name in (names or {"src": "src", "dst": "dst"}).items():
-        session = MonitorSession.offline(name, clock=lambda: now)
-        session.replay([e for e in entries if e["side"] == side], until=now)
-        sessions.append(session)
-    return sessions, now
 
 
 def app_for(sessions: list[MonitorSession], now: float | None = None) -> MigtuiApp:

@@ -9,12 +9,12 @@ UTC timestamps and fixed names, so every run draws the same screen. Regenerate w
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 from datetime import timezone
 from pathlib import Path
 
 import pytest
+from replay import TUI_FIXTURES, replayed
 
 from migtui.address import parse_address
 from migtui.errors import MonitorError
@@ -22,7 +22,6 @@ from migtui.transport import ConnectionStatus, ConnState, Monitor
 from migtui.tui.app import MigtuiApp, make_app
 from migtui.workflow.session import MonitorSession
 
-TUI_FIXTURES = Path(__file__).parent / "fixtures" / "qmp" / "tui"
 SMALL = (80, 24)
 LARGE = (120, 40)
 
@@ -33,15 +32,6 @@ def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
 
 
-def replayed(scenario: str, at: float, names: dict[str, str] | None = None) -> tuple[list[MonitorSession], float]:
-    entries = json.loads((TUI_FIXTURES / f"{scenario}.json").read_text())["entries"]
-    now = entries[0]["t"] + at
-    sessions = []
-    for side, name in (names or {"src": "src", "dst": "dst"}).items():
-        session = MonitorSession.offline(name, clock=lambda: now)
-        session.replay([e for e in entries if e["side"] == side], until=now)
-        sessions.append(session)
-    return sessions, now
 
 
 def app_for(sessions: list[MonitorSession], now: float, term: str = "xterm-256color") -> MigtuiApp:
