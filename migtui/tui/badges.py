@@ -9,7 +9,12 @@ badge goes to the connection state instead, the thing that is true now.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.content import Content
+
+if TYPE_CHECKING:
+    from ..model.vmstate import VmState
 
 # MigrationStatus -> theme colour. Anything else (a newer QEMU) gets the default.
 _MIGRATION = {
@@ -72,6 +77,16 @@ def run_state_text(status: str | None) -> Content:
     if status in ("internal-error", "io-error", "guest-panicked", "shutdown"):
         return Content.styled(status, "bold $error")
     return Content.styled(status, "$warning")
+
+
+def vm_state_parts(state: "VmState") -> list[Content]:
+    """QEMU's run state and "armed", as the list and the header both show them."""
+    parts = []
+    if state.run_state is not None:
+        parts.append(run_state_text(state.run_state.status))
+    if state.armed:
+        parts.append(armed_text(True))
+    return parts
 
 
 def armed_text(armed: bool | None) -> Content:

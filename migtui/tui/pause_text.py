@@ -127,6 +127,16 @@ def step_items(controller: Switchover) -> list[Item]:
     return items
 
 
+_OUTCOME_TITLES = {
+    Outcome.COMPLETED: "switchover completed",
+    Outcome.POSTCOPY: "switchover completed (postcopy)",
+    Outcome.ABORTED: "switchover aborted",
+    Outcome.OTHER_CLIENT: "switchover ended by another client",
+    Outcome.STOPPED: "switchover failed, guest still stopped",
+    Outcome.NOT_PAUSED: "not paused, nothing to do",
+}
+
+
 def dialog_title(name: str, controller: Switchover) -> str:
     """The dialog's border title: what this pause is now, or how it ended."""
     action, result = controller.action, controller.result
@@ -134,19 +144,9 @@ def dialog_title(name: str, controller: Switchover) -> str:
         if action is None:
             return f"{name}: paused before switchover"
         return f"{name}: {'resuming the switchover' if action == 'resume' else 'aborting the migration'}"
-    outcome = result.outcome
-    if outcome is Outcome.COMPLETED:
-        return f"{name}: switchover completed"
-    if outcome is Outcome.POSTCOPY:
-        return f"{name}: switchover completed (postcopy)"
-    if outcome is Outcome.ABORTED:
-        return f"{name}: switchover aborted"
-    if outcome is Outcome.OTHER_CLIENT:
-        return f"{name}: switchover ended by another client"
-    if outcome is Outcome.STOPPED:
-        return f"{name}: switchover failed, guest still stopped"
-    if outcome is Outcome.NOT_PAUSED:
-        return f"{name}: not paused, nothing to do"
+    titled = _OUTCOME_TITLES.get(result.outcome)
+    if titled is not None:
+        return f"{name}: {titled}"
     return f"{name}: {'abort' if action == 'abort' else 'switchover'} failed"
 
 

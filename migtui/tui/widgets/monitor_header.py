@@ -30,10 +30,7 @@ def identity_text(session: MonitorSession) -> Content:
         else badges.connection_badge(status.state.value, state_word),
     ]
     if connected:
-        if state.run_state is not None:
-            parts.append(badges.run_state_text(state.run_state.status))
-        if state.armed:
-            parts.append(badges.armed_text(True))
+        parts += badges.vm_state_parts(state)
     if session.read_only:
         parts.append(Content.styled("read-only", "$text-muted"))
     if session.qemu_version:

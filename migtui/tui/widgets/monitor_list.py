@@ -52,11 +52,7 @@ def entry(session: MonitorSession, width: int, selected: bool = False) -> Conten
         else:
             line2 = _reason(session)
     else:
-        parts = []
-        if state.run_state is not None:
-            parts.append(badges.run_state_text(state.run_state.status))
-        if state.armed:
-            parts.append(badges.armed_text(True))
+        parts = badges.vm_state_parts(state)
         if session.poll_error:
             parts.append(Content.styled("poll error", "$error"))
         line2 = Content(" ").join(parts)
