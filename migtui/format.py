@@ -33,15 +33,6 @@ def format_rate(bytes_per_s: float | int | None) -> str:
     return f"{format_bytes(bytes_per_s)}/s"
 
 
-def format_bits_rate(bytes_per_s: float | int | None) -> str:
-    """The same rate in network units, decimal bits: "134 Mbit/s" (QEMU's mbps)."""
-    if not _known(bytes_per_s):
-        return UNKNOWN
-    if bytes_per_s == 0:
-        return "0 bit/s"  # humanize.metric prints "0.00 bit/s"
-    return humanize.metric(bytes_per_s * 8, "bit/s", precision=3)
-
-
 def format_duration(seconds: float | int | None) -> str:
     """Compact and precise where downtime matters: "19 ms", "1.44 s", "2m 05s", "1h 02m"."""
     if not _known(seconds):
@@ -94,9 +85,3 @@ def format_count(n: float | int | None) -> str:
         return UNKNOWN
     return humanize.intcomma(int(n))
 
-
-def format_ago(seconds: float | int | None) -> str:
-    """How long ago, in words: "a minute ago" (for logs, not for downtime)."""
-    if not _known(seconds):
-        return UNKNOWN
-    return humanize.naturaltime(max(0.0, float(seconds)))

@@ -51,3 +51,89 @@ def test_the_tui_really_uses_textual() -> None:
     # Guards the walk itself: if tui/ stopped being skipped it would flag these.
     tree = ast.parse((PACKAGE / "tui" / "app.py").read_text(encoding="utf-8"))
     assert any(name.startswith(FORBIDDEN) for _, name in _imports(tree))
+
+
+# --- dead code: every definition below the lab has a user outside tests/ ----------------
+
+# Kept although only tests call them, each for a reason.
+TEST_ONLY_ON_PURPOSE = {
+    "add_command_listener": "the transport's seam to watch what is written to QMP (read-only proofs)",
+    "texts": "EventLog's lines as text: what the tests read of the widget",
+    "MIGRATION_STATUSES": "model/migration.py is being reworked for QEMU 8-10 in parallel",
+}
+# Textual calls these by their name: handlers, bound actions, reactive watchers.
+FRAMEWORK_PREFIXES = ("on_", "action_", "watch_", "compute_", "validate_", "key_", "_on_", "_watch_")
+# Users: the package itself (lab included), the benchmarks, the scripts and the fixture recorders.
+USERS = ("migtui/**/*.py", "migtui/**/*.tcss", "bench/*.py", "scripts/*", "tests/fixtures/*.py")
+
+
+def _definitions() -> list[tuple[str, int, str]]:
+    """(file, line, name) of every class, function, method and module-level name in
+    migtui/ except the lab (which exists for tests and demos) and ``__main__``."""
+    import importlib
+
+    found: list[tuple[str, int, str]] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE.parent)
+        if relative.parts[1] == "lab" or path.name == "__main__.py":
+            continue
+        module = importlib.import_module(".".join(relative.with_suffix("").parts).removesuffix(".__init__"))
+
+        def visit(body: list[ast.stmt], cls: str | None) -> None:
+            for node in body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    if cls is not None:
+                        if node.name.startswith(FRAMEWORK_PREFIXES) or any(
+                            not (isinstance(d, ast.Name) and d.id in ("property", "staticmethod", "classmethod"))
+                            for d in node.decorator_list
+                        ):
+                            continue  # called by name by the framework, or registered by a decorator
+                        klass = getattr(module, cls, None)
+                        if klass is not None and any(node.name in vars(base) for base in klass.__mro__[1:]):
+                            continue  # overrides a base class's method: the base calls it
+                    if not node.name.startswith("__"):
+                        found.append((str(relative), node.lineno, node.name))
+                elif isinstance(node, ast.ClassDef):
+                    found.append((str(relative), node.lineno, node.name))
+                    visit(node.body, node.name)
+                elif cls is None and isinstance(node, (ast.Assign, ast.AnnAssign)):
+                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                    found.extend((str(relative), node.lineno, t.id) for t in targets
+                                 if isinstance(t, ast.Name) and not t.id.startswith("__"))
+
+        visit(ast.parse(path.read_text(encoding="utf-8")).body, None)
+    return found
+
+
+def test_no_definition_is_used_only_by_tests() -> None:
+    import re
+    from collections import Counter
+
+    root = PACKAGE.parent
+    text = "\n".join(p.read_text(encoding="utf-8", errors="replace")
+                     for pattern in USERS for p in sorted(root.glob(pattern)) if p.is_file())
+    definitions = _definitions()
+    assert len(definitions) > 100, "the walk found too few definitions"
+    defined = Counter(name for _, _, name in definitions)
+    dead = [f"{file}:{line} {name}" for file, line, name in definitions
+            if name not in TEST_ONLY_ON_PURPOSE
+            and len(re.findall(rf"(?<!\w){re.escape(name)}(?!\w)", text)) <= defined[name]]
+    assert not dead, "defined but used by nothing outside tests/ (remove, or say why in TEST_ONLY_ON_PURPOSE):\n" \
+        + "\n".join(dead)
+
+
+def test_every_message_has_a_handler() -> None:
+    """A message nobody handles is dead code that still costs a post per event."""
+    import re
+
+    from textual.message import Message
+
+    from migtui.tui import messages
+
+    source = "\n".join(p.read_text(encoding="utf-8") for p in sorted((PACKAGE / "tui").rglob("*.py")))
+    defined = [cls for cls in vars(messages).values()
+               if isinstance(cls, type) and issubclass(cls, Message) and cls.__module__ == messages.__name__]
+    assert defined, "no message found in migtui/tui/messages.py"
+    unhandled = [cls.__name__ for cls in defined
+                 if f"def {cls.handler_name}(" not in source and not re.search(rf"@on\({cls.__name__}\b", source)]
+    assert not unhandled, f"posted but never handled: {unhandled}"

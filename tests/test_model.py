@@ -256,7 +256,7 @@ def test_running_mirror() -> None:
     assert job.device == job.id == "mirror-data0" and job.type == "mirror"
     assert job.status == "running" and job.ready is False
     assert job.progress == pytest.approx(raw[0]["offset"] / raw[0]["len"])
-    assert not job.in_sync and job.healthy and not job.is_finished
+    assert not job.in_sync and job.error is None and not job.is_finished
     assert job.auto_dismiss is True and job.io_status == "ok"
     assert job.raw == raw[0]
 
@@ -264,7 +264,7 @@ def test_running_mirror() -> None:
 def test_ready_mirror_is_in_sync() -> None:
     (job,) = parse_block_jobs(reply("switchover/src-query-block-jobs-mirror-ready"))
     assert job.ready is True and job.status == "ready"
-    assert job.in_sync and job.progress == 1.0 and job.healthy
+    assert job.in_sync and job.progress == 1.0 and job.error is None and job.io_status == "ok"
 
 
 def test_no_jobs() -> None:
@@ -284,9 +284,9 @@ def test_block_job_list_parsing_is_tolerant() -> None:
 
 
 def test_job_health() -> None:
-    assert not BlockJob.from_qmp({"device": "j", "io-status": "failed"}).healthy
-    assert not BlockJob.from_qmp({"device": "j", "error": "Input/output error"}).healthy
-    assert BlockJob.from_qmp({"device": "j"}).healthy
+    assert BlockJob.from_qmp({"device": "j", "io-status": "failed"}).io_status == "failed"
+    assert BlockJob.from_qmp({"device": "j", "error": "Input/output error"}).error == "Input/output error"
+    assert BlockJob.from_qmp({"device": "j"}).io_status is None
     assert BlockJob.from_qmp({"device": "j", "status": "concluded"}).is_finished
 
 
@@ -366,9 +366,8 @@ def test_history_is_a_bounded_ring() -> None:
     assert len(history) == 3 and history.capacity == 3
     assert [s.time for s in history] == [2.0, 3.0, 4.0]
     assert history.latest.time == 4.0 and history[0].time == 2.0
-    assert history.dirty_rates() == [20.0, 30.0, 40.0]
-    assert history.throughputs() == [None, None, None]
-    assert history.peak() == 40.0
+    assert [s.dirty_rate_bytes_per_s for s in history] == [20.0, 30.0, 40.0]
+    assert [s.throughput_bytes_per_s for s in history] == [None, None, None]
     assert [s.time for s in history.since(3.0)] == [3.0, 4.0]
 
 
@@ -376,8 +375,8 @@ def test_history_drops_samples_from_the_past() -> None:
     history = History()
     history.append(Sample(10.0, 1.0, 2.0))
     history.append(Sample(9.0, 5.0, 5.0))
-    assert len(history) == 1 and history.peak() == 2.0
+    assert len(history) == 1 and history.latest == Sample(10.0, 1.0, 2.0)
     history.clear()
-    assert history.latest is None and history.peak() is None
+    assert history.latest is None and len(history) == 0
     with pytest.raises(ValueError):
         History(capacity=0)

@@ -74,10 +74,6 @@ class BlockJob:
         return self.len is not None and self.len > 0 and self.offset == self.len
 
     @property
-    def healthy(self) -> bool:
-        return self.error is None and self.io_status in (None, "ok")
-
-    @property
     def is_finished(self) -> bool:
         return self.ended is not None or self.status in ENDED_JOB_STATUSES
 

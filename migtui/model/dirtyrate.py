@@ -7,7 +7,6 @@ from typing import Any, Mapping
 
 from migtui.model.coerce import as_mapping, opt_int, opt_str
 
-DIRTY_RATE_STATUSES: tuple[str, ...] = ("unstarted", "measuring", "measured")
 MiB = 1024 * 1024
 
 

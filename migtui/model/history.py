@@ -43,18 +43,6 @@ class History:
     def since(self, t: float) -> list[Sample]:
         return [s for s in self._samples if s.time >= t]
 
-    def dirty_rates(self) -> list[float | None]:
-        return [s.dirty_rate_bytes_per_s for s in self._samples]
-
-    def throughputs(self) -> list[float | None]:
-        return [s.throughput_bytes_per_s for s in self._samples]
-
-    def peak(self) -> float | None:
-        """Largest value of either series (the chart's y scale)."""
-        values = [v for s in self._samples
-                  for v in (s.dirty_rate_bytes_per_s, s.throughput_bytes_per_s) if v is not None]
-        return max(values) if values else None
-
     def __len__(self) -> int:
         return len(self._samples)
 

@@ -7,14 +7,6 @@ from typing import Any, Mapping
 
 from migtui.model.coerce import as_mapping, opt_bool, opt_str
 
-# RunState values that matter around migration (qapi/run-state.json); others are kept as-is.
-RUN_STATES: tuple[str, ...] = (
-    "debug", "inmigrate", "internal-error", "io-error", "paused", "postmigrate",
-    "prelaunch", "finish-migrate", "restore-vm", "running", "save-vm", "shutdown",
-    "suspended", "watchdog", "guest-panicked", "colo",
-)
-
-
 @dataclass(frozen=True)
 class RunState:
     status: str = "unknown"

@@ -87,9 +87,6 @@ class VmState:
     def in_pre_switchover(self) -> bool:
         return self.migration_status == "pre-switchover"
 
-    def time_in_status(self, now: float) -> float | None:
-        return None if self.status_since is None else max(0.0, now - self.status_since)
-
     def stopped_for(self, now: float) -> float | None:
         return None if self.stopped_since is None else max(0.0, now - self.stopped_since)
 

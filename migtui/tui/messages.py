@@ -26,11 +26,3 @@ class SessionsChanged(Message):
 
     def kinds(self, name: str) -> frozenset[str]:
         return self.changes.get(name, frozenset())
-
-
-class MonitorSelected(Message):
-    """The dashboard now shows ``session`` (bubbles to the app)."""
-
-    def __init__(self, session: MonitorSession) -> None:
-        super().__init__()
-        self.session = session

@@ -60,9 +60,6 @@ class AutoResume:
         self._handled: float | None = None  # pre_switchover_since of the pause we took
         self._unsubscribe: Callable[[], None] | None = None
 
-    def add_report_listener(self, cb: ReportListener) -> None:
-        self._listeners.append(cb)
-
     def start(self) -> None:
         """Begin watching (call on the event loop). Raises ReadOnlyRefused for --read-only."""
         if self.source.monitor is not None:

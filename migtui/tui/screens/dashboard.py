@@ -10,7 +10,7 @@ Extension points (issue 4 builds the pre-switchover dialog on them):
   after every session change.
 * ``on_sessions_changed`` receives every coalesced :class:`SessionsChanged`; the app
   posts it to every screen on the stack, dialogs included.
-* ``selected`` is the session on display; :class:`MonitorSelected` announces changes.
+* ``selected`` is the session on display.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ...errors import MigtuiError
 from ...model.events import QmpEvent
 from ...workflow import session as kinds_
 from ...workflow.session import MonitorSession
-from ..messages import MonitorSelected, SessionsChanged
+from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
 from ..widgets.event_log import EventLog, event_line
@@ -118,7 +118,6 @@ class DashboardScreen(Screen[None]):
         self.show(session, None)
         if not self.all_events:
             self._reload_events()
-        self.post_message(MonitorSelected(session))
 
     def _step(self, delta: int) -> None:
         if not self.sessions:

@@ -85,9 +85,6 @@ class EventLog(Widget, can_focus=False):
     def following(self) -> bool:
         return self._back == 0
 
-    def add(self, ev: QmpEvent, monitor: str | None = None) -> None:
-        self.add_lines([event_line(ev, monitor, self.tz)])
-
     def add_lines(self, lines: list[Text]) -> None:
         if not lines:
             return

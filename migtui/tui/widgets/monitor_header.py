@@ -50,11 +50,6 @@ def trouble_text(session: MonitorSession) -> Content:
     return Content("")
 
 
-def header_text(session: MonitorSession) -> Content:
-    trouble = trouble_text(session)
-    return Content("\n").join([identity_text(session), *([trouble] if trouble.plain else [])])
-
-
 class MonitorHeader(Vertical):
     """One line that never wraps (the identity), and one that does (the trouble)."""
 

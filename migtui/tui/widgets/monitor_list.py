@@ -104,11 +104,6 @@ class MonitorList(OptionList):
         self.replace_option_prompt(name, new)
         return True
 
-    @property
-    def selected_name(self) -> str | None:
-        option = self.highlighted_option
-        return option.id if option is not None else None
-
     def select_name(self, name: str) -> None:
         """Highlight ``name`` and move the ``▸`` marker to it."""
         previous, self._selected = self._selected, name
