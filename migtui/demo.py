@@ -13,7 +13,7 @@ import contextlib
 import sys
 
 from .errors import MigtuiError
-from .lab.command import SCENARIOS, setup_scenario
+from .lab.command import SCENARIOS, add_qemu_argument, setup_scenario
 from .lab.lab import Lab
 from .address import parse_addresses
 from .tui.command import setup_logging
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dirty", type=int, default=16, metavar="MiB",
                         help="memory range the guest keeps dirtying (default 16)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    add_qemu_argument(parser)
     parser.add_argument("--log-file", metavar="PATH", help="append a log to PATH (default: none)")
     parser.add_argument("--auto-resume", action="store_true",
                         help="resume the pause at once when its checklist passes (default: the dialog asks)")
@@ -38,7 +39,7 @@ async def _main(args: argparse.Namespace) -> int:
 
     scenario = SCENARIOS[args.scenario]
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=True,
-              dirty_rate_mib_s=scenario.dirty_rate_mib_s, accel=args.accel)
+              dirty_rate_mib_s=scenario.dirty_rate_mib_s, accel=args.accel, qemu_binary=args.qemu)
     print(f"migtui demo: starting a QEMU pair ({args.scenario}) ...", flush=True)
     try:
         await setup_scenario(lab, scenario, scenario.bandwidth_mib_s, None)

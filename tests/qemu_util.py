@@ -14,7 +14,11 @@ import subprocess
 import time
 from pathlib import Path
 
-QEMU = shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
+
+
+def qemu_binary() -> str:
+    """The QEMU build this test runs on (conftest sets $MIGTUI_QEMU per build)."""
+    return os.environ.get("MIGTUI_QEMU") or shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"
 
 
 class QemuProcess:
@@ -32,7 +36,7 @@ class QemuProcess:
         self.log_path = self.socket_path.with_name(self.socket_path.name + ".log")
 
     def argv(self) -> list[str]:
-        argv = [QEMU, "-nodefaults", "-display", "none", "-accel", "kvm", "-accel", "tcg"]
+        argv = [qemu_binary(), "-nodefaults", "-display", "none", "-accel", "kvm", "-accel", "tcg"]
         argv += ["-M", "none"] if self.machine == "none" else ["-M", self.machine, "-m", "64"]
         for path in [self.socket_path, *self.extra_sockets]:
             argv += ["-qmp", f"unix:{path},server=on,wait=off"]

@@ -153,6 +153,7 @@ async def test_qemu_exiting_at_start_shows_its_last_stderr_line(monkeypatch: pyt
 
 
 async def test_missing_qemu_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(lab_qemu.QEMU_ENV)
     monkeypatch.setattr(lab_qemu.shutil, "which", lambda name: None)
     with pytest.raises(LabError, match="apt-get install -y qemu-system-x86 qemu-utils"):
         await Lab().start()
@@ -225,9 +226,11 @@ def test_lab_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         _kill(lab.proc)
 
 
-def test_lab_command_starts_the_migration_on_sigusr1() -> None:
-    lab = LabCommand("--dirty", "2", "--memory", "32", "--no-disk")
+def test_lab_command_starts_the_migration_on_sigusr1(qemu_build: Any) -> None:
+    # --qemu names the build (the suite's $MIGTUI_QEMU is the same): the banner says which ran.
+    lab = LabCommand("--dirty", "2", "--memory", "32", "--no-disk", "--qemu", qemu_build.path)
     try:
+        lab.wait_for(r"^\s+qemu\s+%s \(%s\)" % (re.escape(qemu_build.version), re.escape(qemu_build.path)))
         lab.wait_for(r"^watch:")
         lab.proc.send_signal(signal.SIGUSR1)
         lab.wait_for(r"source: migration completed")
@@ -254,12 +257,21 @@ def test_qemus_die_with_a_sigkilled_lab(tmp_path: Path) -> None:
 
 def test_lab_command_without_qemu_says_how_to_install_it() -> None:
     env = dict(os.environ, PATH="/nonexistent")
+    env.pop(lab_qemu.QEMU_ENV, None)
     result = subprocess.run([sys.executable, "-m", "migtui", "lab"], capture_output=True, text=True, env=env,
                             timeout=30)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert "apt-get install -y qemu-system-x86 qemu-utils" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_lab_command_with_a_bad_qemu_path_is_a_one_line_error(tmp_path: Path) -> None:
+    for bad in (tmp_path / "no-such-qemu", tmp_path):  # missing, and not an executable file
+        result = subprocess.run([sys.executable, "-m", "migtui", "lab", "--qemu", str(bad)],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1
+        assert result.stderr == f"migtui lab: --qemu {bad}: no such executable; give the path of a qemu-system-x86_64\n"
 
 
 def test_lab_command_rejects_a_range_beyond_memory() -> None:

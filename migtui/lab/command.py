@@ -91,6 +91,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="migration downtime-limit (default: QEMU's, 300 ms)")
     parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
                         help="accelerator (default: KVM if it works, else TCG)")
+    add_qemu_argument(parser)
+
+
+def add_qemu_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--qemu", default=None, metavar="PATH",
+                        help="the qemu-system-x86_64 to run (default: $MIGTUI_QEMU, else the one on PATH); "
+                             "its qemu-img is the one beside it, if any")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,6 +221,7 @@ def _banner(lab: Lab, scenario_name: str, scenario: Scenario, bandwidth: float |
     rate = lab.dirty_rate_mib_s
     rate_text = f"{rate:g} MiB/s" if rate else "as fast as it can"
     _say(f"migtui lab: scenario {scenario_name} ({scenario.summary})")
+    _say(f"  qemu         {lab.qemu_version} ({lab.qemu_path})")
     _say(f"  accelerator  {lab.accel}; guest {lab.memory_mib} MiB, dirtying {lab.dirty_mib} MiB at {rate_text}")
     _say(f"  migration    max-bandwidth {f'{bandwidth:g} MiB/s' if bandwidth else 'QEMU default'}, "
          f"downtime-limit {f'{downtime} ms' if downtime is not None else 'QEMU default'}")
@@ -241,7 +249,7 @@ async def _main(args: argparse.Namespace) -> int:
     if scenario.storage and args.no_disk:
         raise LabError("--scenario storage needs the data disk: drop --no-disk")
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=not args.no_disk, disk_mib=args.disk_size,
-              directory=args.dir, dirty_rate_mib_s=rate, accel=args.accel)
+              directory=args.dir, dirty_rate_mib_s=rate, accel=args.accel, qemu_binary=args.qemu)
     loop = asyncio.get_running_loop()
     tty = sys.stdin is not None and sys.stdin.isatty()
     runner = _Runner(lab)

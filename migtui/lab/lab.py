@@ -80,6 +80,7 @@ class Lab:
         dirty_rate_mib_s: float | None = None,
         keep_files: bool = False,
         accel: str = "auto",
+        qemu_binary: str | None = None,
     ) -> None:
         if memory_mib < 16:
             raise LabError(f"--memory must be at least 16 MiB, not {memory_mib}")
@@ -96,6 +97,9 @@ class Lab:
         if accel not in ("auto", "kvm", "tcg"):
             raise LabError(f"accelerator must be auto, kvm or tcg, not {accel!r}")
         self.requested_accel = accel
+        self.requested_qemu = qemu_binary  # None: $MIGTUI_QEMU, else PATH's
+        self.qemu_path = "?"  # the binary run, once started
+        self.qemu_version = "?"  # from query-version once started
         self._requested_dir = Path(directory) if directory is not None else None
         self._created_dir = False
         self.directory = self._requested_dir or Path()
@@ -150,8 +154,9 @@ class Lab:
         os.chmod(self.directory, 0o700)  # the sockets inside give full control of the VMs
 
     async def start(self) -> None:
-        binary = qemu.find_binary(qemu.QEMU)
-        qemu_img = qemu.find_binary(qemu.QEMU_IMG) if self.disk else None
+        binary = qemu.find_qemu(self.requested_qemu)
+        qemu_img = qemu.find_qemu_img(binary) if self.disk else None
+        self.qemu_path = binary
         self._make_directory()
         self.src, self.dst = self._vm("src"), self._vm("dst")
         self._started = True
@@ -183,6 +188,9 @@ class Lab:
             await self._wait_for_guest(self.src)
             kvm = await self._execute(self.src, "query-kvm")
             self.accel = "kvm" if kvm.get("enabled") else "tcg"
+            version = await self._execute(self.src, "query-version")
+            q = version.get("qemu", {})
+            self.qemu_version = f"{q.get('major')}.{q.get('minor')}.{q.get('micro')}"
         except BaseException:
             await self.stop()
             raise
@@ -331,13 +339,15 @@ class Lab:
     # -- guest helpers ----------------------------------------------------------
 
     async def write_pattern(self, vm: LabVm, offset: int, length: int, byte: int) -> None:
-        """Write ``length`` bytes of ``byte`` at ``offset`` into vm's data disk
-        (HMP qemu-io on node data0), so a test can check it reaches the copy."""
+        """Write ``length`` bytes of ``byte`` at ``offset`` into vm's data disk the
+        way the guest's own writes go: through its virtio-blk device's block backend
+        (HMP ``qemu-io -d <its QOM path>``), so they pass the mirror's filter like guest I/O.
+        (Writing to node data0 bypasses that filter: QEMU 10 does not mirror it.)"""
         if not self.disk:
             raise LabError("write_pattern needs the data disk")
         if not (0 <= byte <= 255 and offset >= 0 and length > 0):
             raise LabError(f"bad pattern: offset={offset} length={length} byte={byte}")
-        line = f'qemu-io data0 "write -P {byte:#04x} {int(offset)} {int(length)}"'
+        line = f'qemu-io -d {qemu.DATA_BACKEND} "write -P {byte:#04x} {int(offset)} {int(length)}"'
         # HMP answers "" on success: qemu-io's own report goes to QEMU's stdout
         # (the VM's log file); anything the monitor says is an error.
         output = str(await self._execute(vm, "human-monitor-command", {"command-line": line})).strip()

@@ -25,7 +25,12 @@ from migtui.errors import LabError
 
 QEMU = "qemu-system-x86_64"
 QEMU_IMG = "qemu-img"
+# The QEMU the lab runs when --qemu is not given (tests name each build this way).
+QEMU_ENV = "MIGTUI_QEMU"
 INSTALL_HINT = "install it with `apt-get install -y qemu-system-x86 qemu-utils`"
+DATA_DEVICE = "data0-dev"  # qdev id of the guest's data disk (virtio-blk-pci)
+# Its virtio-blk backend holds the BlockBackend that the guest's writes go through.
+DATA_BACKEND = f"/machine/peripheral/{DATA_DEVICE}/virtio-backend"
 PR_SET_PDEATHSIG = 1
 # sun_path is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -36,6 +41,26 @@ def find_binary(name: str) -> str:
     if path is None:
         raise LabError(f"{name} not found on PATH: {INSTALL_HINT}")
     return path
+
+
+def find_qemu(requested: str | None) -> str:
+    """The qemu-system-x86_64 to run: --qemu, else $MIGTUI_QEMU, else the one on PATH."""
+    chosen = requested or os.environ.get(QEMU_ENV) or None
+    if chosen is None:
+        return find_binary(QEMU)
+    path = shutil.which(chosen) if os.sep not in chosen else chosen
+    if path is None or not os.path.isfile(path) or not os.access(path, os.X_OK):
+        via = "--qemu" if requested else f"${QEMU_ENV}"
+        raise LabError(f"{via} {chosen}: no such executable; give the path of a qemu-system-x86_64")
+    return path
+
+
+def find_qemu_img(qemu_binary: str) -> str:
+    """The qemu-img of the same build: beside the chosen QEMU if there is one, else PATH's."""
+    sibling = os.path.join(os.path.dirname(qemu_binary), QEMU_IMG)
+    if os.path.isfile(sibling) and os.access(sibling, os.X_OK):
+        return sibling
+    return find_binary(QEMU_IMG)
 
 
 def _opt(value: str | Path) -> str:
@@ -94,8 +119,8 @@ def qemu_argv(
         argv += [
             "-blockdev", f"driver=file,node-name=data0-file,filename={_opt(disk_path)}",
             "-blockdev", "driver=qcow2,node-name=data0,file=data0-file",
-            # share-rw lets HMP qemu-io (write_pattern) write beside the device.
-            "-device", "virtio-blk-pci,drive=data0,id=data0-dev,share-rw=on",
+            # share-rw: the destination's writable NBD export writes beside its device.
+            "-device", f"virtio-blk-pci,drive=data0,id={DATA_DEVICE},share-rw=on",
         ]
     if incoming:
         argv += ["-incoming", "defer"]
