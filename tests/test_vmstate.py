@@ -356,3 +356,61 @@ def test_time_helpers_without_data() -> None:
     vm = VmState()
     assert vm.status_since is None and vm.stopped_for(5.0) is None
     assert vm.pre_switchover_for(5.0) is None and vm.running is None
+
+
+@pytest.mark.parametrize("events, pause", [(False, False), (True, False), (False, True), (True, True)])
+def test_armed_means_one_thing_everywhere(events: bool, pause: bool) -> None:
+    """Armed = events and pause-before-switchover both on: the model, the dashboard's
+    badge and `migtui status` all say so from the same definition."""
+    from migtui.address import parse_address
+    from migtui.model.vmstate import is_armed
+    from migtui.workflow.status import Snapshot, render_table
+
+    caps = {"events": events, "pause-before-switchover": pause, "xbzrle": True}
+    vm = VmState()
+    vm.apply_capabilities(Capabilities(caps))
+    snapshot = Snapshot(parse_address("src=/run/vm.qmp"), qemu="7.2.22", run_state="running",
+                        migration=MigrationInfo.from_qmp({"status": "none"}), capabilities=caps)
+    armed = events and pause
+    assert is_armed(caps) is armed and vm.armed is armed
+    assert ("(armed)" in render_table([snapshot])) is armed
+
+
+class _FakeMonitor:
+    """Just enough of a Monitor for arm(): capabilities in, commands recorded."""
+
+    def __init__(self, caps: dict[str, bool]) -> None:
+        self.name, self.read_only, self.qemu_version = "src", False, "7.2.22"
+        self.caps = caps
+        self.sent: list[str] = []
+
+    async def execute(self, command: str, args: dict[str, Any] | None = None) -> Any:
+        self.sent.append(command)
+        if command == "query-migrate-capabilities":
+            return [{"capability": name, "state": on} for name, on in self.caps.items()]
+        if command == "query-migrate":
+            return {}
+        return {}
+
+
+@pytest.mark.parametrize("events, pause", [(False, False), (True, False), (False, True), (True, True)])
+async def test_arm_agrees_with_the_model(events: bool, pause: bool) -> None:
+    from migtui.model.vmstate import is_armed
+    from migtui.workflow.arm import arm
+
+    caps = {"events": events, "pause-before-switchover": pause}
+    monitor = _FakeMonitor(caps)
+    result = await arm(monitor)  # type: ignore[arg-type]
+    assert result.changed is not is_armed(caps)
+    assert ("migrate-set-capabilities" in monitor.sent) is not is_armed(caps)
+    assert set(result.enabled) | set(result.already) == {"events", "pause-before-switchover"}
+
+
+async def test_arm_refuses_a_qemu_without_either_capability() -> None:
+    from migtui.errors import NotSupported
+    from migtui.workflow.arm import arm
+
+    monitor = _FakeMonitor({"pause-before-switchover": True})  # no "events": it could never be armed
+    with pytest.raises(NotSupported, match="too old for events"):
+        await arm(monitor)  # type: ignore[arg-type]
+    assert monitor.sent == ["query-migrate-capabilities"]

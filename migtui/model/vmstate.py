@@ -33,6 +33,21 @@ STATUS_LOG_SIZE = 100
 # A poll that still lists a job an event just ended was sent before the job ended.
 STALE_JOB_POLL_S = 5.0
 
+# Armed: QEMU stops the guest before switchover and waits (pause-before-switchover), and
+# says so at once with a MIGRATION event (events). One without the other is not armed.
+ARM_CAPABILITIES: tuple[str, ...] = ("events", "pause-before-switchover")
+
+
+def is_armed(capabilities: Mapping[str, bool]) -> bool:
+    """Whether ``query-migrate-capabilities`` (name -> on) has every ARM_CAPABILITIES on."""
+    return all(capabilities.get(name) is True for name in ARM_CAPABILITIES)
+
+
+def can_be_armed(capabilities: Mapping[str, bool]) -> bool:
+    """Whether this QEMU lists every ARM_CAPABILITIES (on or off)."""
+    return all(name in capabilities for name in ARM_CAPABILITIES)
+
+
 # Order of MigrationStatus within one migration, to spot a poll older than an event.
 # Statuses that can follow each other both ways (the postcopy ones) share a rank.
 _STATUS_ORDER = {
@@ -76,8 +91,8 @@ class VmState:
 
     @property
     def armed(self) -> bool:
-        """QEMU will stop in pre-switchover and tell us at once."""
-        return self.capabilities.enabled("events") and self.capabilities.enabled("pause-before-switchover")
+        """QEMU will stop in pre-switchover and tell us at once (:func:`is_armed`)."""
+        return is_armed(self.capabilities)
 
     @property
     def running(self) -> bool | None:

@@ -90,7 +90,7 @@ def vm_state_parts(state: "VmState") -> list[Content]:
 
 
 def armed_text(armed: bool | None) -> Content:
-    """Whether pause-before-switchover is on: the operator gates the switchover."""
+    """Whether the source is armed (``VmState.armed``): the operator gates the switchover."""
     if armed:
         return Content.styled("armed", "bold $accent")
     return Content("")

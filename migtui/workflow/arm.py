@@ -1,8 +1,9 @@
 """Arm a source: make QEMU stop in pre-switchover and tell us at once.
 
-Enables the ``events`` and ``pause-before-switchover`` migration capabilities, only
-where ``query-migrate-capabilities`` lists them. QEMU refuses capability changes
-while a migration runs; that is checked first so the refusal reads as one line.
+Enables the ``events`` and ``pause-before-switchover`` migration capabilities: armed
+means both on (``model.vmstate.is_armed``), so a QEMU that lacks either is refused as
+too old. QEMU refuses capability changes while a migration runs; that is checked
+first so the refusal reads as one line.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from dataclasses import dataclass
 from ..errors import CommandFailed, MonitorError, NotSupported, ReadOnlyRefused
 from ..model.capabilities import Capabilities
 from ..model.migration import RUNNING_STATUSES, MigrationInfo
+from ..model.vmstate import ARM_CAPABILITIES, can_be_armed, is_armed
 from ..transport import Monitor
 from .session import MonitorSession
 
-ARM_CAPABILITIES = ("events", "pause-before-switchover")
+ALREADY_ARMED = "already armed (events and pause-before-switchover on)"
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class ArmResult:
 
     def summary(self) -> str:
         if not self.enabled:
-            return f"{self.monitor}: already armed (pause-before-switchover and events on)"
+            return f"{self.monitor}: {ALREADY_ARMED}"
         return f"{self.monitor}: armed: {', '.join(self.enabled)} enabled"
 
 
@@ -49,16 +51,14 @@ async def arm(monitor: Monitor) -> ArmResult:
     refuse_read_only(monitor, "arm pause-before-switchover")
     name = monitor.name
     caps = Capabilities.from_qmp(await monitor.execute("query-migrate-capabilities"))
-    if not caps.supports("pause-before-switchover"):
+    if not can_be_armed(caps):
         version = monitor.qemu_version or "this"
-        raise NotSupported(
-            name, f"{name}: QEMU {version} is too old for pause-before-switchover (needs 2.11+)"
-        )
-    wanted = [cap for cap in ARM_CAPABILITIES if caps.supports(cap)]
-    already = tuple(cap for cap in wanted if caps.enabled(cap))
-    todo = tuple(cap for cap in wanted if not caps.enabled(cap))
-    if not todo:
-        return ArmResult(name, (), already)
+        missing = " and ".join(cap for cap in ARM_CAPABILITIES if not caps.supports(cap))
+        raise NotSupported(name, f"{name}: QEMU {version} is too old for {missing} (needs 2.11+)")
+    if is_armed(caps):
+        return ArmResult(name, (), ARM_CAPABILITIES)
+    already = tuple(cap for cap in ARM_CAPABILITIES if caps.enabled(cap))
+    todo = tuple(cap for cap in ARM_CAPABILITIES if not caps.enabled(cap))
     status = MigrationInfo.from_qmp(await monitor.execute("query-migrate")).status
     if status in RUNNING_STATUSES:
         raise MonitorError(name, _busy(name, status))

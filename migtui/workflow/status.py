@@ -20,6 +20,7 @@ from ..errors import AddressError, MonitorError
 from ..model.blockjobs import parse_block_jobs
 from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
+from ..model.vmstate import is_armed
 from ..transport import Monitor
 
 
@@ -89,7 +90,7 @@ def render_table(snaps: list[Snapshot]) -> str:
         if mig is not None and mig.dirty_rate_bytes_per_s is not None:
             dirty = fmt.format_rate(mig.dirty_rate_bytes_per_s)
         jobs = ", ".join(_job_summary(j) for j in parse_block_jobs(s.block_jobs)) or "-"
-        armed = " (armed)" if s.capabilities.get("pause-before-switchover") else ""
+        armed = " (armed)" if is_armed(s.capabilities) else ""
         rows.append((s.address.name, s.qemu or "?", s.run_state or "?",
                      (mig.status if mig else "?") + armed, ram, dirty, jobs))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]

@@ -16,8 +16,8 @@ GUIDE = (
     ("Monitors", "on the left: name, a badge with the migration status, then QEMU's run state, "
      "or the connection state while not connected (connecting, retrying n, lost: why; "
      "'last: <status>' is then the last status seen). "
-     "\"armed\": pause-before-switchover is on, so QEMU stops the guest and waits before "
-     "switching over."),
+     "\"armed\": events and pause-before-switchover are both on, so QEMU stops the guest and "
+     "waits before switching over, and says so at once."),
     ("Migration", "status, RAM progress (what is left of the RAM; sent counts re-sent pages), pass number, "
      "expected downtime against downtime-limit, setup and total time, final downtime, and "
      "whatever QEMU adds (cpu throttle, xbzrle, blocked reasons, error)."),

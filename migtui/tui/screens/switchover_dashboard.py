@@ -24,7 +24,8 @@ from textual.binding import Binding
 
 from ...errors import MigtuiError
 from ...model.migration import RUNNING_STATUSES
-from ...workflow.arm import arm_session
+from ...model.vmstate import can_be_armed
+from ...workflow.arm import ALREADY_ARMED, arm_session
 from ...workflow.paused import paused_sources
 from ...workflow.session import MonitorSession
 from ...workflow.switchover import current_switchover
@@ -120,7 +121,7 @@ class SwitchoverDashboard(DashboardScreen):
             if blocked:
                 return blocked
             if session.state.armed:
-                return f"{name}: already armed (pause-before-switchover and events on)"
+                return f"{name}: {ALREADY_ARMED}"
             return (f"{name}: cannot arm while a migration is {session.state.migration_status}: QEMU only"
                     " changes capabilities between migrations; arm before starting the next one")
         if not session.state.in_pre_switchover:
@@ -152,7 +153,7 @@ class SwitchoverDashboard(DashboardScreen):
         if session is None or not self.can_arm():
             return
         caps = session.state.capabilities
-        if len(caps) and not caps.supports("pause-before-switchover"):
+        if len(caps) and not can_be_armed(caps):
             self._arm(session)  # only queries, then says the QEMU is too old
             return
 
