@@ -11,6 +11,7 @@ from migtui.format import (
     format_bytes,
     format_count,
     format_duration,
+    format_left_of_total,
     format_ms,
     format_percent,
     format_rate,
@@ -71,3 +72,12 @@ def test_percent_decimals() -> None:
 def test_count() -> None:
     assert format_count(24753) == "24,753"
     assert format_count(3.0) == "3"
+
+
+def test_left_of_total() -> None:
+    assert format_left_of_total(int(3.3 * MiB), int(128.5 * MiB)) == "3.3 of 128.5 MiB"
+    assert format_left_of_total(int(3.3 * MiB), int(128.5 * MiB), aligned=True) == "  3.3 of 128.5 MiB"
+    assert format_left_of_total(1000, 128 * MiB, aligned=True) == " <0.1 of 128.0 MiB"
+    assert format_left_of_total(0, 128 * MiB, aligned=True) == "  0.0 of 128.0 MiB"
+    assert format_left_of_total(None, 128 * MiB) == "— of 128.0 MiB"
+    assert format_left_of_total(5, 900) == "5 of 900 B"

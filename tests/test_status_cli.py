@@ -172,3 +172,22 @@ async def test_monitor_held_by_another_client_says_so() -> None:
     error = data["monitors"][0]["error"]
     assert "another client" in error and "\n" not in error, error
     assert err.strip().count("\n") == 0
+
+
+def test_human_ram_figures_are_the_dashboards() -> None:
+    """RAM: what is left of the guest's RAM and the progress from it, as the dashboard's
+    migration panel shows them; "sent" apart, because it counts re-sent pages."""
+    from migtui.address import parse_address
+    from migtui.model.migration import MigrationInfo
+    from migtui.tui.widgets.migration_panel import ram_fields
+    from migtui.workflow.status import Snapshot, render_table
+
+    info = MigrationInfo.from_qmp({"status": "active", "ram": {
+        "transferred": int(209.1 * MiB), "remaining": int(3.1 * MiB), "total": int(128.5 * MiB)}})
+    snap = Snapshot(parse_address("src=/run/vm.qmp"), qemu="7.2.22", run_state="running", migration=info)
+    header, row = render_table([snap]).splitlines()
+    ram = row[header.index("RAM"):header.index("DIRTY")].strip()
+    assert ram == "97.6% · left 3.1 of 128.5 MiB · sent 209.1 MiB"
+    assert "209.1 MiB/128.5 MiB" not in row  # transferred/total: more than the whole RAM
+    left, sent = (field.plain for field in ram_fields(info) if field is not None)
+    assert " ".join(left.split()) in ram and " ".join(sent.split()) in ram

@@ -82,11 +82,8 @@ def render_table(snaps: list[Snapshot]) -> str:
             rows.append((s.address.name, "-", "-", "unreachable", "-", "-", "-"))
             continue
         mig = s.migration
-        ram = dirty = "-"
-        if mig is not None and mig.ram is not None and mig.ram.total:
-            ram = f"{fmt.format_bytes(mig.ram.transferred or 0)}/{fmt.format_bytes(mig.ram.total)}"
-            if mig.ram_progress is not None:
-                ram += f" {mig.ram_progress:.0%}"
+        ram = ram_text(mig) if mig is not None else "-"
+        dirty = "-"
         if mig is not None and mig.dirty_rate_bytes_per_s is not None:
             dirty = fmt.format_rate(mig.dirty_rate_bytes_per_s)
         jobs = ", ".join(_job_summary(j) for j in parse_block_jobs(s.block_jobs)) or "-"
@@ -95,6 +92,18 @@ def render_table(snaps: list[Snapshot]) -> str:
                      (mig.status if mig else "?") + armed, ram, dirty, jobs))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def ram_text(mig: MigrationInfo) -> str:
+    """``97.6% · left 3.1 of 128.5 MiB · sent 209.1 MiB``, the figures of the dashboard's
+    migration panel: progress is what is left of the RAM; sent counts re-sent pages, so
+    it can pass the RAM size and is said apart, never as a fraction of it."""
+    ram = mig.ram
+    if ram is None or not ram.total:
+        return "-"
+    return " · ".join((fmt.format_percent(mig.ram_progress),
+                       f"left {fmt.format_left_of_total(ram.remaining, ram.total)}",
+                       f"sent {fmt.format_bytes(ram.transferred)}"))
 
 
 def _job_summary(job: Any) -> str:

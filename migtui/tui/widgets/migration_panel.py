@@ -33,10 +33,9 @@ from .text_line import TextLine
 Fields = list["Content | None"]
 
 # Widest plausible values: "999.9 MiB" (short_bytes keeps to it), "9.99 s" / "999 ms" /
-# "59.9 s" / "2m 05s". What is left is as wide as the total (left_of_total).
+# "59.9 s" / "2m 05s". What is left is as wide as the total (format_left_of_total).
 BYTES_WIDTH = 9
 TIME_WIDTH = 6
-_UNIT_SIZES = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50}
 
 
 def _field(label: str, value: str, style: str = "") -> Content:
@@ -75,26 +74,6 @@ def status_fields(session: MonitorSession) -> Fields:
     ]
 
 
-def left_of_total(remaining: int | None, total: int | None) -> str:
-    """``  3.3 of 128.5 MiB``: what is left in the total's unit, as wide as the total.
-
-    One unit for both, so the width holds from the first pass to "0.0 of 128.5 MiB";
-    a remainder that rounds to nothing but is not nothing is "<0.1".
-    """
-    total_text = fmt.format_bytes(total)
-    number, _, unit = total_text.partition(" ")
-    size = _UNIT_SIZES.get(unit)
-    if remaining is None or size is None:
-        return f"{fmt.format_bytes(remaining)} of {total_text}"
-    if size == 1:
-        value = str(remaining)
-    else:
-        value = f"{remaining / size:.1f}"
-        if value == "0.0" and remaining > 0:
-            value = "<0.1"
-    return f"{pad(value, len(number))} of {total_text}"
-
-
 def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
     """``left   3.3 of 128.5 MiB · sent 209.1 MiB``: sent counts re-sent pages too.
 
@@ -112,7 +91,7 @@ def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
             text = f"QEMU gives no RAM figures while {info.status}"
         return [Content.styled(text, "$text-muted")]
     return [
-        _field("left", left_of_total(ram.remaining, ram.total)),
+        _field("left", fmt.format_left_of_total(ram.remaining, ram.total, aligned=True)),
         _field("sent", padded(short_bytes(ram.transferred), BYTES_WIDTH)),
     ]
 
