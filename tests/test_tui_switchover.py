@@ -732,3 +732,35 @@ def test_auto_resume_and_read_only_exclude_each_other() -> None:
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--auto-resume and --read-only exclude each other" in lines[0], result.stderr
+
+
+async def test_a_key_that_becomes_unavailable_looks_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monitor is lost during the pause: y's line keeps its words but must turn muted
+    (the same text with a new style is still a change)."""
+    from replay import replayed as replay_run
+    from textual.content import Content
+
+    import migtui.tui.screens.switchover as switchover_screen
+
+    blocked: list[str | None] = [None]  # first as if live and connected
+    monkeypatch.setattr(switchover_screen, "blocked_reason", lambda session: blocked[0])
+    sessions, now = replay_run("storage", 16.9)  # 1.2 s into the pause
+    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("s")
+        await until(pilot, lambda: dialog_shown(app), "the dialog")
+        actions = dialog(app).query_one("#sw-actions", HangingLines)
+
+        def y_styles() -> set[str]:
+            shown = actions.content
+            assert isinstance(shown, Content)
+            start = next(i for i, line in enumerate(shown.plain.split("\n")) if line.startswith("y  "))
+            offset = sum(len(line) + 1 for line in shown.plain.split("\n")[:start])
+            return {str(span.style) for span in shown.spans if span.start <= offset < span.end}
+
+        assert y_styles() == {"bold $accent"}
+        blocked[0] = "src: monitor not connected (lost: connection reset): wait until it is back"
+        sessions[0]._notify({"connection"})
+        await until(pilot, lambda: "monitor not connected" in dialog(app).section("note"), "the note")
+        await pilot.pause()
+        assert y_styles() == {"$text-muted"}

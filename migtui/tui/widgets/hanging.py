@@ -38,6 +38,14 @@ def row(head: Content, body: Content, tail: Content, width: int, *, tail_width: 
     return head + body + Content(" " * gap) + tail
 
 
+def same_items(a: list[Item], b: list[Item]) -> bool:
+    """Text *and* style alike: ``Content ==`` compares the text only, and a key whose line
+    keeps its words but turns muted (no longer available) must still be redrawn."""
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(p.is_same(q) for p, q in zip(x, y)) for x, y in zip(a, b)
+    )
+
+
 class HangingLines(Static):
     """A Static fed with items; re-wraps when its width changes."""
 
@@ -61,7 +69,7 @@ class HangingLines(Static):
         return hang(self._items, self._width or DEFAULT_WIDTH).plain.split("\n")
 
     def set_items(self, items: list[Item]) -> None:
-        if items == self._items:
+        if same_items(items, self._items):
             return
         self._items = list(items)
         self._show()
