@@ -355,11 +355,27 @@ asyncio.run(main())
 """
 
 
+def _importable_by_nobody(into: Path) -> str:
+    """Copy what the probe imports (the migtui package, and qemu.qmp from wherever it is
+    installed) into ``into``, readable by everyone; returns the PYTHONPATH entry.
+
+    Not the checkout itself: a clone inside a private directory (``mktemp -d`` makes
+    them 0700) or a venv under /root is out of user nobody's reach."""
+    lib = into / "lib"
+    for package in (Path(migtui.__file__).parent, Path(qemu.qmp.__file__).parents[1]):  # migtui/, qemu/
+        shutil.copytree(package, lib / package.name, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in (into, *into.rglob("*")):
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    return str(lib)
+
+
 def _python_for_nobody(env: dict[str, str]) -> list[str]:
-    """A setpriv'd interpreter user nobody can run (the venv's may live under /root)."""
+    """A setpriv'd interpreter user nobody can run: the system's first (a venv's may be
+    a link into /root), then the one running the tests, wherever it really lives."""
     setpriv = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    candidates = [sys.executable, shutil.which("python3"), "/usr/bin/python3"]
-    for py in dict.fromkeys(c for c in candidates if c):
+    candidates = ["/usr/bin/python3", shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin"),
+                  os.path.realpath(sys.executable), sys.executable]
+    for py in dict.fromkeys(c for c in candidates if c and os.path.exists(c)):
         probe = subprocess.run(
             [*setpriv, py, "-c", "import migtui.transport"], env=env, capture_output=True
         )
@@ -370,8 +386,9 @@ def _python_for_nobody(env: dict[str, str]) -> list[str]:
 
 @qemu_test
 async def test_permission_denied() -> None:
-    # A 0755 directory of our own: pytest's tmp_path is closed to other users.
-    d = Path(tempfile.mkdtemp(prefix="migtui-perm-"))
+    # A 0755 directory of our own in /tmp: pytest's tmp_path (and $TMPDIR, maybe) is
+    # closed to other users.
+    d = Path(tempfile.mkdtemp(prefix="migtui-perm-", dir="/tmp" if os.path.isdir("/tmp") else None))
     os.chmod(d, 0o755)
     vm = QemuProcess(d / "vm.qmp").start()
     try:
@@ -382,10 +399,8 @@ async def test_permission_denied() -> None:
                 await Monitor(addr(vm.socket_path)).connect()
             kind, text = type(exc.value).__name__, str(exc.value)
         else:  # root is never denied: probe as user nobody
-            site = str(Path(qemu.qmp.__file__).parents[2])
-            repo = str(Path(migtui.__file__).parents[1])
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": f"{repo}:{site}",
-                   "PYTHONDONTWRITEBYTECODE": "1"}
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                   "PYTHONPATH": _importable_by_nobody(d / "py"), "PYTHONDONTWRITEBYTECODE": "1"}
             proc = await asyncio.create_subprocess_exec(
                 *_python_for_nobody(env), "-c", _PERMISSION_PROBE, str(vm.socket_path),
                 env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
