@@ -328,8 +328,9 @@ async def test_auto_resume_completes_without_an_operator(storage_lab: Lab, sessi
     assert [r.level for r in auto.reports] == ["info", "info"]
     assert sent.mutating() == [("block-job-cancel", {"device": MIRROR_JOB, "force": False}),
                                ("migrate-continue", {"state": "pre-switchover"})]
-    # Only the one fresh query-block-jobs between the event and migrate-continue.
-    assert result.pause_ms is not None and result.pause_ms < 1000
+    # Measured from QEMU's own timestamps; how short it is, is bench/pause_bench.py's
+    # business (docs/benchmarks.md): a busy machine slows any client, so no test asserts it.
+    assert result.pause_ms is not None and result.pause_ms > 0
 
 
 @pytest.mark.qemu
