@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -17,8 +16,7 @@ from migtui.transport import ConnState, Monitor
 from migtui.workflow import session as kinds
 from migtui.workflow.session import MonitorSession
 from qemu_util import QemuProcess
-
-FIXTURES = Path(__file__).parent / "fixtures" / "qmp"
+from replay import tui_run, version  # noqa: F401 (version: a fixture)
 
 
 async def until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
@@ -226,12 +224,8 @@ async def test_stop_is_clean_when_never_connected(tmp_path: Path) -> None:
     assert session.status.state is ConnState.CLOSED
 
 
-def _timeline(name: str) -> list[dict[str, Any]]:
-    return json.loads((FIXTURES / "tui" / f"{name}.json").read_text())["entries"]
-
-
-def test_replay_of_a_recorded_storage_migration() -> None:
-    entries = _timeline("storage")
+def test_replay_of_a_recorded_storage_migration(version: str) -> None:
+    entries = tui_run(version, "storage")
     src = MonitorSession.offline("src")
     changes: list[frozenset[str]] = []
     src.add_change_listener(lambda _s, k: changes.append(k))

@@ -1,8 +1,10 @@
 """Snapshots of the key screens at 80x24 and 120x40 (pytest-textual-snapshot).
 
-Fed from real QMP data recorded from lab migrations (tests/fixtures/qmp/tui/, see
-tests/fixtures/record_tui.py) through ``MonitorSession.replay``, with a fixed clock,
-UTC timestamps and fixed names, so every run draws the same screen. Regenerate with
+Fed from real QMP data recorded from lab migrations on every recorded QEMU
+(tests/fixtures/qmp/<version>/tui/, see tests/fixtures/record_tui.py) through
+``MonitorSession.replay``, at named moments of each run, with a fixed clock, UTC
+timestamps and fixed names, so every run draws the same screen; the version is in
+each test id and snapshot name. Regenerate with
 ``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the SVGs.
 """
 
@@ -14,7 +16,7 @@ from datetime import timezone
 from pathlib import Path
 
 import pytest
-from replay import TUI_FIXTURES, replayed
+from replay import replayed, version  # noqa: F401 (version: a fixture)
 
 from migtui.address import parse_address
 from migtui.errors import MonitorError
@@ -56,47 +58,47 @@ def real_error(address: str) -> MonitorError:
 
 # --- a migration with storage, pause-before-switchover armed -------------------
 
-def test_storage_migration_active_80x24(snap_compare) -> None:
-    sessions, now = replayed("storage", 12.5)
+def test_storage_migration_active_80x24(snap_compare, version: str) -> None:
+    sessions, now = replayed("storage", "active", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
 
 
-def test_storage_migration_active_120x40(snap_compare) -> None:
-    sessions, now = replayed("storage", 12.5)
+def test_storage_migration_active_120x40(snap_compare, version: str) -> None:
+    sessions, now = replayed("storage", "active", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=LARGE)
 
 
-def test_pre_switchover_80x24(snap_compare) -> None:
-    sessions, now = replayed("storage", 16.9)
+def test_pre_switchover_80x24(snap_compare, version: str) -> None:
+    sessions, now = replayed("storage", "paused", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
 
 
-def test_completed_with_all_events_120x40(snap_compare) -> None:
-    sessions, now = replayed("storage", 20.2)
+def test_completed_with_all_events_120x40(snap_compare, version: str) -> None:
+    sessions, now = replayed("storage", "completed", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=LARGE, press=["e"])
 
 
-def test_destination_selected_80x24(snap_compare) -> None:
-    sessions, now = replayed("storage", 12.5)
+def test_destination_selected_80x24(snap_compare, version: str) -> None:
+    sessions, now = replayed("storage", "active", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=SMALL, press=["down"])
 
 
 # --- dirty rate -------------------------------------------------------------------
 
-def test_dirty_rate_close_to_bandwidth_80x24(snap_compare) -> None:
-    sessions, now = replayed("stuck", 12.8)
+def test_dirty_rate_close_to_bandwidth_80x24(snap_compare, version: str) -> None:
+    sessions, now = replayed("stuck", "late", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
 
 
-def test_dirty_rate_measured_without_migration_80x24(snap_compare) -> None:
-    sessions, now = replayed("measure", 3.0)
+def test_dirty_rate_measured_without_migration_80x24(snap_compare, version: str) -> None:
+    sessions, now = replayed("measure", "measured", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=SMALL)
 
 
 # --- monitors in trouble ----------------------------------------------------------
 
-def test_lost_and_retrying_monitors_80x24(snap_compare) -> None:
-    (src,), now = replayed("storage", 12.5, {"src": "src"})
+def test_lost_and_retrying_monitors_80x24(snap_compare, version: str) -> None:
+    (src,), now = replayed("storage", "active", {"src": "src"}, version=version)
     lost = MonitorSession.offline("dst", clock=lambda: now)
     lost.status = ConnectionStatus(
         ConnState.LOST, 3, real_error("dst=unix:/nonexistent/migtui-snapshot/dst.qmp")
@@ -113,27 +115,28 @@ def test_lost_and_retrying_monitors_80x24(snap_compare) -> None:
     assert snap_compare(app, terminal_size=SMALL, press=["down"])
 
 
-def test_fifty_monitors_120x40(snap_compare) -> None:
+def test_fifty_monitors_120x40(snap_compare, version: str) -> None:
     sessions: list[MonitorSession] = []
     for i in range(25):
-        pair, now = replayed("storage", 0.5 + i * 0.8, {"src": f"src{i:02d}", "dst": f"dst{i:02d}"})
+        pair, now = replayed("storage", 0.5 + i * 0.8, {"src": f"src{i:02d}", "dst": f"dst{i:02d}"},
+                             version=version)
         sessions += pair
     assert snap_compare(app_for(sessions, now), terminal_size=LARGE, press=["down"] * 30)
 
 
 # --- help, terminals --------------------------------------------------------------
 
-def test_help_80x24(snap_compare) -> None:
-    sessions, now = replayed("storage", 12.5)
+def test_help_80x24(snap_compare, version: str) -> None:
+    sessions, now = replayed("storage", "active", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=SMALL, press=["question_mark"])
 
 
-def test_linux_console_80x24(snap_compare) -> None:
-    sessions, now = replayed("storage", 12.5)
+def test_linux_console_80x24(snap_compare, version: str) -> None:
+    sessions, now = replayed("storage", "active", version=version)
     assert snap_compare(app_for(sessions, now, term="linux"), terminal_size=SMALL)
 
 
-def test_no_color_80x24(snap_compare, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_color_80x24(snap_compare, version: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
-    sessions, now = replayed("stuck", 12.8)
+    sessions, now = replayed("stuck", "late", version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=SMALL)

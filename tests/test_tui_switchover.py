@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import html
-import json
 import os
 import pty
 import re
@@ -29,6 +28,7 @@ from typing import Any
 
 import pytest
 from qemu.qmp import EventListener
+from replay import replayed, version  # noqa: F401 (version: a fixture)
 from textual.pilot import Pilot
 
 from migtui.address import parse_address
@@ -50,7 +50,6 @@ from migtui.workflow.session import MonitorSession
 from migtui.workflow.switchover import Outcome, Step, StepState, SwitchoverResult, current_switchover
 
 REPO = Path(__file__).resolve().parent.parent
-TUI_FIXTURES = Path(__file__).parent / "fixtures" / "qmp" / "tui"
 MiB = 1 << 20
 
 
@@ -571,20 +570,18 @@ class PtyApp:
 # ---------------------------------------------------------------------- replayed data
 
 
-def replayed(at: float, pairs: tuple[str, ...] = ("",)) -> tuple[list[MonitorSession], float]:
-    entries = json.loads((TUI_FIXTURES / "storage.json").read_text())["entries"]
-    now = entries[0]["t"] + at
-    sessions = []
+def paused(version: str, pairs: tuple[str, ...] = ("",)) -> tuple[list[MonitorSession], float]:
+    """Source and destination of each pair, 1.2 s into the pause of a recorded storage run."""
+    sessions: list[MonitorSession] = []
     for suffix in pairs:
-        for side in ("src", "dst"):
-            session = MonitorSession.offline(f"{side}{suffix}", clock=lambda: now)
-            session.replay([e for e in entries if e["side"] == side], until=now)
-            sessions.append(session)
+        pair, now = replayed("storage", "paused", {"src": f"src{suffix}", "dst": f"dst{suffix}"},
+                             version=version)
+        sessions += pair
     return sessions, now
 
 
-async def test_several_paused_sources_get_their_dialogs_in_turn() -> None:
-    sessions, now = replayed(16.9, ("1", "2"))
+async def test_several_paused_sources_get_their_dialogs_in_turn(version: str) -> None:
+    sessions, now = paused(version, ("1", "2"))
     app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
@@ -607,10 +604,10 @@ async def test_several_paused_sources_get_their_dialogs_in_turn() -> None:
         assert not isinstance(app.screen, SwitchoverScreen)
 
 
-async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch() -> None:
+async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch(version: str) -> None:
     """A Footer recompose (the dialog's keys changing) is a Textual batch: the screen
     behind skips its repaint meanwhile and must still catch up when the batch ends."""
-    sessions, now = replayed(16.9)
+    sessions, now = paused(version)
     app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("s")
@@ -624,8 +621,8 @@ async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch() -> None:
 
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)])
-async def test_banner_and_footer_fit_and_say_what_applies(size: tuple[int, int]) -> None:
-    sessions, now = replayed(16.9)
+async def test_banner_and_footer_fit_and_say_what_applies(size: tuple[int, int], version: str) -> None:
+    sessions, now = paused(version)
     app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
@@ -646,8 +643,8 @@ async def test_banner_and_footer_fit_and_say_what_applies(size: tuple[int, int])
         assert figure(banner(app), "STOPPED ") == figure(dialog(app).section("clock"), "Guest stopped ") == "1.2 s"
 
 
-async def test_help_explains_the_pre_switchover_step() -> None:
-    sessions, now = replayed(16.9)
+async def test_help_explains_the_pre_switchover_step(version: str) -> None:
+    sessions, now = paused(version)
     app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
@@ -706,17 +703,17 @@ def test_dialog_title_says_how_the_pause_ended() -> None:
     assert title("watch", Outcome.OTHER_CLIENT) == "src: switchover ended by another client"
 
 
-def test_switchover_dialog_80x24(snap_compare, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_switchover_dialog_80x24(snap_compare, monkeypatch: pytest.MonkeyPatch, version: str) -> None:
     """The dialog as a live operator sees it (actions available), from recorded data."""
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setattr(switchover_screen, "blocked_reason", lambda _session: None)
-    sessions, now = replayed(16.9)
+    sessions, now = paused(version)
     app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
     assert snap_compare(app, terminal_size=(80, 24), press=["s"])
 
 
-def test_pause_clock_reads_qemu_timestamps() -> None:
-    sessions, now = replayed(16.9)
+def test_pause_clock_reads_qemu_timestamps(version: str) -> None:
+    sessions, now = paused(version)
     src = sessions[0]
     clock = PauseClock.of(src.state)
     assert clock is not None and clock.exact

@@ -15,8 +15,10 @@ class DirtyRateInfo:
     status: str = "unstarted"
     dirty_rate_mib_per_s: int | None = None  # QEMU reports MiB/s, only once measured
     mode: str | None = None  # page-sampling, dirty-ring, dirty-bitmap
-    calc_time: int | None = None  # seconds
-    start_time: int | None = None  # QEMU's boot-relative seconds
+    calc_time: int | None = None  # in calc_time_unit
+    calc_time_unit: str | None = None  # "second" or "millisecond" (QEMU 8.2+; before: seconds)
+    # Tells measurements apart: seconds since boot on QEMU 7.2, since the epoch on 10.0.
+    start_time: int | None = None
     sample_pages: int | None = None
     vcpu_rates_mib_per_s: tuple[tuple[int, int], ...] = ()  # (vcpu id, MiB/s), dirty-ring mode
     raw: Mapping[str, Any] = field(default_factory=dict)
@@ -35,6 +37,7 @@ class DirtyRateInfo:
             dirty_rate_mib_per_s=opt_int(d.get("dirty-rate")),
             mode=opt_str(d.get("mode")),
             calc_time=opt_int(d.get("calc-time")),
+            calc_time_unit=opt_str(d.get("calc-time-unit")),
             start_time=opt_int(d.get("start-time")),
             sample_pages=opt_int(d.get("sample-pages")),
             vcpu_rates_mib_per_s=tuple(vcpus),

@@ -113,9 +113,14 @@ class MigrationInfo:
     blocked_reasons: tuple[str, ...] = ()
     ram: RamStats | None = None
     xbzrle: dict[str, Any] | None = None
-    disk: dict[str, Any] | None = None  # QEMU <= 7.2 block migration only
+    disk: dict[str, Any] | None = None  # block migration (`migrate blk`), removed in QEMU 9.1
     vfio: dict[str, Any] | None = None
     postcopy_blocktime: int | None = None
+    # The dirty-limit capability (QEMU 8.1+, KVM dirty ring), while it throttles the vCPUs:
+    # how long each vCPU is held per throttle round, and the estimated time to fill the
+    # dirty ring; both in microseconds.
+    dirty_limit_throttle_time_per_round: int | None = None
+    dirty_limit_ring_full_time: int | None = None
     socket_address: tuple[dict[str, Any], ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -138,6 +143,8 @@ class MigrationInfo:
             disk=opt_dict(d.get("disk")),
             vfio=opt_dict(d.get("vfio")),
             postcopy_blocktime=opt_int(d.get("postcopy-blocktime")),
+            dirty_limit_throttle_time_per_round=opt_int(d.get("dirty-limit-throttle-time-per-round")),
+            dirty_limit_ring_full_time=opt_int(d.get("dirty-limit-ring-full-time")),
             socket_address=tuple(
                 dict(s) for s in (sockets if isinstance(sockets, list) else []) if isinstance(s, Mapping)
             ),

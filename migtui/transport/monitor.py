@@ -21,6 +21,7 @@ from qemu.qmp import QMPError, Runstate, StateError
 from ..address import MonitorAddress
 from ..errors import CommandFailed, CommandTimeout, MonitorError, ReadOnlyRefused
 from ..model.events import QmpEvent
+from ..model.features import QemuFeatures
 from . import diagnose
 from .readonly import is_read_only
 from .status import ConnectionStatus, ConnState
@@ -87,6 +88,7 @@ class Monitor:
         self.qemu_version: str | None = None
         self.commands: frozenset[str] = frozenset()
         self.capabilities: dict[str, bool] = {}
+        self.features = QemuFeatures()  # facts from query-qmp-schema, read once per connection
         self.status = ConnectionStatus(ConnState.CONNECTING)
         self._client: _Client | None = None
         self._watcher: asyncio.Task[MonitorError | None] | None = None
@@ -194,7 +196,10 @@ class Monitor:
             raise diagnose.from_os_error(address, err) from None
 
     async def _learn(self, client: _Client) -> None:
-        """Read what this QEMU is and can do; all or nothing."""
+        """Read what this QEMU is and can do; all or nothing.
+
+        The schema is big (~230 KB on QEMU 10.0): only the facts of QemuFeatures are kept.
+        """
         version = _version(client)
         reply = await self._call(client, "query-commands")
         commands = frozenset(
@@ -203,7 +208,11 @@ class Monitor:
         caps: dict[str, bool] = {}
         if "query-migrate-capabilities" in commands:
             caps = _capabilities(await self._call(client, "query-migrate-capabilities"))
+        features = QemuFeatures()
+        if "query-qmp-schema" in commands:
+            features = QemuFeatures.from_schema(await self._call(client, "query-qmp-schema"))
         self.qemu_version, self.commands, self.capabilities = version, commands, caps
+        self.features = features
 
     # ------------------------------------------------------------------ execute
 

@@ -74,7 +74,10 @@ def mirror_check(job: BlockJob, *, require_sync: bool = True) -> Check:
             problems.append(f"not in sync ({format_bytes(job.offset)} of {format_bytes(job.len)})")
     if problems:
         return Check(name, False, ", ".join(problems))
-    return Check(name, True, f"ready, in sync ({format_bytes(job.len)}), io ok")
+    # Actively synced: a write-blocking mirror (block-job-change, QEMU 8.2+) in lockstep,
+    # every guest write reaches the copy before it completes.
+    sync = "actively synced" if job.actively_synced else "in sync"
+    return Check(name, True, f"ready, {sync} ({format_bytes(job.len)}), io ok")
 
 
 def mirror_checks(jobs: Iterable[BlockJob]) -> list[Check]:

@@ -25,6 +25,7 @@ from ..model.capabilities import Capabilities
 from ..model.coerce import opt_int
 from ..model.dirtyrate import DirtyRateInfo
 from ..model.events import QmpEvent
+from ..model.features import QemuFeatures
 from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
 from ..model.vmstate import VmState
@@ -69,6 +70,7 @@ class MonitorSession:
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         state: VmState | None = None,
+        features: QemuFeatures | None = None,
     ) -> None:
         if monitor is None and name is None:
             raise ValueError("an offline session needs a name")
@@ -81,6 +83,7 @@ class MonitorSession:
         self.parameters: dict[str, Any] = {}  # query-migrate-parameters
         self.poll_error: str | None = None  # the last failed poll, cleared by a good one
         self.measuring = False  # a calc-dirty-rate is running
+        self._features = features or QemuFeatures()  # offline sessions: as given (a replay)
         self.polls = 0
         self.event_count = 0  # events applied so far (state.events keeps only the last ones)
         self._listeners: list[ChangeListener] = []
@@ -104,9 +107,13 @@ class MonitorSession:
         status: ConnectionStatus | None = None,
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
+        features: QemuFeatures | None = None,
     ) -> "MonitorSession":
-        """A session without a socket: fed by :meth:`apply_reply` / :meth:`apply_event`."""
-        session = cls(None, name=name, interval=interval, clock=clock, state=state)
+        """A session without a socket: fed by :meth:`apply_reply` / :meth:`apply_event`.
+
+        ``features``: what the replayed QEMU's schema says (a live monitor reads it itself).
+        """
+        session = cls(None, name=name, interval=interval, clock=clock, state=state, features=features)
         if status is not None:
             session.status = status
         return session
@@ -164,8 +171,23 @@ class MonitorSession:
         return opt_int(self.parameters.get("max-bandwidth"))
 
     @property
+    def avail_switchover_bandwidth(self) -> int | None:
+        """Bytes/s QEMU assumes for the switchover instead of the measured rate (QEMU 8.2+; 0: unset)."""
+        return opt_int(self.parameters.get("avail-switchover-bandwidth"))
+
+    @property
+    def vcpu_dirty_limit(self) -> int | None:
+        """MB/s each vCPU may dirty while the dirty-limit capability throttles (QEMU 8.1+)."""
+        return opt_int(self.parameters.get("vcpu-dirty-limit"))
+
+    @property
     def qemu_version(self) -> str | None:
         return self.monitor.qemu_version if self.monitor else None
+
+    @property
+    def features(self) -> QemuFeatures:
+        """Facts from this QEMU's schema (read once per connection by the monitor)."""
+        return self.monitor.features if self.monitor else self._features
 
     def supports(self, command: str) -> bool:
         # Offline sessions replay what a real QEMU said: assume it could.

@@ -20,11 +20,15 @@ GUIDE = (
      "waits before switching over, and says so at once."),
     ("Migration", "status, RAM progress (what is left of the RAM; sent counts re-sent pages), pass number, "
      "expected downtime against downtime-limit, setup and total time, final downtime, and "
-     "whatever QEMU adds (cpu throttle, xbzrle, blocked reasons, error)."),
+     "whatever QEMU adds (cpu throttle, dirty-limit throttle, xbzrle, blocked reasons, error). "
+     "QEMU 8.1 changed what expected downtime means, and the figure says which this QEMU "
+     "computes (told by its QMP schema): left÷bw is the RAM left to send over the bandwidth, "
+     "dirty÷bw the bytes dirtied since the last sync over the bandwidth."),
     ("Dirty vs sent", "how fast the guest dirties memory against how fast the link sends it, "
      "on one scale over the last minutes. Dirty at or above sent: the migration will not "
      "converge. With no migration running, d measures the dirty rate (calc-dirty-rate)."),
-    ("Block jobs", "mirrors and other jobs: id, status (with ready or I/O trouble), progress, "
+    ("Block jobs", "mirrors and other jobs: id, status (with ready or I/O trouble; active sync: "
+     "a write-blocking mirror that copies each guest write before completing it), progress, "
      "type, speed limit; errors below the table."),
     ("Events", "every QMP event with QEMU's own timestamp; e switches between the selected "
      "monitor and all of them; pgup / pgdn scroll."),

@@ -6,7 +6,8 @@ Finished jobs stay listed (the model keeps them) with how they ended.
 The table never runs past its width (a cut column showed as a lone "e"): the
 columns are what decides a switchover first (id, status, progress), then type and
 the speed limit as room allows, dropped in that reverse order when the panel is
-narrow. "ready" and a bad io-status are part of the status; an error, long and rare,
+narrow. "ready", "active sync" (a write-blocking mirror that is actively synced, QEMU
+8.2+) and a bad io-status are part of the status; an error, long and rare,
 gets its own line under the table.
 """
 
@@ -50,12 +51,15 @@ def offset_of_len(offset: int | None, length: int | None) -> str:
 
 
 def job_status(job: BlockJob) -> str:
-    """``ready``, ``running``, ``standby, ready``, ``paused, io nospace``, ``completed``."""
+    """``ready``, ``running``, ``standby, ready``, ``paused, io nospace``, ``completed``;
+    ``ready, active sync`` for a write-blocking mirror in lockstep (QEMU's actively-synced)."""
     status = job.status or fmt.UNKNOWN
     if job.ended:
         return job.ended if job.status in (None, "concluded", "null") else f"{status} ({job.ended})"
     if job.ready and status != "ready":
         status += ", ready"
+    if job.actively_synced:
+        status += ", active sync"
     if job.io_status not in (None, "ok"):
         status += f", io {job.io_status}"
     return status

@@ -113,10 +113,33 @@ def downtime_fields(session: MonitorSession) -> Fields:
                    if bandwidth == 0 else fmt.UNKNOWN),
         ]
     over = expected is not None and limit is not None and expected > limit
-    return [
-        _field("expected downtime", padded(fmt.format_ms(expected), TIME_WIDTH), "bold $warning" if over else ""),
-        limit_text,
-    ]
+    expected_text = _field("expected downtime", padded(fmt.format_ms(expected), TIME_WIDTH),
+                           "bold $warning" if over else "")
+    formula = session.features.expected_downtime_formula
+    if formula is not None and expected is not None:
+        # QEMU 8.1 changed what the figure means; say which one this QEMU computes.
+        expected_text += Content.styled(f" ({formula})", "$text-muted")
+    return [expected_text, limit_text]
+
+
+def micros(us: int) -> str:
+    """QEMU's microsecond figures: "850 µs", "2.1 ms", "125 ms", then as durations ("1.50 s")."""
+    if us < 1000:
+        return f"{us} µs"
+    return f"{us / 1000:.3g} ms" if us < 1_000_000 else fmt.format_duration(us / 1e6)
+
+
+def dirty_limit_line(info: MigrationInfo, vcpu_limit: int | None) -> Content | None:
+    """``dirty-limit 1 MB/s: vCPU held 850 µs each time its dirty ring fills (every 2.1 ms)``
+    while QEMU throttles the vCPUs (the dirty-limit capability, QEMU 8.1+); None otherwise."""
+    per_round, ring_full = info.dirty_limit_throttle_time_per_round, info.dirty_limit_ring_full_time
+    if per_round is None:  # QEMU sends both figures only while the throttle is in service
+        return None
+    label = "dirty-limit" + (f" {vcpu_limit} MB/s" if vcpu_limit is not None else "")
+    text = f"vCPU held {micros(per_round)} each time its dirty ring fills"
+    if ring_full is not None:
+        text += f" (every {micros(ring_full)})"
+    return _field(label + ":", text, "$warning")
 
 
 def _xbzrle(x: Mapping[str, Any]) -> Content:
@@ -130,11 +153,18 @@ def _xbzrle(x: Mapping[str, Any]) -> Content:
     return Content.assemble(("xbzrle ", "bold"), SEP.join(parts))
 
 
-def extra_lines(info: MigrationInfo) -> list[Content]:
+def extra_lines(session: MonitorSession) -> list[Content]:
     """Whatever QEMU adds only sometimes; empty when there is nothing to say."""
+    info = session.state.migration
     lines: list[Content] = []
+    if session.avail_switchover_bandwidth:
+        # QEMU 8.2+: the switchover threshold uses this rate instead of the measured one.
+        lines.append(_field("switchover judged at", fmt.format_rate(session.avail_switchover_bandwidth)
+                            + " (avail-switchover-bandwidth)"))
     if info.cpu_throttle_percentage is not None:
         lines.append(_field("cpu throttle", f"{info.cpu_throttle_percentage}%", "$warning"))
+    if (dirty_limit := dirty_limit_line(info, session.vcpu_dirty_limit)) is not None:
+        lines.append(dirty_limit)
     if info.xbzrle:
         lines.append(_xbzrle(info.xbzrle))
     if info.disk:
@@ -179,7 +209,7 @@ class MigrationPanel(Vertical):
         self.query_one("#mig-percent", TextLine).set(percent.rjust(8))
         self.query_one("#mig-ram", FieldRow).set(ram_fields(info, incoming=state.incoming_side))
         self.query_one("#mig-downtime", FieldRow).set(downtime_fields(session))
-        extra = extra_lines(info)
+        extra = extra_lines(session)
         line = self.query_one("#mig-extra", TextLine)
         line.set_class(not extra, "-empty")
         line.set(Content("\n").join(extra))
