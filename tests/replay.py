@@ -129,3 +129,17 @@ def replayed(scenario: str, at: float | str, names: dict[str, str] | None = None
         session.replay([e for e in entries if e["side"] == side], until=now)
         sessions.append(session)
     return sessions, now
+
+
+def replayed_pairs(scenario: str, count: int, first: float, step: float = 0.8, *,
+                   version: str = SECONDS_VERSION) -> tuple[list[MonitorSession], float]:
+    """``count`` source/destination pairs of one recorded run (src00/dst00, src01/dst01,
+    ...), each ``step`` seconds further into it than the one before: a dashboard that
+    watches many monitors. Returns them and the last pair's "now"."""
+    sessions: list[MonitorSession] = []
+    now = 0.0
+    for i in range(count):
+        pair, now = replayed(scenario, first + i * step, {"src": f"src{i:02d}", "dst": f"dst{i:02d}"},
+                             version=version)
+        sessions += pair
+    return sessions, now

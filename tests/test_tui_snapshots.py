@@ -16,7 +16,7 @@ from datetime import timezone
 from pathlib import Path
 
 import pytest
-from replay import replayed, version  # noqa: F401 (version: a fixture)
+from replay import replayed, replayed_pairs, version  # noqa: F401 (version: a fixture)
 
 from migtui.address import parse_address
 from migtui.errors import MonitorError
@@ -116,11 +116,7 @@ def test_lost_and_retrying_monitors_80x24(snap_compare, version: str) -> None:
 
 
 def test_fifty_monitors_120x40(snap_compare, version: str) -> None:
-    sessions: list[MonitorSession] = []
-    for i in range(25):
-        pair, now = replayed("storage", 0.5 + i * 0.8, {"src": f"src{i:02d}", "dst": f"dst{i:02d}"},
-                             version=version)
-        sessions += pair
+    sessions, now = replayed_pairs("storage", 25, 0.5, version=version)
     assert snap_compare(app_for(sessions, now), terminal_size=LARGE, press=["down"] * 30)
 
 
