@@ -20,6 +20,8 @@ COMMANDS = {
     "status": ("migtui.workflow.status", "print a one-shot snapshot of each monitor"),
     "lab": ("migtui.lab.command", "start a real QEMU source/destination pair to migrate"),
     "demo": ("migtui.demo", "the lab and the dashboard in one command (for demos and training)"),
+    "attach": ("migtui.tui.attach", "a view of everything the engine watches"),
+    "engine": ("migtui.engine.command", "run the engine (the views start it by themselves), or stop it"),
 }
 
 

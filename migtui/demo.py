@@ -9,14 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import shutil
 import sys
+import tempfile
+from typing import TYPE_CHECKING
 
 from .errors import MigtuiError
 from .lab.command import SCENARIOS, add_qemu_argument, setup_scenario
 from .lab.lab import Lab
 from .address import parse_addresses
 from .tui.command import setup_logging
+from .engine.command import add_runtime_argument
+from .workflow.policy import Policy
+
+if TYPE_CHECKING:
+    from .tui.app import MigtuiApp
+    from .view.client import EngineClient
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,38 +40,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-file", metavar="PATH", help="append a log to PATH (default: none)")
     parser.add_argument("--auto-resume", action="store_true",
                         help="resume the pause at once when its checklist passes (default: the dialog asks)")
+    add_runtime_argument(parser)
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from .tui.app import make_app  # textual only once the arguments are good
+    from .tui.view_run import stop_engine, view_main  # textual only once the arguments are good
 
     scenario = SCENARIOS[args.scenario]
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=True,
               dirty_rate_mib_s=scenario.dirty_rate_mib_s, accel=args.accel, qemu_binary=args.qemu)
+    # The demo's own engine, in its own runtime directory: it never meets the user's.
+    runtime_dir = args.runtime_dir or tempfile.mkdtemp(prefix="migtui-demo-")
     print(f"migtui demo: starting a QEMU pair ({args.scenario}) ...", flush=True)
     try:
         await setup_scenario(lab, scenario, scenario.bandwidth_mib_s, None)
         addresses = parse_addresses([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
-        app = make_app(addresses, auto_resume=args.auto_resume)
+        # The lab armed the source, not migtui: name the deadline explicitly so the demo's
+        # pause is guarded like migtui's own (60 s, then abort).
+        explicit = {"max_pause", "on_max_pause"} | ({"auto_resume"} if args.auto_resume else set())
+        policy = Policy(auto_resume=args.auto_resume, explicit=frozenset(explicit))
 
-        async def start_migration() -> None:
-            await asyncio.sleep(args.start_after)
-            try:
-                await lab.migrate()
-                app.notify(f"lab: migration started ({args.scenario})", timeout=4)
-            except MigtuiError as err:
-                app.notify(f"lab: {err}", severity="error", timeout=10)
+        async def watch(client: EngineClient) -> list[str]:
+            return await client.watch(addresses, policy, read_only=False, interval=1.0)
 
-        starter = asyncio.create_task(start_migration())
-        try:
-            await app.run_async()
-        finally:
-            starter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await starter
-        return int(app.return_code or 0)
+        def start_later(app: MigtuiApp) -> None:
+            async def start_migration() -> None:
+                await asyncio.sleep(args.start_after)
+                try:
+                    await lab.migrate()
+                    app.notify(f"lab: migration started ({args.scenario})", timeout=4)
+                except MigtuiError as err:
+                    app.notify(f"lab: {err}", severity="error", timeout=10)
+
+            app.call_later(lambda: app.run_worker(start_migration(), exit_on_error=False))
+
+        return await view_main(runtime_dir, watch, read_only=False, before_run=start_later,
+                               prog="migtui demo", report_guard=False)
     finally:
+        await stop_engine(runtime_dir)
         await lab.stop()
+        if not args.runtime_dir:
+            shutil.rmtree(runtime_dir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,18 +10,25 @@ instead of quietly testing one version only.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
+import signal
 import subprocess
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from migtui.engine.runtime import RUNTIME_ENV
 from migtui.errors import LabError
 from migtui.lab.lab import Lab
 from migtui.lab.qemu import QEMU_ENV, find_qemu_img
+from engine_util import engine_pids, short_runtime_dir
 
 UNMARKED = "/nonexistent/mark-this-test-with-pytest.mark.qemu/qemu-system-x86_64"
 INSTALL = "apt-get install -y qemu-system-x86 qemu-utils"
@@ -107,6 +114,30 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for version in versions:
         parts = ", ".join(f"{n} {outcome}" for (v, outcome), n in sorted(_outcomes.items()) if v == version)
         terminalreporter.write_line(f"real-QEMU tests on QEMU {version}: {parts}")
+
+
+@pytest.fixture(autouse=True)
+def private_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own engine runtime directory: it never meets a user's engine
+    (nor another test's). An engine a test left behind is ended here."""
+    directory = short_runtime_dir()
+    monkeypatch.setenv(RUNTIME_ENV, str(directory))
+    yield directory
+    for pid in engine_pids(directory):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The suite leaves no engine running: any one left (by a test, or a view it started) fails the run."""
+    left = engine_pids()
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        print(f"\nFAILED: engine processes left running after the suite (killed now): {left}", file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture

@@ -102,13 +102,13 @@ def test_read_only_allow_list() -> None:
     for cmd in ("query-migrate", "query-status", "query-block-jobs", "query-dirty-rate",
                 "query-migrate-capabilities", "query-migrate-parameters", "query-commands",
                 "query-version", "query-name", "query-block", "query-named-block-nodes",
-                "query-jobs", "query-qmp-schema", "qmp_capabilities"):
+                "query-jobs", "query-qmp-schema", "qmp_capabilities", "qom-list"):
         assert is_read_only(cmd), cmd
     for cmd in ("stop", "cont", "migrate", "migrate-continue", "migrate_cancel",
                 "migrate-set-capabilities", "migrate-set-parameters", "block-job-cancel",
                 "calc-dirty-rate", "human-monitor-command", "quit", "query-rx-filter"):
         assert not is_read_only(cmd), cmd
-    assert all(c == "qmp_capabilities" or c.startswith("query-") for c in READ_ONLY_COMMANDS)
+    assert all(c in ("qmp_capabilities", "qom-list") or c.startswith("query-") for c in READ_ONLY_COMMANDS)
 
 
 async def test_unix_path_too_long() -> None:

@@ -28,10 +28,12 @@ from typing import Any
 
 import pytest
 from qemu.qmp import EventListener
+from engine_util import engine_pids
 from replay import replayed, version  # noqa: F401 (version: a fixture)
 from textual.pilot import Pilot
 
 from migtui.address import parse_address
+from migtui.engine.runtime import runtime
 from migtui.lab.lab import MIRROR_JOB, Lab
 from migtui.transport import Monitor
 from migtui.tui import pause_watch
@@ -45,6 +47,7 @@ from migtui.tui.widgets.hanging import HangingLines, hang
 from migtui.tui.widgets.monitor_list import MonitorList
 from migtui.tui.widgets.pause_banner import PauseBanner
 from migtui.tui.widgets.text_line import TextLine
+from migtui.view.client import EngineClient
 from migtui.workflow.pairing import destination_for, pair_key
 from migtui.workflow.session import MonitorSession
 from migtui.workflow.switchover import Outcome, Step, StepState, SwitchoverResult, current_switchover
@@ -471,7 +474,8 @@ async def test_auto_resume_holds_back_loudly_when_the_checklist_fails(lab: Lab, 
 
 
 @pytest.mark.qemu
-async def test_sighup_leaves_the_pause_and_the_next_start_shows_it(lab: Lab, tmp_path: Path) -> None:
+async def test_sighup_leaves_the_pause_and_the_next_start_shows_it(lab: Lab, tmp_path: Path,
+                                                                   private_runtime_dir: Path) -> None:
     ctl = await lab.control(lab.src)
     paused = EventListener("MIGRATION", lambda ev: ev.get("data", {}).get("status") == "pre-switchover")
     with ctl.listen(paused):
@@ -489,24 +493,31 @@ async def test_sighup_leaves_the_pause_and_the_next_start_shows_it(lab: Lab, tmp
         term.kill()
     assert code == 129, code
     text = log_file.read_text()
-    assert re.search(r"SIGHUP \(terminal lost\): src: guest stopped in pre-switchover for .*left paused, not"
-                     r" resumed", text), text
-    assert await qemu_status(lab) == "pre-switchover"
+    assert "SIGHUP (terminal lost): view detached; the engine keeps watching" in text, text
+    assert await qemu_status(lab) == "pre-switchover"  # nothing was sent
+    assert engine_pids(private_runtime_dir), "the engine must outlive the view's terminal"
 
-    # The next start shows that pause at once, found by the first query-migrate.
-    sessions, sent = live(lab)
-    src, _dst = sessions
-    app = app_for(sessions)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await until(pilot, lambda: dialog_shown(app), "the dialog at startup", timeout=10)
+    # The next view shows that pause at once (the engine's sessions kept it) and can finish it.
+    client = EngineClient(runtime(private_runtime_dir), kind="next")
+    await client.connect(start=False)
+    try:
+        await client.subscribe()
+        src = client.sessions["src"]
+        assert src.state.in_pre_switchover
         change = next(c for c in reversed(src.state.status_changes) if c.status == "pre-switchover")
-        assert change.source == "poll"
-        box = dialog(app)
-        assert box.section("clock").startswith("Guest stopped at least ")
-        await pilot.press("y")
-        await until(pilot, lambda: box.controller.result is not None, "resume")
-        assert box.controller.result.outcome is Outcome.COMPLETED  # type: ignore[union-attr]
-    assert [n for _, n, _a in sent.mutating()] == ["block-job-cancel", "migrate-continue"]
+        assert change.source == "poll"  # the engine started during the pause
+        await src.engine_request("resume")
+        await until_true(lambda: src.switchover.result is not None, 30, "the resume's outcome")
+        assert src.switchover.result.outcome is Outcome.COMPLETED  # type: ignore[union-attr]
+    finally:
+        await client.close()
+
+
+async def until_true(pred: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
 
 
 class PtyApp:

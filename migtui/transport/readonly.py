@@ -28,6 +28,7 @@ READ_ONLY_COMMANDS: frozenset[str] = frozenset(
         # The VM itself.
         "query-status",
         "query-name",
+        "qom-list",  # lists an object's properties (who manages this QEMU: ownership.py)
         "query-uuid",
         "query-version",
         "query-kvm",

@@ -8,6 +8,7 @@ arrive within ``COALESCE_S`` are merged, so a flood of events costs one repaint.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import time
@@ -23,7 +24,7 @@ from textual.screen import Screen
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..transport import Monitor
-from ..workflow.session import MonitorSession
+from ..workflow.session import KINDS, MonitorSession
 from .messages import SessionsChanged
 from .pause_watch import PauseWatch
 from .screens.dashboard import DashboardScreen
@@ -38,6 +39,8 @@ STOP_TIMEOUT_S = 3.0
 
 
 class MigtuiApp(App[int]):
+    engine_client: object | None = None  # the engine link when this app is a view of one
+    startup_notices: list[str] = []  # what the engine did while no view watched
     CSS_PATH = "app.tcss"
     TITLE = "migtui"
     BINDINGS = [
@@ -82,10 +85,16 @@ class MigtuiApp(App[int]):
     # ------------------------------------------------------------------ sessions
 
     def on_mount(self) -> None:
+        if self.engine_client is not None:  # the engine's messages reach the app in its context
+            self.engine_client.context = contextvars.copy_context()  # type: ignore[attr-defined]
+        for line in self.startup_notices:
+            self.notify(line, title="While no view watched", timeout=30)
         self.pauses.start()  # before the sessions start: their first poll may find a pause
         for session in self.sessions.values():
             self._unsubscribe.append(session.add_change_listener(self._session_changed))
             session.start()
+            if session.polls or session.event_count:  # a view of the engine: it has a state already
+                self._session_changed(session, KINDS)
 
     async def on_unmount(self) -> None:
         self.pauses.stop()

@@ -13,7 +13,9 @@ import logging
 import sys
 
 from ..address import parse_addresses
+from ..engine.command import add_runtime_argument
 from ..errors import AddressError
+from ..workflow.policy import DEFAULT_MAX_PAUSE_S, DEFAULT_ON_MAX_PAUSE, ON_MAX_PAUSE, Policy
 
 MONITOR_HELP = "[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT), one per QEMU monitor"
 
@@ -45,8 +47,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--auto-resume", action="store_true",
         help="resume each pre-switchover pause at once when its checklist passes (finish the mirrors,"
-        " migrate-continue); when it fails, wait for the operator",
+        " migrate-continue); when it fails, wait for the operator. The engine does it, view or not",
     )
+    add_policy_arguments(parser)
+    add_runtime_argument(parser)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: give more than 0 and at most 86400 seconds")
+    return value
+
+
+def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-pause", type=_seconds, default=None, metavar="SECONDS",
+        help=f"longest a pre-switchover pause may last before --on-max-pause applies (default {DEFAULT_MAX_PAUSE_S:g})",
+    )
+    parser.add_argument(
+        "--on-max-pause", choices=ON_MAX_PAUSE, default=None,
+        help="at the deadline: abort (default), resume (only if the checklist passes, else abort) or wait",
+    )
+
+
+def policy_of(args: argparse.Namespace) -> Policy:
+    """The policy these flags ask for; ``explicit`` names the flags given."""
+    explicit = {flag for flag, given in (("auto_resume", args.auto_resume), ("max_pause", args.max_pause is not None),
+                                         ("on_max_pause", args.on_max_pause is not None)) if given}
+    return Policy(auto_resume=args.auto_resume,
+                  max_pause_s=args.max_pause if args.max_pause is not None else DEFAULT_MAX_PAUSE_S,
+                  on_max_pause=args.on_max_pause or DEFAULT_ON_MAX_PAUSE, explicit=frozenset(explicit))
 
 
 def setup_logging(path: str | None) -> None:
@@ -85,8 +119,6 @@ def run(args: argparse.Namespace) -> int:
         "dashboard on %s (interval %s s%s%s)", ", ".join(a.display for a in addresses),
         args.interval, ", read-only" if args.read_only else "", ", auto-resume" if args.auto_resume else "",
     )
-    from .app import make_app  # textual loads only once the arguments are good
+    from .view_run import run_view  # textual loads only once the arguments are good
 
-    app = make_app(addresses, interval=args.interval, read_only=args.read_only, auto_resume=args.auto_resume)
-    result = app.run()
-    return int(result or 0) if app.return_code in (None, 0) else int(app.return_code or 1)
+    return run_view(args, addresses)

@@ -63,11 +63,48 @@ class PauseClock:
         return max(0.0, now - self.start)
 
 
-def banner_line(name: str, clock: PauseClock | None, now: float) -> Content:
+def banner_line(name: str, clock: PauseClock | None, now: float, deadline: str | None = None) -> Content:
     """One source's banner line: the dialog's figure (tenths), "≥" when migtui only saw
-    the pause after it began. Fits 80 columns; what may be cut comes last."""
+    the pause after it began, the engine's deadline. Fits 80 columns; what may be cut comes last."""
     took = ("" if clock.exact else "≥") + clock_text(clock.seconds(now)) if clock is not None else "?"
-    return Content.styled(f" ‖ {name} STOPPED {took} before switchover · s opens ", "bold reverse $warning")
+    then = f" · {deadline}" if deadline else ""
+    return Content.styled(f" ‖ {name} STOPPED {took} before switchover{then} · s opens ", "bold reverse $warning")
+
+
+def deadline_text(pause: dict[str, object], now: float) -> str | None:
+    """"abort in 42 s": what the engine will do when this pause reaches its deadline."""
+    deadline = pause.get("deadline")
+    if not isinstance(deadline, (int, float)) or not pause.get("deadline_allowed"):
+        return None
+    policy = pause.get("policy")
+    action = policy.get("on_max_pause", "abort") if isinstance(policy, dict) else "abort"
+    return f"{action} in {max(0, int(deadline - now + 0.999))} s"
+
+
+def engine_note(pause: dict[str, object], now: float) -> list[Content]:
+    """The engine's word on a pause: who drives it, what the engine will do, its notes."""
+    lines: list[Content] = []
+    if pause.get("owner") == "libvirt":
+        lines.append(Content.styled("libvirt drives this migration and finishes this pause itself:"
+                                    " acting here may break it", "bold $warning"))
+    elif pause.get("since") is not None:
+        then = deadline_text(pause, now)
+        if then:
+            policy = pause.get("policy")
+            limit = policy.get("max_pause_s") if isinstance(policy, dict) else None
+            lines.append(Content.styled(f"The engine will {then} (--max-pause {limit:g} s),"
+                                        " with or without this view" if isinstance(limit, (int, float))
+                                        else f"The engine will {then}", "$warning"))
+        elif pause.get("deadline_why"):
+            lines.append(Content.styled(f"No deadline: {pause['deadline_why']}", "$text-muted"))
+    notes = pause.get("notes")
+    if isinstance(notes, dict):
+        for key in ("held", "deadline", "auto"):
+            text = notes.get(key)
+            if text:
+                lines.append(Content.styled(("✗ " if key == "held" else "") + str(text),
+                                            "bold $error" if key == "held" else "$accent"))
+    return lines
 
 
 def pause_end(state: VmState, clock: PauseClock) -> float | None:

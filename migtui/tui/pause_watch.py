@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
 from collections.abc import Callable, Mapping
@@ -40,7 +41,7 @@ from ..workflow.pairing import destination_for
 from ..workflow.paused import log_paused_on_exit, paused_sources, quit_warning
 from ..workflow.session import CONNECTION, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import current_switchover, switchover_for
-from .pause_text import PauseClock, banner_line
+from .pause_text import PauseClock, banner_line, deadline_text, engine_note
 from .screens.confirm import ConfirmScreen
 from .screens.switchover import SwitchoverScreen
 from .widgets.pause_banner import PauseBanner
@@ -58,6 +59,7 @@ TICK_S = 0.1  # the downtime clock of the banner and the dialogs, only while a g
 # While migtui acts on a stopped guest the screen waits (at most this long, then it
 # repaints anyway: a mirror can take seconds to finish) rather than compete for the loop.
 HOLD_REPAINT_S = 0.25
+EXIT_FAILSAFE_S = 0.6  # a view that lost its terminal is gone within a second, however Textual fares
 
 
 class PauseWatch:
@@ -77,6 +79,7 @@ class PauseWatch:
         self.held: dict[str, str] = {}  # source -> why auto-resume held back (this pause)
         self.auto_notes: dict[str, str] = {}  # source -> what auto-resume is doing
         self._banner_empty = True  # the banner shows nothing now
+        self._remote_held: dict[str, str] = {}  # the engine's "held" note already acted on
         self.detected: list[tuple[str, float | None]] = []  # (source, pre_switchover_since), in order
         self._seen: dict[str, float | None] = {}
         self._queue: list[str] = []
@@ -89,7 +92,7 @@ class PauseWatch:
 
     @property
     def live(self) -> list[MonitorSession]:
-        return [s for s in self.sessions.values() if s.monitor is not None]
+        return [s for s in self.sessions.values() if s.live]
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -145,7 +148,20 @@ class PauseWatch:
         self._signals.clear()
 
     def _exit_signal(self, why: str) -> None:
-        """The terminal is gone (or we are told to go): leave every VM as it is, say so, exit."""
+        """The terminal is gone (or we are told to go): leave every VM as it is, say so, exit.
+        A view of the engine only detaches: the engine keeps every pause and its deadline.
+
+        Gone within a second whatever happens: a terminal that hung up can leave Textual's
+        driver waiting on it, so a last-resort timer ends the process (logs are flushed
+        per record; the view holds nothing the engine does not)."""
+        code = 129 if "SIGHUP" in why else 143
+        failsafe = threading.Timer(EXIT_FAILSAFE_S, os._exit, args=(code,))
+        failsafe.daemon = True
+        failsafe.start()
+        if self.live and all(getattr(s, "pause", None) is not None for s in self.live):
+            log.info("%s: view detached; the engine keeps watching (and guarding) every monitor", why)
+            self.app.exit(return_code=129 if "SIGHUP" in why else 143)
+            return
         lines = log_paused_on_exit(self.live, why, self.clock())
         if not lines:
             log.info("%s: exiting", why)
@@ -162,6 +178,12 @@ class PauseWatch:
             since = state.pre_switchover_since
             if name not in self._seen or self._seen[name] != since:
                 self._new_pause(session, since)
+            remote = getattr(session, "pause", None)
+            held = (remote or {}).get("notes", {}).get("held") if remote else None
+            if held and self._remote_held.get(name) != held:  # the engine's auto-resume held back
+                self._remote_held[name] = held
+                self.auto_notes.pop(name, None)
+                self.app.call_later(self.open_dialog, name)
         elif name in self._seen:
             del self._seen[name]
             self.held.pop(name, None)
@@ -178,13 +200,18 @@ class PauseWatch:
         self.detected.append((name, since))
         self.held.pop(name, None)
         log.info("%s: paused in pre-switchover (guest stopped)", name)
+        remote = getattr(session, "pause", None)
+        if remote is not None and remote.get("auto_allowed"):
+            # The engine resumes it; the dialog opens only if it holds back (its "held" note).
+            self.auto_notes[name] = f"auto-resume (engine): {name}: checking the checklist"
+            return
         auto = self.autos.get(name)
         if auto is not None:
             # Runs before AutoResume's listener, whose task reads the destination later.
             auto.destination = destination_for(session, self.sessions.values())
             self.auto_notes[name] = f"auto-resume: {name}: checking the checklist"
             return  # the dialog opens only if auto-resume holds back
-        if session.monitor is not None:
+        if session.live:
             self.app.call_later(self.open_dialog, name)
 
     def _report(self, session: MonitorSession, report: AutoResumeReport) -> None:
@@ -253,6 +280,14 @@ class PauseWatch:
         return names
 
     def dialog_note(self, name: str) -> Content | None:
+        session = self.sessions.get(name)
+        remote = getattr(session, "pause", None)
+        if remote is not None:  # the engine's word: who drives it, its deadline, its notes
+            lines = engine_note(remote, self.clock())
+            controller = current_switchover(session) if session is not None else None
+            if controller is not None and controller.action and controller.actor:
+                lines.insert(0, Content.styled(f"{controller.action} started by {controller.actor}", "$accent"))
+            return Content("\n").join(lines) if lines else None
         if name in self.held:
             return Content.styled(f"✗ {self.held[name]}", "bold $error")
         if name in self.auto_notes:
@@ -345,7 +380,9 @@ class PauseWatch:
         paused = paused_sources(self.sessions.values())
         shown = paused if len(paused) <= BANNER_LINES else paused[: BANNER_LINES - 1]
         for session in shown:
-            lines.append(banner_line(session.name, PauseClock.of(session.state), now))
+            remote = getattr(session, "pause", None)
+            deadline = deadline_text(remote, now) if remote is not None else None
+            lines.append(banner_line(session.name, PauseClock.of(session.state), now, deadline))
         if len(shown) < len(paused):  # many at once: one line names the rest, none is lost
             rest = [s.name for s in paused[len(shown):]]
             lines.append(Content.styled(f" ‖ {len(rest)} more guests STOPPED: {', '.join(rest)} ",
@@ -355,6 +392,11 @@ class PauseWatch:
             notes.append(Content.styled(f"✗ {why}", "bold $error"))
         for name, what in self.auto_notes.items():
             notes.append(Content.styled(what, "$accent"))
+        for session in self.sessions.values():
+            remote = getattr(session, "pause", None)
+            held = (remote or {}).get("notes", {}).get("held") if remote else None
+            if held and session.state.in_pre_switchover:
+                notes.append(Content.styled(f"✗ {held}", "bold $error"))
         if any(s.read_only for s in paused):
             notes.append(Content.styled("read-only: migtui will not resume or abort; the guest stays stopped"
                                         " until another client does", "$warning"))
@@ -363,7 +405,11 @@ class PauseWatch:
     # ------------------------------------------------------------------ quitting
 
     def quit(self) -> None:
-        """Quit, asking first while a guest waits in pre-switchover."""
+        """Quit, asking first while a guest waits in pre-switchover -- unless the engine
+        guards it (a view of the engine: the pause keeps its deadline; the CLI says so)."""
+        if self.live and all(getattr(s, "pause", None) is not None for s in self.live):
+            self.app.exit()
+            return
         warning = quit_warning(self.live, self.clock())
         if warning is None:
             self.app.exit()

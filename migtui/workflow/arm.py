@@ -25,12 +25,20 @@ class ArmResult:
     monitor: str
     enabled: tuple[str, ...]  # switched on by this call
     already: tuple[str, ...]  # were on before
+    message: str = ""  # the engine's summary, for a view's request
 
     @property
     def changed(self) -> bool:
         return bool(self.enabled)
 
+    @classmethod
+    def said(cls, monitor: str, summary: str) -> "ArmResult":
+        """The engine's answer (its own ArmResult's summary), as a result."""
+        return cls(monitor, (), (), summary)
+
     def summary(self) -> str:
+        if self.message:
+            return self.message
         if not self.enabled:
             return f"{self.monitor}: {ALREADY_ARMED}"
         return f"{self.monitor}: armed: {', '.join(self.enabled)} enabled"
@@ -75,9 +83,27 @@ async def arm(monitor: Monitor) -> ArmResult:
     return ArmResult(name, todo, already)
 
 
+async def disarm(monitor: Monitor, capabilities: tuple[str, ...]) -> None:
+    """Switch ``capabilities`` off again (what this migtui armed itself), between migrations."""
+    refuse_read_only(monitor, "disarm")
+    name = monitor.name
+    status = MigrationInfo.from_qmp(await monitor.execute("query-migrate")).status
+    if status in RUNNING_STATUSES:
+        raise MonitorError(name, f"{name}: cannot disarm while a migration is {status}: QEMU only changes"
+                                 " capabilities between migrations")
+    await monitor.execute(
+        "migrate-set-capabilities",
+        {"capabilities": [{"capability": cap, "state": False} for cap in capabilities]},
+    )
+
+
 async def arm_session(session: MonitorSession) -> ArmResult:
     """:func:`arm` the session's monitor, then re-read its capabilities at once so the
-    monitors list and migration panel show it armed without waiting for the next poll."""
+    monitors list and migration panel show it armed without waiting for the next poll.
+    A view's remote session asks the engine, which arms it and remembers it did."""
+    request = getattr(session, "engine_request", None)
+    if request is not None:
+        return ArmResult.said(session.name, await request("arm"))
     if session.monitor is None:
         raise NotSupported(session.name, f"{session.name}: a replayed session cannot be armed")
     result = await arm(session.monitor)

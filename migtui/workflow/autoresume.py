@@ -49,8 +49,11 @@ class AutoResume:
         *,
         on_report: ReportListener | None = None,
         clock: Callable[[], float] = time.time,
+        allowed: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         self.source = source
+        # Whether this pause is ours to resume (policy.applies: never libvirt's).
+        self.allowed = allowed or (lambda: (True, "auto-resume"))
         self.destination = destination
         self.clock = clock
         self.reports: list[AutoResumeReport] = []
@@ -81,6 +84,10 @@ class AutoResume:
         if self._handled is not None and self._handled == since:
             return  # this pause is already ours
         self._handled = since
+        ok, why = self.allowed()
+        if not ok:
+            self._report("info", f"{session.name}: auto-resume does nothing: {why}")
+            return
         # A task at once: the event handler must not wait, and nothing waits for a poll.
         self.task = asyncio.get_running_loop().create_task(
             self._handle(), name=f"auto-resume-{session.name}"

@@ -45,6 +45,9 @@ KINDS = frozenset({CONNECTION, MIGRATION, RUN_STATE, BLOCK_JOBS, DIRTY_RATE, CON
 
 ChangeListener = Callable[["MonitorSession", frozenset[str]], None]
 ReplyListener = Callable[[str, Any, float], None]  # (command, reply, now)
+# Every QMP input folded into the state, in the replay format (``replay()``): the engine
+# keeps these to give a view that attaches the state and the recent history.
+InputListener = Callable[[dict[str, Any]], None]
 
 # Events that make the next poll start at once rather than at the next tick.
 _POLL_NOW_EVENTS = frozenset(
@@ -89,6 +92,7 @@ class MonitorSession:
         self._listeners: list[ChangeListener] = []
         self._reply_listeners: list[ReplyListener] = []
         self._event_listeners: list[Callable[[QmpEvent], None]] = []
+        self._input_listeners: list[InputListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._config_due = True
@@ -137,6 +141,18 @@ class MonitorSession:
         self._notify(kinds)
         return kinds
 
+    def add_input_listener(self, cb: InputListener) -> Callable[[], None]:
+        """``cb(entry)`` for every event and reply folded into the state (replay format)."""
+        self._input_listeners.append(cb)
+        return lambda: self._input_listeners.remove(cb) if cb in self._input_listeners else None
+
+    def _input(self, entry: dict[str, Any]) -> None:
+        for cb in list(self._input_listeners):
+            try:
+                cb(entry)
+            except Exception:
+                log.exception("%s: input listener %r failed", self.name, cb)
+
     def add_reply_listener(self, cb: ReplyListener) -> None:
         """``cb(command, reply, now)`` for every poll reply (to record a session)."""
         self._reply_listeners.append(cb)
@@ -156,6 +172,15 @@ class MonitorSession:
     @property
     def connected(self) -> bool:
         return self.status.state is ConnState.CONNECTED
+
+    @property
+    def live(self) -> bool:
+        """Backed by a real monitor (here or in the engine), not a replay: it can act."""
+        return self.monitor is not None
+
+    @property
+    def address_display(self) -> str | None:
+        return self.monitor.address.display if self.monitor else None
 
     @property
     def read_only(self) -> bool:
@@ -249,7 +274,10 @@ class MonitorSession:
     def apply_event(self, ev: QmpEvent, now: float | None = None) -> set[str]:
         """Fold one event into the state; returns what changed (listeners not called)."""
         kinds = {EVENTS}
-        self.state.apply_event(ev, self.clock() if now is None else now)
+        now = self.clock() if now is None else now
+        if self._input_listeners:
+            self._input({"t": now, "kind": "event", "event": ev.raw})
+        self.state.apply_event(ev, now)
         self.event_count += 1
         if ev.name in ("MIGRATION", "MIGRATION_PASS"):
             kinds.add(MIGRATION)
@@ -263,6 +291,8 @@ class MonitorSession:
         """Fold one ``query-*`` reply into the state; returns what changed."""
         at = self.clock() if now is None else now
         state = self.state
+        if self._input_listeners:
+            self._input({"t": at, "kind": "reply", "command": command, "return": reply})
         if command == "query-migrate":
             return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at) else set()
         if command == "query-status":

@@ -16,12 +16,13 @@ from typing import Any
 
 from .. import format as fmt
 from ..address import MonitorAddress, parse_addresses
-from ..errors import AddressError, MonitorError
+from ..errors import AddressError, MigtuiError, MonitorError
 from ..model.blockjobs import parse_block_jobs
 from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
 from ..model.vmstate import is_armed
 from ..transport import Monitor
+from .session import MonitorSession
 
 
 @dataclass
@@ -52,6 +53,32 @@ class Snapshot:
         }
 
 
+    @classmethod
+    def from_json(cls, address: MonitorAddress, data: dict[str, Any]) -> "Snapshot":
+        """What :meth:`to_json` wrote (the engine's answer), for ``address`` as given here."""
+        mig = data.get("migration")
+        return cls(address, error=data.get("error"), qemu=data.get("qemu"), run_state=data.get("run_state"),
+                   migration=MigrationInfo.from_qmp(mig.get("raw")) if isinstance(mig, dict) else None,
+                   capabilities=dict(data.get("capabilities") or {}),
+                   block_jobs=list(data.get("block_jobs") or []))
+
+
+def snapshot_of(session: MonitorSession, address: MonitorAddress, block_jobs: Any) -> Snapshot:
+    """The snapshot of a monitor the engine already watches (no new connection)."""
+    snap = Snapshot(address)
+    if not session.connected:
+        err = session.status.error
+        snap.error = str(err) if err is not None else f"{session.name}: not connected ({session.status.label()})"
+        return snap
+    state = session.state
+    snap.qemu = session.qemu_version
+    snap.run_state = state.run_state.status if state.run_state else None
+    snap.migration = state.migration
+    snap.capabilities = dict(state.capabilities)
+    snap.block_jobs = list(block_jobs) if isinstance(block_jobs, list) else []
+    return snap
+
+
 async def snapshot(address: MonitorAddress, timeout: float) -> Snapshot:
     snap = Snapshot(address)
     mon = Monitor(address, read_only=True, connect_timeout=timeout, command_timeout=timeout)
@@ -72,6 +99,32 @@ async def snapshot(address: MonitorAddress, timeout: float) -> Snapshot:
 
 async def collect(addresses: list[MonitorAddress], timeout: float) -> list[Snapshot]:
     return list(await asyncio.gather(*(snapshot(a, timeout) for a in addresses)))
+
+
+async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
+                             runtime_dir: str | None) -> list[Snapshot]:
+    """Ask the user's engine for the monitors it watches (QEMU serves one client per
+    socket: the engine's connection would block ours); query the others directly."""
+    from ..engine.runtime import runtime
+    from ..view.client import EngineClient, EngineError
+
+    answers: list[dict[str, Any] | None] = [None] * len(addresses)
+    client = EngineClient(runtime(runtime_dir), read_only=True, kind="migtui status")
+    try:
+        await asyncio.wait_for(client.connect(start=False), timeout)
+        reply = await asyncio.wait_for(
+            client.call("status", addresses=[a.absolute().display for a in addresses]), timeout)
+        if reply.get("ok") and isinstance(reply.get("monitors"), list):
+            answers = list(reply["monitors"])[: len(addresses)]
+            answers += [None] * (len(addresses) - len(answers))
+    except (EngineError, MigtuiError, asyncio.TimeoutError, OSError):
+        pass  # no engine (or not ours to ask): every monitor directly
+    finally:
+        await client.close()
+    direct = [a for a, answer in zip(addresses, answers) if answer is None]
+    fetched = iter(await collect(direct, timeout))
+    return [Snapshot.from_json(a, answer) if answer is not None else next(fetched)
+            for a, answer in zip(addresses, answers)]
 
 
 def render_table(snaps: list[Snapshot]) -> str:
@@ -118,6 +171,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help='print one JSON object {"monitors": [...]}')
     parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
                         help="connect and per-command timeout in seconds (default 5)")
+    from ..engine.command import add_runtime_argument
+
+    add_runtime_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -126,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     except AddressError as exc:
         print(f"migtui status: {exc}", file=sys.stderr)
         return 2
-    snaps = asyncio.run(collect(addresses, args.timeout))
+    snaps = asyncio.run(collect_via_engine(addresses, args.timeout, args.runtime_dir))
     for s in snaps:
         if not s.ok:
             # Monitor errors already start with the monitor's name.

@@ -139,6 +139,7 @@ class Switchover:
         self.clock = clock
         self.steps: list[Step] = []
         self.action: str | None = None  # "resume" or "abort" once one started
+        self.actor: str | None = None  # who started it ("view tui on /dev/pts/3", "auto-resume", ...)
         self.result: SwitchoverResult | None = None
         self.pause_since = source.state.pre_switchover_since
         self.device_at: float | None = None  # QEMU timestamp of MIGRATION device
@@ -732,7 +733,11 @@ def switchover_for(source: MonitorSession, destination: MonitorSession | None = 
     """The controller of ``source``'s current pause, shared by the dialog and --auto-resume.
 
     A new one is made when the source pauses again (a new pre-switchover episode).
+    A view's remote session answers with its mirror of the engine's switchover.
     """
+    remote = getattr(source, "remote_switchover", None)
+    if remote is not None:
+        return remote(destination)  # type: ignore[no-any-return]
     existing = _current.get(source)
     since = source.state.pre_switchover_since
     if existing is not None and (existing.running or since is None or existing.pause_since in (None, since)):
@@ -747,4 +752,7 @@ def switchover_for(source: MonitorSession, destination: MonitorSession | None = 
 
 
 def current_switchover(source: MonitorSession) -> Switchover | None:
+    remote = getattr(source, "remote_switchover", None)
+    if remote is not None:
+        return remote()  # type: ignore[no-any-return]
     return _current.get(source)

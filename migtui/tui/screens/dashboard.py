@@ -211,7 +211,7 @@ class DashboardScreen(Screen[None]):
         if session is None:
             return None
         usable = (
-            session.monitor is not None
+            session.live
             and session.connected
             and not session.read_only
             and not session.measuring

@@ -47,7 +47,7 @@ CLOSE_DESCRIPTION = "the guest stays stopped; s reopens this dialog"
 
 def blocked_reason(session: MonitorSession) -> str | None:
     """Why migtui may not act on ``session`` at all (None: it may)."""
-    if session.monitor is None:
+    if not session.live:
         return f"{session.name}: replayed data: migtui cannot act on it"
     if session.read_only:
         return f"read-only: migtui will not resume or abort {session.name} (started with --read-only)"
@@ -290,6 +290,7 @@ class SwitchoverScreen(ModalScreen[None]):
         if self._ended_at is None and self._pause is not None:
             self._ended_at = pause_end(state, self._pause)
         self.query_one("#sw-clock", TextLine).set(clock_line(self._pause, now, self._ended_at))
+        self._show_note()  # the engine's deadline counts down with the clock
 
     def _clock_if_ended(self) -> None:
         """While the pause goes on the watch ticks the clock; its end is shown at once."""

@@ -98,7 +98,7 @@ class SwitchoverDashboard(DashboardScreen):
 
     def can_arm(self) -> bool | None:
         session = self.selected
-        if session is None or session.monitor is None:
+        if session is None or not session.live:
             return False  # replayed data: nothing to arm
         if session.read_only or not session.connected:
             return None
@@ -114,7 +114,7 @@ class SwitchoverDashboard(DashboardScreen):
         name = session.name
         blocked = blocked_reason(session)
         if key == "a":
-            if session.monitor is None:
+            if not session.live:
                 return f"{name}: replayed data: nothing to arm"
             if session.read_only:
                 return f"read-only: migtui will not arm {name} (started with --read-only)"

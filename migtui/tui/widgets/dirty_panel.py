@@ -74,7 +74,7 @@ def verdict(session: MonitorSession, previous: str | None = None) -> tuple[str |
         return level, Content.styled(*_TREND[level])
     if session.measuring:
         return None, Content.styled("measuring…", "bold $warning")
-    can_measure = session.monitor is not None and not session.read_only
+    can_measure = session.live and not session.read_only
     hint = "; d measures" if can_measure else ""
     if info.is_finished:
         return None, Content.styled(f"{info.status}{hint}", "$text-muted")

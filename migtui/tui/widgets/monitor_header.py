@@ -35,8 +35,8 @@ def identity_text(session: MonitorSession) -> Content:
         parts.append(Content.styled("read-only", "$text-muted"))
     if session.qemu_version:
         parts.append(Content.styled(f"QEMU {session.qemu_version}", "$text-muted"))
-    if session.monitor is not None:
-        parts.append(Content.styled(session.monitor.address.display, "$text-muted"))
+    if session.address_display is not None:
+        parts.append(Content.styled(session.address_display, "$text-muted"))
     return SEP.join(parts)
 
 

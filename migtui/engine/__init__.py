@@ -1,0 +1,1 @@
+"""The engine: QMP connections, workflows and policies, serving views over a UNIX socket."""

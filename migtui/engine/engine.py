@@ -1,0 +1,506 @@
+"""The engine: owns the QMP connections, the sessions and every workflow; no rendering.
+
+One per user (``runtime.py``). Views attach over a UNIX socket (``server.py``) and get
+the state of every monitor and its recent history at once, then every change as it
+happens. The engine never waits for a view: messages are queued per view and written
+in one go; a view that cannot keep up is dropped (``server.View``).
+
+The gate outlives the terminal: pre-switchover pauses are resolved here, by an
+operator's request from any view (the first one acts, once), by ``--auto-resume``, or
+by the pause's deadline (``workflow/deadline.py``) -- whether or not a view is
+attached. Who owns a pause decides what the engine may do alone (``workflow/policy.py``).
+
+Lifecycle: the engine stays while a view is attached or while it guards something (a
+watched source that is paused, armed, or migrating with pause-before-switchover on);
+otherwise it exits with its last view, first disarming what it armed itself. One
+started with ``migtui engine`` stays until ``migtui engine stop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from functools import partial
+from typing import Any, Protocol
+
+from ..address import MonitorAddress
+from ..errors import MigtuiError
+from ..format import format_duration
+from ..model.migration import RUNNING_STATUSES
+from ..transport import ConnState, Monitor
+from ..workflow.arm import arm_session, disarm
+from ..workflow.autoresume import AutoResume, AutoResumeReport
+from ..workflow.deadline import PauseDeadline, Phase
+from ..workflow.ownership import LIBVIRT, detect_manager
+from ..workflow.pairing import destination_for
+from ..workflow.policy import OWNER_LIBVIRT, OWNER_MIGTUI, OWNER_OTHER, Policy, applies
+from ..workflow.status import snapshot_of
+from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, RUN_STATE, MonitorSession
+from ..workflow.switchover import Switchover, current_switchover, switchover_for
+from . import protocol as p
+from .wire import session_json, switchover_json
+
+log = logging.getLogger("migtui.engine")
+
+EVENTS_KEPT = 500  # as many as a VmState shows
+MIGRATE_REPLIES_KEPT = 300  # the chart's history (one per poll)
+IDLE_EXIT_S = 1.0  # grace after the last view leaves, so a quick re-attach finds us
+
+
+class ViewLink(Protocol):
+    """What the engine needs of an attached view (``server.View``)."""
+
+    label: str
+    read_only: bool
+    subscribed: bool
+
+    def send(self, message: dict[str, Any]) -> None: ...
+
+
+class Journal:
+    """The inputs a new view replays: every recent event, the chart's query-migrate
+    replies, and the latest reply of each other query (in arrival order)."""
+
+    def __init__(self) -> None:
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
+        self.migrate: deque[dict[str, Any]] = deque(maxlen=MIGRATE_REPLIES_KEPT)
+        self.latest: dict[str, dict[str, Any]] = {}
+        self._seq = 0
+
+    def add(self, entry: dict[str, Any]) -> None:
+        self._seq += 1
+        entry = dict(entry, seq=self._seq)
+        if entry["kind"] == "event":
+            self.events.append(entry)
+        elif entry.get("command") == "query-migrate":
+            self.migrate.append(entry)
+        else:
+            self.latest[str(entry.get("command"))] = entry
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.migrate.clear()
+        self.latest.clear()
+
+    def entries(self) -> list[dict[str, Any]]:
+        merged = [*self.events, *self.migrate, *self.latest.values()]
+        merged.sort(key=lambda e: e["seq"])
+        return merged
+
+
+class Watched:
+    """One monitor the engine watches, with its policy and what the engine did to it."""
+
+    def __init__(self, session: MonitorSession, address: MonitorAddress, policy: Policy) -> None:
+        self.session = session
+        self.address = address
+        self.policy = policy
+        self.journal = Journal()
+        self.armed_by_engine: tuple[str, ...] = ()  # capabilities this engine switched on
+        self.manager: str | None = None  # "libvirt" once recognised
+        self.manager_why = "not checked yet"
+        self.auto: AutoResume | None = None
+        self.deadline: PauseDeadline | None = None
+        self.notes: dict[str, str] = {}  # "held" / "auto" / "deadline" -> one line
+        self.tracked: Switchover | None = None
+
+    @property
+    def name(self) -> str:
+        return self.session.name
+
+    @property
+    def owner(self) -> str:
+        if self.manager == LIBVIRT:
+            return OWNER_LIBVIRT
+        return OWNER_MIGTUI if self.armed_by_engine else OWNER_OTHER
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        persist: bool = False,
+        clock: Callable[[], float] = time.time,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 5.0,
+    ) -> None:
+        self.persist = persist
+        self.clock = clock
+        self.connect_timeout = connect_timeout
+        self.command_timeout = command_timeout
+        self.watched: dict[str, Watched] = {}
+        self.views: set[ViewLink] = set()
+        self.stopped = asyncio.Event()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._pending_switchovers: set[str] = set()
+        self._switchover_flush = False
+
+    # ------------------------------------------------------------------ views
+
+    def attach(self, view: ViewLink) -> None:
+        self.views.add(view)
+        self._cancel_idle()
+
+    def detach(self, view: ViewLink) -> None:
+        self.views.discard(view)
+        self.maybe_exit_soon()
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        for view in list(self.views):
+            if view.subscribed:
+                view.send(message)
+
+    def subscribe(self, view: ViewLink) -> None:
+        """Give ``view`` the whole picture now; it gets every change from here on."""
+        view.subscribed = True
+        for w in self.watched.values():
+            self._send_monitor(view, w)
+
+    def _send_monitor(self, view: ViewLink, w: Watched) -> None:
+        view.send(self._monitor_message(w))
+        view.send({"op": p.FEED, "name": w.name, "entries": w.journal.entries()})
+        view.send({"op": p.SESSION, **session_json(w.session, with_commands=True)})
+        controller = current_switchover(w.session)
+        if controller is not None:
+            view.send({"op": p.SWITCHOVER, "name": w.name, "state": switchover_json(controller)})
+        view.send(self._pause_message(w))
+
+    def _monitor_message(self, w: Watched) -> dict[str, Any]:
+        return {"op": p.MONITOR, "name": w.name, "address": asdict(w.address), "interval": w.session.interval,
+                "read_only": w.session.read_only}
+
+    # ------------------------------------------------------------------ watching
+
+    def watch(self, addresses: Iterable[MonitorAddress], policy: Policy, *, read_only: bool,
+              interval: float) -> list[str]:
+        """Watch these monitors (again): returns the names they have here. An address
+        already watched keeps its connection; a name taken by another address gets a suffix."""
+        names = []
+        for address in addresses:
+            existing = next((w for w in self.watched.values() if w.address.display == address.display), None)
+            if existing is not None:
+                if not read_only:
+                    self._set_policy(existing, existing.policy.merged(policy))
+                names.append(existing.name)
+                continue
+            name, n = address.name, 2
+            while name in self.watched:
+                name, n = f"{address.name}-{n}", n + 1
+            address = MonitorAddress(name, address.kind, address.path, address.host, address.port)
+            monitor = Monitor(address, read_only=read_only, connect_timeout=self.connect_timeout,
+                              command_timeout=self.command_timeout)
+            session = MonitorSession(monitor, interval=interval, clock=self.clock)
+            w = Watched(session, address, policy)
+            self.watched[name] = w
+            self._hook(w)
+            session.start()
+            log.info("watching %s (%s)%s", name, address.display, ", read-only" if read_only else "")
+            for view in list(self.views):
+                if view.subscribed:
+                    self._send_monitor(view, w)
+            names.append(name)
+        return names
+
+    def _hook(self, w: Watched) -> None:
+        session = w.session
+        session.add_input_listener(partial(self._on_input, w))
+        # The deadline first: the PAUSE message built in _on_change carries it.
+        w.deadline = PauseDeadline(
+            session, policy=lambda: w.policy, owner=lambda: w.owner,
+            destination=lambda: destination_for(session, self.sessions()),
+            on_report=partial(self._note, w, "deadline"), clock=self.clock)
+        w.deadline.start()
+        session.add_change_listener(partial(self._on_change, w))
+        self._set_auto(w)
+
+    def sessions(self) -> list[MonitorSession]:
+        return [w.session for w in self.watched.values()]
+
+    def _set_policy(self, w: Watched, policy: Policy) -> None:
+        if policy == w.policy:
+            return
+        w.policy = policy
+        self._set_auto(w)
+        if w.deadline is not None:
+            w.deadline.rearm()
+        self.broadcast(self._pause_message(w))
+
+    def _set_auto(self, w: Watched) -> None:
+        want = w.policy.auto_resume and not w.session.read_only
+        if want and w.auto is None:
+            w.auto = AutoResume(w.session, None, on_report=partial(self._auto_report, w), clock=self.clock,
+                                allowed=lambda: applies(w.policy, w.owner, "auto_resume"))
+            w.auto.start()
+        elif not want and w.auto is not None:
+            w.auto.stop()
+            w.auto = None
+
+    # ------------------------------------------------------------------ session input
+
+    def _on_input(self, w: Watched, entry: dict[str, Any]) -> None:
+        w.journal.add(entry)
+        message = {"op": p.FEED, "name": w.name, "entries": [entry]}
+        for view in list(self.views):
+            if view.subscribed:
+                view.send(message)
+
+    def _on_change(self, w: Watched, session: MonitorSession, kinds: frozenset[str]) -> None:
+        if CONNECTION in kinds or DIRTY_RATE in kinds:
+            self.broadcast({"op": p.SESSION, **session_json(session, with_commands=CONNECTION in kinds)})
+            if CONNECTION in kinds and session.connected:
+                asyncio.get_running_loop().create_task(self._check_manager(w))
+        if kinds & {MIGRATION, CONNECTION, RUN_STATE}:
+            if session.state.in_pre_switchover:
+                self._track_pause(w)
+            self.broadcast(self._pause_message(w))
+        if kinds & {MIGRATION, CONNECTION, CONFIG} and not self.views:
+            self.maybe_exit_soon()
+
+    def _track_pause(self, w: Watched) -> None:
+        if w.auto is not None:
+            w.auto.destination = destination_for(w.session, self.sessions())
+        controller = switchover_for(w.session, destination_for(w.session, self.sessions()))
+        if controller is not w.tracked:
+            w.tracked = controller
+            w.notes.pop("held", None)
+            w.notes.pop("auto", None)
+            controller.add_progress_listener(lambda c, name=w.name: self._switchover_changed(name))
+            self._switchover_changed(w.name)
+
+    def _switchover_changed(self, name: str) -> None:
+        # Called in the downtime path (a mirror just completed): only note it; the state
+        # is serialised once per loop iteration, after the critical step went out.
+        self._pending_switchovers.add(name)
+        if not self._switchover_flush:
+            self._switchover_flush = True
+            asyncio.get_running_loop().call_soon(self._flush_switchovers)
+
+    def _flush_switchovers(self) -> None:
+        self._switchover_flush = False
+        names, self._pending_switchovers = self._pending_switchovers, set()
+        for name in names:
+            w = self.watched.get(name)
+            if w is not None and w.tracked is not None:
+                self.broadcast({"op": p.SWITCHOVER, "name": name, "state": switchover_json(w.tracked)})
+
+    async def _check_manager(self, w: Watched) -> None:
+        monitor = w.session.monitor
+        if monitor is None:
+            return
+        manager, why = await detect_manager(monitor)
+        if (manager, why) != (w.manager, w.manager_why):
+            w.manager, w.manager_why = manager, why
+            log.info("%s: %s", w.name, why)
+            self.broadcast(self._pause_message(w))
+
+    # ------------------------------------------------------------------ pauses
+
+    def _note(self, w: Watched, key: str, level: str, text: str) -> None:
+        w.notes[key] = text
+        self.broadcast({"op": p.NOTICE, "level": level, "text": text, "name": w.name})
+        self.broadcast(self._pause_message(w))
+
+    def _auto_report(self, w: Watched, report: AutoResumeReport) -> None:
+        if report.level == "error":
+            w.notes.pop("auto", None)
+            self._note(w, "held", "error", report.message)
+        else:
+            w.notes.pop("held", None)
+            self._note(w, "auto", "info", report.message)
+
+    def _pause_message(self, w: Watched) -> dict[str, Any]:
+        deadline = w.deadline
+        d_allowed, d_why = applies(w.policy, w.owner, "deadline")
+        a_allowed, a_why = applies(w.policy, w.owner, "auto_resume")
+        return {
+            "op": p.PAUSE, "name": w.name, "owner": w.owner, "manager": w.manager, "manager_why": w.manager_why,
+            "policy": w.policy.to_json(), "armed_by_engine": list(w.armed_by_engine),
+            "deadline": deadline.deadline if deadline and deadline.phase is Phase.COUNTING else None,
+            "deadline_phase": deadline.phase.value if deadline else None,
+            "deadline_allowed": d_allowed, "deadline_why": d_why,
+            "auto_allowed": a_allowed, "auto_why": a_why,
+            "since": w.session.state.pre_switchover_since if w.session.state.in_pre_switchover else None,
+            "notes": dict(w.notes),
+        }
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(self, view: ViewLink, action: str, name: str) -> dict[str, Any]:
+        """Run one view's action; the reply is one line for its screen."""
+        w = self.watched.get(name)
+        if w is None:
+            return {"ok": False, "error": f"{name}: not watched by the engine"}
+        if action not in p.ACTIONS:
+            return {"ok": False, "error": f"unknown action {action!r}"}
+        if view.read_only and action in p.MUTATING_ACTIONS:
+            log.warning("%s: %s refused: the view %s is read-only", name, action, view.label)
+            return {"ok": False, "error": f"read-only view: the engine refuses to {action} {name}"}
+        session = w.session
+        try:
+            if action in ("resume", "abort"):
+                return self._switchover_action(w, view, action)
+            if action == "arm":
+                result = await arm_session(session)
+                if result.changed:
+                    w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
+                    self.broadcast(self._pause_message(w))
+                return {"ok": True, "message": result.summary()}
+            if action == "disarm":
+                message = await self._disarm(w)
+                return {"ok": True, "message": message}
+            if action == "measure":
+                await session.measure_dirty_rate(1)
+                return {"ok": True}
+        except MigtuiError as err:
+            return {"ok": False, "error": str(err)}
+        return {"ok": False, "error": f"unknown action {action!r}"}
+
+    def _switchover_action(self, w: Watched, view: ViewLink, action: str) -> dict[str, Any]:
+        session = w.session
+        controller = switchover_for(session, destination_for(session, self.sessions()))
+        self._track_pause(w)
+        if controller.running or controller.action == action:
+            # One pause, one action: the first confirmed request acts; later ones learn who did.
+            who = controller.actor or "another client"
+            return {"ok": True, "message": f"{w.name}: {controller.action or action} already started by {who}",
+                    "actor": controller.actor}
+        if action == "resume" and not session.state.in_pre_switchover:
+            return {"ok": False, "error": f"{w.name}: not paused in pre-switchover"
+                                          f" (status {session.state.migration_status})"}
+        controller.actor = f"{view.label}"
+        log.info("%s: %s requested by %s", w.name, action, view.label)
+        if action == "resume":
+            controller.start_resume()
+        else:
+            controller.start_abort()
+        return {"ok": True, "message": f"{w.name}: {action} started", "actor": controller.actor}
+
+    async def _disarm(self, w: Watched) -> str:
+        caps = w.armed_by_engine
+        if not caps:
+            return f"{w.name}: nothing armed by this engine"
+        monitor = w.session.monitor
+        assert monitor is not None
+        await disarm(monitor, caps)
+        w.armed_by_engine = ()
+        w.session.poll_soon(config=True)
+        self.broadcast(self._pause_message(w))
+        return f"{w.name}: disarmed ({', '.join(caps)} off)"
+
+    def status_json(self, displays: list[str]) -> list[dict[str, Any] | None]:
+        """`migtui status` from the sessions: a snapshot per watched address, None elsewhere."""
+        out: list[dict[str, Any] | None] = []
+        for display in displays:
+            w = next((w for w in self.watched.values() if w.address.display == display), None)
+            if w is None:
+                out.append(None)
+                continue
+            jobs = w.journal.latest.get("query-block-jobs", {}).get("return")
+            out.append(snapshot_of(w.session, w.address, jobs).to_json())
+        return out
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def guarding(self) -> list[str]:
+        """One line per watched source the engine keeps guarding without a view."""
+        lines = []
+        now = self.clock()
+        for w in self.watched.values():
+            why = self._guard_reason(w, now)
+            if why:
+                lines.append(f"{w.name}: {why}")
+        return lines
+
+    def _guard_reason(self, w: Watched, now: float) -> str | None:
+        session = w.session
+        if session.status.state in (ConnState.LOST,):
+            return None
+        state = session.state
+        deadline = w.deadline
+        if state.in_pre_switchover:
+            since = state.pre_switchover_since
+            paused = f"paused {format_duration(max(0.0, now - since))}" if since else "paused"
+            if deadline is not None and deadline.phase is Phase.COUNTING and deadline.deadline is not None:
+                allowed, why = deadline.allowed
+                if allowed:
+                    left = max(0.0, deadline.deadline - now)
+                    return f"{paused} before switchover; {w.policy.on_max_pause} in {format_duration(left)}"
+                return f"{paused} before switchover; {why}"
+            return f"{paused} before switchover"
+        caps = state.capabilities
+        pbs = caps.enabled("pause-before-switchover")
+        if state.migration_status in RUNNING_STATUSES and pbs:
+            d_allowed, d_why = applies(w.policy, w.owner, "deadline")
+            then = (f"deadline {w.policy.max_pause_s:g} s then {w.policy.on_max_pause}" if d_allowed else d_why)
+            return f"migrating with pause-before-switchover ({then})"
+        if state.armed and not w.armed_by_engine and state.run_state is not None \
+                and state.run_state.status != "postmigrate":
+            # Its next pause would get a deadline (or auto-resume) from this engine only.
+            # (What this engine armed itself it disarms instead, when the last view goes.)
+            allowed, _why = applies(w.policy, w.owner, "deadline")
+            if allowed or applies(w.policy, w.owner, "auto_resume")[0]:
+                return "armed; its next pause gets the deadline"
+        return None
+
+    def _cancel_idle(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def maybe_exit_soon(self) -> None:
+        if self.persist or self.views or self._idle_timer is not None or self.stopped.is_set():
+            return
+        self._idle_timer = asyncio.get_running_loop().call_later(IDLE_EXIT_S, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        if self.views or self.persist:
+            return
+        asyncio.get_running_loop().create_task(self._exit_if_idle())
+
+    async def _exit_if_idle(self) -> None:
+        # Decide on QEMU's word of now, not the last poll: a migration may just have begun.
+        await asyncio.gather(*(self._refresh(w.session) for w in self.watched.values()))
+        # Disarm what we armed ourselves, where QEMU lets us (not during a migration).
+        for w in self.watched.values():
+            state = w.session.state
+            if (w.armed_by_engine and w.session.connected and not state.in_pre_switchover
+                    and state.migration_status not in RUNNING_STATUSES):
+                try:
+                    log.info("%s", await self._disarm(w))
+                except MigtuiError as err:
+                    log.warning("%s: cannot disarm: %s", w.name, err)
+                await self._refresh(w.session)
+        if self.views:
+            return
+        lines = self.guarding()
+        if lines:
+            log.info("no view attached; still guarding: %s", "; ".join(lines))
+            return
+        log.info("no view attached and nothing to guard: exiting")
+        self.stopped.set()
+
+    @staticmethod
+    async def _refresh(session: MonitorSession) -> None:
+        monitor = session.monitor
+        if monitor is None or not session.connected:
+            return
+        for command in ("query-migrate", "query-migrate-capabilities"):
+            try:
+                session.feed(command, await monitor.execute(command))
+            except MigtuiError as err:
+                log.info("%s: %s before exiting: %s", session.name, command, err)
+
+    async def stop(self) -> None:
+        """Stop watching (nothing is sent to the VMs: a pause stays as it is)."""
+        self.stopped.set()
+        for w in self.watched.values():
+            if w.deadline is not None:
+                w.deadline.stop()
+            if w.auto is not None:
+                w.auto.stop()
+        await asyncio.gather(*(w.session.stop() for w in self.watched.values()), return_exceptions=True)

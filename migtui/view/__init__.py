@@ -1,0 +1,1 @@
+"""The views' side of the engine link (no textual): remote sessions and the client."""

@@ -1,0 +1,231 @@
+"""A view's mirrors of the engine's monitors and switchovers.
+
+:class:`RemoteSession` is a :class:`MonitorSession` without a socket: the engine's
+FEED messages replay the same QMP events and replies into its ``VmState`` (so the
+dashboard reads exactly what it read when it polled QEMU itself), SESSION messages
+set the connection state, PAUSE messages carry the engine's policy and deadline.
+Actions (resume, abort, arm, measure) become requests to the engine, which runs them.
+
+:class:`RemoteSwitchover` shows the engine's :class:`Switchover` of a pause: the same
+attributes the dialog reads, set from SWITCHOVER messages. No textual here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..address import MonitorAddress
+from ..errors import MonitorError, ReadOnlyRefused
+from ..transport import ConnectionStatus, ConnState
+from ..workflow.policy import Policy
+from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, MonitorSession
+from ..workflow.switchover import Step, SwitchoverResult
+from ..engine.wire import features_from_json, result_from_json, step_from_json
+
+if TYPE_CHECKING:
+    from .client import EngineClient
+
+ProgressListener = Callable[["RemoteSwitchover"], None]
+
+
+class RemoteSession(MonitorSession):
+    def __init__(self, client: "EngineClient", name: str, address: MonitorAddress, *, interval: float = 1.0,
+                 read_only: bool = False) -> None:
+        super().__init__(None, name=name, interval=interval, clock=client.clock)
+        self.client = client
+        self.address = address
+        self._read_only = read_only
+        self._qemu: str | None = None
+        self._commands: frozenset[str] | None = None
+        self.status = ConnectionStatus(ConnState.CONNECTING)
+        self.pause: dict[str, Any] = {}  # the engine's PAUSE message: owner, policy, deadline, notes
+        self.switchover = RemoteSwitchover(self)
+
+    # --------------------------------------------------------------- what the TUI reads
+
+    @property
+    def live(self) -> bool:
+        return True
+
+    @property
+    def address_display(self) -> str | None:
+        return self.address.display
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only or self.client.read_only
+
+    @property
+    def qemu_version(self) -> str | None:
+        return self._qemu
+
+    def supports(self, command: str) -> bool:
+        return True if self._commands is None else command in self._commands
+
+    @property
+    def policy(self) -> Policy:
+        return Policy.from_json(self.pause.get("policy"))
+
+    @property
+    def deadline(self) -> float | None:
+        """Wall clock at which the engine applies --on-max-pause (None: no deadline applies)."""
+        d = self.pause.get("deadline")
+        return float(d) if isinstance(d, (int, float)) and self.pause.get("deadline_allowed") else None
+
+    def remote_switchover(self, destination: MonitorSession | None = None) -> "RemoteSwitchover":
+        return self.switchover
+
+    # --------------------------------------------------------------- engine owns these
+
+    def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def poll_soon(self, *, config: bool = False) -> None:
+        return None
+
+    async def engine_request(self, action: str) -> str:
+        """Run ``action`` in the engine; its one-line answer, or MonitorError."""
+        if self.read_only and action in ("resume", "abort", "arm", "disarm", "measure"):
+            raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} {self.name}")
+        reply = await self.client.call("request", action=action, monitor=self.name)
+        if not reply.get("ok"):
+            raise MonitorError(self.name, str(reply.get("error") or f"{self.name}: {action} failed"))
+        return str(reply.get("message") or "")
+
+    async def measure_dirty_rate(self, seconds: int = 1) -> Any:
+        await self.engine_request("measure")
+        return self.state.dirty_rate
+
+    # --------------------------------------------------------------- engine messages
+
+    def apply_session(self, data: dict[str, Any]) -> None:
+        try:
+            state = ConnState(data.get("state"))
+        except ValueError:
+            state = ConnState.LOST
+        error = data.get("error")
+        self.status = ConnectionStatus(state, int(data.get("attempt") or 0),
+                                       MonitorError(self.name, str(error)) if error else None)
+        self.poll_error = data.get("poll_error")
+        self.measuring = bool(data.get("measuring"))
+        self.polls = max(self.polls, int(data.get("polls") or 0))
+        self._qemu = data.get("qemu") or self._qemu
+        if isinstance(data.get("commands"), list):
+            self._commands = frozenset(str(c) for c in data["commands"])
+        self._features = features_from_json(data.get("features"))
+        self._read_only = self._read_only or bool(data.get("read_only"))
+        self._notify({CONNECTION, DIRTY_RATE})
+
+    def apply_feed(self, entries: Iterable[dict[str, Any]]) -> None:
+        entries = list(entries)
+        # One query-status per poll round: count rounds as the engine's session does.
+        self.polls += sum(1 for e in entries if e.get("command") == "query-status")
+        self.replay(entries)
+
+    def apply_pause(self, data: dict[str, Any]) -> None:
+        self.pause = data
+        self._notify({CONFIG, MIGRATION})
+
+
+class RemoteSwitchover:
+    """The engine's switchover of ``source``'s current pause, as this view last heard it."""
+
+    def __init__(self, source: RemoteSession) -> None:
+        self.source = source
+        self.name = source.name
+        self._destination: str | None = None
+        self.steps: list[Step] = []
+        self.action: str | None = None
+        self.actor: str | None = None
+        self.result: SwitchoverResult | None = None
+        self.pause_since: float | None = None
+        self.device_at: float | None = None
+        self._pause_ms: float | None = None
+        self._running = False
+        self._can_abort = True
+        self._listeners: list[ProgressListener] = []
+        self._requested: str | None = None  # sent, not yet confirmed by the engine
+
+    # ------------------------------------------------------------------ as Switchover
+
+    @property
+    def running(self) -> bool:
+        return self._running or (self._requested is not None and self.result is None)
+
+    @property
+    def finished(self) -> bool:
+        return self.result is not None and self.result.final and not self._running
+
+    @property
+    def can_abort(self) -> bool:
+        return self._can_abort
+
+    @property
+    def pause_ms(self) -> float | None:
+        return self._pause_ms
+
+    @property
+    def destination(self) -> MonitorSession | None:
+        """The engine's pairing; looked up late: its MONITOR message may come after ours."""
+        return self.source.client.sessions.get(self._destination) if self._destination else None
+
+    def add_progress_listener(self, cb: ProgressListener) -> Callable[[], None]:
+        self._listeners.append(cb)
+        return lambda: self._listeners.remove(cb) if cb in self._listeners else None
+
+    def close(self) -> None:
+        return None
+
+    def start_resume(self, jobs: Any = None) -> "asyncio.Task[str]":
+        return self._start("resume")
+
+    def start_abort(self) -> "asyncio.Task[str]":
+        return self._start("abort")
+
+    def _start(self, action: str) -> "asyncio.Task[str]":
+        if self.source.read_only:
+            raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} the switchover")
+        self._requested = action
+        self.action = self.action or action
+        self._progress()
+        return asyncio.get_running_loop().create_task(self._request(action), name=f"request-{action}-{self.name}")
+
+    async def _request(self, action: str) -> str:
+        try:
+            return await self.source.engine_request(action)
+        except MonitorError as err:
+            self._requested = None
+            if self.result is None and not self._running:
+                self.action = None
+            self.source.client.notice("error", str(err))
+            self._progress()
+            return str(err)
+
+    # ------------------------------------------------------------------ engine messages
+
+    def apply(self, data: dict[str, Any]) -> None:
+        since = data.get("pause_since")
+        if since != self.pause_since and data.get("action") is None:
+            self._requested = None  # a new pause: a fresh switchover
+        self.action = data.get("action") or (self._requested if self.result is None else None)
+        self.actor = data.get("actor")
+        self._running = bool(data.get("running"))
+        self._can_abort = bool(data.get("can_abort", True))
+        self.steps = [step_from_json(s) for s in data.get("steps") or [] if isinstance(s, dict)]
+        self.result = result_from_json(data.get("result"))
+        if self.result is not None or self._running:
+            self._requested = None
+        self.pause_since = since
+        self.device_at = data.get("device_at")
+        self._pause_ms = data.get("pause_ms")
+        self._destination = data.get("destination")
+        self._progress()
+
+    def _progress(self) -> None:
+        for cb in list(self._listeners):
+            cb(self)

@@ -1,0 +1,197 @@
+"""No pause is unbounded: a source's pre-switchover pause gets a deadline.
+
+When a pause reaches ``since + max_pause_s`` the policy is applied by the engine,
+whether or not a view is attached: ``abort`` as the dialog's abort; ``resume`` only
+when the checklist passes (otherwise abort: a guest stopped for good is the worse
+outcome); ``wait`` does nothing. It applies only where :func:`policy.applies` allows
+(migtui's own pause, or the operator named the monitor with the flag; never
+libvirt's). A resume or abort already under way (the operator's) is left alone.
+
+An explicit state machine: :class:`Phase` and the allowed moves in ``_MOVES``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable
+
+from ..errors import MigtuiError
+from ..model.blockjobs import parse_block_jobs
+from .checklist import checklist
+from .policy import Policy, applies
+from .session import CONNECTION, MIGRATION, MonitorSession
+from .switchover import Switchover, switchover_for
+
+log = logging.getLogger("migtui.deadline")
+
+
+class Phase(str, enum.Enum):
+    IDLE = "idle"  # no pause
+    COUNTING = "counting"  # paused; the deadline is set
+    ACTING = "acting"  # the deadline passed: the policy's action runs
+    DONE = "done"  # this pause's policy was applied (or not allowed)
+
+
+_MOVES = {
+    Phase.IDLE: {Phase.COUNTING},
+    Phase.COUNTING: {Phase.IDLE, Phase.ACTING, Phase.COUNTING},
+    Phase.ACTING: {Phase.DONE, Phase.IDLE},
+    Phase.DONE: {Phase.IDLE, Phase.COUNTING},
+}
+
+Report = Callable[[str, str], None]  # (level, one line)
+
+
+class PauseDeadline:
+    def __init__(
+        self,
+        source: MonitorSession,
+        *,
+        policy: Callable[[], Policy],
+        owner: Callable[[], str],
+        destination: Callable[[], MonitorSession | None],
+        on_report: Report | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self._policy = policy
+        self._owner = owner
+        self._destination = destination
+        self._report = on_report or (lambda level, text: None)
+        self.clock = clock
+        self.phase = Phase.IDLE
+        self.since: float | None = None  # the pause this deadline is for
+        self.deadline: float | None = None  # wall clock
+        self.outcome: str | None = None  # what the policy did, one line
+        self._timer: asyncio.TimerHandle | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def _move(self, phase: Phase) -> None:
+        if phase not in _MOVES[self.phase]:
+            raise RuntimeError(f"deadline: {self.phase.value} -> {phase.value} is not a move")
+        self.phase = phase
+
+    def start(self) -> None:
+        if self._unsubscribe is None:
+            self._unsubscribe = self.source.add_change_listener(self._on_change)
+            self._on_change(self.source, frozenset({MIGRATION}))
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self._cancel_timer()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    @property
+    def allowed(self) -> tuple[bool, str]:
+        return applies(self._policy(), self._owner(), "deadline")
+
+    def remaining(self, now: float | None = None) -> float | None:
+        if self.deadline is None or self.phase is not Phase.COUNTING:
+            return None
+        return self.deadline - (self.clock() if now is None else now)
+
+    def _on_change(self, session: MonitorSession, kinds: frozenset[str]) -> None:
+        if not kinds & {MIGRATION, CONNECTION}:
+            return
+        state = session.state
+        if not state.in_pre_switchover or not session.connected:
+            if self.phase in (Phase.COUNTING, Phase.DONE):
+                self._cancel_timer()
+                self.deadline = None
+                self._move(Phase.IDLE)
+            return
+        since = state.pre_switchover_since
+        if self.phase in (Phase.COUNTING, Phase.ACTING, Phase.DONE) and since == self.since:
+            return
+        if self.phase is Phase.ACTING:
+            return  # the action's own outcome moves us on
+        self.since = since
+        self.outcome = None
+        self.rearm()
+
+    def rearm(self) -> None:
+        """(Re)compute the deadline of the current pause (the policy may have changed)."""
+        if self.phase not in (Phase.IDLE, Phase.COUNTING, Phase.DONE) or not self.source.state.in_pre_switchover:
+            return
+        self._cancel_timer()
+        policy = self._policy()
+        start = self.since if self.since is not None else self.clock()
+        self.deadline = start + policy.max_pause_s
+        self._move(Phase.COUNTING)
+        delay = max(0.0, self.deadline - self.clock())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        if self.phase is not Phase.COUNTING or not self.source.state.in_pre_switchover:
+            return
+        allowed, why = self.allowed
+        if not allowed:
+            self.outcome = f"deadline passed: nothing done ({why})"
+            self._move(Phase.ACTING)
+            self._move(Phase.DONE)
+            return
+        self._move(Phase.ACTING)
+        self.task = asyncio.get_running_loop().create_task(self._act(), name=f"deadline-{self.source.name}")
+
+    async def _act(self) -> None:
+        src = self.source
+        name = src.name
+        policy = self._policy()
+        controller = switchover_for(src, self._destination())
+        try:
+            if controller.running or controller.action is not None:
+                self.outcome = f"deadline passed while {controller.action} was under way: left to it"
+                return
+            if policy.on_max_pause == "resume":
+                checks = None
+                try:
+                    assert src.monitor is not None
+                    reply = await src.monitor.execute("query-block-jobs")
+                    src.feed("query-block-jobs", reply)
+                    dst = controller.destination
+                    checks = checklist(src.state, dst.state if dst else None, dst.connected if dst else None)
+                except MigtuiError as err:
+                    self.outcome = f"cannot read the block jobs ({err})"
+                if checks is not None and checks.passed:
+                    self._say("warning", f"{name}: paused {policy.max_pause_s:g} s: resuming (--on-max-pause resume)")
+                    await self._run(controller, controller.start_resume(parse_block_jobs(reply)))
+                    return
+                why = checks.reason() if checks is not None else self.outcome
+                self._say("error", f"{name}: paused {policy.max_pause_s:g} s and the checklist fails ({why}):"
+                                   " aborting instead")
+            else:
+                self._say("error", f"{name}: paused {policy.max_pause_s:g} s: aborting the migration"
+                                   " (--on-max-pause abort)")
+            await self._run(controller, controller.start_abort())
+        except Exception as err:  # never let the guard die silently
+            log.exception("%s: deadline action failed", name)
+            self.outcome = f"deadline action failed: {err}"
+            self._say("error", f"{name}: {self.outcome}")
+        finally:
+            if self.phase is Phase.ACTING:
+                self._move(Phase.DONE)
+
+    async def _run(self, controller: Switchover, task: "asyncio.Task[object]") -> None:
+        controller.actor = controller.actor or "the engine's deadline"
+        result = await asyncio.shield(task)
+        self.outcome = f"deadline: {getattr(result, 'reason', result)}"
+        self._say("info" if getattr(result, "ok", False) else "error", self.outcome)
+
+    def _say(self, level: str, text: str) -> None:
+        self.outcome = text
+        log.log(logging.WARNING if level == "error" else logging.INFO, "%s", text)
+        try:
+            self._report(level, text)
+        except Exception:
+            log.exception("deadline report failed")

@@ -1,0 +1,88 @@
+"""What the engine does about a source's pre-switchover pause, and whether it may.
+
+A :class:`Policy` is set per monitor by the view that asked the engine to watch it
+(``--auto-resume``, ``--max-pause``, ``--on-max-pause``). Whether it *applies* to a
+pause depends on who owns that pause (:func:`applies`): migtui's own (it armed the
+source) always; one it does not own only when the operator named the monitor with the
+flag explicitly; and never a pause of a QEMU that libvirt manages -- libvirt finishes
+its own mirrors and sends its own ``migrate-continue``, and racing it breaks the
+migration. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+ON_MAX_PAUSE = ("abort", "resume", "wait")
+DEFAULT_MAX_PAUSE_S = 60.0
+DEFAULT_ON_MAX_PAUSE = "abort"
+
+# Who a pause belongs to.
+OWNER_MIGTUI = "migtui"  # this engine armed the source
+OWNER_LIBVIRT = "libvirt"  # a libvirt-managed QEMU: libvirt drives its switchover
+OWNER_OTHER = "other"  # armed by some other client (a script, the lab, another tool)
+
+
+@dataclass(frozen=True)
+class Policy:
+    auto_resume: bool = False
+    max_pause_s: float = DEFAULT_MAX_PAUSE_S
+    on_max_pause: str = DEFAULT_ON_MAX_PAUSE
+    # The flags the operator gave for this monitor ("auto_resume", "max_pause", "on_max_pause").
+    explicit: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.on_max_pause not in ON_MAX_PAUSE:
+            raise ValueError(f"--on-max-pause must be one of {', '.join(ON_MAX_PAUSE)}, not {self.on_max_pause!r}")
+        if not self.max_pause_s > 0:
+            raise ValueError(f"--max-pause must be positive, not {self.max_pause_s:g}")
+
+    @property
+    def deadline_explicit(self) -> bool:
+        return bool({"max_pause", "on_max_pause"} & self.explicit)
+
+    def merged(self, newer: "Policy") -> "Policy":
+        """This policy with what ``newer`` states explicitly (a later `migtui ... MONITOR`)."""
+        changes: dict[str, Any] = {}
+        if "auto_resume" in newer.explicit:
+            changes["auto_resume"] = newer.auto_resume
+        if "max_pause" in newer.explicit:
+            changes["max_pause_s"] = newer.max_pause_s
+        if "on_max_pause" in newer.explicit:
+            changes["on_max_pause"] = newer.on_max_pause
+        return replace(self, explicit=self.explicit | newer.explicit, **changes) if changes else self
+
+    def to_json(self) -> dict[str, Any]:
+        return {"auto_resume": self.auto_resume, "max_pause_s": self.max_pause_s,
+                "on_max_pause": self.on_max_pause, "explicit": sorted(self.explicit)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Policy":
+        if not isinstance(data, dict):
+            return cls()
+        explicit = frozenset(str(x) for x in data.get("explicit") or ())
+        return cls(auto_resume=bool(data.get("auto_resume", False)),
+                   max_pause_s=float(data.get("max_pause_s", DEFAULT_MAX_PAUSE_S)),
+                   on_max_pause=str(data.get("on_max_pause", DEFAULT_ON_MAX_PAUSE)),
+                   explicit=explicit)
+
+
+def applies(policy: Policy, owner: str, what: str) -> tuple[bool, str]:
+    """May the engine act on this pause by itself? ``what``: "auto_resume" or "deadline".
+
+    Returns (allowed, why) -- the reason is shown in every view.
+    """
+    if owner == OWNER_LIBVIRT:
+        return False, "libvirt drives this migration: migtui only watches (acting would race libvirt)"
+    if what == "auto_resume":
+        if not policy.auto_resume:
+            return False, "auto-resume is off"
+        if owner == OWNER_MIGTUI or "auto_resume" in policy.explicit:
+            return True, "auto-resume"
+        return False, "not migtui's pause: auto-resume needs the monitor named with --auto-resume"
+    if policy.on_max_pause == "wait":
+        return False, "--on-max-pause wait: no deadline"
+    if owner == OWNER_MIGTUI or policy.deadline_explicit:
+        return True, f"deadline {policy.max_pause_s:g} s, then {policy.on_max_pause}"
+    return False, "not migtui's pause: no deadline unless --max-pause/--on-max-pause name this monitor"

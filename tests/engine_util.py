@@ -1,0 +1,114 @@
+"""A real engine process in a private runtime directory, and views attached to it, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from migtui.address import parse_addresses
+from migtui.engine.runtime import runtime
+from migtui.view.client import EngineClient
+from migtui.view.remote import RemoteSession
+from migtui.workflow.policy import Policy
+
+
+def short_runtime_dir() -> Path:
+    """A fresh private runtime directory with a short path (sun_path is 108 bytes)."""
+    return Path(tempfile.mkdtemp(prefix="mtrt-", dir="/tmp"))
+
+
+class EngineProcess:
+    """``python -m migtui engine --foreground`` (stays until stopped) in ``directory``."""
+
+    def __init__(self, directory: Path, *extra: str) -> None:
+        self.directory = directory
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log(self) -> str:
+        try:
+            return (self.directory / "engine.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def start(self, timeout: float = 15.0) -> "EngineProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "migtui", "engine", "--foreground", "--runtime-dir", str(self.directory),
+             *self.extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        # The pid file comes last: the socket is listening and its mode set by then.
+        while not (self.directory / "engine.pid").exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+            if time.monotonic() > deadline:
+                raise RuntimeError("engine did not start (no engine.pid)")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=15)
+
+    def cleanup(self) -> None:
+        self.kill(signal.SIGTERM)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def attached(directory: Path, *, read_only: bool = False, kind: str = "test") -> AsyncIterator[EngineClient]:
+    client = EngineClient(runtime(directory), read_only=read_only, kind=kind)
+    await client.connect(start=False)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def watch(client: EngineClient, monitors: list[str], policy: Policy | None = None,
+                interval: float = 0.25) -> list[RemoteSession]:
+    names = await client.watch(parse_addresses(monitors), policy or Policy(), read_only=False, interval=interval)
+    await client.subscribe()
+    return [client.sessions[n] for n in names]
+
+
+async def until(pred: Callable[[], Any], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def engine_pids(directory: Path | None = None) -> list[int]:
+    """Engine processes (of ``directory``, or any test's /tmp/mtrt-*)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        text = [a.decode(errors="replace") for a in argv]
+        if "engine" in text and "migtui" in text and "--runtime-dir" in text:
+            where = text[text.index("--runtime-dir") + 1]
+            if (directory is None and where.startswith("/tmp/mtrt-")) or (directory and where == str(directory)):
+                found.append(int(entry.name))
+    return [p for p in found if p != os.getpid()]

@@ -1,0 +1,160 @@
+"""The real ``migtui`` in tmux as a view of the engine: arm, quit, hang up, attach.
+
+What an operator does in an SSH session, against a real QEMU pair; the screen is read
+with capture-pane. Each test has its own engine runtime directory (conftest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from migtui.lab.lab import Lab
+from engine_util import engine_pids, until
+from tmux_util import Tmux, gone
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[Tmux]]:
+    opened: list[Tmux] = []
+    yield opened
+    for term in opened:
+        term.close()
+
+
+def open_terminal(terminals: list[Tmux], name: str, width: int = 80, height: int = 24) -> Tmux:
+    term = Tmux(name, width=width, height=height)
+    terminals.append(term)
+    return term
+
+
+def engine_log(directory: Path) -> str:
+    text = ""
+    for name in ("engine.log", "engine.err"):
+        try:
+            text += (directory / name).read_text(errors="replace")[-3000:]
+        except OSError:
+            pass
+    return text
+
+
+async def arm_in(view: Tmux) -> None:
+    """As an operator arms the selected source: a, then y to confirm."""
+    await wait_screen(view, "src · connected")
+    view.keys("a")
+    await wait_screen(view, "Arm src")
+    view.keys("y")
+    await wait_screen(view, "running armed")
+
+
+def watch_args(lab: Lab) -> list[str]:
+    return [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
+
+
+async def wait_screen(term: Tmux, text: str, timeout: float = 20.0) -> str:
+    try:
+        return await asyncio.to_thread(term.wait_for, text, timeout)
+    except AssertionError as err:
+        raise AssertionError(f"{err}\nengine's log:\n{engine_log(Path(os.environ['MIGTUI_RUNTIME_DIR']))}") from None
+
+
+@pytest.mark.qemu
+async def test_arm_quit_and_the_engine_disarms_what_it_armed(lab: Lab, terminals: list[Tmux],
+                                                              private_runtime_dir: Path) -> None:
+    await lab.prepare(storage=False, pause=False)
+    view = open_terminal(terminals, "arm").migtui(*watch_args(lab))
+    await arm_in(view)
+    view.keys("q")  # no migration yet: the engine sets back what it changed, and goes
+    await until(lambda: view.dead() and not engine_pids(private_runtime_dir), 15, "view and engine gone")
+    assert "keeps guarding" not in view.screen()
+    ctl = await lab.control(lab.src)
+    caps = {c["capability"]: c["state"] for c in await ctl.execute("query-migrate-capabilities")}
+    assert caps["pause-before-switchover"] is False  # a migration started now cannot be left paused
+
+
+@pytest.mark.qemu
+async def test_arm_migrate_quit_the_engine_keeps_the_deadline_and_attach_tells_the_story(
+        lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
+    await lab.prepare(storage=True, pause=False, max_bandwidth=1 * MiB)  # stays active until we say
+    view = open_terminal(terminals, "first").migtui("--max-pause", "2", *watch_args(lab))
+    await arm_in(view)
+    await lab.migrate()
+    await wait_screen(view, "active")
+    view.keys("q")
+    screen = await wait_screen(view, "-- `migtui attach` to watch again")
+    assert "the engine keeps guarding src: migrating with pause-before-switchover (deadline 2 s then abort)" \
+        in screen.replace("\n", ""), screen
+    assert engine_pids(private_runtime_dir), "the engine went with its view"
+
+    ctl = await lab.control(lab.src)
+    await ctl.execute("migrate-set-parameters", {"max-bandwidth": 1024 * MiB})  # now it converges
+    # No view: the engine's deadline (2 s) aborts the pause; the guest does not stay stopped.
+    final = None
+    for _ in range(400):
+        final = ((await ctl.execute("query-migrate")).get("status"), (await ctl.execute("query-status"))["status"])
+        if final == ("cancelled", "running"):
+            break
+        await asyncio.sleep(0.05)
+    assert final == ("cancelled", "running")
+
+    later = open_terminal(terminals, "later").migtui("attach")
+    await wait_screen(later, "While no view watched")
+    screen = await wait_screen(later, "(by the engine's deadline)")
+    assert re.search(r"src\s+cancelled", screen), screen  # the monitors list: the migration was cancelled
+
+
+@pytest.mark.qemu
+async def test_a_hung_up_view_is_gone_and_the_engine_stays(
+        lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
+    await lab.prepare(storage=False, pause=True, max_bandwidth=1 * MiB)
+    view = open_terminal(terminals, "hup").migtui(*watch_args(lab))
+    await wait_screen(view, "src · connected")
+    await lab.migrate()
+    await wait_screen(view, "active")
+    pid = view.pane_pid()
+    view.hang_up()  # the SSH connection drops
+    await until(lambda: gone(pid), 5, "the view gone after SIGHUP")
+    assert engine_pids(private_runtime_dir), ("SIGHUP of a view must not stop the engine:\n"
+                                              + engine_log(private_runtime_dir))
+
+
+@pytest.mark.qemu
+async def test_two_terminals_one_pause_one_y(lab: Lab, terminals: list[Tmux]) -> None:
+    await lab.prepare(storage=True, pause=True)
+    one = open_terminal(terminals, "one", 100, 30).migtui(*watch_args(lab))
+    await wait_screen(one, "src · connected")
+    two = open_terminal(terminals, "two").migtui("attach")
+    await wait_screen(two, "src · connected")
+    await lab.migrate()
+    await wait_screen(one, "paused before switchover")
+    await wait_screen(two, "paused before switchover")
+    two.keys("y")
+    screen = await wait_screen(one, "switchover completed")
+    assert "resume started by tui on /dev/pts/" in screen, screen
+    await wait_screen(two, "switchover completed")
+
+
+@pytest.mark.qemu
+async def test_a_killed_engine_is_one_line_in_the_view(lab: Lab, terminals: list[Tmux],
+                                                       private_runtime_dir: Path) -> None:
+    await lab.prepare(storage=False, pause=False)
+    view = open_terminal(terminals, "orphan").migtui(*watch_args(lab))
+    await wait_screen(view, "src · connected")
+    for pid in engine_pids(private_runtime_dir):
+        os.kill(pid, signal.SIGKILL)
+    screen = await wait_screen(view, "migtui: the migtui engine exited: run migtui again")
+    lines = [line for line in screen.splitlines() if line.startswith("migtui:")]
+    assert len(lines) == 1 and "Traceback" not in screen
+    deadline = time.monotonic() + 10
+    while not view.dead() and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert view.dead()

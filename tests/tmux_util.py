@@ -1,0 +1,74 @@
+"""The real migtui in a terminal: tmux on a private server, driven as a person would.
+
+argv lists only (tmux runs a command given as several arguments without a shell).
+Panes stay after their program exits, so its last words can be read.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class Tmux:
+    def __init__(self, name: str, *, width: int = 80, height: int = 24) -> None:
+        self.server = f"migtui-test-{os.getpid()}-{name}"
+        self.name = name
+        self.width, self.height = width, height
+
+    def _tmux(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["tmux", "-L", self.server, *args], capture_output=True, text=True, timeout=30,
+                              check=check, stdin=subprocess.DEVNULL)
+
+    def start(self, *argv: str) -> "Tmux":
+        """Run ``argv`` (e.g. migtui's) in a new window of this size; the environment is ours."""
+        self._tmux("-f", "/dev/null", "new-session", "-d", "-s", self.name, "-x", str(self.width),
+                   "-y", str(self.height), "-e", f"PATH={os.environ.get('PATH', '')}", "sleep", "3600")
+        self._tmux("set-option", "-g", "remain-on-exit", "on")
+        self._tmux("respawn-pane", "-k", "-t", self.name, *argv)
+        return self
+
+    def migtui(self, *args: str) -> "Tmux":
+        env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("MIGTUI_")]
+        return self.start("env", *env, "TERM=xterm-256color", sys.executable, "-m", "migtui", *args)
+
+    def screen(self) -> str:
+        return self._tmux("capture-pane", "-p", "-t", self.name).stdout
+
+    def keys(self, *keys: str) -> None:
+        self._tmux("send-keys", "-t", self.name, *keys)
+
+    def pane_pid(self) -> int:
+        return int(self._tmux("display-message", "-p", "-t", self.name, "#{pane_pid}").stdout.strip())
+
+    def dead(self) -> bool:
+        out = self._tmux("display-message", "-p", "-t", self.name, "#{pane_dead}", check=False).stdout.strip()
+        return out == "1"
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not on the screen within {timeout} s:\n{screen}")
+            time.sleep(0.05)
+
+    def hang_up(self) -> None:
+        """The terminal goes away (an SSH drop): tmux sends SIGHUP to the pane's program."""
+        self._tmux("kill-server", check=False)
+
+    def close(self) -> None:
+        self._tmux("kill-server", check=False)
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return True
+    return state in ("Z", "X")
