@@ -28,7 +28,7 @@ from migtui.engine.runtime import RUNTIME_ENV
 from migtui.errors import LabError
 from migtui.lab.lab import Lab
 from migtui.lab.qemu import QEMU_ENV, find_qemu_img
-from engine_util import engine_pids, short_runtime_dir
+from engine_util import EngineProcess, engine_pids, short_runtime_dir, view_pids
 
 UNMARKED = "/nonexistent/mark-this-test-with-pytest.mark.qemu/qemu-system-x86_64"
 INSTALL = "apt-get install -y qemu-system-x86 qemu-utils"
@@ -131,13 +131,24 @@ def private_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The suite leaves no engine running: any one left (by a test, or a view it started) fails the run."""
-    left = engine_pids()
+    left = engine_pids() + view_pids()
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if left:
-        print(f"\nFAILED: engine processes left running after the suite (killed now): {left}", file=sys.stderr)
+        print(f"\nFAILED: engine or view processes left running after the suite (killed now): {left}",
+              file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture
+def engine() -> Iterator[EngineProcess]:
+    """A real `migtui engine --foreground` in a runtime directory of its own."""
+    proc = EngineProcess(short_runtime_dir()).start()
+    try:
+        yield proc
+    finally:
+        proc.cleanup()
 
 
 @pytest.fixture

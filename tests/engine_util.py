@@ -112,3 +112,20 @@ def engine_pids(directory: Path | None = None) -> list[int]:
             if (directory is None and where.startswith("/tmp/mtrt-")) or (directory and where == str(directory)):
                 found.append(int(entry.name))
     return [p for p in found if p != os.getpid()]
+
+
+def view_pids() -> list[int]:
+    """`python -m migtui` views (not engines) a test started: they carry a test's runtime dir."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"migtui" in argv and b"engine" not in argv and b"lab" not in argv and \
+                any(e.startswith(b"MIGTUI_RUNTIME_DIR=/tmp/mtrt-") for e in env):
+            found.append(int(entry.name))
+    return found

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,15 +27,6 @@ from migtui.workflow.policy import Policy
 from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir, until, watch
 
 MiB = 1024 * 1024
-
-
-@pytest.fixture
-def engine() -> Iterator[EngineProcess]:
-    proc = EngineProcess(short_runtime_dir()).start()
-    try:
-        yield proc
-    finally:
-        proc.cleanup()
 
 
 def monitors(lab: Lab) -> list[str]:
@@ -161,7 +151,7 @@ async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_
 
 _VIEW_THAT_ARMS = """
 import asyncio, json, sys
-sys.path.insert(0, '.')
+sys.path.insert(0, TESTS)
 from engine_util import attached, watch, until
 from migtui.workflow.policy import Policy
 async def main():

@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import shutil
+import shlex
 import signal
 import subprocess
 import sys
@@ -237,6 +238,58 @@ def test_lab_command_starts_the_migration_on_sigusr1(qemu_build: Any) -> None:
         lab.proc.send_signal(signal.SIGUSR1)
         lab.wait_for(r"source: migration completed")
         lab.wait_for(r"destination: guest running")
+        lab.proc.send_signal(signal.SIGINT)
+        assert lab.proc.wait(timeout=20) == 0
+    finally:
+        _kill(lab.proc)
+
+
+def test_lab_paths_with_spaces_and_quotes_work_and_its_watch_line_runs(tmp_path: Path) -> None:
+    odd = tmp_path / "it's a \"lab\" $HOME; rm -rf x"
+    lab = LabCommand("--no-disk", "--memory", "32", "--dirty", "2", "--dir", str(odd))
+    try:
+        watch = lab.wait_for(r"^watch:\s+(.*)$").group(1)
+        argv = shlex.split(watch)  # the printed command, as a shell would read it
+        assert argv[-2:] == [f"src={odd}/src.qmp", f"dst={odd}/dst.qmp"]
+        status = subprocess.run([sys.executable, "-m", "migtui", "status", *argv[-2:]],
+                                capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert not (tmp_path / "x").exists() and "rm -rf" in str(odd)  # nothing reached a shell
+    finally:
+        lab.proc.send_signal(signal.SIGINT)
+        lab.proc.wait(timeout=20)
+        _kill(lab.proc)
+
+
+def test_nothing_in_the_project_runs_a_shell() -> None:
+    root = Path(__file__).resolve().parent.parent
+    offenders = []
+    for path in [*root.glob("migtui/**/*.py"), *root.glob("bench/*.py"), *root.glob("tests/**/*.py")]:
+        text = path.read_text(encoding="utf-8")
+        for bad in ("shell=True", "os.system(", "os.popen(", "create_subprocess_shell("):
+            if bad in text and path.name != "test_lab.py":
+                offenders.append(f"{path.relative_to(root)}: {bad}")
+    assert not offenders, offenders
+
+
+async def test_an_abort_does_not_take_the_lab_down(tmp_path: Path) -> None:
+    # Issue 9: the destination exits after a cancelled incoming migration (QEMU does); the
+    # lab used to treat that as fatal and stop the source under the operator's abort.
+    lab = LabCommand("--scenario", "storage", "--bandwidth", "1000", "--memory", "64", "--dirty", "4",
+                     "--disk-size", "16", "--start", "--dir", str(tmp_path / "lab"))
+    try:
+        lab.wait_for(r"source: migration pre-switchover", timeout=30)
+        src_pid = lab.qemu_pids()[0]
+        client = QMPClient("abort")
+        await client.connect(str(tmp_path / "lab" / "src.qmp"))  # the dashboard's socket, as migtui would
+        try:
+            await client.execute("migrate_cancel")
+        finally:
+            await client.disconnect()
+        lab.wait_for(r"source: guest running")
+        lab.wait_for(r"destination QEMU exited after the migration ended without it")
+        assert lab.proc.poll() is None and not _gone(src_pid)  # the lab and its source guest run on
+        assert not any("exited unexpectedly" in line for line in lab.output)
         lab.proc.send_signal(signal.SIGINT)
         assert lab.proc.wait(timeout=20) == 0
     finally:

@@ -41,6 +41,7 @@ from migtui.transport import (
     Monitor,
     is_read_only,
 )
+from migtui.transport.monitor import MISSING_SOCKET_POLL_S
 from qemu_util import QemuProcess
 
 qemu_test = pytest.mark.qemu
@@ -341,6 +342,43 @@ async def test_monitor_held_by_another_client(mon: Monitor, qemu_vm: QemuProcess
     assert_one_line(exc.value)
     assert "another client" in str(exc.value) and "one client per QMP socket" in str(exc.value)
     assert (await mon.execute("query-status"))["running"] is True  # the holder is unaffected
+
+
+@qemu_test
+async def test_a_held_monitor_keeps_its_reason_and_connects_when_the_holder_leaves(
+        mon: Monitor, qemu_vm: QemuProcess) -> None:
+    # Issue 9: abandoned attempts filled QEMU's listen queue and later connects failed with
+    # "Invalid argument". A running monitor keeps its one place in the queue instead.
+    second = Monitor(addr(qemu_vm.socket_path), connect_timeout=0.2, backoff=(0.05, 0.1))
+    seen: list[ConnectionStatus] = []
+    second.add_state_listener(seen.append)
+    runner = asyncio.create_task(second.run())
+    try:
+        await wait_for_state(second, ConnState.RETRYING)
+        await asyncio.sleep(1.5)  # many back-off periods: no new attempt may pile up meanwhile
+        reasons = {str(s.error) for s in seen if s.error is not None}
+        assert len(reasons) == 1 and "held by another client" in reasons.pop(), seen
+        assert second.status.state is ConnState.RETRYING
+        await mon.close()  # the holder leaves: QEMU greets the connection that waited
+        await wait_for_state(second, ConnState.CONNECTED)
+        assert (await second.execute("query-status"))["running"] is True
+    finally:
+        await second.close()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_a_socket_that_is_not_there_yet_is_looked_at_promptly_forever() -> None:
+    mon = Monitor(addr("/nonexistent/vm.qmp"), backoff=(0.5, 10.0))
+    missing = SocketMissing("vm", "vm: no such socket")
+    assert [mon._delay(n, missing) for n in (1, 5, 50)] == [MISSING_SOCKET_POLL_S] * 3
+    assert mon._delay(5, CommandTimeout("vm", "vm: slow")) == 8.0  # other trouble still backs off
+
+
+async def wait_for_state(mon: Monitor, state: ConnState, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while mon.status.state is not state:
+        assert time.monotonic() < deadline, f"{mon.status} never became {state}"
+        await asyncio.sleep(0.02)
 
 
 _PERMISSION_PROBE = """

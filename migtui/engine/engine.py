@@ -106,6 +106,7 @@ class Watched:
         self.auto: AutoResume | None = None
         self.deadline: PauseDeadline | None = None
         self.notes: dict[str, str] = {}  # "held" / "auto" / "deadline" -> one line
+        self.generation = 0  # the session's, when the journal was started
         self.tracked: Switchover | None = None
 
     @property
@@ -249,6 +250,12 @@ class Engine:
                 view.send(message)
 
     def _on_change(self, w: Watched, session: MonitorSession, kinds: frozenset[str]) -> None:
+        if session.generation != w.generation:  # reconnected: maybe another QEMU at that socket
+            w.generation = session.generation
+            w.journal.clear()
+            w.tracked = None
+            w.notes.clear()
+            w.manager, w.manager_why = None, "not checked yet"
         if CONNECTION in kinds or DIRTY_RATE in kinds:
             self.broadcast({"op": p.SESSION, **session_json(session, with_commands=CONNECTION in kinds)})
             if CONNECTION in kinds and session.connected:

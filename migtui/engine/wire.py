@@ -13,7 +13,8 @@ from typing import Any
 from ..model.features import QemuFeatures
 
 from ..workflow.session import MonitorSession
-from ..workflow.switchover import Step, StepState, Switchover, SwitchoverResult, Outcome
+from ..workflow.switchover import Switchover
+from ..workflow.switchover_state import Outcome, Phase, Step, StepState, SwitchoverResult
 
 
 def session_json(session: MonitorSession, *, with_commands: bool = False) -> dict[str, Any]:
@@ -29,6 +30,7 @@ def session_json(session: MonitorSession, *, with_commands: bool = False) -> dic
         "polls": session.polls,
         "features": dataclasses.asdict(session.features),
         "read_only": session.read_only,
+        "generation": session.generation,
     }
     if with_commands and session.monitor is not None:
         data["commands"] = sorted(session.monitor.commands)
@@ -79,11 +81,11 @@ def result_from_json(data: Any) -> SwitchoverResult | None:
 
 
 def switchover_json(controller: Switchover) -> dict[str, Any]:
+    """Its phase says what runs and what may still be done (running, can_abort, finished)."""
     return {
+        "phase": controller.phase.value,
         "action": controller.action,
         "actor": controller.actor,
-        "running": controller.running,
-        "can_abort": controller.can_abort,
         "steps": [step_json(s) for s in controller.steps],
         "result": result_json(controller.result),
         "pause_since": controller.pause_since,
@@ -91,3 +93,10 @@ def switchover_json(controller: Switchover) -> dict[str, Any]:
         "pause_ms": controller.pause_ms,
         "destination": controller.destination.name if controller.destination else None,
     }
+
+
+def phase_from_json(data: Any) -> Phase:
+    try:
+        return Phase(data)
+    except ValueError:
+        return Phase.WAITING  # nothing known: as a switchover made before any pause

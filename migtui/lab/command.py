@@ -124,6 +124,7 @@ class _Runner:
         self.failed = False
         self.ready = False
         self.pending: str | None = None
+        self.incoming_ended = False  # a cancelled/failed migration: the destination may exit
 
     def stamp(self) -> str:
         return f"[{time.monotonic() - self.t0:7.2f}s]"
@@ -159,6 +160,8 @@ class _Runner:
         who = "source" if vm is self.lab.src else "destination"
         if name == "MIGRATION":
             status = data.get("status")
+            if status in ("cancelling", "cancelled", "failed"):
+                self.incoming_ended = True  # the destination QEMU exits now, as QEMU does
             line = f"{who}: migration {status}"
             if vm is self.lab.src and status == "pre-switchover":
                 line += " - guest stopped; finish it from migtui (every second here is downtime)"
@@ -191,15 +194,24 @@ class _Runner:
         return ""
 
     async def watch_processes(self) -> None:
-        """A QEMU that dies on its own ends the lab (with exit status 1)."""
+        """A QEMU that dies on its own ends the lab (with exit status 1) -- except the
+        destination after a cancelled or failed incoming migration: QEMU exits then by
+        design, and the source guest runs on (an abort must not take the lab down)."""
+        watched = [self.lab.src, self.lab.dst]
         while not self.stop.is_set():
-            for vm in (self.lab.src, self.lab.dst):
+            for vm in list(watched):
                 assert vm.process is not None
-                if not vm.process.running():
-                    _say(f"{self.stamp()} {vm.name} QEMU exited unexpectedly: {vm.process.last_error()}")
-                    self.failed = True
-                    self.stop.set()
-                    return
+                if vm.process.running():
+                    continue
+                if vm is self.lab.dst and self.incoming_ended:
+                    _say(f"{self.stamp()} destination QEMU exited after the migration ended without it"
+                         " (QEMU does that); the source runs on; Ctrl-C ends the lab")
+                    watched.remove(vm)
+                    continue
+                _say(f"{self.stamp()} {vm.name} QEMU exited unexpectedly: {vm.process.last_error()}")
+                self.failed = True
+                self.stop.set()
+                return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop.wait(), 0.25)
 

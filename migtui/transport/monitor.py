@@ -19,7 +19,14 @@ from qemu.qmp import EventListener, ExecInterruptedError, ExecuteError, Message,
 from qemu.qmp import QMPError, Runstate, StateError
 
 from ..address import MonitorAddress
-from ..errors import CommandFailed, CommandTimeout, MonitorError, ReadOnlyRefused
+from ..errors import (
+    CommandFailed,
+    CommandTimeout,
+    ConnectionRefused,
+    MonitorError,
+    ReadOnlyRefused,
+    SocketMissing,
+)
 from ..model.events import QmpEvent
 from ..model.features import QemuFeatures
 from . import diagnose
@@ -27,6 +34,9 @@ from .readonly import is_read_only
 from .status import ConnectionStatus, ConnState
 
 log = logging.getLogger("migtui.transport")
+
+# How often a unix socket that is not there yet (or refuses) is looked at again.
+MISSING_SOCKET_POLL_S = 0.1
 
 EventCallback = Callable[[QmpEvent], None]
 StateCallback = Callable[[ConnectionStatus], None]
@@ -156,11 +166,10 @@ class Monitor:
         client.register_listener(_EventTap(self._on_event))
         try:
             try:
-                async with asyncio.timeout_at(deadline):
-                    await client.connect(sock)
-            except TimeoutError:
-                raise diagnose.greeting_timeout(self.address, self.connect_timeout) from None
+                await self._greeting(client, sock, deadline)
             except Exception as err:  # qemu.qmp wraps everything in ConnectError
+                if isinstance(err, MonitorError):
+                    raise
                 raise diagnose.from_session_error(self.address, err) from None
         except BaseException:
             sock.close()
@@ -171,6 +180,37 @@ class Monitor:
             await _disconnect_quietly(client)
             raise
         return client
+
+    async def _greeting(self, client: _Client, sock: socket.socket, deadline: float) -> None:
+        """QMP's greeting on ``sock``. No greeting in time means another client holds the
+        monitor and ours waits in QEMU's listen queue. A one-shot connect gives up; ``run()``
+        keeps that one place in the queue (QEMU greets us when the other client leaves)
+        rather than abandon it: abandoned attempts fill the queue, and QEMU's later
+        connects fail with EINVAL/EAGAIN instead of saying why."""
+        handshake = asyncio.ensure_future(client.connect(sock))
+        try:
+            loop = asyncio.get_running_loop()
+            await asyncio.wait({handshake}, timeout=max(0.0, deadline - loop.time()))
+            if handshake.done():
+                handshake.result()
+                return
+            held = diagnose.greeting_timeout(self.address, self.connect_timeout)
+            if not self._in_run or self._closed:
+                raise held
+            log.info("%s [waiting in QEMU's queue]", held)
+            self._set_status(ConnectionStatus(ConnState.RETRYING, 1, held))
+            closing = asyncio.ensure_future(self._closing.wait())
+            try:
+                await asyncio.wait({handshake, closing}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closing.cancel()
+            if not handshake.done():
+                raise diagnose.closed(self.address)
+            handshake.result()
+        finally:
+            if not handshake.done():
+                handshake.cancel()
+                await asyncio.gather(handshake, return_exceptions=True)
 
     async def _dial(self, deadline: float) -> socket.socket:
         """Open the stream socket ourselves, so connect errors keep their errno."""
@@ -300,12 +340,22 @@ class Monitor:
                 if state is not self.status.state:
                     log.info("%s [%s]", error, state.value)
                 log.debug("%s [attempt %d]", error, attempt)
-                self._set_status(ConnectionStatus(state, attempt, error))
-                await self._sleep(self._delay(attempt))
+                # A lost monitor re-tried for the same reason is no news: listeners (every
+                # view of the engine) hear of it once, not at every attempt.
+                same = (state is ConnState.LOST and self.status.state is ConnState.LOST
+                        and str(self.status.error) == str(error))
+                if not same:
+                    self._set_status(ConnectionStatus(state, attempt, error))
+                await self._sleep(self._delay(attempt, error))
         finally:
             self._in_run = False
 
-    def _delay(self, attempt: int) -> float:
+    def _delay(self, attempt: int, error: MonitorError | None = None) -> float:
+        if isinstance(error, (SocketMissing, ConnectionRefused)) and self.address.kind == "unix":
+            # Nothing there yet (a destination QEMU libvirt starts with the migration): a
+            # stat or a refused connect costs nothing, and a grown back-off would miss the
+            # whole migration. Look again promptly, forever.
+            return min(self.backoff[0], MISSING_SOCKET_POLL_S)
         first, cap = self.backoff
         return min(cap, first * 2 ** min(attempt - 1, 30))
 

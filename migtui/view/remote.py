@@ -20,9 +20,9 @@ from ..address import MonitorAddress
 from ..errors import MonitorError, ReadOnlyRefused
 from ..transport import ConnectionStatus, ConnState
 from ..workflow.policy import Policy
-from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, MonitorSession
-from ..workflow.switchover import Step, SwitchoverResult
-from ..engine.wire import features_from_json, result_from_json, step_from_json
+from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, KINDS, MIGRATION, MonitorSession
+from ..workflow.switchover_state import ABORTABLE, ACTIVE, TERMINAL, Phase, Step, SwitchoverResult
+from ..engine.wire import features_from_json, phase_from_json, result_from_json, step_from_json
 
 if TYPE_CHECKING:
     from .client import EngineClient
@@ -104,6 +104,14 @@ class RemoteSession(MonitorSession):
     # --------------------------------------------------------------- engine messages
 
     def apply_session(self, data: dict[str, Any]) -> None:
+        generation = int(data.get("generation") or 0)
+        changed = {CONNECTION, DIRTY_RATE}
+        if generation != self.generation:  # the engine reconnected: what we knew is void
+            changed = set(KINDS)
+            self.reset()
+            self.generation = generation
+            self.pause = {}
+            self.switchover = RemoteSwitchover(self)
         try:
             state = ConnState(data.get("state"))
         except ValueError:
@@ -119,7 +127,7 @@ class RemoteSession(MonitorSession):
             self._commands = frozenset(str(c) for c in data["commands"])
         self._features = features_from_json(data.get("features"))
         self._read_only = self._read_only or bool(data.get("read_only"))
-        self._notify({CONNECTION, DIRTY_RATE})
+        self._notify(changed)
 
     def apply_feed(self, entries: Iterable[dict[str, Any]]) -> None:
         entries = list(entries)
@@ -139,6 +147,7 @@ class RemoteSwitchover:
         self.source = source
         self.name = source.name
         self._destination: str | None = None
+        self.phase = Phase.WAITING  # the engine's, from its last SWITCHOVER message
         self.steps: list[Step] = []
         self.action: str | None = None
         self.actor: str | None = None
@@ -146,8 +155,6 @@ class RemoteSwitchover:
         self.pause_since: float | None = None
         self.device_at: float | None = None
         self._pause_ms: float | None = None
-        self._running = False
-        self._can_abort = True
         self._listeners: list[ProgressListener] = []
         self._requested: str | None = None  # sent, not yet confirmed by the engine
 
@@ -155,15 +162,15 @@ class RemoteSwitchover:
 
     @property
     def running(self) -> bool:
-        return self._running or (self._requested is not None and self.result is None)
+        return self.phase in ACTIVE or (self._requested is not None and self.result is None)
 
     @property
     def finished(self) -> bool:
-        return self.result is not None and self.result.final and not self._running
+        return self.phase in TERMINAL
 
     @property
     def can_abort(self) -> bool:
-        return self._can_abort
+        return self.phase in ABORTABLE
 
     @property
     def pause_ms(self) -> float | None:
@@ -200,7 +207,7 @@ class RemoteSwitchover:
             return await self.source.engine_request(action)
         except MonitorError as err:
             self._requested = None
-            if self.result is None and not self._running:
+            if self.result is None and self.phase not in ACTIVE:
                 self.action = None
             self.source.client.notice("error", str(err))
             self._progress()
@@ -214,11 +221,10 @@ class RemoteSwitchover:
             self._requested = None  # a new pause: a fresh switchover
         self.action = data.get("action") or (self._requested if self.result is None else None)
         self.actor = data.get("actor")
-        self._running = bool(data.get("running"))
-        self._can_abort = bool(data.get("can_abort", True))
+        self.phase = phase_from_json(data.get("phase"))
         self.steps = [step_from_json(s) for s in data.get("steps") or [] if isinstance(s, dict)]
         self.result = result_from_json(data.get("result"))
-        if self.result is not None or self._running:
+        if self.result is not None or self.phase in ACTIVE:
             self._requested = None
         self.pause_since = since
         self.device_at = data.get("device_at")

@@ -88,6 +88,10 @@ class MonitorSession:
         self.measuring = False  # a calc-dirty-rate is running
         self._features = features or QemuFeatures()  # offline sessions: as given (a replay)
         self.polls = 0
+        # Bumped by reset() on every reconnection: whatever was bound to the QEMU of an
+        # older generation (a switchover, a pause's deadline) must not act on this one.
+        self.generation = 0
+        self._was_connected = False
         self.event_count = 0  # events applied so far (state.events keeps only the last ones)
         self._listeners: list[ChangeListener] = []
         self._reply_listeners: list[ReplyListener] = []
@@ -249,12 +253,17 @@ class MonitorSession:
 
     def _on_status(self, status: ConnectionStatus) -> None:
         self.status = status
+        kinds = {CONNECTION}
         if status.state is ConnState.CONNECTED:
+            if self._was_connected:
+                self.reset()  # a reconnect is a new QEMU until its own replies say otherwise
+                kinds = set(KINDS)
+            self._was_connected = True
             self.poll_error = None
             self.poll_soon(config=True)  # parameters are read once per connection
         else:
             self._fail_measurement(status.error or MonitorError(self.name, f"{self.name}: disconnected"))
-        self._notify({CONNECTION})
+        self._notify(kinds)
 
     def _on_event(self, ev: QmpEvent) -> None:
         kinds = self.apply_event(ev)
@@ -270,6 +279,16 @@ class MonitorSession:
             # Each migration status may come with new parameters (downtime-limit): a new
             # migration surely, and at pre-switchover the operator wants today's limit.
             self.poll_soon(config=ev.name == "MIGRATION")
+
+    def reset(self) -> None:
+        """Forget everything known about the QEMU (a new connection: maybe a new QEMU at
+        the same socket). ``generation`` tells actions bound to the old one apart."""
+        self.generation += 1
+        self.state = VmState(self.state.history.capacity)
+        self.parameters = {}
+        self.measuring = False
+        self._config_due = True
+        log.info("%s: new connection (generation %d): state reset, querying afresh", self.name, self.generation)
 
     def apply_event(self, ev: QmpEvent, now: float | None = None) -> set[str]:
         """Fold one event into the state; returns what changed (listeners not called)."""

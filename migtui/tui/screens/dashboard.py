@@ -107,6 +107,10 @@ class DashboardScreen(Screen[None]):
 
     def on_option_list_option_highlighted(self, message: OptionList.OptionHighlighted) -> None:
         message.stop()
+        if message.option_index != message.option_list.highlighted:
+            # A stale message (quick keys queue several): following it would move the
+            # highlight back, which queues another, and so round for ever.
+            return
         session = self.sessions.get(message.option.id or "")
         if session is not None and session is not self._selected:
             self.select(session)
