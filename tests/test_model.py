@@ -366,3 +366,24 @@ def test_history_drops_samples_from_the_past() -> None:
     assert history.latest is None and len(history) == 0
     with pytest.raises(ValueError):
         History(capacity=0)
+
+
+def test_an_unlimited_job_speed_is_no_limit_not_exbibytes() -> None:
+    # libvirt leaves a mirror at INT64_MAX: the table showed it as "8.0 EiB/s" (issue 9).
+    for speed in (0, 2**63 - 1, 2**62):
+        job = BlockJob.from_qmp({"device": "drive-virtio-disk0", "type": "mirror", "speed": speed})
+        assert job is not None and job.speed_limit is None
+    limited = BlockJob.from_qmp({"device": "m", "type": "mirror", "speed": 100 * 1024 * 1024})
+    assert limited is not None and limited.speed_limit == 100 * 1024 * 1024
+
+
+def test_a_mirror_that_completed_with_an_error_is_failed_not_completed() -> None:
+    from migtui.model.events import QmpEvent
+    from migtui.model.vmstate import VmState
+
+    state = VmState()
+    state.apply_event(QmpEvent.from_qmp({"event": "BLOCK_JOB_COMPLETED", "data": {
+        "device": "mirror-data0", "type": "mirror", "len": 10, "offset": 5, "speed": 0,
+        "error": "Input/output error"}, "timestamp": {"seconds": 1, "microseconds": 0}}), 1.0)
+    job = state.block_jobs["mirror-data0"]
+    assert job.ended == "failed" and job.error == "Input/output error"

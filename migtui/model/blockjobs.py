@@ -11,6 +11,10 @@ from migtui.model.coerce import opt_bool, opt_int, opt_str
 ENDED_JOB_STATUSES: frozenset[str] = frozenset({"concluded", "null", "aborting"})
 
 
+# At or above this a block job's `speed` means "no limit" (1 EiB/s: no disk goes there).
+UNLIMITED_SPEED = 1 << 60
+
+
 @dataclass(frozen=True)
 class BlockJob:
     device: str  # the job id (QEMU calls it `device` for historical reasons)
@@ -27,13 +31,22 @@ class BlockJob:
     auto_finalize: bool | None = None
     auto_dismiss: bool | None = None
     actively_synced: bool | None = None  # mirror only, QEMU 8.2+
-    # How the job ended, learnt from events: "completed" or "cancelled" (None: not ended).
+    # How the job ended, learnt from events: "completed", "failed" (completed with an error:
+    # its copy is not whole) or "cancelled" (None: not ended).
     ended: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
         return self.device
+
+    @property
+    def speed_limit(self) -> int | None:
+        """The job's rate limit in bytes/s; None when unlimited (QEMU's 0, or the
+        INT64_MAX-ish "no limit" libvirt sets, which would read as 8.0 EiB/s)."""
+        if self.speed is None or self.speed <= 0 or self.speed >= UNLIMITED_SPEED:
+            return None
+        return self.speed
 
     @classmethod
     def from_qmp(cls, d: Any) -> "BlockJob | None":

@@ -267,6 +267,7 @@ class VmState:
             updates["busy"] = False
             if (error := opt_str(data.get("error"))) is not None:
                 updates["error"] = error
+                updates["ended"] = "failed"  # COMPLETED with an error: the copy is not whole
             self._ended_at[job_id] = now
         elif name == "BLOCK_JOB_ERROR":
             operation = opt_str(data.get("operation")) or "I/O"

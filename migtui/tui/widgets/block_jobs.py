@@ -71,7 +71,7 @@ def job_row(job: BlockJob) -> Row:
         "status": job_status(job),
         "progress": f"{fmt.format_percent(job.progress, 0)} {offset_of_len(job.offset, job.len)}",
         "type": job.type or fmt.UNKNOWN,
-        "limit": "none" if job.speed == 0 else fmt.format_rate(job.speed),
+        "limit": "none" if job.speed_limit is None else fmt.format_rate(job.speed_limit),
     }
 
 

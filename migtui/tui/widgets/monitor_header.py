@@ -31,6 +31,7 @@ def identity_text(session: MonitorSession) -> Content:
     ]
     if connected:
         parts += badges.vm_state_parts(state)
+    parts += policy_parts(getattr(session, "pause", None))
     if session.read_only:
         parts.append(Content.styled("read-only", "$text-muted"))
     if session.qemu_version:
@@ -38,6 +39,19 @@ def identity_text(session: MonitorSession) -> Content:
     if session.address_display is not None:
         parts.append(Content.styled(session.address_display, "$text-muted"))
     return SEP.join(parts)
+
+
+def policy_parts(pause: dict[str, object] | None) -> list[Content]:
+    """The engine's policy for this monitor, shown in every view: auto-resume, and who
+    drives its pauses when it is not migtui (libvirt: the engine only watches)."""
+    if not pause:
+        return []
+    parts = []
+    if pause.get("owner") == "libvirt":
+        parts.append(Content.styled("libvirt drives it", "bold $warning"))
+    elif pause.get("auto_allowed"):
+        parts.append(Content.styled("auto-resume", "bold $accent"))
+    return parts
 
 
 def trouble_text(session: MonitorSession) -> Content:
