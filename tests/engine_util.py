@@ -22,9 +22,16 @@ from migtui.view.remote import RemoteSession
 from migtui.workflow.policy import Policy
 
 
+# The runtime directories this test process made: the end-of-suite sweep looks at
+# these only (another pytest run on the same machine has its own).
+CREATED: set[Path] = set()
+
+
 def short_runtime_dir() -> Path:
     """A fresh private runtime directory with a short path (sun_path is 108 bytes)."""
-    return Path(tempfile.mkdtemp(prefix="mtrt-", dir="/tmp"))
+    directory = Path(tempfile.mkdtemp(prefix="mtrt-", dir="/tmp"))
+    CREATED.add(directory)
+    return directory
 
 
 class EngineProcess:
@@ -97,7 +104,7 @@ async def until(pred: Callable[[], Any], timeout: float, what: str) -> None:
 
 
 def engine_pids(directory: Path | None = None) -> list[int]:
-    """Engine processes (of ``directory``, or any test's /tmp/mtrt-*)."""
+    """Engine processes of ``directory``, or of any runtime directory this process made."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -109,13 +116,13 @@ def engine_pids(directory: Path | None = None) -> list[int]:
         text = [a.decode(errors="replace") for a in argv]
         if "engine" in text and "migtui" in text and "--runtime-dir" in text:
             where = text[text.index("--runtime-dir") + 1]
-            if (directory is None and where.startswith("/tmp/mtrt-")) or (directory and where == str(directory)):
+            if (directory is None and Path(where) in CREATED) or (directory and where == str(directory)):
                 found.append(int(entry.name))
     return [p for p in found if p != os.getpid()]
 
 
 def view_pids() -> list[int]:
-    """`python -m migtui` views (not engines) a test started: they carry a test's runtime dir."""
+    """`python -m migtui` views (not engines) this process's tests started (by their runtime dir)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -125,7 +132,7 @@ def view_pids() -> list[int]:
             env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"migtui" in argv and b"engine" not in argv and b"lab" not in argv and \
-                any(e.startswith(b"MIGTUI_RUNTIME_DIR=/tmp/mtrt-") for e in env):
+        ours = {f"MIGTUI_RUNTIME_DIR={d}".encode() for d in CREATED}
+        if b"migtui" in argv and b"engine" not in argv and b"lab" not in argv and ours.intersection(env):
             found.append(int(entry.name))
     return found

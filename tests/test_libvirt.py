@@ -10,17 +10,10 @@ is attached to that engine. The test proves, from QEMU's own ``handle_qmp_comman
 trace, that migtui sent nothing but read-only queries, that the engine recognised
 libvirt and left the pause to it, and that the screen says so.
 
-Runs on the system QEMU only, so it is not marked ``qemu``: libvirt 9.0 cannot use the
-QEMU 10.0 wrapper (scripts/qemu-10) as its <emulator>. Its capability probe sends
-``qom-list-types``, which makes that build load the modules its own module directory
-lacks (ui-opengl and the other GUI/spice/block modules: the wrapper unpacks
-qemu-system-x86's only) from the system QEMU 7.2's compiled-in module directory, and it
-aborts ("Only modules from the same build can be loaded", module_load_dso assertion).
-Checked by hand: with qemu-system-gui, qemu-system-modules-opengl,
-qemu-system-modules-spice and qemu-block-extra of the same build unpacked into its module
-directory, libvirt probes it and this test passes on 10.0.2 as well (the lab's <acpi/>
-keeps libvirt 9.0 from passing -no-acpi, which QEMU 9.0+ refuses). Then mark it ``qemu``
-and give LibvirtLab ``qemu_build.path`` instead of SYSTEM_QEMU.
+Runs on every QEMU build of the suite (``qemu``): libvirt's capability probe
+(``qom-list-types``) makes QEMU load all its modules, so scripts/qemu-10 unpacks the
+GUI/spice/block module packages of the 10.0 build too (modules of another build abort it),
+and the lab's <acpi/> keeps libvirt 9.0 from passing -no-acpi, which QEMU 9.0+ refuses.
 
 Needs root, libvirt and tmux; when one is missing the test fails with the apt line.
 """
@@ -60,7 +53,6 @@ from migtui.view.client import EngineClient
 from migtui.view.remote import RemoteSession
 from migtui.workflow.policy import Policy
 
-SYSTEM_QEMU = "/usr/bin/qemu-system-x86_64"
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS, ROWS = 100, 30
 # What the dashboard shows when the engine leaves a pause to libvirt: the engine's notice
@@ -68,7 +60,7 @@ COLUMNS, ROWS = 100, 30
 # within libvirt's few milliseconds; then the dialog's outcome, when it did.
 LIBVIRT_ON_SCREEN = ("libvirt drives this migration", "another client continued the migration")
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.qemu]
 
 
 async def until(pred: Callable[[], Any], timeout: float, what: str, detail: Callable[[], str] = str) -> None:
@@ -105,7 +97,7 @@ def _tail(path: Path, lines: int = 12) -> str:
 # ---------------------------------------------------------------------- fixtures
 
 @pytest.fixture
-def libvirt() -> Iterator[LibvirtLab]:
+def libvirt(qemu_build: Any) -> Iterator[LibvirtLab]:
     missing = missing_tools()
     install = [INSTALL] if missing else []
     if shutil.which("tmux") is None:
@@ -114,7 +106,7 @@ def libvirt() -> Iterator[LibvirtLab]:
     if missing:  # never skipped: the suite installs what it needs
         pytest.fail(f"{', '.join(missing)} not found: {' && '.join(install)}", pytrace=False)
     try:
-        lab = LibvirtLab(SYSTEM_QEMU).__enter__()  # closes itself when it cannot start
+        lab = LibvirtLab(qemu_build.path).__enter__()  # closes itself when it cannot start
     except LibvirtLabError as err:
         pytest.fail(str(err), pytrace=False)
     try:

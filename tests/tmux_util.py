@@ -33,7 +33,10 @@ class Tmux:
 
     def migtui(self, *args: str) -> "Tmux":
         env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("MIGTUI_")]
-        return self.start("env", *env, "TERM=xterm-256color", sys.executable, "-m", "migtui", *args)
+        # Without COLUMNS/LINES: pytest's process may carry 80x24 there, and Textual would
+        # believe them over the window's real size.
+        return self.start("env", "-u", "COLUMNS", "-u", "LINES", *env, "TERM=xterm-256color",
+                          sys.executable, "-m", "migtui", *args)
 
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", self.name).stdout
