@@ -347,12 +347,12 @@ def test_chart_buckets_scale_and_window() -> None:
 
 
 def test_the_verdict_does_not_flap() -> None:
-    from migtui.tui.widgets.dirty_panel import trend
+    from migtui.model.convergence import Trend, trend
 
-    assert trend(1.2) == "over" and trend(0.9) == "close" and trend(0.5) == "fine"
-    assert trend(0.98, "over") == "over"  # hovering at the boundary: stays
-    assert trend(0.90, "over") == "close"
-    assert trend(0.78, "close") == "close" and trend(0.7, "close") == "fine"
+    assert trend(1.2) is Trend.OVER and trend(0.9) is Trend.CLOSE and trend(0.5) is Trend.FINE
+    assert trend(0.98, Trend.OVER) is Trend.OVER  # hovering at the boundary: stays
+    assert trend(0.90, Trend.OVER) is Trend.CLOSE
+    assert trend(0.78, Trend.CLOSE) is Trend.CLOSE and trend(0.7, Trend.CLOSE) is Trend.FINE
 
 
 # --- what a reviewer saw wrong in real screenshots ---------------------------------

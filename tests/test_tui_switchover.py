@@ -39,7 +39,6 @@ from migtui.transport import Monitor
 from migtui.tui import pause_watch
 from migtui.tui.app import MigtuiApp, make_app
 from migtui.tui.pause_text import PauseClock, banner_line, clock_text, dialog_title, step_items
-from migtui.tui.screens import switchover as switchover_screen
 from migtui.tui.screens.confirm import ConfirmScreen
 from migtui.tui.screens.help import HelpScreen
 from migtui.tui.screens.switchover import SwitchoverScreen
@@ -48,6 +47,7 @@ from migtui.tui.widgets.monitor_list import MonitorList
 from migtui.tui.widgets.pause_banner import PauseBanner
 from migtui.tui.widgets.text_line import TextLine
 from migtui.view.client import EngineClient
+from migtui.workflow import availability
 from migtui.workflow.pairing import destination_for, pair_key
 from migtui.workflow.session import MonitorSession
 from migtui.workflow.switchover import Outcome, Step, StepState, SwitchoverResult, current_switchover
@@ -193,7 +193,7 @@ async def test_dialog_opens_on_the_event_and_y_resumes_to_completion(lab: Lab) -
         await migrate_to_pause(lab)
         await until(pilot, lambda: dialog_shown(app), "the dialog to open by itself")
         # Detected from the MIGRATION event itself, not a poll.
-        (name, since), = app.pauses.detected
+        (name, since), = app.pauses.tracker.detected
         change = next(c for c in reversed(src.state.status_changes) if c.status == "pre-switchover")
         assert name == "src" and change.source == "event" and change.time == since
         await until(pilot, lambda: "src STOPPED" in banner(app), "the banner")
@@ -717,7 +717,7 @@ def test_dialog_title_says_how_the_pause_ended() -> None:
 def test_switchover_dialog_80x24(snap_compare, monkeypatch: pytest.MonkeyPatch, version: str) -> None:
     """The dialog as a live operator sees it (actions available), from recorded data."""
     monkeypatch.delenv("NO_COLOR", raising=False)
-    monkeypatch.setattr(switchover_screen, "blocked_reason", lambda _session: None)
+    monkeypatch.setattr(availability, "blocked_reason", lambda *_args: None)
     sessions, now = paused(version)
     app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
     assert snap_compare(app, terminal_size=(80, 24), press=["s"])
@@ -748,10 +748,8 @@ async def test_a_key_that_becomes_unavailable_looks_it(monkeypatch: pytest.Monke
     from replay import replayed as replay_run
     from textual.content import Content
 
-    import migtui.tui.screens.switchover as switchover_screen
-
     blocked: list[str | None] = [None]  # first as if live and connected
-    monkeypatch.setattr(switchover_screen, "blocked_reason", lambda session: blocked[0])
+    monkeypatch.setattr(availability, "blocked_reason", lambda *_args: blocked[0])
     sessions, now = replay_run("storage", 16.9)  # 1.2 s into the pause
     app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:

@@ -14,7 +14,8 @@ from textual.content import Content
 from ..format import format_duration, format_ms
 from ..model.vmstate import VmState
 from ..workflow.checklist import Check, Checklist
-from ..workflow.switchover import Outcome, StepState, Switchover, SwitchoverResult
+from ..workflow.switchover import Switchover
+from ..workflow.switchover_state import Action, Outcome, StepState, SwitchoverResult
 from .widgets.hanging import Item
 
 OK, BAD, INFO = "✓", "✗", "·"
@@ -180,15 +181,15 @@ def dialog_title(name: str, controller: Switchover) -> str:
     if result is None:
         if action is None:
             return f"{name}: paused before switchover"
-        return f"{name}: {'resuming the switchover' if action == 'resume' else 'aborting the migration'}"
+        return f"{name}: {'resuming the switchover' if action == Action.RESUME else 'aborting the migration'}"
     titled = _OUTCOME_TITLES.get(result.outcome)
     if titled is not None:
         return f"{name}: {titled}"
-    return f"{name}: {'abort' if action == 'abort' else 'switchover'} failed"
+    return f"{name}: {'abort' if action == Action.ABORT else 'switchover'} failed"
 
 
 def steps_title(controller: Switchover) -> str:
-    if controller.action == "abort":
+    if controller.action == Action.ABORT:
         return "Aborting the migration" if controller.result is None else "Steps of the abort"
     return "Resuming the switchover" if controller.result is None else "Steps of the switchover"
 

@@ -20,6 +20,10 @@ repainting.
 
 Guard rails: ``quit`` asks while a guest is paused; SIGHUP/SIGTERM (terminal lost,
 SSH drop) leave every VM as it is, log each pause left behind and exit.
+
+What is paused, since when, what is queued and what auto-resume said of each pause is
+the workflow's :class:`~migtui.workflow.pause_tracker.PauseTracker`; this class adds
+what needs Textual: the dialogs, the notifications, the clock and the repaint holds.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from textual.content import Content
 from ..errors import MigtuiError
 from ..workflow.autoresume import AutoResume, AutoResumeReport
 from ..workflow.pairing import destination_for
+from ..workflow.pause_tracker import HELD, PauseTracker, engine_guards, engine_pause
 from ..workflow.paused import log_paused_on_exit, paused_sources, quit_warning
 from ..workflow.session import CONNECTION, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import current_switchover, switchover_for
@@ -76,13 +81,8 @@ class PauseWatch:
         self.clock = clock
         self.auto_resume = auto_resume
         self.autos: dict[str, AutoResume] = {}
-        self.held: dict[str, str] = {}  # source -> why auto-resume held back (this pause)
-        self.auto_notes: dict[str, str] = {}  # source -> what auto-resume is doing
+        self.tracker = PauseTracker(sessions)
         self._banner_empty = True  # the banner shows nothing now
-        self._remote_held: dict[str, str] = {}  # the engine's "held" note already acted on
-        self.detected: list[tuple[str, float | None]] = []  # (source, pre_switchover_since), in order
-        self._seen: dict[str, float | None] = {}
-        self._queue: list[str] = []
         self._unsubscribe: list[Callable[[], None]] = []
         self._signals: list[int] = []
         self._ticker: Timer | None = None
@@ -110,6 +110,7 @@ class PauseWatch:
                     log.warning("%s", err)
                     continue
                 self.autos[session.name] = auto
+                self.tracker.auto.add(session.name)
         self._install_signals()
         self._ticker = self.app.set_interval(TICK_S, self.tick, pause=True)
         for session in self.sessions.values():  # offline (replayed) sessions: already paused?
@@ -158,7 +159,7 @@ class PauseWatch:
         failsafe = threading.Timer(EXIT_FAILSAFE_S, os._exit, args=(code,))
         failsafe.daemon = True
         failsafe.start()
-        if self.live and all(getattr(s, "pause", None) is not None for s in self.live):
+        if engine_guards(self.live):
             log.info("%s: view detached; the engine keeps watching (and guarding) every monitor", why)
             self.app.exit(return_code=129 if "SIGHUP" in why else 143)
             return
@@ -172,61 +173,28 @@ class PauseWatch:
     def _changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
         if not kinds & _RELEVANT:
             return
-        name = session.name
-        state = session.state
-        if state.in_pre_switchover:
-            since = state.pre_switchover_since
-            if name not in self._seen or self._seen[name] != since:
-                self._new_pause(session, since)
-            remote = getattr(session, "pause", None)
-            held = (remote or {}).get("notes", {}).get("held") if remote else None
-            if held and self._remote_held.get(name) != held:  # the engine's auto-resume held back
-                self._remote_held[name] = held
-                self.auto_notes.pop(name, None)
-                self.app.call_later(self.open_dialog, name)
-        elif name in self._seen:
-            del self._seen[name]
-            self.held.pop(name, None)
-            self.auto_notes.pop(name, None)
-            if name in self._queue:
-                self._queue.remove(name)
+        news = self.tracker.observe(session)
+        if news.new:
+            log.info("%s: paused in pre-switchover (guest stopped)", session.name)
+            auto = self.autos.get(session.name)
+            if auto is not None:
+                # Runs before AutoResume's listener, whose task reads the destination later.
+                auto.destination = destination_for(session, self.sessions.values())
+        if news.ask:
+            self.app.call_later(self.open_dialog, session.name)
+        if news.ended:
             self._refresh_dialogs()
         self.schedule_banner()  # also ends a hold as soon as the pause is over
         self._update_ticker()
 
-    def _new_pause(self, session: MonitorSession, since: float | None) -> None:
-        name = session.name
-        self._seen[name] = since
-        self.detected.append((name, since))
-        self.held.pop(name, None)
-        log.info("%s: paused in pre-switchover (guest stopped)", name)
-        remote = getattr(session, "pause", None)
-        if remote is not None and remote.get("auto_allowed"):
-            # The engine resumes it; the dialog opens only if it holds back (its "held" note).
-            self.auto_notes[name] = f"auto-resume (engine): {name}: checking the checklist"
-            return
-        auto = self.autos.get(name)
-        if auto is not None:
-            # Runs before AutoResume's listener, whose task reads the destination later.
-            auto.destination = destination_for(session, self.sessions.values())
-            self.auto_notes[name] = f"auto-resume: {name}: checking the checklist"
-            return  # the dialog opens only if auto-resume holds back
-        if session.live:
-            self.app.call_later(self.open_dialog, name)
-
     def _report(self, session: MonitorSession, report: AutoResumeReport) -> None:
-        name = session.name
+        ask = self.tracker.reported(session, report)
         if report.level == "error":
-            self.auto_notes.pop(name, None)
-            self.held[name] = report.message
             self.app.notify(report.message, title="Auto-resume held back", severity="error", timeout=30)
-            if session.state.in_pre_switchover or (report.result is not None and not report.result.final):
-                self.app.call_later(self.open_dialog, name)
-        elif report.result is None:
-            self.auto_notes[name] = f"auto-resume: {report.message}"
-        else:
-            self.auto_notes.pop(name, None)
+        elif report.result is not None:
             self.app.notify(report.message, title="Auto-resume")
+        if ask:
+            self.app.call_later(self.open_dialog, session.name)
         self.schedule_banner()
         self._refresh_dialogs()
 
@@ -249,50 +217,37 @@ class PauseWatch:
             if dialog.source is session:
                 return dialog
         if open_:
-            if name not in self._queue:
-                self._queue.append(name)
+            self.tracker.enqueue(name)
             self._refresh_dialogs()
             return None
-        if name in self._queue:
-            self._queue.remove(name)
+        self.tracker.unqueue(name)
         destination = destination_for(session, self.sessions.values())
         controller = switchover_for(session, destination)
         dialog = SwitchoverScreen(
             session, controller.destination, controller, clock=self.clock, abort_first=abort_first,
-            note=partial(self.dialog_note, name), more=partial(self.queued, name), defer=self.after_critical,
+            note=partial(self.dialog_note, name), more=partial(self.tracker.others_paused, name),
+            defer=self.after_critical,
         )
         self.app.push_screen(dialog, lambda _result: self._dialog_closed(name))
         self._update_ticker()
         return dialog
 
     def _dialog_closed(self, name: str) -> None:
-        while self._queue:
-            following = self._queue.pop(0)
-            session = self.sessions.get(following)
-            if session is not None and session.state.in_pre_switchover:
-                self.open_dialog(following)
-                return
-
-    def queued(self, exclude: str) -> list[str]:
-        """Other paused sources: queued ones first, then any whose dialog was closed."""
-        names = [n for n in self._queue if n != exclude and self.sessions[n].state.in_pre_switchover]
-        names += [s.name for s in paused_sources(self.sessions.values()) if s.name not in names and s.name != exclude]
-        return names
+        following = self.tracker.next_queued()
+        if following is not None:
+            self.open_dialog(following)
 
     def dialog_note(self, name: str) -> Content | None:
         session = self.sessions.get(name)
-        remote = getattr(session, "pause", None)
+        remote = engine_pause(session) if session is not None else None
         if remote is not None:  # the engine's word: who drives it, its deadline, its notes
             lines = engine_note(remote, self.clock())
             controller = current_switchover(session) if session is not None else None
             if controller is not None and controller.action and controller.actor:
                 lines.insert(0, Content.styled(f"{controller.action} started by {controller.actor}", "$accent"))
             return Content("\n").join(lines) if lines else None
-        if name in self.held:
-            return Content.styled(f"✗ {self.held[name]}", "bold $error")
-        if name in self.auto_notes:
-            return Content.styled(self.auto_notes[name], "$accent")
-        return None
+        note = self.tracker.note(name)
+        return _note_line(*note) if note is not None else None
 
     def _refresh_dialogs(self) -> None:
         for dialog in self._dialogs():
@@ -301,15 +256,8 @@ class PauseWatch:
     # ------------------------------------------------------------------ clock and holds
 
     def critical(self) -> bool:
-        """A guest is stopped while migtui acts on it and the outcome is not known yet: a
-        confirmed resume or abort, or --auto-resume deciding. Every ms is downtime."""
-        for session in paused_sources(self.sessions.values()):
-            controller = current_switchover(session)
-            if controller is not None and controller.running and controller.result is None:
-                return True
-            if session.name in self.autos and session.name not in self.held:
-                return True
-        return False
+        """Hold repaints: migtui acts on a stopped guest (``PauseTracker.critical``)."""
+        return self.tracker.critical()
 
     def after_critical(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (a repaint) soon, or once the critical phase is over.
@@ -362,7 +310,7 @@ class PauseWatch:
     # ------------------------------------------------------------------ banner
 
     def schedule_banner(self) -> None:
-        empty = not (self._seen or self.held or self.auto_notes)
+        empty = self.tracker.quiet
         if empty and self._banner_empty:
             return  # nothing shown, nothing to show: skip the DOM walk on every poll
         self._banner_empty = empty
@@ -380,23 +328,14 @@ class PauseWatch:
         paused = paused_sources(self.sessions.values())
         shown = paused if len(paused) <= BANNER_LINES else paused[: BANNER_LINES - 1]
         for session in shown:
-            remote = getattr(session, "pause", None)
+            remote = engine_pause(session)
             deadline = deadline_text(remote, now) if remote is not None else None
             lines.append(banner_line(session.name, PauseClock.of(session.state), now, deadline))
         if len(shown) < len(paused):  # many at once: one line names the rest, none is lost
             rest = [s.name for s in paused[len(shown):]]
             lines.append(Content.styled(f" ‖ {len(rest)} more guests STOPPED: {', '.join(rest)} ",
                                         "bold reverse $warning"))
-        notes: list[Content] = []
-        for name, why in self.held.items():
-            notes.append(Content.styled(f"✗ {why}", "bold $error"))
-        for name, what in self.auto_notes.items():
-            notes.append(Content.styled(what, "$accent"))
-        for session in self.sessions.values():
-            remote = getattr(session, "pause", None)
-            held = (remote or {}).get("notes", {}).get("held") if remote else None
-            if held and session.state.in_pre_switchover:
-                notes.append(Content.styled(f"✗ {held}", "bold $error"))
+        notes = [_note_line(key, text) for key, text in self.tracker.banner_notes()]
         if any(s.read_only for s in paused):
             notes.append(Content.styled("read-only: migtui will not resume or abort; the guest stays stopped"
                                         " until another client does", "$warning"))
@@ -407,7 +346,7 @@ class PauseWatch:
     def quit(self) -> None:
         """Quit, asking first while a guest waits in pre-switchover -- unless the engine
         guards it (a view of the engine: the pause keeps its deadline; the CLI says so)."""
-        if self.live and all(getattr(s, "pause", None) is not None for s in self.live):
+        if engine_guards(self.live):
             self.app.exit()
             return
         warning = quit_warning(self.live, self.clock())
@@ -424,3 +363,10 @@ class PauseWatch:
 
         self.app.push_screen(ConfirmScreen("Quit while a guest is paused?", warning,
                                            yes="quit, leave it paused", no="stay", id="confirm-quit"), answered)
+
+
+def _note_line(key: str, text: str) -> Content:
+    """A pause note: auto-resume held back (loud, ✗), or what it is doing."""
+    if key == HELD:
+        return Content.styled(f"✗ {text}", "bold $error")
+    return Content.styled(text, "$accent")

@@ -22,6 +22,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer
 
 from ...errors import MigtuiError
+from ...workflow import availability
 from ...workflow.checklist import checklist
 from ...workflow.session import MonitorSession
 from ...workflow.switchover import ABORT_DESCRIPTION, RESUME_DESCRIPTION, Outcome, Switchover
@@ -43,17 +44,6 @@ from ..widgets.text_line import TextLine
 log = logging.getLogger("migtui.tui")
 
 CLOSE_DESCRIPTION = "the guest stays stopped; s reopens this dialog"
-
-
-def blocked_reason(session: MonitorSession) -> str | None:
-    """Why migtui may not act on ``session`` at all (None: it may)."""
-    if not session.live:
-        return f"{session.name}: replayed data: migtui cannot act on it"
-    if session.read_only:
-        return f"read-only: migtui will not resume or abort {session.name} (started with --read-only)"
-    if not session.connected:
-        return f"{session.name}: monitor not connected ({session.status.label()}): wait until it is back"
-    return None
 
 
 def _key(key: str, text: str, detail: str = "", *, enabled: bool = True) -> Item:
@@ -144,33 +134,23 @@ class SwitchoverScreen(ModalScreen[None]):
         """An action (resume or abort) was confirmed: the dialog shows its progress."""
         return self.controller.action is not None
 
-    def _blocked(self) -> str | None:
-        return blocked_reason(self.source)
+    def _resume(self) -> availability.Availability:
+        return availability.resume(self.source, self.controller)
+
+    def _abort(self) -> availability.Availability:
+        return availability.abort(self.source, self.controller)
 
     def can_resume(self) -> bool | None:
-        if self.abort_armed or (self.started and not self._blocked()):
-            return False  # confirmed once: the key is gone from the footer (it would do nothing)
-        if self._blocked() or self.started or self.controller.result is not None:
-            return None
-        return True if self.source.state.in_pre_switchover else None
+        # While the abort waits for its y, y confirms the abort: resume is not on offer.
+        return False if self.abort_armed else self._resume().allowed
 
     def can_confirm_abort(self) -> bool | None:
         if not self.abort_armed:
             return False
-        return True if self._abortable() else None
+        return True if self._abort().allowed else None
 
     def can_abort(self) -> bool | None:
-        if self.abort_armed:
-            return False
-        if self._abortable():
-            return True
-        return False if self.controller.finished else None
-
-    def _abortable(self) -> bool:
-        c = self.controller
-        if self._blocked() or c.running or not c.can_abort:
-            return False
-        return self.source.state.in_pre_switchover or (c.result is not None and c.result.abort_offered)
+        return False if self.abort_armed else self._abort().allowed
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         predicate = {"resume": self.can_resume, "confirm_abort": self.can_confirm_abort,
@@ -187,19 +167,7 @@ class SwitchoverScreen(ModalScreen[None]):
 
     def unavailable_reason(self, key: str) -> str:
         """Why ``y`` / ``x`` does nothing right now (one line)."""
-        blocked = self._blocked()
-        if blocked:
-            return blocked
-        c = self.controller
-        if c.running:
-            return f"{c.action} is under way: it runs once"
-        if key == "y" and c.action == "resume":
-            return "resume was confirmed already: it runs once"
-        if key == "x" and not c.can_abort:
-            return "too late to abort: migrate-continue was sent" if c.action == "resume" else "nothing left to abort"
-        if c.result is not None:
-            return f"this pause is over: {c.result.reason}"
-        return f"{self.source.name} is not paused in pre-switchover (status {self.source.state.migration_status})"
+        return (self._abort() if key == "x" or self.abort_armed else self._resume()).reason
 
     # ------------------------------------------------------------------ rendering
 
@@ -230,7 +198,7 @@ class SwitchoverScreen(ModalScreen[None]):
         note = self._note()
         if note is not None and note.plain:
             items.append((Content(""), note))
-        blocked = self._blocked()
+        blocked = availability.blocked_reason(self.source)
         if blocked:
             items.append(_title(blocked, "bold $warning"))
         self._set("#sw-note", items)
@@ -246,7 +214,7 @@ class SwitchoverScreen(ModalScreen[None]):
         self._set("#sw-checks", [(Content(""), title), *checklist_items(checks)])
 
     def _show_actions(self) -> None:
-        if self.started and not self._abortable():
+        if self.started and self._abort().allowed is not True:
             self._set("#sw-actions", [_key("n", "Close", "the dialog" if self.controller.finished else
                                            "the dialog; the action goes on", enabled=True)])
             return

@@ -1,0 +1,176 @@
+"""Which sources are paused before switchover, since when, and what waits for the operator.
+
+Bookkeeping over a set of sessions: no textual, no timers, nothing sent. Whoever
+follows the pauses feeds it every session change (:meth:`PauseTracker.observe`) and
+every auto-resume report (:meth:`PauseTracker.reported`) and acts on the answer: the
+TUI's pause watch opens the dialog when the operator must decide, queues it behind an
+open one, repaints the banner from :meth:`PauseTracker.banner_notes`, and holds
+repaints while :meth:`PauseTracker.critical`.
+
+The notes of a pause use the keys the engine's PAUSE message has (``held``: auto-resume
+held back, the operator must act; ``auto``: what auto-resume is doing), so the engine,
+which keeps the same facts in its ``Watched.notes``, could keep them here instead.
+A view of the engine reads the engine's own notes from its sessions (``session.pause``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .autoresume import AutoResumeReport
+from .paused import paused_sources
+from .session import MonitorSession
+from .switchover import current_switchover
+
+HELD = "held"
+AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class PauseNews:
+    """What one change meant."""
+
+    new: bool = False  # a new pause began
+    ended: bool = False  # the pause ended
+    ask: bool = False  # the operator must decide now: bring the dialog
+
+
+def engine_pause(session: MonitorSession) -> dict[str, Any] | None:
+    """The engine's word on ``session``'s pause (a view's session), or None (migtui's own)."""
+    return getattr(session, "pause", None)
+
+
+def engine_guards(sessions: Iterable[MonitorSession]) -> bool:
+    """Every one of these is the engine's: it keeps guarding their pauses without this view."""
+    sessions = list(sessions)
+    return bool(sessions) and all(engine_pause(s) is not None for s in sessions)
+
+
+def _engine_held(session: MonitorSession) -> str | None:
+    notes = (engine_pause(session) or {}).get("notes")
+    held = notes.get(HELD) if isinstance(notes, dict) else None
+    return str(held) if held else None
+
+
+class PauseTracker:
+    def __init__(self, sessions: Mapping[str, MonitorSession]) -> None:
+        self.sessions = sessions
+        self.paused: dict[str, float | None] = {}  # source -> its pre_switchover_since, while paused
+        self.detected: list[tuple[str, float | None]] = []  # every pause seen, in order
+        self.queue: list[str] = []  # sources whose dialog waits for the open one to close
+        self.notes: dict[str, dict[str, str]] = {}  # source -> {HELD / AUTO: one line}
+        self.auto: set[str] = set()  # sources an auto-resume of this process handles
+        self._engine_held: dict[str, str] = {}  # the engine's "held" notes already acted on
+
+    # ------------------------------------------------------------------ input
+
+    def observe(self, session: MonitorSession) -> PauseNews:
+        """Fold a change of ``session`` (its migration, connection or run state)."""
+        name = session.name
+        state = session.state
+        if state.in_pre_switchover:
+            since = state.pre_switchover_since
+            new = name not in self.paused or self.paused[name] != since
+            ask = self._begin(session, since) if new else False
+            held = _engine_held(session)
+            if held and self._engine_held.get(name) != held:  # the engine's auto-resume held back
+                self._engine_held[name] = held
+                self.notes.get(name, {}).pop(AUTO, None)
+                ask = True
+            return PauseNews(new=new, ask=ask)
+        if name in self.paused:
+            del self.paused[name]
+            self.notes.pop(name, None)
+            self.unqueue(name)
+            return PauseNews(ended=True)
+        return PauseNews()
+
+    def _begin(self, session: MonitorSession, since: float | None) -> bool:
+        name = session.name
+        self.paused[name] = since
+        self.detected.append((name, since))
+        notes = self.notes.setdefault(name, {})
+        notes.pop(HELD, None)
+        if (engine_pause(session) or {}).get("auto_allowed"):
+            # The engine resumes it; the dialog opens only if it holds back (its "held" note).
+            notes[AUTO] = f"auto-resume (engine): {name}: checking the checklist"
+            return False
+        if name in self.auto:
+            notes[AUTO] = f"auto-resume: {name}: checking the checklist"
+            return False  # the dialog opens only if auto-resume holds back
+        return session.live
+
+    def reported(self, session: MonitorSession, report: AutoResumeReport) -> bool:
+        """Fold an auto-resume report; True: it held back, the operator must decide now."""
+        notes = self.notes.setdefault(session.name, {})
+        if report.level == "error":
+            notes.pop(AUTO, None)
+            notes[HELD] = report.message
+            return session.state.in_pre_switchover or (report.result is not None and not report.result.final)
+        if report.result is None:
+            notes[AUTO] = f"auto-resume: {report.message}"
+        else:
+            notes.pop(AUTO, None)
+        return False
+
+    # ------------------------------------------------------------------ the dialogs' queue
+
+    def enqueue(self, name: str) -> None:
+        if name not in self.queue:
+            self.queue.append(name)
+
+    def unqueue(self, name: str) -> None:
+        if name in self.queue:
+            self.queue.remove(name)
+
+    def next_queued(self) -> str | None:
+        """The next queued source still paused (those no longer paused leave the queue)."""
+        while self.queue:
+            name = self.queue.pop(0)
+            session = self.sessions.get(name)
+            if session is not None and session.state.in_pre_switchover:
+                return name
+        return None
+
+    def others_paused(self, exclude: str) -> list[str]:
+        """Other paused sources: queued ones first, then any whose dialog was closed."""
+        names = [n for n in self.queue if n != exclude and self.sessions[n].state.in_pre_switchover]
+        names += [s.name for s in paused_sources(self.sessions.values()) if s.name not in names and s.name != exclude]
+        return names
+
+    # ------------------------------------------------------------------ what to show
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing paused and nothing to say."""
+        return not self.paused and not any(self.notes.values())
+
+    def note(self, name: str) -> tuple[str, str] | None:
+        """(HELD or AUTO, the line) for ``name``'s dialog: what auto-resume did of this pause."""
+        notes = self.notes.get(name, {})
+        for key in (HELD, AUTO):
+            if notes.get(key):
+                return key, notes[key]
+        return None
+
+    def banner_notes(self) -> list[tuple[str, str]]:
+        """(HELD or AUTO, the line) for the banner: every held pause first, the engine's too."""
+        out = [(key, notes[key]) for key in (HELD, AUTO) for notes in self.notes.values() if notes.get(key)]
+        for session in paused_sources(self.sessions.values()):
+            held = _engine_held(session)
+            if held:
+                out.append((HELD, held))
+        return out
+
+    def critical(self) -> bool:
+        """A guest is stopped while migtui acts on it and the outcome is not known yet: a
+        confirmed resume or abort, or auto-resume deciding. Every ms is downtime."""
+        for session in paused_sources(self.sessions.values()):
+            controller = current_switchover(session)
+            if controller is not None and controller.running and controller.result is None:
+                return True
+            if session.name in self.auto and HELD not in self.notes.get(session.name, {}):
+                return True
+        return False

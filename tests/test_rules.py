@@ -1,0 +1,210 @@
+"""The rules below the TUI, without QEMU: the switchover's phase table (and a view's
+mirror of it), the availability of each action (and why not), the pause tracker and
+the convergence verdict."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from migtui.address import parse_address
+from migtui.engine.wire import switchover_json
+from migtui.model.convergence import Tone, Trend, convergence
+from migtui.model.dirtyrate import DirtyRateInfo
+from migtui.model.events import QmpEvent
+from migtui.model.migration import MigrationInfo
+from migtui.view.remote import RemoteSession
+from migtui.workflow import availability
+from migtui.workflow.autoresume import AutoResumeReport
+from migtui.workflow.pause_tracker import AUTO, HELD, PauseTracker
+from migtui.workflow.session import MIGRATION, MonitorSession
+from migtui.workflow.switchover import Switchover
+from migtui.workflow.switchover_state import (
+    ABORTABLE,
+    ACTIVE,
+    MOVES,
+    PAST_CONTINUE,
+    TERMINAL,
+    Action,
+    IllegalMove,
+    Outcome,
+    Phase,
+    SwitchoverResult,
+)
+
+
+def paused(name: str = "src", at: float = 1000.0) -> MonitorSession:
+    session = MonitorSession.offline(name)
+    session.apply_event(QmpEvent("STOP", {}, at), now=at)
+    session.apply_event(QmpEvent("MIGRATION", {"status": "pre-switchover"}, at + 0.001), now=at)
+    return session
+
+
+def moved_on(session: MonitorSession, status: str, at: float = 1001.0) -> None:
+    session.apply_event(QmpEvent("MIGRATION", {"status": status}, at), now=at)
+    session._notify({MIGRATION})
+
+
+# ---------------------------------------------------------------------- the phase table
+
+
+def test_the_table_names_every_phase_and_the_ends_lead_nowhere() -> None:
+    assert set(MOVES) == set(Phase)
+    assert all(not MOVES[p] for p in TERMINAL) and all(MOVES[p] for p in set(Phase) - TERMINAL)
+    assert not ABORTABLE & PAST_CONTINUE and not ACTIVE & TERMINAL
+    reached, todo = {Phase.WAITING}, [Phase.WAITING]
+    while todo:
+        for nxt in MOVES[todo.pop()] - reached:
+            reached.add(nxt)
+            todo.append(nxt)
+    assert reached == set(Phase)
+    # Past migrate-continue there is no way back to an abort, except QEMU refusing it.
+    assert MOVES[Phase.CONTINUING] & ABORTABLE == {Phase.STOPPED}
+    assert not MOVES[Phase.COMPLETING] & ABORTABLE
+
+
+def test_another_client_ends_a_watched_pause() -> None:
+    src = paused()
+    early = Switchover(MonitorSession.offline("other"))
+    assert early.phase is Phase.WAITING and early.can_abort and not early.running
+    controller = Switchover(src)
+    assert controller.phase is Phase.PAUSED and controller.can_abort and not controller.finished
+    moved_on(src, "device")  # not conclusive: nothing happens yet
+    assert controller.phase is Phase.PAUSED and controller.result is None
+    moved_on(src, "completed", 1001.5)
+    assert controller.phase is Phase.DONE and controller.finished and not controller.can_abort
+    assert controller.result is not None and controller.result.outcome is Outcome.OTHER_CLIENT
+    assert "another client continued the migration" in controller.result.reason
+    with pytest.raises(IllegalMove):
+        controller.move(Phase.CHECKING)
+
+
+def test_a_view_mirrors_the_phase_the_engine_sends() -> None:
+    src = paused()
+    controller = Switchover(src)
+    client = SimpleNamespace(clock=lambda: 1000.0, read_only=False, sessions={})
+    mirror = RemoteSession(client, "src", parse_address("src=/tmp/src.qmp")).switchover  # type: ignore[arg-type]
+    assert mirror.phase is Phase.WAITING and mirror.can_abort and not mirror.running
+    mirror.apply(json.loads(json.dumps(switchover_json(controller))))
+    assert mirror.phase is Phase.PAUSED and mirror.can_abort and not mirror.finished
+    moved_on(src, "cancelled")
+    mirror.apply(json.loads(json.dumps(switchover_json(controller))))
+    assert mirror.phase is Phase.DONE and mirror.finished and not mirror.can_abort
+    assert mirror.result is not None and mirror.result.outcome is Outcome.OTHER_CLIENT
+    mirror.apply({"phase": "from a newer engine"})
+    assert mirror.phase is Phase.WAITING
+
+
+def test_a_switchover_made_before_the_pause_waits_for_it() -> None:
+    src = MonitorSession.offline("src")
+    controller = Switchover(src)
+    assert controller.phase is Phase.WAITING
+    moved_on(src, "active")
+    assert controller.phase is Phase.WAITING and controller.result is None  # not paused yet: not ours to judge
+    moved_on(src, "pre-switchover", 1002.0)
+    assert controller.phase is Phase.PAUSED and controller.pause_since == 1002.0
+
+
+# ---------------------------------------------------------------------- availability
+
+
+def switchover(phase: Phase, action: Action | None = None, result: SwitchoverResult | None = None) -> Any:
+    return SimpleNamespace(name="src", phase=phase, action=action, result=result, running=phase in ACTIVE,
+                           can_abort=phase in ABORTABLE, finished=phase in TERMINAL)
+
+
+@pytest.fixture
+def acting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if the session were live and connected (an offline one is replayed data)."""
+    monkeypatch.setattr(availability, "blocked_reason", lambda *_args: None)
+
+
+def test_a_replayed_pause_cannot_be_acted_on() -> None:
+    src = paused()
+    for answer in (availability.resume(src, None), availability.abort(src, None)):
+        assert answer == (None, "src: replayed data: migtui cannot act on it")
+    assert availability.arm(src).allowed is False and availability.arm(None) == (False, "no monitor selected")
+    assert availability.switchover_dialog(src, [src]) == (True, "")
+
+
+@pytest.mark.usefixtures("acting")
+def test_resume_and_abort_follow_the_phase() -> None:
+    src = paused()
+    assert availability.resume(src, switchover(Phase.PAUSED)) == (True, "")
+    assert availability.abort(src, switchover(Phase.PAUSED)) == (True, "")
+    busy = switchover(Phase.FINISHING_MIRRORS, Action.RESUME)
+    assert availability.resume(src, busy) == (False, "src: resume is under way: it runs once")
+    assert availability.abort(src, busy) == (None, "src: resume is under way: it runs once")
+    stopped = SwitchoverResult(Action.RESUME, Outcome.STOPPED, "src: mirror failed", abort_offered=True)
+    assert availability.abort(src, switchover(Phase.STOPPED, Action.RESUME, stopped)) == (True, "")
+    assert availability.resume(src, switchover(Phase.STOPPED, Action.RESUME, stopped)) == (
+        False, "src: resume was confirmed already: it runs once")
+    done = SwitchoverResult(Action.RESUME, Outcome.COMPLETED, "src: migration completed")
+    moved_on(src, "completed")
+    assert availability.abort(src, switchover(Phase.CONTINUED, Action.RESUME, done)) == (
+        False, "src: too late to abort: migrate-continue was sent")
+    other = SwitchoverResult("watch", Outcome.OTHER_CLIENT, "src: another client cancelled the migration")
+    assert availability.abort(src, switchover(Phase.DONE, None, other)) == (False, "src: nothing left to abort")
+    assert availability.resume(src, switchover(Phase.DONE, None, other)) == (
+        None, "this pause is over: src: another client cancelled the migration")
+    assert availability.resume(src, None) == (None, "src is not paused in pre-switchover (status completed)")
+
+
+@pytest.mark.usefixtures("acting")
+def test_the_dashboard_keys_act_on_the_paused_source() -> None:
+    src, dst = paused("src"), MonitorSession.offline("dst")
+    assert availability.target(dst, [src, dst]) is src  # the selection is not paused: the paused one
+    assert availability.abort_paused(dst, [src, dst]).allowed is True
+    assert availability.measure_dirty_rate(dst, [src, dst]) == (
+        False, "src is paused before switchover: its migration shows the rates")
+    assert availability.switchover_dialog(dst, [dst]) == (False, "dst is not paused in pre-switchover (status none)")
+    assert availability.abort_paused(None, [dst]) == (False, "no monitor selected")
+
+
+# ---------------------------------------------------------------------- the pause tracker
+
+
+def test_the_tracker_follows_pauses_notes_and_the_queue() -> None:
+    src1, src2 = paused("src1"), paused("src2")
+    tracker = PauseTracker({"src1": src1, "src2": src2})
+    assert tracker.quiet
+    tracker.auto.add("src1")
+    news = tracker.observe(src1)
+    assert news.new and not news.ask  # auto-resume takes it; the dialog only if it holds back
+    assert tracker.note("src1") == (AUTO, "auto-resume: src1: checking the checklist")
+    assert tracker.critical()  # auto-resume is deciding: every ms is downtime
+    assert not tracker.observe(src1).new  # the same pause again
+    held = AutoResumeReport("src1", 1000.0, "error", "src1: auto-resume held: destination: monitor not connected")
+    assert tracker.reported(src1, held)  # the operator must decide now
+    assert tracker.banner_notes() == [(HELD, held.message)] and not tracker.critical()
+    tracker.observe(src2)
+    tracker.enqueue("src2")
+    tracker.enqueue("src2")
+    assert tracker.others_paused("src1") == ["src2"]
+    moved_on(src2, "completed")
+    assert tracker.observe(src2).ended and tracker.next_queued() is None  # it left the queue
+    moved_on(src1, "cancelled")
+    assert tracker.observe(src1).ended and tracker.quiet
+    assert tracker.detected == [("src1", 1000.001), ("src2", 1000.001)]
+
+
+# ---------------------------------------------------------------------- the convergence verdict
+
+
+def test_the_verdict_reads_the_state() -> None:
+    src = paused()
+    assert convergence(src.state, connected=False).text == "not connected: the last figures seen"
+    verdict = convergence(src.state, connected=True)
+    assert (verdict.text, verdict.tone, verdict.trend) == ("guest stopped: nothing new gets dirty", Tone.QUIET, None)
+    idle = MonitorSession.offline("idle")
+    assert convergence(idle.state, connected=True).measurable
+    assert convergence(idle.state, connected=True, measuring=True).text == "measuring…"
+    idle.state.apply_dirty_rate(DirtyRateInfo.from_qmp({"status": "measured", "dirty-rate": 8}), 1.0)
+    over = convergence(idle.state, connected=True, max_bandwidth=4 << 20)
+    assert (over.text, over.tone) == ("measured 8.0 MiB/s > max-bandwidth", Tone.BAD)
+    idle.state.apply_migration(MigrationInfo.from_qmp({"status": "completed"}), 1.0)
+    assert convergence(idle.state, connected=True).text == "completed"
+    assert Trend.CLOSE == "close"  # the widget keeps it per monitor, as the last trend
