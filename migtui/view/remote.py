@@ -75,6 +75,8 @@ class RemoteSession(MonitorSession):
         return float(d) if isinstance(d, (int, float)) and self.pause.get("deadline_allowed") else None
 
     def remote_switchover(self, destination: MonitorSession | None = None) -> "RemoteSwitchover":
+        if destination is not None:
+            self.switchover.paired = destination  # the view's own pairing, until the engine's arrives
         return self.switchover
 
     # --------------------------------------------------------------- engine owns these
@@ -147,6 +149,7 @@ class RemoteSwitchover:
         self.source = source
         self.name = source.name
         self._destination: str | None = None
+        self.paired: MonitorSession | None = None
         self.phase = Phase.WAITING  # the engine's, from its last SWITCHOVER message
         self.steps: list[Step] = []
         self.action: str | None = None
@@ -179,7 +182,10 @@ class RemoteSwitchover:
     @property
     def destination(self) -> MonitorSession | None:
         """The engine's pairing; looked up late: its MONITOR message may come after ours."""
-        return self.source.client.sessions.get(self._destination) if self._destination else None
+        # Else the view's own pairing: a dialog can open before the engine's SWITCHOVER message.
+        if self._destination:
+            return self.source.client.sessions.get(self._destination, self.paired)
+        return self.paired
 
     def add_progress_listener(self, cb: ProgressListener) -> Callable[[], None]:
         self._listeners.append(cb)
