@@ -7,7 +7,8 @@ gracefully cancels every named mirror job at once, sends migrate-continue the mo
 the last BLOCK_JOB_COMPLETED arrives, and exits when the migration ends. No checks,
 no state, no UI: the fastest reasonable reaction to the pause with qemu.qmp. It
 knows its mirror jobs in advance (it made them), so unlike migtui it sends no
-query between the event and the cancels.
+query between the event and the cancels. It prints ``listening`` once it waits
+for the event, and the final status at the end.
 """
 
 from __future__ import annotations
@@ -56,7 +57,11 @@ async def main(argv: list[str]) -> int:
     client = QMPClient("direct")
     await client.connect(argv[0])
     try:
-        status = await switchover_on_event(client, argv[1:])
+        ready = asyncio.Event()
+        task = asyncio.create_task(switchover_on_event(client, argv[1:], ready))
+        await ready.wait()
+        print("listening", flush=True)  # bench/pause_bench.py starts the migration on this line
+        status = await task
     finally:
         await client.disconnect()
     print(status)

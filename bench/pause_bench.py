@@ -1,21 +1,31 @@
-"""How long the guest waits in pre-switchover: migtui --auto-resume vs a direct client.
+"""How long the guest waits in pre-switchover: the real ``migtui --auto-resume`` vs a direct client.
 
-    .venv/bin/python bench/pause_bench.py [--runs 10] [--out docs/benchmarks.md]
+    .venv/bin/python bench/pause_bench.py [--runs 10] [--qemu PATH] [--out docs/benchmarks.md]
 
 Each run is one fresh lab pair (a migration is one-shot) with a mirrored data disk,
-armed with pause-before-switchover, migrated over a unix socket:
+armed with pause-before-switchover and a bandwidth limit of 1 GiB/s, migrated over a
+unix socket, and one fresh client process:
 
-- ``migtui``: a Monitor + MonitorSession per VM (default 1 s poll interval) and
-  AutoResume on the source, exactly as ``migtui --auto-resume`` runs them (without
-  the screen): on the MIGRATION pre-switchover event one fresh query-block-jobs, the
-  checklist, block-job-cancel, migrate-continue on BLOCK_JOB_COMPLETED.
-- ``direct``: bench/direct_client.py, a minimal qemu.qmp client doing the same steps
-  on the event, knowing its mirror in advance.
+- ``migtui``: ``migtui --auto-resume src=... dst=...`` in its own 100x30
+  pseudo-terminal, with a private runtime directory, so it starts its own engine
+  (one engine per run). The engine resumes the pause (one fresh query-block-jobs,
+  the checklist, block-job-cancel, migrate-continue on BLOCK_JOB_COMPLETED) while the
+  view renders the dashboard. The migration starts once the dashboard shows both
+  monitors connected and the source armed, and one more second has passed.
+- ``direct``: bench/direct_client.py, a minimal qemu.qmp client in its own process,
+  doing the same steps on the event but knowing its mirror in advance (no query).
+- ``engine`` (a diagnostic, not the target's subject): the same engine, started and
+  asked to watch src and dst with --auto-resume by a client in this process that never
+  subscribes, so no view is attached and nothing renders. It tells how much of
+  migtui's pause is the engine's own work and how much the rendering view costs it.
+- ``nice`` (a diagnostic, off by default): ``migtui`` with the view's threads
+  reniced to 10 once its engine runs (the engine keeps priority 0).
 
 The pause is measured from QEMU's own event timestamps (MIGRATION pre-switchover ->
 MIGRATION device), read on the lab's control socket, so the client under test pays
-nothing for the measurement. Runs alternate (ABBA order) on the same machine in one
-process. Target (issue 4): migtui's median <= 1.2 x the direct client's + 2 ms.
+nothing for the measurement. The QEMUs run with ``-trace handle_qmp_command``, so
+each command's arrival in QEMU is known too (the breakdown table). Runs alternate
+(forward, then reverse order). Target (issue 8): migtui's median <= 1.2 x the direct client's + 2 ms.
 """
 
 from __future__ import annotations
@@ -23,100 +33,148 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import os
-import platform
+import shlex
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qemu.qmp import EventListener, QMPClient
-
-from migtui.address import parse_address
-from migtui.lab.lab import MIRROR_JOB, Lab
-from migtui.transport import Monitor
-from migtui.workflow.autoresume import AutoResume
-from migtui.workflow.session import MonitorSession
-from migtui.workflow.waiting import wait_until
+from qemu.qmp import EventListener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from direct_client import switchover_on_event  # noqa: E402
-from machine import cpu_model  # noqa: E402
+from term import READY, ROOT, Migtui, TracedLab, append, event_time, loadavg, machine, stop_engine  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+from migtui.address import parse_addresses  # noqa: E402
+from migtui.engine import protocol  # noqa: E402
+from migtui.engine.runtime import runtime  # noqa: E402
+from migtui.lab.lab import MIRROR_JOB  # noqa: E402
+from migtui.view.client import EngineClient  # noqa: E402
+from migtui.workflow.policy import Policy  # noqa: E402
+
 RUN_TIMEOUT = 60.0
+COLS, ROWS = 100, 30
 SECTION = "## Pre-switchover pause: migtui --auto-resume vs a direct qemu.qmp client"
+VARIANTS = ("migtui", "direct", "engine", "nice")
+STEPS = ("query-block-jobs", "block-job-cancel", "BLOCK_JOB_COMPLETED", "migrate-continue", "device")
 
 
-async def _wait(session: MonitorSession, pred: Callable[[], bool], timeout: float = 15.0) -> None:
-    await wait_until(session, pred, timeout)
-
-
-async def _until_end(listener: EventListener) -> dict[str, float]:
-    """QEMU timestamps of each MIGRATION status, until the migration ends."""
-    stamps: dict[str, float] = {}
-    while True:
-        event = await listener.get()
-        ts = event["timestamp"]
+async def _until_end(listener: EventListener, out: dict[str, float]) -> None:
+    """QEMU timestamps of each MIGRATION status and of the mirror's completion."""
+    async for event in listener:
+        if event["event"] == "BLOCK_JOB_COMPLETED":
+            out.setdefault("BLOCK_JOB_COMPLETED", event_time(event))
+            continue
         status = event["data"]["status"]
-        stamps.setdefault(status, ts["seconds"] + ts["microseconds"] / 1e6)
+        out.setdefault(status, event_time(event))
         if status in ("completed", "failed", "cancelled"):
-            return stamps
+            return
 
 
-async def _run_migtui(lab: Lab) -> None:
-    sessions = [MonitorSession(Monitor(parse_address(f"{vm.name}={vm.qmp_path}"))) for vm in (lab.src, lab.dst)]
-    src, dst = sessions
-    auto = AutoResume(src, dst)
-    auto.start()
-    for session in sessions:
-        session.start()
+async def _migrate_with_migtui(lab: TracedLab, nice: int = 0) -> dict[str, Any]:
+    app = Migtui([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"], cols=COLS, rows=ROWS,
+                 options=["--auto-resume"])
     try:
-        for session in sessions:
-            await _wait(session, lambda s=session: s.connected and s.polls > 0)
-        await lab.migrate()
-        await _wait(src, lambda: src.state.migration_status in ("completed", "failed", "cancelled"), RUN_TIMEOUT)
-        result = await auto.task if auto.task is not None else None
-        if result is None or not result.ok:
-            raise RuntimeError(f"migtui did not complete: {auto.reports[-1].message if auto.reports else '?'}")
+        await app.wait_engine()
+        await app.term.wait_for(lambda t: READY.search(t) is not None and "dst" in t, 20, "both monitors ready")
+        if nice:
+            app.renice_view(nice)
+        await asyncio.sleep(1.0)  # the first polls and the first full paint are over
+        since = len(app.term.text)
+        stamps = await _migrate(lab)
+        await app.term.wait_for(lambda t: "migration completed" in t[since:], 10, "the auto-resume's outcome")
+        return stamps
     finally:
-        await asyncio.gather(*(s.stop() for s in sessions))
+        await app.stop()
 
 
-async def _run_direct(lab: Lab) -> None:
-    client = QMPClient("direct")
-    await client.connect(str(lab.src.qmp_path))
+async def _migrate_with_engine(lab: TracedLab) -> dict[str, Any]:
+    directory = Path(tempfile.mkdtemp(prefix="mtb", dir="/tmp"))
+    client = EngineClient(runtime(directory / "rt"), kind="pause_bench")
     try:
-        ready = asyncio.Event()
-        task = asyncio.create_task(switchover_on_event(client, [MIRROR_JOB], ready))
-        await ready.wait()
-        await lab.migrate()
-        status = await asyncio.wait_for(task, RUN_TIMEOUT)
-        if status != "completed":
-            raise RuntimeError(f"direct client: migration {status}")
+        await client.connect(start=True)  # starts the engine as a view would
+        addresses = parse_addresses([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
+        policy = Policy(auto_resume=True, explicit=frozenset({"auto_resume"}))
+        await client.watch(addresses, policy, read_only=False, interval=1.0)
+        deadline = time.monotonic() + 20
+        while True:  # both connected and polled, the source's capabilities read
+            reply = await client.call(protocol.STATUS, addresses=[a.absolute().display for a in addresses])
+            monitors = reply.get("monitors") or []
+            if all(m and m.get("ok") for m in monitors) and len(monitors) == 2 \
+                    and monitors[0].get("capabilities", {}).get("pause-before-switchover"):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the engine did not get ready: {monitors}")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        return await _migrate(lab)
     finally:
-        await client.disconnect()
+        await client.close()
+        await stop_engine(directory / "rt")
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _migrate_with_direct(lab: TracedLab) -> dict[str, Any]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "direct_client.py"), str(lab.src.qmp_path), MIRROR_JOB,
+        stdout=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        if line.strip() != b"listening":
+            raise RuntimeError(f"direct client: {line!r}")
+        stamps = await _migrate(lab)
+        out = (await asyncio.wait_for(proc.stdout.read(), RUN_TIMEOUT)).decode().strip()
+        if await proc.wait() != 0:
+            raise RuntimeError(f"direct client: migration {out}")
+        return stamps
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def _migrate(lab: TracedLab) -> dict[str, float]:
+    observer = await lab.control(lab.src)
+    listener = EventListener(("MIGRATION", "BLOCK_JOB_COMPLETED"))
+    stamps: dict[str, float] = {}
+    with observer.listen(listener):
+        ending = asyncio.create_task(_until_end(listener, stamps))
+        await lab.migrate()
+        await asyncio.wait_for(ending, RUN_TIMEOUT)
+    if "completed" not in stamps:
+        raise RuntimeError(f"migration ended {sorted(stamps)}")
+    return stamps
 
 
 async def one_run(variant: str, args: argparse.Namespace) -> dict[str, Any]:
-    async with Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk_mib=args.disk, accel=args.accel) as lab:
+    async with TracedLab(memory_mib=args.memory, dirty_mib=args.dirty, disk_mib=args.disk, accel=args.accel,
+                         qemu_binary=args.qemu) as lab:
         await lab.prepare(storage=True, pause=True, max_bandwidth=1 << 30, downtime_limit=500)
-        observer = await lab.control(lab.src)
-        listener = EventListener("MIGRATION")
-        with observer.listen(listener):
-            ending = asyncio.create_task(_until_end(listener))
-            await (_run_migtui(lab) if variant == "migtui" else _run_direct(lab))
-            stamps = await asyncio.wait_for(ending, RUN_TIMEOUT)
-        info = await observer.execute("query-migrate")
-        version = await observer.execute("query-version")
+        if variant == "nice":
+            stamps = await _migrate_with_migtui(lab, nice=10)
+        else:
+            run = {"migtui": _migrate_with_migtui, "direct": _migrate_with_direct, "engine": _migrate_with_engine}
+            stamps = await run[variant](lab)
+        info = await (await lab.control(lab.src)).execute("query-migrate")
+        commands = lab.commands(lab.src)
+        paused = stamps["pre-switchover"]
+        migrate_at = next(t for t, c, _ in commands if c == "migrate")
+        steps = {"device": stamps["device"] - paused,
+                 "BLOCK_JOB_COMPLETED": stamps.get("BLOCK_JOB_COMPLETED", float("nan")) - paused}
+        for t, c, _ in commands:
+            if t >= paused and c in STEPS and c not in steps:
+                steps[c] = t - paused
         return {
             "variant": variant,
-            "pause_ms": (stamps["device"] - stamps["pre-switchover"]) * 1000,
+            "pause_ms": (stamps["device"] - paused) * 1000,
+            "to_pause_ms": (paused - migrate_at) * 1000,
+            "steps_ms": {k: v * 1000 for k, v in steps.items()},
             "downtime_ms": info.get("downtime"),
-            "accel": lab.accel,
-            "qemu": "{major}.{minor}.{micro}".format(**version["qemu"]),
+            "machine": machine(lab),
         }
 
 
@@ -127,30 +185,33 @@ def summarize(values: list[float]) -> dict[str, float]:
             "min": ordered[0], "max": ordered[-1]}
 
 
-
-
-def report(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -> str:
-    by = {v: [r for r in runs if r["variant"] == v] for v in ("migtui", "direct")}
+def report(runs: list[dict[str, Any]], args: argparse.Namespace, command: str, load: str,
+           failures: list[str]) -> str:
+    variants = [v for v in VARIANTS if any(r["variant"] == v for r in runs)]
+    by = {v: [r for r in runs if r["variant"] == v] for v in variants}
     pause = {v: summarize([r["pause_ms"] for r in rs]) for v, rs in by.items()}
     down = {v: summarize([r["downtime_ms"] for r in rs if r["downtime_ms"] is not None]) for v, rs in by.items()}
+    to_pause = summarize([r["to_pause_ms"] for r in runs])
     m, d = pause["migtui"]["median"], pause["direct"]["median"]
     limit = 1.2 * d + 2.0
     verdict = "PASS" if m <= limit else "FAIL"
-    first = runs[0]
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"### {date}",
+        f"### {date}, QEMU {runs[0]['machine'].split('QEMU ')[1].split(',')[0]}",
         "",
-        f"- machine: {os.cpu_count()} CPUs ({cpu_model()}), {first['accel']}, QEMU {first['qemu']},"
-        f" Python {platform.python_version()}, Linux {platform.release()}",
-        f"- lab: {args.memory} MiB guest dirtying {args.dirty} MiB, {args.disk} MiB mirrored disk,"
-        " unix-socket migration; runs alternated ABBA, one fresh lab pair per run",
+        f"- machine: {runs[0]['machine']}; load average before the run {load}",
+        f"- lab: {args.memory} MiB guest dirtying {args.dirty} MiB, {args.disk} MiB mirrored disk, max-bandwidth"
+        f" 1 GiB/s, unix-socket migration; `migrate` -> pre-switchover median {to_pause['median']:.0f} ms"
+        f" (max {to_pause['max']:.0f} ms)",
+        "- runs alternated (forward, then reverse order), one fresh lab pair and one fresh client process per"
+        f" run (migtui: the view in a {COLS}x{ROWS} pseudo-terminal + the engine it starts; engine: the same"
+        " engine with no view)",
         f"- command: `{command}`",
         "",
         "| client | runs | pause median | pause p90 | min | max | QEMU downtime median |",
         "|---|---|---|---|---|---|---|",
     ]
-    for v in ("migtui", "direct"):
+    for v in variants:
         p, dt = pause[v], down[v]
         lines.append(f"| {v} | {p['n']} | {p['median']:.2f} ms | {p['p90']:.2f} ms | {p['min']:.2f} ms"
                      f" | {p['max']:.2f} ms | {dt['median']:.0f} ms |")
@@ -159,38 +220,27 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, command: str) -
         f"Ratio of medians migtui/direct: **{m / d:.2f}x** ({m - d:+.2f} ms). Target: migtui median"
         f" <= 1.2 x direct + 2 ms = {limit:.2f} ms: **{verdict}**.",
         "",
+        "Where the pause goes (median ms after QEMU's pre-switchover stamp: a command when QEMU parsed it,"
+        " an event by QEMU's stamp):",
+        "",
+        "| client | " + " | ".join(STEPS) + " |",
+        "|---|" + "---|" * len(STEPS),
+    ]
+    for v in variants:
+        cells = []
+        for step in STEPS:
+            values = [r["steps_ms"][step] for r in by[v] if step in r["steps_ms"]]
+            cells.append(f"{statistics.median(values):.2f}" if values else "--")
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
         "Pauses (ms, in run order): " + "; ".join(
-            f"{v}: " + ", ".join(f"{r['pause_ms']:.2f}" for r in by[v]) for v in ("migtui", "direct")),
+            f"{v}: " + ", ".join(f"{r['pause_ms']:.2f}" for r in by[v]) for v in variants) + ".",
         "",
     ]
+    if failures:
+        lines += [f"Runs repeated after a failure: {len(failures)} ({'; '.join(failures)}).", ""]
     return "\n".join(lines)
-
-
-INTRO = f"""{SECTION}
-
-The guest is stopped for the whole pre-switchover pause, so it is pure downtime.
-`bench/pause_bench.py` measures it from QEMU's own event timestamps (MIGRATION
-pre-switchover -> MIGRATION device) for migtui's `--auto-resume` path (Monitor +
-MonitorSession + AutoResume, as the app runs them, without the screen: one fresh
-query-block-jobs, the checklist, block-job-cancel, migrate-continue on
-BLOCK_JOB_COMPLETED) and for `bench/direct_client.py`, a minimal qemu.qmp client that
-does the same steps on the event but knows its mirror in advance (no query).
-Issue 4's target: migtui's median <= 1.2 x the direct client's + 2 ms.
-"""
-
-
-def append(path: Path, text: str) -> None:
-    """Add ``text`` at the end of this benchmark's section (made if absent); other
-    sections of the file are left as they are."""
-    existing = path.read_text() if path.exists() else "# Benchmarks\n"
-    if SECTION not in existing:
-        updated = existing.rstrip("\n") + "\n\n" + INTRO + "\n" + text
-    else:
-        at = existing.index(SECTION)
-        nxt = existing.find("\n## ", at + len(SECTION))
-        head, tail = (existing, "") if nxt < 0 else (existing[:nxt + 1], existing[nxt + 1:])
-        updated = head.rstrip("\n") + "\n\n" + text + ("\n" + tail if tail else "")
-    path.write_text(updated)
 
 
 async def main() -> int:
@@ -201,28 +251,46 @@ async def main() -> int:
     parser.add_argument("--dirty", type=int, default=4, help="MiB the guest dirties (default 4)")
     parser.add_argument("--disk", type=int, default=16, help="mirrored disk MiB (default 16)")
     parser.add_argument("--accel", default="auto", choices=("auto", "kvm", "tcg"))
-    parser.add_argument("--out", type=Path, help="append the results to this Markdown file")
+    parser.add_argument("--qemu", help="the qemu-system-x86_64 to run (default: $MIGTUI_QEMU, else PATH's)")
+    parser.add_argument("--variants", default="migtui,direct,engine",
+                        help="clients to alternate (default migtui,direct,engine; engine and nice are diagnostics)")
+    parser.add_argument("--out", type=Path, help="append the results to this Markdown file's section")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
-    command = " ".join([".venv/bin/python", "bench/pause_bench.py", *sys.argv[1:]])
+    args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not {"migtui", "direct"} <= set(args.variants) <= set(VARIANTS):
+        parser.error(f"--variants: migtui and direct, optionally engine and nice (of {', '.join(VARIANTS)})")
+    command = " ".join([".venv/bin/python", "bench/pause_bench.py", *map(shlex.quote, sys.argv[1:])])
+    load = loadavg()
     runs: list[dict[str, Any]] = []
+    failures: list[str] = []
     total = args.warmup + args.runs
     for i in range(total):
-        order = ("migtui", "direct") if i % 2 == 0 else ("direct", "migtui")
+        order = args.variants if i % 2 == 0 else args.variants[::-1]
         for variant in order:
             started = time.monotonic()
-            run = await one_run(variant, args)
+            for attempt in range(3):  # a busy machine sometimes misses a start-up deadline
+                try:
+                    run = await one_run(variant, args)
+                    break
+                except (RuntimeError, OSError) as err:
+                    print(f"  {variant}: run failed ({err}); {'again' if attempt < 2 else 'giving up'}", flush=True)
+                    failures.append(f"{variant}: {str(err)[:200]}")
+                    if attempt == 2:
+                        raise
             counted = i >= args.warmup
-            print(f"{'run' if counted else 'warm-up'} {i + 1}/{total} {variant:6}: pause {run['pause_ms']:7.2f} ms,"
-                  f" downtime {run['downtime_ms']} ms ({time.monotonic() - started:.1f} s)", flush=True)
+            steps = " ".join(f"{k.split('-')[-1].lower()[:8]}={v:.2f}" for k, v in run["steps_ms"].items())
+            print(f"{'run' if counted else 'warm-up'} {i + 1}/{total} {variant:6}: pause {run['pause_ms']:6.2f} ms"
+                  f" (migrate->pause {run['to_pause_ms']:.0f} ms; {steps}) ({time.monotonic() - started:.1f} s)",
+                  flush=True)
             if counted:
                 runs.append(run)
-    text = report(runs, args, command)
+    text = report(runs, args, command, load, failures)
     print()
     print(text)
     if args.out is not None:
-        append(args.out, text)
+        append(args.out, SECTION, text)
         print(f"appended to {args.out}")
     return 0
 
