@@ -250,7 +250,7 @@ class Monitor:
             caps = _capabilities(await self._call(client, "query-migrate-capabilities"))
         features = QemuFeatures()
         if "query-qmp-schema" in commands:
-            features = QemuFeatures.from_schema(await self._call(client, "query-qmp-schema"))
+            features = await _FEATURES.get(client, lambda: self._call(client, "query-qmp-schema"))
         self.qemu_version, self.commands, self.capabilities = version, commands, caps
         self.features = features
 
@@ -442,6 +442,54 @@ async def _sock_connect(
         sock.close()
         raise
     return sock
+
+
+class _FeatureCache:
+    """QemuFeatures per QEMU build (the greeting's version and package): the schema is
+    ~230 KB, and fifty monitors of one QEMU (or a QEMU reconnected) need it read once.
+    Concurrent first connections wait for the one read under way."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, QemuFeatures] = {}
+        self.pending: dict[tuple[int, str], asyncio.Future[QemuFeatures]] = {}
+
+    async def get(self, client: QMPClient, fetch: Callable[[], Any]) -> QemuFeatures:
+        key = _build(client)
+        if key is None:  # no greeting to tell builds apart: read it
+            return QemuFeatures.from_schema(await fetch())
+        if key in self.known:
+            return self.known[key]
+        loop = asyncio.get_running_loop()
+        pending = self.pending.get((id(loop), key))
+        if pending is not None and not pending.done():
+            return await asyncio.shield(pending)
+        future: asyncio.Future[QemuFeatures] = loop.create_future()
+        self.pending[(id(loop), key)] = future
+        try:
+            features = QemuFeatures.from_schema(await fetch())
+        except Exception as err:
+            future.set_exception(err)
+            future.exception()  # retrieved: waiters (if any) get it, nobody else is told
+            raise
+        except BaseException:
+            future.cancel()
+            raise
+        finally:
+            self.pending.pop((id(loop), key), None)
+        self.known[key] = features
+        future.set_result(features)
+        return features
+
+
+_FEATURES = _FeatureCache()
+
+
+def _build(client: QMPClient) -> str | None:
+    try:
+        assert client.greeting is not None
+        return json.dumps(client.greeting.QMP.version, sort_keys=True, default=str)
+    except (AssertionError, AttributeError, TypeError):
+        return None
 
 
 def _version(client: QMPClient) -> str | None:
