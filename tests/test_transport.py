@@ -94,7 +94,12 @@ def test_status_labels() -> None:
     assert ConnectionStatus(ConnState.CONNECTING).label() == "connecting"
     assert ConnectionStatus(ConnState.CONNECTED).label() == "connected"
     assert ConnectionStatus(ConnState.RETRYING, 3, err).label() == "retrying 3"
-    assert ConnectionStatus(ConnState.LOST, 2, err).label() == "lost: no such socket /x: is QEMU running?"
+    # run() never gives up: no label says "lost" while migtui still tries.
+    assert ConnectionStatus(ConnState.LOST, 2, err).label() == "waiting for the socket: no such socket /x: is QEMU running?"
+    assert ConnectionStatus(ConnState.LOST, 2, err).word() == "waiting"
+    other = MonitorError("src", "src: greeting timed out")
+    assert ConnectionStatus(ConnState.LOST, 7, other).label() == "retrying: greeting timed out"
+    assert ConnectionStatus(ConnState.RETRYING, 3, other).word() == "retrying 3"
     assert ConnectionStatus(ConnState.CLOSED).label() == "closed"
     assert ConnState.RETRYING.value == "retrying"
 

@@ -144,14 +144,15 @@ async def test_reconnect_is_shown(tmp_path: Path) -> None:
     qemu = QemuProcess(path, machine="pc")
     try:
         async with app.run_test(size=(80, 24)) as pilot:
-            await until(pilot, lambda: "lost" in entry_text(app, "late"), what="lost shown")
-            assert "lost" in text(app, MonitorHeader)
+            await until(pilot, lambda: " waiting " in entry_text(app, "late"), what="waiting shown")
+            assert " waiting " in text(app, MonitorHeader) and "lost" not in text(app, MonitorHeader)
             qemu.start()
             await until(pilot, lambda: "running" in entry_text(app, "late"), what="connected shown")
             assert "connected" in text(app, MonitorHeader)
             qemu.kill()
             await until(pilot, lambda: "retrying" in entry_text(app, "late")
-                        or "lost" in entry_text(app, "late"), what="drop shown")
+                        or " waiting " in entry_text(app, "late"), what="drop shown")
+            assert "lost" not in entry_text(app, "late")
             qemu.start()
             await until(pilot, lambda: "running" in entry_text(app, "late"), what="reconnected shown")
             await pilot.press("q")
@@ -496,9 +497,10 @@ async def test_a_lost_monitor_shows_its_last_status_as_stale(tmp_path: Path) -> 
         src._notify({"connection"})
         await until(pilot, lambda: panel.has_class("-stale"), what="stale panel")
         entry = entry_text(app, "src")
-        assert " lost " in entry and "last: active" in entry and " active " not in entry
+        # Still tried all along: "waiting" (for the socket), never "lost".
+        assert " waiting " in entry and "last: active" in entry and " active " not in entry
         assert text(app, "#mig-status").startswith("last: active · pass 4")
-        assert " lost " in text(app, MonitorHeader)
+        assert " waiting " in text(app, MonitorHeader) and "lost" not in entry
         assert app.dashboard.query_one(DirtyPanel).has_class("-stale")
         src.status = ConnectionStatus(ConnState.CONNECTED)
         src._notify({"connection"})

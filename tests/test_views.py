@@ -48,11 +48,11 @@ def engine_log(directory: Path) -> str:
 
 
 async def arm_in(view: Tmux) -> None:
-    """As an operator arms the selected source: a, then y to confirm."""
+    """As an operator arms the selected source: a, then a again to confirm."""
     await wait_screen(view, "src · connected")
     view.keys("a")
     await wait_screen(view, "Arm src")
-    view.keys("y")
+    view.keys("a")
     await wait_screen(view, "running armed")
 
 

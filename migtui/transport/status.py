@@ -1,18 +1,24 @@
-"""Connection state of one monitor, as shown on screen."""
+"""Connection state of one monitor, as shown on screen.
+
+``Monitor.run()`` never gives up: while a monitor is not connected migtui keeps trying,
+so no label says "lost" -- "retrying" after a connection dropped, "waiting for the
+socket" while nothing listens there yet (QEMU not started, or exited), "retrying: why"
+when attempts keep failing for another reason.
+"""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 
-from ..errors import MonitorError
+from ..errors import ConnectionRefused, MonitorError, SocketMissing
 
 
 class ConnState(enum.Enum):
     CONNECTING = "connecting"  # before the first attempt has finished
     CONNECTED = "connected"
     RETRYING = "retrying"  # the connection dropped; trying to get it back
-    LOST = "lost"  # never connected, or retries keep failing (still retrying)
+    LOST = "lost"  # never connected, or retries keep failing (still retrying: shown as such)
     CLOSED = "closed"  # close() was called; nothing more will happen
 
 
@@ -22,13 +28,25 @@ class ConnectionStatus:
     attempt: int = 0  # failed attempts in a row
     error: MonitorError | None = None  # the last failure, if any
 
-    def label(self) -> str:
-        """Short text for a status bar: "connected", "retrying 3", "lost: <why>"."""
+    def word(self) -> str:
+        """The state in a word or two, for a badge: "connected", "retrying 3", "waiting"."""
         if self.state is ConnState.RETRYING:
             return f"retrying {self.attempt}"
-        if self.state is ConnState.LOST and self.error is not None:
-            return f"lost: {_without_monitor_prefix(self.error)}"
+        if self.state is ConnState.LOST:
+            return "waiting" if _nothing_listening(self.error) else "retrying"
         return self.state.value
+
+    def label(self) -> str:
+        """Short text for a status bar: "connected", "retrying 3", "waiting for the socket: <why>"."""
+        if self.state is ConnState.LOST and self.error is not None:
+            kind = "waiting for the socket" if _nothing_listening(self.error) else "retrying"
+            return f"{kind}: {_without_monitor_prefix(self.error)}"
+        return self.word()
+
+
+def _nothing_listening(error: MonitorError | None) -> bool:
+    # No socket there, or nobody accepting on it: QEMU not started yet (or exited).
+    return isinstance(error, (SocketMissing, ConnectionRefused))
 
 
 def _without_monitor_prefix(error: MonitorError) -> str:

@@ -19,21 +19,26 @@ from functools import partial
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..transport import Monitor
 from ..workflow.session import KINDS, MonitorSession
-from .messages import SessionsChanged
+from .messages import NOT_AVAILABLE, SessionsChanged
 from .pause_watch import PauseWatch
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.switchover_dashboard import SwitchoverDashboard
+from .widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS
 
 log = logging.getLogger("migtui.tui")
 
 COALESCE_S = 1 / 30
+# Notices shown one at a time: a new one replaces the last (pressing an unavailable key
+# twice, or two of them, gives one notice, not a stack over the dialog).
+SINGLE_TITLES = frozenset({NOT_AVAILABLE})
 _HIDDEN_IN_HELP = {"screen.copy_text", "help_quit", "command_palette"}
 STOP_TIMEOUT_S = 3.0
 
@@ -42,6 +47,9 @@ class MigtuiApp(App[int]):
     engine_client: object | None = None  # the engine link when this app is a view of one
     startup_notices: list[str] = []  # what the engine did while no view watched
     CSS_PATH = "app.tcss"
+    # Every screen (dialogs, questions, help) says when the terminal is too small.
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
     TITLE = "migtui"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
@@ -68,6 +76,7 @@ class MigtuiApp(App[int]):
         self._pending: dict[str, set[str]] = {}
         self._flush_scheduled = False
         self._unsubscribe: list[Callable[[], None]] = []
+        self._single: dict[str, Notification] = {}  # title -> the one notice of that title on show
         if ansi:
             self.theme = "ansi-dark"
 
@@ -132,6 +141,23 @@ class MigtuiApp(App[int]):
             yield
         for screen in self.screen_stack[:-1]:
             screen.check_idle()
+
+    # ------------------------------------------------------------------ notices
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Textual's notify, except that a notice titled as one of ``SINGLE_TITLES``
+        replaces the previous one of that title instead of stacking over the dialog."""
+        if title not in SINGLE_TITLES:
+            super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+            return
+        previous = self._single.get(title)
+        if previous is not None:
+            previous.timeout = 0  # expired: the collection drops it as the new one comes in
+        notice = Notification(message, title, severity, self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
+                              markup=markup)
+        self._single[title] = notice
+        self.post_message(Notify(notice))
 
     # ------------------------------------------------------------------ actions
 

@@ -60,13 +60,26 @@ def migration_badge(status: str, *, stale: bool = False) -> Content:
 
 
 def connection_text(state: str, label: str) -> Content:
-    """The transport's own label ("retrying 3", "lost: ..."), coloured by state."""
+    """The transport's own label ("retrying 3", "waiting for the socket: ..."), coloured by state."""
     return Content.styled(label, _CONNECTION.get(state, ""))
 
 
 def connection_badge(state: str, label: str) -> Content:
-    """`` lost `` / `` retrying 3 `` in reverse video: shown instead of a stale status."""
+    """`` waiting `` / `` retrying 3 `` in reverse video: shown instead of a stale status."""
     return Content.styled(f" {label} ", f"bold reverse {_CONNECTION.get(state, '$foreground')}")
+
+
+POLLS_FAILING = "poll error"  # connected, but its polls fail (a hung QEMU times out): figures stale
+
+
+def polls_failing_badge() -> Content:
+    """`` poll error `` in reverse video: connected, but nothing shown is current."""
+    return Content.styled(f" {POLLS_FAILING} ", "bold reverse $warning")
+
+
+def last_run_state_text(status: str | None) -> Content:
+    """The run state last seen, muted: QEMU does not answer now."""
+    return Content.styled(f"last: {status}", "$text-muted") if status else Content("")
 
 
 def run_state_text(status: str | None) -> Content:

@@ -13,6 +13,9 @@ from textual.message import Message
 
 from ..workflow.session import MonitorSession
 
+# The title of the notice a key gives when its action does not apply now (one at a time).
+NOT_AVAILABLE = "Not available"
+
 
 class SessionsChanged(Message):
     """Some sessions changed; ``changes`` maps session name -> kinds (see workflow.session)."""

@@ -46,8 +46,8 @@ from ..workflow.pause_tracker import HELD, PauseTracker, engine_guards, engine_p
 from ..workflow.paused import log_paused_on_exit, paused_sources, quit_warning
 from ..workflow.session import CONNECTION, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import current_switchover, switchover_for
-from .pause_text import PauseClock, banner_line, deadline_text, engine_note
-from .screens.confirm import ConfirmScreen
+from .pause_text import PauseClock, Situation, banner_line, deadline_text, engine_note, gone_banner_line, situation
+from .screens.confirm import QuitConfirm
 from .screens.switchover import SwitchoverScreen
 from .widgets.pause_banner import PauseBanner
 
@@ -163,7 +163,7 @@ class PauseWatch:
             log.info("%s: view detached; the engine keeps watching (and guarding) every monitor", why)
             self.app.exit(return_code=129 if "SIGHUP" in why else 143)
             return
-        lines = log_paused_on_exit(self.live, why, self.clock())
+        lines = log_paused_on_exit([s for s in self.live if s.connected], why, self.clock())
         if not lines:
             log.info("%s: exiting", why)
         self.app.exit(return_code=129 if "SIGHUP" in why else 143)
@@ -173,7 +173,7 @@ class PauseWatch:
     def _changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
         if not kinds & _RELEVANT:
             return
-        news = self.tracker.observe(session)
+        news = self.tracker.observe(session, self.clock())
         if news.new:
             log.info("%s: paused in pre-switchover (guest stopped)", session.name)
             auto = self.autos.get(session.name)
@@ -226,7 +226,7 @@ class PauseWatch:
         dialog = SwitchoverScreen(
             session, controller.destination, controller, clock=self.clock, abort_first=abort_first,
             note=partial(self.dialog_note, name), more=partial(self.tracker.others_paused, name),
-            defer=self.after_critical,
+            defer=self.after_critical, lost_at=partial(self.lost_at, name),
         )
         self.app.push_screen(dialog, lambda _result: self._dialog_closed(name))
         self._update_ticker()
@@ -248,6 +248,10 @@ class PauseWatch:
             return Content("\n").join(lines) if lines else None
         note = self.tracker.note(name)
         return _note_line(*note) if note is not None else None
+
+    def lost_at(self, name: str) -> float | None:
+        """When ``name``'s monitor was lost during its pause (``PauseTracker.lost``)."""
+        return self.tracker.lost.get(name)
 
     def _refresh_dialogs(self) -> None:
         for dialog in self._dialogs():
@@ -292,7 +296,8 @@ class PauseWatch:
     def _update_ticker(self) -> None:
         if self._ticker is None:
             return
-        if paused_sources(self.sessions.values()) or any(d.clock_running for d in self._dialogs()):
+        ticking = [s for s in paused_sources(self.sessions.values()) if situation(s) is Situation.PAUSED]
+        if ticking or any(d.clock_running for d in self._dialogs()):
             self._ticker.resume()
         else:
             self._ticker.pause()
@@ -329,8 +334,12 @@ class PauseWatch:
         shown = paused if len(paused) <= BANNER_LINES else paused[: BANNER_LINES - 1]
         for session in shown:
             remote = engine_pause(session)
+            clock = PauseClock.of(session.state, (remote or {}).get("since"))
+            if situation(session) is Situation.LOST:  # no clock ticks for a QEMU that may be gone
+                lines.append(gone_banner_line(session.name, clock, self.lost_at(session.name)))
+                continue
             deadline = deadline_text(remote, now) if remote is not None else None
-            lines.append(banner_line(session.name, PauseClock.of(session.state), now, deadline))
+            lines.append(banner_line(session.name, clock, now, deadline))
         if len(shown) < len(paused):  # many at once: one line names the rest, none is lost
             rest = [s.name for s in paused[len(shown):]]
             lines.append(Content.styled(f" ‖ {len(rest)} more guests STOPPED: {', '.join(rest)} ",
@@ -345,11 +354,15 @@ class PauseWatch:
 
     def quit(self) -> None:
         """Quit, asking first while a guest waits in pre-switchover -- unless the engine
-        guards it (a view of the engine: the pause keeps its deadline; the CLI says so)."""
+        guards it (a view of the engine: the pause keeps its deadline; the CLI says so).
+        A source whose monitor is lost is not asked about: its QEMU may be gone, and
+        migtui could do nothing for it anyway. ``q`` again quits (never ``y``, which
+        resumes in the switchover dialog the question may open over)."""
         if engine_guards(self.live):
             self.app.exit()
             return
-        warning = quit_warning(self.live, self.clock())
+        reachable = [s for s in self.live if s.connected]
+        warning = quit_warning(reachable, self.clock())
         if warning is None:
             self.app.exit()
             return
@@ -358,11 +371,13 @@ class PauseWatch:
 
         def answered(yes: bool | None) -> None:
             if yes:
-                log_paused_on_exit(self.live, "quit", self.clock())
+                log_paused_on_exit(reachable, "quit", self.clock())
                 self.app.exit()
 
-        self.app.push_screen(ConfirmScreen("Quit while a guest is paused?", warning,
-                                           yes="quit, leave it paused", no="stay", id="confirm-quit"), answered)
+        names = [s.name for s in paused_sources(reachable)]
+        who = ", ".join(names)
+        self.app.push_screen(QuitConfirm(f"Quit while {who} {'is' if len(names) == 1 else 'are'} paused?", warning,
+                                         yes=f"quit, leave {who} paused", no="stay", id="confirm-quit"), answered)
 
 
 def _note_line(key: str, text: str) -> Content:

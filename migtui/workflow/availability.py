@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from ..model.migration import RUNNING_STATUSES
 from .arm import ALREADY_ARMED, _busy as arm_busy
+from .pause_tracker import engine_pause, monitor_lost
 from .paused import paused_sources
 from .session import MonitorSession
 from .switchover import current_switchover
@@ -30,6 +31,12 @@ class Availability(NamedTuple):
 
 YES = Availability(True)
 NO_MONITOR = "no monitor selected"
+LIBVIRT_DRIVES = "libvirt drives this migration and finishes the pause itself"
+
+
+def driven_by_libvirt(session: MonitorSession) -> bool:
+    """The engine recognised a libvirt-managed QEMU: libvirt sends its own migrate-continue."""
+    return (engine_pause(session) or {}).get("owner") == "libvirt"
 
 
 def blocked_reason(session: MonitorSession, doing: str = "resume or abort") -> str | None:
@@ -40,6 +47,9 @@ def blocked_reason(session: MonitorSession, doing: str = "resume or abort") -> s
     if session.read_only:
         return f"read-only: migtui will not {doing} {name} (started with --read-only)"
     if not session.connected:
+        if session.state.in_pre_switchover and monitor_lost(session):  # the last known: its QEMU may be gone
+            return (f"{name}: source QEMU gone (monitor {session.status.label()}): migtui cannot"
+                    f" {doing} a pause it cannot see")
         return f"{name}: monitor not connected ({session.status.label()}): wait until it is back"
     return None
 
@@ -75,6 +85,8 @@ def resume(session: MonitorSession, switchover: SwitchoverView | None) -> Availa
         return Availability(None, _over(sw))
     if not session.state.in_pre_switchover:
         return Availability(None, _not_paused(session))
+    if driven_by_libvirt(session):
+        return Availability(None, f"{session.name}: {LIBVIRT_DRIVES}: migtui does not resume it")
     return YES
 
 
@@ -92,6 +104,8 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None) -> Availab
         why = too_late(session.name) if sw.phase in PAST_CONTINUE else f"{session.name}: nothing left to abort"
         return Availability(gone, why)
     offered = sw is not None and sw.result is not None and sw.result.abort_offered
+    if (session.state.in_pre_switchover or offered) and driven_by_libvirt(session):
+        return Availability(None, f"{session.name}: {LIBVIRT_DRIVES}: migtui does not abort it")
     if session.state.in_pre_switchover or offered:
         return YES
     if sw is not None and sw.result is not None:

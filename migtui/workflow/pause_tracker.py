@@ -21,6 +21,8 @@ from typing import Any
 
 from .autoresume import AutoResumeReport
 from .paused import paused_sources
+from ..model.vmstate import VmState
+from ..transport import ConnState
 from .session import MonitorSession
 from .switchover import current_switchover
 
@@ -40,6 +42,22 @@ class PauseNews:
 def engine_pause(session: MonitorSession) -> dict[str, Any] | None:
     """The engine's word on ``session``'s pause (a view's session), or None (migtui's own)."""
     return getattr(session, "pause", None)
+
+
+def monitor_lost(session: MonitorSession) -> bool:
+    """The monitor of a live session dropped and migtui (or its engine) tries to get it
+    back: what the session shows is the last known. Not while it first connects (a view's
+    mirror before the engine's SESSION message has arrived)."""
+    return session.live and session.status.state in (ConnState.RETRYING, ConnState.LOST)
+
+
+def last_heard(state: VmState) -> float | None:
+    """The last time QEMU told anything (a poll's sample, a status, an event)."""
+    times = [c.time for c in state.status_changes]
+    if state.history.latest is not None:
+        times.append(state.history.latest.time)
+    times += [ev.timestamp for ev in state.events if ev.timestamp is not None][-1:]
+    return max(times) if times else None
 
 
 def engine_guards(sessions: Iterable[MonitorSession]) -> bool:
@@ -63,13 +81,27 @@ class PauseTracker:
         self.notes: dict[str, dict[str, str]] = {}  # source -> {HELD / AUTO: one line}
         self.auto: set[str] = set()  # sources an auto-resume of this process handles
         self._engine_held: dict[str, str] = {}  # the engine's "held" notes already acted on
+        self.lost: dict[str, float] = {}  # paused source -> when its monitor was lost
+        self._answering: set[str] = set()  # paused sources seen with their monitor connected
 
     # ------------------------------------------------------------------ input
 
-    def observe(self, session: MonitorSession) -> PauseNews:
-        """Fold a change of ``session`` (its migration, connection or run state)."""
+    def observe(self, session: MonitorSession, now: float | None = None) -> PauseNews:
+        """Fold a change of ``session`` (its migration, connection or run state) seen at ``now``."""
         name = session.name
         state = session.state
+        if state.in_pre_switchover and monitor_lost(session):
+            if name not in self.lost:  # the pause's clock stops here: when it was seen to go,
+                # else (a view that attached later) when QEMU last told anything
+                seen = now if name in self._answering else last_heard(state)
+                if seen is not None:
+                    self.lost[name] = seen
+        else:
+            self.lost.pop(name, None)
+        if state.in_pre_switchover and session.connected:
+            self._answering.add(name)
+        elif not state.in_pre_switchover:
+            self._answering.discard(name)
         if state.in_pre_switchover:
             since = state.pre_switchover_since
             new = name not in self.paused or self.paused[name] != since

@@ -24,7 +24,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, OptionList
+from textual.widgets import OptionList
 
 from ...errors import MigtuiError
 from ...model.events import QmpEvent
@@ -34,9 +34,11 @@ from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
 from ..widgets.event_log import EventLog, event_line
-from ..widgets.migration_panel import MigrationPanel
+from ..widgets.footer import KeyFooter
+from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
 from ..widgets.monitor_list import MonitorList
+from ..widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, TooSmall
 
 log = logging.getLogger("migtui.tui")
 
@@ -60,8 +62,8 @@ class DashboardScreen(Screen[None]):
         Binding("pageup", "scroll_events(-1)", "Scroll events up", show=False, priority=True),
         Binding("pagedown", "scroll_events(1)", "Scroll events down", show=False, priority=True),
     ]
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
 
     def __init__(
         self,
@@ -91,7 +93,8 @@ class DashboardScreen(Screen[None]):
                 yield DirtyPanel(self._clock, coarse=self._coarse, id="dirty")
                 yield BlockJobsPanel(id="jobs")
                 yield EventLog(tz=self._tz, id="events")
-        yield Footer(compact=True)
+        yield TooSmall()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         monitors = self.query_one(MonitorList)
@@ -165,7 +168,7 @@ class DashboardScreen(Screen[None]):
         if wants(_DIRTY):
             self.query_one(DirtyPanel).show(session)
         if wants(_JOBS):
-            self.query_one(BlockJobsPanel).show(session.state.block_jobs, stale=not session.connected)
+            self.query_one(BlockJobsPanel).show(session.state.block_jobs, stale=is_stale(session))
         if changed is not None and kinds_.EVENTS in changed:
             self._append_events(session)
         self._refresh_actions()

@@ -12,9 +12,12 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from ..widgets.too_small import TooSmall
+
 GUIDE = (
     ("Monitors", "on the left: name, a badge with the migration status, then QEMU's run state, "
-     "or the connection state while not connected (connecting, retrying n, lost: why; "
+     "or the connection state while not connected, migtui trying all along (connecting, retrying n, "
+     "waiting for the socket: why, retrying: why; "
      "'last: <status>' is then the last status seen). "
      "\"armed\": events and pause-before-switchover are both on, so QEMU stops the guest and "
      "waits before switching over, and says so at once."),
@@ -43,7 +46,8 @@ PRE_SWITCHOVER_INTRO = (
     "(mirrors ready and in sync, destination receiving) and the keys:"
 )
 PRE_SWITCHOVER_KEYS = (
-    ("a", "arm the selected source (events and pause-before-switchover) before its migration"),
+    ("a", "arm the selected source (events and pause-before-switchover) before its migration; "
+     "a again confirms"),
     ("s", "open the switchover dialog of the paused source"),
     ("y", "resume: finish each disk mirror gracefully, then migrate-continue: the destination "
      "takes over (runs once)"),
@@ -55,8 +59,11 @@ PRE_SWITCHOVER_NOTES = (
      "fails, the dialog opens and the banner says why, and migtui waits for you."),
     ("--read-only", "migtui sends queries only: the dialog shows the pause, y, x and a say why "
      "they do nothing, and the guest stays stopped until another client acts."),
-    ("q while a guest is paused", "asks first: quitting leaves it paused (downtime keeps "
-     "growing) until a client resumes or aborts it."),
+    ("q while a guest is paused", "asks first (q again quits; no question answers to y): quitting "
+     "leaves it paused (downtime keeps growing) until a client resumes or aborts it."),
+    ("A lost source monitor", "during a pause: the dialog says the source QEMU is gone, its clock "
+     "stops, the last figures are marked as such, and y and x say why they do nothing."),
+    ("libvirt", "drives the pauses of the QEMUs it manages: there y and x say why they do nothing."),
     ("SIGHUP", "(terminal or SSH connection lost): migtui exits and leaves every pause as it "
      "is, logs it (--log-file), and its next start shows that pause at once."),
 )
@@ -89,6 +96,7 @@ class HelpScreen(ModalScreen[None]):
         lines += [Content(""), *pre_switchover_lines()]
         lines += [Content(""), Content.styled("Panels", "bold")]
         lines += [Content.assemble((f"{title}: ", "bold"), text) for title, text in GUIDE]
+        yield TooSmall()
         with VerticalScroll(id="help-body"):
             yield Static(Content("\n").join(lines), id="help-text")
         yield Static("escape / ? / q: close · ↑ ↓ pgup pgdn: scroll", id="help-hint")

@@ -6,6 +6,12 @@ the checklist, and the actions with what each will do. ``y`` resumes the switcho
 ``x`` then ``y`` aborts, ``n`` / ``escape`` close (the guest stays stopped). The work
 is the shared :class:`~migtui.workflow.switchover.Switchover` of this pause: closing
 the dialog never stops it, reopening shows where it got to, and it runs once.
+
+It never contradicts itself: the title, the clock, the checklist and the keys all tell
+the same :class:`~migtui.tui.pause_text.Situation`. The checklist is for a live pause;
+once the pause is over the clock stops at its end and the dialog says how it ended; when
+the source's monitor is lost the clock stops, the last figures are marked as such and
+the keys say why they do nothing. Resume is green, abort red: never one colour for both.
 """
 
 from __future__ import annotations
@@ -18,36 +24,46 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.content import Content
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen
-from textual.widgets import Footer
 
 from ...errors import MigtuiError
 from ...workflow import availability
 from ...workflow.checklist import checklist
+from ...workflow.pause_tracker import engine_pause
 from ...workflow.session import MonitorSession
 from ...workflow.switchover import ABORT_DESCRIPTION, RESUME_DESCRIPTION, Outcome, Switchover
-from ..messages import SessionsChanged
+from ..messages import NOT_AVAILABLE, SessionsChanged
 from ..pause_text import (
     PauseClock,
+    Situation,
     checklist_items,
     clock_line,
     dialog_title,
+    end_items,
     more_paused_line,
     outcome_item,
     pause_end,
+    situation,
     step_items,
     steps_title,
 )
+from ..widgets.footer import KeyFooter
 from ..widgets.hanging import HangingLines, Item
 from ..widgets.text_line import TextLine
+from ..widgets.too_small import TooSmall
 
 log = logging.getLogger("migtui.tui")
 
 CLOSE_DESCRIPTION = "the guest stays stopped; s reopens this dialog"
 
 
-def _key(key: str, text: str, detail: str = "", *, enabled: bool = True) -> Item:
-    style = "bold $accent" if enabled else "$text-muted"
+# A key's colour says what it does: resume green, abort red, the others plain.
+RESUME_STYLE, ABORT_STYLE, KEY_STYLE = "bold $success", "bold $error", "bold $accent"
+
+
+def _key(key: str, text: str, detail: str = "", *, enabled: bool = True, style: str = KEY_STYLE) -> Item:
+    style = style if enabled else "$text-muted"
     body = Content.assemble((text, "bold" if enabled else "$text-muted"),
                             (f": {detail}" if detail else "", "" if enabled else "$text-muted"))
     return Content.styled(f"{key:<3}", style), body
@@ -80,9 +96,11 @@ class SwitchoverScreen(ModalScreen[None]):
         note: Callable[[], Content | None] | None = None,
         more: Callable[[], list[str]] = list,
         defer: Callable[[Callable[[], None]], None] | None = None,
+        lost_at: Callable[[], float | None] | None = None,
     ) -> None:
         """``defer(repaint)`` runs a repaint once migtui no longer acts on a stopped guest
-        (the pause watch's ``after_critical``); by default at the next turn of the loop."""
+        (the pause watch's ``after_critical``); by default at the next turn of the loop.
+        ``lost_at()``: when the source's monitor was seen lost during this pause."""
         super().__init__(id=f"switchover-{source.name}", classes="switchover")
         self.source = source
         self.destination = destination
@@ -92,8 +110,12 @@ class SwitchoverScreen(ModalScreen[None]):
         self._note = note or (lambda: None)
         self._more = more
         self._defer = defer or self.call_later
-        self._pause = PauseClock.of(source.state)
+        self._generation = source.generation  # the connection this pause was shown on
+        self._pause = PauseClock.of(source.state, self._recorded())
         self._ended_at: float | None = None
+        self._lost_at_source = lost_at or (lambda: None)
+        self._lost_at: float | None = None  # when the monitor was lost (the clock stops there)
+        self._where_shown: Situation | None = None  # what the title, list and keys show
         self._key_states: tuple[bool | None, ...] = ()
         self._ready = False  # composed and mounted: the sections can be filled
         self._unsubscribe: Callable[[], None] | None = None
@@ -108,7 +130,8 @@ class SwitchoverScreen(ModalScreen[None]):
             yield TextLine(id="sw-clock")
             for section in ("more", "note", "checks", "steps", "outcome", "actions"):
                 yield HangingLines(id=f"sw-{section}", classes="-empty")
-        yield Footer(compact=True)
+        yield TooSmall()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self._unsubscribe = self.controller.add_progress_listener(self._on_progress)
@@ -125,9 +148,18 @@ class SwitchoverScreen(ModalScreen[None]):
     # ------------------------------------------------------------------ state
 
     @property
+    def where(self) -> Situation:
+        """Where this pause stands (as far as the source's session tells)."""
+        return situation(self.source, self._generation)
+
+    @property
     def clock_running(self) -> bool:
-        """The downtime clock still ticks (the pause has not ended yet, as far as shown)."""
-        return self._ended_at is None
+        """The downtime clock still ticks (the pause goes on and its monitor answers)."""
+        return self._ended_at is None and self._lost_at is None and self.where is Situation.PAUSED
+
+    def _recorded(self) -> float | None:
+        since = (engine_pause(self.source) or {}).get("since")
+        return float(since) if isinstance(since, (int, float)) else None
 
     @property
     def started(self) -> bool:
@@ -140,9 +172,13 @@ class SwitchoverScreen(ModalScreen[None]):
     def _abort(self) -> availability.Availability:
         return availability.abort(self.source, self.controller)
 
+    def _decided(self) -> bool:
+        """Nothing is left to decide here: the pause is over and no action of ours runs."""
+        return not self.started and self.where in (Situation.OVER, Situation.REPLACED)
+
     def can_resume(self) -> bool | None:
         # While the abort waits for its y, y confirms the abort: resume is not on offer.
-        return False if self.abort_armed else self._resume().allowed
+        return False if self.abort_armed or self._decided() else self._resume().allowed
 
     def can_confirm_abort(self) -> bool | None:
         if not self.abort_armed:
@@ -150,7 +186,7 @@ class SwitchoverScreen(ModalScreen[None]):
         return True if self._abort().allowed else None
 
     def can_abort(self) -> bool | None:
-        return False if self.abort_armed else self._abort().allowed
+        return False if self.abort_armed or self._decided() else self._abort().allowed
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         predicate = {"resume": self.can_resume, "confirm_abort": self.can_confirm_abort,
@@ -172,7 +208,10 @@ class SwitchoverScreen(ModalScreen[None]):
     # ------------------------------------------------------------------ rendering
 
     def _set(self, widget_id: str, items: list[Item]) -> None:
-        widget = self.query_one(widget_id, HangingLines)
+        try:
+            widget = self.query_one(widget_id, HangingLines)
+        except NoMatches:  # being taken down
+            return
         widget.set_class(not items, "-empty")
         widget.set_items(items)
 
@@ -206,8 +245,17 @@ class SwitchoverScreen(ModalScreen[None]):
     def _show_checks(self) -> None:
         if self.started:
             return  # the steps tell the story now; the list would only flicker
+        where = self.where
+        if where in (Situation.OVER, Situation.REPLACED):
+            self._set("#sw-checks", end_items(self.source, where))  # the list is for a live pause
+            return
         dst = self.destination
         checks = checklist(self.source.state, dst.state if dst else None, dst.connected if dst else None)
+        if where is Situation.LOST or self.source.poll_error:
+            why = "before the monitor was lost" if where is Situation.LOST else "its polls fail"
+            title = Content.styled(f"Last known, {why} (not current)", "bold $warning")
+            self._set("#sw-checks", [(Content(""), title), *checklist_items(checks, stale=True)])
+            return
         title = Content.styled("Checklist", "bold") + (
             Content.styled("  all green", "$success") if checks.passed
             else Content.styled("  not all green: resume only if you know why", "bold $error"))
@@ -218,16 +266,20 @@ class SwitchoverScreen(ModalScreen[None]):
             self._set("#sw-actions", [_key("n", "Close", "the dialog" if self.controller.finished else
                                            "the dialog; the action goes on", enabled=True)])
             return
+        if self._decided():
+            self._set("#sw-actions", [_key("n", "Close", "the dialog")])
+            return
         if self.abort_armed:
             lines = [_title(f"Abort the migration of {self.source.name}?", "bold $error"),
-                     _key("y", "Yes, abort", ABORT_DESCRIPTION), _key("n", "No", "back to the dialog")]
+                     _key("y", "Yes, abort", ABORT_DESCRIPTION, style=ABORT_STYLE),
+                     _key("n", "No", "back to the dialog")]
         else:
             resume, abort = self.can_resume() is True, self.can_abort() is True
             lines = [_title("Actions")]
             if not self.started:
-                lines.append(_key("y", "Resume switchover", RESUME_DESCRIPTION, enabled=resume))
-            lines.append(_key("x", "Abort", ABORT_DESCRIPTION, enabled=abort))
-            lines.append(_key("n", "Close", CLOSE_DESCRIPTION))
+                lines.append(_key("y", "Resume switchover", RESUME_DESCRIPTION, enabled=resume, style=RESUME_STYLE))
+            lines.append(_key("x", "Abort", ABORT_DESCRIPTION, enabled=abort, style=ABORT_STYLE))
+            lines.append(_key("n", "Close", "the dialog" if self.where is Situation.LOST else CLOSE_DESCRIPTION))
         self._set("#sw-actions", lines)
 
     def _show_progress(self) -> None:
@@ -238,7 +290,7 @@ class SwitchoverScreen(ModalScreen[None]):
         else:
             self._set("#sw-steps", [])
         result = c.result
-        self.query_one("#sw-box").border_title = dialog_title(self.source.name, c)
+        self._show_title()
         if result is not None and c.action is not None:
             running = self.source.state.running if result.outcome is Outcome.ABORTED else None
             self._set("#sw-outcome", [outcome_item(result, running)])
@@ -247,22 +299,50 @@ class SwitchoverScreen(ModalScreen[None]):
         self._show_actions()
         self._refresh_keys()
 
+    def _show_title(self) -> None:
+        try:
+            box = self.query_one("#sw-box")
+        except NoMatches:
+            return
+        box.border_title = dialog_title(self.source.name, self.controller, self.where,
+                                        self.source.state.migration_status)
+
     def tick(self, now: float) -> None:
         """Show the downtime clock as of ``now`` (the pause watch passes the banner's reading);
-        once the pause has ended it keeps its final value."""
+        once the pause has ended it keeps its final value, and once the monitor is lost it
+        stops where it was then."""
         if not self._ready or not self.is_attached or self._leaving:
             return
         state = self.source.state
-        if self._pause is None:
-            self._pause = PauseClock.of(state)
-        if self._ended_at is None and self._pause is not None:
-            self._ended_at = pause_end(state, self._pause)
-        self.query_one("#sw-clock", TextLine).set(clock_line(self._pause, now, self._ended_at))
+        where = self.where
+        if where is Situation.PAUSED:
+            self._lost_at = None  # back (the same connection): the clock ticks on
+            self._pause = PauseClock.of(state, self._recorded()) or self._pause  # a late event makes it exact
+        elif where is Situation.LOST:
+            if self._lost_at is None:
+                self._lost_at = self._lost_at_source() or now
+        elif where is Situation.REPLACED and self._ended_at is None:
+            if self._lost_at is None:  # reconnected before this dialog saw the loss
+                self._lost_at = now
+        elif self._ended_at is None and self._pause is not None:
+            self._ended_at = pause_end(state, self._pause) or now
+        if self._lost_at is not None:
+            line = clock_line(self._pause, now, lost_at=self._lost_at)
+        else:
+            line = clock_line(self._pause, now, self._ended_at, downtime_ms=state.final_downtime_ms)
+        try:
+            self.query_one("#sw-clock", TextLine).set(line)
+        except NoMatches:  # being taken down
+            return
         self._show_note()  # the engine's deadline counts down with the clock
+        if where is not self._where_shown:  # the rest tells the same story in the same frame
+            self._show_sessions()
 
     def _clock_if_ended(self) -> None:
-        """While the pause goes on the watch ticks the clock; its end is shown at once."""
-        if self._ended_at is None and not self.source.state.in_pre_switchover:
+        """While the pause goes on the watch ticks the clock; its end (or the monitor's
+        loss) is shown at once, and so is the QEMU downtime that replaces an estimate."""
+        self._show_title()
+        if self.where is not Situation.PAUSED or self._lost_at is not None or self._ended_at is not None:
             self.tick(self._clock())
 
     # ------------------------------------------------------------------ updates
@@ -286,8 +366,8 @@ class SwitchoverScreen(ModalScreen[None]):
     def _ended_by_others(self) -> None:
         """Another client (or QEMU) ended this pause before anything was confirmed here."""
         result = self.controller.result
-        if result is None or self._leaving:
-            return
+        if result is None or self._leaving or self.where is Situation.REPLACED:
+            return  # a reconnection: the dialog says so itself
         self._leaving = True
         self.app.notify(result.reason, title="Switchover", severity="warning", timeout=15)
         self.dismiss(None)
@@ -300,6 +380,7 @@ class SwitchoverScreen(ModalScreen[None]):
     def _show_sessions(self) -> None:
         if not self._ready or not self.is_attached or self._leaving:
             return
+        self._where_shown = self.where
         self._show_more()
         self._show_note()
         if self.started:
@@ -345,7 +426,7 @@ class SwitchoverScreen(ModalScreen[None]):
         log.info("%s: abort confirmed in the dialog", self.source.name)
 
     def action_why(self, key: str) -> None:
-        self.app.notify(self.unavailable_reason(key), title="Not available", severity="warning", timeout=6)
+        self.app.notify(self.unavailable_reason(key), title=NOT_AVAILABLE, severity="warning", timeout=6)
 
     def action_close(self) -> None:
         if self.abort_armed:

@@ -29,8 +29,9 @@ from ...workflow import availability
 from ...workflow.arm import arm_session
 from ...workflow.availability import Availability
 from ...workflow.session import MonitorSession
+from ..messages import NOT_AVAILABLE
 from ..widgets.pause_banner import PauseBanner
-from .confirm import ConfirmScreen
+from .confirm import ArmConfirm
 from .dashboard import DashboardScreen
 
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ class SwitchoverDashboard(DashboardScreen):
     # ------------------------------------------------------------------ actions
 
     def action_why(self, key: str) -> None:
-        self.notify(self.availability_of(key).reason, title="Not available", severity="warning", timeout=6)
+        self.notify(self.availability_of(key).reason, title=NOT_AVAILABLE, severity="warning", timeout=6)
 
     def action_switchover(self) -> None:
         target = self.target
@@ -123,8 +124,8 @@ class SwitchoverDashboard(DashboardScreen):
             if yes:
                 self._arm(session)
 
-        self.app.push_screen(ConfirmScreen(f"Arm {session.name}", ARM_QUESTION.format(name=session.name),
-                                           yes="arm", no="cancel", id="confirm-arm"), answered)
+        self.app.push_screen(ArmConfirm(f"Arm {session.name}?", ARM_QUESTION.format(name=session.name),
+                                        yes=f"arm {session.name}", no="cancel", id="confirm-arm"), answered)
 
     @work(group="arm", exit_on_error=False)
     async def _arm(self, session: MonitorSession) -> None:
@@ -153,5 +154,5 @@ class SwitchoverDashboard(DashboardScreen):
                 yield SystemCommand(title, help_text, action)
             else:
                 yield SystemCommand(f"{title} (unavailable)", reason,
-                                    lambda reason=reason: self.notify(reason, title="Not available",
+                                    lambda reason=reason: self.notify(reason, title=NOT_AVAILABLE,
                                                                       severity="warning"))

@@ -15,8 +15,11 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 
 from ...model.convergence import Tone, Trend, convergence
+from ...model.vmstate import VmState
 from ...transport import ConnState
 from ...workflow.session import MonitorSession
+from .migration_panel import is_stale
+from ..badges import POLLS_FAILING
 from .rate_chart import VALUE_WIDTH, ChartData, RateChart, value_lines
 from .text_line import TextLine
 
@@ -26,6 +29,8 @@ _STYLES = {Tone.BAD: "bold $error", Tone.WARNING: "bold $warning", Tone.GOOD: "$
 
 def verdict(session: MonitorSession, previous: Trend | None = None) -> tuple[Trend | None, Content]:
     """The verdict as shown, and the trend it is based on (if any): pass it back next time."""
+    if session.connected and session.poll_error:  # a hung QEMU: what is shown is the last known
+        return previous, Content.styled(f"{POLLS_FAILING}: the last figures seen", "$text-muted")
     v = convergence(session.state, connected=session.status.state is ConnState.CONNECTED,
                     measuring=session.measuring, max_bandwidth=session.max_bandwidth, previous=previous)
     hint = "; d measures" if v.measurable and session.live and not session.read_only else ""
@@ -33,12 +38,28 @@ def verdict(session: MonitorSession, previous: Trend | None = None) -> tuple[Tre
     return v.trend, Content.styled(v.text + hint, style) if style else Content(v.text + hint)
 
 
+def _pauses(state: VmState) -> list[tuple[float, float]]:
+    """(start, end) of each pre-switchover pause the status log shows (end: inf while it lasts)."""
+    changes = list(state.status_changes)
+    spans = []
+    for i, change in enumerate(changes):
+        if change.status == "pre-switchover":
+            spans.append((change.time, changes[i + 1].time if i + 1 < len(changes) else float("inf")))
+    return spans
+
+
 def chart_data(session: MonitorSession, now: float) -> ChartData:
+    """The chart's figures. During a pre-switchover pause the guest is stopped and nothing
+    is sent, whatever QEMU's last rates said: the pause reads as "paused", its columns empty."""
     state = session.state
     info = state.migration
+    pauses = _pauses(state)
     samples = tuple(
-        (s.time, s.dirty_rate_bytes_per_s, s.throughput_bytes_per_s) for s in state.history
+        (s.time, 0.0, 0.0) if any(a <= s.time < b for a, b in pauses)
+        else (s.time, s.dirty_rate_bytes_per_s, s.throughput_bytes_per_s) for s in state.history
     )
+    if state.in_pre_switchover:
+        return ChartData(samples, now, session.interval, None, None, partial=False, paused=True)
     if info.is_running:
         dirty_now, sent_now = info.dirty_rate_bytes_per_s, info.throughput_bytes_per_s
         if (info.pass_number or 0) <= 1:
@@ -76,7 +97,7 @@ class DirtyPanel(Vertical):
 
     def show(self, session: MonitorSession) -> None:
         self._session = session
-        self.set_class(session.status.state is not ConnState.CONNECTED, "-stale")
+        self.set_class(is_stale(session), "-stale")
         data = chart_data(session, self._clock())
         chart = self.query_one(RateChart)
         chart.set_data(data)

@@ -8,7 +8,8 @@ list of steps stays one line each, its figures in one column)."""
 from __future__ import annotations
 
 from textual.content import Content
-from textual.widgets import Static
+from textual.geometry import Size
+from textual.widget import Widget
 
 Item = tuple[Content, Content] | tuple[Content, Content, Content]  # (head, body[, tail])
 DEFAULT_WIDTH = 76  # until the first layout tells the real width
@@ -46,13 +47,21 @@ def same_items(a: list[Item], b: list[Item]) -> bool:
     )
 
 
-class HangingLines(Static):
-    """A Static fed with items; re-wraps when its width changes."""
+class HangingLines(Widget):
+    """Items wrapped to the width the widget has when it is laid out and drawn.
+
+    The height is computed from the items at the width the layout offers
+    (``get_content_height``), never from a wrap made at an earlier width: after many
+    quick resizes a dialog keeps no blank rows and cuts no line."""
+
+    DEFAULT_CSS = """
+    HangingLines { height: auto; text-wrap: nowrap; text-overflow: clip; }
+    """
 
     def __init__(self, items: list[Item] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self._items: list[Item] = list(items or [])
-        self._width = 0
+        self._wrapped: tuple[int, Content] | None = None  # (width, the items wrapped to it)
 
     @property
     def items(self) -> list[Item]:
@@ -64,20 +73,32 @@ class HangingLines(Static):
         return "\n".join(item[0].plain + " ".join(part.plain for part in item[1:]) for item in self._items)
 
     @property
+    def content(self) -> Content:
+        """The items as drawn at the current width."""
+        return self._at(self.content_region.width or DEFAULT_WIDTH)
+
+    @property
     def shown(self) -> list[str]:
         """The lines as drawn at the current width."""
-        return hang(self._items, self._width or DEFAULT_WIDTH).plain.split("\n")
+        return self.content.plain.split("\n")
 
     def set_items(self, items: list[Item]) -> None:
         if same_items(items, self._items):
             return
         self._items = list(items)
-        self._show()
+        self._wrapped = None
+        self.refresh(layout=True)
 
-    def on_resize(self) -> None:
-        if self.content_region.width != self._width:
-            self._show()
+    def _at(self, width: int) -> Content:
+        if self._wrapped is None or self._wrapped[0] != width:
+            self._wrapped = (width, hang(self._items, width) if self._items else Content(""))
+        return self._wrapped[1]
 
-    def _show(self) -> None:
-        self._width = self.content_region.width
-        self.update(hang(self._items, self._width or DEFAULT_WIDTH))
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return container.width
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        return self._at(width or DEFAULT_WIDTH).plain.count("\n") + 1
+
+    def render(self) -> Content:
+        return self.content

@@ -9,8 +9,9 @@ RAM: QEMU's ``transferred`` counts re-sent dirty pages, so it can pass the guest
 RAM size; the row says what is left of the RAM and, apart, how much was sent. The
 send rate is the chart's "sent" figure right below, so it is not repeated here.
 
-While the monitor is not connected every figure is the last one seen: the panel is
-greyed (class ``-stale``) and the status reads "last: active".
+While the monitor is not connected, or its polls fail (a hung QEMU: every query times
+out), every figure is the last one seen: the panel is greyed (class ``-stale``) and the
+status reads "last: active".
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ def padded(value: str, width: int) -> str:
 
 
 def is_stale(session: MonitorSession) -> bool:
-    """Not connected: every figure on show is the last one seen, not the current one."""
-    return session.status.state is not ConnState.CONNECTED
+    """Not connected, or its last poll failed (a hung QEMU): every figure on show is the
+    last one seen, not the current one."""
+    return session.status.state is not ConnState.CONNECTED or bool(session.poll_error)
 
 
 def status_fields(session: MonitorSession) -> Fields:

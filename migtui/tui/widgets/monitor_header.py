@@ -21,7 +21,7 @@ SEP = Content.styled(" · ", "$text-muted")
 def identity_text(session: MonitorSession) -> Content:
     state = session.state
     status = session.status
-    state_word = status.label().split(":")[0]
+    state_word = status.word()
     connected = status.state is ConnState.CONNECTED
     parts = [
         Content.styled(session.name, "bold"),
@@ -29,7 +29,11 @@ def identity_text(session: MonitorSession) -> Content:
         badges.connection_text(status.state.value, state_word) if connected
         else badges.connection_badge(status.state.value, state_word),
     ]
-    if connected:
+    if connected and session.poll_error:  # a hung QEMU: the last figures, marked as such
+        parts.append(badges.polls_failing_badge())
+        if state.run_state is not None:
+            parts.append(badges.last_run_state_text(state.run_state.status))
+    elif connected:
         parts += badges.vm_state_parts(state)
     parts += policy_parts(getattr(session, "pause", None))
     if session.read_only:

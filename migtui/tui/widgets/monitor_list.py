@@ -2,7 +2,7 @@
 
 Line 1: name and migration badge. Line 2: QEMU's run state and "armed". While a
 monitor is not connected, what is true now is its connection state: it takes the
-badge (`` lost ``, `` retrying 2 ``) and line 2 says which migration status was seen
+badge (`` waiting ``, `` retrying 2 ``) and line 2 says which migration status was seen
 last ("last: active"; the header has the full error). An entry is rewritten only
 when its text changes, so 50 quiet monitors cost nothing per poll.
 """
@@ -35,8 +35,11 @@ def entry(session: MonitorSession, width: int, selected: bool = False) -> Conten
     state = session.state
     status = session.status
     connected = status.state is ConnState.CONNECTED
+    failing = connected and bool(session.poll_error)  # a hung QEMU: what it shows is the last known
     if not connected:
-        badge = badges.connection_badge(status.state.value, status.label().split(":")[0])
+        badge = badges.connection_badge(status.state.value, status.word())
+    elif failing:
+        badge = badges.polls_failing_badge()
     elif state.migration_status == "none":
         badge = Content("")
     else:
@@ -46,16 +49,15 @@ def entry(session: MonitorSession, width: int, selected: bool = False) -> Conten
     name = session.name if len(session.name) <= name_width else session.name[: name_width - 1] + "…"
     gap = " " * max(1, width - 1 - len(name) - badge.cell_length)
     line1 = Content.assemble(marker, (name, "bold"), gap, badge)
-    if not connected:
+    if not connected or failing:
         if state.migration_status != "none":
             line2 = badges.migration_badge(state.migration_status, stale=True)
+        elif failing:
+            line2 = badges.last_run_state_text(state.run_state.status if state.run_state else None)
         else:
             line2 = _reason(session)
     else:
-        parts = badges.vm_state_parts(state)
-        if session.poll_error:
-            parts.append(Content.styled("poll error", "$error"))
-        line2 = Content(" ").join(parts)
+        line2 = Content(" ").join(badges.vm_state_parts(state))
     line2 = Content(" ") + line2
     if line2.cell_length > width:
         line2 = line2.truncate(width, ellipsis=True)

@@ -29,6 +29,7 @@ FINE = " ▁▂▃▄▅▆▇█"
 COARSE = "  ▄▄▄▄███"
 
 LABEL_WIDTH = 6  # "dirty " / "sent  "
+PAUSED = "paused"  # the live figures while the migration waits before switchover
 VALUE_WIDTH = 13  # "  118.2 MiB/s", the figures beside the bars
 
 Sample = tuple[float, "float | None", "float | None"]  # (time, dirty B/s, sent B/s)
@@ -116,6 +117,7 @@ class ChartData:
     # While polls keep coming, the bucket still filling is left out (it would repaint
     # every second); otherwise nothing else will come and it is drawn as it stands.
     partial: bool = False
+    paused: bool = False  # paused before switchover: nothing is dirtied or sent
 
 
 def nice_ceiling(value: float) -> float:
@@ -133,8 +135,8 @@ def value_lines(data: ChartData, rows_per_series: int, window: float) -> Content
     """The live figures beside the bars: dirty on the first row, sent on its first row,
     and on the last row how much time the bars span."""
     lines = [""] * (2 * rows_per_series)
-    lines[0] = fmt.format_rate(data.dirty_now)
-    lines[rows_per_series] = fmt.format_rate(data.sent_now)
+    lines[0] = PAUSED if data.paused else fmt.format_rate(data.dirty_now)
+    lines[rows_per_series] = PAUSED if data.paused else fmt.format_rate(data.sent_now)
     if data.samples and rows_per_series > 1:
         lines[-1] = short_window(window)
     # Padded by hand, not text-align: cell diffs (repaint.py) assume left-aligned text.
