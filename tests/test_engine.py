@@ -147,6 +147,54 @@ async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_
         await until(lambda: src.state.running is True, 10, "the source guest running again")
         assert "aborting the migration (--on-max-pause abort)" in src.pause["notes"]["deadline"] or \
             "deadline" in src.pause["notes"]["deadline"]
+    # The log records the abort's outcome once, in words ("abort aborted" is not one).
+    lines = engine.log.splitlines()
+    assert len([line for line in lines if src.switchover.result.reason in line]) == 1, lines
+    assert "abort aborted" not in engine.log
+
+
+@pytest.mark.qemu
+async def test_an_auto_resume_is_logged_once(lab: Lab, engine: EngineProcess) -> None:
+    await lab.prepare(storage=True, pause=True)
+    policy = Policy(auto_resume=True, explicit=frozenset({"auto_resume"}))
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab), policy)
+        await until(lambda: src.connected and src.polls, 15, "connected")
+        await lab.migrate()
+        await until(lambda: src.switchover.result is not None, 30, "auto-resume's outcome")
+        result = src.switchover.result
+        assert result.outcome.value == "completed", result
+        actor = src.switchover.actor
+    lines = engine.log.splitlines()
+    assert len([line for line in lines if result.reason in line]) == 1, lines
+    assert actor == "auto-resume"
+
+
+@pytest.mark.qemu
+async def test_a_pause_libvirt_drives_is_left_to_it_unless_the_request_forces_it(
+        lab: Lab, engine: EngineProcess) -> None:
+    await lab.prepare(storage=False, pause=True)
+    ctl = await lab.control(lab.src)
+    # What libvirt always leaves in its QEMUs (workflow/ownership.py): this one reads as libvirt's.
+    await ctl.execute("object-add", {"qom-type": "secret", "id": "masterKey0", "data": "bWlndHVp",
+                                     "format": "base64"})
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab))
+        await until(lambda: src.connected and src.pause.get("owner") == "libvirt", 15, "libvirt recognised")
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover, 30, "the pause")
+        for action in ("resume", "abort"):
+            reply = await view.call("request", action=action, monitor="src")
+            assert (reply["ok"], reply.get("error")) == (
+                False, "src: libvirt drives this migration: acting now may break it; confirm again to force it"), reply
+        await asyncio.sleep(0.3)
+        assert (await ctl.execute("query-migrate"))["status"] == "pre-switchover"  # nothing was sent
+        assert src.switchover.action is None
+        reply = await view.call("request", action="resume", monitor="src", force=True)
+        assert reply["ok"] and reply["message"] == "src: resume started", reply
+        await until(lambda: src.switchover.result is not None, 30, "the outcome")
+        assert src.switchover.result.outcome.value == "completed", src.switchover.result
+    assert "src: resume forced by test" in engine.log
 
 
 _VIEW_THAT_ARMS = """

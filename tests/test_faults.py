@@ -6,13 +6,22 @@ frozen and replaced underneath it. Views are EngineClients: what the dashboard r
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
+import time
+from typing import Any
 
 import pytest
+from qemu.qmp import EventListener, QMPClient
 
 from engine_util import EngineProcess, attached, until, watch
+from libvirt_lab import TracedCommand, commands_by_monitor, traced_commands
 from migtui.lab.lab import Lab
+from migtui.transport.readonly import READ_ONLY_COMMANDS
+from migtui.workflow import availability
+from migtui.workflow.policy import Policy
+from migtui.workflow.switchover_state import Outcome, Phase
 from qemu_util import QemuProcess
 
 
@@ -41,3 +50,218 @@ async def test_a_new_qemu_at_the_same_socket_does_not_inherit_the_dead_ones_paus
             assert "armed" in await src.engine_request("arm")  # the new QEMU is idle: it can be armed
         finally:
             fresh.kill()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def monitors(lab: Lab) -> list[str]:
+    return [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
+
+
+class TracedQemu(QemuProcess):
+    """A bare QEMU whose every QMP command is in its log (``-trace handle_qmp_command``)."""
+
+    def argv(self) -> list[str]:
+        return super().argv() + ["-trace", "handle_qmp_command"]
+
+    def commands(self) -> list[TracedCommand]:
+        try:
+            return traced_commands(self.log_path.read_text(errors="replace"))
+        except OSError:
+            return []
+
+
+async def qemu_status(lab: Lab) -> tuple[str, list[dict[str, Any]]]:
+    """The source's migration status and block jobs, asked on the lab's own socket."""
+    ctl = await lab.control(lab.src)
+    info = await ctl.execute("query-migrate")
+    jobs = await ctl.execute("query-block-jobs")
+    return str(info.get("status")), list(jobs)
+
+
+# ---------------------------------------------------------------------- defect 1: a reconnect is a new QEMU
+
+
+@pytest.mark.qemu
+async def test_nothing_bound_to_the_dead_qemu_reaches_the_new_one_at_its_socket(
+        lab: Lab, engine: EngineProcess) -> None:
+    await lab.prepare(storage=True, pause=True)  # armed by the lab: the explicit flags give it a deadline
+    policy = Policy(max_pause_s=6.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab), policy)
+        await until(lambda: src.connected and src.polls, 15, "connected")
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover and src.deadline is not None, 30, "the pause, its deadline")
+        deadline = src.deadline
+        assert deadline is not None
+        generation = src.generation
+
+        # A resume in flight when the QEMU dies: frozen, the source never answers its check.
+        os.kill(lab.src.pid, signal.SIGSTOP)
+        assert await src.engine_request("resume") == "src: resume started"
+        await until(lambda: src.switchover.phase is Phase.CHECKING, 10, "the check under way")
+        os.kill(lab.src.pid, signal.SIGKILL)
+        await until(lambda: not src.connected, 15, "the monitor lost")
+        fresh = TracedQemu(lab.src.qmp_path, machine="pc").start()  # another QEMU at the same socket
+        try:
+            await until(lambda: src.connected and src.generation != generation, 30, "reconnected")
+            await until(lambda: src.state.run_state is not None and src.state.capabilities.supports("events"),
+                        15, "the new QEMU's own state")
+            assert src.switchover.action is None and src.switchover.pause_since is None
+            # The requests are answered as a view's availability answers them: nothing to act on.
+            for action in ("resume", "abort"):
+                reply = await view.call("request", action=action, monitor="src")
+                assert (reply["ok"], reply.get("error")) == (
+                    False, "src is not paused in pre-switchover (status none)"), reply
+            # The dead pause's deadline passes: the engine does nothing to the new QEMU.
+            await asyncio.sleep(max(0.0, deadline + 1.5 - time.time()))
+            async with attached(engine.directory, kind="later") as later:
+                await later.subscribe()
+                again = later.sessions["src"]
+                await until(lambda: again.connected and again.polls, 10, "the later view's picture")
+                assert again.switchover.pause_since is None and again.switchover.action is None  # not the dead one's
+            sent = [c.command for c in fresh.commands()]
+            assert "query-migrate" in sent and all(c in READ_ONLY_COMMANDS for c in sent), sent
+            # The old pause's switchover ended with one line, having sent nothing to the new QEMU.
+            assert "src: the QEMU behind this monitor changed (reconnected): nothing sent" in engine.log
+        finally:
+            fresh.kill()
+
+
+@pytest.mark.qemu
+async def test_what_the_engine_armed_on_a_dead_qemu_is_not_the_new_ones(lab: Lab, engine: EngineProcess) -> None:
+    await lab.prepare(storage=False, pause=False)
+    # Not explicit: the deadline applies to migtui's own pauses only.
+    policy = Policy(max_pause_s=3.0, on_max_pause="abort")
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab), policy)
+        await until(lambda: src.connected and src.polls, 15, "connected")
+        assert "armed" in await src.engine_request("arm")
+        await until(lambda: src.pause.get("owner") == "migtui", 10, "armed by migtui")
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover, 30, "the pause")
+        generation = src.generation
+        os.kill(lab.src.pid, signal.SIGKILL)  # before its deadline
+        await until(lambda: not src.connected, 15, "the monitor lost")
+        fresh = TracedQemu(lab.src.qmp_path, machine="pc", extra_sockets=1).start()
+        try:
+            await until(lambda: src.connected and src.generation != generation, 30, "reconnected")
+            # Another client arms the new QEMU and migrates it to its own pause: not migtui's.
+            ctl = QMPClient("other")
+            await ctl.connect(str(fresh.extra_sockets[0]))
+            try:
+                await ctl.execute("migrate-set-capabilities", {"capabilities": [
+                    {"capability": "events", "state": True},
+                    {"capability": "pause-before-switchover", "state": True}]})
+                await ctl.execute("migrate", {"uri": "exec:cat > /dev/null"})
+                await until(lambda: src.state.in_pre_switchover, 30, "the new QEMU's own pause")
+                await until(lambda: src.pause.get("since") is not None, 10, "the engine's record of it")
+                assert src.pause["owner"] == "other" and src.deadline is None, src.pause
+                await asyncio.sleep(3.0 + 1.5)  # as long as the engine's deadline would have been
+                status = (await ctl.execute("query-migrate"))["status"]
+                assert status == "pre-switchover", status  # nobody ended the other client's pause
+            finally:
+                await ctl.disconnect()
+            by_mon = commands_by_monitor(fresh.commands())
+            engine_sent = [c.command for mon, cmds in by_mon.items() if "migrate" not in [c.command for c in cmds]
+                           for c in cmds]
+            assert "query-migrate" in engine_sent and all(c in READ_ONLY_COMMANDS for c in engine_sent), engine_sent
+        finally:
+            fresh.kill()
+
+
+# ---------------------------------------------------------------------- defect 3: what never reached QEMU
+
+
+@pytest.mark.qemu
+async def test_a_resume_that_changed_nothing_can_be_tried_again(lab: Lab, engine: EngineProcess) -> None:
+    await lab.prepare(storage=True, pause=True)
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab))
+        await until(lambda: src.connected and src.polls and src.state.block_jobs, 15, "connected")
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover, 30, "the pause")
+        os.kill(lab.src.pid, signal.SIGSTOP)  # frozen: it reads nothing, answers nothing
+        try:
+            assert await src.engine_request("resume") == "src: resume started"
+            await until(lambda: src.switchover.phase is Phase.CHECKING, 10, "the check under way")
+            await until(lambda: not src.switchover.running, 15, "the check's end")
+        finally:
+            os.kill(lab.src.pid, signal.SIGCONT)
+        said = "src: no answer from QEMU within 5 s (frozen?): nothing was changed; resume can be tried again"
+        assert ("warning", said) in view.notices, view.notices
+        assert src.switchover.action is None and src.switchover.result is None  # as before the attempt
+        assert src.switchover.attempt is not None and src.switchover.attempt.reason == said
+        # QEMU is healthy, still paused, its mirror untouched.
+        status, jobs = await qemu_status(lab)
+        assert status == "pre-switchover" and [j["ready"] for j in jobs] == [True], (status, jobs)
+        await until(lambda: src.poll_error is None and availability.resume(src, src.switchover).allowed, 15,
+                    "resume on offer again")
+        assert await src.engine_request("resume") == "src: resume started"
+        await until(lambda: src.switchover.result is not None, 30, "the outcome")
+        assert src.switchover.result.outcome is Outcome.COMPLETED, src.switchover.result
+
+
+# ---------------------------------------------------------------------- the outcome says what happened
+
+
+@pytest.mark.qemu
+async def test_a_migration_that_fails_after_migrate_continue_says_what_happened(
+        lab: Lab, engine: EngineProcess) -> None:
+    await lab.prepare(storage=False, pause=True)  # RAM only
+    async with attached(engine.directory) as view:
+        src, dst = await watch(view, monitors(lab))
+        await until(lambda: src.connected and src.polls and dst.connected, 15, "connected")
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover, 30, "the pause")
+        os.kill(lab.dst.pid, signal.SIGKILL)
+        await until(lambda: not dst.connected, 15, "the destination monitor lost")
+        assert await src.engine_request("resume") == "src: resume started"
+        await until(lambda: src.switchover.result is not None, 30, "the outcome")
+        result = src.switchover.result
+        assert result.outcome is Outcome.FAILED, result
+        assert result.reason.startswith("src: the migration failed after migrate-continue"), result.reason
+        if src.state.migration.error_desc is None:
+            assert result.reason == ("src: the migration failed after migrate-continue"
+                                     " (QEMU gave no reason: check the destination)")
+        else:
+            assert result.reason.endswith(f": {src.state.migration.error_desc}")
+        assert "no reason given" not in result.reason
+        reply = await view.call("request", action="abort", monitor="src")
+        assert (reply["ok"], reply.get("error")) == (False, "src: too late to abort: migrate-continue was sent"), reply
+        log_lines = engine.log.splitlines()
+        assert len([line for line in log_lines if "resume requested by" in line]) == 1
+        assert len([line for line in log_lines if result.reason in line]) == 1, log_lines
+
+
+# ---------------------------------------------------------------------- defect 10: the final figures
+
+
+@pytest.mark.qemu
+async def test_the_final_figures_are_qemus_when_the_source_quits_right_after_completion(
+        lab: Lab, engine: EngineProcess) -> None:
+    await lab.prepare(storage=False, pause=False)
+    async with attached(engine.directory) as view:
+        # A long poll interval: the figures must come from the completion itself, not a poll.
+        src, _dst = await watch(view, monitors(lab), interval=1.0)
+        await until(lambda: src.connected and src.polls, 15, "connected")
+        ctl = await lab.control(lab.src)
+        completed = EventListener("MIGRATION", lambda ev: ev.get("data", {}).get("status") == "completed")
+        with ctl.listen(completed):
+            await lab.migrate()
+            await asyncio.wait_for(completed.get(), 30)
+            # As libvirt quits its source QEMU (60-250 ms after completed), but sooner: 10 ms
+            # for the engine to ask, then QEMU's own final figures (QEMU answers the engine's
+            # query, asked before ours, first), then the end.
+            await asyncio.sleep(0.01)
+            final = await ctl.execute("query-migrate")
+            os.kill(lab.src.pid, signal.SIGKILL)
+        await until(lambda: not src.connected, 15, "the monitor lost")
+        await asyncio.sleep(0.3)  # whatever was still coming has come
+        info = src.state.migration
+        assert info.status == "completed"
+        assert info.downtime is not None and info.downtime == final["downtime"], (info, final)
+        assert src.state.final_downtime_ms == final["downtime"]
+        assert info.ram is not None and info.ram.transferred == final["ram"]["transferred"], (info.ram, final)
+        assert info.ram.remaining == final["ram"]["remaining"] and info.total_time == final["total-time"]

@@ -32,6 +32,7 @@ from ..errors import MigtuiError
 from ..format import format_duration
 from ..model.migration import RUNNING_STATUSES
 from ..transport import ConnState, Monitor
+from ..workflow import availability
 from ..workflow.arm import arm_session, disarm
 from ..workflow.autoresume import AutoResume, AutoResumeReport
 from ..workflow.deadline import PauseDeadline, Phase
@@ -41,6 +42,7 @@ from ..workflow.policy import OWNER_LIBVIRT, OWNER_MIGTUI, OWNER_OTHER, Policy, 
 from ..workflow.status import snapshot_of
 from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import Switchover, current_switchover, switchover_for
+from ..workflow.switchover_state import Action, SwitchoverResult, libvirt_drives
 from . import protocol as p
 from .wire import session_json, switchover_json
 
@@ -256,6 +258,10 @@ class Engine:
             w.tracked = None
             w.notes.clear()
             w.manager, w.manager_why = None, "not checked yet"
+            if w.armed_by_engine:  # what this engine armed was the QEMU before; this one is not its
+                log.info("%s: reconnected: %s was armed on the QEMU before; this one is not this engine's",
+                         w.name, ", ".join(w.armed_by_engine))
+                w.armed_by_engine = ()
         if CONNECTION in kinds or DIRTY_RATE in kinds:
             self.broadcast({"op": p.SESSION, **session_json(session, with_commands=CONNECTION in kinds)})
             if CONNECTION in kinds and session.connected:
@@ -336,8 +342,9 @@ class Engine:
 
     # ------------------------------------------------------------------ requests
 
-    async def request(self, view: ViewLink, action: str, name: str) -> dict[str, Any]:
-        """Run one view's action; the reply is one line for its screen."""
+    async def request(self, view: ViewLink, action: str, name: str, *, force: bool = False) -> dict[str, Any]:
+        """Run one view's action; the reply is one line for its screen. ``force``: resume or
+        abort a pause libvirt drives (the view confirmed it, naming libvirt)."""
         w = self.watched.get(name)
         if w is None:
             return {"ok": False, "error": f"{name}: not watched by the engine"}
@@ -349,7 +356,7 @@ class Engine:
         session = w.session
         try:
             if action in ("resume", "abort"):
-                return self._switchover_action(w, view, action)
+                return self._switchover_action(w, view, Action(action), force=force)
             if action == "arm":
                 result = await arm_session(session)
                 if result.changed:
@@ -366,25 +373,45 @@ class Engine:
             return {"ok": False, "error": str(err)}
         return {"ok": False, "error": f"unknown action {action!r}"}
 
-    def _switchover_action(self, w: Watched, view: ViewLink, action: str) -> dict[str, Any]:
+    def _switchover_action(self, w: Watched, view: ViewLink, action: Action, *, force: bool) -> dict[str, Any]:
         session = w.session
-        controller = switchover_for(session, destination_for(session, self.sessions()))
-        self._track_pause(w)
-        if controller.running or controller.action == action:
+        # This pause's controller (a fresh one for a new connection), or the last one's.
+        controller: Switchover | None
+        if session.state.in_pre_switchover:
+            self._track_pause(w)
+            controller = w.tracked
+        else:
+            controller = current_switchover(session)
+        if controller is not None and controller.running and controller.action == action:
             # One pause, one action: the first confirmed request acts; later ones learn who did.
             who = controller.actor or "another client"
-            return {"ok": True, "message": f"{w.name}: {controller.action or action} already started by {who}",
+            return {"ok": True, "message": f"{w.name}: {action} already started by {who}",
                     "actor": controller.actor}
-        if action == "resume" and not session.state.in_pre_switchover:
-            return {"ok": False, "error": f"{w.name}: not paused in pre-switchover"
-                                          f" (status {session.state.migration_status})"}
-        controller.actor = f"{view.label}"
-        log.info("%s: %s requested by %s", w.name, action, view.label)
-        if action == "resume":
-            controller.start_resume()
+        # The same answer a view's keys give (workflow/availability.py).
+        allowed, why = (availability.resume if action is Action.RESUME else availability.abort)(session, controller)
+        if allowed is not True or controller is None:
+            return {"ok": False, "error": why or f"{w.name}: nothing to {action}"}
+        if w.owner == OWNER_LIBVIRT:
+            if not force:
+                log.info("%s: %s refused (libvirt drives this migration; not forced) for %s", w.name, action,
+                         view.label)
+                return {"ok": False, "error": libvirt_drives(w.name)}
+            log.warning("%s: %s forced by %s although libvirt drives this migration", w.name, action, view.label)
         else:
-            controller.start_abort()
+            log.info("%s: %s requested by %s", w.name, action, view.label)
+        controller.actor = view.label
+        task = controller.start_resume() if action is Action.RESUME else controller.start_abort()
+        task.add_done_callback(partial(self._request_done, w))
         return {"ok": True, "message": f"{w.name}: {action} started", "actor": controller.actor}
+
+    def _request_done(self, w: Watched, task: "asyncio.Task[SwitchoverResult]") -> None:
+        """A view's request that changed nothing: every view hears what happened (the
+        switchover is back where it was; the same request may be made again)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        result = task.result()
+        if result.retry:
+            self.broadcast({"op": p.NOTICE, "level": "warning", "text": result.reason, "name": w.name})
 
     async def _disarm(self, w: Watched) -> str:
         caps = w.armed_by_engine

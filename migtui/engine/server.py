@@ -187,7 +187,8 @@ class EngineServer:
             engine.subscribe(view)
             return {"ok": True}
         if op == p.REQUEST:
-            return await engine.request(view, str(message.get("action")), str(message.get("monitor")))
+            return await engine.request(view, str(message.get("action")), str(message.get("monitor")),
+                                        force=message.get("force") is True)
         if op == p.STATUS:
             return {"ok": True, "monitors": engine.status_json([str(a) for a in message.get("addresses", [])])}
         if op == "guarding":

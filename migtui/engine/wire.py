@@ -63,7 +63,7 @@ def result_json(result: SwitchoverResult | None) -> dict[str, Any] | None:
     return {"action": result.action, "outcome": result.outcome.value, "reason": result.reason,
             "downtime_ms": result.downtime_ms, "pause_ms": result.pause_ms,
             "abort_offered": result.abort_offered, "source_running": result.source_running,
-            "destination_running": result.destination_running}
+            "destination_running": result.destination_running, "retry": result.retry}
 
 
 def result_from_json(data: Any) -> SwitchoverResult | None:
@@ -77,17 +77,22 @@ def result_from_json(data: Any) -> SwitchoverResult | None:
                             downtime_ms=data.get("downtime_ms"), pause_ms=data.get("pause_ms"),
                             abort_offered=bool(data.get("abort_offered")),
                             source_running=data.get("source_running"),
-                            destination_running=data.get("destination_running"))
+                            destination_running=data.get("destination_running"),
+                            retry=data.get("retry") is True)
 
 
 def switchover_json(controller: Switchover) -> dict[str, Any]:
-    """Its phase says what runs and what may still be done (running, can_abort, finished)."""
+    """Its phase says what runs and what may still be done (running, can_abort, finished).
+    ``attempt``: the last action that changed nothing (it may be tried again); ``attempts``:
+    how many actions were started on this pause (a view knows its request was taken up)."""
     return {
         "phase": controller.phase.value,
         "action": controller.action,
         "actor": controller.actor,
         "steps": [step_json(s) for s in controller.steps],
         "result": result_json(controller.result),
+        "attempt": result_json(controller.attempt),
+        "attempts": controller.attempts,
         "pause_since": controller.pause_since,
         "device_at": controller.device_at,
         "pause_ms": controller.pause_ms,

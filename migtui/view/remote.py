@@ -90,11 +90,15 @@ class RemoteSession(MonitorSession):
     def poll_soon(self, *, config: bool = False) -> None:
         return None
 
-    async def engine_request(self, action: str) -> str:
-        """Run ``action`` in the engine; its one-line answer, or MonitorError."""
+    async def engine_request(self, action: str, *, force: bool = False) -> str:
+        """Run ``action`` in the engine; its one-line answer, or MonitorError. ``force``: a
+        resume or abort of a pause libvirt drives (after a confirmation naming libvirt)."""
         if self.read_only and action in ("resume", "abort", "arm", "disarm", "measure"):
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} {self.name}")
-        reply = await self.client.call("request", action=action, monitor=self.name)
+        fields: dict[str, Any] = {"action": action, "monitor": self.name}
+        if force:
+            fields["force"] = True
+        reply = await self.client.call("request", **fields)
         if not reply.get("ok"):
             raise MonitorError(self.name, str(reply.get("error") or f"{self.name}: {action} failed"))
         return str(reply.get("message") or "")
@@ -155,11 +159,14 @@ class RemoteSwitchover:
         self.action: str | None = None
         self.actor: str | None = None
         self.result: SwitchoverResult | None = None
+        self.attempt: SwitchoverResult | None = None  # the engine's last attempt that changed nothing
+        self.attempts = 0  # actions the engine started on this pause
         self.pause_since: float | None = None
         self.device_at: float | None = None
         self._pause_ms: float | None = None
         self._listeners: list[ProgressListener] = []
         self._requested: str | None = None  # sent, not yet confirmed by the engine
+        self._requested_at = 0  # ``attempts`` when it was sent: a higher count confirms it
 
     # ------------------------------------------------------------------ as Switchover
 
@@ -194,23 +201,25 @@ class RemoteSwitchover:
     def close(self) -> None:
         return None
 
-    def start_resume(self, jobs: Any = None) -> "asyncio.Task[str]":
-        return self._start("resume")
+    def start_resume(self, jobs: Any = None, *, force: bool = False) -> "asyncio.Task[str]":
+        return self._start("resume", force)
 
-    def start_abort(self) -> "asyncio.Task[str]":
-        return self._start("abort")
+    def start_abort(self, *, force: bool = False) -> "asyncio.Task[str]":
+        return self._start("abort", force)
 
-    def _start(self, action: str) -> "asyncio.Task[str]":
+    def _start(self, action: str, force: bool = False) -> "asyncio.Task[str]":
         if self.source.read_only:
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} the switchover")
         self._requested = action
+        self._requested_at = self.attempts
         self.action = self.action or action
         self._progress()
-        return asyncio.get_running_loop().create_task(self._request(action), name=f"request-{action}-{self.name}")
+        return asyncio.get_running_loop().create_task(self._request(action, force),
+                                                      name=f"request-{action}-{self.name}")
 
-    async def _request(self, action: str) -> str:
+    async def _request(self, action: str, force: bool = False) -> str:
         try:
-            return await self.source.engine_request(action)
+            return await self.source.engine_request(action, force=force)
         except MonitorError as err:
             self._requested = None
             if self.result is None and self.phase not in ACTIVE:
@@ -223,8 +232,13 @@ class RemoteSwitchover:
 
     def apply(self, data: dict[str, Any]) -> None:
         since = data.get("pause_since")
+        attempts = data.get("attempts")
+        self.attempts = attempts if isinstance(attempts, int) else 0
         if since != self.pause_since and data.get("action") is None:
             self._requested = None  # a new pause: a fresh switchover
+        if self.attempts > self._requested_at:
+            self._requested = None  # the engine took it up (it may be over already)
+        self.attempt = result_from_json(data.get("attempt"))
         self.action = data.get("action") or (self._requested if self.result is None else None)
         self.actor = data.get("actor")
         self.phase = phase_from_json(data.get("phase"))

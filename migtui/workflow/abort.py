@@ -59,7 +59,7 @@ class Abort:
             sw.set_step(guest, StepState.RUNNING, "waiting for RESUME")
             try:
                 async with asyncio.timeout(ABORT_WAIT_S):
-                    final = await stopped
+                    final = await sw.wait(stopped)  # a lost monitor ends it at once
             except TimeoutError:
                 final = state.migration_status
         finally:
@@ -108,7 +108,7 @@ class Abort:
             if waiting:
                 try:
                     async with asyncio.timeout(ABORT_WAIT_S):
-                        await asyncio.gather(*waiting)
+                        await sw.wait(asyncio.gather(*waiting))  # a lost monitor ends it at once
                 except TimeoutError:
                     errors.append("no BLOCK_JOB_CANCELLED in time")
         finally:

@@ -5,7 +5,9 @@ Triggered by the session's change notification for the MIGRATION pre-switchover
 first ``query-migrate`` after connecting when the source was already paused. Then:
 one fresh ``query-block-jobs``, the checklist, and :meth:`Switchover.resume` at once.
 When the checklist fails nothing is sent: the failure is reported loudly and the
-operator decides. Never resumes on exit, never resumes a read-only monitor.
+operator decides. Never resumes on exit, never resumes a read-only monitor. A pause
+is one pause of one connection (the session's ``generation``): once the session
+reconnected -- maybe to another QEMU at the same socket -- nothing is sent for it.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class AutoResume:
         self.last_checklist: Checklist | None = None
         self.task: asyncio.Task[SwitchoverResult | None] | None = None
         self._listeners: list[ReportListener] = [on_report] if on_report else []
-        self._handled: float | None = None  # pre_switchover_since of the pause we took
+        # (generation, pre_switchover_since) of the pause we took
+        self._handled: tuple[int, float | None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     def start(self) -> None:
@@ -80,28 +83,29 @@ class AutoResume:
     def _on_change(self, session: MonitorSession, kinds: frozenset[str]) -> None:
         if MIGRATION not in kinds or not session.state.in_pre_switchover:
             return
-        since = session.state.pre_switchover_since
-        if self._handled is not None and self._handled == since:
+        pause = (session.generation, session.state.pre_switchover_since)
+        if self._handled == pause:
             return  # this pause is already ours
-        self._handled = since
+        self._handled = pause
         ok, why = self.allowed()
         if not ok:
             self._report("info", f"{session.name}: auto-resume does nothing: {why}")
             return
         # A task at once: the event handler must not wait, and nothing waits for a poll.
         self.task = asyncio.get_running_loop().create_task(
-            self._handle(), name=f"auto-resume-{session.name}"
+            self._handle(session.generation), name=f"auto-resume-{session.name}"
         )
 
-    async def _handle(self) -> SwitchoverResult | None:
+    async def _handle(self, generation: int) -> SwitchoverResult | None:
         src, dst = self.source, self.destination
         name = src.name
         controller = switchover_for(src, dst)
+        if controller.generation != generation:
+            return None  # reconnected meanwhile: that pause is another QEMU's past
         if controller.running or controller.result is not None:
             return controller.result  # the operator (or an earlier pass) already acts
         try:
-            assert src.monitor is not None
-            reply = await src.monitor.execute("query-block-jobs")  # the one fresh query
+            reply = await src.execute("query-block-jobs", generation=generation)  # the one fresh query
         except MigtuiError as err:
             self._report("error", f"{name}: auto-resume held: cannot read the block jobs ({err});"
                          " waiting for the operator")
@@ -113,17 +117,23 @@ class AutoResume:
             self._report("error", f"{name}: auto-resume held, the guest stays stopped: {checks.reason()};"
                          " waiting for the operator", checks)
             return None
+        if controller.running or controller.action is not None or controller.stale:
+            return controller.result  # the operator acted meanwhile, or the QEMU changed
         task = controller.start_resume(parse_block_jobs(reply))  # runs before any listener below
+        controller.actor = controller.actor or "auto-resume"
         self._report("info", f"{name}: checklist passed: auto-resuming the switchover", checks)
         result = await asyncio.shield(task)
-        self._report("info" if result.ok else "error", f"auto-resume: {result.reason}", checks, result)
+        # The switchover's own log line records the outcome: this report is for the views.
+        self._report("info" if result.ok else "error", f"auto-resume: {result.reason}", checks, result,
+                     logged=True)
         return result
 
     def _report(self, level: str, message: str, checks: Checklist | None = None,
-                result: SwitchoverResult | None = None) -> None:
+                result: SwitchoverResult | None = None, *, logged: bool = False) -> None:
         report = AutoResumeReport(self.source.name, self.clock(), level, message, checks, result)
         self.reports.append(report)
-        log.log(logging.WARNING if level == "error" else logging.INFO, "%s", message)
+        if not logged:
+            log.log(logging.WARNING if level == "error" else logging.INFO, "%s", message)
         for cb in list(self._listeners):
             try:
                 cb(report)

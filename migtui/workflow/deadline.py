@@ -6,6 +6,8 @@ when the checklist passes (otherwise abort: a guest stopped for good is the wors
 outcome); ``wait`` does nothing. It applies only where :func:`policy.applies` allows
 (migtui's own pause, or the operator named the monitor with the flag; never
 libvirt's). A resume or abort already under way (the operator's) is left alone.
+A deadline belongs to one pause of one connection (the session's ``generation``): once
+the session reconnected -- maybe to another QEMU at the same socket -- it never fires.
 
 An explicit state machine: :class:`Phase` and the allowed moves in ``_MOVES``.
 """
@@ -63,7 +65,8 @@ class PauseDeadline:
         self._report = on_report or (lambda level, text: None)
         self.clock = clock
         self.phase = Phase.IDLE
-        self.since: float | None = None  # the pause this deadline is for
+        self.since: float | None = None  # the pause this deadline is for ...
+        self.generation = source.generation  # ... on this connection
         self.deadline: float | None = None  # wall clock
         self.outcome: str | None = None  # what the policy did, one line
         self._timer: asyncio.TimerHandle | None = None
@@ -104,18 +107,21 @@ class PauseDeadline:
         if not kinds & {MIGRATION, CONNECTION}:
             return
         state = session.state
-        if not state.in_pre_switchover or not session.connected:
+        if not state.in_pre_switchover or not session.connected or session.generation != self.generation:
             if self.phase in (Phase.COUNTING, Phase.DONE):
                 self._cancel_timer()
                 self.deadline = None
                 self._move(Phase.IDLE)
-            return
+            if not state.in_pre_switchover or not session.connected:
+                return
         since = state.pre_switchover_since
-        if self.phase in (Phase.COUNTING, Phase.ACTING, Phase.DONE) and since == self.since:
+        if (self.phase in (Phase.COUNTING, Phase.ACTING, Phase.DONE) and since == self.since
+                and session.generation == self.generation):
             return
         if self.phase is Phase.ACTING:
             return  # the action's own outcome moves us on
         self.since = since
+        self.generation = session.generation
         self.outcome = None
         self.rearm()
 
@@ -133,7 +139,9 @@ class PauseDeadline:
 
     def _fire(self) -> None:
         self._timer = None
-        if self.phase is not Phase.COUNTING or not self.source.state.in_pre_switchover:
+        src = self.source
+        if (self.phase is not Phase.COUNTING or not src.state.in_pre_switchover
+                or src.generation != self.generation):
             return
         allowed, why = self.allowed
         if not allowed:
@@ -148,16 +156,20 @@ class PauseDeadline:
         src = self.source
         name = src.name
         policy = self._policy()
+        generation = self.generation
         controller = switchover_for(src, self._destination())
         try:
+            if controller.generation != generation:
+                self._say("info", f"{name}: the QEMU behind this monitor changed (reconnected): its pause's"
+                                  " deadline does nothing")
+                return
             if controller.running or controller.action is not None:
                 self.outcome = f"deadline passed while {controller.action} was under way: left to it"
                 return
             if policy.on_max_pause == "resume":
                 checks = None
                 try:
-                    assert src.monitor is not None
-                    reply = await src.monitor.execute("query-block-jobs")
+                    reply = await src.execute("query-block-jobs", generation=generation)
                     src.feed("query-block-jobs", reply)
                     dst = controller.destination
                     checks = checklist(src.state, dst.state if dst else None, dst.connected if dst else None)
@@ -186,11 +198,13 @@ class PauseDeadline:
         controller.actor = controller.actor or "the engine's deadline"
         result = await asyncio.shield(task)
         self.outcome = f"deadline: {getattr(result, 'reason', result)}"
-        self._say("info" if getattr(result, "ok", False) else "error", self.outcome)
+        # The switchover's own log line records the outcome: this one is for the views.
+        self._say("info" if getattr(result, "ok", False) else "error", self.outcome, logged=True)
 
-    def _say(self, level: str, text: str) -> None:
+    def _say(self, level: str, text: str, *, logged: bool = False) -> None:
         self.outcome = text
-        log.log(logging.WARNING if level == "error" else logging.INFO, "%s", text)
+        if not logged:
+            log.log(logging.WARNING if level == "error" else logging.INFO, "%s", text)
         try:
             self._report(level, text)
         except Exception:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MigtuiError
 from ..model.blockjobs import BlockJob, parse_block_jobs
 from ..model.events import QmpEvent
+from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
 from .checklist import MIRROR, mirror_check, source_check
 from .session import MonitorSession
@@ -211,15 +212,22 @@ class Resume:
     async def _conclude(self, status: str, complete: Step, dst_step: Step | None) -> SwitchoverResult:
         sw = self.sw
         name = sw.name
-        info_reply = await sw.execute("query-migrate")
-        sw.source.feed("query-migrate", info_reply)
-        info = sw.source.state.migration
+        # The session asked QEMU at once, at the end event: its final figures, kept even
+        # when the source QEMU quits right after (or what is known, if it was too quick).
+        info = await sw.source.final_migration(sw.generation)
+        if info.status != status:
+            info = MigrationInfo(status=status)  # older figures are not this end's
         pause_ms = sw.pause_ms
         if status == "failed":
-            why = info.error_desc or "no reason given"
-            sw.set_step(complete, StepState.FAILED, f"failed: {why}")
-            return SwitchoverResult(Action.RESUME, Outcome.FAILED, f"{name}: the migration failed after"
-                                    f" migrate-continue: {why}", pause_ms=pause_ms)
+            why = info.error_desc
+            if why:
+                sw.set_step(complete, StepState.FAILED, f"failed: {why}")
+                reason = f"{name}: the migration failed after migrate-continue: {why}"
+            else:
+                sw.set_step(complete, StepState.FAILED, "failed (QEMU gave no reason)")
+                reason = (f"{name}: the migration failed after migrate-continue"
+                          " (QEMU gave no reason: check the destination)")
+            return SwitchoverResult(Action.RESUME, Outcome.FAILED, reason, pause_ms=pause_ms)
         if status == "cancelled":
             sw.set_step(complete, StepState.FAILED, "cancelled")
             return SwitchoverResult(Action.RESUME, Outcome.OTHER_CLIENT, f"{name}: another client cancelled"
@@ -241,6 +249,7 @@ class Resume:
         sw = self.sw
         dst = sw.destination
         assert dst is not None
+        generation = dst.generation  # the destination QEMU seen now, not one started later
         sw.set_step(step, StepState.RUNNING)
         if not dst.connected:
             sw.set_step(step, StepState.SKIPPED, "monitor not connected")
@@ -260,7 +269,7 @@ class Resume:
             async with asyncio.timeout(DESTINATION_WAIT_S):
                 await fut
             if dst.state.running is not True:
-                dst.feed("query-status", await dst.monitor.execute("query-status"))  # type: ignore[union-attr]
+                dst.feed("query-status", await dst.execute("query-status", generation=generation))
         except (TimeoutError, MigtuiError) as err:
             sw.set_step(step, StepState.FAILED, error_line(err) if isinstance(err, MigtuiError) else "no news in time")
             return None

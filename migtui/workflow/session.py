@@ -30,6 +30,7 @@ from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
 from ..model.vmstate import VmState
 from ..transport import ConnectionStatus, ConnState, Monitor
+from ..transport.readonly import is_read_only
 
 log = logging.getLogger("migtui.session")
 
@@ -44,6 +45,7 @@ EVENTS = "events"  # a new event in the log
 KINDS = frozenset({CONNECTION, MIGRATION, RUN_STATE, BLOCK_JOBS, DIRTY_RATE, CONFIG, EVENTS})
 
 ChangeListener = Callable[["MonitorSession", frozenset[str]], None]
+WriteListener = Callable[[str, "dict[str, Any] | None"], None]  # (command, arguments)
 ReplyListener = Callable[[str, Any, float], None]  # (command, reply, now)
 # Every QMP input folded into the state, in the replay format (``replay()``): the engine
 # keeps these to give a view that attaches the state and the recent history.
@@ -55,11 +57,26 @@ _POLL_NOW_EVENTS = frozenset(
      "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR"}
 )
 _JOB_EVENTS = ("BLOCK_JOB_", "JOB_STATUS_CHANGE")
+# A migration that ends in one of these gets one last query-migrate at once, from the
+# event itself: QEMU's final figures (downtime, RAM) before its QEMU may quit (libvirt
+# quits a source 60-250 ms after completed).
+END_STATUSES = frozenset({"completed", "failed", "cancelled"})
+# QEMU announces completed a moment before it has computed the migration's times: a
+# reply with no total-time yet is asked again (at once) this many times.
+FINAL_QUERY_TRIES = 20
 # Capabilities and parameters rarely change: re-read them this often (and on
 # connect, and when a migration starts).
 CONFIG_EVERY_S = 5.0
 # Never start two polls closer than this, whatever the event rate.
 MIN_POLL_GAP_S = 0.05
+
+
+class Reconnected(MonitorError):
+    """A command bound to one connection (generation) when the session has another: the
+    QEMU behind the monitor may be another one. Raised before anything is sent."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name, f"{name}: the QEMU behind this monitor changed (reconnected): nothing sent")
 
 
 class MonitorSession:
@@ -97,14 +114,22 @@ class MonitorSession:
         self._reply_listeners: list[ReplyListener] = []
         self._event_listeners: list[Callable[[QmpEvent], None]] = []
         self._input_listeners: list[InputListener] = []
+        self._write_listeners: list[WriteListener] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._config_due = True
         self._config_at = 0.0
         self._measured: asyncio.Future[DirtyRateInfo] | None = None
+        # The last query-migrate made at the end of a migration (generation, task), and the
+        # order in which query-migrate replies were asked for: a reply asked before one
+        # already folded in is older news and is dropped.
+        self._final: tuple[int, asyncio.Task[None]] | None = None
+        self._migrate_asked = 0
+        self._migrate_folded = 0
         if monitor is not None:
             monitor.add_event_listener(self._on_event)
             monitor.add_state_listener(self._on_status)
+            monitor.add_command_listener(self._on_write)
 
     @classmethod
     def offline(
@@ -156,6 +181,21 @@ class MonitorSession:
                 cb(entry)
             except Exception:
                 log.exception("%s: input listener %r failed", self.name, cb)
+
+    def add_write_listener(self, cb: WriteListener) -> Callable[[], None]:
+        """``cb(command, arguments)`` for every command that changes something (not in the
+        --read-only allow-list) as it is written to the socket; returns a remover."""
+        self._write_listeners.append(cb)
+        return lambda: self._write_listeners.remove(cb) if cb in self._write_listeners else None
+
+    def _on_write(self, command: str, arguments: dict[str, Any] | None) -> None:
+        if is_read_only(command):
+            return
+        for cb in list(self._write_listeners):
+            try:
+                cb(command, arguments)
+            except Exception:
+                log.exception("%s: write listener %r failed", self.name, cb)
 
     def add_reply_listener(self, cb: ReplyListener) -> None:
         """``cb(command, reply, now)`` for every poll reply (to record a session)."""
@@ -222,6 +262,20 @@ class MonitorSession:
         # Offline sessions replay what a real QEMU said: assume it could.
         return self.monitor.supports(command) if self.monitor else True
 
+    # ------------------------------------------------------------------ commands
+
+    async def execute(self, cmd: str, args: Mapping[str, Any] | None = None, *,
+                      generation: int | None = None) -> Any:
+        """Run one command on this session's monitor. With ``generation``, only on that
+        connection: once the session reconnected (maybe to another QEMU at the same
+        socket) it raises :class:`Reconnected` and sends nothing."""
+        monitor = self.monitor
+        if monitor is None:
+            raise NotSupported(self.name, f"{self.name}: a replayed session cannot run {cmd}")
+        if generation is not None and generation != self.generation:
+            raise Reconnected(self.name)
+        return await monitor.execute(cmd, args)
+
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
@@ -242,6 +296,8 @@ class MonitorSession:
             await self.monitor.close()
         if self._measured is not None and not self._measured.done():
             self._measured.cancel()
+        if self._final is not None:
+            self._final[1].cancel()
 
     def poll_soon(self, *, config: bool = False) -> None:
         """Ask for a poll now instead of at the next tick (still never overlapping)."""
@@ -266,6 +322,8 @@ class MonitorSession:
         self._notify(kinds)
 
     def _on_event(self, ev: QmpEvent) -> None:
+        if ev.name == "MIGRATION" and ev.data.get("status") in END_STATUSES:
+            self._final_query()  # first: it goes out before anything else is done here
         kinds = self.apply_event(ev)
         # Event listeners first: the switchover reacts to BLOCK_JOB_COMPLETED while the
         # guest is stopped; a repaint can wait a few microseconds.
@@ -280,6 +338,61 @@ class MonitorSession:
             # migration surely, and at pre-switchover the operator wants today's limit.
             self.poll_soon(config=ev.name == "MIGRATION")
 
+    # ------------------------------------------------------------------ the end of a migration
+
+    def _final_query(self) -> asyncio.Task[None] | None:
+        if self.monitor is None:
+            return None
+        generation = self.generation
+        self._migrate_asked += 1
+        task = asyncio.ensure_future(self._ask_final(generation, self._migrate_asked))
+        self._final = (generation, task)
+        return task
+
+    async def _ask_final(self, generation: int, asked: int) -> None:
+        """query-migrate until QEMU's final figures are in (its times computed), each
+        reply folded in as it comes: kept whatever happens to the connection next."""
+        for _ in range(FINAL_QUERY_TRIES):
+            try:
+                reply = await self.execute("query-migrate", generation=generation)
+                if generation != self.generation:
+                    return
+                self._fold_migrate(reply, asked)
+                info = MigrationInfo.from_qmp(reply)
+            except MigtuiError as err:
+                log.info("%s: the last query-migrate: %s", self.name, err)
+                return
+            except Exception:  # a reply the model cannot fold must not go unnoticed
+                log.exception("%s: the last query-migrate", self.name)
+                return
+            if info.status != "completed" or info.total_time:
+                return
+            self._migrate_asked += 1
+            asked = self._migrate_asked
+
+    async def final_migration(self, generation: int | None = None) -> MigrationInfo:
+        """QEMU's last word on the migration that just ended: the query made at its end
+        event (made now if there was none), or what is known if the monitor is gone.
+        With ``generation``: nothing is asked once the session has another connection."""
+        if generation is None or generation == self.generation:
+            final = self._final
+            task = final[1] if final is not None and final[0] == self.generation else self._final_query()
+            if task is not None:
+                await asyncio.shield(task)
+        return self.state.migration
+
+    def _fold_migrate(self, reply: Any, asked: int) -> None:
+        if asked < self._migrate_folded:
+            return  # an answer to an older question than one already folded in
+        self._migrate_folded = asked
+        now = self.clock()
+        for cb in list(self._reply_listeners):
+            try:
+                cb("query-migrate", reply, now)
+            except Exception:
+                log.exception("%s: reply listener failed", self.name)
+        self._notify(self.apply_reply("query-migrate", reply, now))
+
     def reset(self) -> None:
         """Forget everything known about the QEMU (a new connection: maybe a new QEMU at
         the same socket). ``generation`` tells actions bound to the old one apart."""
@@ -288,6 +401,7 @@ class MonitorSession:
         self.parameters = {}
         self.measuring = False
         self._config_due = True
+        self._final = None
         log.info("%s: new connection (generation %d): state reset, querying afresh", self.name, self.generation)
 
     def apply_event(self, ev: QmpEvent, now: float | None = None) -> set[str]:
@@ -392,7 +506,12 @@ class MonitorSession:
         if monitor is None:
             return frozenset()
         queries = self._queries()
+        self._migrate_asked += 1
+        asked = self._migrate_asked
+        generation = self.generation
         replies = await asyncio.gather(*(monitor.execute(q) for q in queries), return_exceptions=True)
+        if generation != self.generation:
+            return frozenset()  # answers of the QEMU before a reconnection: not this one's
         self.polls += 1
         kinds: set[str] = set()
         error: str | None = None
@@ -404,6 +523,10 @@ class MonitorSession:
                 if command.startswith("query-migrate-"):
                     self._config_due = True  # try again next time
                 continue
+            if command == "query-migrate":
+                if asked < self._migrate_folded:
+                    continue  # the last query at a migration's end was asked later, and answered
+                self._migrate_folded = asked
             now = self.clock()
             for cb in list(self._reply_listeners):
                 try:

@@ -12,6 +12,12 @@ pause, a lost monitor) and the one interruption future the running action's wait
 race against. QMP errors end an action with a one-line reason in the
 :class:`SwitchoverResult`; nothing raises to the caller except ReadOnlyRefused
 (before anything is sent).
+
+A switchover is bound to the connection (the session's ``generation``) its pause was
+seen on: once the session reconnected -- maybe to another QEMU at the same socket -- it
+sends nothing more, ends with one line, and :func:`switchover_for` makes a new one.
+"Runs once" counts what QEMU got: an attempt that wrote no command that changes the VM
+goes back to where it started and can be tried again (its result is ``attempt``).
 """
 
 from __future__ import annotations
@@ -20,17 +26,17 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from ..errors import MigtuiError
+from ..errors import CommandTimeout, Disconnected, MigtuiError
 from ..model.blockjobs import BlockJob
 from ..model.events import QmpEvent
 from .abort import Abort
 from .arm import refuse_read_only
 from .resume import Resume
-from .session import CONNECTION, MIGRATION, MonitorSession
+from .session import CONNECTION, MIGRATION, MonitorSession, Reconnected
 from .switchover_state import (
     ABORTABLE,
     ACTIVE,
@@ -44,7 +50,9 @@ from .switchover_state import (
     StepState,
     Stop,
     SwitchoverResult,
+    can_be_tried_again,
     check_move,
+    log_line,
     too_late,
     under_way,
 )
@@ -68,6 +76,10 @@ PASSING_STATUSES = frozenset({"device", "wait-unplug"})
 _WATCHING = frozenset({Phase.PAUSED, Phase.CHECKING, Phase.FINISHING_MIRRORS, Phase.STOPPED})
 # A resume under way that has not sent migrate-continue: abort is still offered if it fails.
 _BEFORE_CONTINUE = frozenset({Phase.CHECKING, Phase.FINISHING_MIRRORS})
+# The commands of the actions that change the VM: once one was written, the action ran.
+_CHANGING = frozenset({"block-job-cancel", "migrate-continue", "migrate_cancel"})
+# Where an action that changed nothing may go back to (and be tried again).
+_RETRY_FROM = frozenset({Phase.WAITING, Phase.PAUSED, Phase.STOPPED})
 
 ProgressListener = Callable[["Switchover"], None]
 
@@ -87,11 +99,14 @@ class Switchover:
         self.destination = destination
         self.name = source.name
         self.clock = clock
+        self.generation = source.generation  # the connection this pause was seen on
         self.phase = Phase.PAUSED if source.state.in_pre_switchover else Phase.WAITING
         self.action: Action | None = None  # once one started
         self.actor: str | None = None  # who started it ("view tui on /dev/pts/3", "auto-resume", ...)
         self.steps: list[Step] = []
         self.result: SwitchoverResult | None = None
+        self.attempt: SwitchoverResult | None = None  # the last attempt that changed nothing
+        self.attempts = 0  # actions started (a view tells its request's answer by it)
         self.pause_since = source.state.pre_switchover_since
         self.device_at: float | None = None  # QEMU timestamp of MIGRATION device
         self.ended_jobs: dict[str, QmpEvent] = {}  # block jobs seen ending, by id
@@ -99,9 +114,13 @@ class Switchover:
         self._tasks: dict[Action, asyncio.Task[SwitchoverResult]] = {}  # each action runs once
         self._runs: list[Resume | Abort] = []  # they get the session's events
         self._interrupt: asyncio.Future[SwitchoverResult] | None = None
+        self._wrote = False  # the running action wrote a command that changes the VM
+        # What an action that changes nothing goes back to: (phase, action, result, steps).
+        self._before: tuple[Phase, Action | None, SwitchoverResult | None, list[Step]] | None = None
         self._unsubscribe = [
             source.add_event_listener(self._on_event),
             source.add_change_listener(self._on_change),
+            source.add_write_listener(self._on_write),
         ]
 
     # ------------------------------------------------------------------ the state
@@ -118,6 +137,11 @@ class Switchover:
     @property
     def can_abort(self) -> bool:
         return self.phase in ABORTABLE
+
+    @property
+    def stale(self) -> bool:
+        """The session reconnected since this pause was seen: maybe another QEMU is there."""
+        return self.source.generation != self.generation
 
     def move(self, phase: Phase) -> None:
         """The only way the phase changes (``switchover_state.MOVES``). Listeners hear of it
@@ -172,8 +196,7 @@ class Switchover:
                 end = Phase.STOPPED
             if end is not self.phase:
                 self.move(end)
-        level = logging.INFO if result.ok else logging.WARNING
-        log.log(level, "%s: %s %s: %s", self.name, result.action, result.outcome.value, result.reason)
+        log.log(logging.INFO if result.ok else logging.WARNING, "%s", log_line(result))
         self.progress()
         return result
 
@@ -189,7 +212,14 @@ class Switchover:
         for run in self._runs:
             run.on_event(ev)
 
+    def _on_write(self, command: str, _arguments: dict[str, Any] | None) -> None:
+        if command in _CHANGING and self.running:
+            self._wrote = True
+
     def _on_change(self, session: MonitorSession, kinds: frozenset[str]) -> None:
+        if self.stale:
+            self._reconnected()
+            return
         if CONNECTION in kinds and not session.connected and self.running:
             self._interrupt_with(self._error(
                 f"{self.name}: monitor connection lost: check the migration state once it is back",
@@ -230,6 +260,18 @@ class Switchover:
     def _error(self, reason: str, *, abort_offered: bool = False) -> SwitchoverResult:
         return SwitchoverResult(self.action or WATCH, Outcome.ERROR, reason, abort_offered=abort_offered)
 
+    def _reconnected(self) -> None:
+        """The session has another connection: whatever runs ends, nothing more is sent, the
+        pause's switchover ends (the registry makes a new one for the new connection)."""
+        result = self._error(str(Reconnected(self.name)))
+        if self.running:
+            self._interrupt_with(result)  # its next command would be refused anyway
+        elif not self.finished:
+            self._finish(result)
+            self.close()
+        else:
+            self.close()
+
     # ------------------------------------------------------------------ waiting (for the actions)
 
     def interruption(self) -> asyncio.Future[SwitchoverResult]:
@@ -261,9 +303,9 @@ class Switchover:
             raise Stop(interrupt.result())
 
     async def execute(self, cmd: str, args: dict[str, Any] | None = None) -> Any:
-        monitor = self.source.monitor
-        assert monitor is not None
-        return await monitor.execute(cmd, args)
+        """A command on the connection this pause was seen on: never on a later one (raises
+        Reconnected, having sent nothing)."""
+        return await self.source.execute(cmd, args, generation=self.generation)
 
     def wait_status(self, statuses: Iterable[str]) -> asyncio.Future[str]:
         """A future for the source's migration status reaching one of ``statuses``."""
@@ -317,11 +359,11 @@ class Switchover:
         task = self._tasks.get(Action.RESUME)
         if task is not None:
             return task
-        if self.phase not in (Phase.WAITING, Phase.PAUSED):
+        if self.stale or self.phase not in (Phase.WAITING, Phase.PAUSED):
             return asyncio.create_task(self._refused(Action.RESUME))
         run = Resume(self, None if jobs is None else list(jobs))
         self._begin(Action.RESUME, Phase.CHECKING, run)
-        task = asyncio.create_task(self._act(Action.RESUME, run.run()), name=f"switchover-resume-{self.name}")
+        task = asyncio.create_task(self._act(Action.RESUME, run), name=f"switchover-resume-{self.name}")
         self._tasks[Action.RESUME] = task
         return task
 
@@ -336,7 +378,7 @@ class Switchover:
         task = self._tasks.get(Action.ABORT)
         if task is not None:
             return task
-        if self.phase not in ABORTABLE:
+        if self.stale or self.phase not in ABORTABLE:
             return asyncio.create_task(self._refused(Action.ABORT))
         resume = self._tasks.get(Action.RESUME) if self.phase in _BEFORE_CONTINUE else None
         if resume is not None:  # it stops before migrate-continue: the abort takes over
@@ -349,6 +391,9 @@ class Switchover:
         return task
 
     def _begin(self, action: Action, phase: Phase, run: Resume | Abort) -> None:
+        self._before = (self.phase, self.action, self.result, list(self.steps))
+        self._wrote = False
+        self.attempts += 1
         self.move(phase)
         self.action = action
         self._runs.append(run)
@@ -358,6 +403,8 @@ class Switchover:
         """The answer to an action that cannot start in this phase: nothing is sent, and
         nothing recorded (the same request may succeed later, e.g. an abort once QEMU
         refused migrate-continue)."""
+        if self.stale:
+            return SwitchoverResult(action, Outcome.ERROR, str(Reconnected(self.name)))
         if self.phase in PAST_CONTINUE and action is Action.ABORT:
             return SwitchoverResult(Action.ABORT, Outcome.ERROR, too_late(self.name))
         if self.phase in TERMINAL and self.result is not None:
@@ -374,26 +421,71 @@ class Switchover:
                 self.close()
                 self.progress()
                 return self.result
-        self._interrupt = None  # a fresh one for the abort's own waits
-        return await self._act(Action.ABORT, run.run())
+            self._interrupt = None
+            self.interruption()  # a fresh one for the abort's own waits
+            self._before = None  # it took over a resume: it does not go back to where that started
+        return await self._act(Action.ABORT, run)
 
-    async def _act(self, action: Action, body: Coroutine[Any, Any, SwitchoverResult]) -> SwitchoverResult:
+    async def _act(self, action: Action, run: Resume | Abort) -> SwitchoverResult:
         """Run one action; every failure becomes a result with a one-line reason."""
+        error: MigtuiError | None = None
         try:
-            result = await body
+            result = await run.run()
         except Stop as stop:
             result = stop.result
         except MigtuiError as err:
+            error = err
             result = self._error(str(err), abort_offered=action is Action.RESUME and self.phase not in PAST_CONTINUE)
         except Exception as err:  # a bug must not leave the dialog hanging with a traceback
             log.exception("%s: %s failed", self.name, action)
             result = self._error(f"{self.name}: {action} failed unexpectedly: {err.__class__.__name__}: {err}")
         if result.action != action:
             result = replace(result, action=action)
+        if not isinstance(error, Disconnected) and self._changed_nothing(action, result):
+            return self._try_again(action, run, result, error)
         self._finish(result)
         if self.finished:
             self.close()  # nothing more will happen: stop listening
         return result
+
+    def _changed_nothing(self, action: Action, result: SwitchoverResult) -> bool:
+        """Whether ``action`` ended without QEMU getting any of its commands that change the
+        VM, on a QEMU still paused and still reachable: then it may be tried again."""
+        before = self._before
+        return (before is not None and before[0] in _RETRY_FROM and not self._wrote and self.action == action
+                and self.phase in (Phase.CHECKING, Phase.ABORTING)
+                and result.outcome in (Outcome.ERROR, Outcome.STOPPED) and not self.stale
+                and self.source.connected and self.source.monitor is not None and self.source.monitor.connected
+                and self.source.state.in_pre_switchover)
+
+    def _try_again(self, action: Action, run: Resume | Abort, result: SwitchoverResult,
+                   error: MigtuiError | None) -> SwitchoverResult:
+        """Back to where ``action`` started, as if it had not: it can be tried again."""
+        assert self._before is not None
+        if isinstance(error, CommandTimeout):
+            monitor = self.source.monitor
+            seconds = monitor.command_timeout if monitor is not None else 0
+            what = f"no answer from QEMU within {seconds:g} s (frozen?)"
+        else:
+            what = result.reason.removeprefix(f"{self.name}: ")
+            what = what.split(": migrate-continue not sent", 1)[0]  # it says so below, plainly
+        attempt = replace(result, outcome=Outcome.ERROR, reason=can_be_tried_again(self.name, what, action),
+                          abort_offered=False, retry=True)
+        for step in self.steps:
+            if step.state is StepState.RUNNING:
+                self.set_step(step, StepState.FAILED, step.detail or what)
+            elif step.state is StepState.PENDING:
+                self.set_step(step, StepState.SKIPPED)
+        phase, self.action, self.result, self.steps = self._before
+        self._before = None
+        self.move(phase)
+        self.attempt = attempt
+        self._tasks.pop(action, None)
+        self._runs = [r for r in self._runs if r is not run]
+        self._interrupt = None
+        log.warning("%s", log_line(attempt))
+        self.progress()
+        return attempt
 
 
 # ---------------------------------------------------------------------- registry
@@ -412,7 +504,9 @@ def switchover_for(source: MonitorSession, destination: MonitorSession | None = 
         return remote(destination)  # type: ignore[no-any-return]
     existing = _current.get(source)
     since = source.state.pre_switchover_since
-    if existing is not None and (existing.running or since is None or existing.pause_since in (None, since)):
+    if existing is not None and not existing.stale and (
+            existing.running or since is None or existing.pause_since == since
+            or (existing.pause_since is None and not existing.finished)):
         if existing.destination is None and destination is not None:
             existing.destination = destination
         return existing
@@ -424,7 +518,10 @@ def switchover_for(source: MonitorSession, destination: MonitorSession | None = 
 
 
 def current_switchover(source: MonitorSession) -> Switchover | None:
+    """The controller of ``source``'s current (or last) pause; None when there is none, or
+    when it belonged to the QEMU before a reconnection."""
     remote = getattr(source, "remote_switchover", None)
     if remote is not None:
         return remote()  # type: ignore[no-any-return]
-    return _current.get(source)
+    existing = _current.get(source)
+    return None if existing is None or existing.stale else existing

@@ -8,9 +8,15 @@ progress and its end, as the dialog and the engine's views show them.
 
 The resume goes WAITING/PAUSED -> CHECKING -> FINISHING_MIRRORS -> CONTINUING ->
 COMPLETING -> CONTINUED; it stops in STOPPED (the guest still stopped, abort offered)
-when a check, a mirror or migrate-continue fails. The abort goes from any phase
-before migrate-continue to ABORTING -> DONE. DONE and CONTINUED end the pause; only
+when a mirror or migrate-continue fails, or the monitor is lost before migrate-continue
+went out. The abort goes from any phase before
+migrate-continue to ABORTING -> DONE. DONE and CONTINUED end the pause; only
 CONTINUED (and the two phases before it) is past the point of no return.
+
+Each action runs once -- once QEMU got one of its commands. An attempt that wrote
+nothing that changes the VM (a check that failed or got no answer, a monitor not
+connected) goes back to where it started (CHECKING/ABORTING -> the phase before) and
+can be tried again; its result is kept as the switchover's ``attempt``.
 """
 
 from __future__ import annotations
@@ -44,18 +50,21 @@ class Phase(enum.StrEnum):
 
 
 MOVES: dict[Phase, frozenset[Phase]] = {
-    Phase.WAITING: frozenset({Phase.PAUSED, Phase.CHECKING, Phase.ABORTING}),
+    # DONE: the QEMU behind the monitor changed (a reconnection) before it paused.
+    Phase.WAITING: frozenset({Phase.PAUSED, Phase.CHECKING, Phase.ABORTING, Phase.DONE}),
     # DONE: another client (or QEMU) ended the pause while nothing ran here.
     Phase.PAUSED: frozenset({Phase.CHECKING, Phase.ABORTING, Phase.DONE}),
-    # CONTINUING straight away when there is no mirror to finish; ABORTING interrupts.
+    # CONTINUING straight away when there is no mirror to finish; ABORTING interrupts;
+    # back to WAITING/PAUSED: the check changed nothing, the resume can be tried again.
     Phase.CHECKING: frozenset({Phase.FINISHING_MIRRORS, Phase.CONTINUING, Phase.STOPPED, Phase.ABORTING,
-                               Phase.DONE}),
+                               Phase.DONE, Phase.WAITING, Phase.PAUSED}),
     Phase.FINISHING_MIRRORS: frozenset({Phase.CONTINUING, Phase.STOPPED, Phase.ABORTING, Phase.DONE}),
     # STOPPED: QEMU refused migrate-continue, so it was not continued after all.
     Phase.CONTINUING: frozenset({Phase.COMPLETING, Phase.STOPPED, Phase.CONTINUED}),
     Phase.COMPLETING: frozenset({Phase.CONTINUED}),
     Phase.STOPPED: frozenset({Phase.ABORTING, Phase.DONE}),
-    Phase.ABORTING: frozenset({Phase.DONE}),
+    # Back where it started: migrate_cancel never went out, the abort can be tried again.
+    Phase.ABORTING: frozenset({Phase.DONE, Phase.WAITING, Phase.PAUSED, Phase.STOPPED}),
     Phase.DONE: frozenset(),
     Phase.CONTINUED: frozenset(),
 }
@@ -101,6 +110,26 @@ def under_way(name: str, action: str) -> str:
 
 def not_paused(name: str, status: str) -> str:
     return f"{name} is not paused in pre-switchover (status {status})"
+
+
+def libvirt_drives(name: str) -> str:
+    """Why the engine refuses a resume or abort of a pause libvirt drives unless the request
+    forces it (a view offers that after a confirmation that names libvirt)."""
+    return f"{name}: libvirt drives this migration: acting now may break it; confirm again to force it"
+
+
+def can_be_tried_again(name: str, what: str, action: str) -> str:
+    """An attempt that wrote nothing that changes the VM: ``what`` happened, nothing else."""
+    return f"{name}: {what}: nothing was changed; {action} can be tried again"
+
+
+def log_line(result: "SwitchoverResult") -> str:
+    """The log's record of how an action ended: its reason (it starts with the source's
+    name), then the outcome by name: "... the source guest runs again (outcome of the
+    abort: aborted)"."""
+    if result.action == WATCH:
+        return f"{result.reason} (outcome: {result.outcome.value})"
+    return f"{result.reason} (outcome of the {result.action}: {result.outcome.value})"
 
 
 # ---------------------------------------------------------------------- progress and result
@@ -150,6 +179,7 @@ class SwitchoverResult:
     abort_offered: bool = False
     source_running: bool | None = None
     destination_running: bool | None = None
+    retry: bool = False  # the attempt changed nothing: the same action can be tried again
 
     @property
     def ok(self) -> bool:
@@ -158,7 +188,7 @@ class SwitchoverResult:
     @property
     def final(self) -> bool:
         """Nothing more can be done in this pause (otherwise abort is still possible)."""
-        return self.outcome is not Outcome.STOPPED and not self.abort_offered
+        return self.outcome is not Outcome.STOPPED and not self.abort_offered and not self.retry
 
 
 class SwitchoverView(Protocol):
