@@ -21,7 +21,7 @@ from migtui.tui.pause_text import PauseClock, banner_line, clock_line
 from migtui.tui.screens.switchover import SwitchoverScreen
 from migtui.tui.widgets.dirty_panel import chart_data
 from migtui.tui.widgets.text_line import TextLine
-from migtui.workflow.pause_tracker import PauseTracker, last_heard
+from migtui.workflow.pause_tracker import PauseTracker
 from migtui.workflow.session import MonitorSession
 
 
@@ -264,6 +264,8 @@ async def test_a_dialog_whose_pause_ended_says_so_everywhere(version: str) -> No
 def test_the_clock_of_a_lost_pause_stops_when_the_loss_was_seen_or_when_qemu_last_spoke(version: str) -> None:
     """Seen connected, then lost: the clock stops when that was seen. A view that only ever
     saw it lost (it attached later): at the last time QEMU told anything, not at attach time."""
+    from migtui.workflow.pause_tracker import last_heard  # new with this behaviour
+
     sessions, now = replayed("storage", "paused", version=version)
     src = LiveLooking.offline("src", clock=lambda: now)
     src.state = sessions[0].state
