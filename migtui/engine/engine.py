@@ -529,6 +529,18 @@ class Engine:
             except MigtuiError as err:
                 log.info("%s: %s before exiting: %s", session.name, command, err)
 
+    def critical(self) -> bool:
+        """A guest is stopped and this engine acts on it (a resume or an abort under way,
+        or auto-resume deciding): every ms is downtime and the machine may have two cores,
+        so views are not woken now (server.View holds its writes until this is over)."""
+        for w in self.watched.values():
+            if w.tracked is not None and w.tracked.running:
+                return True
+            auto = w.auto
+            if auto is not None and auto.task is not None and not auto.task.done():
+                return True
+        return False
+
     async def stop(self) -> None:
         """Stop watching (nothing is sent to the VMs: a pause stays as it is)."""
         self.stopped.set()

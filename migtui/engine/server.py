@@ -14,6 +14,7 @@ import logging
 import os
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from ..address import MonitorAddress
@@ -26,6 +27,10 @@ from .runtime import Runtime
 log = logging.getLogger("migtui.engine.server")
 
 MAX_BACKLOG = 16 * 1024 * 1024  # bytes queued for one view before it is dropped
+# Held writes: looked at again this often, and sent after this long whatever happens
+# (a mirror can take seconds to finish: the views must not go dark meanwhile).
+HOLD_POLL_S = 0.005
+MAX_HOLD_S = 0.25
 
 
 def peer_uid(sock: socket.socket) -> int | None:
@@ -40,8 +45,10 @@ def peer_uid(sock: socket.socket) -> int | None:
 class View:
     """One attached view, as the engine sees it."""
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, writer: asyncio.StreamWriter, hold: Callable[[], bool] = lambda: False) -> None:
         self.writer = writer
+        self.hold = hold  # while true, writes wait (the engine acts on a stopped guest)
+        self._held_since: float | None = None
         self.label = "a view"
         self.read_only = False
         self.subscribed = False
@@ -65,9 +72,20 @@ class View:
 
     def _flush(self) -> None:
         self._scheduled = False
-        queue, self._queue = self._queue, []
-        if self.closed or not queue:
+        if self.closed or not self._queue:
             return
+        loop = asyncio.get_running_loop()
+        if self.hold():
+            # Waking a view costs it milliseconds of CPU the engine and QEMU need now
+            # (measured: 8.2 ms pauses instead of 3.3 with the view woken at once).
+            now = loop.time()
+            self._held_since = self._held_since if self._held_since is not None else now
+            if now - self._held_since < MAX_HOLD_S:
+                self._scheduled = True
+                loop.call_later(HOLD_POLL_S, self._flush)
+                return
+        self._held_since = None
+        queue, self._queue = self._queue, []
         try:
             self.writer.write(b"".join(p.encode(m) for m in queue))
         except (ConnectionError, RuntimeError) as err:
@@ -124,7 +142,7 @@ class EngineServer:
                 await writer.drain()
             writer.close()
             return
-        view = View(writer)
+        view = View(writer, self.engine.critical)
         try:
             hello = p.decode(await reader.readline())
             if hello.get("op") != p.HELLO:
