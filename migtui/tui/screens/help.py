@@ -55,17 +55,19 @@ PRE_SWITCHOVER_KEYS = (
     ("n / escape", "close the dialog (the guest stays stopped; s reopens it), or step back from x"),
 )
 PRE_SWITCHOVER_NOTES = (
-    ("--auto-resume", "resumes each pause by itself as soon as its checklist passes; when it "
-     "fails, the dialog opens and the banner says why, and migtui waits for you."),
+    ("--auto-resume", "the engine resumes each pause by itself as soon as its checklist passes, "
+     "view or no view; when it fails, the dialog opens and the banner says why."),
+    ("--max-pause S", "a pause migtui owns ends after S seconds (default 60) by --on-max-pause: "
+     "abort (default), resume (only if the checklist passes) or wait; the banner counts down."),
     ("--read-only", "migtui sends queries only: the dialog shows the pause, y, x and a say why "
      "they do nothing, and the guest stays stopped until another client acts."),
-    ("q while a guest is paused", "asks first (q again quits; no question answers to y): quitting "
-     "leaves it paused (downtime keeps growing) until a client resumes or aborts it."),
+    ("q", "quits this view only: the engine keeps the monitors, every pause and its deadline, and "
+     "says so; migtui attach comes back. (Without an engine, q asks first during a pause: q again quits.)"),
     ("A lost source monitor", "during a pause: the dialog says the source QEMU is gone, its clock "
      "stops, the last figures are marked as such, and y and x say why they do nothing."),
     ("libvirt", "drives the pauses of the QEMUs it manages: there y and x say why they do nothing."),
-    ("SIGHUP", "(terminal or SSH connection lost): migtui exits and leaves every pause as it "
-     "is, logs it (--log-file), and its next start shows that pause at once."),
+    ("SIGHUP", "(terminal or SSH connection lost): the view is gone within a second; the engine "
+     "keeps watching and guarding; the next migtui or migtui attach shows the pause at once."),
 )
 
 
