@@ -244,7 +244,8 @@ def test_lab_command_starts_the_migration_on_sigusr1(qemu_build: Any) -> None:
         _kill(lab.proc)
 
 
-def test_lab_paths_with_spaces_and_quotes_work_and_its_watch_line_runs(tmp_path: Path) -> None:
+def test_lab_paths_with_spaces_and_quotes_work_and_its_watch_line_runs() -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="mt-", dir="/tmp"))  # short: sockets live in it
     odd = tmp_path / "it's a \"lab\" $HOME; rm -rf x"
     lab = LabCommand("--no-disk", "--memory", "32", "--dirty", "2", "--dir", str(odd))
     try:
@@ -259,6 +260,7 @@ def test_lab_paths_with_spaces_and_quotes_work_and_its_watch_line_runs(tmp_path:
         lab.proc.send_signal(signal.SIGINT)
         lab.proc.wait(timeout=20)
         _kill(lab.proc)
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_nothing_in_the_project_runs_a_shell() -> None:

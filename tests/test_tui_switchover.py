@@ -665,7 +665,7 @@ async def test_help_explains_the_pre_switchover_step(version: str) -> None:
         assert isinstance(app.screen, HelpScreen)
         text = str(app.screen.query_one("#help-text").render())
         for needle in ("Pre-switchover", "  a  ", "  s  ", "  y  ", "  x, then y  ", "  n / escape  ", "banner",
-                       "--auto-resume", "--read-only", "q while a guest is paused", "SIGHUP"):
+                       "--auto-resume", "--max-pause", "--read-only", "quits this view only", "SIGHUP"):
             assert needle in text, needle
 
 
