@@ -105,7 +105,9 @@ async def test_dashboard_follows_a_real_storage_migration(lab: Lab) -> None:
         log_lines = app.dashboard.query_one(EventLog).texts
         assert any("RESUME" in line for line in log_lines)
 
-    assert shown[0] == "no migration"
+    # Before the first poll lands (slow on a busy machine) the panel honestly says "unknown".
+    known = [s for s in shown if s != "migration status unknown"]
+    assert known[0] == "no migration", shown
     order = [s for s in shown if s in ("active", "pre-switchover", "completed")]
     assert order == ["active", "pre-switchover", "completed"], shown
     events = [ev.data.get("status") for ev in src.state.events if ev.name == "MIGRATION"]
