@@ -441,7 +441,9 @@ class Switchover:
             result = self._error(f"{self.name}: {action} failed unexpectedly: {err.__class__.__name__}: {err}")
         if result.action != action:
             result = replace(result, action=action)
-        if not isinstance(error, Disconnected) and self._changed_nothing(action, result):
+        # Only a command that failed (no answer, refused) makes a retryable attempt: a check
+        # that failed (a mirror already broken) is a decision, and abort is what is offered.
+        if error is not None and not isinstance(error, Disconnected) and self._changed_nothing(action, result):
             return self._try_again(action, run, result, error)
         self._finish(result)
         if self.finished:
