@@ -175,6 +175,28 @@ def test_a_pause_first_seen_by_a_poll_is_bounded_by_the_migrations_total_time() 
     assert PauseClock.of(session.state).figure(1002.0) == "≥2.0 s, ≤4.0 s"  # type: ignore[union-attr]
 
 
+def test_a_slow_answer_keeps_the_bound_true() -> None:
+    """On a busy machine QEMU's answer can be read 100s of ms after it was written. Its
+    total-time and "active" are from some moment after the query was sent, so the bound
+    counts from the sending, not the reading (CI saw the pause "at most" 0.1 s too short).
+    A view replaying the engine's feed gets the same bound."""
+    session = MonitorSession.offline("src")
+    entries: list[dict[str, object]] = []
+    session.add_input_listener(entries.append)
+    session.apply_reply("query-migrate", _reply("pre-switchover", total_ms=20_400), now=1000.0, asked=999.7)
+    clock = PauseClock.of(session.state)
+    assert clock is not None and clock.start == 1000.0  # at least: read then, so paused by then
+    assert clock.figure(1002.0) == "≥2.0 s, ≤22.7 s"
+    view = MonitorSession.offline("src")
+    view.replay(entries)
+    assert PauseClock.of(view.state).figure(1002.0) == "≥2.0 s, ≤22.7 s"  # type: ignore[union-attr]
+    # The "active" before the pause: true when QEMU answered, which may be just after sending.
+    session = MonitorSession.offline("src")
+    session.apply_reply("query-migrate", _reply("active", total_ms=18_000), now=998.0, asked=997.5)
+    session.apply_reply("query-migrate", _reply("pre-switchover", total_ms=20_000), now=1000.0, asked=999.9)
+    assert PauseClock.of(session.state).figure(1002.0) == "≥2.0 s, ≤4.5 s"  # type: ignore[union-attr]
+
+
 def test_the_event_that_comes_after_the_poll_makes_the_clock_exact() -> None:
     """A poll saw the pause first; QEMU's MIGRATION event (sent earlier, read later) has the
     exact start: the clock uses it (a view replaying the engine's journal has both)."""

@@ -63,11 +63,20 @@ class StatusChange:
     time: float
     status: str
     source: str  # "event" or "poll"
+    # A poll's: when it was asked. QEMU's answer describes a moment between ``asked`` and
+    # ``time`` (a busy machine can put 100 ms between them), so a bound uses the side it needs.
+    asked: float | None = None
+
+    @property
+    def not_after(self) -> float:
+        """A time at or before the moment this status was true in QEMU."""
+        return self.time if self.asked is None else self.asked
 
 
 class VmState:
     def __init__(self, history_capacity: int = DEFAULT_CAPACITY) -> None:
         self.migration = MigrationInfo()
+        self.migration_asked: float | None = None  # when the query behind ``migration`` was sent
         self.migration_status = "none"
         self.status_since: float | None = None
         self.status_changes: deque[StatusChange] = deque(maxlen=STATUS_LOG_SIZE)
@@ -136,13 +145,16 @@ class VmState:
             self._apply_job_event(name, data, now)
         return True
 
-    def apply_migration(self, info: MigrationInfo, now: float) -> bool:
+    def apply_migration(self, info: MigrationInfo, now: float, asked: float | None = None) -> bool:
+        """``asked``: when the query-migrate was sent (its figures are from a moment
+        between ``asked`` and ``now``)."""
         if self._older_than_event(info.status):
             return False
         changed = info != self.migration
         self.migration = info
+        self.migration_asked = now if asked is None else min(asked, now)
         if info.status != "none" or self.migration_status == "none":
-            changed |= self._set_status(info.status, now, "poll")
+            changed |= self._set_status(info.status, now, "poll", asked)
         if info.pass_number is not None and (self.pass_number is None or info.pass_number > self.pass_number):
             self.pass_number = info.pass_number
         if info.status == "completed" and info.downtime is not None:
@@ -216,7 +228,7 @@ class VmState:
         new, current = _STATUS_ORDER.get(status), _STATUS_ORDER.get(self.migration_status)
         return new is not None and current is not None and new < current
 
-    def _set_status(self, status: str, at: float, source: str) -> bool:
+    def _set_status(self, status: str, at: float, source: str, asked: float | None = None) -> bool:
         if status == self.migration_status:
             # A poll saw the change first; QEMU's event time is the exact start.
             if source == "event" and self._since_source == "poll":
@@ -230,7 +242,7 @@ class VmState:
         self.migration_status = status
         self.status_since = at
         self._since_source = source
-        self.status_changes.append(StatusChange(at, status, source))
+        self.status_changes.append(StatusChange(at, status, source, asked))
         self.pre_switchover_since = at if status == "pre-switchover" else None
         return True
 

@@ -139,7 +139,7 @@ class PauseClock:
 
 def _status_before(state: VmState, since: float) -> float | None:
     """When the status before this pause was seen (QEMU was not paused then)."""
-    before = [c.time for c in state.status_changes if c.time < since and c.status != "pre-switchover"]
+    before = [c.not_after for c in state.status_changes if c.time < since and c.status != "pre-switchover"]
     return max(before) if before else None
 
 
@@ -147,10 +147,12 @@ def _migration_start(state: VmState, before: float | None) -> float | None:
     """The latest time the pause cannot have begun before: the migration's start (a
     query-migrate's time less its total-time), or the status seen before the pause."""
     bounds = [] if before is None else [before]
-    latest = state.history.latest
+    asked = state.migration_asked
     total = state.migration.total_time
-    if latest is not None and total is not None and state.migration.is_running:
-        bounds.append(latest.time - total / 1000)
+    if asked is not None and total is not None and state.migration.is_running:
+        # QEMU counted total-time when it answered, after the query was sent; it truncates
+        # to the millisecond, hence the extra one.
+        bounds.append(asked - total / 1000 - 0.001)
     return max(bounds) if bounds else None
 
 

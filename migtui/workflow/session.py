@@ -354,10 +354,11 @@ class MonitorSession:
         reply folded in as it comes: kept whatever happens to the connection next."""
         for _ in range(FINAL_QUERY_TRIES):
             try:
+                sent = self.clock()
                 reply = await self.execute("query-migrate", generation=generation)
                 if generation != self.generation:
                     return
-                self._fold_migrate(reply, asked)
+                self._fold_migrate(reply, asked, sent)
                 info = MigrationInfo.from_qmp(reply)
             except MigtuiError as err:
                 log.info("%s: the last query-migrate: %s", self.name, err)
@@ -381,7 +382,7 @@ class MonitorSession:
                 await asyncio.shield(task)
         return self.state.migration
 
-    def _fold_migrate(self, reply: Any, asked: int) -> None:
+    def _fold_migrate(self, reply: Any, asked: int, sent: float | None = None) -> None:
         if asked < self._migrate_folded:
             return  # an answer to an older question than one already folded in
         self._migrate_folded = asked
@@ -391,7 +392,7 @@ class MonitorSession:
                 cb("query-migrate", reply, now)
             except Exception:
                 log.exception("%s: reply listener failed", self.name)
-        self._notify(self.apply_reply("query-migrate", reply, now))
+        self._notify(self.apply_reply("query-migrate", reply, now, sent))
 
     def reset(self) -> None:
         """Forget everything known about the QEMU (a new connection: maybe a new QEMU at
@@ -420,14 +421,19 @@ class MonitorSession:
             kinds.add(BLOCK_JOBS)
         return kinds
 
-    def apply_reply(self, command: str, reply: Any, now: float | None = None) -> set[str]:
-        """Fold one ``query-*`` reply into the state; returns what changed."""
+    def apply_reply(self, command: str, reply: Any, now: float | None = None,
+                    asked: float | None = None) -> set[str]:
+        """Fold one ``query-*`` reply into the state; returns what changed. ``asked``: when
+        the query was sent, if known (the answer is from a moment between it and ``now``)."""
         at = self.clock() if now is None else now
         state = self.state
         if self._input_listeners:
-            self._input({"t": at, "kind": "reply", "command": command, "return": reply})
+            entry = {"t": at, "kind": "reply", "command": command, "return": reply}
+            if asked is not None:
+                entry["asked"] = asked
+            self._input(entry)
         if command == "query-migrate":
-            return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at) else set()
+            return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at, asked) else set()
         if command == "query-status":
             return {RUN_STATE} if state.apply_run_state(RunState.from_qmp(reply), at) else set()
         if command == "query-block-jobs":
@@ -466,7 +472,9 @@ class MonitorSession:
             if entry.get("kind") == "event":
                 kinds |= self.apply_event(QmpEvent.from_qmp(entry["event"]), now=t)
             elif entry.get("kind") == "reply":
-                kinds |= self.apply_reply(str(entry["command"]), entry.get("return"), now=t)
+                asked = entry.get("asked")
+                kinds |= self.apply_reply(str(entry["command"]), entry.get("return"), now=t,
+                                          asked=float(asked) if isinstance(asked, (int, float)) else None)
         self._notify(kinds)
 
     # ------------------------------------------------------------------ polling
@@ -509,6 +517,7 @@ class MonitorSession:
         self._migrate_asked += 1
         asked = self._migrate_asked
         generation = self.generation
+        sent = self.clock()
         replies = await asyncio.gather(*(monitor.execute(q) for q in queries), return_exceptions=True)
         if generation != self.generation:
             return frozenset()  # answers of the QEMU before a reconnection: not this one's
@@ -534,7 +543,7 @@ class MonitorSession:
                 except Exception:
                     log.exception("%s: reply listener failed", self.name)
             try:
-                kinds |= self.apply_reply(command, reply, now)
+                kinds |= self.apply_reply(command, reply, now, sent)
             except Exception as err:  # a reply the model cannot fold must not stop polling
                 log.exception("%s: cannot apply %s reply %r", self.name, command, reply)
                 error = error or f"{self.name}: {command}: unexpected reply ({err})"
