@@ -17,6 +17,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from migtui.engine.runtime import RUNTIME_ENV
 from migtui.errors import LabError
 from migtui.lab.lab import Lab
 from migtui.lab.qemu import QEMU_ENV, find_qemu_img
-from engine_util import EngineProcess, engine_pids, short_runtime_dir, view_pids
+from engine_util import SUITE_ENV, EngineProcess, engine_pids, short_runtime_dir, suite_leftovers
 
 UNMARKED = "/nonexistent/mark-this-test-with-pytest.mark.qemu/qemu-system-x86_64"
 INSTALL = "apt-get install -y qemu-system-x86 qemu-utils"
@@ -129,14 +131,29 @@ def private_runtime_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(directory, ignore_errors=True)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Set before pytest-xdist starts its workers: they, and all they start, inherit it.
+    os.environ.setdefault(SUITE_ENV, uuid.uuid4().hex)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The suite leaves no engine running: any one left (by a test, or a view it started) fails the run."""
-    left = engine_pids() + view_pids()
-    for pid in left:
+    """The suite leaves nothing running: an engine, view, QEMU, tmux server or libvirt
+    daemon any test started (found by the suite's token in its environment, so also under
+    pytest-xdist and after a detaching fork) fails the run, and is killed."""
+    if hasattr(session.config, "workerinput"):
+        return  # a pytest-xdist worker: the controller checks once all workers are done
+    token = os.environ[SUITE_ENV]
+    left = suite_leftovers(token)
+    patience = time.monotonic() + 10  # a process told to stop in the last test may still be exiting
+    while left and time.monotonic() < patience:
+        time.sleep(0.2)
+        left = suite_leftovers(token)
+    for pid, _ in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     if left:
-        print(f"\nFAILED: engine or view processes left running after the suite (killed now): {left}",
+        lines = "".join(f"\n  {pid}: {argv}" for pid, argv in left)
+        print(f"\nFAILED: processes the tests started are still running after the suite (killed now):{lines}",
               file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

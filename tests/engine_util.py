@@ -22,16 +22,9 @@ from migtui.view.remote import RemoteSession
 from migtui.workflow.policy import Policy
 
 
-# The runtime directories this test process made: the end-of-suite sweep looks at
-# these only (another pytest run on the same machine has its own).
-CREATED: set[Path] = set()
-
-
 def short_runtime_dir() -> Path:
     """A fresh private runtime directory with a short path (sun_path is 108 bytes)."""
-    directory = Path(tempfile.mkdtemp(prefix="mtrt-", dir="/tmp"))
-    CREATED.add(directory)
-    return directory
+    return Path(tempfile.mkdtemp(prefix="mtrt-", dir="/tmp"))
 
 
 class EngineProcess:
@@ -103,8 +96,8 @@ async def until(pred: Callable[[], Any], timeout: float, what: str) -> None:
         await asyncio.sleep(0.02)
 
 
-def engine_pids(directory: Path | None = None) -> list[int]:
-    """Engine processes of ``directory``, or of any runtime directory this process made."""
+def engine_pids(directory: Path) -> list[int]:
+    """Engine processes of the runtime directory ``directory``."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -116,13 +109,20 @@ def engine_pids(directory: Path | None = None) -> list[int]:
         text = [a.decode(errors="replace") for a in argv]
         if "engine" in text and "migtui" in text and "--runtime-dir" in text:
             where = text[text.index("--runtime-dir") + 1]
-            if (directory is None and Path(where) in CREATED) or (directory and where == str(directory)):
+            if where == str(directory):
                 found.append(int(entry.name))
     return [p for p in found if p != os.getpid()]
 
 
-def view_pids() -> list[int]:
-    """`python -m migtui` views (not engines) this process's tests started (by their runtime dir)."""
+SUITE_ENV = "MIGTUI_TEST_SUITE"  # one token per suite run, inherited by every process it starts
+_LEFT_BEHIND = ("qemu-system-x86_64", "qemu-img", "qemu-io", "tmux", "libvirtd", "virtqemud", "virtlogd")
+
+
+def suite_leftovers(token: str) -> list[tuple[int, str]]:
+    """Processes this suite run started (they carry its token in their environment, through
+    any number of detaching forks) that are still running: migtui engines and views, QEMUs,
+    tmux servers, libvirt daemons. Zombies (exited, not reaped) do not count."""
+    mark = f"{SUITE_ENV}={token}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -132,7 +132,11 @@ def view_pids() -> list[int]:
             env = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        ours = {f"MIGTUI_RUNTIME_DIR={d}".encode() for d in CREATED}
-        if b"migtui" in argv and b"engine" not in argv and b"lab" not in argv and ours.intersection(env):
-            found.append(int(entry.name))
+        if mark not in env or not argv or not argv[0]:
+            continue
+        text = [a.decode(errors="replace") for a in argv if a]
+        ours = any(text[i:i + 2] == ["-m", "migtui"] for i in range(len(text))) \
+            or os.path.basename(text[0]) in _LEFT_BEHIND or os.path.basename(text[0]) == "migtui"
+        if ours:
+            found.append((int(entry.name), " ".join(text)[:160]))
     return found
