@@ -237,6 +237,34 @@ async def test_a_frozen_qemu_has_its_last_figures_marked_stale(lab: Lab) -> None
 
 
 @pytest.mark.qemu
+async def test_a_resume_a_frozen_qemu_never_got_is_shown_and_can_be_tried_again(lab: Lab) -> None:
+    """y while the source QEMU is frozen (SIGSTOP): the check gets no answer and nothing is
+    sent; the dialog says so in its outcome line and offers y again, which, once QEMU
+    runs again, completes the switchover."""
+    async with dialog_on_a_pause(lab) as paused:
+        pilot, box, sent = paused.pilot, paused.box, paused.sent
+        await until(pilot, lambda: box.can_resume() is True, "resume on offer")
+        os.kill(lab.src.pid, signal.SIGSTOP)
+        try:
+            await pilot.press("y")
+            await until(pilot, lambda: box.started, "the resume under way", 5)
+            await until(pilot, lambda: not box.started, "the attempt's end", 20)
+            outcome = box.section("outcome")
+            assert outcome.endswith("nothing was changed; resume can be tried again"), outcome
+            assert "no answer from QEMU" in outcome, outcome
+            assert sent.mutating() == []  # the check never got its answer: nothing else was sent
+        finally:
+            os.kill(lab.src.pid, signal.SIGCONT)
+        assert await qemu_status(lab) == "pre-switchover"
+        await until(pilot, lambda: box.can_resume() is True, "resume on offer again", 15)
+        assert "Resume switchover" in box.section("actions")
+        await pilot.press("y")
+        await until(pilot, lambda: box.controller.result is not None, "the outcome", 30)
+        assert box.controller.result.outcome is Outcome.COMPLETED, box.controller.result  # type: ignore[union-attr]
+        assert "tried again" not in box.section("outcome"), box.section("outcome")
+
+
+@pytest.mark.qemu
 async def test_the_real_migtui_says_the_killed_source_is_gone_and_its_clock_stops(
         lab: Lab, terminals: list[Tmux]) -> None:
     """The same in the real migtui (a view of its engine) in tmux: the engine loses the

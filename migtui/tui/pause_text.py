@@ -356,6 +356,12 @@ def outcome_item(result: SwitchoverResult, source_running: bool | None = None) -
     return Content.styled(f"{BAD} ", "bold $error"), Content.styled(result.reason, "$error")
 
 
+def attempt_item(attempt: SwitchoverResult) -> Item:
+    """An action that changed nothing (its command never reached QEMU): what happened, and
+    that it can be tried again -- kept in the dialog until the next action starts."""
+    return Content.styled("! ", "bold $warning"), Content.styled(attempt.reason, "$warning")
+
+
 def more_paused_line(names: list[str]) -> Content:
     if not names:
         return Content("")

@@ -199,6 +199,7 @@ class SwitchoverView(Protocol):
     phase: Phase
     action: str | None
     result: SwitchoverResult | None
+    attempt: SwitchoverResult | None  # the last action that changed nothing (it may be tried again)
 
     @property
     def running(self) -> bool: ...

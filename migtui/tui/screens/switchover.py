@@ -37,6 +37,7 @@ from ..messages import NOT_AVAILABLE, SessionsChanged
 from ..pause_text import (
     PauseClock,
     Situation,
+    attempt_item,
     checklist_items,
     clock_line,
     dialog_title,
@@ -294,6 +295,8 @@ class SwitchoverScreen(ModalScreen[None]):
         if result is not None and c.action is not None:
             running = self.source.state.running if result.outcome is Outcome.ABORTED else None
             self._set("#sw-outcome", [outcome_item(result, running)])
+        elif c.action is None and c.attempt is not None and not self._decided():
+            self._set("#sw-outcome", [attempt_item(c.attempt)])
         else:
             self._set("#sw-outcome", [])
         self._show_actions()
