@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from migtui.address import parse_address
-from migtui.engine.wire import switchover_json
+from migtui.errors import PermissionDenied, SocketMissing
+from migtui.engine.wire import session_json, switchover_json
 from migtui.model.convergence import Tone, Trend, convergence
 from migtui.model.dirtyrate import DirtyRateInfo
 from migtui.model.events import QmpEvent
 from migtui.model.migration import MigrationInfo
+from migtui.transport import ConnectionStatus, ConnState
 from migtui.view.remote import RemoteSession
 from migtui.workflow import availability
 from migtui.workflow.autoresume import AutoResumeReport
@@ -80,6 +82,20 @@ def test_another_client_ends_a_watched_pause() -> None:
     assert "another client continued the migration" in controller.result.reason
     with pytest.raises(IllegalMove):
         controller.move(Phase.CHECKING)
+
+
+def test_a_view_tells_waiting_for_the_socket_from_retrying_as_the_engine_does() -> None:
+    """The engine's connection error reaches a view with its kind: a missing socket is
+    "waiting for the socket" there too, not "retrying"."""
+    client = SimpleNamespace(clock=lambda: 1000.0, read_only=False, sessions={})
+    for error, word in ((SocketMissing("m1", "m1: no such socket /x"), "waiting"),
+                        (PermissionDenied("m1", "m1: permission denied on /x"), "retrying")):
+        engines = MonitorSession.offline("m1")
+        engines.status = ConnectionStatus(ConnState.LOST, 3, error)
+        view = RemoteSession(client, "m1", parse_address("m1=/x"))  # type: ignore[arg-type]
+        view.apply_session(json.loads(json.dumps(session_json(engines))))
+        assert (view.status.word(), view.status.label()) == (engines.status.word(), engines.status.label())
+        assert view.status.word() == word
 
 
 def test_a_view_mirrors_the_phase_the_engine_sends() -> None:

@@ -24,6 +24,7 @@ def session_json(session: MonitorSession, *, with_commands: bool = False) -> dic
         "state": status.state.value,
         "attempt": status.attempt,
         "error": str(status.error) if status.error is not None else None,
+        "error_kind": type(status.error).__name__ if status.error is not None else None,
         "poll_error": session.poll_error,
         "qemu": session.qemu_version,
         "measuring": session.measuring,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..address import MonitorAddress
-from ..errors import MonitorError, ReadOnlyRefused
+from ..errors import MonitorError, ReadOnlyRefused, monitor_error
 from ..transport import ConnectionStatus, ConnState
 from ..workflow.policy import Policy
 from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, KINDS, MIGRATION, MonitorSession
@@ -124,7 +124,7 @@ class RemoteSession(MonitorSession):
             state = ConnState.LOST
         error = data.get("error")
         self.status = ConnectionStatus(state, int(data.get("attempt") or 0),
-                                       MonitorError(self.name, str(error)) if error else None)
+                                       monitor_error(data.get("error_kind"), self.name, str(error)) if error else None)
         self.poll_error = data.get("poll_error")
         self.measuring = bool(data.get("measuring"))
         self.polls = max(self.polls, int(data.get("polls") or 0))
