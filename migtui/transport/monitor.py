@@ -27,6 +27,7 @@ from ..errors import (
     ReadOnlyRefused,
     SocketMissing,
 )
+from ..listeners import Listeners
 from ..model.events import QmpEvent
 from ..model.features import QemuFeatures
 from . import diagnose
@@ -102,9 +103,10 @@ class Monitor:
         self.status = ConnectionStatus(ConnState.CONNECTING)
         self._client: _Client | None = None
         self._watcher: asyncio.Task[MonitorError | None] | None = None
-        self._event_listeners: list[EventCallback] = []
-        self._state_listeners: list[StateCallback] = []
-        self._command_listeners: list[CommandCallback] = []
+        self._event_listeners: Listeners[[QmpEvent]] = Listeners("event listener", log, self.name)
+        self._state_listeners: Listeners[[ConnectionStatus]] = Listeners("state listener", log, self.name)
+        self._command_listeners: Listeners[[str, dict[str, Any] | None]] = Listeners(
+            "command listener", log, self.name)
         self._closed = False
         self._closing = asyncio.Event()
         self._connect_lock = asyncio.Lock()  # run() and a caller's connect() must not race
@@ -117,15 +119,15 @@ class Monitor:
 
     def add_event_listener(self, cb: EventCallback) -> None:
         """``cb(QmpEvent)`` for every QMP event, in order, as soon as it is read."""
-        self._event_listeners.append(cb)
+        self._event_listeners.add(cb)
 
     def add_state_listener(self, cb: StateCallback) -> None:
         """``cb(ConnectionStatus)`` whenever the connection status changes."""
-        self._state_listeners.append(cb)
+        self._state_listeners.add(cb)
 
     def add_command_listener(self, cb: CommandCallback) -> None:
         """``cb(name, arguments)`` for every command actually written to the socket."""
-        self._command_listeners.append(cb)
+        self._command_listeners.add(cb)
 
     def supports(self, cmd: str) -> bool:
         return cmd in self.commands
@@ -404,11 +406,7 @@ class Monitor:
         if status == self.status or self.status.state is ConnState.CLOSED:
             return  # CLOSED is final: a connect() still in flight must not revive the status
         self.status = status
-        for cb in list(self._state_listeners):
-            try:
-                cb(status)
-            except Exception:
-                log.exception("%s: state listener %r failed", self.name, cb)
+        self._state_listeners(status)
 
     def _on_event(self, msg: Message) -> None:
         try:
@@ -416,19 +414,11 @@ class Monitor:
         except Exception:
             log.exception("%s: cannot parse event %s", self.name, msg)
             return
-        for cb in list(self._event_listeners):
-            try:
-                cb(event)
-            except Exception:
-                log.exception("%s: event listener %r failed on %s", self.name, cb, event.name)
+        self._event_listeners(event)
 
     def _on_write(self, command: str, arguments: Any) -> None:
         args = dict(arguments) if isinstance(arguments, Mapping) else None
-        for cb in list(self._command_listeners):
-            try:
-                cb(command, args)
-            except Exception:
-                log.exception("%s: command listener %r failed", self.name, cb)
+        self._command_listeners(command, args)
 
 
 async def _sock_connect(

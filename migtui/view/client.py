@@ -24,6 +24,7 @@ from typing import Any
 
 from ..address import MonitorAddress
 from ..errors import MigtuiError
+from ..listeners import Listeners
 from ..engine import protocol as p
 from ..engine.runtime import Runtime
 from ..workflow.policy import Policy
@@ -77,7 +78,7 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._calls: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._notice_listeners: list[Callable[[str, str], None]] = []
+        self._notice_listeners: Listeners[[str, str]] = Listeners("notice listener", log)
         self.notices: list[tuple[str, str]] = []
         # The context messages are applied in: a UI sets its own (Textual's active app),
         # since the link's reader task was started before the UI existed.
@@ -175,15 +176,11 @@ class EngineClient:
     # ------------------------------------------------------------------ listeners
 
     def add_notice_listener(self, cb: Callable[[str, str], None]) -> None:
-        self._notice_listeners.append(cb)
+        self._notice_listeners.add(cb)
 
     def notice(self, level: str, text: str) -> None:
         self.notices.append((level, text))
-        for cb in list(self._notice_listeners):
-            try:
-                cb(level, text)
-            except Exception:
-                log.exception("notice listener failed")
+        self._notice_listeners(level, text)
 
     # ------------------------------------------------------------------ engine messages
 

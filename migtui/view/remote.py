@@ -13,21 +13,25 @@ attributes the dialog reads, set from SWITCHOVER messages. No textual here.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..address import MonitorAddress
 from ..errors import MonitorError, ReadOnlyRefused, monitor_error
+from ..listeners import Listeners
 from ..transport import ConnectionStatus, ConnState
 from ..workflow.policy import Policy
 from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, KINDS, MIGRATION, MonitorSession
-from ..workflow.switchover_state import ABORTABLE, ACTIVE, TERMINAL, Phase, Step, SwitchoverResult
+from ..workflow.switchover_state import ACTIVE, Phase, PhaseFacts, Step, SwitchoverResult
 from ..engine.wire import features_from_json, phase_from_json, result_from_json, step_from_json
 
 if TYPE_CHECKING:
     from .client import EngineClient
 
 ProgressListener = Callable[["RemoteSwitchover"], None]
+
+log = logging.getLogger("migtui.view")
 
 
 class RemoteSession(MonitorSession):
@@ -146,7 +150,7 @@ class RemoteSession(MonitorSession):
         self._notify({CONFIG, MIGRATION})
 
 
-class RemoteSwitchover:
+class RemoteSwitchover(PhaseFacts):
     """The engine's switchover of ``source``'s current pause, as this view last heard it."""
 
     def __init__(self, source: RemoteSession) -> None:
@@ -164,23 +168,15 @@ class RemoteSwitchover:
         self.pause_since: float | None = None
         self.device_at: float | None = None
         self._pause_ms: float | None = None
-        self._listeners: list[ProgressListener] = []
+        self._listeners: Listeners[[RemoteSwitchover]] = Listeners("progress listener", log, source.name)
         self._requested: str | None = None  # sent, not yet confirmed by the engine
         self._requested_at = 0  # ``attempts`` when it was sent: a higher count confirms it
 
     # ------------------------------------------------------------------ as Switchover
 
     @property
-    def running(self) -> bool:
-        return self.phase in ACTIVE or (self._requested is not None and self.result is None)
-
-    @property
-    def finished(self) -> bool:
-        return self.phase in TERMINAL
-
-    @property
-    def can_abort(self) -> bool:
-        return self.phase in ABORTABLE
+    def running(self) -> bool:  # asked for, and not yet answered by the engine: as good as running
+        return super().running or (self._requested is not None and self.result is None)
 
     @property
     def pause_ms(self) -> float | None:
@@ -195,8 +191,7 @@ class RemoteSwitchover:
         return self.paired
 
     def add_progress_listener(self, cb: ProgressListener) -> Callable[[], None]:
-        self._listeners.append(cb)
-        return lambda: self._listeners.remove(cb) if cb in self._listeners else None
+        return self._listeners.add(cb)
 
     def close(self) -> None:
         return None
@@ -253,5 +248,4 @@ class RemoteSwitchover:
         self._progress()
 
     def _progress(self) -> None:
-        for cb in list(self._listeners):
-            cb(self)
+        self._listeners(self)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import MigtuiError
+from ..listeners import Listeners
 from ..model.blockjobs import parse_block_jobs
 from .arm import refuse_read_only
 from .checklist import Checklist, checklist
@@ -61,7 +62,9 @@ class AutoResume:
         self.reports: list[AutoResumeReport] = []
         self.last_checklist: Checklist | None = None
         self.task: asyncio.Task[SwitchoverResult | None] | None = None
-        self._listeners: list[ReportListener] = [on_report] if on_report else []
+        self._listeners: Listeners[[AutoResumeReport]] = Listeners("auto-resume report listener", log, source.name)
+        if on_report is not None:
+            self._listeners.add(on_report)
         # (generation, pre_switchover_since) of the pause we took
         self._handled: tuple[int, float | None] | None = None
         self._unsubscribe: Callable[[], None] | None = None
@@ -134,8 +137,4 @@ class AutoResume:
         self.reports.append(report)
         if not logged:
             log.log(logging.WARNING if level == "error" else logging.INFO, "%s", message)
-        for cb in list(self._listeners):
-            try:
-                cb(report)
-            except Exception:
-                log.exception("%s: auto-resume report listener failed", self.source.name)
+        self._listeners(report)

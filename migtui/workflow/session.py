@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import MigtuiError, MonitorError, NotSupported
+from ..listeners import Listeners
 from ..model.blockjobs import parse_block_jobs
 from ..model.capabilities import Capabilities
 from ..model.coerce import opt_int
@@ -110,11 +111,11 @@ class MonitorSession:
         self.generation = 0
         self._was_connected = False
         self.event_count = 0  # events applied so far (state.events keeps only the last ones)
-        self._listeners: list[ChangeListener] = []
-        self._reply_listeners: list[ReplyListener] = []
-        self._event_listeners: list[Callable[[QmpEvent], None]] = []
-        self._input_listeners: list[InputListener] = []
-        self._write_listeners: list[WriteListener] = []
+        self._listeners: Listeners[[MonitorSession, frozenset[str]]] = Listeners("change listener", log, self.name)
+        self._reply_listeners: Listeners[[str, Any, float]] = Listeners("reply listener", log, self.name)
+        self._event_listeners: Listeners[[QmpEvent]] = Listeners("event listener", log, self.name)
+        self._input_listeners: Listeners[[dict[str, Any]]] = Listeners("input listener", log, self.name)
+        self._write_listeners: Listeners[[str, dict[str, Any] | None]] = Listeners("write listener", log, self.name)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._config_due = True
@@ -155,14 +156,12 @@ class MonitorSession:
 
     def add_change_listener(self, cb: ChangeListener) -> Callable[[], None]:
         """``cb(session, kinds)`` after every change; returns a function that removes it."""
-        self._listeners.append(cb)
-        return lambda: self._listeners.remove(cb) if cb in self._listeners else None
+        return self._listeners.add(cb)
 
     def add_event_listener(self, cb: Callable[[QmpEvent], None]) -> Callable[[], None]:
         """``cb(event)`` for every QMP event, right after it was folded into the state and
         before change listeners (the switchover reacts here); returns a remover."""
-        self._event_listeners.append(cb)
-        return lambda: self._event_listeners.remove(cb) if cb in self._event_listeners else None
+        return self._event_listeners.add(cb)
 
     def feed(self, command: str, reply: Any) -> frozenset[str]:
         """Fold a ``query-*`` reply fetched outside the poll loop and tell listeners."""
@@ -172,44 +171,27 @@ class MonitorSession:
 
     def add_input_listener(self, cb: InputListener) -> Callable[[], None]:
         """``cb(entry)`` for every event and reply folded into the state (replay format)."""
-        self._input_listeners.append(cb)
-        return lambda: self._input_listeners.remove(cb) if cb in self._input_listeners else None
-
-    def _input(self, entry: dict[str, Any]) -> None:
-        for cb in list(self._input_listeners):
-            try:
-                cb(entry)
-            except Exception:
-                log.exception("%s: input listener %r failed", self.name, cb)
+        return self._input_listeners.add(cb)
 
     def add_write_listener(self, cb: WriteListener) -> Callable[[], None]:
         """``cb(command, arguments)`` for every command that changes something (not in the
         --read-only allow-list) as it is written to the socket; returns a remover."""
-        self._write_listeners.append(cb)
-        return lambda: self._write_listeners.remove(cb) if cb in self._write_listeners else None
+        return self._write_listeners.add(cb)
 
     def _on_write(self, command: str, arguments: dict[str, Any] | None) -> None:
         if is_read_only(command):
             return
-        for cb in list(self._write_listeners):
-            try:
-                cb(command, arguments)
-            except Exception:
-                log.exception("%s: write listener %r failed", self.name, cb)
+        self._write_listeners(command, arguments)
 
     def add_reply_listener(self, cb: ReplyListener) -> None:
         """``cb(command, reply, now)`` for every poll reply (to record a session)."""
-        self._reply_listeners.append(cb)
+        self._reply_listeners.add(cb)
 
     def _notify(self, kinds: Iterable[str]) -> None:
         changed = frozenset(kinds)
         if not changed:
             return
-        for cb in list(self._listeners):
-            try:
-                cb(self, changed)
-            except Exception:
-                log.exception("%s: change listener %r failed", self.name, cb)
+        self._listeners(self, changed)
 
     # ------------------------------------------------------------------ derived
 
@@ -327,11 +309,7 @@ class MonitorSession:
         kinds = self.apply_event(ev)
         # Event listeners first: the switchover reacts to BLOCK_JOB_COMPLETED while the
         # guest is stopped; a repaint can wait a few microseconds.
-        for listener in list(self._event_listeners):
-            try:
-                listener(ev)
-            except Exception:
-                log.exception("%s: event listener %r failed", self.name, listener)
+        self._event_listeners(ev)
         self._notify(kinds)
         if ev.name in _POLL_NOW_EVENTS:
             # Each migration status may come with new parameters (downtime-limit): a new
@@ -387,11 +365,7 @@ class MonitorSession:
             return  # an answer to an older question than one already folded in
         self._migrate_folded = asked
         now = self.clock()
-        for cb in list(self._reply_listeners):
-            try:
-                cb("query-migrate", reply, now)
-            except Exception:
-                log.exception("%s: reply listener failed", self.name)
+        self._reply_listeners("query-migrate", reply, now)
         self._notify(self.apply_reply("query-migrate", reply, now, sent))
 
     def reset(self) -> None:
@@ -410,7 +384,7 @@ class MonitorSession:
         kinds = {EVENTS}
         now = self.clock() if now is None else now
         if self._input_listeners:
-            self._input({"t": now, "kind": "event", "event": ev.raw})
+            self._input_listeners({"t": now, "kind": "event", "event": ev.raw})
         self.state.apply_event(ev, now)
         self.event_count += 1
         if ev.name in ("MIGRATION", "MIGRATION_PASS"):
@@ -431,7 +405,7 @@ class MonitorSession:
             entry = {"t": at, "kind": "reply", "command": command, "return": reply}
             if asked is not None:
                 entry["asked"] = asked
-            self._input(entry)
+            self._input_listeners(entry)
         if command == "query-migrate":
             return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at, asked) else set()
         if command == "query-status":
@@ -537,11 +511,7 @@ class MonitorSession:
                     continue  # the last query at a migration's end was asked later, and answered
                 self._migrate_folded = asked
             now = self.clock()
-            for cb in list(self._reply_listeners):
-                try:
-                    cb(command, reply, now)
-                except Exception:
-                    log.exception("%s: reply listener failed", self.name)
+            self._reply_listeners(command, reply, now)
             try:
                 kinds |= self.apply_reply(command, reply, now, sent)
             except Exception as err:  # a reply the model cannot fold must not stop polling

@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from ..errors import CommandTimeout, Disconnected, MigtuiError
+from ..listeners import Listeners
 from ..model.blockjobs import BlockJob
 from ..model.events import QmpEvent
 from .abort import Abort
@@ -39,13 +40,13 @@ from .resume import Resume
 from .session import CONNECTION, MIGRATION, MonitorSession, Reconnected
 from .switchover_state import (
     ABORTABLE,
-    ACTIVE,
     PAST_CONTINUE,
     TERMINAL,
     WATCH,
     Action,
     Outcome,
     Phase,
+    PhaseFacts,
     Step,
     StepState,
     Stop,
@@ -84,7 +85,7 @@ _RETRY_FROM = frozenset({Phase.WAITING, Phase.PAUSED, Phase.STOPPED})
 ProgressListener = Callable[["Switchover"], None]
 
 
-class Switchover:
+class Switchover(PhaseFacts):
     """The switchover of one source paused in pre-switchover (and its destination, if watched)."""
 
     def __init__(
@@ -110,7 +111,9 @@ class Switchover:
         self.pause_since = source.state.pre_switchover_since
         self.device_at: float | None = None  # QEMU timestamp of MIGRATION device
         self.ended_jobs: dict[str, QmpEvent] = {}  # block jobs seen ending, by id
-        self._listeners: list[ProgressListener] = [on_progress] if on_progress else []
+        self._listeners: Listeners[[Switchover]] = Listeners("progress listener", log, self.name)
+        if on_progress is not None:
+            self._listeners.add(on_progress)
         self._tasks: dict[Action, asyncio.Task[SwitchoverResult]] = {}  # each action runs once
         self._runs: list[Resume | Abort] = []  # they get the session's events
         self._interrupt: asyncio.Future[SwitchoverResult] | None = None
@@ -124,19 +127,6 @@ class Switchover:
         ]
 
     # ------------------------------------------------------------------ the state
-
-    @property
-    def running(self) -> bool:
-        return self.phase in ACTIVE
-
-    @property
-    def finished(self) -> bool:
-        """Nothing more can happen here (a STOPPED resume still offers abort)."""
-        return self.phase in TERMINAL
-
-    @property
-    def can_abort(self) -> bool:
-        return self.phase in ABORTABLE
 
     @property
     def stale(self) -> bool:
@@ -154,8 +144,7 @@ class Switchover:
 
     def add_progress_listener(self, cb: ProgressListener) -> Callable[[], None]:
         """``cb(switchover)`` after every step change and when a result is set."""
-        self._listeners.append(cb)
-        return lambda: self._listeners.remove(cb) if cb in self._listeners else None
+        return self._listeners.add(cb)
 
     def close(self) -> None:
         """Stop listening to the session (the registry does it when a new pause starts)."""
@@ -164,11 +153,7 @@ class Switchover:
         self._unsubscribe = []
 
     def progress(self) -> None:
-        for cb in list(self._listeners):
-            try:
-                cb(self)
-            except Exception:
-                log.exception("%s: progress listener %r failed", self.name, cb)
+        self._listeners(self)
 
     def set_step(self, step: Step, state: StepState, detail: str | None = None) -> None:
         now = self.clock()

@@ -191,6 +191,26 @@ class SwitchoverResult:
         return self.outcome is not Outcome.STOPPED and not self.abort_offered and not self.retry
 
 
+class PhaseFacts:
+    """What follows from a switchover's phase alone, for the engine's switchover and a
+    view's mirror of it alike."""
+
+    phase: Phase
+
+    @property
+    def running(self) -> bool:
+        return self.phase in ACTIVE
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more can happen here (a STOPPED resume still offers abort)."""
+        return self.phase in TERMINAL
+
+    @property
+    def can_abort(self) -> bool:
+        return self.phase in ABORTABLE
+
+
 class SwitchoverView(Protocol):
     """What the availability rules and the dialog read of a switchover: the engine's own
     (:class:`~migtui.workflow.switchover.Switchover`) or a view's mirror of it."""
