@@ -69,7 +69,7 @@ async def arm(monitor: Monitor) -> ArmResult:
     todo = tuple(cap for cap in ARM_CAPABILITIES if not caps.enabled(cap))
     status = MigrationInfo.from_qmp(await monitor.execute("query-migrate")).status
     if status in RUNNING_STATUSES:
-        raise MonitorError(name, _busy(name, status))
+        raise MonitorError(name, busy_reason(name, status))
     try:
         await monitor.execute(
             "migrate-set-capabilities",
@@ -78,7 +78,7 @@ async def arm(monitor: Monitor) -> ArmResult:
     except CommandFailed as err:
         # A migration may have started between our query and the change.
         if "in progress" in err.desc or "migration" in err.desc.lower():
-            raise MonitorError(name, _busy(name, "running")) from None
+            raise MonitorError(name, busy_reason(name, "running")) from None
         raise
     return ArmResult(name, todo, already)
 
@@ -111,7 +111,8 @@ async def arm_session(session: MonitorSession) -> ArmResult:
     return result
 
 
-def _busy(name: str, status: str) -> str:
+def busy_reason(name: str, status: str) -> str:
+    """Why a source cannot be armed now (a migration is ``status``)."""
     return (
         f"{name}: cannot arm while a migration is {status}: QEMU only changes capabilities"
         " between migrations; arm before starting the next one"

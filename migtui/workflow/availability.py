@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from ..model.migration import RUNNING_STATUSES
-from .arm import ALREADY_ARMED, _busy as arm_busy
+from .arm import ALREADY_ARMED, busy_reason
 from .pause_tracker import engine_pause, monitor_lost
 from .paused import paused_sources
 from .session import MonitorSession
@@ -155,7 +155,7 @@ def arm(session: MonitorSession | None) -> Availability:
     if state.armed:
         return Availability(False, f"{session.name}: {ALREADY_ARMED}")
     if state.migration_status in RUNNING_STATUSES:
-        return Availability(False, arm_busy(session.name, state.migration_status))
+        return Availability(False, busy_reason(session.name, state.migration_status))
     return YES
 
 

@@ -28,6 +28,7 @@ from textual.widgets import OptionList
 
 from ...errors import MigtuiError
 from ...model.events import QmpEvent
+from ...workflow import availability
 from ...workflow import session as kinds_
 from ...workflow.session import MonitorSession
 from ..messages import SessionsChanged
@@ -214,18 +215,7 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ dirty rate
 
     def can_measure_dirty_rate(self) -> bool | None:
-        session = self._selected
-        if session is None:
-            return None
-        usable = (
-            session.live
-            and session.connected
-            and not session.read_only
-            and not session.measuring
-            and not session.state.migration.is_running
-            and session.supports("calc-dirty-rate")
-        )
-        return True if usable else None
+        return availability.measure_dirty_rate(self._selected, self.sessions.values()).allowed
 
     def action_measure_dirty_rate(self) -> None:
         if self._selected is not None and self.can_measure_dirty_rate():

@@ -87,9 +87,6 @@ class SwitchoverDashboard(DashboardScreen):
     def can_switchover(self) -> bool | None:
         return self.availability_of("s").allowed
 
-    def can_measure_dirty_rate(self) -> bool | None:
-        return self.availability_of("d").allowed
-
     def can_abort_switchover(self) -> bool | None:
         return self.availability_of("x").allowed
 
