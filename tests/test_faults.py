@@ -203,6 +203,36 @@ async def test_a_resume_that_changed_nothing_can_be_tried_again(lab: Lab, engine
         assert src.switchover.result.outcome is Outcome.COMPLETED, src.switchover.result
 
 
+@pytest.mark.qemu
+async def test_the_deadline_does_not_lapse_when_the_operators_resume_changed_nothing(
+        lab: Lab, engine: EngineProcess) -> None:
+    """The deadline passes while the operator's resume is still checking a frozen QEMU: it
+    is left to it. That resume then changes nothing (no answer): the guest is still paused,
+    and the deadline acts again by itself -- no pause is left without one."""
+    await lab.prepare(storage=True, pause=True)
+    policy = Policy(max_pause_s=3.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab), policy)
+        await until(lambda: src.connected and src.polls and src.state.block_jobs, 15, "connected")
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover, 30, "the pause")
+        os.kill(lab.src.pid, signal.SIGSTOP)
+        try:
+            assert await src.engine_request("resume") == "src: resume started"
+            await until(lambda: "left to it" in str(src.pause.get("notes", {}).get("deadline")), 10,
+                        "the deadline passing during the resume")
+            await until(lambda: src.switchover.attempt is not None, 15, "the resume's end: nothing changed")
+        finally:
+            os.kill(lab.src.pid, signal.SIGCONT)
+        await until(lambda: src.switchover.result is not None, 30, "the deadline acting again")
+        assert src.switchover.result.outcome is Outcome.ABORTED, src.switchover.result
+        assert src.switchover.actor == "the engine's deadline"
+        assert "src: deadline passed while resume was under way: left to it" in engine.log
+        assert "src: paused 3 s: aborting the migration (--on-max-pause abort)" in engine.log
+    status, _jobs = await qemu_status(lab)
+    assert status == "cancelled", status
+
+
 # ---------------------------------------------------------------------- the outcome says what happened
 
 

@@ -6,6 +6,8 @@ when the checklist passes (otherwise abort: a guest stopped for good is the wors
 outcome); ``wait`` does nothing. It applies only where :func:`policy.applies` allows
 (migtui's own pause, or the operator named the monitor with the flag; never
 libvirt's). A resume or abort already under way (the operator's) is left alone.
+If the pause outlives the action (it never reached QEMU, or the operator's action ended
+without ending the pause), the deadline looks again every ``RETRY_S``: it never lapses.
 A deadline belongs to one pause of one connection (the session's ``generation``): once
 the session reconnected -- maybe to another QEMU at the same socket -- it never fires.
 
@@ -22,12 +24,15 @@ from collections.abc import Callable
 
 from ..errors import MigtuiError
 from ..model.blockjobs import parse_block_jobs
+from . import availability
 from .checklist import checklist
 from .policy import Policy, applies
 from .session import CONNECTION, MIGRATION, MonitorSession
 from .switchover import Switchover, switchover_for
 
 log = logging.getLogger("migtui.deadline")
+
+RETRY_S = 5.0  # the pause outlived the deadline's action: look again this soon
 
 
 class Phase(str, enum.Enum):
@@ -69,6 +74,7 @@ class PauseDeadline:
         self.generation = source.generation  # ... on this connection
         self.deadline: float | None = None  # wall clock
         self.outcome: str | None = None  # what the policy did, one line
+        self.tries = 0  # the policy's actions started in this pause
         self._timer: asyncio.TimerHandle | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self.task: asyncio.Task[None] | None = None
@@ -123,6 +129,7 @@ class PauseDeadline:
         self.since = since
         self.generation = session.generation
         self.outcome = None
+        self.tries = 0
         self.rearm()
 
     def rearm(self) -> None:
@@ -163,10 +170,17 @@ class PauseDeadline:
                 self._say("info", f"{name}: the QEMU behind this monitor changed (reconnected): its pause's"
                                   " deadline does nothing")
                 return
-            if controller.running or controller.action is not None:
-                self.outcome = f"deadline passed while {controller.action} was under way: left to it"
+            if controller.running:
+                self._say_once("info", f"{name}: deadline passed while {controller.action} was under way:"
+                                       " left to it")
                 return
-            if policy.on_max_pause == "resume":
+            abort = availability.abort(src, controller)
+            if not abort.allowed:  # nothing can be started: say why
+                self._say_once("warning", f"{name}: deadline passed: nothing done ({abort.reason})")
+                return
+            again = " again" if self.tries else ""
+            self.tries += 1
+            if policy.on_max_pause == "resume" and availability.resume(src, controller).allowed:
                 checks = None
                 try:
                     reply = await src.execute("query-block-jobs", generation=generation)
@@ -176,14 +190,18 @@ class PauseDeadline:
                 except MigtuiError as err:
                     self.outcome = f"cannot read the block jobs ({err})"
                 if checks is not None and checks.passed:
-                    self._say("warning", f"{name}: paused {policy.max_pause_s:g} s: resuming (--on-max-pause resume)")
+                    self._say("warning", f"{name}: paused {policy.max_pause_s:g} s: resuming{again}"
+                                         " (--on-max-pause resume)")
                     await self._run(controller, controller.start_resume(parse_block_jobs(reply)))
                     return
                 why = checks.reason() if checks is not None else self.outcome
                 self._say("error", f"{name}: paused {policy.max_pause_s:g} s and the checklist fails ({why}):"
-                                   " aborting instead")
+                                   f" aborting{again} instead")
+            elif policy.on_max_pause == "resume":
+                self._say("error", f"{name}: paused {policy.max_pause_s:g} s and resume cannot run"
+                                   f" ({availability.resume(src, controller).reason}): aborting{again} instead")
             else:
-                self._say("error", f"{name}: paused {policy.max_pause_s:g} s: aborting the migration"
+                self._say("error", f"{name}: paused {policy.max_pause_s:g} s: aborting the migration{again}"
                                    " (--on-max-pause abort)")
             await self._run(controller, controller.start_abort())
         except Exception as err:  # never let the guard die silently
@@ -193,13 +211,34 @@ class PauseDeadline:
         finally:
             if self.phase is Phase.ACTING:
                 self._move(Phase.DONE)
+            self._again(controller, generation)
+
+    def _again(self, controller: Switchover, generation: int) -> None:
+        """The pause outlived the deadline's action -- one that reached nothing (QEMU gave
+        no answer), or the operator's, still running or ended without ending the pause:
+        the deadline does not lapse. It looks again after RETRY_S while something runs or
+        an abort can still be started."""
+        src = self.source
+        if (self.phase is not Phase.DONE or self._unsubscribe is None or self._timer is not None
+                or not src.state.in_pre_switchover or not src.connected or src.generation != generation):
+            return
+        if not (controller.running or availability.abort(src, controller).allowed):
+            return
+        self.deadline = self.clock() + RETRY_S
+        self._move(Phase.COUNTING)
+        self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._fire)
 
     async def _run(self, controller: Switchover, task: "asyncio.Task[object]") -> None:
-        controller.actor = controller.actor or "the engine's deadline"
+        controller.actor = "the engine's deadline"  # it started this action (none ran)
         result = await asyncio.shield(task)
         self.outcome = f"deadline: {getattr(result, 'reason', result)}"
         # The switchover's own log line records the outcome: this one is for the views.
         self._say("info" if getattr(result, "ok", False) else "error", self.outcome, logged=True)
+
+    def _say_once(self, level: str, text: str) -> None:
+        """Say it unless it is what was said last (the deadline looks again every RETRY_S)."""
+        if text != self.outcome:
+            self._say(level, text)
 
     def _say(self, level: str, text: str, *, logged: bool = False) -> None:
         self.outcome = text

@@ -464,6 +464,7 @@ class Switchover(PhaseFacts):
             elif step.state is StepState.PENDING:
                 self.set_step(step, StepState.SKIPPED)
         phase, self.action, self.result, self.steps = self._before
+        self.actor = None  # nobody acts now: the next action names its own
         self._before = None
         self.move(phase)
         self.attempt = attempt
