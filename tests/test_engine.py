@@ -24,6 +24,7 @@ from migtui.engine.runtime import runtime
 from migtui.lab.lab import Lab
 from migtui.view.client import EngineClient
 from migtui.workflow.policy import Policy
+from migtui.workflow.switchover_state import Outcome
 from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir, until, watch
 
 MiB = 1024 * 1024
@@ -202,6 +203,7 @@ import asyncio, json, sys
 sys.path.insert(0, TESTS)
 from engine_util import attached, watch, until
 from migtui.workflow.policy import Policy
+from migtui.workflow.switchover_state import Outcome
 async def main():
     directory, src, dst, policy = sys.argv[1], sys.argv[2], sys.argv[3], Policy.from_json(json.loads(sys.argv[4]))
     async with attached(directory) as view:
@@ -253,7 +255,9 @@ async def test_a_killed_engine_is_said_and_the_next_one_shows_the_pause(lab: Lab
 
 
 @pytest.mark.qemu
-async def test_an_engine_a_view_started_disarms_what_it_armed_and_exits_with_the_view(lab: Lab) -> None:
+async def test_an_engine_a_view_started_guards_what_it_armed_then_sets_it_back_and_exits(lab: Lab) -> None:
+    """What the engine armed keeps it running after its last view (its next pause needs the
+    deadline); once that migration is over, the engine sets back what it armed and exits."""
     await lab.prepare(storage=False, pause=False)
     directory = short_runtime_dir()
     try:
@@ -263,9 +267,22 @@ async def test_an_engine_a_view_started_disarms_what_it_armed_and_exits_with_the
         await until(lambda: src.connected and src.polls, 15, "connected")
         await src.engine_request("arm")
         await until(lambda: src.state.armed, 10, "armed")
-        pids = engine_pids(directory)
-        assert len(pids) == 1
-        await client.close()  # the last view goes; nothing migrates: disarm, then exit
+        assert len(engine_pids(directory)) == 1
+        await client.close()  # the last view goes; src stays armed: the engine stays
+        await asyncio.sleep(2.5)  # past its grace after the last view
+        assert engine_pids(directory), "the engine left a source it armed without a guard"
+        async with attached(directory) as later:
+            assert await later.guarding() == [
+                "src: armed by migtui; its next pause gets the deadline (60 s then abort)"]
+            assert await later.guarding(stopping=True) == []  # stopping would set it back instead
+            src, _dst = await watch(later, monitors(lab))
+            await until(lambda: src.connected and src.polls, 15, "connected again")
+            await lab.migrate()
+            await until(lambda: src.state.in_pre_switchover, 30, "the pause")
+            assert await src.engine_request("resume") == "src: resume started"
+            await until(lambda: src.switchover.result is not None, 30, "the outcome")
+            assert src.switchover.result.outcome is Outcome.COMPLETED, src.switchover.result
+        # The migration is over: nothing left to guard. The engine disarms, then exits.
         await until(lambda: not engine_pids(directory), 15, "the engine gone")
         ctl = await lab.control(lab.src)
         caps = {c["capability"]: c["state"] for c in await ctl.execute("query-migrate-capabilities")}

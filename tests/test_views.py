@@ -10,6 +10,7 @@ import asyncio
 import os
 import re
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,17 +69,46 @@ async def wait_screen(term: Tmux, text: str, timeout: float = 20.0) -> str:
 
 
 @pytest.mark.qemu
-async def test_arm_quit_and_the_engine_disarms_what_it_armed(lab: Lab, terminals: list[Tmux],
-                                                              private_runtime_dir: Path) -> None:
-    await lab.prepare(storage=False, pause=False)
-    view = open_terminal(terminals, "arm").migtui(*watch_args(lab))
+async def test_arm_quit_migrate_the_engine_keeps_guarding_and_stop_sets_back_the_arm(
+        lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
+    """Arm, quit, then migrate from another client: the source migtui armed keeps its guard
+    (the engine stays and says so as the view quits), its pause ends by the deadline,
+    `migtui attach` tells the story; `migtui engine stop` then sets back what migtui armed."""
+    await lab.prepare(storage=True, pause=False)
+    view = open_terminal(terminals, "arm").migtui("--max-pause", "2", *watch_args(lab))
     await arm_in(view)
-    view.keys("q")  # no migration yet: the engine sets back what it changed, and goes
-    await until(lambda: view.dead() and not engine_pids(private_runtime_dir), 15, "view and engine gone")
-    assert "keeps guarding" not in view.screen()
+    view.keys("q")
+    screen = await wait_screen(view, "-- `migtui attach` to watch again")
+    assert ("the engine keeps guarding src: armed by migtui; its next pause gets the deadline (2 s then abort)"
+            in " ".join(screen.split())), screen  # wrapped at 80 columns
+    await asyncio.sleep(2.0)  # past the engine's grace after its last view
+    assert engine_pids(private_runtime_dir), "the engine went with its view: nothing would bound the pause"
+
+    await lab.migrate()  # another client starts the migration: the source pauses before switchover
     ctl = await lab.control(lab.src)
+    final = None
+    for _ in range(600):
+        final = ((await ctl.execute("query-migrate")).get("status"), (await ctl.execute("query-status"))["status"])
+        if final == ("cancelled", "running"):
+            break
+        await asyncio.sleep(0.05)
+    assert final == ("cancelled", "running"), final  # the deadline's abort: the guest runs again
+    assert "src: paused 2 s: aborting the migration (--on-max-pause abort)" in engine_log(private_runtime_dir)
+
+    later = open_terminal(terminals, "later").migtui("attach")
+    await wait_screen(later, "While no view watched")
+    await wait_screen(later, "(by the engine's deadline)")
+    later.keys("q")
+    await wait_screen(later, "-- `migtui attach` to watch again")  # still armed: still guarded
+
+    stop = await asyncio.create_subprocess_exec(sys.executable, "-m", "migtui", "engine", "stop",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await stop.communicate()
+    assert stop.returncode == 0 and out.decode().startswith("migtui engine: stopped"), out
+    await until(lambda: not engine_pids(private_runtime_dir), 15, "the engine gone")
     caps = {c["capability"]: c["state"] for c in await ctl.execute("query-migrate-capabilities")}
-    assert caps["pause-before-switchover"] is False  # a migration started now cannot be left paused
+    assert caps["pause-before-switchover"] is False, caps  # set back: no pause without a guard
+    assert "src: disarmed (" in engine_log(private_runtime_dir)
 
 
 @pytest.mark.qemu

@@ -84,6 +84,7 @@ async def serve(rt: Runtime, *, persist: bool) -> int:
     try:
         await engine.stopped.wait()
     finally:
+        await engine.disarm_own()
         lines = engine.guarding()
         if lines:
             log.warning("stopping while guarding (left as they are, without a deadline): %s", "; ".join(lines))
@@ -106,7 +107,7 @@ async def _stop(rt: Runtime, force: bool) -> int:
         print(f"migtui engine: none runs in {rt.directory}")
         return 0
     try:
-        guarding = await client.guarding()
+        guarding = await client.guarding(stopping=True)  # what it armed itself it disarms
         if guarding and not force:
             print("migtui engine: not stopped: it guards " + "; ".join(guarding)
                   + " (--force stops it anyway and leaves them without a deadline)", file=sys.stderr)

@@ -439,15 +439,36 @@ class Engine:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def guarding(self) -> list[str]:
-        """One line per watched source the engine keeps guarding without a view."""
+    def guarding(self, *, stopping: bool = False) -> list[str]:
+        """One line per watched source the engine keeps guarding without a view.
+        ``stopping``: only what stopping would leave unguarded (a source this engine armed
+        itself and that is not migrating is disarmed on the way out instead)."""
         lines = []
         now = self.clock()
         for w in self.watched.values():
+            if stopping and self._disarms_on_stop(w):
+                continue
             why = self._guard_reason(w, now)
             if why:
                 lines.append(f"{w.name}: {why}")
         return lines
+
+    def _disarms_on_stop(self, w: Watched) -> bool:
+        """What this engine armed itself, where QEMU lets it set it back (no migration)."""
+        state = w.session.state
+        return (bool(w.armed_by_engine) and w.session.connected and not state.in_pre_switchover
+                and state.migration_status not in RUNNING_STATUSES)
+
+    async def disarm_own(self) -> None:
+        """On the way out: set back what this engine armed itself, where QEMU lets it (a
+        source it armed must not be left armed with nobody to bound its pause)."""
+        for w in self.watched.values():
+            if not self._disarms_on_stop(w):
+                continue
+            try:
+                log.info("%s", await asyncio.wait_for(self._disarm(w), 5))
+            except (MigtuiError, asyncio.TimeoutError) as err:
+                log.warning("%s: cannot disarm: %s", w.name, err or "no answer")
 
     def _guard_reason(self, w: Watched, now: float) -> str | None:
         session = w.session
@@ -471,13 +492,15 @@ class Engine:
             d_allowed, d_why = applies(w.policy, w.owner, "deadline")
             then = (f"deadline {w.policy.max_pause_s:g} s then {w.policy.on_max_pause}" if d_allowed else d_why)
             return f"migrating with pause-before-switchover ({then})"
-        if state.armed and not w.armed_by_engine and state.run_state is not None \
-                and state.run_state.status != "postmigrate":
-            # Its next pause would get a deadline (or auto-resume) from this engine only.
-            # (What this engine armed itself it disarms instead, when the last view goes.)
-            allowed, _why = applies(w.policy, w.owner, "deadline")
-            if allowed or applies(w.policy, w.owner, "auto_resume")[0]:
-                return "armed; its next pause gets the deadline"
+        if state.armed and state.run_state is not None and state.run_state.status != "postmigrate":
+            # Its next pause gets a deadline (or auto-resume) from this engine only: it stays.
+            # (A source it armed itself is disarmed when the engine is stopped.)
+            who = "armed by migtui" if w.armed_by_engine else "armed"
+            if applies(w.policy, w.owner, "deadline")[0]:
+                policy = w.policy
+                return f"{who}; its next pause gets the deadline ({policy.max_pause_s:g} s then {policy.on_max_pause})"
+            if applies(w.policy, w.owner, "auto_resume")[0]:
+                return f"{who}; its next pause gets auto-resume"
         return None
 
     def _cancel_idle(self) -> None:
@@ -499,16 +522,6 @@ class Engine:
     async def _exit_if_idle(self) -> None:
         # Decide on QEMU's word of now, not the last poll: a migration may just have begun.
         await asyncio.gather(*(self._refresh(w.session) for w in self.watched.values()))
-        # Disarm what we armed ourselves, where QEMU lets us (not during a migration).
-        for w in self.watched.values():
-            state = w.session.state
-            if (w.armed_by_engine and w.session.connected and not state.in_pre_switchover
-                    and state.migration_status not in RUNNING_STATUSES):
-                try:
-                    log.info("%s", await self._disarm(w))
-                except MigtuiError as err:
-                    log.warning("%s: cannot disarm: %s", w.name, err)
-                await self._refresh(w.session)
         if self.views:
             return
         lines = self.guarding()

@@ -210,13 +210,13 @@ class EngineServer:
         if op == p.STATUS:
             return {"ok": True, "monitors": engine.status_json([str(a) for a in message.get("addresses", [])])}
         if op == "guarding":
-            return {"ok": True, "lines": engine.guarding()}
+            return {"ok": True, "lines": engine.guarding(stopping=message.get("stopping") is True)}
         if op == p.STOP:
             if view.read_only:
                 return {"ok": False, "error": "read-only view: the engine refuses to stop"}
             log.info("stop requested by %s", view.label)
             asyncio.get_running_loop().call_soon(engine.stopped.set)
-            return {"ok": True, "lines": engine.guarding()}
+            return {"ok": True, "lines": engine.guarding(stopping=True)}
         return {"ok": False, "error": f"unknown op {op!r}"}
 
 

@@ -169,8 +169,10 @@ class EngineClient:
         if not reply.get("ok"):
             raise EngineError(str(reply.get("error")))
 
-    async def guarding(self) -> list[str]:
-        reply = await self.call("guarding")
+    async def guarding(self, *, stopping: bool = False) -> list[str]:
+        """What the engine keeps guarding without a view (``stopping``: what stopping it would
+        leave unguarded)."""
+        reply = await self.call("guarding", **({"stopping": True} if stopping else {}))
         return [str(x) for x in reply.get("lines", [])]
 
     # ------------------------------------------------------------------ listeners
