@@ -248,6 +248,10 @@ async def test_a_resume_a_frozen_qemu_never_got_is_shown_and_can_be_tried_again(
         try:
             await pilot.press("y")
             await until(pilot, lambda: box.started, "the resume under way", 5)
+            # The check waits for an answer that does not come: the clocks go on meanwhile.
+            clock = box.section("clock")
+            await until(pilot, lambda: box.section("clock") != clock or not box.started, "the clock to tick", 3)
+            assert box.started, "the check ended before the clock moved: nothing was shown frozen or not"
             await until(pilot, lambda: not box.started, "the attempt's end", 20)
             outcome = box.section("outcome")
             assert outcome.endswith("nothing was changed; resume can be tried again"), outcome

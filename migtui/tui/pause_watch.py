@@ -33,6 +33,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
@@ -89,6 +90,7 @@ class PauseWatch:
         self._deferred: list[Callable[[], None]] = []  # repaints waiting for the critical phase to end
         self._hold: Timer | None = None
         self._flush_scheduled = False
+        self._critical_since: float | None = None  # when this critical phase began (monotonic)
 
     @property
     def live(self) -> list[MonitorSession]:
@@ -260,8 +262,17 @@ class PauseWatch:
     # ------------------------------------------------------------------ clock and holds
 
     def critical(self) -> bool:
-        """Hold repaints: migtui acts on a stopped guest (``PauseTracker.critical``)."""
-        return self.tracker.critical()
+        """Hold repaints: migtui acts on a stopped guest (``PauseTracker.critical``) -- for
+        at most ``HOLD_REPAINT_S``. An action that takes longer (a mirror that takes
+        seconds, a frozen QEMU that does not answer) has the clocks tick again: the screen
+        never freezes."""
+        if not self.tracker.critical():
+            self._critical_since = None
+            return False
+        now = time.monotonic()
+        if self._critical_since is None:
+            self._critical_since = now
+        return now - self._critical_since < HOLD_REPAINT_S
 
     def after_critical(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` (a repaint) soon, or once the critical phase is over.
