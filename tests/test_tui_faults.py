@@ -19,7 +19,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -149,6 +149,14 @@ async def test_the_quit_question_over_the_dialog_answers_to_q_not_y(lab: Lab) ->
     assert await qemu_status(lab) == "pre-switchover"  # the guest stays stopped, as the question said
 
 
+async def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``pred`` (a terminal's screen, read in a thread) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(pred):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
 async def wait_qemu_status(lab: Lab, status: str, timeout: float = 30) -> float:
     """Poll the lab's control monitor until QEMU reports ``status``; returns when it saw it."""
     ctl = await lab.control(lab.src)
@@ -266,6 +274,40 @@ async def test_a_resume_a_frozen_qemu_never_got_is_shown_and_can_be_tried_again(
         await until(pilot, lambda: box.controller.result is not None, "the outcome", 30)
         assert box.controller.result.outcome is Outcome.COMPLETED, box.controller.result  # type: ignore[union-attr]
         assert "tried again" not in box.section("outcome"), box.section("outcome")
+
+
+@pytest.mark.qemu
+async def test_the_real_migtui_shows_a_resume_a_frozen_qemu_never_got_in_its_dialog(
+        lab: Lab, terminals: list[Tmux]) -> None:
+    """The same in the real migtui (a view of its engine) in tmux: the clock ticks while
+    the engine's check waits for the frozen QEMU; the dialog's outcome line says nothing
+    was changed, with no toast over it; once QEMU runs again, y completes it."""
+    await lab.prepare(storage=True, pause=True)
+    view = open_terminal(terminals, "frozen", 100, 30).migtui(*watch_args(lab))
+    await wait_screen(view, "src · connected")
+    await lab.migrate()
+    await wait_screen(view, "src: paused before switchover")
+    os.kill(lab.src.pid, signal.SIGSTOP)
+    try:
+        view.keys("y")
+        await wait_screen(view, "src: resuming the switchover")
+
+        def clock_row() -> str:
+            return next((row for row in view.screen().splitlines() if "Guest stopped " in row), "")
+
+        first = clock_row()
+        await wait_until(lambda: clock_row() != first or "resuming" not in view.screen(), 3, "the clock to tick")
+        assert "resuming the switchover" in view.screen(), "the check ended before the clock moved"
+        await wait_screen(view, "nothing was changed; resume can be tried again", 20)
+        await asyncio.sleep(1.0)  # the engine's notice of it has come in by now
+        screen = view.screen()
+        assert "nothing was changed" in screen and "▌ Engine" not in screen, screen  # no toast over the dialog
+    finally:
+        os.kill(lab.src.pid, signal.SIGCONT)
+    await wait_screen(view, "y  Resume switchover")
+    await asyncio.sleep(1.0)  # the engine's polls answered again
+    view.keys("y")
+    await wait_screen(view, "src: switchover completed", 30)
 
 
 @pytest.mark.qemu

@@ -411,7 +411,8 @@ class Engine:
             return
         result = task.result()
         if result.retry:
-            self.broadcast({"op": p.NOTICE, "level": "warning", "text": result.reason, "name": w.name})
+            self.broadcast({"op": p.NOTICE, "level": "warning", "text": result.reason, "name": w.name,
+                            "attempt": True})
 
     async def _disarm(self, w: Watched) -> str:
         caps = w.armed_by_engine

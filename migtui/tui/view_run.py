@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import TextIO
 
 from ..address import MonitorAddress
@@ -22,6 +23,7 @@ from ..errors import MigtuiError
 from ..view.client import EngineClient
 from ..view.remote import RemoteSession
 from .app import MigtuiApp, make_app
+from .screens.switchover import SwitchoverScreen
 
 EngineSetup = Callable[[EngineClient], Awaitable[list[str] | None]]
 
@@ -57,8 +59,7 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
         return 1
     app = make_app(sessions=sessions)
     app.engine_client = client
-    client.add_notice_listener(lambda level, text: app.notify(
-        text, title="Engine", severity="error" if level == "error" else "information", timeout=12))
+    client.add_notice_listener(partial(_engine_notice, app))
     lost: list[str] = []
 
     async def watch_link() -> None:
@@ -91,6 +92,15 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
     if lines:
         _say(f"{prog}: the engine keeps guarding " + "; ".join(lines) + " -- `migtui attach` to watch again")
     return code
+
+
+def _engine_notice(app: MigtuiApp, level: str, text: str, monitor: str | None, attempt: bool) -> None:
+    """The engine's notice as a toast -- unless it is an action that changed nothing and
+    that monitor's dialog is on top: its outcome line says so, and a toast would cover it."""
+    screen = app.screen
+    if attempt and isinstance(screen, SwitchoverScreen) and screen.source.name == monitor:
+        return
+    app.notify(text, title="Engine", severity="error" if level == "error" else "information", timeout=12)
 
 
 def _say(line: str, stream: TextIO | None = None) -> None:

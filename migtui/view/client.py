@@ -78,7 +78,7 @@ class EngineClient:
         self._ids = itertools.count(1)
         self._calls: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._notice_listeners: Listeners[[str, str]] = Listeners("notice listener", log)
+        self._notice_listeners: Listeners[[str, str, str | None, bool]] = Listeners("notice listener", log)
         self.notices: list[tuple[str, str]] = []
         # The context messages are applied in: a UI sets its own (Textual's active app),
         # since the link's reader task was started before the UI existed.
@@ -177,12 +177,14 @@ class EngineClient:
 
     # ------------------------------------------------------------------ listeners
 
-    def add_notice_listener(self, cb: Callable[[str, str], None]) -> None:
+    def add_notice_listener(self, cb: Callable[[str, str, str | None, bool], None]) -> None:
+        """``cb(level, text, monitor, attempt)``: ``attempt`` marks an action that changed
+        nothing (its switchover says so too, as its ``attempt``)."""
         self._notice_listeners.add(cb)
 
-    def notice(self, level: str, text: str) -> None:
+    def notice(self, level: str, text: str, *, monitor: str | None = None, attempt: bool = False) -> None:
         self.notices.append((level, text))
-        self._notice_listeners(level, text)
+        self._notice_listeners(level, text, monitor, attempt)
 
     # ------------------------------------------------------------------ engine messages
 
@@ -226,7 +228,9 @@ class EngineClient:
             self._monitor(message)
             return
         if op == p.NOTICE:
-            self.notice(str(message.get("level", "info")), str(message.get("text", "")))
+            name = message.get("name")
+            self.notice(str(message.get("level", "info")), str(message.get("text", "")),
+                        monitor=str(name) if name else None, attempt=message.get("attempt") is True)
             return
         if op == p.ERROR:
             self.notice("error", str(message.get("error")))
