@@ -149,6 +149,17 @@ async def test_the_quit_question_over_the_dialog_answers_to_q_not_y(lab: Lab) ->
     assert await qemu_status(lab) == "pre-switchover"  # the guest stays stopped, as the question said
 
 
+async def real_dialog_on_a_pause(lab: Lab, terminals: list[Tmux], name: str) -> Tmux:
+    """The real migtui (a view of its engine) in tmux at 100x30, its dialog open on the
+    source's storage-migration pause."""
+    await lab.prepare(storage=True, pause=True)
+    view = open_terminal(terminals, name, 100, 30).migtui(*watch_args(lab))
+    await wait_screen(view, "src · connected")
+    await lab.migrate()
+    await wait_screen(view, "src: paused before switchover")
+    return view
+
+
 async def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
     """Poll ``pred`` (a terminal's screen, read in a thread) until it holds."""
     deadline = time.monotonic() + timeout
@@ -282,11 +293,7 @@ async def test_the_real_migtui_shows_a_resume_a_frozen_qemu_never_got_in_its_dia
     """The same in the real migtui (a view of its engine) in tmux: the clock ticks while
     the engine's check waits for the frozen QEMU; the dialog's outcome line says nothing
     was changed, with no toast over it; once QEMU runs again, y completes it."""
-    await lab.prepare(storage=True, pause=True)
-    view = open_terminal(terminals, "frozen", 100, 30).migtui(*watch_args(lab))
-    await wait_screen(view, "src · connected")
-    await lab.migrate()
-    await wait_screen(view, "src: paused before switchover")
+    view = await real_dialog_on_a_pause(lab, terminals, "frozen")
     os.kill(lab.src.pid, signal.SIGSTOP)
     try:
         view.keys("y")
@@ -315,11 +322,7 @@ async def test_the_real_migtui_says_the_killed_source_is_gone_and_its_clock_stop
         lab: Lab, terminals: list[Tmux]) -> None:
     """The same in the real migtui (a view of its engine) in tmux: the engine loses the
     monitor, the view's dialog says so and its clock stops."""
-    await lab.prepare(storage=True, pause=True)
-    view = open_terminal(terminals, "gone", 100, 30).migtui(*watch_args(lab))
-    await wait_screen(view, "src · connected")
-    await lab.migrate()
-    await wait_screen(view, "src: paused before switchover")
+    view = await real_dialog_on_a_pause(lab, terminals, "gone")
     os.kill(lab.src.pid, signal.SIGKILL)
     screen = await wait_screen(view, "Source monitor lost · guest stopped ")
     # In the same frame as the stopped clock: the title, the list of last figures.
