@@ -246,7 +246,8 @@ async def test_a_killed_engine_is_said_and_the_next_one_shows_the_pause(lab: Lab
         assert refused.stderr.startswith("migtui engine: not stopped: it guards src: paused ")
         assert refused.stderr.count("\n") == 1 and "--force" in refused.stderr
         forced = subprocess.run([*stop, "--force"], capture_output=True, text=True, timeout=30)
-        assert forced.returncode == 0 and forced.stdout.startswith("migtui engine: stopped; left as they are: src")
+        assert forced.returncode == 0 and forced.stdout.startswith(
+            "migtui engine: stopped; left as they are, with no deadline any more: src"), forced.stdout
         await until(lambda: not engine_pids(directory), 15, "the engine gone")
     finally:
         for pid in engine_pids(directory):

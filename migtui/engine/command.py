@@ -115,7 +115,9 @@ async def _stop(rt: Runtime, force: bool) -> int:
         await client.call("stop")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(client.closed), 10)  # type: ignore[arg-type]
-        print("migtui engine: stopped" + (f"; left as they are: {'; '.join(guarding)}" if guarding else ""))
+        names = ", ".join(line.split(": ", 1)[0] for line in guarding)
+        print("migtui engine: stopped" + (f"; left as they are, with no deadline any more: {names}" if guarding
+                                          else ""))
         return 0
     finally:
         await client.close()
