@@ -19,17 +19,15 @@ import os
 import re
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import pytest
+from engine_util import until as poll_until
 from test_tui_switchover import (
-    Sent,
     app_for,
     banner,
     connected,
     dialog,
+    dialog_on_a_pause,
     dialog_shown,
     live,
     migrate_to_pause,
@@ -38,14 +36,12 @@ from test_tui_switchover import (
 )
 from test_views import open_terminal, terminals, wait_screen, watch_args  # noqa: F401 (terminals: a fixture)
 from textual.content import Content
-from textual.pilot import Pilot
 from tmux_util import Tmux
 
 from migtui.address import parse_address
 from migtui.format import format_ms
 from migtui.lab.lab import Lab
 from migtui.transport import Monitor
-from migtui.tui.app import MigtuiApp
 from migtui.tui.pause_text import PauseClock
 from migtui.tui.screens.confirm import ConfirmScreen
 from migtui.tui.screens.switchover import SwitchoverScreen
@@ -67,28 +63,6 @@ def key_styles(box: SwitchoverScreen, key: str) -> set[str]:
     start = next(i for i, line in enumerate(lines) if line.startswith(f"{key}  "))
     offset = sum(len(line) + 1 for line in lines[:start])
     return {str(span.style) for span in shown.spans if span.start <= offset < span.end}
-
-
-@dataclass
-class Paused:
-    """The dashboard on a live lab pair, its source paused with the dialog open."""
-
-    app: MigtuiApp
-    pilot: Pilot
-    box: SwitchoverScreen
-    src: MonitorSession
-    sent: Sent
-
-
-@asynccontextmanager
-async def dialog_on_a_pause(lab: Lab) -> AsyncIterator[Paused]:
-    sessions, sent = live(lab)
-    app = app_for(sessions)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await connected(pilot, sessions)
-        await migrate_to_pause(lab)
-        await until(pilot, lambda: dialog_shown(app), "the dialog")
-        yield Paused(app, pilot, dialog(app), sessions[0], sent)
 
 
 @pytest.mark.qemu
@@ -158,14 +132,6 @@ async def real_dialog_on_a_pause(lab: Lab, terminals: list[Tmux], name: str) -> 
     await lab.migrate()
     await wait_screen(view, "src: paused before switchover")
     return view
-
-
-async def wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``pred`` (a terminal's screen, read in a thread) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(pred):
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def wait_qemu_status(lab: Lab, status: str, timeout: float = 30) -> float:
@@ -303,7 +269,7 @@ async def test_the_real_migtui_shows_a_resume_a_frozen_qemu_never_got_in_its_dia
             return next((row for row in view.screen().splitlines() if "Guest stopped " in row), "")
 
         first = clock_row()
-        await wait_until(lambda: clock_row() != first or "resuming" not in view.screen(), 3, "the clock to tick")
+        await poll_until(lambda: clock_row() != first or "resuming" not in view.screen(), 3, "the clock to tick")
         assert "resuming the switchover" in view.screen(), "the check ended before the clock moved"
         await wait_screen(view, "nothing was changed; resume can be tried again", 20)
         await asyncio.sleep(1.0)  # the engine's notice of it has come in by now

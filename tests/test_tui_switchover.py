@@ -20,7 +20,9 @@ import subprocess
 import sys
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -115,6 +117,28 @@ def dialog(app: MigtuiApp) -> SwitchoverScreen:
     screen = app.screen
     assert isinstance(screen, SwitchoverScreen), f"the screen is {screen!r}"
     return screen
+
+
+@dataclass
+class Paused:
+    """The dashboard on a live lab pair, its source paused with the dialog open."""
+
+    app: MigtuiApp
+    pilot: Pilot
+    box: SwitchoverScreen
+    src: MonitorSession
+    sent: Sent
+
+
+@asynccontextmanager
+async def dialog_on_a_pause(lab: Lab, size: tuple[int, int] = (100, 30)) -> AsyncIterator[Paused]:
+    sessions, sent = live(lab)
+    app = app_for(sessions)
+    async with app.run_test(size=size) as pilot:
+        await connected(pilot, sessions)
+        await migrate_to_pause(lab)
+        await until(pilot, lambda: dialog_shown(app), "the dialog")
+        yield Paused(app, pilot, dialog(app), sessions[0], sent)
 
 
 def banner(app: MigtuiApp) -> str:
@@ -393,12 +417,8 @@ async def test_read_only_shows_the_actions_unavailable_and_sends_nothing(lab: La
 
 @pytest.mark.qemu
 async def test_quitting_while_paused_asks_and_leaves_the_guest_paused(lab: Lab) -> None:
-    sessions, sent = live(lab)
-    app = app_for(sessions)
-    async with app.run_test(size=(80, 24)) as pilot:
-        await connected(pilot, sessions)
-        await migrate_to_pause(lab)
-        await until(pilot, lambda: dialog_shown(app), "the dialog")
+    async with dialog_on_a_pause(lab, (80, 24)) as paused:
+        app, pilot, sent = paused.app, paused.pilot, paused.sent
         await pilot.press("n", "q")
         assert isinstance(app.screen, ConfirmScreen)
         question = str(app.screen.query_one("#confirm-question").render())
