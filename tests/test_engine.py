@@ -16,11 +16,14 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from migtui.engine import protocol as p
 from migtui.engine.runtime import runtime
+from migtui.engine.server import View
 from migtui.lab.lab import Lab
 from migtui.view.client import EngineClient
 from migtui.workflow.policy import Policy
@@ -302,3 +305,22 @@ def test_engine_stop_without_an_engine_says_so() -> None:
         assert result.returncode == 0 and result.stdout == f"migtui engine: none runs in {directory}\n"
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_two_views_get_each_feed_entry_once() -> None:
+    """The engine sends one FEED message object to every view; a view coalescing the next
+    batch into its queue must not grow the message another view has queued."""
+    written: dict[int, list[bytes]] = {1: [], 2: []}
+
+    def writer(k: int) -> Any:
+        return SimpleNamespace(write=written[k].append, transport=SimpleNamespace(get_write_buffer_size=lambda: 0))
+
+    views = [View(writer(1)), View(writer(2))]
+    for n in range(3):
+        message = {"op": p.FEED, "name": "src", "entries": [{"t": n}]}
+        for view in views:
+            view.send(message)
+    await asyncio.sleep(0)  # their queues are written on the next turn of the loop
+    for k, chunks in written.items():
+        messages = [p.decode(line) for line in b"".join(chunks).splitlines()]
+        assert [e["t"] for m in messages for e in m["entries"]] == [0, 1, 2], (k, messages)

@@ -246,10 +246,7 @@ class Engine:
 
     def _on_input(self, w: Watched, entry: dict[str, Any]) -> None:
         w.journal.add(entry)
-        message = {"op": p.FEED, "name": w.name, "entries": [entry]}
-        for view in list(self.views):
-            if view.subscribed:
-                view.send(message)
+        self.broadcast({"op": p.FEED, "name": w.name, "entries": [entry]})
 
     def _on_change(self, w: Watched, session: MonitorSession, kinds: frozenset[str]) -> None:
         if session.generation != w.generation:  # reconnected: maybe another QEMU at that socket

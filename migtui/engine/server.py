@@ -63,7 +63,8 @@ class View:
         # Coalesce: consecutive feed batches of one monitor travel as one message.
         if (last is not None and message.get("op") == p.FEED and last.get("op") == p.FEED
                 and last.get("name") == message.get("name")):
-            last["entries"] = [*last["entries"], *message["entries"]]
+            # A new dict: the message sent is the one every view queued, not this view's own.
+            self._queue[-1] = {**last, "entries": [*last["entries"], *message["entries"]]}
         else:
             self._queue.append(message)
         if not self._scheduled:
