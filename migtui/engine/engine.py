@@ -110,6 +110,14 @@ class Watched:
         self.notes: dict[str, str] = {}  # "held" / "auto" / "deadline" -> one line
         self.generation = 0  # the session's, when the journal was started
         self.tracked: Switchover | None = None
+        self.last_pause: dict[str, Any] | None = None  # the PAUSE message views have
+        self.guard_facts: tuple[Any, ...] = ()  # what decides guarding, when last looked at
+
+    def facts(self) -> tuple[Any, ...]:
+        """What decides whether the engine guards this monitor (``Engine.guarding``)."""
+        state = self.session.state
+        run = state.run_state.status if state.run_state is not None else None
+        return (self.session.status.state, state.migration_status, state.in_pre_switchover, state.armed, run)
 
     @property
     def name(self) -> str:
@@ -230,7 +238,7 @@ class Engine:
         self._set_auto(w)
         if w.deadline is not None:
             w.deadline.rearm()
-        self.broadcast(self._pause_message(w))
+        self._broadcast_pause(w)
 
     def _set_auto(self, w: Watched) -> None:
         want = w.policy.auto_resume and not w.session.read_only
@@ -266,9 +274,12 @@ class Engine:
         if kinds & {MIGRATION, CONNECTION, RUN_STATE}:
             if session.state.in_pre_switchover:
                 self._track_pause(w)
-            self.broadcast(self._pause_message(w))
-        if kinds & {MIGRATION, CONNECTION, CONFIG} and not self.views:
-            self.maybe_exit_soon()
+            self._broadcast_pause(w)
+        facts = w.facts()
+        if facts != w.guard_facts:  # not every poll: the idle check itself asks QEMU
+            w.guard_facts = facts
+            if not self.views:
+                self.maybe_exit_soon()
 
     def _track_pause(self, w: Watched) -> None:
         if w.auto is not None:
@@ -305,14 +316,14 @@ class Engine:
         if (manager, why) != (w.manager, w.manager_why):
             w.manager, w.manager_why = manager, why
             log.info("%s: %s", w.name, why)
-            self.broadcast(self._pause_message(w))
+            self._broadcast_pause(w)
 
     # ------------------------------------------------------------------ pauses
 
     def _note(self, w: Watched, key: str, level: str, text: str) -> None:
         w.notes[key] = text
         self.broadcast({"op": p.NOTICE, "level": level, "text": text, "name": w.name})
-        self.broadcast(self._pause_message(w))
+        self._broadcast_pause(w)
 
     def _auto_report(self, w: Watched, report: AutoResumeReport) -> None:
         if report.level == "error":
@@ -321,6 +332,14 @@ class Engine:
         else:
             w.notes.pop("held", None)
             self._note(w, "auto", "info", report.message)
+
+    def _broadcast_pause(self, w: Watched) -> None:
+        """Tell every view of ``w``'s pause, policy and notes -- if anything in it changed
+        (most polls change nothing there, and each message repaints every view)."""
+        message = self._pause_message(w)
+        if message != w.last_pause:
+            w.last_pause = message
+            self.broadcast(message)
 
     def _pause_message(self, w: Watched) -> dict[str, Any]:
         deadline = w.deadline
@@ -358,7 +377,7 @@ class Engine:
                 result = await arm_session(session)
                 if result.changed:
                     w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
-                    self.broadcast(self._pause_message(w))
+                    self._broadcast_pause(w)
                 return {"ok": True, "message": result.summary()}
             if action == "disarm":
                 message = await self._disarm(w)
@@ -420,7 +439,7 @@ class Engine:
         await disarm(monitor, caps)
         w.armed_by_engine = ()
         w.session.poll_soon(config=True)
-        self.broadcast(self._pause_message(w))
+        self._broadcast_pause(w)
         return f"{w.name}: disarmed ({', '.join(caps)} off)"
 
     def status_json(self, displays: list[str]) -> list[dict[str, Any] | None]:
