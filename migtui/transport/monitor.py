@@ -22,17 +22,15 @@ from ..address import MonitorAddress
 from ..errors import (
     CommandFailed,
     CommandTimeout,
-    ConnectionRefused,
     MonitorError,
     ReadOnlyRefused,
-    SocketMissing,
 )
 from ..listeners import Listeners
 from ..model.events import QmpEvent
 from ..model.features import QemuFeatures
 from . import diagnose
 from .readonly import is_read_only
-from .status import ConnectionStatus, ConnState
+from .status import ConnectionStatus, ConnState, nothing_listening
 
 log = logging.getLogger("migtui.transport")
 
@@ -353,7 +351,7 @@ class Monitor:
             self._in_run = False
 
     def _delay(self, attempt: int, error: MonitorError | None = None) -> float:
-        if isinstance(error, (SocketMissing, ConnectionRefused)) and self.address.kind == "unix":
+        if nothing_listening(error) and self.address.kind == "unix":
             # Nothing there yet (a destination QEMU libvirt starts with the migration): a
             # stat or a refused connect costs nothing, and a grown back-off would miss the
             # whole migration. Look again promptly, forever.

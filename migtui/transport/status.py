@@ -33,18 +33,18 @@ class ConnectionStatus:
         if self.state is ConnState.RETRYING:
             return f"retrying {self.attempt}"
         if self.state is ConnState.LOST:
-            return "waiting" if _nothing_listening(self.error) else "retrying"
+            return "waiting" if nothing_listening(self.error) else "retrying"
         return self.state.value
 
     def label(self) -> str:
         """Short text for a status bar: "connected", "retrying 3", "waiting for the socket: <why>"."""
         if self.state is ConnState.LOST and self.error is not None:
-            kind = "waiting for the socket" if _nothing_listening(self.error) else "retrying"
+            kind = "waiting for the socket" if nothing_listening(self.error) else "retrying"
             return f"{kind}: {_without_monitor_prefix(self.error)}"
         return self.word()
 
 
-def _nothing_listening(error: MonitorError | None) -> bool:
+def nothing_listening(error: MonitorError | None) -> bool:
     # No socket there, or nobody accepting on it: QEMU not started yet (or exited).
     return isinstance(error, (SocketMissing, ConnectionRefused))
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..model.blockjobs import parse_block_jobs
 from ..model.events import QmpEvent
+from ..model.migration import FINISHED_STATUSES
 from ..model.runstate import RunState
 from .checklist import MIRROR
 from .session import MonitorSession
@@ -50,7 +51,7 @@ class Abort:
             return SwitchoverResult(Action.ABORT, Outcome.NOT_PAUSED,
                                     f"{name}: nothing to abort (migration status {status})")
         self.resumed = False
-        stopped = sw.wait_status(("cancelled", "failed", "completed"))
+        stopped = sw.wait_status(FINISHED_STATUSES)
         try:
             await sw.execute("migrate_cancel")
             sw.set_step(cancel, StepState.DONE)

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 from ..errors import MigtuiError
 from ..listeners import Listeners
-from ..model.blockjobs import parse_block_jobs
 from .arm import refuse_read_only
-from .checklist import Checklist, checklist
+from .checklist import Checklist, fresh_checklist
 from .session import MIGRATION, MonitorSession
 from .switchover import SwitchoverResult, switchover_for
 
@@ -108,13 +107,11 @@ class AutoResume:
         if controller.running or controller.result is not None:
             return controller.result  # the operator (or an earlier pass) already acts
         try:
-            reply = await src.execute("query-block-jobs", generation=generation)  # the one fresh query
+            jobs, checks = await fresh_checklist(src, lambda: dst, generation)  # the one fresh query
         except MigtuiError as err:
             self._report("error", f"{name}: auto-resume held: cannot read the block jobs ({err});"
                          " waiting for the operator")
             return None
-        src.feed("query-block-jobs", reply)
-        checks = checklist(src.state, dst.state if dst else None, dst.connected if dst else None)
         self.last_checklist = checks
         if not checks.passed:
             self._report("error", f"{name}: auto-resume held, the guest stays stopped: {checks.reason()};"
@@ -122,7 +119,7 @@ class AutoResume:
             return None
         if controller.running or controller.action is not None or controller.stale:
             return controller.result  # the operator acted meanwhile, or the QEMU changed
-        task = controller.start_resume(parse_block_jobs(reply))  # runs before any listener below
+        task = controller.start_resume(jobs)  # runs before any listener below
         controller.actor = controller.actor or "auto-resume"
         self._report("info", f"{name}: checklist passed: auto-resuming the switchover", checks)
         result = await asyncio.shield(task)

@@ -19,6 +19,7 @@ from ..model.migration import RUNNING_STATUSES
 from .arm import ALREADY_ARMED, busy_reason
 from .pause_tracker import engine_pause, monitor_lost
 from .paused import paused_sources
+from .policy import OWNER_LIBVIRT
 from .session import MonitorSession
 from .switchover import current_switchover
 from .switchover_state import PAST_CONTINUE, Action, SwitchoverView, not_paused, too_late, under_way
@@ -36,7 +37,7 @@ LIBVIRT_DRIVES = "libvirt drives this migration and finishes the pause itself"
 
 def driven_by_libvirt(session: MonitorSession) -> bool:
     """The engine recognised a libvirt-managed QEMU: libvirt sends its own migrate-continue."""
-    return (engine_pause(session) or {}).get("owner") == "libvirt"
+    return (engine_pause(session) or {}).get("owner") == OWNER_LIBVIRT
 
 
 def blocked_reason(session: MonitorSession, doing: str = "resume or abort") -> str | None:

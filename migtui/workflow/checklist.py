@@ -1,17 +1,23 @@
 """The pre-switchover checklist: may the storage mirrors be finished and the switchover go on?
 
 Pure: it reads :class:`~migtui.model.vmstate.VmState` snapshots and returns data; no
-socket, no clock. The dialog renders it, ``--auto-resume`` resumes only when it passes.
+socket, no clock -- except :func:`fresh_checklist`, the one fresh ``query-block-jobs``
+the engine's deadline and ``--auto-resume`` make before judging. The dialog renders it,
+``--auto-resume`` resumes only when it passes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..format import format_bytes
-from ..model.blockjobs import BlockJob
+from ..model.blockjobs import BlockJob, parse_block_jobs
 from ..model.vmstate import VmState
+
+if TYPE_CHECKING:
+    from .session import MonitorSession
 
 MIRROR = "mirror"
 
@@ -124,3 +130,16 @@ def checklist(src: VmState, dst: VmState | None = None, dst_connected: bool | No
     checks = [source_check(src), *mirror_checks(mirror_jobs(src))]
     checks += [destination_check(dst, dst_connected), ram_check(src)]
     return Checklist(tuple(checks))
+
+
+async def fresh_checklist(src: "MonitorSession", destination: "Callable[[], MonitorSession | None]",
+                          generation: int) -> tuple[list[BlockJob], Checklist]:
+    """One fresh ``query-block-jobs`` on ``src`` (on connection ``generation`` only), folded
+    into its state, then the checklist: (the jobs, the checklist). ``destination`` is read
+    once the reply is in (one attached meanwhile is checked too). Raises what
+    :meth:`MonitorSession.execute` raises; the caller words it."""
+    reply = await src.execute("query-block-jobs", generation=generation)
+    src.feed("query-block-jobs", reply)
+    dst = destination()
+    checks = checklist(src.state, dst.state if dst else None, dst.connected if dst else None)
+    return parse_block_jobs(reply), checks

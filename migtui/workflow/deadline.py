@@ -23,9 +23,9 @@ import time
 from collections.abc import Callable
 
 from ..errors import MigtuiError
-from ..model.blockjobs import parse_block_jobs
+from ..listeners import Listeners
 from . import availability
-from .checklist import checklist
+from .checklist import fresh_checklist
 from .policy import Policy, applies
 from .session import CONNECTION, MIGRATION, MonitorSession
 from .switchover import Switchover, switchover_for
@@ -67,7 +67,9 @@ class PauseDeadline:
         self._policy = policy
         self._owner = owner
         self._destination = destination
-        self._report = on_report or (lambda level, text: None)
+        self._report: Listeners[[str, str]] = Listeners("deadline report listener", log, source.name)
+        if on_report is not None:
+            self._report.add(on_report)
         self.clock = clock
         self.phase = Phase.IDLE
         self.since: float | None = None  # the pause this deadline is for ...
@@ -103,11 +105,6 @@ class PauseDeadline:
     @property
     def allowed(self) -> tuple[bool, str]:
         return applies(self._policy(), self._owner(), "deadline")
-
-    def remaining(self, now: float | None = None) -> float | None:
-        if self.deadline is None or self.phase is not Phase.COUNTING:
-            return None
-        return self.deadline - (self.clock() if now is None else now)
 
     def _on_change(self, session: MonitorSession, kinds: frozenset[str]) -> None:
         if not kinds & {MIGRATION, CONNECTION}:
@@ -183,16 +180,13 @@ class PauseDeadline:
             if policy.on_max_pause == "resume" and availability.resume(src, controller).allowed:
                 checks = None
                 try:
-                    reply = await src.execute("query-block-jobs", generation=generation)
-                    src.feed("query-block-jobs", reply)
-                    dst = controller.destination
-                    checks = checklist(src.state, dst.state if dst else None, dst.connected if dst else None)
+                    jobs, checks = await fresh_checklist(src, lambda: controller.destination, generation)
                 except MigtuiError as err:
                     self.outcome = f"cannot read the block jobs ({err})"
                 if checks is not None and checks.passed:
                     self._say("warning", f"{name}: paused {policy.max_pause_s:g} s: resuming{again}"
                                          " (--on-max-pause resume)")
-                    await self._run(controller, controller.start_resume(parse_block_jobs(reply)))
+                    await self._run(controller, controller.start_resume(jobs))
                     return
                 why = checks.reason() if checks is not None else self.outcome
                 self._say("error", f"{name}: paused {policy.max_pause_s:g} s and the checklist fails ({why}):"
@@ -244,7 +238,4 @@ class PauseDeadline:
         self.outcome = text
         if not logged:
             log.log(logging.WARNING if level == "error" else logging.INFO, "%s", text)
-        try:
-            self._report(level, text)
-        except Exception:
-            log.exception("deadline report failed")
+        self._report(level, text)

@@ -14,13 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .ownership import LIBVIRT
+
 ON_MAX_PAUSE = ("abort", "resume", "wait")
 DEFAULT_MAX_PAUSE_S = 60.0
 DEFAULT_ON_MAX_PAUSE = "abort"
 
 # Who a pause belongs to.
 OWNER_MIGTUI = "migtui"  # this engine armed the source
-OWNER_LIBVIRT = "libvirt"  # a libvirt-managed QEMU: libvirt drives its switchover
+OWNER_LIBVIRT = LIBVIRT  # a libvirt-managed QEMU: libvirt drives its switchover
 OWNER_OTHER = "other"  # armed by some other client (a script, the lab, another tool)
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MigtuiError
 from ..model.blockjobs import BlockJob, parse_block_jobs
 from ..model.events import QmpEvent
-from ..model.migration import MigrationInfo
+from ..model.migration import FINISHED_STATUSES, MigrationInfo
 from ..model.runstate import RunState
 from .checklist import MIRROR, mirror_check, source_check
 from .session import MonitorSession
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .switchover import Switchover
 
 # Statuses a migration ends in after migrate-continue (postcopy-active: the destination runs).
-END_STATUSES = frozenset({"completed", "postcopy-active", "failed", "cancelled"})
+RESUME_END_STATUSES: frozenset[str] = FINISHED_STATUSES | {"postcopy-active"}
 DESTINATION_WAIT_S = 10.0
 
 
@@ -85,7 +85,7 @@ class Resume:
             sw.steps.append(dst_step)
         sw.progress()
 
-        ended = sw.wait_status(END_STATUSES)
+        ended = sw.wait_status(RESUME_END_STATUSES)
         try:
             if steps:
                 continued = await self._finish_mirrors(steps, cont)

@@ -27,7 +27,7 @@ from ..model.coerce import opt_int
 from ..model.dirtyrate import DirtyRateInfo
 from ..model.events import QmpEvent
 from ..model.features import QemuFeatures
-from ..model.migration import MigrationInfo
+from ..model.migration import FINISHED_STATUSES, MigrationInfo
 from ..model.runstate import RunState
 from ..model.vmstate import VmState
 from ..transport import ConnectionStatus, ConnState, Monitor
@@ -58,10 +58,6 @@ _POLL_NOW_EVENTS = frozenset(
      "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR"}
 )
 _JOB_EVENTS = ("BLOCK_JOB_", "JOB_STATUS_CHANGE")
-# A migration that ends in one of these gets one last query-migrate at once, from the
-# event itself: QEMU's final figures (downtime, RAM) before its QEMU may quit (libvirt
-# quits a source 60-250 ms after completed).
-END_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # QEMU announces completed a moment before it has computed the migration's times: a
 # reply with no total-time yet is asked again (at once) this many times.
 FINAL_QUERY_TRIES = 20
@@ -121,10 +117,10 @@ class MonitorSession:
         self._config_due = True
         self._config_at = 0.0
         self._measured: asyncio.Future[DirtyRateInfo] | None = None
-        # The last query-migrate made at the end of a migration (generation, task), and the
-        # order in which query-migrate replies were asked for: a reply asked before one
-        # already folded in is older news and is dropped.
-        self._final: tuple[int, asyncio.Task[None]] | None = None
+        # The last query-migrate made at the end of a migration on this connection (reset()
+        # forgets it), and the order in which query-migrate replies were asked for: a reply
+        # asked before one already folded in is older news and is dropped.
+        self._final: asyncio.Task[None] | None = None
         self._migrate_asked = 0
         self._migrate_folded = 0
         if monitor is not None:
@@ -279,7 +275,7 @@ class MonitorSession:
         if self._measured is not None and not self._measured.done():
             self._measured.cancel()
         if self._final is not None:
-            self._final[1].cancel()
+            self._final.cancel()
 
     def poll_soon(self, *, config: bool = False) -> None:
         """Ask for a poll now instead of at the next tick (still never overlapping)."""
@@ -304,7 +300,10 @@ class MonitorSession:
         self._notify(kinds)
 
     def _on_event(self, ev: QmpEvent) -> None:
-        if ev.name == "MIGRATION" and ev.data.get("status") in END_STATUSES:
+        # A migration that ends (FINISHED_STATUSES) gets one last query-migrate at once, from
+        # the event itself: QEMU's final figures (downtime, RAM) before its QEMU may quit
+        # (libvirt quits a source 60-250 ms after completed).
+        if ev.name == "MIGRATION" and ev.data.get("status") in FINISHED_STATUSES:
             self._final_query()  # first: it goes out before anything else is done here
         kinds = self.apply_event(ev)
         # Event listeners first: the switchover reacts to BLOCK_JOB_COMPLETED while the
@@ -324,7 +323,7 @@ class MonitorSession:
         generation = self.generation
         self._migrate_asked += 1
         task = asyncio.ensure_future(self._ask_final(generation, self._migrate_asked))
-        self._final = (generation, task)
+        self._final = task
         return task
 
     async def _ask_final(self, generation: int, asked: int) -> None:
@@ -354,8 +353,7 @@ class MonitorSession:
         event (made now if there was none), or what is known if the monitor is gone.
         With ``generation``: nothing is asked once the session has another connection."""
         if generation is None or generation == self.generation:
-            final = self._final
-            task = final[1] if final is not None and final[0] == self.generation else self._final_query()
+            task = self._final if self._final is not None else self._final_query()
             if task is not None:
                 await asyncio.shield(task)
         return self.state.migration
