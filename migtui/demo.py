@@ -18,7 +18,7 @@ from .errors import MigtuiError
 from .lab.command import SCENARIOS, add_qemu_argument, setup_scenario
 from .lab.lab import Lab
 from .address import parse_addresses
-from .tui.command import setup_logging
+from .logfile import setup_logging
 from .engine.command import add_runtime_argument
 from .workflow.policy import Policy
 

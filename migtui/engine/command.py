@@ -20,6 +20,7 @@ import sys
 from typing import IO
 
 from ..errors import MigtuiError
+from ..logfile import setup_logging
 from .runtime import Runtime, runtime
 
 log = logging.getLogger("migtui.engine")
@@ -39,16 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-file", metavar="PATH", help="the engine's log (default: DIR/engine.log)")
     parser.add_argument("--auto", action="store_true", help=argparse.SUPPRESS)  # started by a view
     add_runtime_argument(parser)
-
-
-def _setup_log(path: str) -> None:
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
 
 
 def _lock(rt: Runtime) -> IO[str] | None:
@@ -112,9 +103,7 @@ async def _stop(rt: Runtime, force: bool) -> int:
             print("migtui engine: not stopped: it guards " + "; ".join(guarding)
                   + " (--force stops it anyway and leaves them without a deadline)", file=sys.stderr)
             return 1
-        await client.call("stop")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(client.closed), 10)  # type: ignore[arg-type]
+        await client.stop_engine(10)
         names = ", ".join(line.split(": ", 1)[0] for line in guarding)
         print("migtui engine: stopped" + (f"; left as they are, with no deadline any more: {names}" if guarding
                                           else ""))
@@ -131,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             return asyncio.run(_stop(rt, args.force))
         log_file = args.log_file or str(rt.default_log)
         try:
-            _setup_log(log_file)
+            setup_logging(log_file)
         except OSError as err:
             print(f"migtui engine: --log-file {log_file}: {err.strerror or err}", file=sys.stderr)
             return 2
@@ -148,15 +137,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_detached(rt: Runtime, log_file: str) -> int:
-    import subprocess
+    from ..view.client import spawn_engine
 
     if rt.socket.exists() and _lock(rt) is None:
         print(f"migtui engine: one already runs in {rt.directory}")
         return 0
-    argv = [sys.executable, "-m", "migtui", "engine", "--foreground", "--runtime-dir", str(rt.directory),
-            "--log-file", os.path.abspath(log_file)]
-    with open(rt.directory / "engine.err", "ab") as err:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                         start_new_session=True, close_fds=True, cwd="/")
+    spawn_engine(rt, log_file, auto=False)
     print(f"migtui engine: started in {rt.directory} (log {log_file}); `migtui engine stop` stops it")
     return 0

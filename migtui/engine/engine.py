@@ -282,9 +282,10 @@ class Engine:
                 self.maybe_exit_soon()
 
     def _track_pause(self, w: Watched) -> None:
+        destination = destination_for(w.session, self.sessions())
         if w.auto is not None:
-            w.auto.destination = destination_for(w.session, self.sessions())
-        controller = switchover_for(w.session, destination_for(w.session, self.sessions()))
+            w.auto.destination = destination
+        controller = switchover_for(w.session, destination)
         if controller is not w.tracked:
             w.tracked = controller
             w.notes.pop("held", None)
@@ -366,7 +367,7 @@ class Engine:
             return {"ok": False, "error": f"{name}: not watched by the engine"}
         if action not in p.ACTIONS:
             return {"ok": False, "error": f"unknown action {action!r}"}
-        if view.read_only and action in p.MUTATING_ACTIONS:
+        if view.read_only:  # every action changes a VM
             log.warning("%s: %s refused: the view %s is read-only", name, action, view.label)
             return {"ok": False, "error": f"read-only view: the engine refuses to {action} {name}"}
         session = w.session
@@ -382,12 +383,10 @@ class Engine:
             if action == "disarm":
                 message = await self._disarm(w)
                 return {"ok": True, "message": message}
-            if action == "measure":
-                await session.measure_dirty_rate(1)
-                return {"ok": True}
+            await session.measure_dirty_rate(1)  # "measure"
+            return {"ok": True}
         except MigtuiError as err:
             return {"ok": False, "error": str(err)}
-        return {"ok": False, "error": f"unknown action {action!r}"}
 
     def _switchover_action(self, w: Watched, view: ViewLink, action: Action, *, force: bool) -> dict[str, Any]:
         session = w.session

@@ -32,9 +32,8 @@ SWITCHOVER = "switchover"  # {name, state: {...}}: the engine's switchover of th
 PAUSE = "pause"  # {name, ...}: policy, owner, deadline, notes of a source's pause
 NOTICE = "notice"  # {level, text}: one line for every view
 
-# Actions a view may request; the first four change a VM (refused for read-only views).
-MUTATING_ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure"})
-ACTIONS = MUTATING_ACTIONS
+# Actions a view may request; each changes a VM (refused for read-only views).
+ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure"})
 
 
 class ProtocolError(Exception):

@@ -12,7 +12,7 @@ import asyncio
 import sys
 
 from ..engine.command import add_runtime_argument
-from .command import setup_logging
+from ..logfile import setup_logging
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ import sys
 from ..address import parse_addresses
 from ..engine.command import add_runtime_argument
 from ..errors import AddressError
+from ..logfile import setup_logging
 from ..workflow.policy import DEFAULT_MAX_PAUSE_S, DEFAULT_ON_MAX_PAUSE, ON_MAX_PAUSE, Policy
 
 MONITOR_HELP = "[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT), one per QEMU monitor"
@@ -81,20 +82,6 @@ def policy_of(args: argparse.Namespace) -> Policy:
     return Policy(auto_resume=args.auto_resume,
                   max_pause_s=args.max_pause if args.max_pause is not None else DEFAULT_MAX_PAUSE_S,
                   on_max_pause=args.on_max_pause or DEFAULT_ON_MAX_PAUSE, explicit=frozenset(explicit))
-
-
-def setup_logging(path: str | None) -> None:
-    """A file handler, or a null one: the lastResort stderr handler must never fire."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    if path is None:
-        root.addHandler(logging.NullHandler())
-        return
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
 
 
 def _fail(message: str) -> int:

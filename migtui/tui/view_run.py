@@ -114,10 +114,7 @@ async def stop_engine(runtime_dir: str) -> None:
     client = EngineClient(runtime(runtime_dir), kind="migtui demo")
     try:
         await client.connect(start=False)
-        await client.call("stop")
-        assert client.closed is not None
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(client.closed), 5)
+        await client.stop_engine(5)
     except MigtuiError:
         pass
     finally:

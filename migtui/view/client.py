@@ -44,9 +44,10 @@ class EngineNotRunning(EngineError):
     pass
 
 
-def spawn_engine(runtime: Runtime, log_file: str | None = None) -> None:
-    """Start ``migtui engine`` for this runtime directory, detached from our terminal."""
-    argv = [sys.executable, "-m", "migtui", "engine", "--foreground", "--auto",
+def spawn_engine(runtime: Runtime, log_file: str | None = None, *, auto: bool = True) -> None:
+    """Start ``migtui engine`` for this runtime directory, detached from our terminal.
+    ``auto``: a view starts it, and it exits with its last view once it guards nothing."""
+    argv = [sys.executable, "-m", "migtui", "engine", "--foreground", *(["--auto"] if auto else []),
             "--runtime-dir", str(runtime.directory)]
     if log_file:
         argv += ["--log-file", os.path.abspath(log_file)]
@@ -71,7 +72,6 @@ class EngineClient:
         self.kind = kind
         self.clock = clock
         self.sessions: dict[str, RemoteSession] = {}
-        self.engine_pid: int | None = None
         self.closed: asyncio.Future[str] | None = None  # set with why, when the link ends
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -122,7 +122,6 @@ class EngineClient:
         if first.get("op") != p.WELCOME:
             writer.close()
             raise EngineError(f"the migtui engine at {self.runtime.socket} spoke something else ({first.get('op')})")
-        self.engine_pid = first.get("pid")
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()
         self._task = loop.create_task(self._read_loop(), name="engine-link")
@@ -168,6 +167,13 @@ class EngineClient:
         reply = await self.call(p.SUBSCRIBE)
         if not reply.get("ok"):
             raise EngineError(str(reply.get("error")))
+
+    async def stop_engine(self, timeout: float) -> None:
+        """Ask the engine to stop, and wait (up to ``timeout`` s) for it to hang up."""
+        await self.call("stop")
+        assert self.closed is not None
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.closed), timeout)
 
     async def guarding(self, *, stopping: bool = False) -> list[str]:
         """What the engine keeps guarding without a view (``stopping``: what stopping it would

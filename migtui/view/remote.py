@@ -21,7 +21,6 @@ from ..address import MonitorAddress
 from ..errors import MonitorError, ReadOnlyRefused, monitor_error
 from ..listeners import Listeners
 from ..transport import ConnectionStatus, ConnState
-from ..workflow.policy import Policy
 from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, KINDS, MIGRATION, MonitorSession
 from ..workflow.switchover_state import ACTIVE, Phase, PhaseFacts, Step, SwitchoverResult
 from ..engine.wire import features_from_json, phase_from_json, result_from_json, step_from_json
@@ -69,10 +68,6 @@ class RemoteSession(MonitorSession):
         return True if self._commands is None else command in self._commands
 
     @property
-    def policy(self) -> Policy:
-        return Policy.from_json(self.pause.get("policy"))
-
-    @property
     def deadline(self) -> float | None:
         """Wall clock at which the engine applies --on-max-pause (None: no deadline applies)."""
         d = self.pause.get("deadline")
@@ -97,7 +92,7 @@ class RemoteSession(MonitorSession):
     async def engine_request(self, action: str, *, force: bool = False) -> str:
         """Run ``action`` in the engine; its one-line answer, or MonitorError. ``force``: a
         resume or abort of a pause libvirt drives (after a confirmation naming libvirt)."""
-        if self.read_only and action in ("resume", "abort", "arm", "disarm", "measure"):
+        if self.read_only:  # every request changes a VM (the engine refuses it too)
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} {self.name}")
         fields: dict[str, Any] = {"action": action, "monitor": self.name}
         if force:
