@@ -22,9 +22,6 @@ from textual.binding import Binding
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 
-from ..address import MonitorAddress
-from ..errors import MigtuiError
-from ..transport import Monitor
 from ..workflow.session import KINDS, MonitorSession
 from .messages import NOT_AVAILABLE, SessionsChanged
 from .pause_watch import PauseWatch
@@ -215,36 +212,20 @@ class MigtuiApp(App[int]):
 
 
 def make_app(
-    addresses: Sequence[MonitorAddress] = (),
     *,
-    sessions: Sequence[MonitorSession] | None = None,
-    interval: float = 1.0,
-    read_only: bool = False,
+    sessions: Sequence[MonitorSession],
     clock: Callable[[], float] = time.time,
     tz: tzinfo | None = None,
-    connect_timeout: float = 5.0,
-    command_timeout: float = 5.0,
     term: str | None = None,
     auto_resume: bool = False,
 ) -> MigtuiApp:
-    """The dashboard on ``addresses`` (live) or on ready-made ``sessions`` (replays, tests).
+    """The dashboard on ready-made ``sessions`` (a view's mirrors of its engine's, replays,
+    tests).
 
     ``term`` (default: $TERM) picks the glyphs and theme: the Linux console gets
     its own 16 ANSI colours and half blocks instead of eighths. ``auto_resume``: resume
-    each pre-switchover pause whose checklist passes (never with ``read_only``).
+    each pre-switchover pause whose checklist passes.
     """
-    if auto_resume and read_only:
-        raise MigtuiError("--auto-resume and --read-only exclude each other: read-only never resumes")
-    if sessions is None:
-        sessions = [
-            MonitorSession(
-                Monitor(a, read_only=read_only, connect_timeout=connect_timeout,
-                        command_timeout=command_timeout),
-                interval=interval,
-                clock=clock,
-            )
-            for a in addresses
-        ]
     term = os.environ.get("TERM", "") if term is None else term
     linux_console = term == "linux"
     return MigtuiApp(sessions, clock=clock, tz=tz, coarse=linux_console, ansi=linux_console,

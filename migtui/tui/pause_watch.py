@@ -163,12 +163,12 @@ class PauseWatch:
         failsafe.start()
         if engine_guards(self.live):
             log.info("%s: view detached; the engine keeps watching (and guarding) every monitor", why)
-            self.app.exit(return_code=129 if "SIGHUP" in why else 143)
+            self.app.exit(return_code=code)
             return
         lines = log_paused_on_exit([s for s in self.live if s.connected], why, self.clock())
         if not lines:
             log.info("%s: exiting", why)
-        self.app.exit(return_code=129 if "SIGHUP" in why else 143)
+        self.app.exit(return_code=code)
 
     # ------------------------------------------------------------------ detection
 

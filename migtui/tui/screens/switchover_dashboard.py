@@ -100,7 +100,7 @@ class SwitchoverDashboard(DashboardScreen):
 
     def action_switchover(self) -> None:
         target = self.target
-        if target is not None and self.can_switchover():
+        if target is not None:  # what can_switchover answers
             self.pauses.open_dialog(target.name, user=True)
 
     def action_abort_switchover(self) -> None:
