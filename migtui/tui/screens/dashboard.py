@@ -39,7 +39,7 @@ from ..widgets.footer import KeyFooter
 from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
 from ..widgets.monitor_list import MonitorList
-from ..widgets.too_small import TooSmall
+from ..widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, TooSmall
 
 log = logging.getLogger("migtui.tui")
 
@@ -63,6 +63,8 @@ class DashboardScreen(Screen[None]):
         Binding("pageup", "scroll_events(-1)", "Scroll events up", show=False, priority=True),
         Binding("pagedown", "scroll_events(1)", "Scroll events down", show=False, priority=True),
     ]
+    HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
+    VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
 
     def __init__(
         self,
