@@ -115,12 +115,22 @@ class EngineServer:
         path = self.runtime.socket
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # the caller holds the lock: a socket left here is a dead engine's
+        # Bound and listening under another name, then renamed: whoever sees engine.sock can
+        # connect (between bind and listen a connect is refused, and a view would take the
+        # engine for dead).
+        staging = path.with_name(f".{path.name}.{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            self.server = await asyncio.start_unix_server(self._client, path=str(path), limit=p.MAX_LINE)
+            sock.bind(str(staging))
         finally:
             os.umask(old)
-        os.chmod(path, 0o600)
+        os.chmod(staging, 0o600)
+        sock.listen(100)
+        os.rename(staging, path)
+        self.server = await asyncio.start_unix_server(self._client, sock=sock, limit=p.MAX_LINE)
 
     async def close(self) -> None:
         if self.server is not None:
