@@ -49,8 +49,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from term import READY, ROOT, Migtui, TracedLab, append, event_time, loadavg, machine, stop_engine  # noqa: E402
 
 from migtui.address import parse_addresses  # noqa: E402
-from migtui.engine import protocol  # noqa: E402
-from migtui.engine.runtime import runtime  # noqa: E402
+from migtui.protocol import framing as protocol  # noqa: E402
+from migtui.protocol.runtime import runtime  # noqa: E402
 from migtui.lab.lab import MIRROR_JOB  # noqa: E402
 from migtui.view.client import EngineClient  # noqa: E402
 from migtui.workflow.policy import Policy  # noqa: E402

@@ -38,11 +38,11 @@ from textual.pilot import Pilot  # noqa: E402
 
 from migtui.address import parse_addresses  # noqa: E402
 from migtui.errors import MigtuiError  # noqa: E402
-from migtui.lab.command import SCENARIOS, setup_scenario  # noqa: E402
+from migtui.lab.scenarios import SCENARIOS, setup_scenario  # noqa: E402
 from migtui.lab.lab import MIRROR_JOB, Lab  # noqa: E402
 from migtui.transport import ConnState  # noqa: E402
 from migtui.tui.app import COALESCE_S, MigtuiApp, make_app  # noqa: E402
-from migtui.tui.command import setup_logging  # noqa: E402
+from migtui.logfile import setup_logging  # noqa: E402
 from migtui.tui.widgets.monitor_header import MonitorHeader  # noqa: E402
 from migtui.workflow.session import MonitorSession  # noqa: E402
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from migtui.engine.runtime import RUNTIME_ENV
+from migtui.protocol.runtime import RUNTIME_ENV
 from migtui.errors import LabError
 from migtui.lab.lab import Lab
 from migtui.lab.qemu import QEMU_ENV, find_qemu_img

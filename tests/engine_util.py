@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from migtui.address import parse_addresses
-from migtui.engine.runtime import runtime
+from migtui.protocol.runtime import runtime
 from migtui.view.client import EngineClient
 from migtui.view.remote import RemoteSession
 from migtui.workflow.policy import Policy

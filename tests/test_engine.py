@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from migtui.engine import protocol as p
-from migtui.engine.runtime import runtime
+from migtui.protocol import framing as p
+from migtui.protocol.runtime import runtime
 from migtui.engine.server import View
 from migtui.lab.lab import Lab
 from migtui.view.client import EngineClient
@@ -38,7 +38,7 @@ def monitors(lab: Lab) -> list[str]:
 
 
 def test_the_engine_never_loads_textual() -> None:
-    code = ("import sys, migtui.engine.command, migtui.engine.server, migtui.engine.engine, migtui.view.client;"
+    code = ("import sys, migtui.commands.engine, migtui.engine.serve, migtui.engine.server, migtui.engine.engine, migtui.view.client;"
             " bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'));"
             " print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

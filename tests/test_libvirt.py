@@ -47,7 +47,7 @@ from libvirt_lab import (
 )
 from migtui.address import parse_addresses
 from migtui.errors import MigtuiError
-from migtui.engine.runtime import RUNTIME_ENV, runtime
+from migtui.protocol.runtime import RUNTIME_ENV, runtime
 from migtui.transport.readonly import READ_ONLY_COMMANDS
 from migtui.view.client import EngineClient
 from migtui.view.remote import RemoteSession

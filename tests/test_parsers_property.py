@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migtui.engine import protocol
+from migtui.protocol import framing as protocol
 from migtui.model.blockjobs import BlockJob, parse_block_jobs
 from migtui.model.capabilities import Capabilities
 from migtui.model.dirtyrate import DirtyRateInfo

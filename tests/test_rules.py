@@ -12,7 +12,7 @@ import pytest
 
 from migtui.address import parse_address
 from migtui.errors import PermissionDenied, SocketMissing
-from migtui.engine.wire import session_json, switchover_json
+from migtui.protocol.wire import session_json, switchover_json
 from migtui.model.convergence import Tone, Trend, convergence
 from migtui.model.dirtyrate import DirtyRateInfo
 from migtui.model.events import QmpEvent

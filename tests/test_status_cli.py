@@ -180,7 +180,7 @@ def test_human_ram_figures_are_the_dashboards() -> None:
     from migtui.address import parse_address
     from migtui.model.migration import MigrationInfo
     from migtui.tui.widgets.migration_panel import ram_fields
-    from migtui.workflow.status import Snapshot, render_table
+    from migtui.commands.status import Snapshot, render_table
 
     info = MigrationInfo.from_qmp({"status": "active", "ram": {
         "transferred": int(209.1 * MiB), "remaining": int(3.1 * MiB), "total": int(128.5 * MiB)}})

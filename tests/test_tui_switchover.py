@@ -35,7 +35,7 @@ from replay import replayed, version  # noqa: F401 (version: a fixture)
 from textual.pilot import Pilot
 
 from migtui.address import parse_address
-from migtui.engine.runtime import runtime
+from migtui.protocol.runtime import runtime
 from migtui.lab.lab import MIRROR_JOB, Lab
 from migtui.transport import Monitor
 from migtui.tui import pause_watch

@@ -359,7 +359,7 @@ def test_armed_means_one_thing_everywhere(events: bool, pause: bool) -> None:
     badge and `migtui status` all say so from the same definition."""
     from migtui.address import parse_address
     from migtui.model.vmstate import is_armed
-    from migtui.workflow.status import Snapshot, render_table
+    from migtui.commands.status import Snapshot, render_table
 
     caps = {"events": events, "pause-before-switchover": pause, "xbzrle": True}
     vm = VmState()

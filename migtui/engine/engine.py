@@ -43,8 +43,8 @@ from ..workflow.status import snapshot_of
 from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import Switchover, current_switchover, switchover_for
 from ..workflow.switchover_state import Action, SwitchoverResult, libvirt_drives
-from . import protocol as p
-from .wire import session_json, switchover_json
+from ..protocol import framing as p
+from ..protocol.wire import session_json, switchover_json
 
 log = logging.getLogger("migtui.engine")
 

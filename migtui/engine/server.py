@@ -20,9 +20,9 @@ from typing import Any
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..workflow.policy import Policy
-from . import protocol as p
+from ..protocol import framing as p
 from .engine import Engine
-from .runtime import Runtime
+from ..protocol.runtime import Runtime
 
 log = logging.getLogger("migtui.engine.server")
 

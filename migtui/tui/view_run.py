@@ -9,32 +9,21 @@ dies the view says so in one line and exits; the next ``migtui`` starts a new on
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TextIO
 
-from ..address import MonitorAddress
-from ..engine.runtime import runtime
 from ..errors import MigtuiError
+from ..protocol.runtime import runtime
 from ..view.client import EngineClient
 from ..view.remote import RemoteSession
 from .app import MigtuiApp, make_app
 from .screens.switchover import SwitchoverScreen
 
 EngineSetup = Callable[[EngineClient], Awaitable[list[str] | None]]
-
-
-def run_view(args: argparse.Namespace, addresses: Sequence[MonitorAddress]) -> int:
-    from .command import policy_of
-
-    async def setup(client: EngineClient) -> list[str] | None:
-        return await client.watch(addresses, policy_of(args), read_only=args.read_only, interval=args.interval)
-
-    return asyncio.run(view_main(args.runtime_dir, setup, read_only=args.read_only))
 
 
 async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: bool, start: bool = True,

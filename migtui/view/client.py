@@ -25,8 +25,8 @@ from typing import Any
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..listeners import Listeners
-from ..engine import protocol as p
-from ..engine.runtime import Runtime
+from ..protocol import framing as p
+from ..protocol.runtime import Runtime
 from ..workflow.policy import Policy
 from .remote import RemoteSession
 

@@ -23,7 +23,7 @@ from ..listeners import Listeners
 from ..transport import ConnectionStatus, ConnState
 from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, KINDS, MIGRATION, MonitorSession
 from ..workflow.switchover_state import ACTIVE, Phase, PhaseFacts, Step, SwitchoverResult
-from ..engine.wire import features_from_json, phase_from_json, result_from_json, step_from_json
+from ..protocol.wire import features_from_json, phase_from_json, result_from_json, step_from_json
 
 if TYPE_CHECKING:
     from .client import EngineClient

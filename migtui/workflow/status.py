@@ -1,26 +1,18 @@
-"""``migtui status``: a one-shot snapshot of each monitor, for scripts and no-TTY use.
-
-Monitors are queried concurrently and always read-only; one dead monitor is reported
-(stderr, ``ok: false``) without hiding the others. Exit 0 if all answered, 1 if any
-did not, 2 on bad usage.
+"""One-shot snapshots of monitors (``migtui status``): from a session the engine already
+holds, or from a read-only connection of their own. Monitors are queried concurrently;
+one dead monitor is reported (``ok: false``) without hiding the others.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import format as fmt
-from ..address import MonitorAddress, parse_addresses
-from ..errors import AddressError, MigtuiError, MonitorError
-from ..model.blockjobs import parse_block_jobs
+from ..address import MonitorAddress
+from ..errors import MonitorError
 from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
-from ..model.vmstate import is_armed
 from ..transport import Monitor
 from .session import MonitorSession
 
@@ -99,99 +91,3 @@ async def snapshot(address: MonitorAddress, timeout: float) -> Snapshot:
 
 async def collect(addresses: list[MonitorAddress], timeout: float) -> list[Snapshot]:
     return list(await asyncio.gather(*(snapshot(a, timeout) for a in addresses)))
-
-
-async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
-                             runtime_dir: str | None) -> list[Snapshot]:
-    """Ask the user's engine for the monitors it watches (QEMU serves one client per
-    socket: the engine's connection would block ours); query the others directly."""
-    from ..engine.runtime import runtime
-    from ..view.client import EngineClient, EngineError
-
-    answers: list[dict[str, Any] | None] = [None] * len(addresses)
-    client = EngineClient(runtime(runtime_dir), read_only=True, kind="migtui status")
-    try:
-        await asyncio.wait_for(client.connect(start=False), timeout)
-        reply = await asyncio.wait_for(
-            client.call("status", addresses=[a.absolute().display for a in addresses]), timeout)
-        if reply.get("ok") and isinstance(reply.get("monitors"), list):
-            answers = list(reply["monitors"])[: len(addresses)]
-            answers += [None] * (len(addresses) - len(answers))
-    except (EngineError, MigtuiError, asyncio.TimeoutError, OSError):
-        pass  # no engine (or not ours to ask): every monitor directly
-    finally:
-        await client.close()
-    direct = [a for a, answer in zip(addresses, answers) if answer is None]
-    fetched = iter(await collect(direct, timeout))
-    return [Snapshot.from_json(a, answer) if answer is not None else next(fetched)
-            for a, answer in zip(addresses, answers)]
-
-
-def render_table(snaps: list[Snapshot]) -> str:
-    header = ("NAME", "QEMU", "RUN", "MIGRATION", "RAM", "DIRTY", "BLOCK JOBS")
-    rows: list[tuple[str, ...]] = [header]
-    for s in snaps:
-        if not s.ok:
-            rows.append((s.address.name, "-", "-", "unreachable", "-", "-", "-"))
-            continue
-        mig = s.migration
-        ram = ram_text(mig) if mig is not None else "-"
-        dirty = "-"
-        if mig is not None and mig.dirty_rate_bytes_per_s is not None:
-            dirty = fmt.format_rate(mig.dirty_rate_bytes_per_s)
-        jobs = ", ".join(_job_summary(j) for j in parse_block_jobs(s.block_jobs)) or "-"
-        armed = " (armed)" if is_armed(s.capabilities) else ""
-        rows.append((s.address.name, s.qemu or "?", s.run_state or "?",
-                     (mig.status if mig else "?") + armed, ram, dirty, jobs))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
-
-def ram_text(mig: MigrationInfo) -> str:
-    """``97.6% · left 3.1 of 128.5 MiB · sent 209.1 MiB``, the figures of the dashboard's
-    migration panel: progress is what is left of the RAM; sent counts re-sent pages, so
-    it can pass the RAM size and is said apart, never as a fraction of it."""
-    ram = mig.ram
-    if ram is None or not ram.total:
-        return "-"
-    return " · ".join((fmt.format_percent(mig.ram_progress),
-                       f"left {fmt.format_left_of_total(ram.remaining, ram.total)}",
-                       f"sent {fmt.format_bytes(ram.transferred)}"))
-
-
-def _job_summary(job: Any) -> str:
-    state = "ready" if job.ready else (job.status or "?")
-    pct = f" {job.progress:.0%}" if job.progress is not None else ""
-    return f"{job.device} {job.type or '?'} {state}{pct}"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("monitors", nargs="+", metavar="MONITOR",
-                        help="[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT)")
-    parser.add_argument("--json", action="store_true", help='print one JSON object {"monitors": [...]}')
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                        help="connect and per-command timeout in seconds (default 5)")
-    from ..engine.command import add_runtime_argument
-
-    add_runtime_argument(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        addresses = parse_addresses(args.monitors)
-    except AddressError as exc:
-        print(f"migtui status: {exc}", file=sys.stderr)
-        return 2
-    snaps = asyncio.run(collect_via_engine(addresses, args.timeout, args.runtime_dir))
-    for s in snaps:
-        if not s.ok:
-            # Monitor errors already start with the monitor's name.
-            line = s.error if s.error.startswith(f"{s.address.name}: ") else f"{s.address.name}: {s.error}"
-            print(f"migtui status: {line}", file=sys.stderr)
-    if args.json:
-        json.dump({"monitors": [s.to_json() for s in snaps]}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(render_table(snaps))
-    sys.stdout.flush()
-    return 0 if all(s.ok for s in snaps) else 1

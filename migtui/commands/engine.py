@@ -11,25 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import fcntl
-import logging
-import os
-import signal
 import sys
-from typing import IO
 
+from ..engine.serve import lock, serve
 from ..errors import MigtuiError
 from ..logfile import setup_logging
-from .runtime import Runtime, runtime
-
-log = logging.getLogger("migtui.engine")
-
-
-def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--runtime-dir", metavar="DIR", default=None,
-                        help="the engine's directory (default: $MIGTUI_RUNTIME_DIR, else $XDG_RUNTIME_DIR/migtui,"
-                             " else /tmp/migtui-UID)")
+from ..protocol.runtime import Runtime, runtime
+from ..view.client import EngineClient, EngineNotRunning, spawn_engine
+from .options import add_runtime_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,55 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_argument(parser)
 
 
-def _lock(rt: Runtime) -> IO[str] | None:
-    """The engine lock, or None when another engine holds it."""
-    fd = open(rt.lock, "a+")
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        fd.close()
-        return None
-    return fd
-
-
-async def serve(rt: Runtime, *, persist: bool) -> int:
-    from .engine import Engine
-    from .server import EngineServer
-
-    lock = _lock(rt)
-    if lock is None:
-        log.info("another engine runs in %s", rt.directory)
-        return 3
-    engine = Engine(persist=persist)
-    server = EngineServer(engine, rt)
-    await server.start()
-    rt.pid_file.write_text(f"{os.getpid()}\n")
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, engine.stopped.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP ignored: the engine outlives terminals"))
-    log.info("engine %d serving %s (%s)", os.getpid(), rt.socket, "stays" if persist else "exits with its last view")
-    if not persist:  # a view started us: it attaches within a moment, or we go
-        loop.call_later(10.0, engine.maybe_exit_soon)
-    try:
-        await engine.stopped.wait()
-    finally:
-        await engine.disarm_own()
-        lines = engine.guarding()
-        if lines:
-            log.warning("stopping while guarding (left as they are, without a deadline): %s", "; ".join(lines))
-        await server.close()
-        await engine.stop()
-        with contextlib.suppress(FileNotFoundError):
-            rt.pid_file.unlink()
-        lock.close()
-        log.info("engine %d stopped", os.getpid())
-    return 0
-
-
 async def _stop(rt: Runtime, force: bool) -> int:
-    from ..view.client import EngineClient, EngineNotRunning
-
     client = EngineClient(rt, kind="migtui engine stop")
     try:
         await client.connect(start=False)
@@ -137,9 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_detached(rt: Runtime, log_file: str) -> int:
-    from ..view.client import spawn_engine
-
-    if rt.socket.exists() and _lock(rt) is None:
+    if rt.socket.exists() and lock(rt) is None:
         print(f"migtui engine: one already runs in {rt.directory}")
         return 0
     spawn_engine(rt, log_file, auto=False)

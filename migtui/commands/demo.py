@@ -14,17 +14,17 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
-from .errors import MigtuiError
-from .lab.command import SCENARIOS, add_qemu_argument, setup_scenario
-from .lab.lab import Lab
-from .address import parse_addresses
-from .logfile import setup_logging
-from .engine.command import add_runtime_argument
-from .workflow.policy import Policy
+from ..address import parse_addresses
+from ..errors import MigtuiError
+from ..lab.lab import Lab
+from ..lab.scenarios import SCENARIOS, setup_scenario
+from ..logfile import setup_logging
+from ..workflow.policy import Policy
+from .options import add_qemu_argument, add_runtime_argument
 
 if TYPE_CHECKING:
-    from .tui.app import MigtuiApp
-    from .view.client import EngineClient
+    from ..tui.app import MigtuiApp
+    from ..view.client import EngineClient
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from .tui.view_run import stop_engine, view_main  # textual only once the arguments are good
+    from ..tui.view_run import (  # textual only once the arguments are good
+        stop_engine,
+        view_main,
+    )
 
     scenario = SCENARIOS[args.scenario]
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=True,

@@ -1,4 +1,4 @@
-"""Command line entry point.
+"""Command line entry point: dispatches to one module per command.
 
 ``migtui [OPTIONS] MONITOR...`` opens the dashboard; ``migtui status`` prints a
 one-shot snapshot; ``migtui lab`` starts a real QEMU pair. Each command lives in its
@@ -12,16 +12,16 @@ import argparse
 import importlib
 import sys
 
-from . import __version__
+from .. import __version__
 
 # command name -> (module, one-line help). "watch" is the default command.
 COMMANDS = {
-    "watch": ("migtui.tui.command", "open the live dashboard on MONITOR... (the default)"),
-    "status": ("migtui.workflow.status", "print a one-shot snapshot of each monitor"),
-    "lab": ("migtui.lab.command", "start a real QEMU source/destination pair to migrate"),
-    "demo": ("migtui.demo", "the lab and the dashboard in one command (for demos and training)"),
-    "attach": ("migtui.tui.attach", "a view of everything the engine watches"),
-    "engine": ("migtui.engine.command", "run the engine (the views start it by themselves), or stop it"),
+    "watch": ("migtui.commands.watch", "open the live dashboard on MONITOR... (the default)"),
+    "status": ("migtui.commands.status", "print a one-shot snapshot of each monitor"),
+    "lab": ("migtui.commands.lab", "start a real QEMU source/destination pair to migrate"),
+    "demo": ("migtui.commands.demo", "the lab and the dashboard in one command (for demos and training)"),
+    "attach": ("migtui.commands.attach", "a view of everything the engine watches"),
+    "engine": ("migtui.commands.engine", "run the engine (the views start it by themselves), or stop it"),
 }
 
 

@@ -11,8 +11,8 @@ import argparse
 import asyncio
 import sys
 
-from ..engine.command import add_runtime_argument
 from ..logfile import setup_logging
+from .options import add_runtime_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("migtui attach: needs a terminal; for scripts use 'migtui status MONITOR...'", file=sys.stderr)
         return 2
-    from .view_run import view_main
+    from ..tui.view_run import view_main
 
     async def everything(_client: object) -> None:
         return None
