@@ -39,7 +39,7 @@ from typing import Any
 from qemu.qmp import EventListener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from term import append, READY, Migtui, TracedLab, event_time, loadavg, machine  # noqa: E402
+from term import READY, Migtui, TracedLab, append, event_time, loadavg, machine  # noqa: E402
 
 COLS, ROWS = 100, 30
 MARKER = "paused before switchover"  # the dialog's title

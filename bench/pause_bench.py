@@ -46,14 +46,23 @@ from typing import Any
 from qemu.qmp import EventListener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from term import READY, ROOT, Migtui, TracedLab, append, event_time, loadavg, machine, stop_engine  # noqa: E402
+from term import (  # noqa: E402
+    READY,
+    ROOT,
+    Migtui,
+    TracedLab,
+    append,
+    event_time,
+    loadavg,
+    machine,
+    stop_engine,
+)
 
 from migtui.address import parse_addresses  # noqa: E402
-from migtui.protocol import framing as protocol  # noqa: E402
-from migtui.protocol.runtime import runtime  # noqa: E402
 from migtui.lab.lab import MIRROR_JOB  # noqa: E402
+from migtui.protocol.messages import PolicyInfo, Status  # noqa: E402
+from migtui.protocol.runtime import runtime  # noqa: E402
 from migtui.view.client import EngineClient  # noqa: E402
-from migtui.workflow.policy import Policy  # noqa: E402
 
 RUN_TIMEOUT = 60.0
 COLS, ROWS = 100, 30
@@ -97,12 +106,12 @@ async def _migrate_with_engine(lab: TracedLab) -> dict[str, Any]:
     try:
         await client.connect(start=True)  # starts the engine as a view would
         addresses = parse_addresses([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
-        policy = Policy(auto_resume=True, explicit=frozenset({"auto_resume"}))
+        policy = PolicyInfo(auto_resume=True, explicit=frozenset({"auto_resume"}))
         await client.watch(addresses, policy, read_only=False, interval=1.0)
         deadline = time.monotonic() + 20
         while True:  # both connected and polled, the source's capabilities read
-            reply = await client.call(protocol.STATUS, addresses=[a.absolute().display for a in addresses])
-            monitors = reply.get("monitors") or []
+            reply = await client.call(Status, addresses=[a.absolute().display for a in addresses])
+            monitors = reply.monitors
             if all(m and m.get("ok") for m in monitors) and len(monitors) == 2 \
                     and monitors[0].get("capabilities", {}).get("pause-before-switchover"):
                 break

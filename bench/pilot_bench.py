@@ -35,9 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the recorded runs and their replay helper
 
+from machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 from replay import replayed, replayed_pairs  # noqa: E402
 
-from machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 from migtui.tui.app import MigtuiApp, make_app  # noqa: E402
 from migtui.workflow.session import MonitorSession  # noqa: E402
 

@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from machine import cpu_model  # bench/ is on sys.path when run as a script
+
 from migtui.lab import qemu
 from migtui.lab.lab import Lab, LabVm
-
-from machine import cpu_model  # bench/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGTUI = [sys.executable, "-m", "migtui"]

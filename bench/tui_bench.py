@@ -36,11 +36,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from term import append, Migtui, PtyProcess, cpu_seconds, loadavg, machine  # noqa: E402
+from term import Migtui, PtyProcess, append, cpu_seconds, loadavg, machine  # noqa: E402
 
-from migtui.lab.scenarios import SCENARIOS  # noqa: E402
 from migtui.lab.lab import Lab  # noqa: E402
 from migtui.lab.qemu import find_qemu  # noqa: E402
+from migtui.lab.scenarios import SCENARIOS  # noqa: E402
 
 COLS, ROWS = 100, 30
 SECTION = "## Dashboard cost: migtui vs htop in the same terminal"

@@ -25,12 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from engine_util import (
+    SUITE_ENV,
+    EngineProcess,
+    engine_pids,
+    short_runtime_dir,
+    suite_leftovers,
+)
 
-from migtui.protocol.runtime import RUNTIME_ENV
 from migtui.errors import LabError
 from migtui.lab.lab import Lab
 from migtui.lab.qemu import QEMU_ENV, find_qemu_img
-from engine_util import SUITE_ENV, EngineProcess, engine_pids, short_runtime_dir, suite_leftovers
+from migtui.protocol.runtime import RUNTIME_ENV
 
 UNMARKED = "/nonexistent/mark-this-test-with-pytest.mark.qemu/qemu-system-x86_64"
 INSTALL = "apt-get install -y qemu-system-x86 qemu-utils"

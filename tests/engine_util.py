@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from migtui.address import parse_addresses
+from migtui.protocol.messages import PolicyInfo
 from migtui.protocol.runtime import runtime
 from migtui.view.client import EngineClient
 from migtui.view.remote import RemoteSession
-from migtui.workflow.policy import Policy
 
 
 def short_runtime_dir() -> Path:
@@ -81,9 +81,9 @@ async def attached(directory: Path, *, read_only: bool = False, kind: str = "tes
         await client.close()
 
 
-async def watch(client: EngineClient, monitors: list[str], policy: Policy | None = None,
+async def watch(client: EngineClient, monitors: list[str], policy: PolicyInfo | None = None,
                 interval: float = 0.25) -> list[RemoteSession]:
-    names = await client.watch(parse_addresses(monitors), policy or Policy(), read_only=False, interval=interval)
+    names = await client.watch(parse_addresses(monitors), policy or PolicyInfo(), read_only=False, interval=interval)
     await client.subscribe()
     return [client.sessions[n] for n in names]
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 
-
 def qemu_binary() -> str:
     """The QEMU build this test runs on (conftest sets $MIGTUI_QEMU per build)."""
     return os.environ.get("MIGTUI_QEMU") or shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"

@@ -20,15 +20,25 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from engine_util import (
+    EngineProcess,
+    attached,
+    engine_pids,
+    short_runtime_dir,
+    until,
+    watch,
+)
 
-from migtui.protocol import framing as p
-from migtui.protocol.runtime import runtime
 from migtui.engine.server import View
 from migtui.lab.lab import Lab
+from migtui.model.qmpinput import QmpInput
+from migtui.model.switchover import Outcome
+from migtui.protocol import framing as p
+from migtui.protocol import lines
+from migtui.protocol.codec import to_json
+from migtui.protocol.messages import Feed, PolicyInfo, Request, Stop
+from migtui.protocol.runtime import runtime
 from migtui.view.client import EngineClient
-from migtui.workflow.policy import Policy
-from migtui.workflow.switchover_state import Outcome
-from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir, until, watch
 
 MiB = 1024 * 1024
 
@@ -48,10 +58,10 @@ def test_the_engine_never_loads_textual() -> None:
 def test_a_view_of_another_protocol_version_gets_one_line(engine: EngineProcess) -> None:
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(engine.directory / "engine.sock"))
-        s.sendall(p.encode({"op": p.HELLO, "version": 999, "view": {"kind": "old"}}))
+        s.sendall(p.encode_json({"op": "hello", "version": 999, "view": {"kind": "old"}}))
         reply = json.loads(s.makefile("rb").readline())
-    assert reply["op"] == p.ERROR
-    assert reply["error"].startswith("migtui engine speaks protocol 1, this view 999:")
+    assert reply["op"] == "error"
+    assert reply["error"].startswith(f"migtui engine speaks protocol {p.VERSION}, this view 999:")
     assert "migtui engine stop" in reply["error"] and "\n" not in reply["error"]
 
 
@@ -95,11 +105,11 @@ async def test_two_views_and_status_share_one_connection_and_one_y_acts_once(
         assert snaps[0]["block_jobs"][0]["device"] == "mirror-data0"
 
         assert "armed" in await src1.engine_request("arm")
-        await until(lambda: src2.state.armed and src2.pause.get("owner") == "migtui", 10, "armed, by migtui")
+        await until(lambda: src2.state.armed and src2.pause.owner == "migtui", 10, "armed, by migtui")
         await lab.migrate()
         await until(lambda: src1.state.in_pre_switchover and src2.state.in_pre_switchover, 30,
                     "both views see the pause")
-        await until(lambda: src2.deadline is not None, 5, "the deadline (migtui's own pause: the default applies)")
+        await until(lambda: src2.pause.deadline is not None, 5, "the deadline (migtui's own pause: the default applies)")
         first, second = await asyncio.gather(src1.engine_request("resume"), src2.engine_request("resume"))
         assert sorted([first, second])[0].startswith("src: resume already started by ")
         await until(lambda: src1.switchover.result is not None and src2.switchover.result is not None, 30,
@@ -119,9 +129,9 @@ async def test_a_read_only_view_can_change_nothing_whatever_it_sends(lab: Lab, e
         src, _dst = await watch(ro, monitors(lab))
         await until(lambda: src.connected and src.polls > 0, 15, "connected")
         for action in ("arm", "resume", "abort", "measure", "disarm"):
-            reply = await ro.call("request", action=action, monitor="src")  # past the view's own check
-            assert reply["ok"] is False and reply["error"] == f"read-only view: the engine refuses to {action} src"
-        assert (await ro.call("stop"))["ok"] is False
+            reply = await ro.call(Request, action=action, monitor="src")  # past the view's own check
+            assert reply.ok is False and reply.error == f"read-only view: the engine refuses to {action} src"
+        assert (await ro.call(Stop)).ok is False
         await asyncio.sleep(0.5)
         assert not src.state.armed  # nothing reached QEMU
 
@@ -130,9 +140,9 @@ async def test_a_read_only_view_can_change_nothing_whatever_it_sends(lab: Lab, e
 async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_story(
         lab: Lab, engine: EngineProcess) -> None:
     await lab.prepare(storage=True, pause=False, max_bandwidth=1 * MiB)  # stays active until we say
-    policy = Policy(max_pause_s=1.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    policy = PolicyInfo(max_pause_s=1.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
     view = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _VIEW_THAT_ARMS, str(engine.directory), *monitors(lab), json.dumps(policy.to_json()),
+        sys.executable, "-c", _VIEW_THAT_ARMS, str(engine.directory), *monitors(lab), json.dumps(to_json(policy)),
         stdout=asyncio.subprocess.PIPE)
     assert view.stdout is not None
     assert (await asyncio.wait_for(view.stdout.readline(), 30)).startswith(b"armed")
@@ -149,8 +159,8 @@ async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_
         assert src.switchover.result.outcome.value == "aborted", src.switchover.result
         assert src.switchover.actor == "the engine's deadline"
         await until(lambda: src.state.running is True, 10, "the source guest running again")
-        assert "aborting the migration (--on-max-pause abort)" in src.pause["notes"]["deadline"] or \
-            "deadline" in src.pause["notes"]["deadline"]
+        assert "aborting the migration (--on-max-pause abort)" in src.pause.notes["deadline"] or \
+            "deadline" in src.pause.notes["deadline"]
     # The log records the abort's outcome once, in words ("abort aborted" is not one).
     lines = engine.log.splitlines()
     assert len([line for line in lines if src.switchover.result.reason in line]) == 1, lines
@@ -160,7 +170,7 @@ async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_
 @pytest.mark.qemu
 async def test_an_auto_resume_is_logged_once(lab: Lab, engine: EngineProcess) -> None:
     await lab.prepare(storage=True, pause=True)
-    policy = Policy(auto_resume=True, explicit=frozenset({"auto_resume"}))
+    policy = PolicyInfo(auto_resume=True, explicit=frozenset({"auto_resume"}))
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy)
         await until(lambda: src.connected and src.polls, 15, "connected")
@@ -184,18 +194,18 @@ async def test_a_pause_libvirt_drives_is_left_to_it_unless_the_request_forces_it
                                      "format": "base64"})
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab))
-        await until(lambda: src.connected and src.pause.get("owner") == "libvirt", 15, "libvirt recognised")
+        await until(lambda: src.connected and src.pause.owner == "libvirt", 15, "libvirt recognised")
         await lab.migrate()
         await until(lambda: src.state.in_pre_switchover, 30, "the pause")
         for action in ("resume", "abort"):
-            reply = await view.call("request", action=action, monitor="src")
-            assert (reply["ok"], reply.get("error")) == (
+            reply = await view.call(Request, action=action, monitor="src")
+            assert (reply.ok, reply.error) == (
                 False, "src: libvirt drives this migration: acting now may break it; confirm again to force it"), reply
         await asyncio.sleep(0.3)
         assert (await ctl.execute("query-migrate"))["status"] == "pre-switchover"  # nothing was sent
         assert src.switchover.action is None
-        reply = await view.call("request", action="resume", monitor="src", force=True)
-        assert reply["ok"] and reply["message"] == "src: resume started", reply
+        reply = await view.call(Request, action="resume", monitor="src", force=True)
+        assert reply.ok and reply.message == "src: resume started", reply
         await until(lambda: src.switchover.result is not None, 30, "the outcome")
         assert src.switchover.result.outcome.value == "completed", src.switchover.result
     assert "src: resume forced by test" in engine.log
@@ -205,10 +215,11 @@ _VIEW_THAT_ARMS = """
 import asyncio, json, sys
 sys.path.insert(0, TESTS)
 from engine_util import attached, watch, until
-from migtui.workflow.policy import Policy
-from migtui.workflow.switchover_state import Outcome
+from migtui.protocol.codec import from_json
+from migtui.protocol.messages import PolicyInfo
+from migtui.model.switchover import Outcome
 async def main():
-    directory, src, dst, policy = sys.argv[1], sys.argv[2], sys.argv[3], Policy.from_json(json.loads(sys.argv[4]))
+    directory, src, dst, policy = sys.argv[1], sys.argv[2], sys.argv[3], from_json(PolicyInfo, json.loads(sys.argv[4]))
     async with attached(directory) as view:
         s, _ = await watch(view, [src, dst], policy)
         await until(lambda: s.connected and s.polls, 15, 'connected')
@@ -239,8 +250,8 @@ async def test_a_killed_engine_is_said_and_the_next_one_shows_the_pause(lab: Lab
         try:
             src2, _ = await watch(again, monitors(lab))
             await until(lambda: src2.state.in_pre_switchover, 15, "the pause, shown at once")
-            await until(lambda: src2.pause.get("since") is not None, 10, "the engine's pause record")
-            assert src2.pause.get("owner") == "other" and src2.deadline is None  # not migtui's: no deadline
+            await until(lambda: src2.pause.clock is not None, 10, "the engine's pause record")
+            assert src2.pause.owner == "other" and src2.pause.deadline is None  # not migtui's: no deadline
         finally:
             await again.close()
         stop = [sys.executable, "-m", "migtui", "engine", "stop", "--runtime-dir", str(directory)]
@@ -317,10 +328,10 @@ async def test_two_views_get_each_feed_entry_once() -> None:
 
     views = [View(writer(1)), View(writer(2))]
     for n in range(3):
-        message = {"op": p.FEED, "name": "src", "entries": [{"t": n}]}
+        message = Feed("src", [QmpInput(float(n), "event", event={"event": "STOP"})])
         for view in views:
             view.send(message)
     await asyncio.sleep(0)  # their queues are written on the next turn of the loop
     for k, chunks in written.items():
-        messages = [p.decode(line) for line in b"".join(chunks).splitlines()]
-        assert [e["t"] for m in messages for e in m["entries"]] == [0, 1, 2], (k, messages)
+        messages = [lines.decode(line) for line in b"".join(chunks).splitlines()]
+        assert [e.t for m in messages for e in m.entries] == [0, 1, 2], (k, messages)

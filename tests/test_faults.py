@@ -13,16 +13,16 @@ import time
 from typing import Any
 
 import pytest
-from qemu.qmp import EventListener, QMPClient
-
 from engine_util import EngineProcess, attached, until, watch
 from libvirt_lab import TracedCommand, commands_by_monitor, traced_commands
+from qemu.qmp import EventListener, QMPClient
+from qemu_util import QemuProcess
+
 from migtui.lab.lab import Lab
+from migtui.model.switchover import Outcome, Phase
+from migtui.protocol.messages import PolicyInfo, Request
 from migtui.transport.readonly import READ_ONLY_COMMANDS
 from migtui.workflow import availability
-from migtui.workflow.policy import Policy
-from migtui.workflow.switchover_state import Outcome, Phase
-from qemu_util import QemuProcess
 
 
 @pytest.mark.qemu
@@ -87,13 +87,13 @@ async def qemu_status(lab: Lab) -> tuple[str, list[dict[str, Any]]]:
 async def test_nothing_bound_to_the_dead_qemu_reaches_the_new_one_at_its_socket(
         lab: Lab, engine: EngineProcess) -> None:
     await lab.prepare(storage=True, pause=True)  # armed by the lab: the explicit flags give it a deadline
-    policy = Policy(max_pause_s=6.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    policy = PolicyInfo(max_pause_s=6.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy)
         await until(lambda: src.connected and src.polls, 15, "connected")
         await lab.migrate()
-        await until(lambda: src.state.in_pre_switchover and src.deadline is not None, 30, "the pause, its deadline")
-        deadline = src.deadline
+        await until(lambda: src.state.in_pre_switchover and src.pause.deadline is not None, 30, "the pause, its deadline")
+        deadline = src.pause.deadline.at if src.pause.deadline else None
         assert deadline is not None
         generation = src.generation
 
@@ -111,8 +111,8 @@ async def test_nothing_bound_to_the_dead_qemu_reaches_the_new_one_at_its_socket(
             assert src.switchover.action is None and src.switchover.pause_since is None
             # The requests are answered as a view's availability answers them: nothing to act on.
             for action in ("resume", "abort"):
-                reply = await view.call("request", action=action, monitor="src")
-                assert (reply["ok"], reply.get("error")) == (
+                reply = await view.call(Request, action=action, monitor="src")
+                assert (reply.ok, reply.error) == (
                     False, "src is not paused in pre-switchover (status none)"), reply
             # The dead pause's deadline passes: the engine does nothing to the new QEMU.
             await asyncio.sleep(max(0.0, deadline + 1.5 - time.time()))
@@ -133,12 +133,12 @@ async def test_nothing_bound_to_the_dead_qemu_reaches_the_new_one_at_its_socket(
 async def test_what_the_engine_armed_on_a_dead_qemu_is_not_the_new_ones(lab: Lab, engine: EngineProcess) -> None:
     await lab.prepare(storage=False, pause=False)
     # Not explicit: the deadline applies to migtui's own pauses only.
-    policy = Policy(max_pause_s=3.0, on_max_pause="abort")
+    policy = PolicyInfo(max_pause_s=3.0, on_max_pause="abort")
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy)
         await until(lambda: src.connected and src.polls, 15, "connected")
         assert "armed" in await src.engine_request("arm")
-        await until(lambda: src.pause.get("owner") == "migtui", 10, "armed by migtui")
+        await until(lambda: src.pause.owner == "migtui", 10, "armed by migtui")
         await lab.migrate()
         await until(lambda: src.state.in_pre_switchover, 30, "the pause")
         generation = src.generation
@@ -156,8 +156,8 @@ async def test_what_the_engine_armed_on_a_dead_qemu_is_not_the_new_ones(lab: Lab
                     {"capability": "pause-before-switchover", "state": True}]})
                 await ctl.execute("migrate", {"uri": "exec:cat > /dev/null"})
                 await until(lambda: src.state.in_pre_switchover, 30, "the new QEMU's own pause")
-                await until(lambda: src.pause.get("since") is not None, 10, "the engine's record of it")
-                assert src.pause["owner"] == "other" and src.deadline is None, src.pause
+                await until(lambda: src.pause.clock is not None, 10, "the engine's record of it")
+                assert src.pause.owner == "other" and src.pause.deadline is None, src.pause
                 await asyncio.sleep(3.0 + 1.5)  # as long as the engine's deadline would have been
                 status = (await ctl.execute("query-migrate"))["status"]
                 assert status == "pre-switchover", status  # nobody ended the other client's pause
@@ -210,7 +210,7 @@ async def test_the_deadline_does_not_lapse_when_the_operators_resume_changed_not
     is left to it. That resume then changes nothing (no answer): the guest is still paused,
     and the deadline acts again by itself -- no pause is left without one."""
     await lab.prepare(storage=True, pause=True)
-    policy = Policy(max_pause_s=3.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    policy = PolicyInfo(max_pause_s=3.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy)
         await until(lambda: src.connected and src.polls and src.state.block_jobs, 15, "connected")
@@ -219,7 +219,7 @@ async def test_the_deadline_does_not_lapse_when_the_operators_resume_changed_not
         os.kill(lab.src.pid, signal.SIGSTOP)
         try:
             assert await src.engine_request("resume") == "src: resume started"
-            await until(lambda: "left to it" in str(src.pause.get("notes", {}).get("deadline")), 10,
+            await until(lambda: "left to it" in str(src.pause.notes.get("deadline")), 10,
                         "the deadline passing during the resume")
             await until(lambda: src.switchover.attempt is not None, 15, "the resume's end: nothing changed")
         finally:
@@ -258,8 +258,8 @@ async def test_a_migration_that_fails_after_migrate_continue_says_what_happened(
         else:
             assert result.reason.endswith(f": {src.state.migration.error_desc}")
         assert "no reason given" not in result.reason
-        reply = await view.call("request", action="abort", monitor="src")
-        assert (reply["ok"], reply.get("error")) == (False, "src: too late to abort: migrate-continue was sent"), reply
+        reply = await view.call(Request, action="abort", monitor="src")
+        assert (reply.ok, reply.error) == (False, "src: too late to abort: migrate-continue was sent"), reply
         log_lines = engine.log.splitlines()
         assert len([line for line in log_lines if "resume requested by" in line]) == 1
         assert len([line for line in log_lines if result.reason in line]) == 1, log_lines

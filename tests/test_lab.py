@@ -6,8 +6,8 @@ import asyncio
 import os
 import queue
 import re
-import shutil
 import shlex
+import shutil
 import signal
 import subprocess
 import sys

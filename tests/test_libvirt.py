@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from libvirt_lab import (
     INSTALL,
     LibvirtLab,
@@ -45,13 +44,14 @@ from libvirt_lab import (
     missing_tools,
     traced_commands,
 )
+
 from migtui.address import parse_addresses
 from migtui.errors import MigtuiError
+from migtui.protocol.messages import PolicyInfo
 from migtui.protocol.runtime import RUNTIME_ENV, runtime
 from migtui.transport.readonly import READ_ONLY_COMMANDS
 from migtui.view.client import EngineClient
 from migtui.view.remote import RemoteSession
-from migtui.workflow.policy import Policy
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS, ROWS = 100, 30
@@ -328,7 +328,7 @@ async def test_libvirt_finishes_its_own_pause_and_migtui_only_watches(
     # The engine watches both sides from the start (the destination's QEMU only appears
     # when libvirt starts the migration: the engine retries), auto-resume named explicitly.
     await until(guest.source_monitor.exists, 15, "the source's migtui monitor")
-    names = await client.watch(parse_addresses(monitors), Policy(auto_resume=True, explicit=frozenset({"auto_resume"})),
+    names = await client.watch(parse_addresses(monitors), PolicyInfo(auto_resume=True, explicit=frozenset({"auto_resume"})),
                                read_only=False, interval=0.5)
     assert names == ["src", "dst"]
     await client.subscribe()
@@ -341,7 +341,7 @@ async def test_libvirt_finishes_its_own_pause_and_migtui_only_watches(
             pauses.append(dict(src.pause))
 
     src.add_change_listener(on_change)
-    await until(lambda: src.connected and src.pause.get("owner") == "libvirt", 20,
+    await until(lambda: src.connected and src.pause.owner == "libvirt", 20,
                 "the engine to recognise libvirt", lambda: f"{src.status.label()}, pause {src.pause}\n{engine_state()}")
 
     # A real dashboard attached to the same engine, with the flags an operator would give.
@@ -370,7 +370,7 @@ async def test_libvirt_finishes_its_own_pause_and_migtui_only_watches(
         assert result is not None and "another client continued the migration" in result.reason, result
         assert src.switchover.action is None and src.switchover.actor is None, \
             f"the engine acted: {src.switchover.action} by {src.switchover.actor}"
-        await until(lambda: "libvirt" in str(src.pause.get("notes", {}).get("auto", "")), 10,
+        await until(lambda: "libvirt" in str(src.pause.notes.get("auto", "")), 10,
                     "the engine's note that auto-resume stood down", lambda: str(src.pause))
 
         # ... and the dashboard said so.

@@ -12,7 +12,6 @@ from replay import VERSIONS, envelopes, reply, version  # noqa: F401 (version: a
 from migtui.model.blockjobs import BlockJob, parse_block_jobs
 from migtui.model.capabilities import Capabilities
 from migtui.model.dirtyrate import DirtyRateInfo
-from migtui.model.features import LAST_SYNC, REMAINING, QemuFeatures
 from migtui.model.history import History, Sample
 from migtui.model.migration import MIGRATION_STATUSES, MigrationInfo, RamStats
 from migtui.model.runstate import RunState

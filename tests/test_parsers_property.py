@@ -13,7 +13,6 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from migtui.protocol import framing as protocol
 from migtui.model.blockjobs import BlockJob, parse_block_jobs
 from migtui.model.capabilities import Capabilities
 from migtui.model.dirtyrate import DirtyRateInfo
@@ -21,6 +20,8 @@ from migtui.model.events import QmpEvent
 from migtui.model.features import QemuFeatures
 from migtui.model.migration import MigrationInfo
 from migtui.model.runstate import RunState
+from migtui.protocol import framing as protocol
+from migtui.protocol import lines
 from migtui.workflow.ownership import libvirt_signs
 from migtui.workflow.session import MonitorSession
 
@@ -101,8 +102,8 @@ def test_a_session_folds_any_sequence_of_events_and_replies(inputs: list[tuple[s
 @given(st.binary(max_size=200))
 def test_the_engine_protocol_refuses_garbage_with_one_error(line: bytes) -> None:
     try:
-        message = protocol.decode(line)
+        message = lines.decode(line)
     except protocol.ProtocolError as err:
         assert "\n" not in str(err)
     else:
-        assert isinstance(message, dict) and isinstance(message["op"], str)
+        assert isinstance(message.OP, str) and message.OP

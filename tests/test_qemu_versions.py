@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 import pytest
-from replay import QMP, VERSIONS, features, reply, replayed, timeline, version  # noqa: F401 (a fixture)
+from replay import QMP, VERSIONS, features, replayed, reply, timeline, version  # noqa: F401 (a fixture)
 
 from migtui.model.blockjobs import parse_block_jobs
 from migtui.model.capabilities import Capabilities
@@ -21,7 +21,11 @@ from migtui.model.features import LAST_SYNC, REMAINING, QemuFeatures
 from migtui.model.migration import MIGRATION_STATUSES, RUNNING_STATUSES, MigrationInfo
 from migtui.tui.widgets.block_jobs import job_status
 from migtui.tui.widgets.dirty_panel import verdict
-from migtui.tui.widgets.migration_panel import dirty_limit_line, downtime_fields, extra_lines
+from migtui.tui.widgets.migration_panel import (
+    dirty_limit_line,
+    downtime_fields,
+    extra_lines,
+)
 from migtui.workflow.checklist import mirror_check
 from migtui.workflow.paused import paused_sources
 from migtui.workflow.session import MonitorSession

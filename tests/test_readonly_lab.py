@@ -12,8 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
-from migtui.workflow.waiting import wait_until
 from qemu.qmp import EventListener
 
 from migtui.address import parse_address
@@ -24,6 +22,7 @@ from migtui.workflow.arm import arm
 from migtui.workflow.autoresume import AutoResume
 from migtui.workflow.session import MonitorSession
 from migtui.workflow.switchover import switchover_for
+from migtui.workflow.waiting import wait_until
 
 pytestmark = pytest.mark.qemu
 

@@ -1,30 +1,27 @@
 """The rules below the TUI, without QEMU: the switchover's phase table (and a view's
-mirror of it), the availability of each action (and why not), the pause tracker and
-the convergence verdict."""
+mirror of it), the availability of each action (and why not), the engine's facts of a
+pause as a view gets them, the view's pause queue and the convergence verdict."""
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from migtui.engine.wire import session_message, switchover_message
+from migtui.protocol import lines
+from migtui.protocol import messages as m
+from migtui.protocol.framing import ProtocolError
+from migtui.tui.pause_queue import AUTO, HELD, PauseQueue
+
 from migtui.address import parse_address
 from migtui.errors import PermissionDenied, SocketMissing
-from migtui.protocol.wire import session_json, switchover_json
 from migtui.model.convergence import Tone, Trend, convergence
 from migtui.model.dirtyrate import DirtyRateInfo
 from migtui.model.events import QmpEvent
 from migtui.model.migration import MigrationInfo
-from migtui.transport import ConnectionStatus, ConnState
-from migtui.view.remote import RemoteSession
-from migtui.workflow import availability
-from migtui.workflow.autoresume import AutoResumeReport
-from migtui.workflow.pause_tracker import AUTO, HELD, PauseTracker
-from migtui.workflow.session import MIGRATION, MonitorSession
-from migtui.workflow.switchover import Switchover
-from migtui.workflow.switchover_state import (
+from migtui.model.switchover import (
     ABORTABLE,
     ACTIVE,
     MOVES,
@@ -36,6 +33,16 @@ from migtui.workflow.switchover_state import (
     Phase,
     SwitchoverResult,
 )
+from migtui.transport import ConnectionStatus, ConnState
+from migtui.view.remote import RemoteSession
+from migtui.workflow import availability
+from migtui.workflow.session import MIGRATION, MonitorSession
+from migtui.workflow.switchover import Switchover
+
+
+def over_the_wire(message: Any) -> Any:
+    """``message`` as a view reads it: encoded, sent, decoded."""
+    return lines.decode(lines.encode(message))
 
 
 def paused(name: str = "src", at: float = 1000.0) -> MonitorSession:
@@ -93,7 +100,7 @@ def test_a_view_tells_waiting_for_the_socket_from_retrying_as_the_engine_does() 
         engines = MonitorSession.offline("m1")
         engines.status = ConnectionStatus(ConnState.LOST, 3, error)
         view = RemoteSession(client, "m1", parse_address("m1=/x"))  # type: ignore[arg-type]
-        view.apply_session(json.loads(json.dumps(session_json(engines))))
+        view.apply_session(over_the_wire(session_message(engines)))
         assert (view.status.word(), view.status.label()) == (engines.status.word(), engines.status.label())
         assert view.status.word() == word
 
@@ -104,14 +111,14 @@ def test_a_view_mirrors_the_phase_the_engine_sends() -> None:
     client = SimpleNamespace(clock=lambda: 1000.0, read_only=False, sessions={})
     mirror = RemoteSession(client, "src", parse_address("src=/tmp/src.qmp")).switchover  # type: ignore[arg-type]
     assert mirror.phase is Phase.WAITING and mirror.can_abort and not mirror.running
-    mirror.apply(json.loads(json.dumps(switchover_json(controller))))
+    mirror.apply(over_the_wire(switchover_message("src", controller)).state)
     assert mirror.phase is Phase.PAUSED and mirror.can_abort and not mirror.finished
     moved_on(src, "cancelled")
-    mirror.apply(json.loads(json.dumps(switchover_json(controller))))
+    mirror.apply(over_the_wire(switchover_message("src", controller)).state)
     assert mirror.phase is Phase.DONE and mirror.finished and not mirror.can_abort
     assert mirror.result is not None and mirror.result.outcome is Outcome.OTHER_CLIENT
-    mirror.apply({"phase": "from a newer engine"})
-    assert mirror.phase is Phase.WAITING
+    with pytest.raises(ProtocolError, match="switchover.state.phase: expected one of"):
+        lines.decode(b'{"op": "switchover", "name": "src", "state": {"phase": "from a newer engine"}}')
 
 
 def test_a_switchover_made_before_the_pause_waits_for_it() -> None:
@@ -143,7 +150,6 @@ def test_a_replayed_pause_cannot_be_acted_on() -> None:
     for answer in (availability.resume(src, None), availability.abort(src, None)):
         assert answer == (None, "src: replayed data: migtui cannot act on it")
     assert availability.arm(src).allowed is False and availability.arm(None) == (False, "no monitor selected")
-    assert availability.switchover_dialog(src, [src]) == (True, "")
 
 
 @pytest.mark.usefixtures("acting")
@@ -170,41 +176,53 @@ def test_resume_and_abort_follow_the_phase() -> None:
 
 
 @pytest.mark.usefixtures("acting")
-def test_the_dashboard_keys_act_on_the_paused_source() -> None:
+def test_measuring_waits_while_a_source_is_paused() -> None:
     src, dst = paused("src"), MonitorSession.offline("dst")
-    assert availability.target(dst, [src, dst]) is src  # the selection is not paused: the paused one
-    assert availability.abort_paused(dst, [src, dst]).allowed is True
     assert availability.measure_dirty_rate(dst, [src, dst]) == (
         False, "src is paused before switchover: its migration shows the rates")
-    assert availability.switchover_dialog(dst, [dst]) == (False, "dst is not paused in pre-switchover (status none)")
-    assert availability.abort_paused(None, [dst]) == (False, "no monitor selected")
 
 
-# ---------------------------------------------------------------------- the pause tracker
+# ---------------------------------------------------------------------- the view's pause queue
 
 
-def test_the_tracker_follows_pauses_notes_and_the_queue() -> None:
-    src1, src2 = paused("src1"), paused("src2")
-    tracker = PauseTracker({"src1": src1, "src2": src2})
-    assert tracker.quiet
-    tracker.auto.add("src1")
-    news = tracker.observe(src1)
-    assert news.new and not news.ask  # auto-resume takes it; the dialog only if it holds back
-    assert tracker.note("src1") == (AUTO, "auto-resume: src1: checking the checklist")
-    assert tracker.critical()  # auto-resume is deciding: every ms is downtime
-    assert not tracker.observe(src1).new  # the same pause again
-    held = AutoResumeReport("src1", 1000.0, "error", "src1: auto-resume held: destination: monitor not connected")
-    assert tracker.reported(src1, held)  # the operator must decide now
-    assert tracker.banner_notes() == [(HELD, held.message)] and not tracker.critical()
-    tracker.observe(src2)
-    tracker.enqueue("src2")
-    tracker.enqueue("src2")
-    assert tracker.others_paused("src1") == ["src2"]
-    moved_on(src2, "completed")
-    assert tracker.observe(src2).ended and tracker.next_queued() is None  # it left the queue
-    moved_on(src1, "cancelled")
-    assert tracker.observe(src1).ended and tracker.quiet
-    assert tracker.detected == [("src1", 1000.001), ("src2", 1000.001)]
+def view_of(name: str, **pause: Any) -> RemoteSession:
+    client = SimpleNamespace(clock=lambda: 1000.0, read_only=False, sessions={})
+    view = RemoteSession(client, name, parse_address(f"{name}=/tmp/{name}.qmp"))  # type: ignore[arg-type]
+    view.apply_pause(over_the_wire(m.Pause(name, **pause)))
+    return view
+
+
+def test_the_queue_brings_each_pause_up_once_and_leaves_auto_resume_to_the_engine() -> None:
+    src1 = view_of("src1", paused=True, auto=True, notes={AUTO: "auto-resume (engine): src1: checking"})
+    src2 = view_of("src2")
+    queue = PauseQueue({"src1": src1, "src2": src2})
+    news = queue.observe(src1)
+    assert news.new and not news.ask  # the engine's auto-resume takes it; the dialog only if it holds back
+    assert not queue.observe(src1).new  # the same pause again
+    src1.apply_pause(m.Pause("src1", paused=True, auto=True, notes={HELD: "src1: auto-resume held: dst lost"}))
+    assert queue.observe(src1).ask  # held back: the operator must decide now
+    assert not queue.observe(src1).ask  # said once
+    assert queue.banner_notes() == [(HELD, "src1: auto-resume held: dst lost")]
+    src2.apply_pause(m.Pause("src2", paused=True))
+    assert queue.observe(src2).ask
+    queue.enqueue("src2")
+    queue.enqueue("src2")
+    assert queue.others_paused("src1") == ["src2"]
+    src2.apply_pause(m.Pause("src2", paused=False))
+    assert queue.observe(src2).ended and queue.next_queued() is None  # it left the queue
+    src1.apply_pause(m.Pause("src1", paused=False))
+    assert queue.observe(src1).ended and queue.quiet
+
+
+def test_a_read_only_view_offers_no_action_and_says_why() -> None:
+    view = view_of("src", paused=True)
+    view.apply_controls(m.Controls("src", {"resume": m.Control(True, "", "continue"), "arm": m.Control(True)}))
+    assert view.control("resume").allowed is True
+    view._read_only = True
+    assert view.control("resume") == m.Control(None, "read-only: migtui will not resume src (a read-only view)",
+                                                "continue")
+    assert view.control("arm").allowed is False
+    assert view.control("abort").allowed is None  # nothing known of it: still refused, and why
 
 
 # ---------------------------------------------------------------------- the convergence verdict

@@ -9,14 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qemu_util import QemuProcess
+from replay import tui_run, version  # noqa: F401 (version: a fixture)
 
 from migtui.address import parse_address
 from migtui.errors import ReadOnlyRefused
 from migtui.transport import ConnState, Monitor
 from migtui.workflow import session as kinds
 from migtui.workflow.session import MonitorSession
-from qemu_util import QemuProcess
-from replay import tui_run, version  # noqa: F401 (version: a fixture)
 
 
 async def until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:

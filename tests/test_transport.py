@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import qemu.qmp
+from qemu_util import QemuProcess
 
 import migtui
 from migtui.address import MonitorAddress, parse_address
@@ -42,7 +43,6 @@ from migtui.transport import (
     is_read_only,
 )
 from migtui.transport.monitor import MISSING_SOCKET_POLL_S
-from qemu_util import QemuProcess
 
 qemu_test = pytest.mark.qemu
 

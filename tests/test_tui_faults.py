@@ -22,6 +22,7 @@ import time
 
 import pytest
 from engine_util import until as poll_until
+from qemu_util import QemuProcess
 from test_tui_switchover import (
     app_for,
     banner,
@@ -50,7 +51,6 @@ from migtui.tui.widgets.migration_panel import MigrationPanel
 from migtui.tui.widgets.monitor_header import MonitorHeader
 from migtui.workflow.session import MonitorSession
 from migtui.workflow.switchover import Outcome
-from qemu_util import QemuProcess
 
 MiB = 1 << 20
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from qemu_util import QemuProcess
 from replay import TUI_FIXTURES, replayed, replayed_pairs
 from textual.pilot import Pilot
 
@@ -31,7 +32,6 @@ from migtui.tui.widgets.monitor_header import MonitorHeader
 from migtui.tui.widgets.monitor_list import MonitorList
 from migtui.tui.widgets.text_line import TextLine
 from migtui.workflow.session import MonitorSession
-from qemu_util import QemuProcess
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -333,7 +333,12 @@ def test_only_changed_cells_are_repainted() -> None:
 
 
 def test_chart_buckets_scale_and_window() -> None:
-    from migtui.tui.widgets.rate_chart import bar_rows, bucket, column_step, nice_ceiling
+    from migtui.tui.widgets.rate_chart import (
+        bar_rows,
+        bucket,
+        column_step,
+        nice_ceiling,
+    )
 
     assert column_step(1.0, 50, span=10) == 2.0  # young history: fine columns (2 s minimum)
     assert column_step(1.0, 50, span=600) == 5.0  # old history: about three minutes
@@ -465,7 +470,12 @@ async def test_block_job_columns_fit_the_panel(size: tuple[int, int], columns: t
 
 def test_block_job_status_and_errors() -> None:
     from migtui.model.blockjobs import BlockJob
-    from migtui.tui.widgets.block_jobs import error_lines, fitting_columns, job_row, job_status
+    from migtui.tui.widgets.block_jobs import (
+        error_lines,
+        fitting_columns,
+        job_row,
+        job_status,
+    )
 
     assert job_status(BlockJob("m", status="ready", ready=True, io_status="ok")) == "ready"
     assert job_status(BlockJob("m", status="standby", ready=True)) == "standby, ready"

@@ -29,18 +29,24 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from qemu.qmp import EventListener
 from engine_util import engine_pids
+from qemu.qmp import EventListener
 from replay import replayed, version  # noqa: F401 (version: a fixture)
 from textual.pilot import Pilot
 
 from migtui.address import parse_address
-from migtui.protocol.runtime import runtime
 from migtui.lab.lab import MIRROR_JOB, Lab
+from migtui.protocol.runtime import runtime
 from migtui.transport import Monitor
 from migtui.tui import pause_watch
 from migtui.tui.app import MigtuiApp, make_app
-from migtui.tui.pause_text import PauseClock, banner_line, clock_text, dialog_title, step_items
+from migtui.tui.pause_text import (
+    PauseClock,
+    banner_line,
+    clock_text,
+    dialog_title,
+    step_items,
+)
 from migtui.tui.screens.confirm import ConfirmScreen
 from migtui.tui.screens.help import HelpScreen
 from migtui.tui.screens.switchover import SwitchoverScreen
@@ -52,7 +58,13 @@ from migtui.view.client import EngineClient
 from migtui.workflow import availability
 from migtui.workflow.pairing import destination_for, pair_key
 from migtui.workflow.session import MonitorSession
-from migtui.workflow.switchover import Outcome, Step, StepState, SwitchoverResult, current_switchover
+from migtui.workflow.switchover import (
+    Outcome,
+    Step,
+    StepState,
+    SwitchoverResult,
+    current_switchover,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 MiB = 1 << 20

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from migtui.lab.lab import Lab
 from engine_util import engine_pids, until
 from tmux_util import Tmux, gone
+
+from migtui.lab.lab import Lab
 
 MiB = 1024 * 1024
 

@@ -19,6 +19,7 @@ from ..errors import AddressError, MigtuiError
 from ..model.blockjobs import parse_block_jobs
 from ..model.migration import MigrationInfo
 from ..model.vmstate import is_armed
+from ..protocol.messages import Status
 from ..protocol.runtime import runtime
 from ..view.client import EngineClient, EngineError
 from ..workflow.status import Snapshot, collect
@@ -34,9 +35,9 @@ async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
     try:
         await asyncio.wait_for(client.connect(start=False), timeout)
         reply = await asyncio.wait_for(
-            client.call("status", addresses=[a.absolute().display for a in addresses]), timeout)
-        if reply.get("ok") and isinstance(reply.get("monitors"), list):
-            answers = list(reply["monitors"])[: len(addresses)]
+            client.call(Status, addresses=[a.absolute().display for a in addresses]), timeout)
+        if reply.ok:
+            answers = list(reply.monitors)[: len(addresses)]
             answers += [None] * (len(addresses) - len(answers))
     except (EngineError, MigtuiError, asyncio.TimeoutError, OSError):
         pass  # no engine (or not ours to ask): every monitor directly

@@ -23,7 +23,6 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
 from functools import partial
 from typing import Any, Protocol
 
@@ -31,6 +30,9 @@ from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..format import format_duration
 from ..model.migration import RUNNING_STATUSES
+from ..model.qmpinput import QmpInput
+from ..model.switchover import Action, SwitchoverResult, libvirt_drives
+from ..protocol import messages as m
 from ..transport import ConnState, Monitor
 from ..workflow import availability
 from ..workflow.arm import arm_session, disarm
@@ -39,18 +41,27 @@ from ..workflow.deadline import PauseDeadline, Phase
 from ..workflow.ownership import LIBVIRT, detect_manager
 from ..workflow.pairing import destination_for
 from ..workflow.policy import OWNER_LIBVIRT, OWNER_MIGTUI, OWNER_OTHER, Policy, applies
+from ..workflow.session import (
+    BLOCK_JOBS,
+    CONFIG,
+    CONNECTION,
+    DIRTY_RATE,
+    MIGRATION,
+    RUN_STATE,
+    MonitorSession,
+)
 from ..workflow.status import snapshot_of
-from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import Switchover, current_switchover, switchover_for
-from ..workflow.switchover_state import Action, SwitchoverResult, libvirt_drives
-from ..protocol import framing as p
-from ..protocol.wire import session_json, switchover_json
+from .facts import controls_of, pause_of
+from .wire import address_info, session_message, switchover_message
 
 log = logging.getLogger("migtui.engine")
 
 EVENTS_KEPT = 500  # as many as a VmState shows
 MIGRATE_REPLIES_KEPT = 300  # the chart's history (one per poll)
 IDLE_EXIT_S = 1.0  # grace after the last view leaves, so a quick re-attach finds us
+# What the PAUSE and CONTROLS facts are made of: a change of any of these re-decides them.
+FACT_KINDS = frozenset({MIGRATION, CONNECTION, RUN_STATE, BLOCK_JOBS, CONFIG, DIRTY_RATE})
 
 
 class ViewLink(Protocol):
@@ -60,7 +71,7 @@ class ViewLink(Protocol):
     read_only: bool
     subscribed: bool
 
-    def send(self, message: dict[str, Any]) -> None: ...
+    def send(self, message: m.Message) -> None: ...
 
 
 class Journal:
@@ -68,30 +79,34 @@ class Journal:
     replies, and the latest reply of each other query (in arrival order)."""
 
     def __init__(self) -> None:
-        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
-        self.migrate: deque[dict[str, Any]] = deque(maxlen=MIGRATE_REPLIES_KEPT)
-        self.latest: dict[str, dict[str, Any]] = {}
+        self.events: deque[tuple[int, QmpInput]] = deque(maxlen=EVENTS_KEPT)
+        self.migrate: deque[tuple[int, QmpInput]] = deque(maxlen=MIGRATE_REPLIES_KEPT)
+        self.latest: dict[str, tuple[int, QmpInput]] = {}
         self._seq = 0
 
-    def add(self, entry: dict[str, Any]) -> None:
+    def add(self, entry: QmpInput) -> None:
         self._seq += 1
-        entry = dict(entry, seq=self._seq)
-        if entry["kind"] == "event":
-            self.events.append(entry)
-        elif entry.get("command") == "query-migrate":
-            self.migrate.append(entry)
+        if entry.kind == "event":
+            self.events.append((self._seq, entry))
+        elif entry.command == "query-migrate":
+            self.migrate.append((self._seq, entry))
         else:
-            self.latest[str(entry.get("command"))] = entry
+            self.latest[str(entry.command)] = (self._seq, entry)
 
     def clear(self) -> None:
         self.events.clear()
         self.migrate.clear()
         self.latest.clear()
 
-    def entries(self) -> list[dict[str, Any]]:
+    def entries(self) -> list[QmpInput]:
         merged = [*self.events, *self.migrate, *self.latest.values()]
-        merged.sort(key=lambda e: e["seq"])
-        return merged
+        merged.sort(key=lambda e: e[0])
+        return [entry for _, entry in merged]
+
+    def reply(self, command: str) -> Any:
+        """The latest reply to ``command`` (None if there is none)."""
+        latest = self.latest.get(command)
+        return latest[1].reply if latest is not None else None
 
 
 class Watched:
@@ -110,7 +125,9 @@ class Watched:
         self.notes: dict[str, str] = {}  # "held" / "auto" / "deadline" -> one line
         self.generation = 0  # the session's, when the journal was started
         self.tracked: Switchover | None = None
-        self.last_pause: dict[str, Any] | None = None  # the PAUSE message views have
+        self.last_pause: m.Pause | None = None  # the PAUSE message views have
+        self.last_controls: m.Controls | None = None  # the CONTROLS message views have
+        self.lost_at: float | None = None  # the monitor was lost during the current pause then
         self.guard_facts: tuple[Any, ...] = ()  # what decides guarding, when last looked at
 
     def facts(self) -> tuple[Any, ...]:
@@ -160,7 +177,7 @@ class Engine:
         self.views.discard(view)
         self.maybe_exit_soon()
 
-    def broadcast(self, message: dict[str, Any]) -> None:
+    def broadcast(self, message: m.Message) -> None:
         for view in list(self.views):
             if view.subscribed:
                 view.send(message)
@@ -172,17 +189,14 @@ class Engine:
             self._send_monitor(view, w)
 
     def _send_monitor(self, view: ViewLink, w: Watched) -> None:
-        view.send(self._monitor_message(w))
-        view.send({"op": p.FEED, "name": w.name, "entries": w.journal.entries()})
-        view.send({"op": p.SESSION, **session_json(w.session, with_commands=True)})
+        view.send(m.Monitor(w.name, address_info(w.address), w.session.interval, w.session.read_only))
+        view.send(m.Feed(w.name, w.journal.entries()))
+        view.send(session_message(w.session, with_commands=True))
         controller = current_switchover(w.session)
         if controller is not None:
-            view.send({"op": p.SWITCHOVER, "name": w.name, "state": switchover_json(controller)})
-        view.send(self._pause_message(w))
-
-    def _monitor_message(self, w: Watched) -> dict[str, Any]:
-        return {"op": p.MONITOR, "name": w.name, "address": asdict(w.address), "interval": w.session.interval,
-                "read_only": w.session.read_only}
+            view.send(switchover_message(w.name, controller))
+        view.send(w.last_pause or self._pause_message(w))
+        view.send(w.last_controls or controls_of(w, self.sessions()))
 
     # ------------------------------------------------------------------ watching
 
@@ -252,9 +266,9 @@ class Engine:
 
     # ------------------------------------------------------------------ session input
 
-    def _on_input(self, w: Watched, entry: dict[str, Any]) -> None:
+    def _on_input(self, w: Watched, entry: QmpInput) -> None:
         w.journal.add(entry)
-        self.broadcast({"op": p.FEED, "name": w.name, "entries": [entry]})
+        self.broadcast(m.Feed(w.name, [entry]))
 
     def _on_change(self, w: Watched, session: MonitorSession, kinds: frozenset[str]) -> None:
         if session.generation != w.generation:  # reconnected: maybe another QEMU at that socket
@@ -268,18 +282,33 @@ class Engine:
                          w.name, ", ".join(w.armed_by_engine))
                 w.armed_by_engine = ()
         if CONNECTION in kinds or DIRTY_RATE in kinds:
-            self.broadcast({"op": p.SESSION, **session_json(session, with_commands=CONNECTION in kinds)})
+            self.broadcast(session_message(session, with_commands=CONNECTION in kinds))
             if CONNECTION in kinds and session.connected:
                 asyncio.get_running_loop().create_task(self._check_manager(w))
         if kinds & {MIGRATION, CONNECTION, RUN_STATE}:
+            self._track_lost(w)
             if session.state.in_pre_switchover:
                 self._track_pause(w)
+        if kinds & FACT_KINDS:
+            was_paused = w.last_pause is not None and w.last_pause.paused
             self._broadcast_pause(w)
+            if was_paused != session.state.in_pre_switchover:  # measuring elsewhere depends on it
+                for other in self.watched.values():
+                    self._broadcast_controls(other)
         facts = w.facts()
         if facts != w.guard_facts:  # not every poll: the idle check itself asks QEMU
             w.guard_facts = facts
             if not self.views:
                 self.maybe_exit_soon()
+
+    def _track_lost(self, w: Watched) -> None:
+        """When the source's monitor was lost during its pause: its clock stops there."""
+        session = w.session
+        if session.state.in_pre_switchover and session.status.state in (ConnState.RETRYING, ConnState.LOST):
+            if w.lost_at is None:
+                w.lost_at = self.clock()
+        else:
+            w.lost_at = None
 
     def _track_pause(self, w: Watched) -> None:
         destination = destination_for(w.session, self.sessions())
@@ -307,7 +336,8 @@ class Engine:
         for name in names:
             w = self.watched.get(name)
             if w is not None and w.tracked is not None:
-                self.broadcast({"op": p.SWITCHOVER, "name": name, "state": switchover_json(w.tracked)})
+                self.broadcast(switchover_message(name, w.tracked))
+                self._broadcast_controls(w)
 
     async def _check_manager(self, w: Watched) -> None:
         monitor = w.session.monitor
@@ -323,7 +353,7 @@ class Engine:
 
     def _note(self, w: Watched, key: str, level: str, text: str) -> None:
         w.notes[key] = text
-        self.broadcast({"op": p.NOTICE, "level": level, "text": text, "name": w.name})
+        self.broadcast(m.Notice(level, text, w.name))
         self._broadcast_pause(w)
 
     def _auto_report(self, w: Watched, report: AutoResumeReport) -> None:
@@ -341,35 +371,31 @@ class Engine:
         if message != w.last_pause:
             w.last_pause = message
             self.broadcast(message)
+        self._broadcast_controls(w)
 
-    def _pause_message(self, w: Watched) -> dict[str, Any]:
-        deadline = w.deadline
-        d_allowed, d_why = applies(w.policy, w.owner, "deadline")
-        a_allowed, a_why = applies(w.policy, w.owner, "auto_resume")
-        return {
-            "op": p.PAUSE, "name": w.name, "owner": w.owner, "manager": w.manager, "manager_why": w.manager_why,
-            "policy": w.policy.to_json(), "armed_by_engine": list(w.armed_by_engine),
-            "deadline": deadline.deadline if deadline and deadline.phase is Phase.COUNTING else None,
-            "deadline_phase": deadline.phase.value if deadline else None,
-            "deadline_allowed": d_allowed, "deadline_why": d_why,
-            "auto_allowed": a_allowed, "auto_why": a_why,
-            "since": w.session.state.pre_switchover_since if w.session.state.in_pre_switchover else None,
-            "notes": dict(w.notes),
-        }
+    def _pause_message(self, w: Watched) -> m.Pause:
+        return pause_of(w, self.sessions())
+
+    def _broadcast_controls(self, w: Watched) -> None:
+        """The same for the actions a view may offer on ``w``."""
+        message = controls_of(w, self.sessions())
+        if message != w.last_controls:
+            w.last_controls = message
+            self.broadcast(message)
 
     # ------------------------------------------------------------------ requests
 
-    async def request(self, view: ViewLink, action: str, name: str, *, force: bool = False) -> dict[str, Any]:
+    async def request(self, view: ViewLink, action: str, name: str, *, force: bool = False) -> m.Reply:
         """Run one view's action; the reply is one line for its screen. ``force``: resume or
         abort a pause libvirt drives (the view confirmed it, naming libvirt)."""
         w = self.watched.get(name)
         if w is None:
-            return {"ok": False, "error": f"{name}: not watched by the engine"}
-        if action not in p.ACTIONS:
-            return {"ok": False, "error": f"unknown action {action!r}"}
+            return m.Reply(0, False, error=f"{name}: not watched by the engine")
+        if action not in m.ACTIONS:
+            return m.Reply(0, False, error=f"unknown action {action!r}")
         if view.read_only:  # every action changes a VM
             log.warning("%s: %s refused: the view %s is read-only", name, action, view.label)
-            return {"ok": False, "error": f"read-only view: the engine refuses to {action} {name}"}
+            return m.Reply(0, False, error=f"read-only view: the engine refuses to {action} {name}")
         session = w.session
         try:
             if action in ("resume", "abort"):
@@ -379,16 +405,16 @@ class Engine:
                 if result.changed:
                     w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
                     self._broadcast_pause(w)
-                return {"ok": True, "message": result.summary()}
+                return m.Reply(0, True, message=result.summary())
             if action == "disarm":
                 message = await self._disarm(w)
-                return {"ok": True, "message": message}
+                return m.Reply(0, True, message=message)
             await session.measure_dirty_rate(1)  # "measure"
-            return {"ok": True}
+            return m.Reply(0, True)
         except MigtuiError as err:
-            return {"ok": False, "error": str(err)}
+            return m.Reply(0, False, error=str(err))
 
-    def _switchover_action(self, w: Watched, view: ViewLink, action: Action, *, force: bool) -> dict[str, Any]:
+    def _switchover_action(self, w: Watched, view: ViewLink, action: Action, *, force: bool) -> m.Reply:
         session = w.session
         # This pause's controller (a fresh one for a new connection), or the last one's.
         controller: Switchover | None
@@ -400,24 +426,23 @@ class Engine:
         if controller is not None and controller.running and controller.action == action:
             # One pause, one action: the first confirmed request acts; later ones learn who did.
             who = controller.actor or "another client"
-            return {"ok": True, "message": f"{w.name}: {action} already started by {who}",
-                    "actor": controller.actor}
+            return m.Reply(0, True, message=f"{w.name}: {action} already started by {who}", actor=controller.actor)
         # The same answer a view's keys give (workflow/availability.py).
         allowed, why = (availability.resume if action is Action.RESUME else availability.abort)(session, controller)
         if allowed is not True or controller is None:
-            return {"ok": False, "error": why or f"{w.name}: nothing to {action}"}
+            return m.Reply(0, False, error=why or f"{w.name}: nothing to {action}")
         if w.owner == OWNER_LIBVIRT:
             if not force:
                 log.info("%s: %s refused (libvirt drives this migration; not forced) for %s", w.name, action,
                          view.label)
-                return {"ok": False, "error": libvirt_drives(w.name)}
+                return m.Reply(0, False, error=libvirt_drives(w.name))
             log.warning("%s: %s forced by %s although libvirt drives this migration", w.name, action, view.label)
         else:
             log.info("%s: %s requested by %s", w.name, action, view.label)
         controller.actor = view.label
         task = controller.start_resume() if action is Action.RESUME else controller.start_abort()
         task.add_done_callback(partial(self._request_done, w))
-        return {"ok": True, "message": f"{w.name}: {action} started", "actor": controller.actor}
+        return m.Reply(0, True, message=f"{w.name}: {action} started", actor=controller.actor)
 
     def _request_done(self, w: Watched, task: "asyncio.Task[SwitchoverResult]") -> None:
         """A view's request that changed nothing: every view hears what happened (the
@@ -426,8 +451,7 @@ class Engine:
             return
         result = task.result()
         if result.retry:
-            self.broadcast({"op": p.NOTICE, "level": "warning", "text": result.reason, "name": w.name,
-                            "attempt": True})
+            self.broadcast(m.Notice("warning", result.reason, w.name, attempt=True))
 
     async def _disarm(self, w: Watched) -> str:
         caps = w.armed_by_engine
@@ -449,7 +473,7 @@ class Engine:
             if w is None:
                 out.append(None)
                 continue
-            jobs = w.journal.latest.get("query-block-jobs", {}).get("return")
+            jobs = w.journal.reply("query-block-jobs")
             out.append(snapshot_of(w.session, w.address, jobs).to_json())
         return out
 

@@ -10,19 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
 import struct
 from collections.abc import Callable
-from typing import Any
 
 from ..address import MonitorAddress
 from ..errors import MigtuiError
-from ..workflow.policy import Policy
 from ..protocol import framing as p
-from .engine import Engine
+from ..protocol import lines
+from ..protocol import messages as m
 from ..protocol.runtime import Runtime
+from ..workflow.policy import Policy
+from .engine import Engine
 
 log = logging.getLogger("migtui.engine.server")
 
@@ -53,18 +55,17 @@ class View:
         self.read_only = False
         self.subscribed = False
         self.closed = False
-        self._queue: list[dict[str, Any]] = []
+        self._queue: list[m.Message] = []
         self._scheduled = False
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: m.Message) -> None:
         if self.closed:
             return
         last = self._queue[-1] if self._queue else None
         # Coalesce: consecutive feed batches of one monitor travel as one message.
-        if (last is not None and message.get("op") == p.FEED and last.get("op") == p.FEED
-                and last.get("name") == message.get("name")):
-            # A new dict: the message sent is the one every view queued, not this view's own.
-            self._queue[-1] = {**last, "entries": [*last["entries"], *message["entries"]]}
+        if isinstance(message, m.Feed) and isinstance(last, m.Feed) and last.name == message.name:
+            # A new message: the one sent is the one every view queued, not this view's own.
+            self._queue[-1] = m.Feed(last.name, [*last.entries, *message.entries])
         else:
             self._queue.append(message)
         if not self._scheduled:
@@ -88,7 +89,7 @@ class View:
         self._held_since = None
         queue, self._queue = self._queue, []
         try:
-            self.writer.write(b"".join(p.encode(m) for m in queue))
+            self.writer.write(b"".join(lines.encode(message) for message in queue))
         except (ConnectionError, RuntimeError) as err:
             self.drop(f"write failed ({err})")
             return
@@ -147,36 +148,33 @@ class EngineServer:
             log.warning("refused a view of uid %s", uid)
             with contextlib.suppress(Exception):  # its hello first, so that it reads our answer
                 await asyncio.wait_for(reader.readline(), 5)
-            writer.write(p.encode({"op": p.ERROR, "error": f"this migtui engine belongs to uid {os.getuid()};"
-                                                            f" uid {uid} may not attach"}))
+            writer.write(lines.encode(m.Error(f"this migtui engine belongs to uid {os.getuid()}; uid {uid} may not attach")))
             with contextlib.suppress(Exception):
                 await writer.drain()
             writer.close()
             return
         view = View(writer, self.engine.critical)
         try:
-            hello = p.decode(await reader.readline())
-            if hello.get("op") != p.HELLO:
+            hello = lines.decode(await reader.readline())
+            if not isinstance(hello, m.Hello):
                 raise p.ProtocolError("the first message must be hello")
-            if hello.get("version") != p.VERSION:
-                writer.write(p.encode({"op": p.ERROR, "error": p.version_error(hello.get("version"))}))
+            if hello.version != p.VERSION:
+                writer.write(lines.encode(m.Error(p.version_error(hello.version))))
                 await writer.drain()
                 return
-            info = hello.get("view") if isinstance(hello.get("view"), dict) else {}
-            view.label = _label(info)
-            view.read_only = bool(hello.get("read_only"))
+            view.label = _label(hello.view)
+            view.read_only = hello.read_only
             self.engine.attach(view)
             log.info("%s attached%s", view.label, " (read-only)" if view.read_only else "")
-            view.send({"op": p.WELCOME, "version": p.VERSION, "pid": os.getpid(),
-                       "runtime_dir": str(self.runtime.directory)})
+            view.send(m.Welcome(p.VERSION, os.getpid(), str(self.runtime.directory)))
             while not view.closed:
                 line = await reader.readline()
                 if not line:
                     break
-                message = p.decode(line)
+                message = lines.decode(line)
                 asyncio.get_running_loop().create_task(self._handle(view, message))
         except (p.ProtocolError, ValueError) as err:
-            view.send({"op": p.ERROR, "error": f"protocol error: {err}"})
+            view.send(m.Error(f"protocol error: {err}"))
             await asyncio.sleep(0)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
@@ -187,53 +185,48 @@ class EngineServer:
             with contextlib.suppress(Exception):
                 writer.close()
 
-    async def _handle(self, view: View, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        rid = message.get("id")
+    async def _handle(self, view: View, message: m.Message) -> None:
+        rid = getattr(message, "id", None)
         try:
-            reply = await self._dispatch(view, op, message)
+            reply = await self._dispatch(view, message)
         except MigtuiError as err:
-            reply = {"ok": False, "error": str(err)}
+            reply = m.Reply(0, False, error=str(err))
         except Exception as err:  # a bug answers one line; the engine goes on
             log.exception("request %r failed", message)
-            reply = {"ok": False, "error": f"engine error: {err.__class__.__name__}: {err}"}
-        if rid is not None:
-            view.send({"op": p.REPLY, "id": rid, **reply})
+            reply = m.Reply(0, False, error=f"engine error: {err.__class__.__name__}: {err}")
+        if isinstance(rid, int):
+            view.send(dataclasses.replace(reply, id=rid))
 
-    async def _dispatch(self, view: View, op: Any, message: dict[str, Any]) -> dict[str, Any]:
+    async def _dispatch(self, view: View, message: m.Message) -> m.Reply:
         engine = self.engine
-        if op == p.WATCH:
-            addresses = [MonitorAddress(**a) for a in message.get("monitors", [])]
+        if isinstance(message, m.Watch):
+            addresses = [MonitorAddress(a.name, a.kind, a.path, a.host, a.port) for a in message.monitors]
             try:
-                policy = Policy.from_json(message.get("policy"))
+                policy = Policy(message.policy.auto_resume, message.policy.max_pause_s, message.policy.on_max_pause,
+                                frozenset(message.policy.explicit))
             except ValueError as err:
-                return {"ok": False, "error": str(err)}
-            read_only = bool(message.get("read_only")) or view.read_only
-            names = engine.watch(addresses, policy, read_only=read_only,
-                                 interval=float(message.get("interval", 1.0)))
-            return {"ok": True, "names": names}
-        if op == p.SUBSCRIBE:
+                return m.Reply(0, False, error=str(err))
+            names = engine.watch(addresses, policy, read_only=message.read_only or view.read_only,
+                                 interval=message.interval)
+            return m.Reply(0, True, names=names)
+        if isinstance(message, m.Subscribe):
             engine.subscribe(view)
-            return {"ok": True}
-        if op == p.REQUEST:
-            return await engine.request(view, str(message.get("action")), str(message.get("monitor")),
-                                        force=message.get("force") is True)
-        if op == p.STATUS:
-            return {"ok": True, "monitors": engine.status_json([str(a) for a in message.get("addresses", [])])}
-        if op == "guarding":
-            return {"ok": True, "lines": engine.guarding(stopping=message.get("stopping") is True)}
-        if op == p.STOP:
+            return m.Reply(0, True)
+        if isinstance(message, m.Request):
+            return await engine.request(view, message.action, message.monitor, force=message.force)
+        if isinstance(message, m.Status):
+            return m.Reply(0, True, monitors=engine.status_json(message.addresses))
+        if isinstance(message, m.Guarding):
+            return m.Reply(0, True, lines=engine.guarding(stopping=message.stopping))
+        if isinstance(message, m.Stop):
             if view.read_only:
-                return {"ok": False, "error": "read-only view: the engine refuses to stop"}
+                return m.Reply(0, False, error="read-only view: the engine refuses to stop")
             log.info("stop requested by %s", view.label)
             asyncio.get_running_loop().call_soon(engine.stopped.set)
-            return {"ok": True, "lines": engine.guarding(stopping=True)}
-        return {"ok": False, "error": f"unknown op {op!r}"}
+            return m.Reply(0, True, lines=engine.guarding(stopping=True))
+        return m.Reply(0, False, error=f"{message.OP} is not a request")
 
 
-def _label(info: dict[str, Any]) -> str:
-    kind = str(info.get("kind") or "view")
-    tty = info.get("tty")
-    pid = info.get("pid")
-    where = f" on {tty}" if tty else ""
-    return f"{kind}{where} (pid {pid})" if pid else f"{kind}{where}"
+def _label(info: m.ViewInfo) -> str:
+    where = f" on {info.tty}" if info.tty else ""
+    return f"{info.kind}{where} (pid {info.pid})" if info.pid else f"{info.kind}{where}"

@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 from migtui.model.coerce import as_mapping, opt_bool, opt_str
 
+
 @dataclass(frozen=True)
 class RunState:
     status: str = "unknown"

@@ -15,8 +15,16 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from qemu.qmp import EventListener, ExecInterruptedError, ExecuteError, Message, QMPClient
-from qemu.qmp import QMPError, Runstate, StateError
+from qemu.qmp import (
+    EventListener,
+    ExecInterruptedError,
+    ExecuteError,
+    Message,
+    QMPClient,
+    QMPError,
+    Runstate,
+    StateError,
+)
 
 from ..address import MonitorAddress
 from ..errors import (

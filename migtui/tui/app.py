@@ -22,7 +22,8 @@ from textual.binding import Binding
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 
-from ..workflow.session import KINDS, MonitorSession
+from ..view.remote import RemoteSession
+from ..workflow.session import KINDS
 from .messages import NOT_AVAILABLE, SessionsChanged
 from .pause_watch import PauseWatch
 from .screens.dashboard import DashboardScreen
@@ -55,18 +56,16 @@ class MigtuiApp(App[int]):
 
     def __init__(
         self,
-        sessions: Sequence[MonitorSession],
+        sessions: Sequence[RemoteSession],
         *,
         clock: Callable[[], float] = time.time,
         tz: tzinfo | None = None,
         coarse: bool = False,
         ansi: bool = False,
-        auto_resume: bool = False,
     ) -> None:
         super().__init__()
         self.sessions = {s.name: s for s in sessions}
-        # Issue 4: pre-switchover detection, dialogs, --auto-resume, quit/SIGHUP guard rails.
-        self.pauses = PauseWatch(self, self.sessions, clock=clock, auto_resume=auto_resume)
+        self.pauses = PauseWatch(self, self.sessions, clock=clock)  # the banner and the dialogs
         self.clock = clock
         self.tz = tz
         self.coarse = coarse
@@ -113,7 +112,7 @@ class MigtuiApp(App[int]):
         except TimeoutError:
             log.warning("sessions did not stop within %s s", STOP_TIMEOUT_S)
 
-    def _session_changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
+    def _session_changed(self, session: RemoteSession, kinds: frozenset[str]) -> None:
         self._pending.setdefault(session.name, set()).update(kinds)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -213,20 +212,16 @@ class MigtuiApp(App[int]):
 
 def make_app(
     *,
-    sessions: Sequence[MonitorSession],
+    sessions: Sequence[RemoteSession],
     clock: Callable[[], float] = time.time,
     tz: tzinfo | None = None,
     term: str | None = None,
-    auto_resume: bool = False,
 ) -> MigtuiApp:
-    """The dashboard on ready-made ``sessions`` (a view's mirrors of its engine's, replays,
-    tests).
+    """The dashboard on ``sessions``: a view's mirrors of its engine's.
 
     ``term`` (default: $TERM) picks the glyphs and theme: the Linux console gets
-    its own 16 ANSI colours and half blocks instead of eighths. ``auto_resume``: resume
-    each pre-switchover pause whose checklist passes.
+    its own 16 ANSI colours and half blocks instead of eighths.
     """
     term = os.environ.get("TERM", "") if term is None else term
     linux_console = term == "linux"
-    return MigtuiApp(sessions, clock=clock, tz=tz, coarse=linux_console, ansi=linux_console,
-                     auto_resume=auto_resume)
+    return MigtuiApp(sessions, clock=clock, tz=tz, coarse=linux_console, ansi=linux_console)

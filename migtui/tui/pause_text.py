@@ -8,17 +8,16 @@ colour (✓ ✗ ·), so NO_COLOR and 16-colour terminals lose nothing.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from textual.content import Content
 
 from ..format import format_duration, format_ms
+from ..model.checks import Check
+from ..model.pauseclock import PauseClock
+from ..model.switchover import Action, Outcome, StepState, SwitchoverResult
 from ..model.vmstate import VmState
-from ..workflow.checklist import Check, Checklist
-from ..workflow.pause_tracker import monitor_lost
-from ..workflow.session import MonitorSession
-from ..workflow.switchover import Switchover
-from ..workflow.switchover_state import Action, Outcome, StepState, SwitchoverResult
+from ..protocol.messages import Pause
+from ..view.remote import RemoteSession, RemoteSwitchover
 from .widgets.hanging import Item
 
 OK, BAD, INFO = "✓", "✗", "·"
@@ -40,13 +39,15 @@ class Situation(enum.StrEnum):
     OVER = "over"  # the pause has ended
 
 
-def situation(session: MonitorSession, generation: int | None = None) -> Situation:
-    """``generation``: the session's when the pause was first shown."""
+def situation(session: RemoteSession, generation: int | None = None) -> Situation:
+    """Where the engine says the pause stands; ``generation``: the session's when the pause
+    was first shown (a new connection may be another QEMU)."""
     if generation is not None and session.generation != generation:
         return Situation.REPLACED
-    if not session.state.in_pre_switchover:
+    pause = session.pause
+    if not pause.paused:
         return Situation.OVER
-    if monitor_lost(session):
+    if pause.lost_at is not None:
         return Situation.LOST
     return Situation.PAUSED
 
@@ -63,104 +64,27 @@ def clock_text(seconds: float) -> str:
     return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
 
 
-@dataclass(frozen=True)
-class PauseClock:
-    """How long the guest has been stopped in this pause, from QEMU's own timestamps.
+def clock_figure(clock: PauseClock, now: float) -> str:
+    """The banner's figure: "1.2 s", "≥2.0 s", "≥2.0 s, ≤20.4 s"."""
+    if clock.exact:
+        return clock_text(clock.seconds(now))
+    most = clock.at_most(now)
+    return f"≥{clock_text(clock.seconds(now))}" + (f", ≤{clock_text(most)}" if most is not None else "")
 
-    ``exact``: ``start`` is QEMU's timestamp of the stop (a STOP or MIGRATION
-    pre-switchover event). Otherwise the pause was first seen by a poll (the engine, or
-    migtui, started during it): ``start`` is the earliest record of it, so the clock
-    says "at least", and ``earliest`` bounds it from the other side -- the pause began
-    after the migration started (QEMU's total-time) and after the last status seen before
-    it -- so the clock also says "at most".
-    """
-
-    start: float  # STOP / MIGRATION pre-switchover timestamp, else the earliest record
-    exact: bool
-    earliest: float | None = None  # not exact: the pause began after this
-
-    @classmethod
-    def of(cls, state: VmState, recorded: float | None = None) -> "PauseClock | None":
-        """``recorded``: the engine's own record of the pause start (its PAUSE message's
-        ``since``), when this is a view's replay: a long pause can outlast the journal."""
-        since = state.pre_switchover_since
-        if since is None:
-            return None
-        before = _status_before(state, since)  # a time at which QEMU was not paused yet
-        exact = any(c.status == "pre-switchover" and c.source == "event" and c.time == since
-                    for c in state.status_changes)
-        start = since
-        if isinstance(recorded, (int, float)) and recorded < start and (before is None or recorded > before):
-            start = float(recorded)
-        # The MIGRATION event can come after a poll that saw the pause first: its time is exact.
-        last_stop: float | None = None
-        for ev in state.events:
-            t = ev.timestamp
-            if t is None or t > since or (before is not None and t < before):
-                continue
-            if ev.name == "MIGRATION" and ev.data.get("status") == "pre-switchover":
-                start, exact = min(start, t), True
-            elif ev.name == "STOP":
-                last_stop = t
-            elif ev.name == "RESUME":
-                last_stop = None
-        # STOP precedes MIGRATION pre-switchover by ~1 ms; a stale STOP (guest paused by hand
-        # long before) still counts: the guest was down all that time.
-        for stop in (last_stop, state.stopped_since):
-            if stop is not None and stop <= start:
-                start, exact = stop, exact or stop == last_stop
-        earliest = None if exact else _migration_start(state, before)
-        return cls(start, exact, earliest)
-
-    def seconds(self, now: float) -> float:
-        return max(0.0, now - self.start)
-
-    def at_most(self, now: float) -> float | None:
-        """The longest the pause can have lasted by ``now`` (None: exact, or no bound)."""
-        if self.exact or self.earliest is None:
-            return None
-        return max(self.seconds(now), now - self.earliest)
-
-    def figure(self, now: float) -> str:
-        """The banner's figure: "1.2 s", "≥2.0 s", "≥2.0 s, ≤20.4 s"."""
-        if self.exact:
-            return clock_text(self.seconds(now))
-        most = self.at_most(now)
-        return f"≥{clock_text(self.seconds(now))}" + (f", ≤{clock_text(most)}" if most is not None else "")
-
-    def words(self, now: float) -> str:
-        """The dialog's figure: "1.2 s", "at least 2.0 s, at most 20.4 s"."""
-        if self.exact:
-            return clock_text(self.seconds(now))
-        most = self.at_most(now)
-        return f"at least {clock_text(self.seconds(now))}" + (f", at most {clock_text(most)}" if most is not None
-                                                              else "")
-
-
-def _status_before(state: VmState, since: float) -> float | None:
-    """When the status before this pause was seen (QEMU was not paused then)."""
-    before = [c.not_after for c in state.status_changes if c.time < since and c.status != "pre-switchover"]
-    return max(before) if before else None
-
-
-def _migration_start(state: VmState, before: float | None) -> float | None:
-    """The latest time the pause cannot have begun before: the migration's start (a
-    query-migrate's time less its total-time), or the status seen before the pause."""
-    bounds = [] if before is None else [before]
-    asked = state.migration_asked
-    total = state.migration.total_time
-    if asked is not None and total is not None and state.migration.is_running:
-        # QEMU counted total-time when it answered, after the query was sent; it truncates
-        # to the millisecond, hence the extra one.
-        bounds.append(asked - total / 1000 - 0.001)
-    return max(bounds) if bounds else None
+def clock_words(clock: PauseClock, now: float) -> str:
+    """The dialog's figure: "1.2 s", "at least 2.0 s, at most 20.4 s"."""
+    if clock.exact:
+        return clock_text(clock.seconds(now))
+    most = clock.at_most(now)
+    return f"at least {clock_text(clock.seconds(now))}" + (f", at most {clock_text(most)}" if most is not None
+                                                          else "")
 
 
 def banner_line(name: str, clock: PauseClock | None, now: float, deadline: str | None = None) -> Content:
     """One source's banner line: the dialog's figure (tenths), "≥" when migtui only saw
     the pause after it began (with "≤" QEMU's bound), the engine's deadline. Fits 80
     columns; what may be cut comes last."""
-    took = clock.figure(now) if clock is not None else "?"
+    took = clock_figure(clock, now) if clock is not None else "?"
     then = f" · {deadline}" if deadline else ""
     return Content.styled(f" ‖ {name} STOPPED {took} before switchover{then} · s opens ", "bold reverse $warning")
 
@@ -168,43 +92,35 @@ def banner_line(name: str, clock: PauseClock | None, now: float, deadline: str |
 def gone_banner_line(name: str, clock: PauseClock | None, lost_at: float | None) -> Content:
     """A paused source whose monitor is lost: no clock ticks for a QEMU that may be gone
     (its last figure comes last: the first to be cut at 80 columns)."""
-    took = f"stopped {clock.figure(lost_at)} until then · " if clock is not None and lost_at is not None else ""
+    took = f"stopped {clock_figure(clock, lost_at)} until then · " if clock is not None and lost_at is not None else ""
     return Content.styled(f" ‖ {name}: source QEMU gone (monitor lost) · s opens · {took}", "bold reverse $error")
 
 
-def deadline_text(pause: dict[str, object], now: float) -> str | None:
+def deadline_text(pause: Pause, now: float) -> str | None:
     """"abort in 42 s": what the engine will do when this pause reaches its deadline."""
-    deadline = pause.get("deadline")
-    if not isinstance(deadline, (int, float)) or not pause.get("deadline_allowed"):
+    deadline = pause.deadline
+    if deadline is None:
         return None
-    policy = pause.get("policy")
-    action = policy.get("on_max_pause", "abort") if isinstance(policy, dict) else "abort"
-    return f"{action} in {max(0, int(deadline - now + 0.999))} s"
+    return f"{deadline.action} in {max(0, int(deadline.at - now + 0.999))} s"
 
 
-def engine_note(pause: dict[str, object], now: float) -> list[Content]:
+def engine_note(pause: Pause, now: float) -> list[Content]:
     """The engine's word on a pause: who drives it, what the engine will do, its notes."""
     lines: list[Content] = []
-    if pause.get("owner") == "libvirt":
-        lines.append(Content.styled("libvirt drives this migration and finishes this pause itself:"
-                                    " acting here may break it", "bold $warning"))
-    elif pause.get("since") is not None:
+    if pause.driver:
+        lines.append(Content.styled(pause.driver, "bold $warning"))
+    elif pause.paused:
         then = deadline_text(pause, now)
-        if then:
-            policy = pause.get("policy")
-            limit = policy.get("max_pause_s") if isinstance(policy, dict) else None
-            lines.append(Content.styled(f"The engine will {then} (--max-pause {limit:g} s),"
-                                        " with or without this view" if isinstance(limit, (int, float))
-                                        else f"The engine will {then}", "$warning"))
-        elif pause.get("deadline_why"):
-            lines.append(Content.styled(f"No deadline: {pause['deadline_why']}", "$text-muted"))
-    notes = pause.get("notes")
-    if isinstance(notes, dict):
-        for key in ("held", "deadline", "auto"):
-            text = notes.get(key)
-            if text:
-                lines.append(Content.styled(("✗ " if key == "held" else "") + str(text),
-                                            "bold $error" if key == "held" else "$accent"))
+        if then and pause.deadline is not None:
+            lines.append(Content.styled(f"The engine will {then} (--max-pause {pause.deadline.limit_s:g} s),"
+                                        " with or without this view", "$warning"))
+        elif pause.no_deadline:
+            lines.append(Content.styled(f"No deadline: {pause.no_deadline}", "$text-muted"))
+    for key in ("held", "deadline", "auto"):
+        text = pause.notes.get(key)
+        if text:
+            lines.append(Content.styled(("✗ " if key == "held" else "") + text,
+                                        "bold $error" if key == "held" else "$accent"))
     return lines
 
 
@@ -222,7 +138,7 @@ def clock_line(clock: PauseClock | None, now: float, ended_at: float | None = No
     it ended (QEMU's own downtime instead of an estimate, when the migration completed);
     stopped, and said so, when the source's monitor is lost."""
     if lost_at is not None:
-        took = f" · guest stopped {clock.words(lost_at)} until then" if clock is not None else ""
+        took = f" · guest stopped {clock_words(clock, lost_at)} until then" if clock is not None else ""
         return Content.assemble(("Source monitor lost", "bold reverse $error"), (took, "bold"),
                                 (" · its QEMU is gone or unreachable", "$error"))
     if clock is None:
@@ -231,11 +147,11 @@ def clock_line(clock: PauseClock | None, now: float, ended_at: float | None = No
         if not clock.exact and downtime_ms is not None:
             return Content.assemble(("Guest was stopped ", "bold"), (format_ms(downtime_ms), "bold"),
                                     (" (QEMU's downtime; migtui saw the pause only after it began)", "$text-muted"))
-        took = clock.words(ended_at)
+        took = clock_words(clock, ended_at)
         return Content.assemble(("Guest was stopped ", "bold"), (took, "bold"),
                                 (" in this pause", "$text-muted"))
     return Content.assemble(
-        ("Guest stopped ", "bold $warning"), (clock.words(now), "bold reverse $warning"),  # the banner's figure
+        ("Guest stopped ", "bold $warning"), (clock_words(clock, now), "bold reverse $warning"),  # the banner's figure
         (" · all of it counts as downtime", "$warning"),
     )
 
@@ -257,12 +173,12 @@ def check_item(check: Check, width: int = 13, *, stale: bool = False) -> Item:
     return head, Content.styled(check.detail, "" if check.ok else "$error")
 
 
-def checklist_items(checks: Checklist, *, stale: bool = False) -> list[Item]:
+def checklist_items(checks: list[Check], *, stale: bool = False) -> list[Item]:
     width = min(24, max(len(c.name) for c in checks) + 2) if len(checks) else 13
     return [check_item(c, width, stale=stale) for c in checks]
 
 
-def end_items(session: MonitorSession, where: Situation) -> list[Item]:
+def end_items(session: RemoteSession, where: Situation) -> list[Item]:
     """What is true once the pause is over (instead of a checklist, which is for a live pause)."""
     state = session.state
     if where is Situation.REPLACED:
@@ -278,7 +194,7 @@ def end_items(session: MonitorSession, where: Situation) -> list[Item]:
             (Content.styled(f"{INFO} ", "$text-muted"), Content(" · ".join(bits)))]
 
 
-def step_items(controller: Switchover) -> list[Item]:
+def step_items(controller: RemoteSwitchover) -> list[Item]:
     """One row per step, its duration right-aligned; a failed step's reason follows in full."""
     items: list[Item] = []
     for step in controller.steps:
@@ -306,7 +222,7 @@ _OUTCOME_TITLES = {
 }
 
 
-def dialog_title(name: str, controller: Switchover, where: Situation = Situation.PAUSED, status: str = "") -> str:
+def dialog_title(name: str, controller: RemoteSwitchover, where: Situation = Situation.PAUSED, status: str = "") -> str:
     """The dialog's border title: what this pause is now, or how it ended."""
     action, result = controller.action, controller.result
     if action is None and where is Situation.LOST:
@@ -325,7 +241,7 @@ def dialog_title(name: str, controller: Switchover, where: Situation = Situation
     return f"{name}: {'abort' if action == Action.ABORT else 'switchover'} failed"
 
 
-def steps_title(controller: Switchover) -> str:
+def steps_title(controller: RemoteSwitchover) -> str:
     if controller.action == Action.ABORT:
         return "Aborting the migration" if controller.result is None else "Steps of the abort"
     return "Resuming the switchover" if controller.result is None else "Steps of the switchover"

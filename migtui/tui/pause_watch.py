@@ -1,29 +1,20 @@
-"""Watches every session for a pre-switchover pause and brings it to the operator.
+"""Brings each pre-switchover pause the engine reports to the operator.
 
-Detection is the session's change notification, which runs synchronously as the
-MIGRATION event is read (or as the first query-migrate after connecting finds a VM
-already paused): no poll, no coalescing delay. Then the banner shows the pause and
-the switchover dialog opens by itself, one source at a time (the others queue and
-are named in the open dialog and the banner, so none is lost).
-
-With ``--auto-resume`` an :class:`~migtui.workflow.autoresume.AutoResume` per live
-session resumes each pause whose checklist passes; when it holds back (or a resume
-fails), the dialog opens and the banner says why, loudly.
+The engine decides everything about a pause (``RemoteSession.pause``: its clock, checklist,
+deadline, who drives it, what each key would do); this class only presents it: the banner
+shows each paused source and the switchover dialog opens by itself, one source at a time
+(the others queue and are named in the open dialog and the banner, so none is lost). When
+the engine's --auto-resume handles a pause the dialog opens only if it holds back.
 
 One clock ticks the banner and every open dialog together (``TICK_S``, only while
 something is paused), so they show the same tenth of a second. While a guest is
-stopped and migtui acts on it (a confirmed resume or abort, or --auto-resume
-deciding), every ms of event-loop time is downtime: ticks stop and repaints wait in
-:meth:`PauseWatch.after_critical` until the outcome is known (at most
-``HOLD_REPAINT_S``). Nothing else holds: the dashboard behind a dialog keeps
-repainting.
+stopped and migtui acts on it (a confirmed resume or abort), every ms of event-loop time
+is downtime: ticks stop and repaints wait in :meth:`PauseWatch.after_critical` until the
+outcome is known (at most ``HOLD_REPAINT_S``). Nothing else holds.
 
-Guard rails: ``quit`` asks while a guest is paused; SIGHUP/SIGTERM (terminal lost,
-SSH drop) leave every VM as it is, log each pause left behind and exit.
-
-What is paused, since when, what is queued and what auto-resume said of each pause is
-the workflow's :class:`~migtui.workflow.pause_tracker.PauseTracker`; this class adds
-what needs Textual: the dialogs, the notifications, the clock and the repaint holds.
+The engine guards every pause whatever happens to this view: ``q`` just quits (the
+command line then says what the engine keeps guarding), and SIGHUP/SIGTERM (terminal
+lost, SSH drop) exit at once.
 """
 
 from __future__ import annotations
@@ -40,15 +31,17 @@ from typing import TYPE_CHECKING
 
 from textual.content import Content
 
-from ..errors import MigtuiError
-from ..workflow.autoresume import AutoResume, AutoResumeReport
-from ..workflow.pairing import destination_for
-from ..workflow.pause_tracker import HELD, PauseTracker, engine_guards, engine_pause
-from ..workflow.paused import log_paused_on_exit, paused_sources, quit_warning
-from ..workflow.session import CONNECTION, MIGRATION, RUN_STATE, MonitorSession
-from ..workflow.switchover import current_switchover, switchover_for
-from .pause_text import PauseClock, Situation, banner_line, deadline_text, engine_note, gone_banner_line, situation
-from .screens.confirm import QuitConfirm
+from ..view.remote import RemoteSession
+from ..workflow.session import CONFIG, CONNECTION, MIGRATION, MonitorSession
+from .pause_queue import HELD, PauseQueue, paused
+from .pause_text import (
+    Situation,
+    banner_line,
+    deadline_text,
+    engine_note,
+    gone_banner_line,
+    situation,
+)
 from .screens.switchover import SwitchoverScreen
 from .widgets.pause_banner import PauseBanner
 
@@ -59,7 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("migtui.tui")
 
 _EXIT_SIGNALS = {signal.SIGHUP: "SIGHUP (terminal lost)", signal.SIGTERM: "SIGTERM"}
-_RELEVANT = frozenset({MIGRATION, CONNECTION, RUN_STATE})
+_RELEVANT = frozenset({MIGRATION, CONNECTION, CONFIG})  # a PAUSE message notifies MIGRATION and CONFIG
 BANNER_LINES = 3  # at 80x24 the panels below must stay visible
 TICK_S = 0.1  # the downtime clock of the banner and the dialogs, only while a guest is paused
 # While migtui acts on a stopped guest the screen waits (at most this long, then it
@@ -69,20 +62,11 @@ EXIT_FAILSAFE_S = 0.6  # a view that lost its terminal is gone within a second, 
 
 
 class PauseWatch:
-    def __init__(
-        self,
-        app: "App[int]",
-        sessions: Mapping[str, MonitorSession],
-        *,
-        clock: Callable[[], float],
-        auto_resume: bool = False,
-    ) -> None:
+    def __init__(self, app: "App[int]", sessions: Mapping[str, RemoteSession], *, clock: Callable[[], float]) -> None:
         self.app = app
         self.sessions = sessions
         self.clock = clock
-        self.auto_resume = auto_resume
-        self.autos: dict[str, AutoResume] = {}
-        self.tracker = PauseTracker(sessions)
+        self.queue = PauseQueue(sessions)
         self._banner_empty = True  # the banner shows nothing now
         self._unsubscribe: list[Callable[[], None]] = []
         self._signals: list[int] = []
@@ -92,30 +76,15 @@ class PauseWatch:
         self._flush_scheduled = False
         self._critical_since: float | None = None  # when this critical phase began (monotonic)
 
-    @property
-    def live(self) -> list[MonitorSession]:
-        return [s for s in self.sessions.values() if s.live]
-
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Subscribe (before the sessions start, so the first poll is seen) and arm auto-resume."""
+        """Subscribe, and bring up what is paused already (the engine's picture came first)."""
         for session in self.sessions.values():
-            # Registered before AutoResume's own listener: the destination is set first.
             self._unsubscribe.append(session.add_change_listener(self._changed))
-        if self.auto_resume:
-            for session in self.live:
-                auto = AutoResume(session, None, on_report=partial(self._report, session), clock=self.clock)
-                try:
-                    auto.start()
-                except MigtuiError as err:  # --read-only: make_app refuses the pair already
-                    log.warning("%s", err)
-                    continue
-                self.autos[session.name] = auto
-                self.tracker.auto.add(session.name)
         self._install_signals()
         self._ticker = self.app.set_interval(TICK_S, self.tick, pause=True)
-        for session in self.sessions.values():  # offline (replayed) sessions: already paused?
+        for session in self.sessions.values():
             self._changed(session, frozenset({MIGRATION}))
 
     def stop(self) -> None:
@@ -126,8 +95,6 @@ class PauseWatch:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        for auto in self.autos.values():
-            auto.stop()  # never resumes on exit
         self._remove_signals()
 
     def _install_signals(self) -> None:
@@ -151,8 +118,8 @@ class PauseWatch:
         self._signals.clear()
 
     def _exit_signal(self, why: str) -> None:
-        """The terminal is gone (or we are told to go): leave every VM as it is, say so, exit.
-        A view of the engine only detaches: the engine keeps every pause and its deadline.
+        """The terminal is gone (or we are told to go): the view detaches; the engine keeps
+        every pause and its deadline.
 
         Gone within a second whatever happens: a terminal that hung up can leave Textual's
         driver waiting on it, so a last-resort timer ends the process (logs are flushed
@@ -161,44 +128,23 @@ class PauseWatch:
         failsafe = threading.Timer(EXIT_FAILSAFE_S, os._exit, args=(code,))
         failsafe.daemon = True
         failsafe.start()
-        if engine_guards(self.live):
-            log.info("%s: view detached; the engine keeps watching (and guarding) every monitor", why)
-            self.app.exit(return_code=code)
-            return
-        lines = log_paused_on_exit([s for s in self.live if s.connected], why, self.clock())
-        if not lines:
-            log.info("%s: exiting", why)
+        log.info("%s: view detached; the engine keeps watching (and guarding) every monitor", why)
         self.app.exit(return_code=code)
 
     # ------------------------------------------------------------------ detection
 
     def _changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
-        if not kinds & _RELEVANT:
+        if not kinds & _RELEVANT or not isinstance(session, RemoteSession):
             return
-        news = self.tracker.observe(session, self.clock())
+        news = self.queue.observe(session)
         if news.new:
             log.info("%s: paused in pre-switchover (guest stopped)", session.name)
-            auto = self.autos.get(session.name)
-            if auto is not None:
-                # Runs before AutoResume's listener, whose task reads the destination later.
-                auto.destination = destination_for(session, self.sessions.values())
         if news.ask:
             self.app.call_later(self.open_dialog, session.name)
         if news.ended:
             self._refresh_dialogs()
         self.schedule_banner()  # also ends a hold as soon as the pause is over
         self._update_ticker()
-
-    def _report(self, session: MonitorSession, report: AutoResumeReport) -> None:
-        ask = self.tracker.reported(session, report)
-        if report.level == "error":
-            self.app.notify(report.message, title="Auto-resume held back", severity="error", timeout=30)
-        elif report.result is not None:
-            self.app.notify(report.message, title="Auto-resume")
-        if ask:
-            self.app.call_later(self.open_dialog, session.name)
-        self.schedule_banner()
-        self._refresh_dialogs()
 
     # ------------------------------------------------------------------ dialogs
 
@@ -210,50 +156,43 @@ class PauseWatch:
         session = self.sessions.get(name)
         if session is None:
             return None
-        controller = current_switchover(session)
-        acting = controller is not None and (controller.running or controller.action is not None)
-        if not session.state.in_pre_switchover and not (user and acting):
+        controller = session.switchover
+        acting = controller.running or controller.action is not None
+        if not session.pause.paused and not (user and acting):
             return None
         open_ = self._dialogs()
         for dialog in open_:
             if dialog.source is session:
                 return dialog
         if open_:
-            self.tracker.enqueue(name)
+            self.queue.enqueue(name)
             self._refresh_dialogs()
             return None
-        self.tracker.unqueue(name)
-        destination = destination_for(session, self.sessions.values())
-        controller = switchover_for(session, destination)
+        self.queue.unqueue(name)
         dialog = SwitchoverScreen(
-            session, controller.destination, controller, clock=self.clock, abort_first=abort_first,
-            note=partial(self.dialog_note, name), more=partial(self.tracker.others_paused, name),
-            defer=self.after_critical, lost_at=partial(self.lost_at, name),
+            session, self.sessions.get(session.pause.destination or ""), clock=self.clock, abort_first=abort_first,
+            note=partial(self.dialog_note, name), more=partial(self.queue.others_paused, name),
+            defer=self.after_critical,
         )
         self.app.push_screen(dialog, lambda _result: self._dialog_closed(name))
         self._update_ticker()
         return dialog
 
     def _dialog_closed(self, name: str) -> None:
-        following = self.tracker.next_queued()
+        following = self.queue.next_queued()
         if following is not None:
             self.open_dialog(following)
 
     def dialog_note(self, name: str) -> Content | None:
+        """The engine's word on this pause: who drives it, its deadline, its notes, who acted."""
         session = self.sessions.get(name)
-        remote = engine_pause(session) if session is not None else None
-        if remote is not None:  # the engine's word: who drives it, its deadline, its notes
-            lines = engine_note(remote, self.clock())
-            controller = current_switchover(session) if session is not None else None
-            if controller is not None and controller.action and controller.actor:
-                lines.insert(0, Content.styled(f"{controller.action} started by {controller.actor}", "$accent"))
-            return Content("\n").join(lines) if lines else None
-        note = self.tracker.note(name)
-        return _note_line(*note) if note is not None else None
-
-    def lost_at(self, name: str) -> float | None:
-        """When ``name``'s monitor was lost during its pause (``PauseTracker.lost``)."""
-        return self.tracker.lost.get(name)
+        if session is None:
+            return None
+        lines = engine_note(session.pause, self.clock())
+        controller = session.switchover
+        if controller.action and controller.actor:
+            lines.insert(0, Content.styled(f"{controller.action} started by {controller.actor}", "$accent"))
+        return Content("\n").join(lines) if lines else None
 
     def _refresh_dialogs(self) -> None:
         for dialog in self._dialogs():
@@ -266,7 +205,7 @@ class PauseWatch:
         at most ``HOLD_REPAINT_S``. An action that takes longer (a mirror that takes
         seconds, a frozen QEMU that does not answer) has the clocks tick again: the screen
         never freezes."""
-        if not self.tracker.critical():
+        if not self.queue.critical():
             self._critical_since = None
             return False
         now = time.monotonic()
@@ -307,7 +246,7 @@ class PauseWatch:
     def _update_ticker(self) -> None:
         if self._ticker is None:
             return
-        ticking = [s for s in paused_sources(self.sessions.values()) if situation(s) is Situation.PAUSED]
+        ticking = [s for s in paused(self.sessions) if situation(s) is Situation.PAUSED]
         if ticking or any(d.clock_running for d in self._dialogs()):
             self._ticker.resume()
         else:
@@ -326,7 +265,7 @@ class PauseWatch:
     # ------------------------------------------------------------------ banner
 
     def schedule_banner(self) -> None:
-        empty = self.tracker.quiet
+        empty = self.queue.quiet
         if empty and self._banner_empty:
             return  # nothing shown, nothing to show: skip the DOM walk on every poll
         self._banner_empty = empty
@@ -341,54 +280,27 @@ class PauseWatch:
         """(one ticking line per paused source, notes that wrap)."""
         now = self.clock() if now is None else now
         lines: list[Content] = []
-        paused = paused_sources(self.sessions.values())
-        shown = paused if len(paused) <= BANNER_LINES else paused[: BANNER_LINES - 1]
+        sources = paused(self.sessions)
+        shown = sources if len(sources) <= BANNER_LINES else sources[: BANNER_LINES - 1]
         for session in shown:
-            remote = engine_pause(session)
-            clock = PauseClock.of(session.state, (remote or {}).get("since"))
+            pause = session.pause
             if situation(session) is Situation.LOST:  # no clock ticks for a QEMU that may be gone
-                lines.append(gone_banner_line(session.name, clock, self.lost_at(session.name)))
+                lines.append(gone_banner_line(session.name, pause.clock, pause.lost_at))
                 continue
-            deadline = deadline_text(remote, now) if remote is not None else None
-            lines.append(banner_line(session.name, clock, now, deadline))
-        if len(shown) < len(paused):  # many at once: one line names the rest, none is lost
-            rest = [s.name for s in paused[len(shown):]]
+            lines.append(banner_line(session.name, pause.clock, now, deadline_text(pause, now)))
+        if len(shown) < len(sources):  # many at once: one line names the rest, none is lost
+            rest = [s.name for s in sources[len(shown):]]
             lines.append(Content.styled(f" ‖ {len(rest)} more guests STOPPED: {', '.join(rest)} ",
                                         "bold reverse $warning"))
-        notes = [_note_line(key, text) for key, text in self.tracker.banner_notes()]
-        if any(s.read_only for s in paused):
+        notes = [_note_line(key, text) for key, text in self.queue.banner_notes()]
+        if any(s.read_only for s in sources):
             notes.append(Content.styled("read-only: migtui will not resume or abort; the guest stays stopped"
                                         " until another client does", "$warning"))
         return lines, notes
 
-    # ------------------------------------------------------------------ quitting
-
     def quit(self) -> None:
-        """Quit, asking first while a guest waits in pre-switchover -- unless the engine
-        guards it (a view of the engine: the pause keeps its deadline; the CLI says so).
-        A source whose monitor is lost is not asked about: its QEMU may be gone, and
-        migtui could do nothing for it anyway. ``q`` again quits (never ``y``, which
-        resumes in the switchover dialog the question may open over)."""
-        if engine_guards(self.live):
-            self.app.exit()
-            return
-        reachable = [s for s in self.live if s.connected]
-        warning = quit_warning(reachable, self.clock())
-        if warning is None:
-            self.app.exit()
-            return
-        if any(getattr(s, "id", None) == "confirm-quit" for s in self.app.screen_stack):
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                log_paused_on_exit(reachable, "quit", self.clock())
-                self.app.exit()
-
-        names = [s.name for s in paused_sources(reachable)]
-        who = ", ".join(names)
-        self.app.push_screen(QuitConfirm(f"Quit while {who} {'is' if len(names) == 1 else 'are'} paused?", warning,
-                                         yes=f"quit, leave {who} paused", no="stay", id="confirm-quit"), answered)
+        """Quit: the engine guards every pause without this view (the command line says what)."""
+        self.app.exit()
 
 
 def _note_line(key: str, text: str) -> Content:

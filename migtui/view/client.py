@@ -19,18 +19,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..listeners import Listeners
 from ..protocol import framing as p
+from ..protocol import lines
+from ..protocol import messages as m
 from ..protocol.runtime import Runtime
-from ..workflow.policy import Policy
 from .remote import RemoteSession
 
 log = logging.getLogger("migtui.view")
+
 
 START_WAIT_S = 10.0
 CALL_TIMEOUT_S = 30.0
@@ -76,7 +77,7 @@ class EngineClient:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._ids = itertools.count(1)
-        self._calls: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._calls: dict[int, asyncio.Future[m.Reply]] = {}
         self._task: asyncio.Task[None] | None = None
         self._notice_listeners: Listeners[[str, str, str | None, bool]] = Listeners("notice listener", log)
         self.notices: list[tuple[str, str]] = []
@@ -109,19 +110,18 @@ class EngineClient:
                 raise EngineError(f"cannot reach the migtui engine at {self.runtime.socket}:"
                                   f" {err.strerror or err}") from err
         self._reader, self._writer = reader, writer
-        self._send({"op": p.HELLO, "version": p.VERSION, "read_only": self.read_only,
-                    "view": {"kind": self.kind, "tty": _tty(), "pid": os.getpid()}})
+        self._send(m.Hello(p.VERSION, m.ViewInfo(self.kind, _tty(), os.getpid()), self.read_only))
         try:
-            first = p.decode(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT_S))
+            first = lines.decode(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT_S))
         except (asyncio.TimeoutError, p.ProtocolError, ConnectionError) as err:
             writer.close()
             raise EngineError(f"the migtui engine at {self.runtime.socket} did not answer ({err})") from None
-        if first.get("op") == p.ERROR:
+        if isinstance(first, m.Error):
             writer.close()
-            raise EngineError(str(first.get("error")))
-        if first.get("op") != p.WELCOME:
+            raise EngineError(first.error)
+        if not isinstance(first, m.Welcome):
             writer.close()
-            raise EngineError(f"the migtui engine at {self.runtime.socket} spoke something else ({first.get('op')})")
+            raise EngineError(f"the migtui engine at {self.runtime.socket} spoke something else ({first.OP})")
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()
         self._task = loop.create_task(self._read_loop(), name="engine-link")
@@ -135,42 +135,42 @@ class EngineClient:
             with contextlib.suppress(BaseException):
                 await self._task
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send(self, message: m.Message) -> None:
         if self._writer is None or self._writer.is_closing():
             raise EngineError("the migtui engine link is closed")
-        self._writer.write(p.encode(message))
+        self._writer.write(lines.encode(message))
 
-    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+    async def call(self, request: type[m.Message], **fields: Any) -> m.Reply:
+        """Send ``request(id=..., **fields)``; the engine's reply to it."""
         rid = next(self._ids)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[m.Reply] = asyncio.get_running_loop().create_future()
         self._calls[rid] = fut
         try:
-            self._send({"op": op, "id": rid, **fields})
+            self._send(request(id=rid, **fields))
             return await asyncio.wait_for(fut, CALL_TIMEOUT_S)
         except asyncio.TimeoutError:
-            raise EngineError(f"the migtui engine did not answer {op} within {CALL_TIMEOUT_S:g} s") from None
+            raise EngineError(f"the migtui engine did not answer {request.OP} within {CALL_TIMEOUT_S:g} s") from None
         finally:
             self._calls.pop(rid, None)
 
     # ------------------------------------------------------------------ requests
 
-    async def watch(self, addresses: Sequence[MonitorAddress], policy: Policy, *, read_only: bool,
+    async def watch(self, addresses: Sequence[MonitorAddress], policy: m.PolicyInfo, *, read_only: bool,
                     interval: float) -> list[str]:
-        monitors = [asdict(a.absolute()) for a in addresses]
-        reply = await self.call(p.WATCH, monitors=monitors, policy=policy.to_json(), read_only=read_only,
-                                interval=interval)
-        if not reply.get("ok"):
-            raise EngineError(str(reply.get("error")))
-        return [str(n) for n in reply.get("names", [])]
+        monitors = [m.AddressInfo(a.name, a.kind, a.path, a.host, a.port) for a in (a.absolute() for a in addresses)]
+        reply = await self.call(m.Watch, monitors=monitors, policy=policy, read_only=read_only, interval=interval)
+        if not reply.ok:
+            raise EngineError(str(reply.error))
+        return reply.names
 
     async def subscribe(self) -> None:
-        reply = await self.call(p.SUBSCRIBE)
-        if not reply.get("ok"):
-            raise EngineError(str(reply.get("error")))
+        reply = await self.call(m.Subscribe)
+        if not reply.ok:
+            raise EngineError(str(reply.error))
 
     async def stop_engine(self, timeout: float) -> None:
         """Ask the engine to stop, and wait (up to ``timeout`` s) for it to hang up."""
-        await self.call("stop")
+        await self.call(m.Stop)
         assert self.closed is not None
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
@@ -178,8 +178,8 @@ class EngineClient:
     async def guarding(self, *, stopping: bool = False) -> list[str]:
         """What the engine keeps guarding without a view (``stopping``: what stopping it would
         leave unguarded)."""
-        reply = await self.call("guarding", **({"stopping": True} if stopping else {}))
-        return [str(x) for x in reply.get("lines", [])]
+        reply = await self.call(m.Guarding, stopping=stopping)
+        return reply.lines
 
     # ------------------------------------------------------------------ listeners
 
@@ -203,7 +203,7 @@ class EngineClient:
                 if not line:
                     why = "the migtui engine exited"
                     break
-                message = p.decode(line)
+                message = lines.decode(line)
                 if self.context is not None:
                     self.context.run(self._dispatch, message)
                 else:
@@ -222,45 +222,42 @@ class EngineClient:
             if not self.closed.done():
                 self.closed.set_result(why)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        op = message.get("op")
-        name = message.get("name")
-        if op == p.REPLY:
-            fut = self._calls.get(message.get("id"))  # type: ignore[arg-type]
+    def _dispatch(self, message: m.Message) -> None:
+        if isinstance(message, m.Reply):
+            fut = self._calls.get(message.id)
             if fut is not None and not fut.done():
                 fut.set_result(message)
             return
-        if op == p.MONITOR:
+        if isinstance(message, m.Monitor):
             self._monitor(message)
             return
-        if op == p.NOTICE:
-            name = message.get("name")
-            self.notice(str(message.get("level", "info")), str(message.get("text", "")),
-                        monitor=str(name) if name else None, attempt=message.get("attempt") is True)
+        if isinstance(message, m.Notice):
+            self.notice(message.level, message.text, monitor=message.name, attempt=message.attempt)
             return
-        if op == p.ERROR:
-            self.notice("error", str(message.get("error")))
+        if isinstance(message, m.Error):
+            self.notice("error", message.error)
             return
-        session = self.sessions.get(str(name))
+        session = self.sessions.get(str(getattr(message, "name", "")))
         if session is None:
             return
         try:
-            if op == p.FEED:
-                session.apply_feed(message.get("entries") or [])
-            elif op == p.SESSION:
+            if isinstance(message, m.Feed):
+                session.apply_feed(message.entries)
+            elif isinstance(message, m.Session):
                 session.apply_session(message)
-            elif op == p.PAUSE:
+            elif isinstance(message, m.Pause):
                 session.apply_pause(message)
-            elif op == p.SWITCHOVER:
-                session.switchover.apply(message.get("state") or {})
+            elif isinstance(message, m.Controls):
+                session.apply_controls(message)
+            elif isinstance(message, m.Switchover):
+                session.switchover.apply(message.state)
         except Exception:  # a message this view cannot fold must not end the link
-            log.exception("cannot apply %s for %s", op, name)
+            log.exception("cannot apply %s for %s", message.OP, session.name)
 
-    def _monitor(self, message: dict[str, Any]) -> None:
-        name = str(message.get("name"))
-        if name in self.sessions:
+    def _monitor(self, message: m.Monitor) -> None:
+        if message.name in self.sessions:
             return
-        address = MonitorAddress(**message["address"])
-        session = RemoteSession(self, name, address, interval=float(message.get("interval", 1.0)),
-                                read_only=bool(message.get("read_only")))
-        self.sessions[name] = session
+        a = message.address
+        address = MonitorAddress(a.name, a.kind, a.path, a.host, a.port)
+        self.sessions[message.name] = RemoteSession(self, message.name, address, interval=message.interval,
+                                                    read_only=message.read_only)

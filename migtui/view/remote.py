@@ -7,23 +7,39 @@ set the connection state, PAUSE messages carry the engine's policy and deadline.
 Actions (resume, abort, arm, measure) become requests to the engine, which runs them.
 
 :class:`RemoteSwitchover` shows the engine's :class:`Switchover` of a pause: the same
-attributes the dialog reads, set from SWITCHOVER messages. No textual here.
+attributes the dialog reads, set from SWITCHOVER messages. PAUSE and CONTROLS messages carry what the engine decided about
+the pause and the actions (``protocol/messages.py``): kept as they came. No textual here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..address import MonitorAddress
 from ..errors import MonitorError, ReadOnlyRefused, monitor_error
 from ..listeners import Listeners
+from ..model.qmpinput import QmpInput
+from ..model.switchover import (
+    ACTIVE,
+    Phase,
+    PhaseFacts,
+    Step,
+    SwitchoverResult,
+    under_way,
+)
+from ..protocol import messages as m
 from ..transport import ConnectionStatus, ConnState
-from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, KINDS, MIGRATION, MonitorSession
-from ..workflow.switchover_state import ACTIVE, Phase, PhaseFacts, Step, SwitchoverResult
-from ..protocol.wire import features_from_json, phase_from_json, result_from_json, step_from_json
+from ..workflow.session import (
+    CONFIG,
+    CONNECTION,
+    DIRTY_RATE,
+    KINDS,
+    MIGRATION,
+    MonitorSession,
+)
 
 if TYPE_CHECKING:
     from .client import EngineClient
@@ -43,7 +59,8 @@ class RemoteSession(MonitorSession):
         self._qemu: str | None = None
         self._commands: frozenset[str] | None = None
         self.status = ConnectionStatus(ConnState.CONNECTING)
-        self.pause: dict[str, Any] = {}  # the engine's PAUSE message: owner, policy, deadline, notes
+        self.pause = m.Pause(name)  # the engine's word on this source's pause
+        self.controls = m.Controls(name)  # the engine's word on each action
         self.switchover = RemoteSwitchover(self)
 
     # --------------------------------------------------------------- what the TUI reads
@@ -67,16 +84,16 @@ class RemoteSession(MonitorSession):
     def supports(self, command: str) -> bool:
         return True if self._commands is None else command in self._commands
 
-    @property
-    def deadline(self) -> float | None:
-        """Wall clock at which the engine applies --on-max-pause (None: no deadline applies)."""
-        d = self.pause.get("deadline")
-        return float(d) if isinstance(d, (int, float)) and self.pause.get("deadline_allowed") else None
-
-    def remote_switchover(self, destination: MonitorSession | None = None) -> "RemoteSwitchover":
-        if destination is not None:
-            self.switchover.paired = destination  # the view's own pairing, until the engine's arrives
-        return self.switchover
+    def control(self, action: str) -> m.Control:
+        """May this view ``action`` now, and if not why (the engine's word; a read-only view,
+        and a request of this view the engine has not taken up yet, say no here)."""
+        engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
+        if self.read_only:
+            return m.Control(False if action in ("arm", "measure") else None,
+                             f"read-only: migtui will not {action} {self.name} (a read-only view)", engine.does)
+        if action in ("resume", "abort") and self.switchover.requested:
+            return m.Control(False, under_way(self.name, self.switchover.requested), engine.does)
+        return engine
 
     # --------------------------------------------------------------- engine owns these
 
@@ -97,10 +114,10 @@ class RemoteSession(MonitorSession):
         fields: dict[str, Any] = {"action": action, "monitor": self.name}
         if force:
             fields["force"] = True
-        reply = await self.client.call("request", **fields)
-        if not reply.get("ok"):
-            raise MonitorError(self.name, str(reply.get("error") or f"{self.name}: {action} failed"))
-        return str(reply.get("message") or "")
+        reply = await self.client.call(m.Request, **fields)
+        if not reply.ok:
+            raise MonitorError(self.name, reply.error or f"{self.name}: {action} failed")
+        return reply.message or ""
 
     async def measure_dirty_rate(self, seconds: int = 1) -> Any:
         await self.engine_request("measure")
@@ -108,41 +125,42 @@ class RemoteSession(MonitorSession):
 
     # --------------------------------------------------------------- engine messages
 
-    def apply_session(self, data: dict[str, Any]) -> None:
-        generation = int(data.get("generation") or 0)
+    def apply_session(self, data: m.Session) -> None:
         changed = {CONNECTION, DIRTY_RATE}
-        if generation != self.generation:  # the engine reconnected: what we knew is void
+        if data.generation != self.generation:  # the engine reconnected: what we knew is void
             changed = set(KINDS)
             self.reset()
-            self.generation = generation
-            self.pause = {}
+            self.generation = data.generation
+            self.pause = m.Pause(self.name)
             self.switchover = RemoteSwitchover(self)
         try:
-            state = ConnState(data.get("state"))
+            state = ConnState(data.state)
         except ValueError:
             state = ConnState.LOST
-        error = data.get("error")
-        self.status = ConnectionStatus(state, int(data.get("attempt") or 0),
-                                       monitor_error(data.get("error_kind"), self.name, str(error)) if error else None)
-        self.poll_error = data.get("poll_error")
-        self.measuring = bool(data.get("measuring"))
-        self.polls = max(self.polls, int(data.get("polls") or 0))
-        self._qemu = data.get("qemu") or self._qemu
-        if isinstance(data.get("commands"), list):
-            self._commands = frozenset(str(c) for c in data["commands"])
-        self._features = features_from_json(data.get("features"))
-        self._read_only = self._read_only or bool(data.get("read_only"))
+        error = monitor_error(data.error_kind, self.name, data.error) if data.error else None
+        self.status = ConnectionStatus(state, data.attempt, error)
+        self.poll_error = data.poll_error
+        self.measuring = data.measuring
+        self.polls = max(self.polls, data.polls)
+        self._qemu = data.qemu or self._qemu
+        if data.commands is not None:
+            self._commands = frozenset(data.commands)
+        self._features = data.features
+        self._read_only = self._read_only or data.read_only
         self._notify(changed)
 
-    def apply_feed(self, entries: Iterable[dict[str, Any]]) -> None:
-        entries = list(entries)
+    def apply_feed(self, entries: list[QmpInput]) -> None:
         # One query-status per poll round: count rounds as the engine's session does.
-        self.polls += sum(1 for e in entries if e.get("command") == "query-status")
+        self.polls += sum(1 for e in entries if e.command == "query-status")
         self.replay(entries)
 
-    def apply_pause(self, data: dict[str, Any]) -> None:
+    def apply_pause(self, data: m.Pause) -> None:
         self.pause = data
         self._notify({CONFIG, MIGRATION})
+
+    def apply_controls(self, data: m.Controls) -> None:
+        self.controls = data
+        self._notify({CONFIG})
 
 
 class RemoteSwitchover(PhaseFacts):
@@ -171,7 +189,12 @@ class RemoteSwitchover(PhaseFacts):
 
     @property
     def running(self) -> bool:  # asked for, and not yet answered by the engine: as good as running
-        return super().running or (self._requested is not None and self.result is None)
+        return super().running or self.requested is not None
+
+    @property
+    def requested(self) -> str | None:
+        """The action this view asked for that the engine has not taken up yet."""
+        return self._requested if self.result is None else None
 
     @property
     def pause_ms(self) -> float | None:
@@ -220,26 +243,25 @@ class RemoteSwitchover(PhaseFacts):
 
     # ------------------------------------------------------------------ engine messages
 
-    def apply(self, data: dict[str, Any]) -> None:
-        since = data.get("pause_since")
-        attempts = data.get("attempts")
-        self.attempts = attempts if isinstance(attempts, int) else 0
-        if since != self.pause_since and data.get("action") is None:
+    def apply(self, data: m.SwitchoverState) -> None:
+        since = data.pause_since
+        self.attempts = data.attempts
+        if since != self.pause_since and data.action is None:
             self._requested = None  # a new pause: a fresh switchover
         if self.attempts > self._requested_at:
             self._requested = None  # the engine took it up (it may be over already)
-        self.attempt = result_from_json(data.get("attempt"))
-        self.action = data.get("action") or (self._requested if self.result is None else None)
-        self.actor = data.get("actor")
-        self.phase = phase_from_json(data.get("phase"))
-        self.steps = [step_from_json(s) for s in data.get("steps") or [] if isinstance(s, dict)]
-        self.result = result_from_json(data.get("result"))
+        self.attempt = data.attempt
+        self.result = data.result
+        self.action = data.action or (self._requested if self.result is None else None)
+        self.actor = data.actor
+        self.phase = data.phase
+        self.steps = data.steps
         if self.result is not None or self.phase in ACTIVE:
             self._requested = None
         self.pause_since = since
-        self.device_at = data.get("device_at")
-        self._pause_ms = data.get("pause_ms")
-        self._destination = data.get("destination")
+        self.device_at = data.device_at
+        self._pause_ms = data.pause_ms
+        self._destination = data.destination
         self._progress()
 
     def _progress(self) -> None:

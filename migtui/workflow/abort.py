@@ -15,9 +15,16 @@ from ..model.blockjobs import parse_block_jobs
 from ..model.events import QmpEvent
 from ..model.migration import FINISHED_STATUSES
 from ..model.runstate import RunState
+from ..model.switchover import (
+    Action,
+    Outcome,
+    Step,
+    StepState,
+    SwitchoverResult,
+    error_line,
+)
 from .checklist import MIRROR
 from .session import MonitorSession
-from .switchover_state import Action, Outcome, Step, StepState, SwitchoverResult, error_line
 
 if TYPE_CHECKING:
     from .switchover import Switchover

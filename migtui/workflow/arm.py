@@ -31,11 +31,6 @@ class ArmResult:
     def changed(self) -> bool:
         return bool(self.enabled)
 
-    @classmethod
-    def said(cls, monitor: str, summary: str) -> "ArmResult":
-        """The engine's answer (its own ArmResult's summary), as a result."""
-        return cls(monitor, (), (), summary)
-
     def summary(self) -> str:
         if self.message:
             return self.message
@@ -99,11 +94,7 @@ async def disarm(monitor: Monitor, capabilities: tuple[str, ...]) -> None:
 
 async def arm_session(session: MonitorSession) -> ArmResult:
     """:func:`arm` the session's monitor, then re-read its capabilities at once so the
-    monitors list and migration panel show it armed without waiting for the next poll.
-    A view's remote session asks the engine, which arms it and remembers it did."""
-    request = getattr(session, "engine_request", None)
-    if request is not None:
-        return ArmResult.said(session.name, await request("arm"))
+    monitors list and migration panel show it armed without waiting for the next poll."""
     if session.monitor is None:
         raise NotSupported(session.name, f"{session.name}: a replayed session cannot be armed")
     result = await arm(session.monitor)

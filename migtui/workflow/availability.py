@@ -16,13 +16,24 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from ..model.migration import RUNNING_STATUSES
+from ..model.switchover import (
+    PAST_CONTINUE,
+    Action,
+    SwitchoverView,
+    not_paused,
+    too_late,
+    under_way,
+)
+from ..transport import ConnState
 from .arm import ALREADY_ARMED, busy_reason
-from .pause_tracker import engine_pause, monitor_lost
 from .paused import paused_sources
-from .policy import OWNER_LIBVIRT
 from .session import MonitorSession
-from .switchover import current_switchover
-from .switchover_state import PAST_CONTINUE, Action, SwitchoverView, not_paused, too_late, under_way
+
+
+def monitor_lost(session: MonitorSession) -> bool:
+    """The monitor dropped and the session tries to get it back: what it shows is the last
+    known (not while it first connects)."""
+    return session.status.state in (ConnState.RETRYING, ConnState.LOST)
 
 
 class Availability(NamedTuple):
@@ -33,11 +44,6 @@ class Availability(NamedTuple):
 YES = Availability(True)
 NO_MONITOR = "no monitor selected"
 LIBVIRT_DRIVES = "libvirt drives this migration and finishes the pause itself"
-
-
-def driven_by_libvirt(session: MonitorSession) -> bool:
-    """The engine recognised a libvirt-managed QEMU: libvirt sends its own migrate-continue."""
-    return (engine_pause(session) or {}).get("owner") == OWNER_LIBVIRT
 
 
 def blocked_reason(session: MonitorSession, doing: str = "resume or abort") -> str | None:
@@ -69,9 +75,10 @@ def _over(switchover: SwitchoverView) -> str:
 # ---------------------------------------------------------------------- one source's pause
 
 
-def resume(session: MonitorSession, switchover: SwitchoverView | None) -> Availability:
+def resume(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt: bool = False) -> Availability:
     """``y`` in the dialog: resume this pause's switchover. Once an action was confirmed
-    the key is left out (it would do nothing: each action runs once)."""
+    the key is left out (it would do nothing: each action runs once). ``libvirt``: a
+    libvirt-managed QEMU (libvirt sends its own migrate-continue)."""
     blocked = blocked_reason(session)
     if blocked:
         return Availability(None, blocked)
@@ -86,12 +93,12 @@ def resume(session: MonitorSession, switchover: SwitchoverView | None) -> Availa
         return Availability(None, _over(sw))
     if not session.state.in_pre_switchover:
         return Availability(None, _not_paused(session))
-    if driven_by_libvirt(session):
+    if libvirt:
         return Availability(None, f"{session.name}: {LIBVIRT_DRIVES}: migtui does not resume it")
     return YES
 
 
-def abort(session: MonitorSession, switchover: SwitchoverView | None) -> Availability:
+def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt: bool = False) -> Availability:
     """``x``: abort this pause's migration (before migrate-continue only). Left out once
     nothing more can happen in this pause."""
     sw = switchover
@@ -105,7 +112,7 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None) -> Availab
         why = too_late(session.name) if sw.phase in PAST_CONTINUE else f"{session.name}: nothing left to abort"
         return Availability(gone, why)
     offered = sw is not None and sw.result is not None and sw.result.abort_offered
-    if (session.state.in_pre_switchover or offered) and driven_by_libvirt(session):
+    if (session.state.in_pre_switchover or offered) and libvirt:
         return Availability(None, f"{session.name}: {LIBVIRT_DRIVES}: migtui does not abort it")
     if session.state.in_pre_switchover or offered:
         return YES
@@ -114,33 +121,7 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None) -> Availab
     return Availability(gone, _not_paused(session))
 
 
-# ---------------------------------------------------------------------- the dashboard's keys
-
-
-def target(selected: MonitorSession | None, sessions: Iterable[MonitorSession]) -> MonitorSession | None:
-    """What the dashboard's ``s`` and ``x`` act on: the selected source if it is paused (or
-    being acted on), else the first paused source (the one the banner names first)."""
-    if selected is not None:
-        sw = current_switchover(selected)
-        if selected.state.in_pre_switchover or (sw is not None and sw.running):
-            return selected
-    paused = paused_sources(sessions)
-    return paused[0] if paused else None
-
-
-def switchover_dialog(selected: MonitorSession | None, sessions: Iterable[MonitorSession]) -> Availability:
-    """``s``: open the switchover dialog of the paused source."""
-    if target(selected, sessions) is not None:
-        return YES
-    return Availability(False, _not_paused(selected))
-
-
-def abort_paused(selected: MonitorSession | None, sessions: Iterable[MonitorSession]) -> Availability:
-    """``x`` on the dashboard: abort the paused source's migration (it asks first)."""
-    session = target(selected, sessions)
-    if session is None or not session.state.in_pre_switchover:
-        return Availability(False, _not_paused(session or selected))
-    return abort(session, current_switchover(session))
+# ---------------------------------------------------------------------- a monitor's keys
 
 
 def arm(session: MonitorSession | None) -> Availability:

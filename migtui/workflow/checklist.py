@@ -9,49 +9,17 @@ the engine's deadline and ``--auto-resume`` make before judging. The dialog rend
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable
 
 from ..format import format_bytes
 from ..model.blockjobs import BlockJob, parse_block_jobs
+from ..model.checks import Check, Checklist
 from ..model.vmstate import VmState
 
 if TYPE_CHECKING:
     from .session import MonitorSession
 
 MIRROR = "mirror"
-
-
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    # Informational lines (RAM left, an unmonitored destination) never fail the list.
-    info: bool = False
-
-
-@dataclass(frozen=True)
-class Checklist:
-    checks: tuple[Check, ...]
-
-    @property
-    def passed(self) -> bool:
-        return all(check.ok for check in self.checks)
-
-    @property
-    def failures(self) -> tuple[Check, ...]:
-        return tuple(check for check in self.checks if not check.ok)
-
-    def reason(self) -> str:
-        """One line naming what failed ("" when the list passed)."""
-        return "; ".join(f"{c.name}: {c.detail}" for c in self.failures)
-
-    def __iter__(self) -> Iterator[Check]:
-        return iter(self.checks)
-
-    def __len__(self) -> int:
-        return len(self.checks)
 
 
 def mirror_jobs(state: VmState) -> list[BlockJob]:

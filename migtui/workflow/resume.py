@@ -9,7 +9,7 @@ polls. A failed check or mirror stops it before migrate-continue (STOPPED: the g
 stays stopped, abort is offered).
 
 One :class:`Resume` per switchover, run by :class:`~migtui.workflow.switchover.Switchover`,
-whose phase it moves along (``switchover_state.MOVES``).
+whose phase it moves along (``model.switchover.MOVES``).
 """
 
 from __future__ import annotations
@@ -22,10 +22,19 @@ from ..model.blockjobs import BlockJob, parse_block_jobs
 from ..model.events import QmpEvent
 from ..model.migration import FINISHED_STATUSES, MigrationInfo
 from ..model.runstate import RunState
+from ..model.switchover import (
+    Action,
+    Outcome,
+    Phase,
+    Step,
+    StepState,
+    Stop,
+    SwitchoverResult,
+    error_line,
+    not_paused,
+)
 from .checklist import MIRROR, mirror_check, source_check
 from .session import MonitorSession
-from .switchover_state import (Action, Outcome, Phase, Step, StepState, Stop, SwitchoverResult, error_line,
-                               not_paused)
 
 if TYPE_CHECKING:
     from .switchover import Switchover

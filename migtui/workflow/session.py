@@ -28,6 +28,7 @@ from ..model.dirtyrate import DirtyRateInfo
 from ..model.events import QmpEvent
 from ..model.features import QemuFeatures
 from ..model.migration import FINISHED_STATUSES, MigrationInfo
+from ..model.qmpinput import EVENT, REPLY, QmpInput
 from ..model.runstate import RunState
 from ..model.vmstate import VmState
 from ..transport import ConnectionStatus, ConnState, Monitor
@@ -50,7 +51,7 @@ WriteListener = Callable[[str, "dict[str, Any] | None"], None]  # (command, argu
 ReplyListener = Callable[[str, Any, float], None]  # (command, reply, now)
 # Every QMP input folded into the state, in the replay format (``replay()``): the engine
 # keeps these to give a view that attaches the state and the recent history.
-InputListener = Callable[[dict[str, Any]], None]
+InputListener = Callable[[QmpInput], None]
 
 # Events that make the next poll start at once rather than at the next tick.
 _POLL_NOW_EVENTS = frozenset(
@@ -110,7 +111,7 @@ class MonitorSession:
         self._listeners: Listeners[[MonitorSession, frozenset[str]]] = Listeners("change listener", log, self.name)
         self._reply_listeners: Listeners[[str, Any, float]] = Listeners("reply listener", log, self.name)
         self._event_listeners: Listeners[[QmpEvent]] = Listeners("event listener", log, self.name)
-        self._input_listeners: Listeners[[dict[str, Any]]] = Listeners("input listener", log, self.name)
+        self._input_listeners: Listeners[[QmpInput]] = Listeners("input listener", log, self.name)
         self._write_listeners: Listeners[[str, dict[str, Any] | None]] = Listeners("write listener", log, self.name)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
@@ -382,7 +383,7 @@ class MonitorSession:
         kinds = {EVENTS}
         now = self.clock() if now is None else now
         if self._input_listeners:
-            self._input_listeners({"t": now, "kind": "event", "event": ev.raw})
+            self._input_listeners(QmpInput(now, EVENT, event=ev.raw))
         self.state.apply_event(ev, now)
         self.event_count += 1
         if ev.name in ("MIGRATION", "MIGRATION_PASS"):
@@ -400,10 +401,7 @@ class MonitorSession:
         at = self.clock() if now is None else now
         state = self.state
         if self._input_listeners:
-            entry = {"t": at, "kind": "reply", "command": command, "return": reply}
-            if asked is not None:
-                entry["asked"] = asked
-            self._input_listeners(entry)
+            self._input_listeners(QmpInput(at, REPLY, command=command, reply=reply, asked=asked))
         if command == "query-migrate":
             return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at, asked) else set()
         if command == "query-status":
@@ -429,24 +427,19 @@ class MonitorSession:
             return {CONFIG}
         return set()
 
-    def replay(self, entries: Iterable[Mapping[str, Any]], *, until: float | None = None) -> None:
-        """Feed recorded entries (tests/fixtures/qmp timeline format) through the live path.
-
-        Each entry is ``{"t", "kind": "event", "event": raw}`` or
-        ``{"t", "kind": "reply", "command", "return"}``; ``t`` is used as ``now``.
-        Listeners are told once, at the end.
-        """
+    def replay(self, entries: Iterable[QmpInput | Mapping[str, Any]], *, until: float | None = None) -> None:
+        """Feed inputs (the engine's feed, or recorded entries in tests/fixtures/qmp's timeline
+        format) through the live path; each one's ``t`` is used as ``now``. Listeners are
+        told once, at the end."""
         kinds: set[str] = set()
-        for entry in entries:
-            t = float(entry["t"])
-            if until is not None and t > until:
+        for item in entries:
+            entry = item if isinstance(item, QmpInput) else QmpInput.from_record(item)
+            if until is not None and entry.t > until:
                 break
-            if entry.get("kind") == "event":
-                kinds |= self.apply_event(QmpEvent.from_qmp(entry["event"]), now=t)
-            elif entry.get("kind") == "reply":
-                asked = entry.get("asked")
-                kinds |= self.apply_reply(str(entry["command"]), entry.get("return"), now=t,
-                                          asked=float(asked) if isinstance(asked, (int, float)) else None)
+            if entry.kind == EVENT:
+                kinds |= self.apply_event(QmpEvent.from_qmp(entry.event), now=entry.t)
+            elif entry.kind == REPLY:
+                kinds |= self.apply_reply(str(entry.command), entry.reply, now=entry.t, asked=entry.asked)
         self._notify(kinds)
 
     # ------------------------------------------------------------------ polling

@@ -1,7 +1,7 @@
 """Switchover: finish the mirrors and continue a migration paused in pre-switchover, or abort it.
 
 One :class:`Switchover` per source pause: an explicit state machine. Its
-:attr:`~Switchover.phase` moves only as ``switchover_state.MOVES`` allows; what runs
+:attr:`~Switchover.phase` moves only as ``model.switchover.MOVES`` allows; what runs
 in each phase is :class:`~migtui.workflow.resume.Resume` (check, finish the mirrors,
 migrate-continue, follow to the end) or :class:`~migtui.workflow.abort.Abort`
 (migrate_cancel, force-cancel the mirrors, the guest runs again). Each runs once.
@@ -34,11 +34,7 @@ from ..errors import CommandTimeout, Disconnected, MigtuiError
 from ..listeners import Listeners
 from ..model.blockjobs import BlockJob
 from ..model.events import QmpEvent
-from .abort import Abort
-from .arm import refuse_read_only
-from .resume import Resume
-from .session import CONNECTION, MIGRATION, MonitorSession, Reconnected
-from .switchover_state import (
+from ..model.switchover import (
     ABORTABLE,
     PAST_CONTINUE,
     TERMINAL,
@@ -57,19 +53,15 @@ from .switchover_state import (
     too_late,
     under_way,
 )
+from .abort import Abort
+from .arm import refuse_read_only
+from .resume import Resume
+from .session import CONNECTION, MIGRATION, MonitorSession, Reconnected
 
 log = logging.getLogger("migtui.switchover")
 
 T = TypeVar("T")
 
-RESUME_DESCRIPTION = (
-    "finish each disk mirror gracefully (the destination's copy becomes final), then let QEMU"
-    " send the device state: the destination takes over"
-)
-ABORT_DESCRIPTION = (
-    "cancel the migration and force-cancel the mirrors: the source guest runs again, the"
-    " destination is discarded"
-)
 
 # Left pre-switchover, but not yet clear whether towards completion or cancellation.
 PASSING_STATUSES = frozenset({"device", "wait-unplug"})
@@ -134,7 +126,7 @@ class Switchover(PhaseFacts):
         return self.source.generation != self.generation
 
     def move(self, phase: Phase) -> None:
-        """The only way the phase changes (``switchover_state.MOVES``). Listeners hear of it
+        """The only way the phase changes (``model.switchover.MOVES``). Listeners hear of it
         with the step change or the result that comes with every move."""
         check_move(self.name, self.phase, phase)
         log.debug("%s: switchover %s -> %s", self.name, self.phase.value, phase.value)
@@ -485,11 +477,7 @@ def switchover_for(source: MonitorSession, destination: MonitorSession | None = 
     """The controller of ``source``'s current pause, shared by the dialog and --auto-resume.
 
     A new one is made when the source pauses again (a new pre-switchover episode).
-    A view's remote session answers with its mirror of the engine's switchover.
     """
-    remote = getattr(source, "remote_switchover", None)
-    if remote is not None:
-        return remote(destination)  # type: ignore[no-any-return]
     existing = _current.get(source)
     since = source.state.pre_switchover_since
     if existing is not None and not existing.stale and (
@@ -508,8 +496,5 @@ def switchover_for(source: MonitorSession, destination: MonitorSession | None = 
 def current_switchover(source: MonitorSession) -> Switchover | None:
     """The controller of ``source``'s current (or last) pause; None when there is none, or
     when it belonged to the QEMU before a reconnection."""
-    remote = getattr(source, "remote_switchover", None)
-    if remote is not None:
-        return remote()  # type: ignore[no-any-return]
     existing = _current.get(source)
     return None if existing is None or existing.stale else existing

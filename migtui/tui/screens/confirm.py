@@ -50,14 +50,6 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
 
-class QuitConfirm(ConfirmScreen):
-    """Quit while a guest waits in pre-switchover? ``q`` again quits."""
-
-    YES_KEY = "q"
-    YES_STYLE = "bold $warning"
-    BINDINGS = [Binding("q", "answer(True)", "Quit")]
-
-
 class ArmConfirm(ConfirmScreen):
     """Arm this source? ``a`` again arms it."""
 

@@ -28,9 +28,8 @@ from textual.widgets import OptionList
 
 from ...errors import MigtuiError
 from ...model.events import QmpEvent
-from ...workflow import availability
+from ...view.remote import RemoteSession
 from ...workflow import session as kinds_
-from ...workflow.session import MonitorSession
 from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
@@ -68,7 +67,7 @@ class DashboardScreen(Screen[None]):
 
     def __init__(
         self,
-        sessions: Iterable[MonitorSession],
+        sessions: Iterable[RemoteSession],
         *,
         clock: Callable[[], float],
         tz: tzinfo | None = None,
@@ -79,7 +78,7 @@ class DashboardScreen(Screen[None]):
         self._clock = clock
         self._tz = tz
         self._coarse = coarse
-        self._selected: MonitorSession | None = None
+        self._selected: RemoteSession | None = None
         self.all_events = False
         self._events_shown: dict[str, int] = {}  # session -> event_count already written
         self._action_states: tuple[object, ...] = ()
@@ -106,7 +105,7 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ selection
 
     @property
-    def selected(self) -> MonitorSession | None:
+    def selected(self) -> RemoteSession | None:
         return self._selected
 
     def on_option_list_option_highlighted(self, message: OptionList.OptionHighlighted) -> None:
@@ -119,7 +118,7 @@ class DashboardScreen(Screen[None]):
         if session is not None and session is not self._selected:
             self.select(session)
 
-    def select(self, session: MonitorSession) -> None:
+    def select(self, session: RemoteSession) -> None:
         """Show ``session`` in the main area."""
         self._selected = session
         self.query_one(MonitorList).select_name(session.name)
@@ -157,7 +156,7 @@ class DashboardScreen(Screen[None]):
                 self._append_events(self.sessions[name])
         self._refresh_actions()
 
-    def show(self, session: MonitorSession, changed: frozenset[str] | None) -> None:
+    def show(self, session: RemoteSession, changed: frozenset[str] | None) -> None:
         """Repaint the panels ``changed`` concerns (all of them when None)."""
         def wants(group: set[str]) -> bool:
             return changed is None or bool(changed & group)
@@ -176,7 +175,7 @@ class DashboardScreen(Screen[None]):
 
     # ------------------------------------------------------------------ events
 
-    def _event_source(self) -> list[MonitorSession]:
+    def _event_source(self) -> list[RemoteSession]:
         if self.all_events:
             return list(self.sessions.values())
         return [self._selected] if self._selected else []
@@ -194,7 +193,7 @@ class DashboardScreen(Screen[None]):
         scope = "all monitors" if self.all_events else (self._selected.name if self._selected else "")
         log_widget.border_title = f"[b]Events[/b] [dim]({scope}; e toggles)[/dim]"
 
-    def _append_events(self, session: MonitorSession) -> None:
+    def _append_events(self, session: RemoteSession) -> None:
         shown = self._events_shown.get(session.name, 0)
         new = session.event_count - shown
         if new <= 0:
@@ -215,14 +214,14 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ dirty rate
 
     def can_measure_dirty_rate(self) -> bool | None:
-        return availability.measure_dirty_rate(self._selected, self.sessions.values()).allowed
+        return self._selected.control("measure").allowed if self._selected is not None else None
 
     def action_measure_dirty_rate(self) -> None:
         if self._selected is not None and self.can_measure_dirty_rate():
             self._measure(self._selected)
 
     @work(exclusive=True, group="measure-dirty-rate", exit_on_error=False)
-    async def _measure(self, session: MonitorSession) -> None:
+    async def _measure(self, session: RemoteSession) -> None:
         try:
             await session.measure_dirty_rate(MEASURE_SECONDS)
         except MigtuiError as err:

@@ -4,8 +4,10 @@ Shows a clock of how long the guest has been stopped (QEMU's own STOP / MIGRATIO
 timestamps, ticked with the banner by the app's pause watch, repainting only that line),
 the checklist, and the actions with what each will do. ``y`` resumes the switchover,
 ``x`` then ``y`` aborts, ``n`` / ``escape`` close (the guest stays stopped). The work
-is the shared :class:`~migtui.workflow.switchover.Switchover` of this pause: closing
-the dialog never stops it, reopening shows where it got to, and it runs once.
+is the engine's switchover of this pause (its mirror, ``RemoteSwitchover``): closing the
+dialog never stops it, reopening shows where it got to, and it runs once. Every fact shown
+-- the clock, the checklist, what each key does and whether it may now -- is the engine's
+(``RemoteSession.pause`` and ``control()``): the dialog renders it.
 
 It never contradicts itself: the title, the clock, the checklist and the keys all tell
 the same :class:`~migtui.tui.pause_text.Situation`. The checklist is for a live pause;
@@ -28,14 +30,11 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen
 
 from ...errors import MigtuiError
-from ...workflow import availability
-from ...workflow.checklist import checklist
-from ...workflow.pause_tracker import engine_pause
-from ...workflow.session import MonitorSession
-from ...workflow.switchover import ABORT_DESCRIPTION, RESUME_DESCRIPTION, Outcome, Switchover
+from ...model.switchover import Outcome
+from ...protocol.messages import Control
+from ...view.remote import RemoteSession, RemoteSwitchover
 from ..messages import NOT_AVAILABLE, SessionsChanged
 from ..pause_text import (
-    PauseClock,
     Situation,
     attempt_item,
     checklist_items,
@@ -88,33 +87,29 @@ class SwitchoverScreen(ModalScreen[None]):
 
     def __init__(
         self,
-        source: MonitorSession,
-        destination: MonitorSession | None,
-        controller: Switchover,
+        source: RemoteSession,
+        destination: RemoteSession | None,
         *,
         clock: Callable[[], float],
         abort_first: bool = False,
         note: Callable[[], Content | None] | None = None,
         more: Callable[[], list[str]] = list,
         defer: Callable[[Callable[[], None]], None] | None = None,
-        lost_at: Callable[[], float | None] | None = None,
     ) -> None:
         """``defer(repaint)`` runs a repaint once migtui no longer acts on a stopped guest
-        (the pause watch's ``after_critical``); by default at the next turn of the loop.
-        ``lost_at()``: when the source's monitor was seen lost during this pause."""
+        (the pause watch's ``after_critical``); by default at the next turn of the loop."""
         super().__init__(id=f"switchover-{source.name}", classes="switchover")
         self.source = source
         self.destination = destination
-        self.controller = controller
+        self.controller: RemoteSwitchover = source.switchover  # this pause's, even after a reconnection
         self._clock = clock
         self.abort_armed = abort_first
         self._note = note or (lambda: None)
         self._more = more
         self._defer = defer or self.call_later
         self._generation = source.generation  # the connection this pause was shown on
-        self._pause = PauseClock.of(source.state, self._recorded())
+        self._pause = source.pause.clock
         self._ended_at: float | None = None
-        self._lost_at_source = lost_at or (lambda: None)
         self._lost_at: float | None = None  # when the monitor was lost (the clock stops there)
         self._where_shown: Situation | None = None  # what the title, list and keys show
         self._key_states: tuple[bool | None, ...] = ()
@@ -158,20 +153,16 @@ class SwitchoverScreen(ModalScreen[None]):
         """The downtime clock still ticks (the pause goes on and its monitor answers)."""
         return self._ended_at is None and self._lost_at is None and self.where is Situation.PAUSED
 
-    def _recorded(self) -> float | None:
-        since = (engine_pause(self.source) or {}).get("since")
-        return float(since) if isinstance(since, (int, float)) else None
-
     @property
     def started(self) -> bool:
         """An action (resume or abort) was confirmed: the dialog shows its progress."""
         return self.controller.action is not None
 
-    def _resume(self) -> availability.Availability:
-        return availability.resume(self.source, self.controller)
+    def _resume(self) -> Control:
+        return self.source.control("resume")
 
-    def _abort(self) -> availability.Availability:
-        return availability.abort(self.source, self.controller)
+    def _abort(self) -> Control:
+        return self.source.control("abort")
 
     def _decided(self) -> bool:
         """Nothing is left to decide here: the pause is over and no action of ours runs."""
@@ -238,7 +229,7 @@ class SwitchoverScreen(ModalScreen[None]):
         note = self._note()
         if note is not None and note.plain:
             items.append((Content(""), note))
-        blocked = availability.blocked_reason(self.source)
+        blocked = self.source.pause.blocked or (self._resume().reason if self.source.read_only else "")
         if blocked:
             items.append(_title(blocked, "bold $warning"))
         self._set("#sw-note", items)
@@ -250,15 +241,14 @@ class SwitchoverScreen(ModalScreen[None]):
         if where in (Situation.OVER, Situation.REPLACED):
             self._set("#sw-checks", end_items(self.source, where))  # the list is for a live pause
             return
-        dst = self.destination
-        checks = checklist(self.source.state, dst.state if dst else None, dst.connected if dst else None)
+        checks = self.source.pause.checklist
         if where is Situation.LOST or self.source.poll_error:
             why = "before the monitor was lost" if where is Situation.LOST else "its polls fail"
             title = Content.styled(f"Last known, {why} (not current)", "bold $warning")
             self._set("#sw-checks", [(Content(""), title), *checklist_items(checks, stale=True)])
             return
         title = Content.styled("Checklist", "bold") + (
-            Content.styled("  all green", "$success") if checks.passed
+            Content.styled("  all green", "$success") if all(c.ok for c in checks)
             else Content.styled("  not all green: resume only if you know why", "bold $error"))
         self._set("#sw-checks", [(Content(""), title), *checklist_items(checks)])
 
@@ -272,14 +262,14 @@ class SwitchoverScreen(ModalScreen[None]):
             return
         if self.abort_armed:
             lines = [_title(f"Abort the migration of {self.source.name}?", "bold $error"),
-                     _key("y", "Yes, abort", ABORT_DESCRIPTION, style=ABORT_STYLE),
+                     _key("y", "Yes, abort", self._abort().does, style=ABORT_STYLE),
                      _key("n", "No", "back to the dialog")]
         else:
             resume, abort = self.can_resume() is True, self.can_abort() is True
             lines = [_title("Actions")]
             if not self.started:
-                lines.append(_key("y", "Resume switchover", RESUME_DESCRIPTION, enabled=resume, style=RESUME_STYLE))
-            lines.append(_key("x", "Abort", ABORT_DESCRIPTION, enabled=abort, style=ABORT_STYLE))
+                lines.append(_key("y", "Resume switchover", self._resume().does, enabled=resume, style=RESUME_STYLE))
+            lines.append(_key("x", "Abort", self._abort().does, enabled=abort, style=ABORT_STYLE))
             lines.append(_key("n", "Close", "the dialog" if self.where is Situation.LOST else CLOSE_DESCRIPTION))
         self._set("#sw-actions", lines)
 
@@ -320,10 +310,10 @@ class SwitchoverScreen(ModalScreen[None]):
         where = self.where
         if where is Situation.PAUSED:
             self._lost_at = None  # back (the same connection): the clock ticks on
-            self._pause = PauseClock.of(state, self._recorded()) or self._pause  # a late event makes it exact
+            self._pause = self.source.pause.clock or self._pause  # a late event makes it exact
         elif where is Situation.LOST:
             if self._lost_at is None:
-                self._lost_at = self._lost_at_source() or now
+                self._lost_at = self.source.pause.lost_at or now
         elif where is Situation.REPLACED and self._ended_at is None:
             if self._lost_at is None:  # reconnected before this dialog saw the loss
                 self._lost_at = now
@@ -350,7 +340,7 @@ class SwitchoverScreen(ModalScreen[None]):
 
     # ------------------------------------------------------------------ updates
 
-    def _on_progress(self, _controller: Switchover) -> None:
+    def _on_progress(self, _controller: RemoteSwitchover) -> None:
         # Called from the switchover's own callbacks (some in the downtime path): only
         # queue a repaint; it runs once the outcome is known (or the guest runs again).
         self._defer(self._progress_now)

@@ -2,8 +2,8 @@
 
 Built on the dashboard's extension points: a Binding plus ``can_<action>`` per action
 (True: enabled, None: shown unavailable, False: hidden), re-checked after every
-session change. Each answer, and the one line that says why not, is the workflow's
-(``workflow/availability.py``); each key also has a hidden fallback binding that runs
+session change. Each answer, and the one line that says why not, is the engine's
+(``RemoteSession.control``); each key also has a hidden fallback binding that runs
 only when the action is unavailable and says why (read-only, not paused, too old ...).
 The pause banner is mounted in ``#banners``.
 
@@ -25,10 +25,8 @@ from textual.binding import Binding
 
 from ...errors import MigtuiError
 from ...model.vmstate import can_be_armed
-from ...workflow import availability
-from ...workflow.arm import arm_session
-from ...workflow.availability import Availability
-from ...workflow.session import MonitorSession
+from ...protocol.messages import Control
+from ...view.remote import RemoteSession
 from ..messages import NOT_AVAILABLE
 from ..widgets.pause_banner import PauseBanner
 from .confirm import ArmConfirm
@@ -39,6 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("migtui.tui")
 
+NO_MONITOR = "no monitor selected"
 ARM_QUESTION = (
     "Enable the events and pause-before-switchover capabilities on {name}? Its next migration will"
     " stop the guest before switching over and wait for you (or --auto-resume): finish the disk"
@@ -59,7 +58,7 @@ class SwitchoverDashboard(DashboardScreen):
         Binding("d", "why('d')", show=False),
     ]
 
-    def __init__(self, sessions: Iterable[MonitorSession], *, pauses: "PauseWatch", **kwargs) -> None:
+    def __init__(self, sessions: Iterable[RemoteSession], *, pauses: "PauseWatch", **kwargs) -> None:
         super().__init__(sessions, **kwargs)
         self.pauses = pauses
 
@@ -69,20 +68,29 @@ class SwitchoverDashboard(DashboardScreen):
     # ------------------------------------------------------------------ availability
 
     @property
-    def target(self) -> MonitorSession | None:
-        """What ``s`` and ``x`` act on (``availability.target``)."""
-        return availability.target(self.selected, self.sessions.values())
+    def target(self) -> RemoteSession | None:
+        """What ``s`` and ``x`` act on: the selected source if it is paused (or being acted
+        on), else the first paused source (the one the banner names first)."""
+        selected = self.selected
+        if selected is not None and (selected.pause.paused or selected.switchover.running):
+            return selected
+        return next((s for s in self.sessions.values() if s.pause.paused), None)
 
-    def availability_of(self, key: str) -> Availability:
-        """The workflow's answer for the action on ``key`` (a, s, x, d), as things stand."""
-        sessions = self.sessions.values()
-        if key == "a":
-            return availability.arm(self.selected)
+    def availability_of(self, key: str) -> Control:
+        """The engine's answer for the action on ``key`` (a, s, x, d), as things stand."""
+        selected, target = self.selected, self.target
         if key == "s":
-            return availability.switchover_dialog(self.selected, sessions)
+            if target is not None:
+                return Control(True)
+            return Control(False, selected.control("resume").reason if selected else NO_MONITOR)
         if key == "x":
-            return availability.abort_paused(self.selected, sessions)
-        return availability.measure_dirty_rate(self.selected, sessions)
+            if target is None or not target.pause.paused:
+                return Control(False, (target or selected).control("resume").reason if (target or selected)
+                               else NO_MONITOR)
+            return target.control("abort")
+        if selected is None:
+            return Control(False if key == "a" else None, NO_MONITOR)
+        return selected.control("arm" if key == "a" else "measure")
 
     def can_switchover(self) -> bool | None:
         return self.availability_of("s").allowed
@@ -125,15 +133,15 @@ class SwitchoverDashboard(DashboardScreen):
                                         yes=f"arm {session.name}", no="cancel", id="confirm-arm"), answered)
 
     @work(group="arm", exit_on_error=False)
-    async def _arm(self, session: MonitorSession) -> None:
+    async def _arm(self, session: RemoteSession) -> None:
         try:
-            result = await arm_session(session)
+            said = await session.engine_request("arm")
         except MigtuiError as err:
             log.info("%s: arm: %s", session.name, err)
             self.notify(str(err), title="Arm", severity="error", timeout=10)
             return
-        log.info("%s", result.summary())
-        self.notify(result.summary(), title="Arm")
+        log.info("%s", said)
+        self.notify(said, title="Arm")
 
     # ------------------------------------------------------------------ command palette
 
@@ -146,7 +154,8 @@ class SwitchoverDashboard(DashboardScreen):
             ("Arm pause-before-switchover", "a", self.action_arm,
              "make the selected source stop before switchover and wait (a)"),
         ):
-            allowed, reason = self.availability_of(key)
+            control = self.availability_of(key)
+            allowed, reason = control.allowed, control.reason
             if allowed:
                 yield SystemCommand(title, help_text, action)
             else:

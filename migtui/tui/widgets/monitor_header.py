@@ -10,15 +10,16 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
+from ...protocol.messages import Pause
 from ...transport import ConnState
-from ...workflow.session import MonitorSession
+from ...view.remote import RemoteSession
 from .. import badges
 from .text_line import TextLine
 
 SEP = Content.styled(" · ", "$text-muted")
 
 
-def identity_text(session: MonitorSession) -> Content:
+def identity_text(session: RemoteSession) -> Content:
     state = session.state
     status = session.status
     state_word = status.word()
@@ -35,7 +36,7 @@ def identity_text(session: MonitorSession) -> Content:
             parts.append(badges.last_run_state_text(state.run_state.status))
     elif connected:
         parts += badges.vm_state_parts(state)
-    parts += policy_parts(getattr(session, "pause", None))
+    parts += policy_parts(session.pause)
     if session.read_only:
         parts.append(Content.styled("read-only", "$text-muted"))
     if session.qemu_version:
@@ -45,20 +46,18 @@ def identity_text(session: MonitorSession) -> Content:
     return SEP.join(parts)
 
 
-def policy_parts(pause: dict[str, object] | None) -> list[Content]:
+def policy_parts(pause: Pause) -> list[Content]:
     """The engine's policy for this monitor, shown in every view: auto-resume, and who
     drives its pauses when it is not migtui (libvirt: the engine only watches)."""
-    if not pause:
-        return []
     parts = []
-    if pause.get("owner") == "libvirt":
+    if pause.owner == "libvirt":
         parts.append(Content.styled("libvirt drives it", "bold $warning"))
-    elif pause.get("auto_allowed"):
+    elif pause.auto:
         parts.append(Content.styled("auto-resume", "bold $accent"))
     return parts
 
 
-def trouble_text(session: MonitorSession) -> Content:
+def trouble_text(session: RemoteSession) -> Content:
     """The connection error or the last failed poll, in full; empty when all is well."""
     status = session.status
     if status.state is not ConnState.CONNECTED and status.error is not None:
@@ -87,7 +86,7 @@ class MonitorHeader(Vertical):
             line.shown for line in self.query(TextLine) if line.shown.plain
         )
 
-    def show(self, session: MonitorSession) -> None:
+    def show(self, session: RemoteSession) -> None:
         self.query_one("#header-identity", TextLine).set(identity_text(session))
         trouble = trouble_text(session)
         line = self.query_one("#header-trouble", TextLine)

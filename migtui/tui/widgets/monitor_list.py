@@ -14,11 +14,11 @@ from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from ...transport import ConnState
-from ...workflow.session import MonitorSession
+from ...view.remote import RemoteSession
 from .. import badges
 
 
-def _reason(session: MonitorSession) -> Content:
+def _reason(session: RemoteSession) -> Content:
     """Why the monitor is not connected, without the state word the badge shows."""
     status = session.status
     label = status.label()
@@ -26,7 +26,7 @@ def _reason(session: MonitorSession) -> Content:
     return badges.connection_text(status.state.value, why if colon else "")
 
 
-def entry(session: MonitorSession, width: int, selected: bool = False) -> Content:
+def entry(session: RemoteSession, width: int, selected: bool = False) -> Content:
     """The two lines for one monitor, fitted to ``width`` cells.
 
     The selected one is marked with ``▸`` too: a highlight colour alone is lost
@@ -71,7 +71,7 @@ class MonitorList(OptionList):
     MonitorList { width: 24; height: 1fr; }
     """
 
-    def __init__(self, sessions: list[MonitorSession], **kwargs) -> None:
+    def __init__(self, sessions: list[RemoteSession], **kwargs) -> None:
         self._sessions = {s.name: s for s in sessions}
         self._shown: dict[str, Content] = {}
         self._entry_width = 20

@@ -1,0 +1,283 @@
+"""Every message between the engine and its views: one frozen dataclass per message.
+
+Each message class has its ``OP`` (the JSON ``op``); :data:`MESSAGES` finds the class
+of an op. Requests carry an ``id`` the engine's :class:`Reply` repeats. The facts a
+view shows about a pause and the controls it offers are decided in the engine and
+travel here as they are (:class:`Pause`, :class:`Controls`): a view renders them and
+never works them out again. ``docs/protocol.md`` is checked against these classes
+(tests/unit/test_protocol.py): change both together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from ..model.checks import Check
+from ..model.features import QemuFeatures
+from ..model.pauseclock import PauseClock
+from ..model.qmpinput import QmpInput
+from ..model.switchover import Phase, Step, SwitchoverResult
+from .framing import Json
+
+
+@dataclass(frozen=True)
+class Message:
+    OP: ClassVar[str] = ""
+
+
+# ---------------------------------------------------------------------- handshake
+
+
+@dataclass(frozen=True)
+class ViewInfo:
+    kind: str = "view"  # "tui", "migtui status", "migtui engine stop", ...
+    tty: str | None = None
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """The view's first message."""
+
+    OP: ClassVar[str] = "hello"
+    version: int
+    view: ViewInfo = field(default_factory=ViewInfo)
+    read_only: bool = False  # the whole view may change nothing: the engine refuses its requests
+
+
+@dataclass(frozen=True)
+class Welcome(Message):
+    """The engine's first answer."""
+
+    OP: ClassVar[str] = "welcome"
+    version: int
+    pid: int
+    runtime_dir: str
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    """One line; then the engine closes the connection."""
+
+    OP: ClassVar[str] = "error"
+    error: str
+
+
+# ---------------------------------------------------------------------- requests (view -> engine)
+
+
+@dataclass(frozen=True)
+class AddressInfo:
+    name: str
+    kind: str  # "unix" or "tcp"
+    path: str | None = None  # absolute
+    host: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    auto_resume: bool = False
+    max_pause_s: float = 60.0
+    on_max_pause: str = "abort"  # "abort", "resume" or "wait"
+    explicit: list[str] = field(default_factory=list)  # the flags the operator gave
+
+
+@dataclass(frozen=True)
+class Watch(Message):
+    OP: ClassVar[str] = "watch"
+    id: int
+    monitors: list[AddressInfo]
+    policy: PolicyInfo = field(default_factory=PolicyInfo)
+    read_only: bool = False
+    interval: float = 1.0
+
+
+@dataclass(frozen=True)
+class Subscribe(Message):
+    OP: ClassVar[str] = "subscribe"
+    id: int
+
+
+@dataclass(frozen=True)
+class Request(Message):
+    """An action on a monitor; each changes a VM (refused for a read-only view)."""
+
+    OP: ClassVar[str] = "request"
+    id: int
+    action: str  # one of ACTIONS
+    monitor: str
+    force: bool = False  # resume/abort a pause libvirt drives (confirmed naming libvirt)
+
+
+@dataclass(frozen=True)
+class Status(Message):
+    OP: ClassVar[str] = "status"
+    id: int
+    addresses: list[str]  # "unix:/abs/path", "tcp:host:port"
+
+
+@dataclass(frozen=True)
+class Guarding(Message):
+    OP: ClassVar[str] = "guarding"
+    id: int
+    stopping: bool = False  # only what stopping the engine would leave unguarded
+
+
+@dataclass(frozen=True)
+class Stop(Message):
+    OP: ClassVar[str] = "stop"
+    id: int
+
+
+@dataclass(frozen=True)
+class Reply(Message):
+    """The answer to a request (its ``id``). Fields beyond ``ok``/``error`` are the
+    request's own: ``message``/``actor`` (request), ``names`` (watch), ``lines``
+    (guarding, stop), ``monitors`` (status: the ``migtui status --json`` objects)."""
+
+    OP: ClassVar[str] = "reply"
+    id: int
+    ok: bool
+    error: str | None = None
+    message: str | None = None
+    actor: str | None = None
+    names: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    monitors: list[Json] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------- what the engine sends
+
+
+@dataclass(frozen=True)
+class Monitor(Message):
+    """A monitor to show."""
+
+    OP: ClassVar[str] = "monitor"
+    name: str
+    address: AddressInfo
+    interval: float = 1.0
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Feed(Message):
+    OP: ClassVar[str] = "feed"
+    name: str
+    entries: list[QmpInput]
+
+
+@dataclass(frozen=True)
+class Session(Message):
+    """The connection and what the QEMU can do."""
+
+    OP: ClassVar[str] = "session"
+    name: str
+    state: str  # "connecting", "connected", "retrying", "lost"
+    attempt: int = 0
+    error: str | None = None
+    error_kind: str | None = None  # the error's class: "SocketMissing" reads "waiting for the socket"
+    poll_error: str | None = None
+    qemu: str | None = None
+    measuring: bool = False
+    polls: int = 0
+    features: QemuFeatures = field(default_factory=QemuFeatures)
+    read_only: bool = False
+    generation: int = 0  # bumped on every new connection: what a view knew of the QEMU before is void
+    commands: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class SwitchoverState:
+    phase: Phase = Phase.WAITING
+    action: str | None = None
+    actor: str | None = None  # who started it ("tui on /dev/pts/3 (pid 42)", "auto-resume", "deadline")
+    steps: list[Step] = field(default_factory=list)
+    result: SwitchoverResult | None = None
+    attempt: SwitchoverResult | None = None  # the last action that changed nothing: it may be tried again
+    attempts: int = 0  # actions started on this pause
+    pause_since: float | None = None
+    device_at: float | None = None
+    pause_ms: float | None = None
+    destination: str | None = None
+
+
+@dataclass(frozen=True)
+class Switchover(Message):
+    """The engine's switchover of this source's pause."""
+
+    OP: ClassVar[str] = "switchover"
+    name: str
+    state: SwitchoverState
+
+
+@dataclass(frozen=True)
+class Deadline:
+    at: float  # wall clock at which the engine acts
+    action: str  # what it does then: "abort" or "resume"
+    limit_s: float  # --max-pause
+
+
+@dataclass(frozen=True)
+class Pause(Message):
+    """Everything a view shows about a source's pre-switchover pause, as the engine decided
+    it: sent again whenever any of it changes."""
+
+    OP: ClassVar[str] = "pause"
+    name: str
+    paused: bool = False  # QEMU waits in pre-switchover now
+    clock: PauseClock | None = None  # since when the guest is stopped, and how sure that is
+    lost_at: float | None = None  # the source's monitor was lost during the pause then
+    owner: str = "other"  # "migtui" (it armed the source), "libvirt" (libvirt drives it), "other"
+    driver: str = ""  # one line: who drives this pause (shown when it is not migtui)
+    armed_by_engine: list[str] = field(default_factory=list)
+    policy: PolicyInfo = field(default_factory=PolicyInfo)
+    deadline: Deadline | None = None  # the engine acts then, view or not
+    no_deadline: str = ""  # why there is none (when deadline is None)
+    auto: bool = False  # the engine's --auto-resume handles this pause
+    notes: dict[str, str] = field(default_factory=dict)  # "held", "auto", "deadline" -> one line
+    checklist: list[Check] = field(default_factory=list)
+    blocked: str = ""  # why migtui can act on this pause at all now (the monitor is not connected...)
+    destination: str | None = None  # the monitor paired as this migration's destination
+
+
+@dataclass(frozen=True)
+class Control:
+    """One action a view may offer on a monitor, as the engine would answer it now.
+    ``allowed``: True (go ahead), None (it applies, not now: shown unavailable with
+    ``reason``) or False (nothing to act on here: not offered). ``does``: what it would do."""
+
+    allowed: bool | None
+    reason: str = ""
+    does: str = ""
+
+
+@dataclass(frozen=True)
+class Controls(Message):
+    """The actions on a monitor (``resume``, ``abort``, ``arm``, ``measure``): sent again
+    whenever one of them changes."""
+
+    OP: ClassVar[str] = "controls"
+    name: str
+    actions: dict[str, Control] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Notice(Message):
+    """One line for every view."""
+
+    OP: ClassVar[str] = "notice"
+    level: str  # "info", "warning", "error"
+    text: str
+    name: str | None = None
+    attempt: bool = False  # an action that changed nothing (its switchover's ``attempt`` says it too)
+
+
+REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Status, Guarding, Stop)
+EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Feed, Session, Switchover, Pause, Controls,
+                                     Notice)
+MESSAGES: dict[str, type[Message]] = {cls.OP: cls for cls in (*REQUESTS, *EVENTS)}
+# Actions a view may request; each changes a VM (refused for read-only views).
+ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure"})
