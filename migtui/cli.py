@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from typing import NoReturn
 
 from . import __version__
 
@@ -27,7 +28,7 @@ COMMANDS = {
 
 class _Parser(argparse.ArgumentParser):
     # Usage errors: one line plus the hint, exit 2 (argparse's own convention).
-    def error(self, message: str) -> "NoReturn":  # type: ignore[name-defined]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"migtui: {message} (see '{self.prog} --help')\n")
 
 

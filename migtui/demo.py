@@ -14,12 +14,12 @@ import sys
 import tempfile
 from typing import TYPE_CHECKING
 
+from .address import parse_addresses
+from .engine.command import add_runtime_argument
 from .errors import MigtuiError
 from .lab.command import SCENARIOS, add_qemu_argument, setup_scenario
 from .lab.lab import Lab
-from .address import parse_addresses
 from .logfile import setup_logging
-from .engine.command import add_runtime_argument
 from .workflow.policy import Policy
 
 if TYPE_CHECKING:

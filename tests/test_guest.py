@@ -8,7 +8,7 @@ import pytest
 
 from migtui.errors import LabError
 from migtui.lab import build_guest
-from migtui.lab.guest import MAGIC, MiB, PATCH_OFFSET, PIT_HZ, guest_image, read_patch, shipped_image
+from migtui.lab.guest import MAGIC, PATCH_OFFSET, PIT_HZ, MiB, guest_image, read_patch, shipped_image
 
 
 def test_shipped_image_is_a_boot_sector() -> None:

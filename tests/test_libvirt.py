@@ -21,6 +21,7 @@ Needs root, libvirt and tmux; when one is missing the test fails with the apt li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -35,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from libvirt_lab import (
     INSTALL,
     LibvirtLab,
@@ -45,9 +45,10 @@ from libvirt_lab import (
     missing_tools,
     traced_commands,
 )
+
 from migtui.address import parse_addresses
-from migtui.errors import MigtuiError
 from migtui.engine.runtime import RUNTIME_ENV, runtime
+from migtui.errors import MigtuiError
 from migtui.transport.readonly import READ_ONLY_COMMANDS
 from migtui.view.client import EngineClient
 from migtui.view.remote import RemoteSession
@@ -187,10 +188,8 @@ class Tmux:
         """Keep every distinct screen (the dialog may last only as long as libvirt's pause)."""
         while not stop.is_set():
             await self.capture()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.05)
-            except asyncio.TimeoutError:
-                pass
 
     def seen(self, *phrases: str) -> str | None:
         """The first phrase found on any screen so far (toasts wrap: words are compared)."""
@@ -212,10 +211,8 @@ class Tmux:
         while Path(f"/proc/{self.pane_pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
         if Path(f"/proc/{self.pane_pid}").exists():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pane_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 _TOAST_EDGE = re.compile(r"▌[^▌]*$")

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from migtui.address import parse_address
-from migtui.errors import PermissionDenied, SocketMissing
 from migtui.engine.wire import session_json, switchover_json
+from migtui.errors import PermissionDenied, SocketMissing
 from migtui.model.convergence import Tone, Trend, convergence
 from migtui.model.dirtyrate import DirtyRateInfo
 from migtui.model.events import QmpEvent
@@ -92,7 +92,7 @@ def test_a_view_tells_waiting_for_the_socket_from_retrying_as_the_engine_does() 
                         (PermissionDenied("m1", "m1: permission denied on /x"), "retrying")):
         engines = MonitorSession.offline("m1")
         engines.status = ConnectionStatus(ConnState.LOST, 3, error)
-        view = RemoteSession(client, "m1", parse_address("m1=/x"))  # type: ignore[arg-type]
+        view = RemoteSession(client, "m1", parse_address("m1=/x"))  # type: ignore[arg-type]  # a stand-in client
         view.apply_session(json.loads(json.dumps(session_json(engines))))
         assert (view.status.word(), view.status.label()) == (engines.status.word(), engines.status.label())
         assert view.status.word() == word
@@ -102,7 +102,7 @@ def test_a_view_mirrors_the_phase_the_engine_sends() -> None:
     src = paused()
     controller = Switchover(src)
     client = SimpleNamespace(clock=lambda: 1000.0, read_only=False, sessions={})
-    mirror = RemoteSession(client, "src", parse_address("src=/tmp/src.qmp")).switchover  # type: ignore[arg-type]
+    mirror = RemoteSession(client, "src", parse_address("src=/tmp/src.qmp")).switchover  # type: ignore[arg-type]  # a stand-in client
     assert mirror.phase is Phase.WAITING and mirror.can_abort and not mirror.running
     mirror.apply(json.loads(json.dumps(switchover_json(controller))))
     assert mirror.phase is Phase.PAUSED and mirror.can_abort and not mirror.finished

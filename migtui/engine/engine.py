@@ -39,8 +39,8 @@ from ..workflow.deadline import PauseDeadline, Phase
 from ..workflow.ownership import LIBVIRT, detect_manager
 from ..workflow.pairing import destination_for
 from ..workflow.policy import OWNER_LIBVIRT, OWNER_MIGTUI, OWNER_OTHER, Policy, applies
+from ..workflow.session import CONNECTION, DIRTY_RATE, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.status import snapshot_of
-from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import Switchover, current_switchover, switchover_for
 from ..workflow.switchover_state import Action, SwitchoverResult, libvirt_drives
 from . import protocol as p
@@ -290,7 +290,8 @@ class Engine:
             w.tracked = controller
             w.notes.pop("held", None)
             w.notes.pop("auto", None)
-            controller.add_progress_listener(lambda c, name=w.name: self._switchover_changed(name))
+            name = w.name
+            controller.add_progress_listener(lambda _c: self._switchover_changed(name))
             self._switchover_changed(w.name)
 
     def _switchover_changed(self, name: str) -> None:
@@ -419,7 +420,7 @@ class Engine:
         task.add_done_callback(partial(self._request_done, w))
         return {"ok": True, "message": f"{w.name}: {action} started", "actor": controller.actor}
 
-    def _request_done(self, w: Watched, task: "asyncio.Task[SwitchoverResult]") -> None:
+    def _request_done(self, w: Watched, task: asyncio.Task[SwitchoverResult]) -> None:
         """A view's request that changed nothing: every view hears what happened (the
         switchover is back where it was; the same request may be made again)."""
         if task.cancelled() or task.exception() is not None:
@@ -483,7 +484,7 @@ class Engine:
                 continue
             try:
                 log.info("%s", await asyncio.wait_for(self._disarm(w), 5))
-            except (MigtuiError, asyncio.TimeoutError) as err:
+            except (TimeoutError, MigtuiError) as err:
                 log.warning("%s: cannot disarm: %s", w.name, err or "no answer")
 
     def _guard_reason(self, w: Watched, now: float) -> str | None:

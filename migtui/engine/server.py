@@ -39,7 +39,7 @@ def peer_uid(sock: socket.socket) -> int | None:
     except OSError:
         return None
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
+    return int(uid)
 
 
 class View:
@@ -162,8 +162,8 @@ class EngineServer:
                 writer.write(p.encode({"op": p.ERROR, "error": p.version_error(hello.get("version"))}))
                 await writer.drain()
                 return
-            info = hello.get("view") if isinstance(hello.get("view"), dict) else {}
-            view.label = _label(info)
+            info = hello.get("view")
+            view.label = _label(info if isinstance(info, dict) else {})
             view.read_only = bool(hello.get("read_only"))
             self.engine.attach(view)
             log.info("%s attached%s", view.label, " (read-only)" if view.read_only else "")

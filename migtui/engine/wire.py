@@ -11,7 +11,6 @@ import dataclasses
 from typing import Any
 
 from ..model.features import QemuFeatures
-
 from ..workflow.session import MonitorSession
 from ..workflow.switchover import Switchover
 from ..workflow.switchover_state import Outcome, Phase, Step, StepState, SwitchoverResult
@@ -51,7 +50,7 @@ def step_json(step: Step) -> dict[str, Any]:
 
 def step_from_json(data: dict[str, Any]) -> Step:
     try:
-        state = StepState(data.get("state"))
+        state = StepState(str(data.get("state")))
     except ValueError:
         state = StepState.PENDING
     return Step(str(data.get("key", "")), str(data.get("label", "")), state, data.get("started"),
@@ -71,7 +70,7 @@ def result_from_json(data: Any) -> SwitchoverResult | None:
     if not isinstance(data, dict):
         return None
     try:
-        outcome = Outcome(data.get("outcome"))
+        outcome = Outcome(str(data.get("outcome")))
     except ValueError:
         outcome = Outcome.ERROR
     return SwitchoverResult(str(data.get("action", "watch")), outcome, str(data.get("reason", "")),

@@ -46,6 +46,7 @@ from typing import Any
 from qemu.qmp import EventListener, QMPClient, QMPError
 
 from migtui.errors import LabError, MigtuiError
+from migtui.model.coerce import as_mapping
 
 from .guest import MiB
 from .lab import Lab, LabVm
@@ -179,7 +180,7 @@ class _Runner:
 
     async def outcome(self, client: QMPClient) -> str:
         with contextlib.suppress(QMPError, asyncio.TimeoutError):
-            info = await asyncio.wait_for(client.execute("query-migrate"), 5.0)
+            info = as_mapping(await asyncio.wait_for(client.execute("query-migrate"), 5.0))
             if info.get("status") == "failed":
                 return f": {info.get('error-desc', 'no reason given')}"
             parts = []

@@ -15,8 +15,16 @@ import socket
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from qemu.qmp import EventListener, ExecInterruptedError, ExecuteError, Message, QMPClient
-from qemu.qmp import QMPError, Runstate, StateError
+from qemu.qmp import (
+    EventListener,
+    ExecInterruptedError,
+    ExecuteError,
+    Message,
+    QMPClient,
+    QMPError,
+    Runstate,
+    StateError,
+)
 
 from ..address import MonitorAddress
 from ..errors import (
@@ -357,7 +365,7 @@ class Monitor:
             # whole migration. Look again promptly, forever.
             return min(self.backoff[0], MISSING_SOCKET_POLL_S)
         first, cap = self.backoff
-        return min(cap, first * 2 ** min(attempt - 1, 30))
+        return min(cap, first * 2.0 ** min(attempt - 1, 30))
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -484,8 +492,8 @@ def _version(client: QMPClient) -> str | None:
     """"7.2.22" from the greeting (saves a query-version round trip)."""
     try:
         assert client.greeting is not None
-        qemu = client.greeting.QMP.version["qemu"]
-        return f"{qemu['major']}.{qemu['minor']}.{qemu['micro']}"  # type: ignore[index]
+        qemu: Any = client.greeting.QMP.version["qemu"]  # JSON: not an object is a TypeError below
+        return f"{qemu['major']}.{qemu['minor']}.{qemu['micro']}"
     except (AssertionError, KeyError, TypeError):
         return None
 

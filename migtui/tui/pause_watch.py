@@ -71,7 +71,7 @@ EXIT_FAILSAFE_S = 0.6  # a view that lost its terminal is gone within a second, 
 class PauseWatch:
     def __init__(
         self,
-        app: "App[int]",
+        app: App[int],
         sessions: Mapping[str, MonitorSession],
         *,
         clock: Callable[[], float],

@@ -23,10 +23,10 @@ from dataclasses import asdict
 from typing import Any
 
 from ..address import MonitorAddress
-from ..errors import MigtuiError
-from ..listeners import Listeners
 from ..engine import protocol as p
 from ..engine.runtime import Runtime
+from ..errors import MigtuiError
+from ..listeners import Listeners
 from ..workflow.policy import Policy
 from .remote import RemoteSession
 
@@ -113,7 +113,7 @@ class EngineClient:
                     "view": {"kind": self.kind, "tty": _tty(), "pid": os.getpid()}})
         try:
             first = p.decode(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT_S))
-        except (asyncio.TimeoutError, p.ProtocolError, ConnectionError) as err:
+        except (TimeoutError, p.ProtocolError, ConnectionError) as err:
             writer.close()
             raise EngineError(f"the migtui engine at {self.runtime.socket} did not answer ({err})") from None
         if first.get("op") == p.ERROR:
@@ -147,7 +147,7 @@ class EngineClient:
         try:
             self._send({"op": op, "id": rid, **fields})
             return await asyncio.wait_for(fut, CALL_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise EngineError(f"the migtui engine did not answer {op} within {CALL_TIMEOUT_S:g} s") from None
         finally:
             self._calls.pop(rid, None)
@@ -226,7 +226,8 @@ class EngineClient:
         op = message.get("op")
         name = message.get("name")
         if op == p.REPLY:
-            fut = self._calls.get(message.get("id"))  # type: ignore[arg-type]
+            rid = message.get("id")
+            fut = self._calls.get(rid) if isinstance(rid, int) else None
             if fut is not None and not fut.done():
                 fut.set_result(message)
             return

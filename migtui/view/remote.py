@@ -18,12 +18,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..address import MonitorAddress
+from ..engine.wire import features_from_json, phase_from_json, result_from_json, step_from_json
 from ..errors import MonitorError, ReadOnlyRefused, monitor_error
 from ..listeners import Listeners
 from ..transport import ConnectionStatus, ConnState
 from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, KINDS, MIGRATION, MonitorSession
 from ..workflow.switchover_state import ACTIVE, Phase, PhaseFacts, Step, SwitchoverResult
-from ..engine.wire import features_from_json, phase_from_json, result_from_json, step_from_json
 
 if TYPE_CHECKING:
     from .client import EngineClient
@@ -34,7 +34,7 @@ log = logging.getLogger("migtui.view")
 
 
 class RemoteSession(MonitorSession):
-    def __init__(self, client: "EngineClient", name: str, address: MonitorAddress, *, interval: float = 1.0,
+    def __init__(self, client: EngineClient, name: str, address: MonitorAddress, *, interval: float = 1.0,
                  read_only: bool = False) -> None:
         super().__init__(None, name=name, interval=interval, clock=client.clock)
         self.client = client
@@ -73,7 +73,7 @@ class RemoteSession(MonitorSession):
         d = self.pause.get("deadline")
         return float(d) if isinstance(d, (int, float)) and self.pause.get("deadline_allowed") else None
 
-    def remote_switchover(self, destination: MonitorSession | None = None) -> "RemoteSwitchover":
+    def remote_switchover(self, destination: MonitorSession | None = None) -> RemoteSwitchover:
         if destination is not None:
             self.switchover.paired = destination  # the view's own pairing, until the engine's arrives
         return self.switchover
@@ -191,13 +191,13 @@ class RemoteSwitchover(PhaseFacts):
     def close(self) -> None:
         return None
 
-    def start_resume(self, jobs: Any = None, *, force: bool = False) -> "asyncio.Task[str]":
+    def start_resume(self, jobs: Any = None, *, force: bool = False) -> asyncio.Task[str]:
         return self._start("resume", force)
 
-    def start_abort(self, *, force: bool = False) -> "asyncio.Task[str]":
+    def start_abort(self, *, force: bool = False) -> asyncio.Task[str]:
         return self._start("abort", force)
 
-    def _start(self, action: str, force: bool = False) -> "asyncio.Task[str]":
+    def _start(self, action: str, force: bool = False) -> asyncio.Task[str]:
         if self.source.read_only:
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} the switchover")
         self._requested = action

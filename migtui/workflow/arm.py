@@ -32,7 +32,7 @@ class ArmResult:
         return bool(self.enabled)
 
     @classmethod
-    def said(cls, monitor: str, summary: str) -> "ArmResult":
+    def said(cls, monitor: str, summary: str) -> ArmResult:
         """The engine's answer (its own ArmResult's summary), as a result."""
         return cls(monitor, (), (), summary)
 

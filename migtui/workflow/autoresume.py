@@ -23,7 +23,8 @@ from ..listeners import Listeners
 from .arm import refuse_read_only
 from .checklist import Checklist, fresh_checklist
 from .session import MIGRATION, MonitorSession
-from .switchover import SwitchoverResult, switchover_for
+from .switchover import switchover_for
+from .switchover_state import SwitchoverResult
 
 log = logging.getLogger("migtui.autoresume")
 

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .autoresume import AutoResumeReport
-from .paused import paused_sources
 from ..model.vmstate import VmState
 from ..transport import ConnState
+from .autoresume import AutoResumeReport
+from .paused import paused_sources
 from .session import MonitorSession
 from .switchover import current_switchover
 

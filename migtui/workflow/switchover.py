@@ -191,9 +191,8 @@ class Switchover(PhaseFacts):
         name = ev.name
         if name in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"):
             self.ended_jobs[str(ev.data.get("device", ""))] = ev
-        elif name == "MIGRATION":
-            if ev.data.get("status") == "device" and self.device_at is None:
-                self.device_at = ev.timestamp
+        elif name == "MIGRATION" and ev.data.get("status") == "device" and self.device_at is None:
+            self.device_at = ev.timestamp
         for run in self._runs:
             run.on_event(ev)
 
@@ -296,13 +295,14 @@ class Switchover(PhaseFacts):
         """A future for the source's migration status reaching one of ``statuses``."""
         wanted = frozenset(statuses)
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        remove: Callable[[], None] = lambda: None
+        remove: Callable[[], None] | None = None  # what removes the listener, once added
 
         def check(session: MonitorSession, kinds: frozenset[str]) -> None:
             status = session.state.migration_status
             if status in wanted and not fut.done():
                 fut.set_result(status)
-                remove()
+                if remove is not None:
+                    remove()
 
         remove = self.source.add_change_listener(check)
         fut.add_done_callback(lambda _f: remove())
@@ -478,7 +478,7 @@ class Switchover(PhaseFacts):
 
 # ---------------------------------------------------------------------- registry
 
-_current: "weakref.WeakKeyDictionary[MonitorSession, Switchover]" = weakref.WeakKeyDictionary()
+_current: weakref.WeakKeyDictionary[MonitorSession, Switchover] = weakref.WeakKeyDictionary()
 
 
 def switchover_for(source: MonitorSession, destination: MonitorSession | None = None) -> Switchover:
@@ -487,9 +487,10 @@ def switchover_for(source: MonitorSession, destination: MonitorSession | None = 
     A new one is made when the source pauses again (a new pre-switchover episode).
     A view's remote session answers with its mirror of the engine's switchover.
     """
-    remote = getattr(source, "remote_switchover", None)
+    # A view's RemoteSession: its mirror of the engine's switchover stands in for one.
+    remote: Callable[[MonitorSession | None], Switchover] | None = getattr(source, "remote_switchover", None)
     if remote is not None:
-        return remote(destination)  # type: ignore[no-any-return]
+        return remote(destination)
     existing = _current.get(source)
     since = source.state.pre_switchover_since
     if existing is not None and not existing.stale and (
@@ -508,8 +509,8 @@ def switchover_for(source: MonitorSession, destination: MonitorSession | None = 
 def current_switchover(source: MonitorSession) -> Switchover | None:
     """The controller of ``source``'s current (or last) pause; None when there is none, or
     when it belonged to the QEMU before a reconnection."""
-    remote = getattr(source, "remote_switchover", None)
+    remote: Callable[[], Switchover | None] | None = getattr(source, "remote_switchover", None)  # as above
     if remote is not None:
-        return remote()  # type: ignore[no-any-return]
+        return remote()
     existing = _current.get(source)
     return None if existing is None or existing.stale else existing

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.css.query import NoMatches
@@ -32,7 +33,8 @@ from ...workflow import availability
 from ...workflow.checklist import checklist
 from ...workflow.pause_tracker import engine_pause
 from ...workflow.session import MonitorSession
-from ...workflow.switchover import ABORT_DESCRIPTION, RESUME_DESCRIPTION, Outcome, Switchover
+from ...workflow.switchover import ABORT_DESCRIPTION, RESUME_DESCRIPTION, Switchover
+from ...workflow.switchover_state import Outcome
 from ..messages import NOT_AVAILABLE, SessionsChanged
 from ..pause_text import (
     PauseClock,
@@ -77,7 +79,7 @@ def _title(text: str, style: str = "bold") -> Item:
 class SwitchoverScreen(ModalScreen[None]):
     """The dialog for ``source``'s current pause."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "resume", "Resume switchover"),
         Binding("y", "confirm_abort", "Confirm abort"),
         Binding("y", "why('y')", show=False),  # runs only when the two above are unavailable

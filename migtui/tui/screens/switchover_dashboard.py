@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from ...errors import MigtuiError
 from ...model.vmstate import can_be_armed
@@ -47,7 +47,7 @@ ARM_QUESTION = (
 
 
 class SwitchoverDashboard(DashboardScreen):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "switchover", "Switchover"),  # opens the paused source's dialog
         Binding("s", "why('s')", show=False),
         Binding("x", "abort_switchover", "Abort"),
@@ -59,7 +59,7 @@ class SwitchoverDashboard(DashboardScreen):
         Binding("d", "why('d')", show=False),
     ]
 
-    def __init__(self, sessions: Iterable[MonitorSession], *, pauses: "PauseWatch", **kwargs) -> None:
+    def __init__(self, sessions: Iterable[MonitorSession], *, pauses: PauseWatch, **kwargs: Any) -> None:
         super().__init__(sessions, **kwargs)
         self.pauses = pauses
 

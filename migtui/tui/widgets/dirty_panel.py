@@ -8,7 +8,8 @@ runs calc-dirty-rate and the chart gets the measured point.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -18,8 +19,8 @@ from ...model.convergence import Tone, Trend, convergence
 from ...model.vmstate import VmState
 from ...transport import ConnState
 from ...workflow.session import MonitorSession
-from .migration_panel import is_stale
 from ..badges import POLLS_FAILING
+from .migration_panel import is_stale
 from .rate_chart import VALUE_WIDTH, ChartData, RateChart, value_lines
 from .text_line import TextLine
 
@@ -78,7 +79,7 @@ class DirtyPanel(Vertical):
     DirtyPanel.-stale RateChart, DirtyPanel.-stale #chart-values {{ text-opacity: 55%; }}
     """
 
-    def __init__(self, clock: Callable[[], float], *, coarse: bool = False, **kwargs) -> None:
+    def __init__(self, clock: Callable[[], float], *, coarse: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._clock = clock
         self._coarse = coarse
