@@ -39,7 +39,7 @@ from typing import Any
 from qemu.qmp import EventListener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from term import READY, Migtui, TracedLab, append, event_time, loadavg, machine  # noqa: E402
+from term import READY, Migtui, TracedLab, append, event_time, loadavg, machine
 
 COLS, ROWS = 100, 30
 MARKER = "paused before switchover"  # the dialog's title
@@ -65,7 +65,8 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
             with ctl.listen(listener):
                 await lab.migrate()
                 async for event in listener:
-                    status = event["data"]["status"]
+                    data: Any = event["data"]  # JSON
+                    status = data["status"]
                     stamps.setdefault(status, event_time(event))
                     if status == "pre-switchover":
                         await term.wait_for(lambda t: MARKER in t[since:], 10, "the switchover dialog")
@@ -97,7 +98,7 @@ def report(runs: list[dict[str, Any]], command: str, load: str) -> str:
     dialog = [r["dialog_ms"] for r in runs]
     cont = [r["key_ms"]["migrate-continue"] for r in runs]
     d_med, c_med = statistics.median(dialog), statistics.median(cont)
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
 
     def row(label: str, values: list[float], target: str) -> str:
         return (f"| {label} | {statistics.median(values):.1f} ms | {min(values):.1f} ms | {max(values):.1f} ms"
@@ -133,7 +134,8 @@ def report(runs: list[dict[str, Any]], command: str, load: str) -> str:
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
-    parser.add_argument("--think", type=float, default=0.5, help="seconds between the dialog and y, plus 0 to 0.1 at random (default 0.5)")
+    parser.add_argument("--think", type=float, default=0.5,
+                        help="seconds between the dialog and y, plus 0 to 0.1 at random (default 0.5)")
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--qemu", help="the qemu-system-x86_64 to run (default: $MIGTUI_QEMU, else PATH's)")
     parser.add_argument("--out", type=Path, help="append the results to this Markdown file's section")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 from qemu.qmp import EventListener, QMPClient
 
@@ -29,7 +30,8 @@ async def switchover_on_event(client: QMPClient, jobs: list[str], ready: asyncio
         if ready is not None:
             ready.set()
         async for event in listener:
-            name, data = event["event"], event.get("data", {})
+            name = event["event"]
+            data: Any = event.get("data", {})  # JSON
             if name == "MIGRATION":
                 status = data.get("status")
                 if status == "pre-switchover":

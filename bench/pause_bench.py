@@ -40,13 +40,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from qemu.qmp import EventListener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from term import (  # noqa: E402
+from term import (
     READY,
     ROOT,
     Migtui,
@@ -58,11 +59,11 @@ from term import (  # noqa: E402
     stop_engine,
 )
 
-from migtui.address import parse_addresses  # noqa: E402
-from migtui.lab.lab import MIRROR_JOB  # noqa: E402
-from migtui.protocol.messages import PolicyInfo, Status  # noqa: E402
-from migtui.protocol.runtime import runtime  # noqa: E402
-from migtui.view.client import EngineClient  # noqa: E402
+from migtui.address import parse_addresses
+from migtui.lab.lab import MIRROR_JOB
+from migtui.protocol.messages import PolicyInfo, Status
+from migtui.protocol.runtime import runtime
+from migtui.view.client import EngineClient
 
 RUN_TIMEOUT = 60.0
 COLS, ROWS = 100, 30
@@ -77,7 +78,8 @@ async def _until_end(listener: EventListener, out: dict[str, float]) -> None:
         if event["event"] == "BLOCK_JOB_COMPLETED":
             out.setdefault("BLOCK_JOB_COMPLETED", event_time(event))
             continue
-        status = event["data"]["status"]
+        data: Any = event["data"]  # JSON
+        status = data["status"]
         out.setdefault(status, event_time(event))
         if status in ("completed", "failed", "cancelled"):
             return
@@ -166,9 +168,10 @@ async def one_run(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         if variant == "nice":
             stamps = await _migrate_with_migtui(lab, nice=10)
         else:
-            run = {"migtui": _migrate_with_migtui, "direct": _migrate_with_direct, "engine": _migrate_with_engine}
+            run: dict[str, Callable[[TracedLab], Awaitable[dict[str, Any]]]] = {
+                "migtui": _migrate_with_migtui, "direct": _migrate_with_direct, "engine": _migrate_with_engine}
             stamps = await run[variant](lab)
-        info = await (await lab.control(lab.src)).execute("query-migrate")
+        info: Any = await (await lab.control(lab.src)).execute("query-migrate")  # JSON
         commands = lab.commands(lab.src)
         paused = stamps["pre-switchover"]
         migrate_at = next(t for t, c, _ in commands if c == "migrate")
@@ -204,7 +207,7 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, command: str, l
     m, d = pause["migtui"]["median"], pause["direct"]["median"]
     limit = 1.2 * d + 2.0
     verdict = "PASS" if m <= limit else "FAIL"
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         f"### {date}, QEMU {runs[0]['machine'].split('QEMU ')[1].split(',')[0]}",
         "",

@@ -29,7 +29,7 @@ import platform
 import statistics
 import sys
 import time
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ KEYS = 49
 
 
 def app_for(sessions: list[MonitorSession], now: float) -> MigtuiApp:
-    return make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    return make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="xterm-256color")
 
 
 async def first_frame() -> float:
@@ -84,7 +84,10 @@ def machine() -> str:
 async def main(runs: int) -> str:
     starts = [await first_frame() for _ in range(runs)]
     keys = [await cpu_per_key() for _ in range(runs)]
-    ms = lambda values: ", ".join(f"{1000 * v:.0f}" for v in values)  # noqa: E731
+
+    def ms(values: list[float]) -> str:
+        return ", ".join(f"{1000 * v:.0f}" for v in values)
+
     return "\n".join([
         f"### Dashboard in process -- {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {machine()}",
         "",

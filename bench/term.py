@@ -23,8 +23,9 @@ import sys
 import tempfile
 import termios
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from machine import cpu_model  # bench/ is on sys.path when run as a script
 
@@ -63,6 +64,7 @@ class PtyProcess:
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         full_env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows), **(env or {}))
         full_env.pop("NO_COLOR", None)
+        self.argv = argv
         self.started = time.time()
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=ROOT,
                                      start_new_session=True, close_fds=True)
@@ -110,7 +112,7 @@ class PtyProcess:
         deadline = time.monotonic() + timeout
         while not found(self.text):
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.proc.args[2:4]} exited with {self.proc.returncode} while waiting"
+                raise RuntimeError(f"{self.argv[2:4]} exited with {self.proc.returncode} while waiting"
                                    f" for {what}: {self.text[-500:]!r}")
             self._changed.clear()
             try:
@@ -145,7 +147,7 @@ class Migtui:
     """``migtui [OPTIONS] MONITOR...`` in a terminal, with the engine it starts in its own
     (fresh, private, short) runtime directory; ``stop()`` ends both."""
 
-    def __init__(self, monitors: list[str], *, cols: int, rows: int, options: list[str] = ()) -> None:
+    def __init__(self, monitors: list[str], *, cols: int, rows: int, options: Sequence[str] = ()) -> None:
         self.runtime = Path(tempfile.mkdtemp(prefix="mtb", dir="/tmp"))
         self.runtime_dir = self.runtime / "rt"  # created 0700 by migtui itself
         self.term = PtyProcess([*MIGTUI, *options, "--runtime-dir", str(self.runtime_dir), *monitors], cols, rows)
@@ -204,16 +206,16 @@ class TracedLab(Lab):
     async def start(self) -> None:
         plain = qemu.qemu_argv
 
-        def traced(*args: object, **kwargs: object) -> list[str]:
-            return plain(*args, **kwargs) + ["-trace", "handle_qmp_command", "-msg", "timestamp=on"]
+        def traced(*args: Any, **kwargs: Any) -> list[str]:
+            return [*plain(*args, **kwargs), "-trace", "handle_qmp_command", "-msg", "timestamp=on"]
 
-        qemu.qemu_argv = traced  # type: ignore[assignment]
+        qemu.qemu_argv = traced
         try:
             await super().start()
         finally:
-            qemu.qemu_argv = plain  # type: ignore[assignment]
+            qemu.qemu_argv = plain
 
-    def commands(self, vm: LabVm) -> list[tuple[float, str, dict]]:
+    def commands(self, vm: LabVm) -> list[tuple[float, str, dict[str, Any]]]:
         """(when QEMU parsed it, command, arguments) for each QMP command vm received."""
         out = []
         for line in vm.log_path.read_text(errors="replace").splitlines():
@@ -225,8 +227,8 @@ class TracedLab(Lab):
         return out
 
 
-def event_time(event: dict) -> float:
-    ts = event["timestamp"]
+def event_time(event: Mapping[str, Any]) -> float:
+    ts: Any = event["timestamp"]
     return ts["seconds"] + ts["microseconds"] / 1e6
 
 

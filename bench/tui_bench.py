@@ -36,11 +36,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from term import Migtui, PtyProcess, append, cpu_seconds, loadavg, machine  # noqa: E402
+from term import Migtui, PtyProcess, append, cpu_seconds, loadavg, machine
 
-from migtui.lab.lab import Lab  # noqa: E402
-from migtui.lab.qemu import find_qemu  # noqa: E402
-from migtui.lab.scenarios import SCENARIOS  # noqa: E402
+from migtui.lab.lab import Lab
+from migtui.lab.qemu import find_qemu
+from migtui.lab.scenarios import SCENARIOS
 
 COLS, ROWS = 100, 30
 SECTION = "## Dashboard cost: migtui vs htop in the same terminal"
@@ -81,7 +81,7 @@ async def key_latency(term: PtyProcess, presses: int) -> list[float]:
         await asyncio.sleep(0.4)
         seen = len(term.arrivals)
         pressed = term.send(b"\x1b[B" if i % 2 == 0 else b"\x1b[A")
-        await wait_until(lambda: len(term.arrivals) > seen, 5, "a reaction to a key")
+        await wait_until(lambda seen=seen: len(term.arrivals) > seen, 5, "a reaction to a key")
         delays.append(1000 * (term.arrivals[seen][0] - pressed))
     return delays
 
@@ -108,6 +108,7 @@ async def steady(app: Migtui, htop: PtyProcess | None, seconds: float) -> dict[s
 
 async def main(args: argparse.Namespace) -> str:
     scenario = SCENARIOS["stuck"]
+    assert scenario.bandwidth_mib_s is not None  # "stuck" caps the bandwidth below the dirty rate
     binary = find_qemu(args.qemu)
     rows: list[str] = []
     load = loadavg()
@@ -169,7 +170,7 @@ async def main(args: argparse.Namespace) -> str:
         mach = machine(lab)
 
     command = " ".join([".venv/bin/python", "bench/tui_bench.py", *map(shlex.quote, sys.argv[1:])])
-    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = [
         f"### {when}, QEMU {mach.split('QEMU ')[1].split(',')[0]}",
         "",

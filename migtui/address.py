@@ -30,7 +30,7 @@ class MonitorAddress:
         assert self.host is not None and self.port is not None
         return (self.host, self.port)
 
-    def absolute(self) -> "MonitorAddress":
+    def absolute(self) -> MonitorAddress:
         """The same monitor with its socket path made absolute (for another process: the engine)."""
         if self.kind != "unix" or self.path is None or os.path.isabs(self.path):
             return self

@@ -7,13 +7,14 @@ never have to special-case missing fields.
 from __future__ import annotations
 
 import math
+from typing import TypeGuard
 
 import humanize
 
 UNKNOWN = "—"
 
 
-def _known(value: float | int | None) -> bool:
+def _known(value: float | int | None) -> TypeGuard[float | int]:
     return value is not None and not isinstance(value, bool) and math.isfinite(value)
 
 

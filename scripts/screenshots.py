@@ -38,18 +38,18 @@ from textual.pilot import Pilot  # noqa: E402
 
 from migtui.address import parse_addresses  # noqa: E402
 from migtui.errors import MigtuiError  # noqa: E402
-from migtui.lab.scenarios import SCENARIOS, setup_scenario  # noqa: E402
 from migtui.lab.lab import MIRROR_JOB, Lab  # noqa: E402
-from migtui.transport import ConnState  # noqa: E402
-from migtui.tui.app import COALESCE_S, MigtuiApp, make_app  # noqa: E402
+from migtui.lab.scenarios import SCENARIOS, setup_scenario  # noqa: E402
 from migtui.logfile import setup_logging  # noqa: E402
+from migtui.transport import ConnState, Monitor  # noqa: E402
+from migtui.tui.app import COALESCE_S, MigtuiApp, make_app  # noqa: E402
 from migtui.tui.widgets.monitor_header import MonitorHeader  # noqa: E402
 from migtui.workflow.session import MonitorSession  # noqa: E402
 
 try:  # issue 4's dialog; without it the pre-switchover shot is the dashboard alone
     from migtui.tui.screens.switchover import SwitchoverScreen
 except ImportError:  # pragma: no cover - depends on the checkout
-    SwitchoverScreen = None  # type: ignore[assignment,misc]
+    SwitchoverScreen = None  # type: ignore[assignment,misc]  # a checkout before the dialog: None says so
 
 WIDE = (100, 30)
 SMALL = (80, 24)
@@ -124,7 +124,7 @@ def for_librsvg(svg: str) -> str:
 def app_on(lab: Lab) -> tuple[MigtuiApp, MonitorSession, MonitorSession]:
     """The dashboard as `migtui src=... dst=...` builds it (default 1 s interval)."""
     addresses = parse_addresses([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
-    app = make_app(addresses, term=TERM)
+    app = make_app(sessions=[MonitorSession(Monitor(address)) for address in addresses], term=TERM)
     return app, app.sessions["src"], app.sessions["dst"]
 
 
@@ -227,7 +227,7 @@ def checklist_green(dialog: object) -> bool:
         return True  # a dialog without the accessor: trust the wait on QEMU's state
     try:
         return "all green" in section("checks")
-    except Exception:  # noqa: BLE001 - an older dialog layout: do not fail the shot for it
+    except Exception:  # an older dialog layout: do not fail the shot for it
         return True
 
 

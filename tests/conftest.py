@@ -25,18 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from engine_util import (
-    SUITE_ENV,
-    EngineProcess,
-    engine_pids,
-    short_runtime_dir,
-    suite_leftovers,
-)
+from engine_util import SUITE_ENV, EngineProcess, engine_pids, short_runtime_dir, suite_leftovers
+from tmux_util import Tmux
 
 from migtui.errors import LabError
 from migtui.lab.lab import Lab
 from migtui.lab.qemu import QEMU_ENV, find_qemu_img
 from migtui.protocol.runtime import RUNTIME_ENV
+
+# replay's ``version`` fixture (each recorded QEMU version in turn), for every test module:
+# imported into each instead, it shadows itself in the tests' parameters (ruff F811).
+pytest_plugins = ["replay"]
 
 UNMARKED = "/nonexistent/mark-this-test-with-pytest.mark.qemu/qemu-system-x86_64"
 INSTALL = "apt-get install -y qemu-system-x86 qemu-utils"
@@ -50,6 +49,9 @@ class QemuBuild:
     @property
     def id(self) -> str:
         return f"qemu-{self.version}"
+
+
+QEMU_BUILDS = pytest.StashKey[list[QemuBuild]]()  # --qemu's builds, found once per run
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,14 +72,14 @@ def _version(path: str) -> str:
 
 
 def qemu_builds(config: pytest.Config) -> list[QemuBuild]:
-    builds = getattr(config, "_migtui_qemu_builds", None)
+    builds = config.stash.get(QEMU_BUILDS, None)
     if builds is None:
         paths = config.getoption("--qemu") or [shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"]
         builds = [QemuBuild(path, _version(path)) for path in paths]
         versions = [b.version for b in builds]
         if len(set(versions)) != len(versions):
             raise pytest.UsageError(f"--qemu names the same version twice: {versions}")
-        config._migtui_qemu_builds = builds  # type: ignore[attr-defined]
+        config.stash[QEMU_BUILDS] = builds
     return builds
 
 
@@ -172,6 +174,15 @@ def engine() -> Iterator[EngineProcess]:
         yield proc
     finally:
         proc.cleanup()
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[Tmux]]:
+    """The tmux terminals a test opened (tests/test_views.py's ``open_terminal``), closed at teardown."""
+    opened: list[Tmux] = []
+    yield opened
+    for term in opened:
+        term.close()
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ class EngineProcess:
         except OSError:
             return ""
 
-    def start(self, timeout: float = 15.0) -> "EngineProcess":
+    def start(self, timeout: float = 15.0) -> EngineProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "migtui", "engine", "--foreground", "--runtime-dir", str(self.directory),
              *self.extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

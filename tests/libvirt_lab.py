@@ -22,6 +22,7 @@ library at module level.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import grp
@@ -38,6 +39,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,8 +100,8 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "(no message)"
 
 
-def _die_with_parent(prctl: object, parent: int) -> None:
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # type: ignore[operator]
+def _die_with_parent(prctl: Callable[..., int], parent: int) -> None:
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(1)
 
@@ -137,10 +139,8 @@ class Host:
     def daemon_log(self) -> str:
         parts = []
         for path in (self.dir("log") / "libvirtd.log", self.root / "libvirtd.stderr"):
-            try:
+            with contextlib.suppress(OSError):
                 parts.append(path.read_text(errors="replace"))
-            except OSError:
-                pass
         return "\n".join(parts)
 
     def last_daemon_error(self) -> str:
@@ -157,7 +157,7 @@ class Host:
 
     # ------------------------------------------------------------------ set-up
 
-    def prepare(self, cache_from: "Host | None" = None) -> None:
+    def prepare(self, cache_from: Host | None = None) -> None:
         for key in MOUNTS:
             self.dir(key).mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("qemu", "images"):
@@ -290,7 +290,7 @@ class LibvirtLab:
         self.a = Host("A", self.root / "a", base)
         self.b = Host("B", self.root / "b", base + 32)
 
-    def __enter__(self) -> "LibvirtLab":
+    def __enter__(self) -> LibvirtLab:
         try:
             self.start()
         except BaseException:
@@ -322,10 +322,8 @@ class LibvirtLab:
 
     def close(self) -> None:
         for host in (self.a, self.b):
-            try:
+            with contextlib.suppress(Exception):  # the other host and the directories must go anyway
                 host.stop()
-            except Exception:  # the other host and the directories must go anyway
-                pass
         shutil.rmtree(self.root, ignore_errors=True)
 
     # ------------------------------------------------------------------ the guest

@@ -2,7 +2,7 @@
 sessions fed from the lab runs recorded by tests/fixtures/record_tui.py.
 
 ``VERSIONS`` lists every recorded QEMU (a folder with a ``meta.json``), oldest first;
-tests take the ``version`` fixture (imported from here) to run once per version, with
+tests take the ``version`` fixture (defined here, shared by conftest.py) to run once per version, with
 the version in the test id. Moments of a TUI run are named (``moment``), found from
 what QEMU did in that recording, so one test fits every version's run. Tests that give
 a run's times in seconds were written against QEMU 7.2's runs (``TUI_FIXTURES``).
@@ -11,9 +11,10 @@ a run's times in seconds were written against QEMU 7.2's runs (``TUI_FIXTURES``)
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -77,9 +78,9 @@ def tui_run(version: str, scenario: str) -> list[dict[str, Any]]:
 
 def _event_at(entries: list[dict[str, Any]], name: str, status: str | None = None) -> float:
     for e in entries:
-        if e["side"] == "src" and e["kind"] == "event" and e["event"]["event"] == name:
-            if status is None or e["event"].get("data", {}).get("status") == status:
-                return e["t"]
+        if (e["side"] == "src" and e["kind"] == "event" and e["event"]["event"] == name
+                and (status is None or e["event"].get("data", {}).get("status") == status)):
+            return e["t"]
     raise AssertionError(f"no src {name} {status or ''} in the recording")
 
 

@@ -48,7 +48,8 @@ def monitors(lab: Lab) -> list[str]:
 
 
 def test_the_engine_never_loads_textual() -> None:
-    code = ("import sys, migtui.commands.engine, migtui.engine.serve, migtui.engine.server, migtui.engine.engine, migtui.view.client;"
+    code = ("import sys, migtui.commands.engine, migtui.engine.serve, migtui.engine.server, migtui.engine.engine,"
+            " migtui.view.client;"
             " bad = sorted(m for m in sys.modules if m == 'textual' or m.startswith('textual.'));"
             " print(bad); sys.exit(1 if bad else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -91,7 +92,7 @@ async def test_two_views_and_status_share_one_connection_and_one_y_acts_once(
         lab: Lab, engine: EngineProcess) -> None:
     await lab.prepare(storage=True, pause=False)  # mirrored disk, not armed: migtui arms it
     async with attached(engine.directory, kind="first") as one, attached(engine.directory, kind="second") as two:
-        src1, dst1 = await watch(one, monitors(lab))
+        src1, _dst1 = await watch(one, monitors(lab))
         src2, dst2 = await watch(two, monitors(lab))  # the same monitors: the same connections
         assert set(one.sessions) == set(two.sessions) == {"src", "dst"}
         await until(lambda: src1.connected and src2.connected and dst2.connected and src2.state.block_jobs, 15,
@@ -109,11 +110,14 @@ async def test_two_views_and_status_share_one_connection_and_one_y_acts_once(
         await lab.migrate()
         await until(lambda: src1.state.in_pre_switchover and src2.state.in_pre_switchover, 30,
                     "both views see the pause")
-        await until(lambda: src2.pause.deadline is not None, 5, "the deadline (migtui's own pause: the default applies)")
+        await until(lambda: src2.pause.deadline is not None, 5,
+                    "the deadline (migtui's own pause: the default applies)")
         first, second = await asyncio.gather(src1.engine_request("resume"), src2.engine_request("resume"))
         assert sorted([first, second])[0].startswith("src: resume already started by ")
         await until(lambda: src1.switchover.result is not None and src2.switchover.result is not None, 30,
                     "the outcome in both views")
+        assert src1.switchover.result is not None and src2.switchover.result is not None
+        assert src1.switchover.actor is not None
         assert src1.switchover.result.outcome.value == "completed"
         assert src2.switchover.result.reason == src1.switchover.result.reason
         assert src1.switchover.actor == src2.switchover.actor and src1.switchover.actor.startswith(
@@ -156,6 +160,7 @@ async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_
         await later.subscribe()
         src = later.sessions["src"]
         await until(lambda: src.switchover.result is not None, 30, "the deadline's abort")
+        assert src.switchover.result is not None
         assert src.switchover.result.outcome.value == "aborted", src.switchover.result
         assert src.switchover.actor == "the engine's deadline"
         await until(lambda: src.state.running is True, 10, "the source guest running again")
@@ -177,6 +182,7 @@ async def test_an_auto_resume_is_logged_once(lab: Lab, engine: EngineProcess) ->
         await lab.migrate()
         await until(lambda: src.switchover.result is not None, 30, "auto-resume's outcome")
         result = src.switchover.result
+        assert result is not None
         assert result.outcome.value == "completed", result
         actor = src.switchover.actor
     lines = engine.log.splitlines()
@@ -202,11 +208,13 @@ async def test_a_pause_libvirt_drives_is_left_to_it_unless_the_request_forces_it
             assert (reply.ok, reply.error) == (
                 False, "src: libvirt drives this migration: acting now may break it; confirm again to force it"), reply
         await asyncio.sleep(0.3)
-        assert (await ctl.execute("query-migrate"))["status"] == "pre-switchover"  # nothing was sent
+        info: Any = await ctl.execute("query-migrate")
+        assert info["status"] == "pre-switchover"  # nothing was sent
         assert src.switchover.action is None
         reply = await view.call(Request, action="resume", monitor="src", force=True)
         assert reply.ok and reply.message == "src: resume started", reply
         await until(lambda: src.switchover.result is not None, 30, "the outcome")
+        assert src.switchover.result is not None
         assert src.switchover.result.outcome.value == "completed", src.switchover.result
     assert "src: resume forced by test" in engine.log
 
@@ -296,11 +304,13 @@ async def test_an_engine_a_view_started_guards_what_it_armed_then_sets_it_back_a
             await until(lambda: src.state.in_pre_switchover, 30, "the pause")
             assert await src.engine_request("resume") == "src: resume started"
             await until(lambda: src.switchover.result is not None, 30, "the outcome")
+            assert src.switchover.result is not None
             assert src.switchover.result.outcome is Outcome.COMPLETED, src.switchover.result
         # The migration is over: nothing left to guard. The engine disarms, then exits.
         await until(lambda: not engine_pids(directory), 15, "the engine gone")
         ctl = await lab.control(lab.src)
-        caps = {c["capability"]: c["state"] for c in await ctl.execute("query-migrate-capabilities")}
+        listed: Any = await ctl.execute("query-migrate-capabilities")
+        caps = {c["capability"]: c["state"] for c in listed}
         assert caps["pause-before-switchover"] is False and caps["events"] is True  # events was the lab's
     finally:
         for pid in engine_pids(directory):

@@ -19,6 +19,7 @@ from qemu.qmp import EventListener, QMPClient
 from qemu_util import QemuProcess
 
 from migtui.lab.lab import Lab
+from migtui.model.coerce import as_mapping
 from migtui.model.switchover import Outcome, Phase
 from migtui.protocol.messages import PolicyInfo, Request
 from migtui.transport.readonly import READ_ONLY_COMMANDS
@@ -63,7 +64,7 @@ class TracedQemu(QemuProcess):
     """A bare QEMU whose every QMP command is in its log (``-trace handle_qmp_command``)."""
 
     def argv(self) -> list[str]:
-        return super().argv() + ["-trace", "handle_qmp_command"]
+        return [*super().argv(), "-trace", "handle_qmp_command"]
 
     def commands(self) -> list[TracedCommand]:
         try:
@@ -75,8 +76,8 @@ class TracedQemu(QemuProcess):
 async def qemu_status(lab: Lab) -> tuple[str, list[dict[str, Any]]]:
     """The source's migration status and block jobs, asked on the lab's own socket."""
     ctl = await lab.control(lab.src)
-    info = await ctl.execute("query-migrate")
-    jobs = await ctl.execute("query-block-jobs")
+    info: Any = await ctl.execute("query-migrate")
+    jobs: Any = await ctl.execute("query-block-jobs")
     return str(info.get("status")), list(jobs)
 
 
@@ -92,7 +93,8 @@ async def test_nothing_bound_to_the_dead_qemu_reaches_the_new_one_at_its_socket(
         src, _dst = await watch(view, monitors(lab), policy)
         await until(lambda: src.connected and src.polls, 15, "connected")
         await lab.migrate()
-        await until(lambda: src.state.in_pre_switchover and src.pause.deadline is not None, 30, "the pause, its deadline")
+        await until(lambda: src.state.in_pre_switchover and src.pause.deadline is not None, 30,
+                    "the pause, its deadline")
         deadline = src.pause.deadline.at if src.pause.deadline else None
         assert deadline is not None
         generation = src.generation
@@ -159,7 +161,8 @@ async def test_what_the_engine_armed_on_a_dead_qemu_is_not_the_new_ones(lab: Lab
                 await until(lambda: src.pause.clock is not None, 10, "the engine's record of it")
                 assert src.pause.owner == "other" and src.pause.deadline is None, src.pause
                 await asyncio.sleep(3.0 + 1.5)  # as long as the engine's deadline would have been
-                status = (await ctl.execute("query-migrate"))["status"]
+                info: Any = await ctl.execute("query-migrate")
+                status = info["status"]
                 assert status == "pre-switchover", status  # nobody ended the other client's pause
             finally:
                 await ctl.disconnect()
@@ -191,7 +194,8 @@ async def test_a_resume_that_changed_nothing_can_be_tried_again(lab: Lab, engine
             os.kill(lab.src.pid, signal.SIGCONT)
         said = "src: no answer from QEMU within 5 s (frozen?): nothing was changed; resume can be tried again"
         assert ("warning", said) in view.notices, view.notices
-        assert src.switchover.action is None and src.switchover.result is None  # as before the attempt
+        # As before the attempt (compared: after `assert ... is None` mypy takes the result below for None).
+        assert (src.switchover.action, src.switchover.result) == (None, None)
         assert src.switchover.attempt is not None and src.switchover.attempt.reason == said
         # QEMU is healthy, still paused, its mirror untouched.
         status, jobs = await qemu_status(lab)
@@ -200,6 +204,7 @@ async def test_a_resume_that_changed_nothing_can_be_tried_again(lab: Lab, engine
                     "resume on offer again")
         assert await src.engine_request("resume") == "src: resume started"
         await until(lambda: src.switchover.result is not None, 30, "the outcome")
+        assert src.switchover.result is not None
         assert src.switchover.result.outcome is Outcome.COMPLETED, src.switchover.result
 
 
@@ -225,6 +230,7 @@ async def test_the_deadline_does_not_lapse_when_the_operators_resume_changed_not
         finally:
             os.kill(lab.src.pid, signal.SIGCONT)
         await until(lambda: src.switchover.result is not None, 30, "the deadline acting again")
+        assert src.switchover.result is not None
         assert src.switchover.result.outcome is Outcome.ABORTED, src.switchover.result
         assert src.switchover.actor == "the engine's deadline"
         assert "src: deadline passed while resume was under way: left to it" in engine.log
@@ -250,6 +256,7 @@ async def test_a_migration_that_fails_after_migrate_continue_says_what_happened(
         assert await src.engine_request("resume") == "src: resume started"
         await until(lambda: src.switchover.result is not None, 30, "the outcome")
         result = src.switchover.result
+        assert result is not None
         assert result.outcome is Outcome.FAILED, result
         assert result.reason.startswith("src: the migration failed after migrate-continue"), result.reason
         if src.state.migration.error_desc is None:
@@ -277,7 +284,7 @@ async def test_the_final_figures_are_qemus_when_the_source_quits_right_after_com
         src, _dst = await watch(view, monitors(lab), interval=1.0)
         await until(lambda: src.connected and src.polls, 15, "connected")
         ctl = await lab.control(lab.src)
-        completed = EventListener("MIGRATION", lambda ev: ev.get("data", {}).get("status") == "completed")
+        completed = EventListener("MIGRATION", lambda ev: as_mapping(ev.get("data")).get("status") == "completed")
         with ctl.listen(completed):
             await lab.migrate()
             await asyncio.wait_for(completed.get(), 30)
@@ -285,7 +292,7 @@ async def test_the_final_figures_are_qemus_when_the_source_quits_right_after_com
             # for the engine to ask, then QEMU's own final figures (QEMU answers the engine's
             # query, asked before ours, first), then the end.
             await asyncio.sleep(0.01)
-            final = await ctl.execute("query-migrate")
+            final: Any = await ctl.execute("query-migrate")
             os.kill(lab.src.pid, signal.SIGKILL)
         await until(lambda: not src.connected, 15, "the monitor lost")
         await asyncio.sleep(0.3)  # whatever was still coming has come

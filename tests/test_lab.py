@@ -47,17 +47,18 @@ async def serial_grows(lab: Lab, vm: LabVm) -> None:
     await eventually(lambda: lab.serial_size(vm) > before, f"{vm.name} serial output to grow")
 
 
-async def next_event(listener: EventListener, name: str, timeout: float = 30.0, **data: Any) -> dict:
+async def next_event(listener: EventListener, name: str, timeout: float = 30.0, **data: Any) -> Any:
     """The next event called name whose data has the given items."""
-    async def find() -> dict:
+    async def find() -> Any:
         async for event in listener:
-            if event["event"] == name and all(event["data"].get(k) == v for k, v in data.items()):
-                return event
+            found: Any = event  # JSON
+            if found["event"] == name and all(found["data"].get(k) == v for k, v in data.items()):
+                return found
         raise AssertionError("listener closed")
     return await asyncio.wait_for(find(), timeout)
 
 
-async def status_on(path: Path) -> dict:
+async def status_on(path: Path) -> Any:
     """query-status over a fresh connection (as the dashboard would connect)."""
     client = QMPClient("test")
     await client.connect(str(path))
@@ -83,13 +84,15 @@ async def test_plain_migration_completes(lab: Lab) -> None:
     with src.listen(listener := EventListener("MIGRATION")):
         await lab.migrate()
         await next_event(listener, "MIGRATION", status="completed")
-    assert (await src.execute("query-migrate"))["status"] == "completed"
+    info: Any = await src.execute("query-migrate")
+    assert info["status"] == "completed"
     await eventually(lambda: _running(dst), "the destination to run")
     await serial_grows(lab, lab.dst)
 
 
 async def _running(client: QMPClient) -> bool:
-    return (await client.execute("query-status"))["status"] == "running"
+    status: Any = await client.execute("query-status")
+    return status["status"] == "running"
 
 
 async def test_storage_migration_pauses_and_copies_the_disk() -> None:
@@ -104,7 +107,8 @@ async def test_storage_migration_pauses_and_copies_the_disk() -> None:
             with src.listen(listener := EventListener()):
                 await lab.migrate()
                 await next_event(listener, "MIGRATION", status="pre-switchover")
-                assert (await src.execute("query-migrate"))["status"] == "pre-switchover"
+                info: Any = await src.execute("query-migrate")
+                assert info["status"] == "pre-switchover"
                 await src.execute("block-job-cancel", {"device": MIRROR_JOB})  # graceful, not force
                 await next_event(listener, "BLOCK_JOB_COMPLETED", device=MIRROR_JOB)
                 await src.execute("migrate-continue", {"state": "pre-switchover"})
@@ -147,7 +151,7 @@ async def test_paced_guest_dirties_at_the_requested_rate() -> None:
 
 async def test_qemu_exiting_at_start_shows_its_last_stderr_line(monkeypatch: pytest.MonkeyPatch) -> None:
     real = lab_qemu.qemu_argv
-    monkeypatch.setattr(lab_qemu, "qemu_argv", lambda *a, **k: real(*a, **k) + ["-device", "no-such-device"])
+    monkeypatch.setattr(lab_qemu, "qemu_argv", lambda *a, **k: [*real(*a, **k), "-device", "no-such-device"])
     lab = Lab(memory_mib=32, dirty_mib=2, disk=False)
     with pytest.raises(LabError, match="no-such-device") as info:
         await lab.start()
@@ -157,7 +161,7 @@ async def test_qemu_exiting_at_start_shows_its_last_stderr_line(monkeypatch: pyt
 
 async def test_missing_qemu_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(lab_qemu.QEMU_ENV)
-    monkeypatch.setattr(lab_qemu.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)  # what migtui.lab.qemu looks QEMU up with
     with pytest.raises(LabError, match="apt-get install -y qemu-system-x86 qemu-utils"):
         await Lab().start()
 
@@ -216,7 +220,7 @@ def test_lab_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     lab = LabCommand("--dir", str(directory), "--no-disk")
     try:
         lab.wait_for(r"^watch:\s+\S+ -m migtui src=\S+/src\.qmp dst=\S+/dst\.qmp")
-        lab.wait_for(r"kill -USR1 %d" % lab.proc.pid)
+        lab.wait_for(rf"kill -USR1 {lab.proc.pid}")
         pids = lab.qemu_pids()
         assert (directory / "src.qmp").exists() and (directory / "dst.qmp").exists()
         lab.proc.send_signal(signal.SIGTERM)
@@ -233,7 +237,7 @@ def test_lab_command_starts_the_migration_on_sigusr1(qemu_build: Any) -> None:
     # --qemu names the build (the suite's $MIGTUI_QEMU is the same): the banner says which ran.
     lab = LabCommand("--dirty", "2", "--memory", "32", "--no-disk", "--qemu", qemu_build.path)
     try:
-        lab.wait_for(r"^\s+qemu\s+%s \(%s\)" % (re.escape(qemu_build.version), re.escape(qemu_build.path)))
+        lab.wait_for(rf"^\s+qemu\s+{re.escape(qemu_build.version)} \({re.escape(qemu_build.path)}\)")
         lab.wait_for(r"^watch:")
         lab.proc.send_signal(signal.SIGUSR1)
         lab.wait_for(r"source: migration completed")

@@ -18,11 +18,12 @@ def _imports(tree: ast.AST) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.append((node.lineno, node.module))
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-            "import_module", "__import__"
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
         ):
-            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                found.append((node.lineno, node.args[0].value))
+            found.append((node.lineno, node.args[0].value))
     return found
 
 
@@ -79,7 +80,7 @@ def _definitions() -> list[tuple[str, int, str]]:
             continue
         module = importlib.import_module(".".join(relative.with_suffix("").parts).removesuffix(".__init__"))
 
-        def visit(body: list[ast.stmt], cls: str | None) -> None:
+        def visit(body: list[ast.stmt], cls: str | None, module: object = module, relative: Path = relative) -> None:
             for node in body:
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     if cls is not None:

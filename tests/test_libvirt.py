@@ -21,6 +21,7 @@ Needs root, libvirt and tmux; when one is missing the test fails with the apt li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -187,10 +188,8 @@ class Tmux:
         """Keep every distinct screen (the dialog may last only as long as libvirt's pause)."""
         while not stop.is_set():
             await self.capture()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.05)
-            except asyncio.TimeoutError:
-                pass
 
     def seen(self, *phrases: str) -> str | None:
         """The first phrase found on any screen so far (toasts wrap: words are compared)."""
@@ -212,10 +211,8 @@ class Tmux:
         while Path(f"/proc/{self.pane_pid}").exists() and time.monotonic() < deadline:
             time.sleep(0.02)
         if Path(f"/proc/{self.pane_pid}").exists():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pane_pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 _TOAST_EDGE = re.compile(r"▌[^▌]*$")
@@ -328,7 +325,8 @@ async def test_libvirt_finishes_its_own_pause_and_migtui_only_watches(
     # The engine watches both sides from the start (the destination's QEMU only appears
     # when libvirt starts the migration: the engine retries), auto-resume named explicitly.
     await until(guest.source_monitor.exists, 15, "the source's migtui monitor")
-    names = await client.watch(parse_addresses(monitors), PolicyInfo(auto_resume=True, explicit=frozenset({"auto_resume"})),
+    names = await client.watch(parse_addresses(monitors),
+                               PolicyInfo(auto_resume=True, explicit=["auto_resume"]),
                                read_only=False, interval=0.5)
     assert names == ["src", "dst"]
     await client.subscribe()

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from replay import VERSIONS, envelopes, reply, version  # noqa: F401 (version: a fixture)
+from replay import VERSIONS, envelopes, reply
 
 from migtui.model.blockjobs import BlockJob, parse_block_jobs
 from migtui.model.capabilities import Capabilities
@@ -36,7 +36,7 @@ def test_every_recorded_query_migrate_parses(env: dict[str, Any]) -> None:
     assert out["raw"] == env["return"]
     if info.ram is not None:
         assert out["ram_total_bytes"] == env["return"]["ram"]["total"]
-        assert 0.0 <= info.ram_progress <= 1.0
+        assert info.ram_progress is not None and 0.0 <= info.ram_progress <= 1.0
 
 
 def test_recordings_cover_every_state_the_brief_asks_for(version: str) -> None:
@@ -87,6 +87,7 @@ def test_active_figures(version: str) -> None:
     assert info.is_running and info.status == "active"
     assert info.total_time == raw["total-time"]
     assert info.expected_downtime == raw["expected-downtime"]
+    assert info.ram is not None and info.ram_progress is not None
     assert info.ram.page_size == 4096
     assert info.ram.mbps == ram["mbps"]
     assert info.throughput_bytes_per_s == pytest.approx(ram["mbps"] * 1e6 / 8)
@@ -109,7 +110,7 @@ def test_pre_switchover_has_a_real_dirty_rate(version: str) -> None:
     assert info.status == "pre-switchover" and info.is_running
     assert raw["ram"]["dirty-pages-rate"] > 0  # the lab guest was dirtying memory
     assert info.dirty_rate_bytes_per_s == raw["ram"]["dirty-pages-rate"] * raw["ram"]["page-size"]
-    assert info.pass_number >= 2
+    assert info.pass_number is not None and info.pass_number >= 2
 
 
 def test_device_state(version: str) -> None:
@@ -268,10 +269,15 @@ def test_block_job_list_parsing_is_tolerant() -> None:
 
 
 def test_job_health() -> None:
-    assert BlockJob.from_qmp({"device": "j", "io-status": "failed"}).io_status == "failed"
-    assert BlockJob.from_qmp({"device": "j", "error": "Input/output error"}).error == "Input/output error"
-    assert BlockJob.from_qmp({"device": "j"}).io_status is None
-    assert BlockJob.from_qmp({"device": "j", "status": "concluded"}).is_finished
+    def job(raw: dict[str, Any]) -> BlockJob:
+        parsed = BlockJob.from_qmp(raw)
+        assert parsed is not None
+        return parsed
+
+    assert job({"device": "j", "io-status": "failed"}).io_status == "failed"
+    assert job({"device": "j", "error": "Input/output error"}).error == "Input/output error"
+    assert job({"device": "j"}).io_status is None
+    assert job({"device": "j", "status": "concluded"}).is_finished
 
 
 # --- dirty rate, run state, capabilities ---------------------------------------------
@@ -350,7 +356,7 @@ def test_history_is_a_bounded_ring() -> None:
         history.append(Sample(float(t), dirty_rate_bytes_per_s=t * 10.0, throughput_bytes_per_s=None))
     assert len(history) == 3 and history.capacity == 3
     assert [s.time for s in history] == [2.0, 3.0, 4.0]
-    assert history.latest.time == 4.0 and history[0].time == 2.0
+    assert history.latest is not None and history.latest.time == 4.0 and history[0].time == 2.0
     assert [s.dirty_rate_bytes_per_s for s in history] == [20.0, 30.0, 40.0]
     assert [s.throughput_bytes_per_s for s in history] == [None, None, None]
     assert [s.time for s in history.since(3.0)] == [3.0, 4.0]

@@ -94,8 +94,8 @@ def test_a_session_folds_any_sequence_of_events_and_replies(inputs: list[tuple[s
             session.apply_event(QmpEvent.from_qmp({"event": name, "data": value, "timestamp": obj}), now)
         else:
             session.apply_reply(commands[i % len(commands)], value, now)
-    session.state.in_pre_switchover  # derived figures hold up too
-    session.state.armed
+    assert isinstance(session.state.in_pre_switchover, bool)  # derived figures hold up too
+    assert isinstance(session.state.armed, bool)
 
 
 @SETTINGS

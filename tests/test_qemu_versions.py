@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 import pytest
-from replay import QMP, VERSIONS, features, replayed, reply, timeline, version  # noqa: F401 (a fixture)
+from replay import QMP, VERSIONS, features, replayed, reply, timeline
 
 from migtui.model.blockjobs import parse_block_jobs
 from migtui.model.capabilities import Capabilities
@@ -128,7 +128,7 @@ def test_device_on_a_plain_migration_is_neither_a_pause_nor_an_end(version: str)
     """QEMU 10.0 passes through "device" on every migration: migtui must not see a pause
     (no banner, no dialog, no quit warning) nor an end (no final figures) there."""
     session = MonitorSession.offline("src")
-    seen = []
+    seen: list[str] = []
     for entry in timeline(version, "plain", "src"):
         session.replay([entry])
         state = session.state
@@ -165,7 +165,7 @@ WRITE_BLOCKING = [v for v in VERSIONS if (QMP / v / "write-blocking").is_dir()]
 
 def test_write_blocking_was_recorded_where_qemu_has_block_job_change() -> None:
     schemas = {v: {e["name"] for e in reply(v, SCHEMA)} for v in VERSIONS}
-    assert WRITE_BLOCKING == [v for v in VERSIONS if "block-job-change" in schemas[v]]
+    assert [v for v in VERSIONS if "block-job-change" in schemas[v]] == WRITE_BLOCKING
     assert WRITE_BLOCKING, "no recorded QEMU has block-job-change (8.2+)"
 
 
@@ -212,7 +212,8 @@ def test_dirty_limit_and_switchover_bandwidth_in_the_panel() -> None:
     session.apply_reply("query-migrate-parameters", params)
     raw = dict(reply(newest, "switchover/src-query-migrate-active-3"), **{"dirty-limit-throttle-time-per-round": 1500})
     session.apply_reply("query-migrate", raw)
-    assert [c.plain for c in extra_lines(session)] == ["dirty-limit 1 MB/s: vCPU held 1.5 ms each time its dirty ring fills"]
+    assert [c.plain for c in extra_lines(session)] == [
+        "dirty-limit 1 MB/s: vCPU held 1.5 ms each time its dirty ring fills"]
     session.apply_reply("query-migrate-parameters", {**params, "avail-switchover-bandwidth": 1 << 30})
     assert extra_lines(session)[0].plain == "switchover judged at 1.0 GiB/s (avail-switchover-bandwidth)"
 

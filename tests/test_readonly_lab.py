@@ -40,14 +40,18 @@ async def test_read_only_session_watches_a_storage_migration_without_writing(lab
     sessions: list[MonitorSession] = []
     for vm in (lab.src, lab.dst):
         monitor = Monitor(parse_address(f"{vm.name}={vm.qmp_path}"), read_only=True)
-        monitor.add_command_listener(lambda name, args, who=vm.name: sent.append((who, name, args)))
+        def note(name: str, args: dict[str, Any] | None, who: str = vm.name) -> None:
+            sent.append((who, name, args))
+        monitor.add_command_listener(note)
         session = MonitorSession(monitor, interval=0.1)  # fast polls: many chances to misbehave
         session.start()
         sessions.append(session)
     src, dst = sessions
     try:
         for session in sessions:
-            await wait_state(session, lambda s=session: s.connected and s.polls > 0, f"{session.name} polled")
+            def polled(s: MonitorSession = session) -> bool:
+                return s.connected and s.polls > 0
+            await wait_state(session, polled, f"{session.name} polled")
         await lab.prepare(storage=True, pause=True, max_bandwidth=1 << 30, downtime_limit=500)
         src.poll_soon(config=True)  # capabilities are otherwise re-read every few seconds
         await wait_state(src, lambda: src.state.armed, "armed seen by a poll")
@@ -57,7 +61,9 @@ async def test_read_only_session_watches_a_storage_migration_without_writing(lab
         # Every action refuses before anything reaches the socket.
         before = len(sent)
         controller = switchover_for(src, dst)
-        for action in (lambda: arm(src.monitor), controller.resume, controller.abort):  # type: ignore[arg-type]
+        src_monitor = src.monitor
+        assert src_monitor is not None
+        for action in (lambda: arm(src_monitor), controller.resume, controller.abort):
             with pytest.raises(ReadOnlyRefused) as err:
                 await action()
             assert "--read-only" in str(err.value) and "\n" not in str(err.value)

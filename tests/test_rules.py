@@ -9,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from migtui.engine.wire import session_message, switchover_message
-from migtui.protocol import lines
-from migtui.protocol import messages as m
-from migtui.protocol.framing import ProtocolError
-from migtui.tui.pause_queue import AUTO, HELD, PauseQueue
-
 from migtui.address import parse_address
+from migtui.engine.wire import session_message, switchover_message
 from migtui.errors import PermissionDenied, SocketMissing
 from migtui.model.convergence import Tone, Trend, convergence
 from migtui.model.dirtyrate import DirtyRateInfo
@@ -33,7 +28,11 @@ from migtui.model.switchover import (
     Phase,
     SwitchoverResult,
 )
+from migtui.protocol import lines
+from migtui.protocol import messages as m
+from migtui.protocol.framing import ProtocolError
 from migtui.transport import ConnectionStatus, ConnState
+from migtui.tui.pause_queue import AUTO, HELD, PauseQueue
 from migtui.view.remote import RemoteSession
 from migtui.workflow import availability
 from migtui.workflow.session import MIGRATION, MonitorSession
@@ -109,7 +108,7 @@ def test_a_view_mirrors_the_phase_the_engine_sends() -> None:
     src = paused()
     controller = Switchover(src)
     client = SimpleNamespace(clock=lambda: 1000.0, read_only=False, sessions={})
-    mirror = RemoteSession(client, "src", parse_address("src=/tmp/src.qmp")).switchover  # type: ignore[arg-type]
+    mirror = RemoteSession(client, "src", parse_address("src=/tmp/src.qmp")).switchover  # type: ignore[arg-type]  # a stand-in client
     assert mirror.phase is Phase.WAITING and mirror.can_abort and not mirror.running
     mirror.apply(over_the_wire(switchover_message("src", controller)).state)
     assert mirror.phase is Phase.PAUSED and mirror.can_abort and not mirror.finished
@@ -117,7 +116,7 @@ def test_a_view_mirrors_the_phase_the_engine_sends() -> None:
     mirror.apply(over_the_wire(switchover_message("src", controller)).state)
     assert mirror.phase is Phase.DONE and mirror.finished and not mirror.can_abort
     assert mirror.result is not None and mirror.result.outcome is Outcome.OTHER_CLIENT
-    with pytest.raises(ProtocolError, match="switchover.state.phase: expected one of"):
+    with pytest.raises(ProtocolError, match=r"switchover\.state\.phase: expected one of"):
         lines.decode(b'{"op": "switchover", "name": "src", "state": {"phase": "from a newer engine"}}')
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from qemu_util import QemuProcess
-from replay import tui_run, version  # noqa: F401 (version: a fixture)
+from replay import tui_run
 
 from migtui.address import parse_address
 from migtui.errors import ReadOnlyRefused
@@ -128,12 +128,13 @@ async def test_polls_never_overlap_and_a_hung_qemu_is_reported(
         finally:
             in_flight[cmd] -= 1
 
-    monitor.execute = counting  # type: ignore[method-assign]
+    monitor.execute = counting  # type: ignore[method-assign]  # a spy counting the polls' commands
     session.start()
     await until(lambda: session.polls >= 3, what="polls")
     qemu.pause()  # SIGSTOP: QEMU answers nothing
     try:
         await until(lambda: session.poll_error is not None, timeout=3, what="poll error")
+        assert session.poll_error is not None
         assert "no reply to" in session.poll_error and "within 0.3 s" in session.poll_error
         polls = session.polls
         await asyncio.sleep(0.7)  # a window in which a timer that did not wait would fire 14 times

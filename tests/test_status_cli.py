@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.qemu
 MiB = 1024 * 1024
 
 
-def status(*monitors: str, timeout: float = 3.0) -> tuple[int, dict | None, str]:
+def status(*monitors: str, timeout: float = 3.0) -> tuple[int, Any, str]:
+    """The exit code, the JSON printed (None: nothing) and stderr of `migtui status --json`."""
     proc = subprocess.run(
         [sys.executable, "-m", "migtui", "status", "--json", "--timeout", str(timeout), *monitors],
         capture_output=True, text=True, timeout=60,
@@ -29,11 +31,11 @@ def status(*monitors: str, timeout: float = 3.0) -> tuple[int, dict | None, str]
     return proc.returncode, data, proc.stderr
 
 
-async def astatus(*monitors: str) -> tuple[int, dict | None, str]:
+async def astatus(*monitors: str) -> tuple[int, Any, str]:
     return await asyncio.to_thread(status, *monitors)
 
 
-def by_name(data: dict) -> dict[str, dict]:
+def by_name(data: Any) -> dict[str, Any]:
     return {m["name"]: m for m in data["monitors"]}
 
 
@@ -82,7 +84,7 @@ async def test_bad_addresses_do_not_hide_the_live_one(tmp_path: Path) -> None:
         assert "\n" not in mons[name]["error"]
     # One stderr line per dead monitor, naming it.
     lines = err.strip().splitlines()
-    assert len(lines) == 4 and all(any(f" {n}:" in l for n in expected) for l in lines), err
+    assert len(lines) == 4 and all(any(f" {n}:" in line for n in expected) for line in lines), err
 
 
 async def test_human_table(tmp_path: Path) -> None:

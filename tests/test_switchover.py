@@ -19,6 +19,7 @@ from migtui.address import parse_address
 from migtui.errors import MonitorError
 from migtui.lab.lab import MIRROR_JOB, Lab
 from migtui.model.blockjobs import parse_block_jobs
+from migtui.model.coerce import as_mapping
 from migtui.model.events import QmpEvent
 from migtui.model.migration import MigrationInfo
 from migtui.model.runstate import RunState
@@ -177,7 +178,8 @@ async def migrate_to_pause(lab: Lab, src: MonitorSession, *, arm_it: bool = Fals
     await wait_state(src, lambda: src.state.in_pre_switchover, "pre-switchover")
 
 
-def qemu_io_reads(image: Path, byte: int, offset: int, length: int) -> bool:
+def qemu_io_reads(image: Path | None, byte: int, offset: int, length: int) -> bool:
+    assert image is not None, "a lab without a disk"
     out = subprocess.run(
         ["qemu-io", "-r", "-f", "qcow2", "-c", f"read -P {byte:#04x} {offset} {length}", str(image)],
         capture_output=True, text=True, check=False,
@@ -221,7 +223,7 @@ async def test_resume_path_completes_and_disks_match(storage_lab: Lab, sessions)
     images = [str(storage_lab.src.disk_path), str(storage_lab.dst.disk_path)]
     compare = subprocess.run(["qemu-img", "compare", *images], capture_output=True, text=True, check=False)
     assert compare.returncode == 0, compare.stdout + compare.stderr
-    assert qemu_io_reads(storage_lab.dst.disk_path, PATTERN, LATE_AT, LATE_LEN)  # type: ignore[arg-type]
+    assert qemu_io_reads(storage_lab.dst.disk_path, PATTERN, LATE_AT, LATE_LEN)
 
 
 @pytest.mark.qemu
@@ -237,12 +239,14 @@ async def test_abort_path_source_runs_again(storage_lab: Lab, sessions) -> None:
     before = storage_lab.serial_size(storage_lab.src)
     await eventually(lambda: storage_lab.serial_size(storage_lab.src) > before, "source serial output to grow")
     # The destination never takes over: QEMU ends an incoming migration that fails.
-    await eventually(lambda: not storage_lab.dst.process.running(), "destination QEMU to give up")  # type: ignore[union-attr]
+    process = storage_lab.dst.process
+    assert process is not None
+    await eventually(lambda: not process.running(), "destination QEMU to give up")
     assert dst.state.running is not True
     await asyncio.gather(src.stop(), dst.stop())
     await storage_lab.stop()
     for at, length in ((PATTERN_AT, PATTERN_LEN), (LATE_AT, LATE_LEN)):
-        assert qemu_io_reads(storage_lab.src.disk_path, PATTERN, at, length)  # type: ignore[arg-type]
+        assert qemu_io_reads(storage_lab.src.disk_path, PATTERN, at, length)
 
 
 @pytest.mark.qemu
@@ -316,7 +320,7 @@ async def test_auto_resume_completes_without_an_operator(storage_lab: Lab, sessi
     await wait_state(src, lambda: src.state.migration_status == "completed", "completed", timeout=30)
     assert auto.task is not None
     result = await auto.task
-    assert result is not None and result.outcome is Outcome.COMPLETED, result.reason
+    assert result is not None and result.outcome is Outcome.COMPLETED, result
     assert auto.last_checklist is not None and auto.last_checklist.passed
     assert [r.level for r in auto.reports] == ["info", "info"]
     assert sent.mutating() == [("block-job-cancel", {"device": MIRROR_JOB, "force": False}),
@@ -329,7 +333,7 @@ async def test_auto_resume_completes_without_an_operator(storage_lab: Lab, sessi
 @pytest.mark.qemu
 async def test_auto_resume_when_started_during_the_pause(storage_lab: Lab) -> None:
     ctl = await storage_lab.control(storage_lab.src)
-    paused = EventListener("MIGRATION", lambda ev: ev.get("data", {}).get("status") == "pre-switchover")
+    paused = EventListener("MIGRATION", lambda ev: as_mapping(ev.get("data")).get("status") == "pre-switchover")
     with ctl.listen(paused):
         await storage_lab.prepare(storage=True, pause=True, max_bandwidth=1 << 30, downtime_limit=500)
         await storage_lab.migrate()
@@ -342,7 +346,9 @@ async def test_auto_resume_when_started_during_the_pause(storage_lab: Lab) -> No
     src.start()
     try:
         await wait_state(src, lambda: src.state.migration_status == "completed", "completed")
-        assert auto.task is not None and (await auto.task).outcome is Outcome.COMPLETED  # type: ignore[union-attr]
+        assert auto.task is not None
+        result = await auto.task
+        assert result is not None and result.outcome is Outcome.COMPLETED, result
     finally:
         await src.stop()
 
@@ -369,6 +375,6 @@ async def test_arm_refuses_during_a_migration(storage_lab: Lab, sessions) -> Non
     await storage_lab.migrate()
     await wait_state(src, lambda: src.state.migration_status == "active", "active")
     with pytest.raises(MonitorError) as err:
-        await arm(src.monitor)  # type: ignore[arg-type]
+        await arm(src.monitor)
     assert "cannot arm while a migration is active" in str(err.value)
     assert sent.mutating() == []

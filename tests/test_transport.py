@@ -95,7 +95,8 @@ def test_status_labels() -> None:
     assert ConnectionStatus(ConnState.CONNECTED).label() == "connected"
     assert ConnectionStatus(ConnState.RETRYING, 3, err).label() == "retrying 3"
     # run() never gives up: no label says "lost" while migtui still tries.
-    assert ConnectionStatus(ConnState.LOST, 2, err).label() == "waiting for the socket: no such socket /x: is QEMU running?"
+    assert (ConnectionStatus(ConnState.LOST, 2, err).label()
+            == "waiting for the socket: no such socket /x: is QEMU running?")
     assert ConnectionStatus(ConnState.LOST, 2, err).word() == "waiting"
     other = MonitorError("src", "src: greeting timed out")
     assert ConnectionStatus(ConnState.LOST, 7, other).label() == "retrying: greeting timed out"
@@ -204,7 +205,7 @@ async def test_events_arrive_in_order_with_timestamps(mon: Monitor) -> None:
 async def test_command_timeout_then_recovers(mon: Monitor, qemu_vm: QemuProcess) -> None:
     qemu_vm.pause()  # SIGSTOP: the socket stays open but nothing answers
     try:
-        with pytest.raises(CommandTimeout, match="no reply to 'query-status' within 0.2 s") as exc:
+        with pytest.raises(CommandTimeout, match=r"no reply to 'query-status' within 0\.2 s") as exc:
             await mon.execute("query-status", timeout=0.2)
         assert_one_line(exc.value)
     finally:
@@ -553,7 +554,10 @@ async def test_fifty_monitors_at_once(tmp_path: Path) -> None:
     monitors = [Monitor(addr(p, f"m{i}")) for i, p in enumerate([vm.socket_path, *vm.extra_sockets])]
     stops: set[str] = set()
     for m in monitors:
-        m.add_event_listener(lambda ev, m=m: ev.name == "STOP" and stops.add(m.name))
+        def on_event(ev: QmpEvent, name: str = m.name) -> None:
+            if ev.name == "STOP":
+                stops.add(name)
+        m.add_event_listener(on_event)
     tasks = [asyncio.create_task(m.run()) for m in monitors]
     try:
         await until(lambda: all(m.status.state is ConnState.CONNECTED for m in monitors),

@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import time
+from typing import Any
 
 import pytest
 from engine_util import until as poll_until
@@ -35,7 +36,7 @@ from test_tui_switchover import (
     qemu_status,
     until,
 )
-from test_views import open_terminal, terminals, wait_screen, watch_args  # noqa: F401 (terminals: a fixture)
+from test_views import open_terminal, wait_screen, watch_args
 from textual.content import Content
 from tmux_util import Tmux
 
@@ -46,6 +47,7 @@ from migtui.transport import Monitor
 from migtui.tui.pause_text import PauseClock
 from migtui.tui.screens.confirm import ConfirmScreen
 from migtui.tui.screens.switchover import SwitchoverScreen
+from migtui.tui.widgets.field_row import FieldRow
 from migtui.tui.widgets.hanging import HangingLines
 from migtui.tui.widgets.migration_panel import MigrationPanel
 from migtui.tui.widgets.monitor_header import MonitorHeader
@@ -138,7 +140,10 @@ async def wait_qemu_status(lab: Lab, status: str, timeout: float = 30) -> float:
     """Poll the lab's control monitor until QEMU reports ``status``; returns when it saw it."""
     ctl = await lab.control(lab.src)
     deadline = time.monotonic() + timeout
-    while (await ctl.execute("query-migrate")).get("status") != status:
+    while True:
+        info: Any = await ctl.execute("query-migrate")
+        if info.get("status") == status:
+            break
         assert time.monotonic() < deadline, f"QEMU never reached {status}"
         await asyncio.sleep(0.05)
     return time.time()
@@ -183,7 +188,8 @@ async def test_a_pause_seen_late_is_bounded_and_qemus_downtime_replaces_the_esti
 
         await pilot.press("y")
         await until(pilot, lambda: box.controller.result is not None, "the resume to finish", 30)
-        assert box.controller.result.outcome is Outcome.COMPLETED, box.controller.result  # type: ignore[union-attr]
+        assert box.controller.result is not None
+        assert box.controller.result.outcome is Outcome.COMPLETED, box.controller.result
         await until(pilot, lambda: src.state.final_downtime_ms is not None, "QEMU's downtime")
         expected = f"Guest was stopped {format_ms(src.state.final_downtime_ms)} (QEMU's downtime"
         await until(pilot, lambda: box.section("clock").startswith(expected), f"{expected!r} in the clock line", 5)
@@ -202,7 +208,8 @@ async def test_a_frozen_qemu_has_its_last_figures_marked_stale(lab: Lab) -> None
         header = app.dashboard.query_one(MonitorHeader)
         panel = app.dashboard.query_one(MigrationPanel)
         await until(pilot, lambda: "connected · running" in header.shown.plain and src.state.migration.ram is not None
-                    and " active " in app.dashboard.query_one("#mig-status").shown.plain, "the migration shown")
+                    and " active " in app.dashboard.query_one("#mig-status", FieldRow).shown.plain,
+                    "the migration shown")
         assert not panel.has_class("-stale")
         os.kill(lab.src.pid, signal.SIGSTOP)  # hung: the socket stays open, nothing answers
         try:
@@ -211,8 +218,8 @@ async def test_a_frozen_qemu_has_its_last_figures_marked_stale(lab: Lab) -> None
             await until(pilot, lambda: panel.has_class("-stale"), "the figures marked stale", 5)
             shown = header.shown.plain
             assert "connected ·  poll error  · last: running" in shown and "connected · running" not in shown, shown
-            assert app.dashboard.query_one("#mig-status").shown.plain.startswith("last: active"), \
-                app.dashboard.query_one("#mig-status").shown.plain
+            assert app.dashboard.query_one("#mig-status", FieldRow).shown.plain.startswith("last: active"), \
+                app.dashboard.query_one("#mig-status", FieldRow).shown.plain
             assert app.dashboard.query_one("#dirty").has_class("-stale")
             assert "poll error: the last figures seen" in str(app.dashboard.query_one("#dirty").border_title)
         finally:
@@ -249,7 +256,8 @@ async def test_a_resume_a_frozen_qemu_never_got_is_shown_and_can_be_tried_again(
         assert "Resume switchover" in box.section("actions")
         await pilot.press("y")
         await until(pilot, lambda: box.controller.result is not None, "the outcome", 30)
-        assert box.controller.result.outcome is Outcome.COMPLETED, box.controller.result  # type: ignore[union-attr]
+        assert box.controller.result is not None
+        assert box.controller.result.outcome is Outcome.COMPLETED, box.controller.result
         assert "tried again" not in box.section("outcome"), box.section("outcome")
 
 

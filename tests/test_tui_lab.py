@@ -13,7 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 from textual.pilot import Pilot
@@ -63,7 +63,7 @@ async def test_dashboard_follows_a_real_storage_migration(lab: Lab) -> None:
         for vm in (lab.src, lab.dst)
     ]
     src, dst = sessions
-    app = make_app(sessions=sessions, tz=timezone.utc, term="xterm-256color")
+    app = make_app(sessions=sessions, tz=UTC, term="xterm-256color")
     ctl = await lab.control(lab.src)
     shown: list[str] = []
 
@@ -126,7 +126,7 @@ async def test_a_killed_destination_keeps_its_events_and_shows_its_status_as_sta
         for vm in (lab.src, lab.dst)
     ]
     src, dst = sessions
-    app = make_app(sessions=sessions, tz=timezone.utc, term="xterm-256color")
+    app = make_app(sessions=sessions, tz=UTC, term="xterm-256color")
     async with app.run_test(size=(100, 30)) as pilot:
         await until(pilot, lambda: src.connected and dst.connected and dst.polls >= 1, 15, "connected")
         await lab.migrate()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from replay import TUI_FIXTURES, replayed, replayed_pairs
 from textual.pilot import Pilot
 
 from migtui.address import parse_address
+from migtui.errors import MonitorError
 from migtui.model.events import QmpEvent
 from migtui.transport import ConnectionStatus, ConnState, Monitor
 from migtui.tui.app import MigtuiApp, make_app
@@ -27,9 +28,11 @@ from migtui.tui.screens.help import HelpScreen
 from migtui.tui.widgets.block_jobs import BlockJobsPanel
 from migtui.tui.widgets.dirty_panel import DirtyPanel
 from migtui.tui.widgets.event_log import EventLog
+from migtui.tui.widgets.field_row import FieldRow
 from migtui.tui.widgets.migration_panel import MigrationPanel
 from migtui.tui.widgets.monitor_header import MonitorHeader
 from migtui.tui.widgets.monitor_list import MonitorList
+from migtui.tui.widgets.rate_chart import RateChart
 from migtui.tui.widgets.text_line import TextLine
 from migtui.workflow.session import MonitorSession
 
@@ -40,7 +43,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def app_for(sessions: list[MonitorSession], now: float | None = None) -> MigtuiApp:
     clock = (lambda: now) if now is not None else time.time
-    return make_app(sessions=sessions, clock=clock, tz=timezone.utc, term="xterm-256color")
+    return make_app(sessions=sessions, clock=clock, tz=UTC, term="xterm-256color")
 
 
 async def until(pilot: Pilot, pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
@@ -51,9 +54,11 @@ async def until(pilot: Pilot, pred: Callable[[], bool], timeout: float = 10.0, w
         await pilot.pause(0.02)
 
 
-def text(app: MigtuiApp, widget: type[TextLine] | str) -> str:
-    """What a line (TextLine or FieldRow) shows."""
-    return app.dashboard.query_one(widget).shown.plain  # type: ignore[attr-defined]
+def text(app: MigtuiApp, widget: type[TextLine | MonitorHeader] | str) -> str:
+    """What a line (TextLine, FieldRow or MonitorHeader) shows."""
+    found = app.dashboard.query_one(widget)
+    assert isinstance(found, (TextLine, FieldRow, MonitorHeader)), found
+    return found.shown.plain
 
 
 def entry_text(app: MigtuiApp, name: str) -> str:
@@ -108,7 +113,7 @@ async def test_quiet_updates_do_not_repaint() -> None:
         lines = list(panel.query(TextLine))
         before = [line.shown for line in lines]
         app.dashboard.show(sessions[0], None)  # same data again
-        assert all(line.set(old) is False for line, old in zip(lines, before))
+        assert all(line.set(old) is False for line, old in zip(lines, before, strict=True))
 
 
 async def test_a_burst_of_events_is_one_repaint() -> None:
@@ -187,7 +192,7 @@ async def test_d_is_disabled_without_a_live_monitor() -> None:
         await pilot.pause()
         assert app.dashboard.check_action("measure_dirty_rate", ()) is None
         await pilot.press("d")  # a disabled key does nothing, and nothing breaks
-        assert "measured 4.0 MiB/s" in app.dashboard.query_one(DirtyPanel).border_title
+        assert "measured 4.0 MiB/s" in str(app.dashboard.query_one(DirtyPanel).border_title)
 
 
 async def test_help_lists_the_keys_and_closes() -> None:
@@ -211,12 +216,12 @@ async def test_e_toggles_all_monitors_events() -> None:
     app = app_for(sessions, now)
     async with app.run_test(size=(120, 40)) as pilot:
         log = app.dashboard.query_one(EventLog)
-        assert "src" in log.border_title and not any(" dst " in line for line in log.texts)
+        assert "src" in str(log.border_title) and not any(" dst " in line for line in log.texts)
         await pilot.press("e")
-        assert "all monitors" in log.border_title
+        assert "all monitors" in str(log.border_title)
         assert any(" dst RESUME" in line for line in log.texts)
         await pilot.press("e")
-        assert "all monitors" not in log.border_title
+        assert "all monitors" not in str(log.border_title)
 
 
 async def test_q_quits() -> None:
@@ -288,12 +293,12 @@ def test_cli_usage_errors_are_one_line(args: list[str], words: str) -> None:
 async def test_linux_console_gets_the_ansi_theme_and_no_color_is_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     sessions, now = replayed("storage", 12.5)
-    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="linux")
+    app = make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="linux")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert app.no_color
         assert app.theme == "ansi-dark"
-        chart = app.dashboard.query_one("RateChart")
+        chart = app.dashboard.query_one(RateChart)
         assert "▁" not in str(chart.render().plain)  # no eighth blocks on the Linux console
 
 
@@ -314,8 +319,14 @@ async def test_the_first_frame_shows_the_monitors() -> None:
 
 def test_only_changed_cells_are_repainted() -> None:
     from textual.content import Content
+    from textual.geometry import Region
 
-    from migtui.tui.repaint import changed_regions
+    from migtui.tui.repaint import changed_regions as regions_or_all
+
+    def changed_regions(old: Content, new: Content, width: int) -> list[Region]:
+        regions = regions_or_all(old, new, width)
+        assert regions is not None, "all"
+        return regions
 
     # A ticking figure: its own cells.
     (r,) = changed_regions(Content("total 12.7 s"), Content("total 13.7 s"), 40)
@@ -329,7 +340,7 @@ def test_only_changed_cells_are_repainted() -> None:
     c = Content.assemble(("RAM ", "bold"), ("█" * 10, "$success"), ("░" * 10, "dim"))
     (r,) = changed_regions(a, c, 24)
     assert (r.x, r.width) == (0, 24)
-    assert changed_regions(Content("a"), Content("a\nb"), 10) is None
+    assert regions_or_all(Content("a"), Content("a\nb"), 10) is None
 
 
 def test_chart_buckets_scale_and_window() -> None:
@@ -496,14 +507,14 @@ async def test_a_lost_monitor_shows_its_last_status_as_stale(tmp_path: Path) -> 
     gone = Monitor(parse_address(f"src=unix:{tmp_path / 'gone.qmp'}"), connect_timeout=1.0)
     try:
         await gone.connect()
-    except Exception as err:  # the real error a vanished QEMU gives
+    except MonitorError as err:  # the real error a vanished QEMU gives
         error = err
     app = app_for(sessions, now)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         panel = app.dashboard.query_one(MigrationPanel)
         assert " active " in entry_text(app, "src") and not panel.has_class("-stale")
-        src.status = ConnectionStatus(ConnState.LOST, 3, error)  # type: ignore[arg-type]
+        src.status = ConnectionStatus(ConnState.LOST, 3, error)
         src._notify({"connection"})
         await until(pilot, lambda: panel.has_class("-stale"), what="stale panel")
         entry = entry_text(app, "src")

@@ -9,24 +9,27 @@ pauses, and the confirmations' keys. Real-QEMU faults are in ``test_tui_faults.p
 from __future__ import annotations
 
 import random
-from datetime import timezone
+from datetime import UTC
+from typing import Any
 
-from replay import replayed, tui_run, version  # noqa: F401 (version: a fixture)
+from migtui.workflow.pause_tracker import PauseTracker
+from replay import replayed, tui_run
 from test_tui_switchover import dialog, dialog_shown, screen_rows, until
 
 from migtui.errors import MonitorError
+from migtui.model.vmstate import VmState
 from migtui.transport import ConnectionStatus, ConnState
 from migtui.tui.app import MigtuiApp, make_app
 from migtui.tui.pause_text import PauseClock, banner_line, clock_line
 from migtui.tui.screens.switchover import SwitchoverScreen
+from migtui.tui.screens.switchover_dashboard import SwitchoverDashboard
 from migtui.tui.widgets.dirty_panel import chart_data
 from migtui.tui.widgets.text_line import TextLine
-from migtui.workflow.pause_tracker import PauseTracker
 from migtui.workflow.session import MonitorSession
 
 
 def app_on(sessions: list[MonitorSession], now: float) -> MigtuiApp:
-    return make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    return make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="xterm-256color")
 
 
 async def paused_dialog_rows(version: str, size: tuple[int, int], resizes: list[tuple[int, int, bool]]) -> list[str]:
@@ -50,15 +53,24 @@ async def test_the_dialog_keeps_no_blank_rows_after_many_quick_resizes(version: 
     sizes.append((100, 40, False))
     resized = await paused_dialog_rows(version, (80, 24), sizes)
     fresh = await paused_dialog_rows(version, (100, 40), [])
-    assert resized == fresh, "\n".join(f"{a!r}\n{b!r}" for a, b in zip(resized, fresh) if a != b)
+    assert resized == fresh, "\n".join(f"{a!r}\n{b!r}" for a, b in zip(resized, fresh, strict=False) if a != b)
 
 
 class LiveLooking(MonitorSession):
     """A replayed session the dashboard treats as live (so ``a Arm`` is on offer)."""
 
+    pause: dict[str, Any] | None = None  # as a view's RemoteSession has it: the engine's word on the pause
+
     @property
     def live(self) -> bool:
         return True
+
+
+def pause_figure(state: VmState, now: float, recorded: float | None = None) -> str:
+    """The pause clock's figure at ``now`` (a pause must be on)."""
+    clock = PauseClock.of(state, recorded=recorded)
+    assert clock is not None, "no pause"
+    return clock.figure(now)
 
 
 def footer(app: MigtuiApp) -> str:
@@ -127,7 +139,7 @@ async def test_a_pause_libvirt_drives_offers_no_plain_y_or_x(version: str) -> No
     sessions, now = replayed("storage", "paused", version=version)
     src = LiveLooking.offline("src", clock=lambda: now)
     src.state = sessions[0].state
-    src.pause = {"owner": "libvirt"}  # type: ignore[attr-defined]
+    src.pause = {"owner": "libvirt"}
     app = app_on([src, sessions[1]], now)
     async with app.run_test(size=(100, 30), notifications=True) as pilot:
         await until(pilot, lambda: dialog_shown(app), "the dialog")  # live: it opens by itself
@@ -143,6 +155,7 @@ async def test_a_pause_libvirt_drives_offers_no_plain_y_or_x(version: str) -> No
         assert box.controller.action is None
         await pilot.press("n")
         assert app.dashboard.check_action("abort_switchover", ()) is None  # the dashboard's x too
+        assert isinstance(app.dashboard, SwitchoverDashboard)
         assert "libvirt" in app.dashboard.availability_of("x").reason
 
 
@@ -172,7 +185,7 @@ def test_a_pause_first_seen_by_a_poll_is_bounded_by_the_migrations_total_time() 
     session = MonitorSession.offline("src")
     session.apply_reply("query-migrate", _reply("active", total_ms=18_000), now=998.0)
     session.apply_reply("query-migrate", _reply("pre-switchover", total_ms=20_000), now=1000.0)
-    assert PauseClock.of(session.state).figure(1002.0) == "≥2.0 s, ≤4.0 s"  # type: ignore[union-attr]
+    assert pause_figure(session.state, 1002.0) == "≥2.0 s, ≤4.0 s"
 
 
 def test_a_slow_answer_keeps_the_bound_true() -> None:
@@ -189,12 +202,12 @@ def test_a_slow_answer_keeps_the_bound_true() -> None:
     assert clock.figure(1002.0) == "≥2.0 s, ≤22.7 s"
     view = MonitorSession.offline("src")
     view.replay(entries)
-    assert PauseClock.of(view.state).figure(1002.0) == "≥2.0 s, ≤22.7 s"  # type: ignore[union-attr]
+    assert pause_figure(view.state, 1002.0) == "≥2.0 s, ≤22.7 s"
     # The "active" before the pause: true when QEMU answered, which may be just after sending.
     session = MonitorSession.offline("src")
     session.apply_reply("query-migrate", _reply("active", total_ms=18_000), now=998.0, asked=997.5)
     session.apply_reply("query-migrate", _reply("pre-switchover", total_ms=20_000), now=1000.0, asked=999.9)
-    assert PauseClock.of(session.state).figure(1002.0) == "≥2.0 s, ≤4.5 s"  # type: ignore[union-attr]
+    assert pause_figure(session.state, 1002.0) == "≥2.0 s, ≤4.5 s"
 
 
 def test_the_event_that_comes_after_the_poll_makes_the_clock_exact() -> None:
@@ -204,7 +217,8 @@ def test_the_event_that_comes_after_the_poll_makes_the_clock_exact() -> None:
     session.apply_reply("query-migrate", _reply("active", total_ms=5_000), now=990.0)
     session.apply_reply("query-migrate", _reply("pre-switchover", total_ms=15_000), now=1000.0)
     stop = {"event": "STOP", "data": {}, "timestamp": {"seconds": 997, "microseconds": 0}}
-    pre = {"event": "MIGRATION", "data": {"status": "pre-switchover"}, "timestamp": {"seconds": 997, "microseconds": 1000}}
+    pre = {"event": "MIGRATION", "data": {"status": "pre-switchover"},
+           "timestamp": {"seconds": 997, "microseconds": 1000}}
     session.replay([{"t": 1000.1, "kind": "event", "event": stop}, {"t": 1000.1, "kind": "event", "event": pre}])
     clock = PauseClock.of(session.state)
     assert clock is not None and clock.exact and clock.start == 997.0, clock
@@ -212,14 +226,15 @@ def test_the_event_that_comes_after_the_poll_makes_the_clock_exact() -> None:
     # The engine's own record of a start earlier than what a view's journal still holds.
     late = MonitorSession.offline("src")
     late.apply_reply("query-migrate", _reply("pre-switchover", total_ms=400_000), now=1300.0)
-    assert PauseClock.of(late.state, recorded=1000.0).figure(1302.0) == "≥5m 02.0s, ≤6m 42.0s"  # type: ignore[union-attr]
+    assert pause_figure(late.state, 1302.0, recorded=1000.0) == "≥5m 02.0s, ≤6m 42.0s"
 
 
 def test_after_completion_qemus_downtime_replaces_the_estimate() -> None:
     estimate = PauseClock(1000.0, False, 985.0)
     line = clock_line(estimate, 1010.0, 1005.1, downtime_ms=20_400).plain
     assert line == "Guest was stopped 20.4 s (QEMU's downtime; migtui saw the pause only after it began)", line
-    assert clock_line(estimate, 1010.0, 1005.1).plain == "Guest was stopped at least 5.1 s, at most 20.1 s in this pause"
+    assert (clock_line(estimate, 1010.0, 1005.1).plain
+            == "Guest was stopped at least 5.1 s, at most 20.1 s in this pause")
     exact = PauseClock(1000.0, True)
     assert clock_line(exact, 1010.0, 1001.2, downtime_ms=1_450).plain == "Guest was stopped 1.2 s in this pause"
 
@@ -240,7 +255,9 @@ async def test_during_a_pause_the_rates_say_paused_not_qemus_last_figures(versio
         assert not any("MiB/s" in row for row in rows if "sent" in row or "dirty" in row), rows
     data = chart_data(src, now)  # the pause's columns: nothing sent, nothing dirtied
     assert data.sent_now is None
-    assert all(sent == 0.0 for t, _d, sent in data.samples if t >= src.state.pre_switchover_since)  # type: ignore[operator]
+    since = src.state.pre_switchover_since
+    assert since is not None
+    assert all(sent == 0.0 for t, _d, sent in data.samples if t >= since)
 
 
 # ---------------------------------------------------------------------- a dialog whose pause is over

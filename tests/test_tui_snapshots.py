@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import pytest
-from replay import replayed, replayed_pairs, version  # noqa: F401 (version: a fixture)
+from replay import replayed, replayed_pairs
 
 from migtui.address import parse_address
 from migtui.errors import MonitorError
@@ -37,7 +37,7 @@ def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def app_for(sessions: list[MonitorSession], now: float, term: str = "xterm-256color") -> MigtuiApp:
-    return make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term=term)
+    return make_app(sessions=sessions, clock=lambda: now, tz=UTC, term=term)
 
 
 def real_error(address: str) -> MonitorError:

@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -31,11 +31,12 @@ from typing import Any
 import pytest
 from engine_util import engine_pids
 from qemu.qmp import EventListener
-from replay import replayed, version  # noqa: F401 (version: a fixture)
+from replay import replayed
 from textual.pilot import Pilot
 
 from migtui.address import parse_address
 from migtui.lab.lab import MIRROR_JOB, Lab
+from migtui.model.coerce import as_mapping
 from migtui.protocol.runtime import runtime
 from migtui.transport import Monitor
 from migtui.tui import pause_watch
@@ -79,8 +80,9 @@ class Sent:
     def __init__(self, *monitors: Monitor) -> None:
         self.commands: list[tuple[str, str, Any]] = []
         for monitor in monitors:
-            monitor.add_command_listener(
-                lambda name, args, who=monitor.name: self.commands.append((who, name, args)))
+            def note(name: str, args: Any, who: str = monitor.name) -> None:
+                self.commands.append((who, name, args))
+            monitor.add_command_listener(note)
 
     def mutating(self) -> list[tuple[str, str, Any]]:
         return [c for c in self.commands if not c[1].startswith("query-") and c[1] != "qmp_capabilities"]
@@ -93,7 +95,7 @@ def live(lab: Lab, *, read_only: bool = False) -> tuple[list[MonitorSession], Se
 
 
 def app_for(sessions: list[MonitorSession], **kwargs: Any) -> MigtuiApp:
-    return make_app(sessions=sessions, tz=timezone.utc, term="xterm-256color", **kwargs)
+    return make_app(sessions=sessions, tz=UTC, term="xterm-256color", **kwargs)
 
 
 async def until(pilot: Pilot, pred: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
@@ -191,13 +193,14 @@ def notifications(app: MigtuiApp) -> list[str]:
         seen.append(message)
         notify(message, **kwargs)
 
-    app.notify = spy  # type: ignore[method-assign]
+    app.notify = spy  # type: ignore[method-assign]  # a spy on this app's notices
     return seen
 
 
 async def qemu_status(lab: Lab) -> str:
     ctl = await lab.control(lab.src)
-    return (await ctl.execute("query-migrate")).get("status", "none")
+    info: Any = await ctl.execute("query-migrate")
+    return str(info.get("status", "none"))
 
 
 # ---------------------------------------------------------------------- pure
@@ -206,7 +209,8 @@ async def qemu_status(lab: Lab) -> str:
 def test_clock_and_pairing_helpers() -> None:
     assert clock_text(0.04) == "0.0 s" and clock_text(12.34) == "12.3 s"
     assert clock_text(125.3) == "2m 05.3s" and clock_text(3725) == "1h 02m 05s"
-    assert banner_line("src", PauseClock(100.0, True), 109.94).plain == " ‖ src STOPPED 9.9 s before switchover · s opens "
+    assert (banner_line("src", PauseClock(100.0, True), 109.94).plain
+            == " ‖ src STOPPED 9.9 s before switchover · s opens ")
     assert "STOPPED ≥9.9 s" in banner_line("src", PauseClock(100.0, False), 109.94).plain  # seen late: at least
     assert pair_key("src01") == pair_key("dst01") == "01"
     assert pair_key("web-source") == pair_key("web-dest") == "web"
@@ -258,7 +262,8 @@ async def test_dialog_opens_on_the_event_and_y_resumes_to_completion(lab: Lab) -
         await until(pilot, lambda: "completed: the destination has taken over" in box.section("outcome"),
                     "the outcome shown")
         assert "downtime" in box.section("outcome")
-        assert [s.key for s in controller.steps][-1] == "destination" and "✓ Destination dst runs" in box.section("steps")
+        assert [s.key for s in controller.steps][-1] == "destination"
+        assert "✓ Destination dst runs" in box.section("steps")
         await until(pilot, lambda: dst.state.running is True, "the destination to run")
         await until(pilot, lambda: box.section("clock").startswith("Guest was stopped"), "the clock to stop")
         assert box.query_one("#sw-box").border_title == "src: switchover completed"
@@ -312,7 +317,8 @@ async def test_the_dashboard_behind_the_dialog_repaints_and_the_hold_ends_with_t
 
         await pilot.press("y")
         await until(pilot, lambda: box.controller.result is not None, "the resume to finish")
-        assert box.controller.result.outcome is Outcome.COMPLETED  # type: ignore[union-attr]
+        assert box.controller.result is not None
+        assert box.controller.result.outcome is Outcome.COMPLETED
         # Released by the outcome, not by the (60 s) fallback.
         await until(pilot, lambda: "completed: the destination" in box.section("outcome"), "the outcome shown", 2)
         await until(pilot, lambda: box.query_one("#sw-box").border_title == "src: switchover completed",
@@ -347,7 +353,8 @@ async def test_x_then_y_aborts_and_the_source_runs_again(lab: Lab) -> None:
         assert "Abort the migration" not in box.section("actions") and isinstance(app.screen, SwitchoverScreen)
         await pilot.press("x", "y")
         await until(pilot, lambda: box.controller.result is not None, "the abort to finish")
-        assert box.controller.result.outcome is Outcome.ABORTED, box.controller.result  # type: ignore[union-attr]
+        assert box.controller.result is not None
+        assert box.controller.result.outcome is Outcome.ABORTED, box.controller.result
         await until(pilot, lambda: "aborted: the source guest runs again" in box.section("outcome"), "outcome")
         assert src.state.running is True
         assert box.query_one("#sw-box").border_title == "src: switchover aborted"
@@ -478,12 +485,17 @@ async def test_auto_resume_completes_with_no_dialog(lab: Lab) -> None:
         dialogs: list[object] = []
         await connected(pilot, sessions)
         await migrate_to_pause(lab)
-        await until(pilot, lambda: src.state.migration_status == "completed"
-                    and (dialogs.extend(s for s in app.screen_stack if isinstance(s, SwitchoverScreen)) or True),
-                    "completed")
+
+        def completed() -> bool:  # and which dialogs are on the screen then
+            if src.state.migration_status != "completed":
+                return False
+            dialogs.extend(s for s in app.screen_stack if isinstance(s, SwitchoverScreen))
+            return True
+        await until(pilot, completed, "completed")
         auto = app.pauses.autos["src"]
         assert auto.destination is dst  # paired at the pause, before the checklist ran
-        result = await asyncio.wait_for(auto.task, 10)  # type: ignore[arg-type]
+        assert auto.task is not None
+        result = await asyncio.wait_for(auto.task, 10)
         assert result is not None and result.outcome is Outcome.COMPLETED, result
         assert dialogs == []
         await until(pilot, lambda: any("auto-resume: src: migration completed" in n for n in seen), "report")
@@ -495,7 +507,8 @@ async def test_auto_resume_holds_back_loudly_when_the_checklist_fails(lab: Lab, 
     src = MonitorSession(Monitor(parse_address(f"src=unix:{lab.src.qmp_path}")), interval=0.25)
     # The destination is watched but its monitor is unreachable: never resume blind.
     dst = MonitorSession(Monitor(parse_address(f"dst=unix:{tmp_path / 'gone.qmp'}")), interval=0.25)
-    sent = Sent(src.monitor)  # type: ignore[arg-type]
+    assert src.monitor is not None
+    sent = Sent(src.monitor)
     app = app_for([src, dst], auto_resume=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, lambda: src.connected and src.polls >= 1, "src connected")
@@ -512,7 +525,7 @@ async def test_auto_resume_holds_back_loudly_when_the_checklist_fails(lab: Lab, 
 async def test_sighup_leaves_the_pause_and_the_next_start_shows_it(lab: Lab, tmp_path: Path,
                                                                    private_runtime_dir: Path) -> None:
     ctl = await lab.control(lab.src)
-    paused = EventListener("MIGRATION", lambda ev: ev.get("data", {}).get("status") == "pre-switchover")
+    paused = EventListener("MIGRATION", lambda ev: as_mapping(ev.get("data")).get("status") == "pre-switchover")
     with ctl.listen(paused):
         await migrate_to_pause(lab)
         await asyncio.wait_for(paused.get(), 30)
@@ -543,7 +556,8 @@ async def test_sighup_leaves_the_pause_and_the_next_start_shows_it(lab: Lab, tmp
         assert change.source == "poll"  # the engine started during the pause
         await src.engine_request("resume")
         await until_true(lambda: src.switchover.result is not None, 30, "the resume's outcome")
-        assert src.switchover.result.outcome is Outcome.COMPLETED  # type: ignore[union-attr]
+        assert src.switchover.result is not None
+        assert src.switchover.result.outcome is Outcome.COMPLETED
     finally:
         await client.close()
 
@@ -628,7 +642,7 @@ def paused(version: str, pairs: tuple[str, ...] = ("",)) -> tuple[list[MonitorSe
 
 async def test_several_paused_sources_get_their_dialogs_in_turn(version: str) -> None:
     sessions, now = paused(version, ("1", "2"))
-    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    app = make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         assert "src1 STOPPED 1.2 s before switchover" in banner(app) and "src2 STOPPED 1.2 s" in banner(app)
@@ -654,7 +668,7 @@ async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch(version: str
     """A Footer recompose (the dialog's keys changing) is a Textual batch: the screen
     behind skips its repaint meanwhile and must still catch up when the batch ends."""
     sessions, now = paused(version)
-    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    app = make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("s")
         await until(pilot, lambda: dialog_shown(app), "the dialog")
@@ -669,7 +683,7 @@ async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch(version: str
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)])
 async def test_banner_and_footer_fit_and_say_what_applies(size: tuple[int, int], version: str) -> None:
     sessions, now = paused(version)
-    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    app = make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="xterm-256color")
     async with app.run_test(size=size) as pilot:
         await pilot.pause()
         line = app.dashboard.query_one("#pause-lines", TextLine)
@@ -691,7 +705,7 @@ async def test_banner_and_footer_fit_and_say_what_applies(size: tuple[int, int],
 
 async def test_help_explains_the_pre_switchover_step(version: str) -> None:
     sessions, now = paused(version)
-    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    app = make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
@@ -719,7 +733,7 @@ def test_steps_stay_one_line_at_80_and_100_columns() -> None:
         step("destination", "Destination dst runs", StepState.DONE, "running", 0.0),
     ])
     for width in (76, 96):  # the dialog's text width at 80 and 100 columns
-        lines = hang(step_items(done), width).plain.split("\n")  # type: ignore[arg-type]
+        lines = hang(step_items(done), width).plain.split("\n")  # type: ignore[arg-type]  # a stand-in: steps only
         assert len(lines) == len(done.steps), lines
         assert all(len(line) == width and line.endswith(" ms") for line in lines), lines
         assert lines[0].endswith("  1 ms") and lines[2].endswith(" 16 ms"), lines
@@ -728,7 +742,7 @@ def test_steps_stay_one_line_at_80_and_100_columns() -> None:
              "ended with an error (Input/output error), the destination's copy is not complete"),
         step("continue", "Continue the migration (migrate-continue)", StepState.SKIPPED),
     ])
-    lines = hang(step_items(failed), 76).plain.split("\n")  # type: ignore[arg-type]
+    lines = hang(step_items(failed), 76).plain.split("\n")  # type: ignore[arg-type]  # a stand-in: steps only
     assert lines[0].startswith("✗ Finish mirror mirror-data0") and lines[0].endswith(" 2 ms"), lines
     assert " ".join(line.strip() for line in lines[1:-1]).endswith("copy is not complete"), lines
     assert lines[-1].startswith("– Continue the migration"), lines
@@ -737,7 +751,7 @@ def test_steps_stay_one_line_at_80_and_100_columns() -> None:
 def test_dialog_title_says_how_the_pause_ended() -> None:
     def title(action: str | None, outcome: Outcome | None) -> str:
         result = None if outcome is None else SwitchoverResult(action or "watch", outcome, "why")
-        return dialog_title("src", SimpleNamespace(action=action, result=result))  # type: ignore[arg-type]
+        return dialog_title("src", SimpleNamespace(action=action, result=result))  # type: ignore[arg-type]  # a stand-in
 
     assert title(None, None) == "src: paused before switchover"
     assert title("resume", None) == "src: resuming the switchover"
@@ -754,7 +768,7 @@ def test_switchover_dialog_80x24(snap_compare, monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.setattr(availability, "blocked_reason", lambda *_args: None)
     sessions, now = paused(version)
-    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    app = make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="xterm-256color")
     assert snap_compare(app, terminal_size=(80, 24), press=["s"])
 
 
@@ -786,7 +800,7 @@ async def test_a_key_that_becomes_unavailable_looks_it(monkeypatch: pytest.Monke
     blocked: list[str | None] = [None]  # first as if live and connected
     monkeypatch.setattr(availability, "blocked_reason", lambda *_args: blocked[0])
     sessions, now = replay_run("storage", 16.9)  # 1.2 s into the pause
-    app = make_app(sessions=sessions, clock=lambda: now, tz=timezone.utc, term="xterm-256color")
+    app = make_app(sessions=sessions, clock=lambda: now, tz=UTC, term="xterm-256color")
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("s")
         await until(pilot, lambda: dialog_shown(app), "the dialog")

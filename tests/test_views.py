@@ -7,12 +7,12 @@ with capture-pane. Each test has its own engine runtime directory (conftest).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +25,6 @@ from migtui.lab.lab import Lab
 MiB = 1024 * 1024
 
 
-@pytest.fixture
-def terminals() -> Iterator[list[Tmux]]:
-    opened: list[Tmux] = []
-    yield opened
-    for term in opened:
-        term.close()
-
-
 def open_terminal(terminals: list[Tmux], name: str, width: int = 80, height: int = 24) -> Tmux:
     term = Tmux(name, width=width, height=height)
     terminals.append(term)
@@ -42,10 +34,8 @@ def open_terminal(terminals: list[Tmux], name: str, width: int = 80, height: int
 def engine_log(directory: Path) -> str:
     text = ""
     for name in ("engine.log", "engine.err"):
-        try:
+        with contextlib.suppress(OSError):
             text += (directory / name).read_text(errors="replace")[-3000:]
-        except OSError:
-            pass
     return text
 
 
@@ -113,7 +103,8 @@ async def test_arm_quit_migrate_the_engine_keeps_guarding_and_stop_sets_back_the
     out, _ = await stop.communicate()
     assert stop.returncode == 0 and out.decode().startswith("migtui engine: stopped"), out
     await until(lambda: not engine_pids(private_runtime_dir), 15, "the engine gone")
-    caps = {c["capability"]: c["state"] for c in await ctl.execute("query-migrate-capabilities")}
+    listed: Any = await ctl.execute("query-migrate-capabilities")
+    caps = {c["capability"]: c["state"] for c in listed}
     assert caps["pause-before-switchover"] is False, caps  # set back: no pause without a guard
     assert "src: disarmed (" in engine_log(private_runtime_dir)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from replay import events, reply, timeline, version  # noqa: F401 (version: a fixture)
+from replay import events, reply, timeline
 
 from migtui.model.blockjobs import parse_block_jobs
 from migtui.model.capabilities import Capabilities
@@ -42,9 +42,9 @@ def replay(version: str, scenario: str, side: str, until: str | None = None,
     vm = VmState()
     for entry in timeline(version, scenario, side):
         feed(vm, entry)
-        if until and entry["kind"] == "event" and entry["event"]["event"] == until:
-            if status is None or entry["event"]["data"].get("status") == status:
-                break
+        if (until and entry["kind"] == "event" and entry["event"]["event"] == until
+                and (status is None or entry["event"]["data"].get("status") == status)):
+            break
     else:
         assert until is None, f"{until} {status} never came"
     return vm
@@ -93,12 +93,13 @@ def test_poll_answered_before_an_event_does_not_turn_status_back(version: str) -
     # already sent the "active" event.
     vm = VmState()
     for ev in events(version, "switchover", "src"):
-        if ev.name == "MIGRATION" and ev.data["status"] == "active":
-            vm.apply_event(ev, ev.timestamp)
-            break
+        assert ev.timestamp is not None  # QEMU stamps every event
         vm.apply_event(ev, ev.timestamp)
+        if ev.name == "MIGRATION" and ev.data["status"] == "active":
+            break
     assert vm.migration_status == "active"
     since = vm.status_since
+    assert since is not None
     stale = MigrationInfo.from_qmp(reply(version, "switchover/src-query-migrate-after-migrate-setup"))
     assert stale.status == "setup"
     assert not vm.apply_migration(stale, since + 0.01)
@@ -191,7 +192,8 @@ def test_block_job_completion_from_events_before_the_next_poll(version: str) -> 
     assert job.ended == "completed" and job.is_finished and job.error is None
     assert job.progress == 1.0
     # The next poll no longer lists it (auto-dismiss): it stays visible as completed.
-    assert vm.apply_block_jobs(parse_block_jobs(reply(version, "switchover/src-query-block-jobs-after-graceful-cancel")), 0.0) is False
+    after_cancel = parse_block_jobs(reply(version, "switchover/src-query-block-jobs-after-graceful-cancel"))
+    assert vm.apply_block_jobs(after_cancel, 0.0) is False
     assert vm.block_jobs["mirror-data0"].ended == "completed"
     vm = replay(version, "switchover", "src")
     assert vm.block_jobs["mirror-data0"].ended == "completed"
@@ -264,10 +266,12 @@ def test_final_downtime_and_pass_number(version: str) -> None:
 
 def test_history_samples_each_active_poll(version: str) -> None:
     vm = replay(version, "switchover", "src")
-    polls = [e for e in timeline(version, "switchover", "src") if e["kind"] == "reply" and e["command"] == "query-migrate"
+    polls = [e for e in timeline(version, "switchover", "src")
+             if e["kind"] == "reply" and e["command"] == "query-migrate"
              and MigrationInfo.from_qmp(e["return"]).is_running and "ram" in e["return"]]
     assert len(vm.history) == len(polls) > 0
     last = vm.history.latest
+    assert last is not None
     info = MigrationInfo.from_qmp(polls[-1]["return"])
     assert last.time == polls[-1]["t"]
     assert last.dirty_rate_bytes_per_s == info.dirty_rate_bytes_per_s
@@ -289,7 +293,8 @@ def test_measured_dirty_rate_feeds_the_chart_when_idle(version: str) -> None:
     vm = replay(version, "idle", "src")
     measured = DirtyRateInfo.from_qmp(reply(version, "idle/src-query-dirty-rate-measured"))
     assert vm.dirty_rate == measured
-    assert len(vm.history) == 1 and vm.history.latest.dirty_rate_bytes_per_s == measured.bytes_per_s
+    assert len(vm.history) == 1 and vm.history.latest is not None
+    assert vm.history.latest.dirty_rate_bytes_per_s == measured.bytes_per_s
     assert not vm.apply_dirty_rate(measured, 1e10)  # same measurement again: nothing new
     assert len(vm.history) == 1
 
@@ -395,7 +400,7 @@ async def test_arm_agrees_with_the_model(events: bool, pause: bool) -> None:
 
     caps = {"events": events, "pause-before-switchover": pause}
     monitor = _FakeMonitor(caps)
-    result = await arm(monitor)  # type: ignore[arg-type]
+    result = await arm(monitor)  # type: ignore[arg-type]  # a stand-in Monitor
     assert result.changed is not is_armed(caps)
     assert ("migrate-set-capabilities" in monitor.sent) is not is_armed(caps)
     assert set(result.enabled) | set(result.already) == {"events", "pause-before-switchover"}
@@ -407,5 +412,5 @@ async def test_arm_refuses_a_qemu_without_either_capability() -> None:
 
     monitor = _FakeMonitor({"pause-before-switchover": True})  # no "events": it could never be armed
     with pytest.raises(NotSupported, match="too old for events"):
-        await arm(monitor)  # type: ignore[arg-type]
+        await arm(monitor)  # type: ignore[arg-type]  # a stand-in Monitor
     assert monitor.sent == ["query-migrate-capabilities"]

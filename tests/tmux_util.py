@@ -23,7 +23,7 @@ class Tmux:
         return subprocess.run(["tmux", "-L", self.server, *args], capture_output=True, text=True, timeout=30,
                               check=check, stdin=subprocess.DEVNULL)
 
-    def start(self, *argv: str) -> "Tmux":
+    def start(self, *argv: str) -> Tmux:
         """Run ``argv`` (e.g. migtui's) in a new window of this size; the environment is ours."""
         self._tmux("-f", "/dev/null", "new-session", "-d", "-s", self.name, "-x", str(self.width),
                    "-y", str(self.height), "-e", f"PATH={os.environ.get('PATH', '')}", "sleep", "3600")
@@ -31,7 +31,7 @@ class Tmux:
         self._tmux("respawn-pane", "-k", "-t", self.name, *argv)
         return self
 
-    def migtui(self, *args: str) -> "Tmux":
+    def migtui(self, *args: str) -> Tmux:
         env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("MIGTUI_")]
         # Without COLUMNS/LINES: pytest's process may carry 80x24 there, and Textual would
         # believe them over the window's real size.

@@ -19,7 +19,7 @@ from ..errors import MigtuiError
 from ..lab.lab import Lab
 from ..lab.scenarios import SCENARIOS, setup_scenario
 from ..logfile import setup_logging
-from ..workflow.policy import Policy
+from ..protocol.messages import PolicyInfo
 from .options import add_qemu_argument, add_runtime_argument
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ async def _main(args: argparse.Namespace) -> int:
         # The lab armed the source, not migtui: name the deadline explicitly so the demo's
         # pause is guarded like migtui's own (60 s, then abort).
         explicit = {"max_pause", "on_max_pause"} | ({"auto_resume"} if args.auto_resume else set())
-        policy = Policy(auto_resume=args.auto_resume, explicit=frozenset(explicit))
+        policy = PolicyInfo(auto_resume=args.auto_resume, explicit=sorted(explicit))
 
         async def watch(client: EngineClient) -> list[str]:
             return await client.watch(addresses, policy, read_only=False, interval=1.0)

@@ -21,6 +21,7 @@ from qemu.qmp import EventListener, QMPClient, QMPError
 from ..errors import LabError, MigtuiError
 from ..lab.lab import Lab, LabVm
 from ..lab.scenarios import SCENARIOS, Scenario, setup_scenario
+from ..model.coerce import as_mapping
 from .options import add_qemu_argument
 
 
@@ -126,7 +127,7 @@ class _Runner:
 
     async def outcome(self, client: QMPClient) -> str:
         with contextlib.suppress(QMPError, asyncio.TimeoutError):
-            info = await asyncio.wait_for(client.execute("query-migrate"), 5.0)
+            info = as_mapping(await asyncio.wait_for(client.execute("query-migrate"), 5.0))
             if info.get("status") == "failed":
                 return f": {info.get('error-desc', 'no reason given')}"
             parts = []

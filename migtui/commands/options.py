@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..workflow.policy import (
-    DEFAULT_MAX_PAUSE_S,
-    DEFAULT_ON_MAX_PAUSE,
-    ON_MAX_PAUSE,
-    Policy,
-)
+from ..protocol.messages import PolicyInfo
+from ..workflow.policy import DEFAULT_MAX_PAUSE_S, DEFAULT_ON_MAX_PAUSE, ON_MAX_PAUSE
 
 MONITOR_HELP = "[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT), one per QEMU monitor"
 
@@ -62,10 +58,10 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def policy_of(args: argparse.Namespace) -> Policy:
-    """The policy these flags ask for; ``explicit`` names the flags given."""
+def policy_of(args: argparse.Namespace) -> PolicyInfo:
+    """The policy these flags ask the engine for; ``explicit`` names the flags given."""
     explicit = {flag for flag, given in (("auto_resume", args.auto_resume), ("max_pause", args.max_pause is not None),
                                          ("on_max_pause", args.on_max_pause is not None)) if given}
-    return Policy(auto_resume=args.auto_resume,
-                  max_pause_s=args.max_pause if args.max_pause is not None else DEFAULT_MAX_PAUSE_S,
-                  on_max_pause=args.on_max_pause or DEFAULT_ON_MAX_PAUSE, explicit=frozenset(explicit))
+    return PolicyInfo(auto_resume=args.auto_resume,
+                      max_pause_s=args.max_pause if args.max_pause is not None else DEFAULT_MAX_PAUSE_S,
+                      on_max_pause=args.on_max_pause or DEFAULT_ON_MAX_PAUSE, explicit=sorted(explicit))

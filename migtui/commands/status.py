@@ -39,14 +39,14 @@ async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
         if reply.ok:
             answers = list(reply.monitors)[: len(addresses)]
             answers += [None] * (len(addresses) - len(answers))
-    except (EngineError, MigtuiError, asyncio.TimeoutError, OSError):
+    except (TimeoutError, EngineError, MigtuiError, OSError):
         pass  # no engine (or not ours to ask): every monitor directly
     finally:
         await client.close()
-    direct = [a for a, answer in zip(addresses, answers) if answer is None]
+    direct = [a for a, answer in zip(addresses, answers, strict=True) if answer is None]
     fetched = iter(await collect(direct, timeout))
     return [Snapshot.from_json(a, answer) if answer is not None else next(fetched)
-            for a, answer in zip(addresses, answers)]
+            for a, answer in zip(addresses, answers, strict=True)]
 
 
 def render_table(snaps: list[Snapshot]) -> str:
@@ -66,7 +66,7 @@ def render_table(snaps: list[Snapshot]) -> str:
         rows.append((s.address.name, s.qemu or "?", s.run_state or "?",
                      (mig.status if mig else "?") + armed, ram, dirty, jobs))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def ram_text(mig: MigrationInfo) -> str:
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     snaps = asyncio.run(collect_via_engine(addresses, args.timeout, args.runtime_dir))
     for s in snaps:
-        if not s.ok:
+        if s.error is not None:
             # Monitor errors already start with the monitor's name.
             line = s.error if s.error.startswith(f"{s.address.name}: ") else f"{s.address.name}: {s.error}"
             print(f"migtui status: {line}", file=sys.stderr)

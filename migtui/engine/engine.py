@@ -319,7 +319,8 @@ class Engine:
             w.tracked = controller
             w.notes.pop("held", None)
             w.notes.pop("auto", None)
-            controller.add_progress_listener(lambda c, name=w.name: self._switchover_changed(name))
+            name = w.name
+            controller.add_progress_listener(lambda _c: self._switchover_changed(name))
             self._switchover_changed(w.name)
 
     def _switchover_changed(self, name: str) -> None:
@@ -444,7 +445,7 @@ class Engine:
         task.add_done_callback(partial(self._request_done, w))
         return m.Reply(0, True, message=f"{w.name}: {action} started", actor=controller.actor)
 
-    def _request_done(self, w: Watched, task: "asyncio.Task[SwitchoverResult]") -> None:
+    def _request_done(self, w: Watched, task: asyncio.Task[SwitchoverResult]) -> None:
         """A view's request that changed nothing: every view hears what happened (the
         switchover is back where it was; the same request may be made again)."""
         if task.cancelled() or task.exception() is not None:
@@ -507,7 +508,7 @@ class Engine:
                 continue
             try:
                 log.info("%s", await asyncio.wait_for(self._disarm(w), 5))
-            except (MigtuiError, asyncio.TimeoutError) as err:
+            except (TimeoutError, MigtuiError) as err:
                 log.warning("%s: cannot disarm: %s", w.name, err or "no answer")
 
     def _guard_reason(self, w: Watched, now: float) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from ..model.checks import Check
 from ..model.pauseclock import PauseClock
 from ..model.switchover import Action
 from ..protocol.messages import Control, Controls, Deadline, Pause, PolicyInfo
@@ -42,7 +43,7 @@ def policy_info(policy: Policy) -> PolicyInfo:
                       on_max_pause=policy.on_max_pause, explicit=sorted(policy.explicit))
 
 
-def pause_of(w: "Watched", sessions: Sequence[MonitorSession]) -> Pause:
+def pause_of(w: Watched, sessions: Sequence[MonitorSession]) -> Pause:
     session = w.session
     state = session.state
     paused = state.in_pre_switchover
@@ -52,7 +53,7 @@ def pause_of(w: "Watched", sessions: Sequence[MonitorSession]) -> Pause:
     deadline = w.deadline
     at = deadline.deadline if deadline is not None and deadline.phase is DeadlinePhase.COUNTING else None
     destination = destination_for(session, sessions)
-    checks: list = []
+    checks: list[Check] = []
     if paused:
         dst = destination
         checks = list(checklist(state, dst.state if dst else None, dst.connected if dst else None))
@@ -74,7 +75,7 @@ def pause_of(w: "Watched", sessions: Sequence[MonitorSession]) -> Pause:
     )
 
 
-def controls_of(w: "Watched", sessions: Sequence[MonitorSession]) -> Controls:
+def controls_of(w: Watched, sessions: Sequence[MonitorSession]) -> Controls:
     session = w.session
     controller = current_switchover(session)
     libvirt = w.owner == OWNER_LIBVIRT

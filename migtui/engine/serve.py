@@ -23,7 +23,7 @@ log = logging.getLogger("migtui.engine")
 
 def lock(rt: Runtime) -> IO[str] | None:
     """The engine lock, or None when another engine holds it."""
-    fd = open(rt.lock, "a+")
+    fd = open(rt.lock, "a+")  # noqa: SIM115 (returned open: the lock lasts as long as the file is open)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -41,7 +41,7 @@ def peer_uid(sock: socket.socket) -> int | None:
     except OSError:
         return None
     _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid
+    return int(uid)
 
 
 class View:
@@ -148,7 +148,8 @@ class EngineServer:
             log.warning("refused a view of uid %s", uid)
             with contextlib.suppress(Exception):  # its hello first, so that it reads our answer
                 await asyncio.wait_for(reader.readline(), 5)
-            writer.write(lines.encode(m.Error(f"this migtui engine belongs to uid {os.getuid()}; uid {uid} may not attach")))
+            refusal = f"this migtui engine belongs to uid {os.getuid()}; uid {uid} may not attach"
+            writer.write(lines.encode(m.Error(refusal)))
             with contextlib.suppress(Exception):
                 await writer.drain()
             writer.close()

@@ -6,6 +6,7 @@ Views never see a session or a switchover: they get these messages, typed. Pure:
 from __future__ import annotations
 
 from ..address import MonitorAddress
+from ..model.switchover import Step
 from ..protocol import messages as m
 from ..workflow.session import MonitorSession
 from ..workflow.switchover import Switchover
@@ -42,6 +43,6 @@ def switchover_message(name: str, controller: Switchover) -> m.Switchover:
     ))
 
 
-def dataclass_copy(step: m.Step) -> m.Step:
+def dataclass_copy(step: Step) -> Step:
     """A snapshot: the controller goes on changing its steps after the message is queued."""
-    return m.Step(step.key, step.label, step.state, step.started, step.finished, step.detail)
+    return Step(step.key, step.label, step.state, step.started, step.finished, step.detail)

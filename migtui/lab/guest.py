@@ -50,7 +50,8 @@ def guest_image(dirty_mib: int, start_mib: int = 1, *, rate_mib_s: float | None 
     if dirty_mib < 1:
         raise LabError(f"--dirty must be at least 1 MiB, not {dirty_mib}")
     if start_mib < 1:
-        raise LabError(f"the dirty range must start at 1 MiB or above (the boot sector and BIOS live below), not {start_mib}")
+        raise LabError("the dirty range must start at 1 MiB or above (the boot sector and BIOS live below), "
+                       f"not {start_mib}")
     end_mib = start_mib + dirty_mib
     limit = min(memory_mib, MAX_END_MIB) if memory_mib is not None else MAX_END_MIB
     if end_mib > limit:

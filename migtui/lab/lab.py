@@ -16,11 +16,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from qemu.qmp import ConnectError, EventListener, ExecuteError, QMPClient, QMPError
 
 from migtui.errors import LabError
+from migtui.model.coerce import as_mapping
 
 from . import qemu
 from .guest import guest_image
@@ -131,7 +132,7 @@ class Lab:
 
     # -- lifecycle --------------------------------------------------------------
 
-    async def __aenter__(self) -> "Lab":
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
@@ -208,7 +209,7 @@ class Lab:
                 client = QMPClient(f"lab-{vm.name}")
                 try:
                     await asyncio.wait_for(client.connect(str(vm.ctl_path)), max(deadline - time.monotonic(), 0.1))
-                except (ConnectError, asyncio.TimeoutError) as err:
+                except (TimeoutError, ConnectError) as err:
                     # Usually QEMU hung up because it is exiting on a bad option.
                     if await vm.process.wait(3.0):
                         raise vm.process.exit_error() from err
@@ -216,7 +217,8 @@ class Lab:
                 self._clients[vm.name] = client
                 return client
             if time.monotonic() >= deadline:
-                raise LabError(f"{vm.name} QEMU did not create {vm.ctl_path} within {START_TIMEOUT:.0f} s: {vm.process.last_error()}")
+                raise LabError(f"{vm.name} QEMU did not create {vm.ctl_path} within {START_TIMEOUT:.0f} s: "
+                               f"{vm.process.last_error()}")
             await asyncio.sleep(0.02)
 
     async def _wait_for_guest(self, vm: LabVm) -> None:
@@ -242,8 +244,8 @@ class Lab:
         try:
             return await asyncio.wait_for(client.execute(command, arguments), COMMAND_TIMEOUT)
         except ExecuteError as err:
-            raise LabError(f"{vm.name}: {command} failed: {err.error.desc}") from err
-        except asyncio.TimeoutError as err:
+            raise LabError(f"{vm.name}: {command} failed: {err.error.error.desc}") from err
+        except TimeoutError as err:
             raise LabError(f"{vm.name}: {command} got no answer within {COMMAND_TIMEOUT:.0f} s") from err
         except QMPError as err:
             raise LabError(f"{vm.name}: {command} failed: the control connection broke ({err})") from err
@@ -321,16 +323,16 @@ class Lab:
     async def _mirror(self) -> None:
         client = await self.control(self.src)
         listener = EventListener(("BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR"),
-                                 lambda ev: ev.get("data", {}).get("device") == MIRROR_JOB)
+                                 lambda ev: as_mapping(ev.get("data")).get("device") == MIRROR_JOB)
         with client.listen(listener):  # registered before the job can emit anything
             await self._execute(self.src, "blockdev-mirror",
                                 {"job-id": MIRROR_JOB, "device": "data0", "target": NBD_TARGET, "sync": "full"})
             try:
                 event = await asyncio.wait_for(listener.get(), READY_TIMEOUT)
-            except asyncio.TimeoutError as err:
+            except TimeoutError as err:
                 raise LabError(f"disk mirror did not get in sync within {READY_TIMEOUT:.0f} s") from err
         if event["event"] != "BLOCK_JOB_READY":
-            detail = event.get("data", {}).get("error", event["event"])
+            detail = as_mapping(event.get("data")).get("error", event["event"])
             raise LabError(f"disk mirror to the destination failed: {detail}")
 
     async def migrate(self) -> None:

@@ -10,6 +10,7 @@ thread that lives as long as the lab (the event loop's).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import os
@@ -198,10 +199,8 @@ class QemuProcess:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             if self.process.poll() is not None:
                 return
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(sig)
-            except ProcessLookupError:
-                pass
             if await self.wait(timeout):
                 return
         self.process.wait()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from migtui.model.coerce import opt_bool, opt_int, opt_str
 
@@ -49,7 +50,7 @@ class BlockJob:
         return self.speed
 
     @classmethod
-    def from_qmp(cls, d: Any) -> "BlockJob | None":
+    def from_qmp(cls, d: Any) -> BlockJob | None:
         """One entry of query-block-jobs; None if it has no usable id."""
         if not isinstance(d, Mapping):
             return None

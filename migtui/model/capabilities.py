@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from migtui.model.coerce import opt_bool, opt_str
 
@@ -16,7 +17,7 @@ class Capabilities(Mapping[str, bool]):
         self._caps: dict[str, bool] = dict(caps or {})
 
     @classmethod
-    def from_qmp(cls, reply: Any) -> "Capabilities":
+    def from_qmp(cls, reply: Any) -> Capabilities:
         caps: dict[str, bool] = {}
         if isinstance(reply, list):
             for entry in reply:
@@ -46,7 +47,7 @@ class Capabilities(Mapping[str, bool]):
             return self._caps == dict(other)
         return NotImplemented
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as a dict is (typeshed's own spelling)
 
     def __repr__(self) -> str:
         on = sorted(name for name, state in self._caps.items() if state)

@@ -7,7 +7,8 @@ wrong type is treated as absent instead of crashing the dashboard.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 def as_mapping(value: Any) -> Mapping[str, Any]:

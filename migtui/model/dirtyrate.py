@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from migtui.model.coerce import as_mapping, opt_int, opt_str
 
@@ -24,7 +25,7 @@ class DirtyRateInfo:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_qmp(cls, reply: Any) -> "DirtyRateInfo":
+    def from_qmp(cls, reply: Any) -> DirtyRateInfo:
         d = as_mapping(reply)
         vcpus: list[tuple[int, int]] = []
         for entry in d.get("vcpu-dirty-rate") or ():

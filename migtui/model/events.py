@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -15,7 +16,7 @@ class QmpEvent:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_qmp(cls, msg: Mapping[str, Any]) -> "QmpEvent":
+    def from_qmp(cls, msg: Mapping[str, Any]) -> QmpEvent:
         ts = msg.get("timestamp")
         stamp: float | None = None
         if isinstance(ts, Mapping):

@@ -17,8 +17,9 @@ The facts so far:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from migtui.model.coerce import opt_str
 
@@ -42,7 +43,7 @@ class QemuFeatures:
     expected_downtime_basis: str | None = None  # LAST_SYNC or REMAINING
 
     @classmethod
-    def from_schema(cls, entries: Any) -> "QemuFeatures":
+    def from_schema(cls, entries: Any) -> QemuFeatures:
         """Distil a ``query-qmp-schema`` reply (a list of SchemaInfo); tolerant of junk."""
         if not isinstance(entries, list):
             return cls()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 # ~5 minutes of 1 s polls.
 DEFAULT_CAPACITY = 300

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from migtui.model.coerce import (
     as_mapping,
@@ -76,7 +77,7 @@ class RamStats:
     postcopy_requests: int | None = None
 
     @classmethod
-    def from_qmp(cls, d: Any) -> "RamStats | None":
+    def from_qmp(cls, d: Any) -> RamStats | None:
         if not isinstance(d, Mapping):
             return None
         return cls(
@@ -125,7 +126,7 @@ class MigrationInfo:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_qmp(cls, reply: Any) -> "MigrationInfo":
+    def from_qmp(cls, reply: Any) -> MigrationInfo:
         d = as_mapping(reply)
         status = d.get("status")
         sockets = d.get("socket-address")

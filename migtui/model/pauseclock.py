@@ -28,7 +28,7 @@ class PauseClock:
     earliest: float | None = None  # not exact: the pause began after this
 
     @classmethod
-    def of(cls, state: VmState, recorded: float | None = None) -> "PauseClock | None":
+    def of(cls, state: VmState, recorded: float | None = None) -> PauseClock | None:
         """``recorded``: the engine's own record of the pause start (its PAUSE message's
         ``since``), when this is a view's replay: a long pause can outlast the journal."""
         since = state.pre_switchover_since

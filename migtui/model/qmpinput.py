@@ -25,7 +25,7 @@ class QmpInput:
     asked: float | None = None
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "QmpInput":
+    def from_record(cls, record: Mapping[str, Any]) -> QmpInput:
         """A recorded exchange's entry (``{"t", "kind", "event"}`` or ``{"t", "kind",
         "command", "return", "asked"?}``, as tests/fixtures/qmp keep them)."""
         asked = record.get("asked")

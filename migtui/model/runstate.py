@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from migtui.model.coerce import as_mapping, opt_bool, opt_str
 
@@ -15,7 +16,7 @@ class RunState:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_qmp(cls, reply: Any) -> "RunState":
+    def from_qmp(cls, reply: Any) -> RunState:
         d = as_mapping(reply)
         status = opt_str(d.get("status")) or "unknown"
         running = opt_bool(d.get("running"))

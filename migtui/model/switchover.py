@@ -88,7 +88,7 @@ def check_move(name: str, current: Phase, wanted: Phase) -> None:
 class Stop(Exception):
     """Ends an action early with its result (a failed check, an interruption)."""
 
-    def __init__(self, result: "SwitchoverResult") -> None:
+    def __init__(self, result: SwitchoverResult) -> None:
         super().__init__(result.reason)
         self.result = result
 
@@ -123,7 +123,7 @@ def can_be_tried_again(name: str, what: str, action: str) -> str:
     return f"{name}: {what}: nothing was changed; {action} can be tried again"
 
 
-def log_line(result: "SwitchoverResult") -> str:
+def log_line(result: SwitchoverResult) -> str:
     """The log's record of how an action ended: its reason (it starts with the source's
     name), then the outcome by name: "... the source guest runs again (outcome of the
     abort: aborted)"."""
@@ -134,7 +134,7 @@ def log_line(result: "SwitchoverResult") -> str:
 
 # ---------------------------------------------------------------------- progress and result
 
-class StepState(str, enum.Enum):
+class StepState(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     DONE = "done"
@@ -158,7 +158,7 @@ class Step:
         return self.finished - self.started
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     COMPLETED = "completed"  # source completed: the destination has taken over
     POSTCOPY = "postcopy-active"  # the destination runs, pages still follow
     FAILED = "failed"  # QEMU's migration failed after migrate-continue
@@ -217,9 +217,11 @@ class SwitchoverView(Protocol):
 
     name: str
     phase: Phase
-    action: str | None
     result: SwitchoverResult | None
     attempt: SwitchoverResult | None  # the last action that changed nothing (it may be tried again)
+
+    @property
+    def action(self) -> str | None: ...  # read only: the engine's is an Action, a view's a str
 
     @property
     def running(self) -> bool: ...

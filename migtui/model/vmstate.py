@@ -16,8 +16,9 @@ after it has already sent the "active" event).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from migtui.model.blockjobs import BlockJob
 from migtui.model.capabilities import Capabilities
@@ -251,7 +252,7 @@ class VmState:
         if not job_id:
             return
         job = self.block_jobs.get(job_id) or BlockJob(device=job_id)
-        updates: dict[str, object] = {}
+        updates: dict[str, Any] = {}  # BlockJob fields of several types
         for key, attr in (("len", "len"), ("offset", "offset"), ("speed", "speed")):
             value = opt_int(data.get(key))
             if value is not None:

@@ -68,6 +68,13 @@ class Error(Message):
 
 
 @dataclass(frozen=True)
+class Call(Message):
+    """A request the engine answers with a :class:`Reply` carrying the same ``id``."""
+
+    id: int
+
+
+@dataclass(frozen=True)
 class AddressInfo:
     name: str
     kind: str  # "unix" or "tcp"
@@ -85,9 +92,8 @@ class PolicyInfo:
 
 
 @dataclass(frozen=True)
-class Watch(Message):
+class Watch(Call):
     OP: ClassVar[str] = "watch"
-    id: int
     monitors: list[AddressInfo]
     policy: PolicyInfo = field(default_factory=PolicyInfo)
     read_only: bool = False
@@ -95,40 +101,35 @@ class Watch(Message):
 
 
 @dataclass(frozen=True)
-class Subscribe(Message):
+class Subscribe(Call):
     OP: ClassVar[str] = "subscribe"
-    id: int
 
 
 @dataclass(frozen=True)
-class Request(Message):
+class Request(Call):
     """An action on a monitor; each changes a VM (refused for a read-only view)."""
 
     OP: ClassVar[str] = "request"
-    id: int
     action: str  # one of ACTIONS
     monitor: str
     force: bool = False  # resume/abort a pause libvirt drives (confirmed naming libvirt)
 
 
 @dataclass(frozen=True)
-class Status(Message):
+class Status(Call):
     OP: ClassVar[str] = "status"
-    id: int
     addresses: list[str]  # "unix:/abs/path", "tcp:host:port"
 
 
 @dataclass(frozen=True)
-class Guarding(Message):
+class Guarding(Call):
     OP: ClassVar[str] = "guarding"
-    id: int
     stopping: bool = False  # only what stopping the engine would leave unguarded
 
 
 @dataclass(frozen=True)
-class Stop(Message):
+class Stop(Call):
     OP: ClassVar[str] = "stop"
-    id: int
 
 
 @dataclass(frozen=True)

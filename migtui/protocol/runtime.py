@@ -44,7 +44,7 @@ class Runtime:
     def default_log(self) -> Path:
         return self.directory / "engine.log"
 
-    def ensure(self) -> "Runtime":
+    def ensure(self) -> Runtime:
         """Create the directory (0700) or check that an existing one is private and ours."""
         d = self.directory
         try:

@@ -365,7 +365,7 @@ class Monitor:
             # whole migration. Look again promptly, forever.
             return min(self.backoff[0], MISSING_SOCKET_POLL_S)
         first, cap = self.backoff
-        return min(cap, first * 2 ** min(attempt - 1, 30))
+        return min(cap, first * 2.0 ** min(attempt - 1, 30))
 
     async def _sleep(self, seconds: float) -> None:
         try:
@@ -492,8 +492,8 @@ def _version(client: QMPClient) -> str | None:
     """"7.2.22" from the greeting (saves a query-version round trip)."""
     try:
         assert client.greeting is not None
-        qemu = client.greeting.QMP.version["qemu"]
-        return f"{qemu['major']}.{qemu['minor']}.{qemu['micro']}"  # type: ignore[index]
+        qemu: Any = client.greeting.QMP.version["qemu"]  # JSON: not an object is a TypeError below
+        return f"{qemu['major']}.{qemu['minor']}.{qemu['micro']}"
     except (AssertionError, KeyError, TypeError):
         return None
 

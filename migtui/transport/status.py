@@ -34,7 +34,7 @@ class ConnectionStatus:
             return f"retrying {self.attempt}"
         if self.state is ConnState.LOST:
             return "waiting" if nothing_listening(self.error) else "retrying"
-        return self.state.value
+        return str(self.state.value)  # mypy types a narrowed enum's value as Any
 
     def label(self) -> str:
         """Short text for a status bar: "connected", "retrying 3", "waiting for the socket: <why>"."""

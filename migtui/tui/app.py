@@ -16,20 +16,24 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import tzinfo
 from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 
 from ..view.remote import RemoteSession
-from ..workflow.session import KINDS
+from ..workflow.session import KINDS, MonitorSession
 from .messages import NOT_AVAILABLE, SessionsChanged
 from .pause_watch import PauseWatch
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.switchover_dashboard import SwitchoverDashboard
 from .widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS
+
+if TYPE_CHECKING:
+    from ..view.client import EngineClient
 
 log = logging.getLogger("migtui.tui")
 
@@ -42,14 +46,14 @@ STOP_TIMEOUT_S = 3.0
 
 
 class MigtuiApp(App[int]):
-    engine_client: object | None = None  # the engine link when this app is a view of one
-    startup_notices: list[str] = []  # what the engine did while no view watched
+    engine_client: EngineClient | None = None  # the engine link when this app is a view of one
+    startup_notices: Sequence[str] = ()  # what the engine did while no view watched
     CSS_PATH = "app.tcss"
     # Every screen (dialogs, questions, help) says when the terminal is too small.
     HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
     VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
     TITLE = "migtui"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
     ]
@@ -76,7 +80,7 @@ class MigtuiApp(App[int]):
         if ansi:
             self.theme = "ansi-dark"
 
-    def get_default_screen(self) -> Screen:
+    def get_default_screen(self) -> SwitchoverDashboard:
         return SwitchoverDashboard(
             self.sessions.values(), clock=self.clock, tz=self.tz, coarse=self.coarse, pauses=self.pauses
         )
@@ -91,7 +95,7 @@ class MigtuiApp(App[int]):
 
     def on_mount(self) -> None:
         if self.engine_client is not None:  # the engine's messages reach the app in its context
-            self.engine_client.context = contextvars.copy_context()  # type: ignore[attr-defined]
+            self.engine_client.context = contextvars.copy_context()
         for line in self.startup_notices:
             self.notify(line, title="While no view watched", timeout=30)
         self.pauses.start()  # before the sessions start: their first poll may find a pause
@@ -112,7 +116,7 @@ class MigtuiApp(App[int]):
         except TimeoutError:
             log.warning("sessions did not stop within %s s", STOP_TIMEOUT_S)
 
-    def _session_changed(self, session: RemoteSession, kinds: frozenset[str]) -> None:
+    def _session_changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
         self._pending.setdefault(session.name, set()).update(kinds)
         if not self._flush_scheduled:
             self._flush_scheduled = True
@@ -183,7 +187,7 @@ class MigtuiApp(App[int]):
             for d, k in keys.items()
         ]
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         if isinstance(screen, DashboardScreen):
             yield SystemCommand("Next monitor", "Show the next monitor (tab)", screen.action_next_monitor)

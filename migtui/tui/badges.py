@@ -92,7 +92,7 @@ def run_state_text(status: str | None) -> Content:
     return Content.styled(status, "$warning")
 
 
-def vm_state_parts(state: "VmState") -> list[Content]:
+def vm_state_parts(state: VmState) -> list[Content]:
     """QEMU's run state and "armed", as the list and the header both show them."""
     parts = []
     if state.run_state is not None:

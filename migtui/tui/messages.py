@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from textual.message import Message
 
-from ..view.remote import RemoteSession
+from ..workflow.session import MonitorSession
 
 # The title of the notice a key gives when its action does not apply now (one at a time).
 NOT_AVAILABLE = "Not available"
@@ -22,7 +22,7 @@ class SessionsChanged(Message):
 
     bubble = False  # posted to each screen itself; the app already knows
 
-    def __init__(self, sessions: Mapping[str, RemoteSession], changes: Mapping[str, frozenset[str]]) -> None:
+    def __init__(self, sessions: Mapping[str, MonitorSession], changes: Mapping[str, frozenset[str]]) -> None:
         super().__init__()
         self.sessions = sessions
         self.changes = changes

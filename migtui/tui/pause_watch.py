@@ -62,7 +62,7 @@ EXIT_FAILSAFE_S = 0.6  # a view that lost its terminal is gone within a second, 
 
 
 class PauseWatch:
-    def __init__(self, app: "App[int]", sessions: Mapping[str, RemoteSession], *, clock: Callable[[], float]) -> None:
+    def __init__(self, app: App[int], sessions: Mapping[str, RemoteSession], *, clock: Callable[[], float]) -> None:
         self.app = app
         self.sessions = sessions
         self.clock = clock

@@ -10,6 +10,8 @@ Cells are taken as characters: everything migtui draws is one cell wide.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.content import Content, Span
 from textual.geometry import Region
 from textual.widget import Widget
@@ -56,7 +58,7 @@ def changed_regions(old: Content, new: Content, width: int) -> list[Region] | No
         return None
     old_styles, new_styles = _cell_styles(old), _cell_styles(new)
     regions: list[Region] = []
-    for y, (a, b) in enumerate(zip(old_lines, new_lines)):
+    for y, (a, b) in enumerate(zip(old_lines, new_lines, strict=True)):
         sa, sb = old_styles[y], new_styles[y]
         diff = _text_diff(a, b)
         if diff is None:
@@ -82,7 +84,7 @@ class DiffWidget(Widget):
     changed.
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._drawn: Content | None = None
 

@@ -113,7 +113,7 @@ class EngineClient:
         self._send(m.Hello(p.VERSION, m.ViewInfo(self.kind, _tty(), os.getpid()), self.read_only))
         try:
             first = lines.decode(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT_S))
-        except (asyncio.TimeoutError, p.ProtocolError, ConnectionError) as err:
+        except (TimeoutError, p.ProtocolError, ConnectionError) as err:
             writer.close()
             raise EngineError(f"the migtui engine at {self.runtime.socket} did not answer ({err})") from None
         if isinstance(first, m.Error):
@@ -140,7 +140,7 @@ class EngineClient:
             raise EngineError("the migtui engine link is closed")
         self._writer.write(lines.encode(message))
 
-    async def call(self, request: type[m.Message], **fields: Any) -> m.Reply:
+    async def call(self, request: type[m.Call], **fields: Any) -> m.Reply:
         """Send ``request(id=..., **fields)``; the engine's reply to it."""
         rid = next(self._ids)
         fut: asyncio.Future[m.Reply] = asyncio.get_running_loop().create_future()
@@ -148,7 +148,7 @@ class EngineClient:
         try:
             self._send(request(id=rid, **fields))
             return await asyncio.wait_for(fut, CALL_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise EngineError(f"the migtui engine did not answer {request.OP} within {CALL_TIMEOUT_S:g} s") from None
         finally:
             self._calls.pop(rid, None)

@@ -7,8 +7,8 @@ set the connection state, PAUSE messages carry the engine's policy and deadline.
 Actions (resume, abort, arm, measure) become requests to the engine, which runs them.
 
 :class:`RemoteSwitchover` shows the engine's :class:`Switchover` of a pause: the same
-attributes the dialog reads, set from SWITCHOVER messages. PAUSE and CONTROLS messages carry what the engine decided about
-the pause and the actions (``protocol/messages.py``): kept as they came. No textual here.
+attributes the dialog reads, set from SWITCHOVER messages. PAUSE and CONTROLS messages carry
+what the engine decided about the pause and the actions (``protocol/messages.py``): kept as they came. No textual here.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ log = logging.getLogger("migtui.view")
 
 
 class RemoteSession(MonitorSession):
-    def __init__(self, client: "EngineClient", name: str, address: MonitorAddress, *, interval: float = 1.0,
+    def __init__(self, client: EngineClient, name: str, address: MonitorAddress, *, interval: float = 1.0,
                  read_only: bool = False) -> None:
         super().__init__(None, name=name, interval=interval, clock=client.clock)
         self.client = client
@@ -214,13 +214,13 @@ class RemoteSwitchover(PhaseFacts):
     def close(self) -> None:
         return None
 
-    def start_resume(self, jobs: Any = None, *, force: bool = False) -> "asyncio.Task[str]":
+    def start_resume(self, jobs: Any = None, *, force: bool = False) -> asyncio.Task[str]:
         return self._start("resume", force)
 
-    def start_abort(self, *, force: bool = False) -> "asyncio.Task[str]":
+    def start_abort(self, *, force: bool = False) -> asyncio.Task[str]:
         return self._start("abort", force)
 
-    def _start(self, action: str, force: bool = False) -> "asyncio.Task[str]":
+    def _start(self, action: str, force: bool = False) -> asyncio.Task[str]:
         if self.source.read_only:
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} the switchover")
         self._requested = action

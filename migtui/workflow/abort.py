@@ -35,7 +35,7 @@ ABORT_WAIT_S = 15.0  # force-cancelled mirrors and the guest's RESUME come withi
 
 
 class Abort:
-    def __init__(self, switchover: "Switchover") -> None:
+    def __init__(self, switchover: Switchover) -> None:
         self.sw = switchover
         self.resumed = False  # a RESUME event since migrate_cancel went out
 
@@ -109,7 +109,8 @@ class Abort:
                 *(sw.execute("block-job-cancel", {"device": job, "force": True}) for job in remaining),
                 return_exceptions=True,
             )
-            errors = [f"{job}: {error_line(r)}" for job, r in zip(remaining, replies) if isinstance(r, BaseException)]
+            errors = [f"{job}: {error_line(r)}" for job, r in zip(remaining, replies, strict=True)
+                      if isinstance(r, BaseException)]
             on_end(sw.source, frozenset())
             waiting = [fut for job, fut in ends.items() if not fut.done() and
                        not any(e.startswith(f"{job}:") for e in errors)]

@@ -20,10 +20,12 @@ from dataclasses import dataclass
 
 from ..errors import MigtuiError
 from ..listeners import Listeners
+from ..model.checks import Checklist
+from ..model.switchover import SwitchoverResult
 from .arm import refuse_read_only
-from .checklist import Checklist, fresh_checklist
+from .checklist import fresh_checklist
 from .session import MIGRATION, MonitorSession
-from .switchover import SwitchoverResult, switchover_for
+from .switchover import switchover_for
 
 log = logging.getLogger("migtui.autoresume")
 

@@ -2,7 +2,7 @@
 
 The dialog's keys, the dashboard's footer (``check_action``) and its "why not"
 notices, and the command palette all read these functions; each sentence is written
-here (or, for what the switchover itself refuses, in ``switchover_state``) once.
+here (or, for what the switchover itself refuses, in ``model/switchover.py``) once.
 
 An :class:`Availability` is ``(allowed, reason)``. ``allowed`` is True (go ahead),
 None (it applies, but not now: shown unavailable) or False (nothing it could act on

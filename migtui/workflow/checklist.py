@@ -8,8 +8,8 @@ the engine's deadline and ``--auto-resume`` make before judging. The dialog rend
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ..format import format_bytes
 from ..model.blockjobs import BlockJob, parse_block_jobs
@@ -100,7 +100,7 @@ def checklist(src: VmState, dst: VmState | None = None, dst_connected: bool | No
     return Checklist(tuple(checks))
 
 
-async def fresh_checklist(src: "MonitorSession", destination: "Callable[[], MonitorSession | None]",
+async def fresh_checklist(src: MonitorSession, destination: Callable[[], MonitorSession | None],
                           generation: int) -> tuple[list[BlockJob], Checklist]:
     """One fresh ``query-block-jobs`` on ``src`` (on connection ``generation`` only), folded
     into its state, then the checklist: (the jobs, the checklist). ``destination`` is read

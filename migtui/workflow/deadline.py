@@ -35,7 +35,7 @@ log = logging.getLogger("migtui.deadline")
 RETRY_S = 5.0  # the pause outlived the deadline's action: look again this soon
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     IDLE = "idle"  # no pause
     COUNTING = "counting"  # paused; the deadline is set
     ACTING = "acting"  # the deadline passed: the policy's action runs
@@ -222,7 +222,7 @@ class PauseDeadline:
         self._move(Phase.COUNTING)
         self._timer = asyncio.get_running_loop().call_later(RETRY_S, self._fire)
 
-    async def _run(self, controller: Switchover, task: "asyncio.Task[object]") -> None:
+    async def _run(self, controller: Switchover, task: asyncio.Task[object]) -> None:
         controller.actor = "the engine's deadline"  # it started this action (none ran)
         result = await asyncio.shield(task)
         self.outcome = f"deadline: {getattr(result, 'reason', result)}"

@@ -30,9 +30,8 @@ def libvirt_signs(block_nodes: Any, objects: Any) -> list[str]:
         libvirt_nodes = [n for n in names if isinstance(n, str) and n.startswith("libvirt-")]
         if libvirt_nodes:
             signs.append(f"block node {libvirt_nodes[0]}")
-    if isinstance(objects, list):
-        if any(isinstance(o, dict) and o.get("name") == "masterKey0" for o in objects):
-            signs.append("secret masterKey0")
+    if isinstance(objects, list) and any(isinstance(o, dict) and o.get("name") == "masterKey0" for o in objects):
+        signs.append("secret masterKey0")
     return signs
 
 

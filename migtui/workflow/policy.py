@@ -44,7 +44,7 @@ class Policy:
     def deadline_explicit(self) -> bool:
         return bool({"max_pause", "on_max_pause"} & self.explicit)
 
-    def merged(self, newer: "Policy") -> "Policy":
+    def merged(self, newer: Policy) -> Policy:
         """This policy with what ``newer`` states explicitly (a later `migtui ... MONITOR`)."""
         changes: dict[str, Any] = {}
         if "auto_resume" in newer.explicit:
@@ -60,7 +60,7 @@ class Policy:
                 "on_max_pause": self.on_max_pause, "explicit": sorted(self.explicit)}
 
     @classmethod
-    def from_json(cls, data: Any) -> "Policy":
+    def from_json(cls, data: Any) -> Policy:
         if not isinstance(data, dict):
             return cls()
         explicit = frozenset(str(x) for x in data.get("explicit") or ())

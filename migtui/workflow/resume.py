@@ -45,7 +45,7 @@ DESTINATION_WAIT_S = 10.0
 
 
 class Resume:
-    def __init__(self, switchover: "Switchover", jobs: list[BlockJob] | None) -> None:
+    def __init__(self, switchover: Switchover, jobs: list[BlockJob] | None) -> None:
         """``jobs``: a fresh ``query-block-jobs`` the caller already judged (``--auto-resume``)."""
         self.sw = switchover
         self.jobs = jobs
@@ -123,9 +123,9 @@ class Resume:
         (kept in the state from their events) so a failed mirror blocks the resume."""
         mirrors = {job.device: job for job in jobs if job.type == MIRROR}
         for job in self.sw.source.state.block_jobs.values():
-            if job.type == MIRROR and job.device not in mirrors and job.ended is not None:
-                if job.ended != "completed" or job.error:
-                    mirrors[job.device] = job
+            if (job.type == MIRROR and job.device not in mirrors and job.ended is not None
+                    and (job.ended != "completed" or job.error)):
+                mirrors[job.device] = job
         return sorted(mirrors.values(), key=lambda j: j.device)
 
     def _stopped(self, reason: str) -> SwitchoverResult:
@@ -157,7 +157,7 @@ class Resume:
             *(sw.execute("block-job-cancel", {"device": job, "force": False}) for job in steps),
             return_exceptions=True,
         )
-        for job, reply in zip(steps, replies):
+        for job, reply in zip(steps, replies, strict=True):
             if isinstance(reply, BaseException) and job in self.pending:
                 if isinstance(reply, asyncio.CancelledError):
                     raise reply
@@ -206,8 +206,8 @@ class Resume:
                     and self.cont is not None and sw.source.state.in_pre_switchover):
                 self.continued = self._send_continue(self.cont)  # before anything else
             sw.set_step(step, StepState.DONE, "completed: the destination's copy is final")
-            if last:
-                self.mirrors.set_result(None)  # type: ignore[union-attr]
+            if last and self.mirrors is not None and not self.mirrors.done():  # a listener may have ended it
+                self.mirrors.set_result(None)
 
     def _mirror_failed(self, job: str, why: str) -> None:
         step = self.pending.pop(job, None)

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 from ..errors import MigtuiError, MonitorError, NotSupported
 from ..listeners import Listeners
@@ -139,7 +139,7 @@ class MonitorSession:
         interval: float = 1.0,
         clock: Callable[[], float] = time.time,
         features: QemuFeatures | None = None,
-    ) -> "MonitorSession":
+    ) -> Self:
         """A session without a socket: fed by :meth:`apply_reply` / :meth:`apply_event`.
 
         ``features``: what the replayed QEMU's schema says (a live monitor reads it itself).
@@ -489,7 +489,7 @@ class MonitorSession:
         self.polls += 1
         kinds: set[str] = set()
         error: str | None = None
-        for command, reply in zip(queries, replies):
+        for command, reply in zip(queries, replies, strict=True):
             if isinstance(reply, BaseException):
                 if isinstance(reply, asyncio.CancelledError):
                     raise reply

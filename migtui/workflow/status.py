@@ -46,7 +46,7 @@ class Snapshot:
 
 
     @classmethod
-    def from_json(cls, address: MonitorAddress, data: dict[str, Any]) -> "Snapshot":
+    def from_json(cls, address: MonitorAddress, data: dict[str, Any]) -> Snapshot:
         """What :meth:`to_json` wrote (the engine's answer), for ``address`` as given here."""
         mig = data.get("migration")
         return cls(address, error=data.get("error"), qemu=data.get("qemu"), run_state=data.get("run_state"),

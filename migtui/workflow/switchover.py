@@ -183,9 +183,8 @@ class Switchover(PhaseFacts):
         name = ev.name
         if name in ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED"):
             self.ended_jobs[str(ev.data.get("device", ""))] = ev
-        elif name == "MIGRATION":
-            if ev.data.get("status") == "device" and self.device_at is None:
-                self.device_at = ev.timestamp
+        elif name == "MIGRATION" and ev.data.get("status") == "device" and self.device_at is None:
+            self.device_at = ev.timestamp
         for run in self._runs:
             run.on_event(ev)
 
@@ -288,13 +287,14 @@ class Switchover(PhaseFacts):
         """A future for the source's migration status reaching one of ``statuses``."""
         wanted = frozenset(statuses)
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        remove: Callable[[], None] = lambda: None
+        remove: Callable[[], None] | None = None  # what removes the listener, once added
 
         def check(session: MonitorSession, kinds: frozenset[str]) -> None:
             status = session.state.migration_status
             if status in wanted and not fut.done():
                 fut.set_result(status)
-                remove()
+                if remove is not None:
+                    remove()
 
         remove = self.source.add_change_listener(check)
         fut.add_done_callback(lambda _f: remove())
@@ -470,7 +470,7 @@ class Switchover(PhaseFacts):
 
 # ---------------------------------------------------------------------- registry
 
-_current: "weakref.WeakKeyDictionary[MonitorSession, Switchover]" = weakref.WeakKeyDictionary()
+_current: weakref.WeakKeyDictionary[MonitorSession, Switchover] = weakref.WeakKeyDictionary()
 
 
 def switchover_for(source: MonitorSession, destination: MonitorSession | None = None) -> Switchover:

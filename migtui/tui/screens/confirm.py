@@ -7,8 +7,10 @@ open over the switchover dialog, where ``y`` resumes, so no question ever answer
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical
 from textual.content import Content
 from textual.screen import ModalScreen
@@ -24,7 +26,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     YES_KEY = ""
     YES_STYLE = "bold $accent"
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n,escape", "answer(False)", "No"),
     ]
 
@@ -54,4 +56,4 @@ class ArmConfirm(ConfirmScreen):
     """Arm this source? ``a`` again arms it."""
 
     YES_KEY = "a"
-    BINDINGS = [Binding("a", "answer(True)", "Arm")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("a", "answer(True)", "Arm")]

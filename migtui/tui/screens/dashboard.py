@@ -16,12 +16,13 @@ Extension points (issue 4 builds the pre-switchover dialog on them):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 from datetime import tzinfo
-from typing import Callable, Iterable
+from typing import ClassVar
 
 from textual import work
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import OptionList
@@ -54,7 +55,7 @@ MEASURE_SECONDS = 1
 
 
 class DashboardScreen(Screen[None]):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab", "next_monitor", "Next monitor", priority=True),
         Binding("shift+tab", "previous_monitor", "Previous monitor", show=False, priority=True),
         Binding("d", "measure_dirty_rate", "Dirty rate"),

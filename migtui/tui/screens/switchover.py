@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
 from textual.css.query import NoMatches
@@ -76,7 +77,7 @@ def _title(text: str, style: str = "bold") -> Item:
 class SwitchoverScreen(ModalScreen[None]):
     """The dialog for ``source``'s current pause."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "resume", "Resume switchover"),
         Binding("y", "confirm_abort", "Confirm abort"),
         Binding("y", "why('y')", show=False),  # runs only when the two above are unavailable

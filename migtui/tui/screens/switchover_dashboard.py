@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import SystemCommand
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 
 from ...errors import MigtuiError
 from ...model.vmstate import can_be_armed
@@ -46,7 +46,7 @@ ARM_QUESTION = (
 
 
 class SwitchoverDashboard(DashboardScreen):
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("s", "switchover", "Switchover"),  # opens the paused source's dialog
         Binding("s", "why('s')", show=False),
         Binding("x", "abort_switchover", "Abort"),
@@ -58,7 +58,7 @@ class SwitchoverDashboard(DashboardScreen):
         Binding("d", "why('d')", show=False),
     ]
 
-    def __init__(self, sessions: Iterable[RemoteSession], *, pauses: "PauseWatch", **kwargs) -> None:
+    def __init__(self, sessions: Iterable[RemoteSession], *, pauses: PauseWatch, **kwargs: Any) -> None:
         super().__init__(sessions, **kwargs)
         self.pauses = pauses
 
@@ -84,10 +84,10 @@ class SwitchoverDashboard(DashboardScreen):
                 return Control(True)
             return Control(False, selected.control("resume").reason if selected else NO_MONITOR)
         if key == "x":
-            if target is None or not target.pause.paused:
-                return Control(False, (target or selected).control("resume").reason if (target or selected)
-                               else NO_MONITOR)
-            return target.control("abort")
+            if target is not None and target.pause.paused:
+                return target.control("abort")
+            about = target or selected
+            return Control(False, about.control("resume").reason if about is not None else NO_MONITOR)
         if selected is None:
             return Control(False if key == "a" else None, NO_MONITOR)
         return selected.control("arm" if key == "a" else "measure")

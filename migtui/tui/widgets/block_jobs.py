@@ -14,6 +14,7 @@ gets its own line under the table.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -109,7 +110,7 @@ class BlockJobsPanel(Vertical):
     BlockJobsPanel.-stale > DataTable { text-opacity: 55%; }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._rows: dict[str, Row] = {}
         self._columns: tuple[str, ...] = ()

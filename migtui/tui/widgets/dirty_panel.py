@@ -8,7 +8,8 @@ runs calc-dirty-rate and the chart gets the measured point.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -17,7 +18,7 @@ from textual.content import Content
 from ...model.convergence import Tone, Trend, convergence
 from ...model.vmstate import VmState
 from ...transport import ConnState
-from ...view.remote import RemoteSession
+from ...workflow.session import MonitorSession
 from ..badges import POLLS_FAILING
 from .migration_panel import is_stale
 from .rate_chart import VALUE_WIDTH, ChartData, RateChart, value_lines
@@ -27,7 +28,7 @@ _STYLES = {Tone.BAD: "bold $error", Tone.WARNING: "bold $warning", Tone.GOOD: "$
            Tone.QUIET: "$text-muted", Tone.PLAIN: ""}
 
 
-def verdict(session: RemoteSession, previous: Trend | None = None) -> tuple[Trend | None, Content]:
+def verdict(session: MonitorSession, previous: Trend | None = None) -> tuple[Trend | None, Content]:
     """The verdict as shown, and the trend it is based on (if any): pass it back next time."""
     if session.connected and session.poll_error:  # a hung QEMU: what is shown is the last known
         return previous, Content.styled(f"{POLLS_FAILING}: the last figures seen", "$text-muted")
@@ -48,7 +49,7 @@ def _pauses(state: VmState) -> list[tuple[float, float]]:
     return spans
 
 
-def chart_data(session: RemoteSession, now: float) -> ChartData:
+def chart_data(session: MonitorSession, now: float) -> ChartData:
     """The chart's figures. During a pre-switchover pause the guest is stopped and nothing
     is sent, whatever QEMU's last rates said: the pause reads as "paused", its columns empty."""
     state = session.state
@@ -78,12 +79,12 @@ class DirtyPanel(Vertical):
     DirtyPanel.-stale RateChart, DirtyPanel.-stale #chart-values {{ text-opacity: 55%; }}
     """
 
-    def __init__(self, clock: Callable[[], float], *, coarse: bool = False, **kwargs) -> None:
+    def __init__(self, clock: Callable[[], float], *, coarse: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._clock = clock
         self._coarse = coarse
         self._title: str | None = None
-        self._session: RemoteSession | None = None
+        self._session: MonitorSession | None = None
         self._trend: dict[str, Trend | None] = {}  # session name -> last trend
 
     def compose(self) -> ComposeResult:
@@ -95,7 +96,7 @@ class DirtyPanel(Vertical):
         if self._session is not None:
             self.show(self._session)
 
-    def show(self, session: RemoteSession) -> None:
+    def show(self, session: MonitorSession) -> None:
         self._session = session
         self.set_class(is_stale(session), "-stale")
         data = chart_data(session, self._clock())

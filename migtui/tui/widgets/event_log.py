@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterable, Mapping
 from datetime import datetime, tzinfo
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from rich.segment import Segment
 from rich.style import Style
@@ -66,7 +67,7 @@ class EventLog(Widget, can_focus=False):
     EventLog { height: 1fr; min-height: 3; }
     """
 
-    def __init__(self, *, tz: tzinfo | None = None, **kwargs) -> None:
+    def __init__(self, *, tz: tzinfo | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tz = tz
         self._lines: deque[Text] = deque(maxlen=MAX_LINES)

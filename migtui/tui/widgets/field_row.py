@@ -19,6 +19,8 @@ the first one's width (a real dashboard kept "left 3.5 of 128.5 MiB"'s width for
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.content import Content
@@ -40,7 +42,7 @@ class FieldRow(Horizontal):
     FieldRow > TextLine { width: 0; height: 1; }
     """
 
-    def __init__(self, fields: int, **kwargs) -> None:
+    def __init__(self, fields: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._count = fields
 
@@ -62,7 +64,7 @@ class FieldRow(Horizontal):
         changed = False
         first = True
         padded = [*values, *[None] * self._count][: self._count]
-        for line, value in zip(self.query(TextLine), padded):
+        for line, value in zip(self.query(TextLine), padded, strict=False):  # no lines before compose
             if value is None or not value.plain:
                 text = Content("")
             else:

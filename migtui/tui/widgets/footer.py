@@ -10,6 +10,8 @@ them too), then others from the right. The app's own keys (quit, help) stay.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual import events
 from textual.app import ComposeResult
 from textual.widgets import Footer
@@ -47,7 +49,7 @@ def fit(keys: list[tuple[str, str, str]], width: int, palette: bool = True) -> t
 class KeyFooter(Footer):
     """A compact footer whose keys always fit its width (Textual's footer, filtered)."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(compact=True, **kwargs)
         self._fitted_width = 0
 

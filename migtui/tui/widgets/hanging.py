@@ -7,6 +7,8 @@ list of steps stays one line each, its figures in one column)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.content import Content
 from textual.geometry import Size
 from textual.widget import Widget
@@ -43,7 +45,7 @@ def same_items(a: list[Item], b: list[Item]) -> bool:
     """Text *and* style alike: ``Content ==`` compares the text only, and a key whose line
     keeps its words but turns muted (no longer available) must still be redrawn."""
     return len(a) == len(b) and all(
-        len(x) == len(y) and all(p.is_same(q) for p, q in zip(x, y)) for x, y in zip(a, b)
+        len(x) == len(y) and all(p.is_same(q) for p, q in zip(x, y, strict=True)) for x, y in zip(a, b, strict=True)
     )
 
 
@@ -58,7 +60,7 @@ class HangingLines(Widget):
     HangingLines { height: auto; text-wrap: nowrap; text-overflow: clip; }
     """
 
-    def __init__(self, items: list[Item] | None = None, **kwargs) -> None:
+    def __init__(self, items: list[Item] | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._items: list[Item] = list(items or [])
         self._wrapped: tuple[int, Content] | None = None  # (width, the items wrapped to it)

@@ -16,7 +16,8 @@ status reads "last: active".
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -25,7 +26,7 @@ from textual.content import Content
 from ... import format as fmt
 from ...model.migration import MigrationInfo
 from ...transport import ConnState
-from ...view.remote import RemoteSession
+from ...workflow.session import MonitorSession
 from .. import badges
 from .field_row import SEP, FieldRow, pad
 from .ram_bar import RamBar
@@ -58,13 +59,13 @@ def padded(value: str, width: int) -> str:
     return value if value == fmt.UNKNOWN else pad(value, width)
 
 
-def is_stale(session: RemoteSession) -> bool:
+def is_stale(session: MonitorSession) -> bool:
     """Not connected, or its last poll failed (a hung QEMU): every figure on show is the
     last one seen, not the current one."""
     return session.status.state is not ConnState.CONNECTED or bool(session.poll_error)
 
 
-def status_fields(session: RemoteSession) -> Fields:
+def status_fields(session: MonitorSession) -> Fields:
     state = session.state
     info = state.migration
     return [
@@ -98,7 +99,7 @@ def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
     ]
 
 
-def downtime_fields(session: RemoteSession) -> Fields:
+def downtime_fields(session: MonitorSession) -> Fields:
     state = session.state
     info = state.migration
     limit = session.downtime_limit_ms
@@ -155,7 +156,7 @@ def _xbzrle(x: Mapping[str, Any]) -> Content:
     return Content.assemble(("xbzrle ", "bold"), SEP.join(parts))
 
 
-def extra_lines(session: RemoteSession) -> list[Content]:
+def extra_lines(session: MonitorSession) -> list[Content]:
     """Whatever QEMU adds only sometimes; empty when there is nothing to say."""
     info = session.state.migration
     lines: list[Content] = []
@@ -200,7 +201,7 @@ class MigrationPanel(Vertical):
         yield FieldRow(2, id="mig-downtime")
         yield TextLine(id="mig-extra", classes="-empty")
 
-    def show(self, session: RemoteSession) -> None:
+    def show(self, session: MonitorSession) -> None:
         self.set_class(is_stale(session), "-stale")
         state = session.state
         info = state.migration

@@ -9,16 +9,18 @@ when its text changes, so 50 quiet monitors cost nothing per poll.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.content import Content
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
 
 from ...transport import ConnState
-from ...view.remote import RemoteSession
+from ...workflow.session import MonitorSession
 from .. import badges
 
 
-def _reason(session: RemoteSession) -> Content:
+def _reason(session: MonitorSession) -> Content:
     """Why the monitor is not connected, without the state word the badge shows."""
     status = session.status
     label = status.label()
@@ -26,7 +28,7 @@ def _reason(session: RemoteSession) -> Content:
     return badges.connection_text(status.state.value, why if colon else "")
 
 
-def entry(session: RemoteSession, width: int, selected: bool = False) -> Content:
+def entry(session: MonitorSession, width: int, selected: bool = False) -> Content:
     """The two lines for one monitor, fitted to ``width`` cells.
 
     The selected one is marked with ``▸`` too: a highlight colour alone is lost
@@ -71,14 +73,14 @@ class MonitorList(OptionList):
     MonitorList { width: 24; height: 1fr; }
     """
 
-    def __init__(self, sessions: list[RemoteSession], **kwargs) -> None:
+    def __init__(self, sessions: list[MonitorSession], **kwargs: Any) -> None:
         self._sessions = {s.name: s for s in sessions}
         self._shown: dict[str, Content] = {}
         self._entry_width = 20
         self._selected: str | None = None
-        super().__init__(*self._options(), **kwargs)
+        super().__init__(*self._entries(), **kwargs)
 
-    def _options(self) -> list[Option]:
+    def _entries(self) -> list[Option]:  # not _options: OptionList's own list of them
         options = []
         for name, session in self._sessions.items():
             self._shown[name] = entry(session, self._entry_width, name == self._selected)
@@ -111,5 +113,5 @@ class MonitorList(OptionList):
         previous, self._selected = self._selected, name
         if self.highlighted != self.get_option_index(name):
             self.highlighted = self.get_option_index(name)
-        for changed in {previous, name} - {None}:
-            self.update_entry(changed)  # type: ignore[arg-type]
+        for changed in {n for n in (previous, name) if n is not None}:
+            self.update_entry(changed)

@@ -10,6 +10,7 @@ reading, so both show the same tenth of a second (only the changed cells repaint
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -29,7 +30,7 @@ class PauseBanner(Vertical):
     PauseBanner > .-empty { display: none; }
     """
 
-    def __init__(self, source: BannerSource, **kwargs) -> None:
+    def __init__(self, source: BannerSource, **kwargs: Any) -> None:
         super().__init__(classes="-empty", **kwargs)
         self._source = source
 

@@ -8,6 +8,8 @@ when a cell or the percentage changes.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.content import Content
 
 from ..repaint import DiffWidget
@@ -20,7 +22,7 @@ class RamBar(DiffWidget):
     RamBar { height: 1; width: 1fr; }
     """
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._progress: float | None = None
 

@@ -11,8 +11,9 @@ a migration only complete buckets are drawn, so the bars repaint once per bucket
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 from textual.content import Content
 
@@ -124,7 +125,7 @@ def nice_ceiling(value: float) -> float:
     """The next 1-2-5 step at or above ``value``: the scale moves in steps, not jitter."""
     if value <= 0:
         return 0.0
-    magnitude = 10 ** math.floor(math.log10(value))
+    magnitude: float = 10 ** math.floor(math.log10(value))  # int ** int is typed Any (a negative power)
     for factor in (1, 2, 5, 10):
         if value <= factor * magnitude:
             return factor * magnitude
@@ -158,7 +159,7 @@ class RateChart(DiffWidget):
     RateChart {{ height: {2 * ROWS_PER_SERIES}; width: 1fr; }}
     """
 
-    def __init__(self, *, coarse: bool = False, **kwargs) -> None:
+    def __init__(self, *, coarse: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.glyphs = COARSE if coarse else FINE
         self._data = ChartData()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.content import Content
 from textual.widget import Widget
 
@@ -16,7 +18,7 @@ class TextLine(Widget):
     TextLine { height: auto; width: 1fr; text-wrap: nowrap; text-overflow: ellipsis; }
     """
 
-    def __init__(self, content: Content | str = "", **kwargs) -> None:
+    def __init__(self, content: Content | str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._shown = content if isinstance(content, Content) else Content(content)
 
