@@ -28,9 +28,12 @@ EngineSetup = Callable[[EngineClient], Awaitable[list[str] | None]]
 
 async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: bool, start: bool = True,
                     before_run: Callable[[MigtuiApp], None] | None = None,
-                    prog: str = "migtui", report_guard: bool = True) -> int:
+                    prog: str = "migtui", report_guard: bool = True,
+                    run_app: Callable[[MigtuiApp], Awaitable[object]] | None = None) -> int:
     """Connect (starting the engine if asked), let ``setup`` watch monitors (returns their
-    names, or None for all the engine has), run the dashboard on them, say what stays guarded."""
+    names, or None for all the engine has), run the dashboard on them, say what stays guarded.
+    ``run_app(app)`` runs it instead of ``app.run_async()`` on the terminal (the screenshots
+    run it headless)."""
     client = EngineClient(runtime(runtime_dir), read_only=read_only)
     try:
         await client.connect(start=start)
@@ -64,7 +67,7 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
         before_run(app)
     watcher = asyncio.create_task(watch_link())
     try:
-        await app.run_async()
+        await (app.run_async() if run_app is None else run_app(app))
     finally:
         watcher.cancel()
     code = int(app.return_code or 0)
