@@ -21,7 +21,7 @@ from migtui.transport import READ_ONLY_COMMANDS, Monitor
 from migtui.workflow.arm import arm
 from migtui.workflow.autoresume import AutoResume
 from migtui.workflow.session import MonitorSession
-from migtui.workflow.switchover import switchover_for
+from migtui.workflow.switchover import Switchovers
 from migtui.workflow.waiting import wait_until
 
 pytestmark = pytest.mark.qemu
@@ -60,7 +60,7 @@ async def test_read_only_session_watches_a_storage_migration_without_writing(lab
 
         # Every action refuses before anything reaches the socket.
         before = len(sent)
-        controller = switchover_for(src, dst)
+        controller = Switchovers().for_pause(src, dst)
         src_monitor = src.monitor
         assert src_monitor is not None
         for action in (lambda: arm(src_monitor), controller.resume, controller.abort):
@@ -68,7 +68,7 @@ async def test_read_only_session_watches_a_storage_migration_without_writing(lab
                 await action()
             assert "--read-only" in str(err.value) and "\n" not in str(err.value)
         with pytest.raises(ReadOnlyRefused):
-            AutoResume(src, dst).start()
+            AutoResume(src, dst, switchovers=Switchovers()).start()
         assert [entry for entry in sent[before:] if not entry[1].startswith("query-")] == []
 
         # The lab finishes the mirror and continues on its control socket.

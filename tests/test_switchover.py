@@ -23,6 +23,7 @@ from migtui.model.coerce import as_mapping
 from migtui.model.events import QmpEvent
 from migtui.model.migration import MigrationInfo
 from migtui.model.runstate import RunState
+from migtui.model.switchover import Outcome, StepState
 from migtui.model.vmstate import VmState
 from migtui.transport import Monitor
 from migtui.workflow.arm import arm, arm_session
@@ -30,7 +31,7 @@ from migtui.workflow.autoresume import AutoResume
 from migtui.workflow.checklist import checklist
 from migtui.workflow.paused import paused_sources
 from migtui.workflow.session import MonitorSession
-from migtui.workflow.switchover import Outcome, StepState, switchover_for
+from migtui.workflow.switchover import Switchovers
 from migtui.workflow.waiting import wait_until
 
 MiB = 1 << 20
@@ -198,7 +199,7 @@ requires_qemu_img = pytest.mark.skipif(shutil.which("qemu-img") is None, reason=
 async def test_resume_path_completes_and_disks_match(storage_lab: Lab, sessions) -> None:
     src, sent, dst = sessions
     await migrate_to_pause(storage_lab, src, arm_it=True)
-    controller = switchover_for(src, dst)
+    controller = Switchovers().for_pause(src, dst)
     seen: list[list[str]] = []
     controller.add_progress_listener(lambda c: seen.append([s.state.value for s in c.steps]))
 
@@ -231,7 +232,7 @@ async def test_resume_path_completes_and_disks_match(storage_lab: Lab, sessions)
 async def test_abort_path_source_runs_again(storage_lab: Lab, sessions) -> None:
     src, sent, dst = sessions
     await migrate_to_pause(storage_lab, src)
-    result = await switchover_for(src, dst).abort()
+    result = await Switchovers().for_pause(src, dst).abort()
 
     assert result.outcome is Outcome.ABORTED and result.source_running is True, result.reason
     assert sent.mutating() == [("migrate_cancel", None),
@@ -256,7 +257,7 @@ async def test_mirror_failure_stops_before_continue(storage_lab: Lab, sessions) 
     ctl = await storage_lab.control(storage_lab.dst)
     await ctl.execute("nbd-server-stop")  # the destination's disk export goes away
 
-    controller = switchover_for(src, dst)
+    controller = Switchovers().for_pause(src, dst)
     result = await controller.resume()
 
     assert result.outcome is Outcome.STOPPED and result.abort_offered, result.reason
@@ -277,7 +278,7 @@ async def test_mirror_failure_stops_before_continue(storage_lab: Lab, sessions) 
 async def test_resume_runs_once(storage_lab: Lab, sessions) -> None:
     src, sent, dst = sessions
     await migrate_to_pause(storage_lab, src)
-    controller = switchover_for(src, dst)
+    controller = Switchovers().for_pause(src, dst)
     assert controller.start_resume() is controller.start_resume()
     first, second = await asyncio.gather(controller.resume(), controller.resume())
     third = await controller.resume()
@@ -298,7 +299,7 @@ async def test_another_client_ends_the_pause(storage_lab: Lab, sessions, command
                                              said: str) -> None:
     src, sent, dst = sessions
     await migrate_to_pause(storage_lab, src)
-    controller = switchover_for(src, dst)  # the dialog is open, nobody confirmed yet
+    controller = Switchovers().for_pause(src, dst)  # the dialog is open, nobody confirmed yet
     ctl = await storage_lab.control(storage_lab.src)
     await ctl.execute(command, args)
 
@@ -314,7 +315,7 @@ async def test_another_client_ends_the_pause(storage_lab: Lab, sessions, command
 @pytest.mark.qemu
 async def test_auto_resume_completes_without_an_operator(storage_lab: Lab, sessions) -> None:
     src, sent, dst = sessions
-    auto = AutoResume(src, dst)
+    auto = AutoResume(src, dst, switchovers=Switchovers())
     auto.start()
     await migrate_to_pause(storage_lab, src)
     await wait_state(src, lambda: src.state.migration_status == "completed", "completed", timeout=30)
@@ -341,7 +342,7 @@ async def test_auto_resume_when_started_during_the_pause(storage_lab: Lab) -> No
 
     monitor = Monitor(parse_address(f"src={storage_lab.src.qmp_path}"))
     src = MonitorSession(monitor, interval=0.5)
-    auto = AutoResume(src)
+    auto = AutoResume(src, switchovers=Switchovers())
     auto.start()  # before connecting: the first query-migrate finds the pause
     src.start()
     try:
@@ -358,7 +359,7 @@ async def test_auto_resume_holds_when_the_checklist_fails(storage_lab: Lab, sess
     src, sent, dst = sessions
     await dst.stop()  # the destination is watched but its monitor is gone: do not resume blind
     reports: list[str] = []
-    auto = AutoResume(src, dst, on_report=lambda r: reports.append(r.level))
+    auto = AutoResume(src, dst, switchovers=Switchovers(), on_report=lambda r: reports.append(r.level))
     auto.start()
     await migrate_to_pause(storage_lab, src)
     await wait_state(src, lambda: bool(reports), "a report")

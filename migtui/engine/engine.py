@@ -51,7 +51,7 @@ from ..workflow.session import (
     MonitorSession,
 )
 from ..workflow.status import snapshot_of
-from ..workflow.switchover import Switchover, current_switchover, switchover_for
+from ..workflow.switchover import Switchover, Switchovers
 from .facts import controls_of, pause_of
 from .wire import address_info, session_message, switchover_message
 
@@ -161,6 +161,7 @@ class Engine:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.watched: dict[str, Watched] = {}
+        self.switchovers = Switchovers()  # each source's current pause: requests, auto-resume, deadline share it
         self.views: set[ViewLink] = set()
         self.stopped = asyncio.Event()
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -192,11 +193,11 @@ class Engine:
         view.send(m.Monitor(w.name, address_info(w.address), w.session.interval, w.session.read_only))
         view.send(m.Feed(w.name, w.journal.entries()))
         view.send(session_message(w.session, with_commands=True))
-        controller = current_switchover(w.session)
+        controller = self.switchovers.current(w.session)
         if controller is not None:
             view.send(switchover_message(w.name, controller))
         view.send(w.last_pause or self._pause_message(w))
-        view.send(w.last_controls or controls_of(w, self.sessions()))
+        view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers))
 
     # ------------------------------------------------------------------ watching
 
@@ -236,7 +237,7 @@ class Engine:
         # The deadline first: the PAUSE message built in _on_change carries it.
         w.deadline = PauseDeadline(
             session, policy=lambda: w.policy, owner=lambda: w.owner,
-            destination=lambda: destination_for(session, self.sessions()),
+            destination=lambda: destination_for(session, self.sessions()), switchovers=self.switchovers,
             on_report=partial(self._note, w, "deadline"), clock=self.clock)
         w.deadline.start()
         session.add_change_listener(partial(self._on_change, w))
@@ -257,7 +258,8 @@ class Engine:
     def _set_auto(self, w: Watched) -> None:
         want = w.policy.auto_resume and not w.session.read_only
         if want and w.auto is None:
-            w.auto = AutoResume(w.session, None, on_report=partial(self._auto_report, w), clock=self.clock,
+            w.auto = AutoResume(w.session, None, switchovers=self.switchovers,
+                                on_report=partial(self._auto_report, w), clock=self.clock,
                                 allowed=lambda: applies(w.policy, w.owner, "auto_resume"))
             w.auto.start()
         elif not want and w.auto is not None:
@@ -314,7 +316,7 @@ class Engine:
         destination = destination_for(w.session, self.sessions())
         if w.auto is not None:
             w.auto.destination = destination
-        controller = switchover_for(w.session, destination)
+        controller = self.switchovers.for_pause(w.session, destination)
         if controller is not w.tracked:
             w.tracked = controller
             w.notes.pop("held", None)
@@ -379,7 +381,7 @@ class Engine:
 
     def _broadcast_controls(self, w: Watched) -> None:
         """The same for the actions a view may offer on ``w``."""
-        message = controls_of(w, self.sessions())
+        message = controls_of(w, self.sessions(), self.switchovers)
         if message != w.last_controls:
             w.last_controls = message
             self.broadcast(message)
@@ -423,7 +425,7 @@ class Engine:
             self._track_pause(w)
             controller = w.tracked
         else:
-            controller = current_switchover(session)
+            controller = self.switchovers.current(session)
         if controller is not None and controller.running and controller.action == action:
             # One pause, one action: the first confirmed request acts; later ones learn who did.
             who = controller.actor or "another client"

@@ -22,7 +22,7 @@ from ..workflow.deadline import Phase as DeadlinePhase
 from ..workflow.pairing import destination_for
 from ..workflow.policy import OWNER_LIBVIRT, Policy, applies
 from ..workflow.session import MonitorSession
-from ..workflow.switchover import current_switchover
+from ..workflow.switchover import Switchovers
 
 if TYPE_CHECKING:
     from .engine import Watched
@@ -75,9 +75,9 @@ def pause_of(w: Watched, sessions: Sequence[MonitorSession]) -> Pause:
     )
 
 
-def controls_of(w: Watched, sessions: Sequence[MonitorSession]) -> Controls:
+def controls_of(w: Watched, sessions: Sequence[MonitorSession], switchovers: Switchovers) -> Controls:
     session = w.session
-    controller = current_switchover(session)
+    controller = switchovers.current(session)
     libvirt = w.owner == OWNER_LIBVIRT
     mirrors = bool(mirror_jobs(session.state))
     resume = availability.resume(session, controller, libvirt=libvirt)

@@ -25,7 +25,7 @@ from ..model.switchover import SwitchoverResult
 from .arm import refuse_read_only
 from .checklist import fresh_checklist
 from .session import MIGRATION, MonitorSession
-from .switchover import switchover_for
+from .switchover import Switchovers
 
 log = logging.getLogger("migtui.autoresume")
 
@@ -51,11 +51,13 @@ class AutoResume:
         source: MonitorSession,
         destination: MonitorSession | None = None,
         *,
+        switchovers: Switchovers,
         on_report: ReportListener | None = None,
         clock: Callable[[], float] = time.time,
         allowed: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         self.source = source
+        self.switchovers = switchovers
         # Whether this pause is ours to resume (policy.applies: never libvirt's).
         self.allowed = allowed or (lambda: (True, "auto-resume"))
         self.destination = destination
@@ -103,7 +105,7 @@ class AutoResume:
     async def _handle(self, generation: int) -> SwitchoverResult | None:
         src, dst = self.source, self.destination
         name = src.name
-        controller = switchover_for(src, dst)
+        controller = self.switchovers.for_pause(src, dst)
         if controller.generation != generation:
             return None  # reconnected meanwhile: that pause is another QEMU's past
         if controller.running or controller.result is not None:

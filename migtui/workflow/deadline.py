@@ -28,7 +28,7 @@ from . import availability
 from .checklist import fresh_checklist
 from .policy import Policy, applies
 from .session import CONNECTION, MIGRATION, MonitorSession
-from .switchover import Switchover, switchover_for
+from .switchover import Switchover, Switchovers
 
 log = logging.getLogger("migtui.deadline")
 
@@ -60,10 +60,12 @@ class PauseDeadline:
         policy: Callable[[], Policy],
         owner: Callable[[], str],
         destination: Callable[[], MonitorSession | None],
+        switchovers: Switchovers,
         on_report: Report | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.source = source
+        self.switchovers = switchovers
         self._policy = policy
         self._owner = owner
         self._destination = destination
@@ -161,7 +163,7 @@ class PauseDeadline:
         name = src.name
         policy = self._policy()
         generation = self.generation
-        controller = switchover_for(src, self._destination())
+        controller = self.switchovers.for_pause(src, self._destination())
         try:
             if controller.generation != generation:
                 self._say("info", f"{name}: the QEMU behind this monitor changed (reconnected): its pause's"

@@ -15,7 +15,7 @@ race against. QMP errors end an action with a one-line reason in the
 
 A switchover is bound to the connection (the session's ``generation``) its pause was
 seen on: once the session reconnected -- maybe to another QEMU at the same socket -- it
-sends nothing more, ends with one line, and :func:`switchover_for` makes a new one.
+sends nothing more, ends with one line, and :meth:`Switchovers.for_pause` makes a new one.
 "Runs once" counts what QEMU got: an attempt that wrote no command that changes the VM
 goes back to where it started and can be tried again (its result is ``attempt``).
 """
@@ -470,31 +470,34 @@ class Switchover(PhaseFacts):
 
 # ---------------------------------------------------------------------- registry
 
-_current: weakref.WeakKeyDictionary[MonitorSession, Switchover] = weakref.WeakKeyDictionary()
 
+class Switchovers:
+    """The controller of each source's current pause, owned by whoever acts on pauses (the
+    engine): an operator's request, --auto-resume and the deadline share it, so each action
+    runs once per pause."""
 
-def switchover_for(source: MonitorSession, destination: MonitorSession | None = None) -> Switchover:
-    """The controller of ``source``'s current pause, shared by the dialog and --auto-resume.
+    def __init__(self) -> None:
+        self._current: weakref.WeakKeyDictionary[MonitorSession, Switchover] = weakref.WeakKeyDictionary()
 
-    A new one is made when the source pauses again (a new pre-switchover episode).
-    """
-    existing = _current.get(source)
-    since = source.state.pre_switchover_since
-    if existing is not None and not existing.stale and (
-            existing.running or since is None or existing.pause_since == since
-            or (existing.pause_since is None and not existing.finished)):
-        if existing.destination is None and destination is not None:
-            existing.destination = destination
-        return existing
-    if existing is not None:
-        existing.close()
-    controller = Switchover(source, destination)
-    _current[source] = controller
-    return controller
+    def for_pause(self, source: MonitorSession, destination: MonitorSession | None = None) -> Switchover:
+        """The controller of ``source``'s current pause: a new one when the source pauses
+        again (a new pre-switchover episode); ``destination`` fills in one not known yet."""
+        existing = self._current.get(source)
+        since = source.state.pre_switchover_since
+        if existing is not None and not existing.stale and (
+                existing.running or since is None or existing.pause_since == since
+                or (existing.pause_since is None and not existing.finished)):
+            if existing.destination is None and destination is not None:
+                existing.destination = destination
+            return existing
+        if existing is not None:
+            existing.close()
+        controller = Switchover(source, destination)
+        self._current[source] = controller
+        return controller
 
-
-def current_switchover(source: MonitorSession) -> Switchover | None:
-    """The controller of ``source``'s current (or last) pause; None when there is none, or
-    when it belonged to the QEMU before a reconnection."""
-    existing = _current.get(source)
-    return None if existing is None or existing.stale else existing
+    def current(self, source: MonitorSession) -> Switchover | None:
+        """The controller of ``source``'s current (or last) pause; None when there is none,
+        or when it belonged to the QEMU before a reconnection."""
+        existing = self._current.get(source)
+        return None if existing is None or existing.stale else existing
