@@ -48,7 +48,7 @@ from libvirt_lab import (
 
 from migtui.address import parse_addresses
 from migtui.errors import MigtuiError
-from migtui.protocol.messages import PolicyInfo
+from migtui.protocol.messages import Pause, PolicyInfo
 from migtui.protocol.runtime import RUNTIME_ENV, runtime
 from migtui.transport.readonly import READ_ONLY_COMMANDS
 from migtui.view.client import EngineClient
@@ -332,11 +332,11 @@ async def test_libvirt_finishes_its_own_pause_and_migtui_only_watches(
     await client.subscribe()
     src: RemoteSession = client.sessions["src"]
     dst: RemoteSession = client.sessions["dst"]
-    pauses: list[dict[str, Any]] = []  # the engine's word on the pause as this view first saw it
+    pauses: list[Pause] = []  # the engine's word on the pause as this view first saw it
 
     def on_change(session: Any, kinds: frozenset[str]) -> None:
-        if session.state.in_pre_switchover and not pauses:
-            pauses.append(dict(src.pause))
+        if src.pause.paused and not pauses:
+            pauses.append(src.pause)
 
     src.add_change_listener(on_change)
     await until(lambda: src.connected and src.pause.owner == "libvirt", 20,
@@ -361,9 +361,9 @@ async def test_libvirt_finishes_its_own_pause_and_migtui_only_watches(
                     lambda: f"status {src.state.migration_status}, pause {src.pause}\n{engine_state()}")
         assert any(c.status == "pre-switchover" for c in src.state.status_changes), \
             f"the engine never saw the pause: {[c.status for c in src.state.status_changes]}"
-        assert pauses and pauses[0].get("owner") == "libvirt", f"owner at the pause: {pauses}"
-        assert pauses[0].get("auto_allowed") is False and "libvirt" in str(pauses[0].get("auto_why")), pauses[0]
-        assert pauses[0].get("deadline_allowed") is False, pauses[0]
+        assert pauses and pauses[0].owner == "libvirt", f"owner at the pause: {pauses}"
+        assert pauses[0].auto is False and "libvirt" in pauses[0].driver, pauses[0]
+        assert pauses[0].deadline is None and "libvirt" in pauses[0].no_deadline, pauses[0]
         result = src.switchover.result
         assert result is not None and "another client continued the migration" in result.reason, result
         assert src.switchover.action is None and src.switchover.actor is None, \

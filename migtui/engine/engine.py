@@ -59,6 +59,11 @@ log = logging.getLogger("migtui.engine")
 
 EVENTS_KEPT = 500  # as many as a VmState shows
 MIGRATE_REPLIES_KEPT = 300  # the chart's history (one per poll)
+# Held writes and decisions while the engine acts on a stopped guest: looked at again this
+# often, and let go after this long whatever happens (a mirror can take seconds to finish:
+# the views must not go dark meanwhile).
+HOLD_POLL_S = 0.005
+MAX_HOLD_S = 0.25
 IDLE_EXIT_S = 1.0  # grace after the last view leaves, so a quick re-attach finds us
 # What the PAUSE and CONTROLS facts are made of: a change of any of these re-decides them.
 FACT_KINDS = frozenset({MIGRATION, CONNECTION, RUN_STATE, BLOCK_JOBS, CONFIG, DIRTY_RATE})
@@ -167,6 +172,9 @@ class Engine:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pending_switchovers: set[str] = set()
         self._switchover_flush = False
+        self._due_facts: set[str] = set()  # monitors whose pause and controls are to be decided again
+        self._facts_handle: asyncio.Handle | None = None
+        self._facts_held_since: float | None = None
 
     # ------------------------------------------------------------------ views
 
@@ -253,7 +261,7 @@ class Engine:
         self._set_auto(w)
         if w.deadline is not None:
             w.deadline.rearm()
-        self._broadcast_pause(w)
+        self._facts_due(w)
 
     def _set_auto(self, w: Watched) -> None:
         want = w.policy.auto_resume and not w.session.read_only
@@ -293,10 +301,10 @@ class Engine:
                 self._track_pause(w)
         if kinds & FACT_KINDS:
             was_paused = w.last_pause is not None and w.last_pause.paused
-            self._broadcast_pause(w)
             if was_paused != session.state.in_pre_switchover:  # measuring elsewhere depends on it
-                for other in self.watched.values():
-                    self._broadcast_controls(other)
+                self._facts_due(*self.watched.values())
+            else:
+                self._facts_due(w)
         facts = w.facts()
         if facts != w.guard_facts:  # not every poll: the idle check itself asks QEMU
             w.guard_facts = facts
@@ -340,7 +348,7 @@ class Engine:
             w = self.watched.get(name)
             if w is not None and w.tracked is not None:
                 self.broadcast(switchover_message(name, w.tracked))
-                self._broadcast_controls(w)
+                self._facts_due(w)
 
     async def _check_manager(self, w: Watched) -> None:
         monitor = w.session.monitor
@@ -350,14 +358,14 @@ class Engine:
         if (manager, why) != (w.manager, w.manager_why):
             w.manager, w.manager_why = manager, why
             log.info("%s: %s", w.name, why)
-            self._broadcast_pause(w)
+            self._facts_due(w)
 
     # ------------------------------------------------------------------ pauses
 
     def _note(self, w: Watched, key: str, level: str, text: str) -> None:
         w.notes[key] = text
         self.broadcast(m.Notice(level, text, w.name))
-        self._broadcast_pause(w)
+        self._facts_due(w)
 
     def _auto_report(self, w: Watched, report: AutoResumeReport) -> None:
         if report.level == "error":
@@ -367,24 +375,44 @@ class Engine:
             w.notes.pop("held", None)
             self._note(w, "auto", "info", report.message)
 
-    def _broadcast_pause(self, w: Watched) -> None:
-        """Tell every view of ``w``'s pause, policy and notes -- if anything in it changed
-        (most polls change nothing there, and each message repaints every view)."""
+    def _facts_due(self, *watched: Watched) -> None:
+        """Decide these monitors' pause and controls again soon: once per loop iteration, and
+        not while the engine acts on a stopped guest (every ms of CPU is downtime then, and
+        the views' writes are held anyway -- at most ``MAX_HOLD_S``)."""
+        self._due_facts.update(w.name for w in watched)
+        if self._facts_handle is None:
+            self._facts_handle = asyncio.get_running_loop().call_soon(self._flush_facts)
+
+    def _flush_facts(self) -> None:
+        self._facts_handle = None
+        loop = asyncio.get_running_loop()
+        if self.critical():
+            now = loop.time()
+            self._facts_held_since = self._facts_held_since if self._facts_held_since is not None else now
+            if now - self._facts_held_since < MAX_HOLD_S:
+                self._facts_handle = loop.call_later(HOLD_POLL_S, self._flush_facts)
+                return
+        self._facts_held_since = None
+        names, self._due_facts = self._due_facts, set()
+        for name in names:
+            w = self.watched.get(name)
+            if w is not None:
+                self._broadcast_facts(w)
+
+    def _broadcast_facts(self, w: Watched) -> None:
+        """Tell every view of ``w``'s pause and controls -- each only if something in it
+        changed (most polls change nothing there, and each message repaints every view)."""
         message = self._pause_message(w)
         if message != w.last_pause:
             w.last_pause = message
             self.broadcast(message)
-        self._broadcast_controls(w)
+        controls = controls_of(w, self.sessions(), self.switchovers)
+        if controls != w.last_controls:
+            w.last_controls = controls
+            self.broadcast(controls)
 
     def _pause_message(self, w: Watched) -> m.Pause:
         return pause_of(w, self.sessions())
-
-    def _broadcast_controls(self, w: Watched) -> None:
-        """The same for the actions a view may offer on ``w``."""
-        message = controls_of(w, self.sessions(), self.switchovers)
-        if message != w.last_controls:
-            w.last_controls = message
-            self.broadcast(message)
 
     # ------------------------------------------------------------------ requests
 
@@ -407,7 +435,7 @@ class Engine:
                 result = await arm_session(session)
                 if result.changed:
                     w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
-                    self._broadcast_pause(w)
+                    self._facts_due(w)
                 return m.Reply(0, True, message=result.summary())
             if action == "disarm":
                 message = await self._disarm(w)
@@ -465,7 +493,7 @@ class Engine:
         await disarm(monitor, caps)
         w.armed_by_engine = ()
         w.session.poll_soon(config=True)
-        self._broadcast_pause(w)
+        self._facts_due(w)
         return f"{w.name}: disarmed ({', '.join(caps)} off)"
 
     def status_json(self, displays: list[str]) -> list[dict[str, Any] | None]:

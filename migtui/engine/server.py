@@ -24,15 +24,11 @@ from ..protocol import lines
 from ..protocol import messages as m
 from ..protocol.runtime import Runtime
 from ..workflow.policy import Policy
-from .engine import Engine
+from .engine import HOLD_POLL_S, MAX_HOLD_S, Engine
 
 log = logging.getLogger("migtui.engine.server")
 
 MAX_BACKLOG = 16 * 1024 * 1024  # bytes queued for one view before it is dropped
-# Held writes: looked at again this often, and sent after this long whatever happens
-# (a mirror can take seconds to finish: the views must not go dark meanwhile).
-HOLD_POLL_S = 0.005
-MAX_HOLD_S = 0.25
 
 
 def peer_uid(sock: socket.socket) -> int | None:
