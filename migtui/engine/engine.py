@@ -133,6 +133,7 @@ class Watched:
         self.last_pause: m.Pause | None = None  # the PAUSE message views have
         self.last_controls: m.Controls | None = None  # the CONTROLS message views have
         self.lost_at: float | None = None  # the monitor was lost during the current pause then
+        self.episodes = 0  # pauses seen on this monitor (each gets its own switchover)
         self.guard_facts: tuple[Any, ...] = ()  # what decides guarding, when last looked at
 
     def facts(self) -> tuple[Any, ...]:
@@ -327,6 +328,7 @@ class Engine:
         controller = self.switchovers.for_pause(w.session, destination)
         if controller is not w.tracked:
             w.tracked = controller
+            w.episodes += 1
             w.notes.pop("held", None)
             w.notes.pop("auto", None)
             name = w.name

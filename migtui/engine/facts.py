@@ -58,7 +58,7 @@ def pause_of(w: Watched, sessions: Sequence[MonitorSession]) -> Pause:
         dst = destination
         checks = list(checklist(state, dst.state if dst else None, dst.connected if dst else None))
     return Pause(
-        name=w.name, paused=paused,
+        name=w.name, paused=paused, episode=w.episodes,
         clock=PauseClock.of(state) if paused else None,
         lost_at=w.lost_at if paused else None,
         owner=owner,

@@ -229,6 +229,7 @@ class Pause(Message):
     OP: ClassVar[str] = "pause"
     name: str
     paused: bool = False  # QEMU waits in pre-switchover now
+    episode: int = 0  # which pause of this monitor this is (the engine counts them): a new one is news
     clock: PauseClock | None = None  # since when the guest is stopped, and how sure that is
     lost_at: float | None = None  # the source's monitor was lost during the pause then
     owner: str = "other"  # "migtui" (it armed the source), "libvirt" (libvirt drives it), "other"

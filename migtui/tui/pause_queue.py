@@ -33,7 +33,7 @@ def paused(sessions: Mapping[str, RemoteSession]) -> list[RemoteSession]:
 class PauseQueue:
     def __init__(self, sessions: Mapping[str, RemoteSession]) -> None:
         self.sessions = sessions
-        self.shown: dict[str, float | None] = {}  # paused source -> the start of the pause it brought up
+        self.shown: dict[str, tuple[int, int]] = {}  # paused source -> (generation, episode) brought up
         self.queue: list[str] = []  # sources whose dialog waits for the open one to close
         self._held: dict[str, str] = {}  # the engine's "held" notes already brought up
 
@@ -47,10 +47,9 @@ class PauseQueue:
                 self.unqueue(name)
                 return PauseNews(ended=True)
             return PauseNews()
-        start = pause.clock.start if pause.clock is not None else None
-        new = name not in self.shown or (start is not None and self.shown[name] not in (None, start))
-        if new or self.shown.get(name) is None:
-            self.shown[name] = start
+        identity = (session.generation, pause.episode)
+        new = self.shown.get(name) != identity
+        self.shown[name] = identity
         ask = new and not pause.auto  # the engine resumes it; the dialog opens if it holds back
         held = pause.notes.get(HELD)
         if held and self._held.get(name) != held:
