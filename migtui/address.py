@@ -52,8 +52,8 @@ def _port(text: str, arg: str) -> int:
 
 
 def _derive_name(kind: str, path: str | None, host: str | None, port: int | None) -> str:
-    if kind == "tcp":
-        return f"{host}:{port}" if host not in ("localhost", "127.0.0.1", "::1") else f"port{port}"
+    if kind == "tcp":  # as the address is written: every host alike
+        return f"[{host}]:{port}" if host and ":" in host else f"{host}:{port}"
     assert path is not None
     stem = os.path.basename(path.rstrip("/"))
     stem = re.sub(r"\.(qmp|sock|socket|monitor)$", "", stem) or stem
@@ -91,7 +91,7 @@ def parse_address(arg: str) -> MonitorAddress:
     elif (
         text.startswith("tcp:")
         or re.match(r"^\[[^\]]*\](:|$)", text)
-        or re.match(r"^[^/]*:[0-9]*$", text)
+        or re.match(r"^[^/]*:[^/]*$", text)  # HOST:PORT (a bad port is an error, not a path)
     ):
         kind = "tcp"
         rest = text[4:] if text.startswith("tcp:") else text

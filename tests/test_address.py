@@ -25,25 +25,23 @@ from migtui.errors import AddressError
         ("/srv/db01/QMP.sock", "db01", "unix", "/srv/db01/QMP.sock", None, None),
         # '=' after a slash is part of the path, not a NAME=
         ("/tmp/a=b.sock", "a-b", "unix", "/tmp/a=b.sock", None, None),
-        # a colon not followed by digits only is a path
-        ("host:abc", "host-abc", "unix", "host:abc", None, None),
         # unix:PATH
         ("unix:/tmp/x/src.sock", "src", "unix", "/tmp/x/src.sock", None, None),
         ("unix:rel.qmp", "rel", "unix", "rel.qmp", None, None),
         ("unix:/tmp/a:1", "a-1", "unix", "/tmp/a:1", None, None),
         # HOST:PORT
-        ("localhost:4444", "port4444", "tcp", None, "localhost", 4444),
-        ("127.0.0.1:4444", "port4444", "tcp", None, "127.0.0.1", 4444),
+        ("localhost:4444", "localhost:4444", "tcp", None, "localhost", 4444),
+        ("127.0.0.1:4444", "127.0.0.1:4444", "tcp", None, "127.0.0.1", 4444),
         ("h:1", "h:1", "tcp", None, "h", 1),
         ("h:65535", "h:65535", "tcp", None, "h", 65535),
         ("db.example.org:4444", "db.example.org:4444", "tcp", None, "db.example.org", 4444),
         # tcp:HOST:PORT
         ("tcp:host.example:4444", "host.example:4444", "tcp", None, "host.example", 4444),
-        ("tcp:localhost:5555", "port5555", "tcp", None, "localhost", 5555),
+        ("tcp:localhost:5555", "localhost:5555", "tcp", None, "localhost", 5555),
         # [IPv6]:PORT
-        ("[::1]:4444", "port4444", "tcp", None, "::1", 4444),
-        ("[2001:db8::1]:5555", "2001:db8::1:5555", "tcp", None, "2001:db8::1", 5555),
-        ("tcp:[fe80::1%eth0]:4444", "fe80::1%eth0:4444", "tcp", None, "fe80::1%eth0", 4444),
+        ("[::1]:4444", "[::1]:4444", "tcp", None, "::1", 4444),
+        ("[2001:db8::1]:5555", "[2001:db8::1]:5555", "tcp", None, "2001:db8::1", 5555),
+        ("tcp:[fe80::1%eth0]:4444", "[fe80::1%eth0]:4444", "tcp", None, "fe80::1%eth0", 4444),
         # NAME= prefix on each form
         ("src=/tmp/a.sock", "src", "unix", "/tmp/a.sock", None, None),
         ("src=unix:/tmp/a", "src", "unix", "/tmp/a", None, None),
@@ -89,6 +87,7 @@ def test_derived_names_are_safe_and_short() -> None:
         ("tcp:h:-1", "port '-1' is not a number"),
         ("tcp:h: 44", "is not a number"),
         ("tcp:h:abc", "port 'abc' is not a number"),
+        ("localhost:4x44", "port '4x44' is not a number"),  # HOST:PORT with a typo, not a socket path
         ("tcp:h:\u0663", "is not a number"),  # a non-ASCII digit
         (":4444", "missing host"),
         ("tcp::44", "missing host"),

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING
 from ..address import parse_addresses
 from ..errors import MigtuiError
 from ..lab.lab import Lab
-from ..lab.scenarios import SCENARIOS, setup_scenario
+from ..lab.scenarios import setup_scenario
 from ..logfile import setup_logging
 from ..protocol.messages import PolicyInfo
-from .options import add_qemu_argument, add_runtime_argument
+from .options import add_lab_arguments, add_runtime_argument, lab_settings
 
 if TYPE_CHECKING:
     from ..tui.app import MigtuiApp
@@ -28,15 +28,9 @@ if TYPE_CHECKING:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", choices=[s for s in SCENARIOS if s != "none"], default="storage",
-                        help="storage (default): mirror + pause-before-switchover; converge; stuck")
-    parser.add_argument("--start-after", type=float, default=3.0, metavar="S",
+    add_lab_arguments(parser, default="storage")
+    parser.add_argument("--start-after", type=float, default=3.0, metavar="SECONDS",
                         help="seconds after the dashboard opens to start the migration (default 3)")
-    parser.add_argument("--memory", type=int, default=128, metavar="MiB", help="guest RAM (default 128)")
-    parser.add_argument("--dirty", type=int, default=16, metavar="MiB",
-                        help="memory range the guest keeps dirtying (default 16)")
-    parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    add_qemu_argument(parser)
     parser.add_argument("--log-file", metavar="PATH", help="append a log to PATH (default: none)")
     parser.add_argument("--auto-resume", action="store_true",
                         help="resume the pause at once when its checklist passes (default: the dialog asks)")
@@ -49,14 +43,14 @@ async def _main(args: argparse.Namespace) -> int:
         view_main,
     )
 
-    scenario = SCENARIOS[args.scenario]
-    lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=True,
-              dirty_rate_mib_s=scenario.dirty_rate_mib_s, accel=args.accel, qemu_binary=args.qemu)
+    settings = lab_settings(args)
+    lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=True, disk_mib=args.disk_size,
+              dirty_rate_mib_s=settings.rate, accel=args.accel, qemu_binary=args.qemu)
     # The demo's own engine, in its own runtime directory: it never meets the user's.
     runtime_dir = args.runtime_dir or tempfile.mkdtemp(prefix="migtui-demo-")
     print(f"migtui demo: starting a QEMU pair ({args.scenario}) ...", flush=True)
     try:
-        await setup_scenario(lab, scenario, scenario.bandwidth_mib_s, None)
+        await setup_scenario(lab, settings.scenario, settings.bandwidth, settings.downtime_limit)
         addresses = parse_addresses([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
         # The lab armed the source, not migtui: name the deadline explicitly so the demo's
         # pause is guarded like migtui's own (60 s, then abort).

@@ -20,32 +20,17 @@ from qemu.qmp import EventListener, QMPClient, QMPError
 
 from ..errors import LabError, MigtuiError
 from ..lab.lab import Lab, LabVm
-from ..lab.scenarios import SCENARIOS, Scenario, setup_scenario
+from ..lab.scenarios import Scenario, setup_scenario
 from ..model.coerce import as_mapping
-from .options import add_qemu_argument
+from .options import add_lab_arguments, lab_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--scenario", choices=list(SCENARIOS), default="converge",
-                        help="; ".join(f"{name}: {s.summary}" for name, s in SCENARIOS.items())
-                        + " (default: none)")
+    add_lab_arguments(parser, default="converge")
     parser.add_argument("--start", action="store_true", help="start the migration right after setup")
-    parser.add_argument("--memory", type=int, default=128, metavar="MiB", help="guest RAM (default 128)")
-    parser.add_argument("--dirty", type=int, default=16, metavar="MiB",
-                        help="size of the memory range the guest keeps dirtying (default 16)")
-    parser.add_argument("--dirty-rate", type=float, default=None, metavar="MiB/s",
-                        help="how fast the guest dirties pages; 0 = as fast as it can (default per scenario)")
     parser.add_argument("--no-disk", action="store_true", help="no data disk (no storage migration)")
-    parser.add_argument("--disk-size", type=int, default=64, metavar="MiB", help="data disk size (default 64)")
     parser.add_argument("--dir", default=None, metavar="DIR",
                         help="directory for sockets, serial logs and images (default: a new private one)")
-    parser.add_argument("--bandwidth", type=float, default=None, metavar="MiB/s",
-                        help="migration max-bandwidth (default per scenario)")
-    parser.add_argument("--downtime-limit", type=int, default=None, metavar="ms",
-                        help="migration downtime-limit (default: QEMU's, 300 ms)")
-    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
-                        help="accelerator (default: KVM if it works, else TCG)")
-    add_qemu_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -199,13 +184,8 @@ def _banner(lab: Lab, scenario_name: str, scenario: Scenario, bandwidth: float |
 
 
 async def _main(args: argparse.Namespace) -> int:
-    scenario = SCENARIOS[args.scenario]
-    bandwidth = args.bandwidth if args.bandwidth is not None else scenario.bandwidth_mib_s
-    rate = args.dirty_rate if args.dirty_rate is not None else scenario.dirty_rate_mib_s
-    if bandwidth is not None and bandwidth <= 0:
-        raise LabError(f"--bandwidth must be positive, not {bandwidth:g}")
-    if args.downtime_limit is not None and args.downtime_limit < 1:
-        raise LabError(f"--downtime-limit must be at least 1 ms, not {args.downtime_limit}")
+    settings = lab_settings(args)
+    scenario, bandwidth, rate = settings.scenario, settings.bandwidth, settings.rate
     if scenario.storage and args.no_disk:
         raise LabError("--scenario storage needs the data disk: drop --no-disk")
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=not args.no_disk, disk_mib=args.disk_size,
@@ -215,8 +195,14 @@ async def _main(args: argparse.Namespace) -> int:
     runner = _Runner(lab)
     # Signals first: a SIGTERM during setup must still stop both QEMUs cleanly,
     # and a SIGUSR1 then must not kill the lab (its default action).
+    interrupted: list[int] = []  # Ctrl+C ends the lab as it ends every migtui command: exit 130
+
+    def stop(sig: int) -> None:
+        interrupted.append(sig)
+        runner.stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, runner.stop.set)
+        loop.add_signal_handler(sig, stop, sig)
     loop.add_signal_handler(signal.SIGUSR1, runner.trigger, "SIGUSR1")
     try:
         setup = asyncio.create_task(setup_scenario(lab, scenario, bandwidth, args.downtime_limit))
@@ -227,7 +213,7 @@ async def _main(args: argparse.Namespace) -> int:
             setup.cancel()
             with contextlib.suppress(asyncio.CancelledError, MigtuiError):
                 await setup
-            return 0
+            return 130 if signal.SIGINT in interrupted else 0
         setup.result()  # raises LabError if setup failed
         _banner(lab, args.scenario, scenario, bandwidth, args.downtime_limit, tty)
         if tty:
@@ -241,7 +227,7 @@ async def _main(args: argparse.Namespace) -> int:
         for task in runner.tasks:
             task.cancel()
         await asyncio.gather(*runner.tasks, return_exceptions=True)
-        return 1 if runner.failed else 0
+        return 1 if runner.failed else 130 if signal.SIGINT in interrupted else 0
     finally:
         if tty:
             with contextlib.suppress(Exception):

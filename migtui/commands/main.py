@@ -14,6 +14,7 @@ import sys
 from typing import NoReturn
 
 from .. import __version__
+from .options import monitor_word_error
 
 # command name -> (module, one-line help). "watch" is the default command.
 COMMANDS = {
@@ -32,20 +33,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"migtui: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser(command: str) -> argparse.ArgumentParser:
+def _commands_text() -> str:
+    lines = ["commands (migtui COMMAND --help for each):"]
+    lines += [f"  {name:<8} {help_text}" for name, (_, help_text) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def build_parser(command: str, *, named: bool = True) -> argparse.ArgumentParser:
+    """``named``: the command was given by name (``migtui watch``), not by default."""
     module_name, help_text = COMMANDS[command]
-    prog = "migtui" if command == "watch" else f"migtui {command}"
-    parser = _Parser(prog=prog, description=help_text)
+    default = command == "watch" and not named
+    prog = "migtui" if default else f"migtui {command}"
+    # The default command's help is migtui's: its options, then the other commands (git, virsh).
+    parser = _Parser(prog=prog, description=help_text, epilog=_commands_text() if default else None,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"migtui {__version__}")
     importlib.import_module(module_name).add_arguments(parser)
     return parser
-
-
-def _usage() -> str:
-    lines = ["usage: migtui [OPTIONS] MONITOR...   (or: migtui COMMAND --help)", "", "commands:"]
-    lines += [f"  {name:<8} {help_text}" for name, (_, help_text) in COMMANDS.items()]
-    lines += ["", "MONITOR: [NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT)"]
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,13 +57,21 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] in (["--version"], ["-V"]):
         print(f"migtui {__version__}")
         return 0
-    if not argv or argv[:1] in (["-h"], ["--help"]):
-        print(_usage())
-        return 0 if argv else 2
-    command = "watch"
+    if argv[:1] == ["help"]:  # as git and virsh read it
+        argv = ["--help", *argv[1:]] if len(argv) == 1 or argv[1] not in COMMANDS else [argv[1], "--help"]
+    if not argv:
+        build_parser("watch", named=False).print_help(sys.stderr)
+        return 2
+    command, named = "watch", False
     if argv[0] in COMMANDS:
-        command = argv.pop(0)
-    args = build_parser(command).parse_args(argv)
+        command, named = argv.pop(0), True
+    args = build_parser(command, named=named).parse_args(argv)
+    if command in ("watch", "status"):
+        wrong = monitor_word_error(args.monitors, list(COMMANDS))
+        if wrong is not None:
+            prog = "migtui" if not named else f"migtui {command}"
+            print(f"migtui: {wrong} (see '{prog} --help')", file=sys.stderr)
+            return 2
     module = importlib.import_module(COMMANDS[command][0])
     try:
         return int(module.run(args) or 0)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import difflib
+import os
+import re
+from dataclasses import dataclass
 
+from ..errors import LabError
+from ..lab.scenarios import SCENARIOS, Scenario
 from ..protocol.messages import PolicyInfo
 from ..workflow.policy import DEFAULT_MAX_PAUSE_S, DEFAULT_ON_MAX_PAUSE, ON_MAX_PAUSE
 
@@ -65,3 +71,65 @@ def policy_of(args: argparse.Namespace) -> PolicyInfo:
     return PolicyInfo(auto_resume=args.auto_resume,
                       max_pause_s=args.max_pause if args.max_pause is not None else DEFAULT_MAX_PAUSE_S,
                       on_max_pause=args.on_max_pause or DEFAULT_ON_MAX_PAUSE, explicit=sorted(explicit))
+
+
+# ---------------------------------------------------------------------- MONITOR words
+
+_BARE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def monitor_word_error(words: list[str], commands: list[str]) -> str | None:
+    """A MONITOR that is a bare word (no '/', ':' or '=') naming nothing that exists is a
+    typo far more often than a socket QEMU has not created yet: say so, with the command it
+    may have meant; None when every word is a monitor."""
+    for word in words:
+        if _BARE.fullmatch(word) and not os.path.exists(word):
+            close = difflib.get_close_matches(word, commands, n=1)
+            hint = f" (did you mean 'migtui {close[0]}'?)" if close else ""
+            return (f"{word!r} is neither a command nor an existing socket{hint}; a socket QEMU has not"
+                    f" created yet is written ./{word} or unix:{word}")
+    return None
+
+
+# ---------------------------------------------------------------------- the lab's set-up (lab, demo)
+
+
+def add_lab_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
+    """The QEMU pair's options, the same for ``migtui lab`` and ``migtui demo``."""
+    names = [name for name in SCENARIOS if default != "storage" or name != "none"]
+    parser.add_argument("--scenario", choices=names, default=default,
+                        help="; ".join(f"{name}: {SCENARIOS[name].summary}" for name in names)
+                        + f" (default: {default})")
+    parser.add_argument("--memory", type=int, default=128, metavar="MIB", help="guest RAM (default 128)")
+    parser.add_argument("--dirty", type=int, default=16, metavar="MIB",
+                        help="size of the memory range the guest keeps dirtying (default 16)")
+    parser.add_argument("--dirty-rate", type=float, default=None, metavar="MIB/S",
+                        help="how fast the guest dirties pages; 0 = as fast as it can (default per scenario)")
+    parser.add_argument("--disk-size", type=int, default=64, metavar="MIB", help="data disk size (default 64)")
+    parser.add_argument("--bandwidth", type=float, default=None, metavar="MIB/S",
+                        help="migration max-bandwidth (default per scenario)")
+    parser.add_argument("--downtime-limit", type=int, default=None, metavar="MS",
+                        help="migration downtime-limit (default: QEMU's, 300 ms)")
+    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
+                        help="accelerator (default auto: KVM if it works, else TCG)")
+    add_qemu_argument(parser)
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    scenario: Scenario
+    bandwidth: float | None  # MiB/s; None: QEMU's own
+    rate: float  # MiB/s the guest dirties
+    downtime_limit: int | None  # ms
+
+
+def lab_settings(args: argparse.Namespace) -> LabSettings:
+    """The scenario with the flags that override it, checked (LabError: one line)."""
+    scenario = SCENARIOS[args.scenario]
+    bandwidth = args.bandwidth if args.bandwidth is not None else scenario.bandwidth_mib_s
+    rate = args.dirty_rate if args.dirty_rate is not None else scenario.dirty_rate_mib_s
+    if bandwidth is not None and bandwidth <= 0:
+        raise LabError(f"--bandwidth must be positive, not {bandwidth:g}")
+    if args.downtime_limit is not None and args.downtime_limit < 1:
+        raise LabError(f"--downtime-limit must be at least 1 ms, not {args.downtime_limit}")
+    return LabSettings(scenario, bandwidth, rate, args.downtime_limit)

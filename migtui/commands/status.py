@@ -23,7 +23,7 @@ from ..protocol.messages import Status
 from ..protocol.runtime import runtime
 from ..view.client import EngineClient, EngineError
 from ..workflow.status import Snapshot, collect
-from .options import add_runtime_argument
+from .options import MONITOR_HELP, add_runtime_argument
 
 
 async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
@@ -88,10 +88,9 @@ def _job_summary(job: Any) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("monitors", nargs="+", metavar="MONITOR",
-                        help="[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT)")
+    parser.add_argument("monitors", nargs="+", metavar="MONITOR", help=MONITOR_HELP)
     parser.add_argument("--json", action="store_true", help='print one JSON object {"monitors": [...]}')
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
+    parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="connect and per-command timeout in seconds (default 5)")
     add_runtime_argument(parser)
 
