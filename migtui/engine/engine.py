@@ -25,6 +25,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..address import MonitorAddress
@@ -33,7 +34,7 @@ from ..format import format_duration
 from ..model.migration import RUNNING_STATUSES
 from ..transport import ConnState, Monitor
 from ..workflow import availability
-from ..workflow.arm import arm_session, disarm
+from ..workflow.arm import disarm
 from ..workflow.autoresume import AutoResume, AutoResumeReport
 from ..workflow.deadline import PauseDeadline, Phase
 from ..workflow.ownership import LIBVIRT, detect_manager
@@ -44,6 +45,7 @@ from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, RUN_ST
 from ..workflow.switchover import Switchover, current_switchover, switchover_for
 from ..workflow.switchover_state import Action, SwitchoverResult, libvirt_drives
 from . import protocol as p
+from .durable import Durable
 from .wire import session_json, switchover_json
 
 log = logging.getLogger("migtui.engine")
@@ -138,6 +140,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         connect_timeout: float = 5.0,
         command_timeout: float = 5.0,
+        records: Path | None = None,
     ) -> None:
         self.persist = persist
         self.clock = clock
@@ -149,6 +152,8 @@ class Engine:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pending_switchovers: set[str] = set()
         self._switchover_flush = False
+        # What it armed, kept in ``records`` (the runtime directory) and taken up on start.
+        self.durable = Durable(self, records)
 
     # ------------------------------------------------------------------ views
 
@@ -219,11 +224,13 @@ class Engine:
     def _hook(self, w: Watched) -> None:
         session = w.session
         session.add_input_listener(partial(self._on_input, w))
+        self.durable.hook(w)
         # The deadline first: the PAUSE message built in _on_change carries it.
         w.deadline = PauseDeadline(
             session, policy=lambda: w.policy, owner=lambda: w.owner,
             destination=lambda: destination_for(session, self.sessions()),
-            on_report=partial(self._note, w, "deadline"), clock=self.clock)
+            on_report=partial(self._note, w, "deadline"), clock=self.clock,
+            origin=partial(self.durable.origin, w))
         w.deadline.start()
         session.add_change_listener(partial(self._on_change, w))
         self._set_auto(w)
@@ -235,6 +242,7 @@ class Engine:
         if policy == w.policy:
             return
         w.policy = policy
+        self.durable.policy_changed(w)
         self._set_auto(w)
         if w.deadline is not None:
             w.deadline.rearm()
@@ -263,9 +271,9 @@ class Engine:
             w.tracked = None
             w.notes.clear()
             w.manager, w.manager_why = None, "not checked yet"
-            if w.armed_by_engine:  # what this engine armed was the QEMU before; this one is not its
-                log.info("%s: reconnected: %s was armed on the QEMU before; this one is not this engine's",
-                         w.name, ", ".join(w.armed_by_engine))
+            if w.armed_by_engine:  # the QEMU before's; this one's only if it has the marker (durable.py)
+                log.info("%s: reconnected: %s was armed on the QEMU before; this one is not this engine's"
+                         " unless it carries migtui's marker", w.name, ", ".join(w.armed_by_engine))
                 w.armed_by_engine = ()
         if CONNECTION in kinds or DIRTY_RATE in kinds:
             self.broadcast({"op": p.SESSION, **session_json(session, with_commands=CONNECTION in kinds)})
@@ -353,9 +361,16 @@ class Engine:
             "deadline_phase": deadline.phase.value if deadline else None,
             "deadline_allowed": d_allowed, "deadline_why": d_why,
             "auto_allowed": a_allowed, "auto_why": a_why,
-            "since": w.session.state.pre_switchover_since if w.session.state.in_pre_switchover else None,
+            "since": self._pause_since(w),
             "notes": dict(w.notes),
         }
+
+    def _pause_since(self, w: Watched) -> float | None:
+        """When ``w``'s pause began: QEMU's stamp, or the engine's first sight of it (a pause
+        taken up from a record counts from the start recorded there)."""
+        state = w.session.state
+        since = state.pre_switchover_since if state.in_pre_switchover else None
+        return self.durable.origin(w, since) if since is not None else None
 
     # ------------------------------------------------------------------ requests
 
@@ -375,7 +390,7 @@ class Engine:
             if action in ("resume", "abort"):
                 return self._switchover_action(w, view, Action(action), force=force)
             if action == "arm":
-                result = await arm_session(session)
+                result = await self.durable.arm(w)  # recorded, durably, before QEMU is armed
                 if result.changed:
                     w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
                     self._broadcast_pause(w)
@@ -437,6 +452,7 @@ class Engine:
         assert monitor is not None
         await disarm(monitor, caps)
         w.armed_by_engine = ()
+        await self.durable.forget(w)
         w.session.poll_soon(config=True)
         self._broadcast_pause(w)
         return f"{w.name}: disarmed ({', '.join(caps)} off)"
@@ -493,7 +509,7 @@ class Engine:
         state = session.state
         deadline = w.deadline
         if state.in_pre_switchover:
-            since = state.pre_switchover_since
+            since = self._pause_since(w)
             paused = f"paused {format_duration(max(0.0, now - since))}" if since else "paused"
             if deadline is not None and deadline.phase is Phase.COUNTING and deadline.deadline is not None:
                 allowed, why = deadline.allowed

@@ -62,8 +62,12 @@ class PauseDeadline:
         destination: Callable[[], MonitorSession | None],
         on_report: Report | None = None,
         clock: Callable[[], float] = time.time,
+        origin: Callable[[float], float] | None = None,
     ) -> None:
         self.source = source
+        # The pause's start when known better than the state's first sight of it (a pause
+        # an engine took up again: QEMU's stamp, as the engine before recorded it).
+        self._origin = origin
         self._policy = policy
         self._owner = owner
         self._destination = destination
@@ -136,6 +140,8 @@ class PauseDeadline:
         self._cancel_timer()
         policy = self._policy()
         start = self.since if self.since is not None else self.clock()
+        if self._origin is not None:
+            start = self._origin(start)
         self.deadline = start + policy.max_pause_s
         self._move(Phase.COUNTING)
         delay = max(0.0, self.deadline - self.clock())
