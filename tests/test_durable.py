@@ -33,7 +33,10 @@ from migtui.transport.readonly import READ_ONLY_COMMANDS
 from migtui.workflow.marker import PREFIX, has_marker
 from migtui.workflow.policy import Policy
 from test_faults import TracedQemu
-from test_views import aborted_and_running
+from test_views import aborted_and_running, arm_in, open_terminal, terminals, wait_screen, watch_args
+from tmux_util import Tmux
+
+__all__ = ["terminals"]  # the fixture, shared with test_views
 
 LONG = 90.0  # a limit for outcomes that take seconds: only a broken engine reaches it
 
@@ -257,3 +260,59 @@ def test_the_marker_is_found_by_its_token_only() -> None:
     objects = [{"name": "type", "type": "string"}, {"name": f"{PREFIX}abc", "type": "child<secret>"}]
     assert has_marker(objects, "abc") and not has_marker(objects, "abd") and not has_marker(None, "abc")
 
+
+# ---------------------------------------------------------------------- the view (the real migtui in tmux)
+
+
+def flat(screen: str) -> str:
+    """The screen's words in one line (a toast wraps its text and frames each line)."""
+    return " ".join(word for word in screen.split() if word not in ("▌", "▐", "│", "┃"))
+
+
+async def screen_says(term: Tmux, text: str) -> str:
+    deadline = time.monotonic() + LONG
+    while text not in flat(screen := term.screen()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not on the screen:\n{screen}")
+        await asyncio.sleep(0.05)
+    return flat(screen)
+
+
+@pytest.mark.qemu
+async def test_a_view_whose_engine_is_killed_during_a_pause_starts_a_new_one_and_says_so(
+        lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
+    await lab.prepare(storage=True, pause=False)
+    view = open_terminal(terminals, "restart", 100, 30).migtui("--max-pause", "3", *watch_args(lab))
+    await arm_in(view)
+    await lab.migrate()
+    await wait_screen(view, "paused before switchover")
+    [old] = engine_pids(private_runtime_dir)
+    os.kill(old, signal.SIGKILL)  # the engine dies mid-pause (the OOM killer, say)
+    said = await screen_says(view, "a new engine was started at once")
+    assert "the migtui engine died (killed, or it crashed)" in said
+    assert "src is still stopped before switchover (paused" in said
+    assert "the new engine takes it up from migtui's record: its deadline (3 s, then abort)" in said, said
+    await until(lambda: engine_pids(private_runtime_dir) not in ([], [old]), LONG, "a new engine")
+    await aborted_and_running(await lab.control(lab.src), LONG)  # it took the pause up: its deadline ended it
+    await wait_screen(view, "src · connected")
+    assert not view.dead()  # the dashboard runs on, on the new engine
+
+
+@pytest.mark.qemu
+async def test_a_view_whose_engine_is_stopped_says_which_guest_stays_stopped_and_that_nothing_bounds_it(
+        lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
+    await lab.prepare(storage=False, pause=True)  # armed by the lab, not migtui
+    view = open_terminal(terminals, "stopped", 160, 30).migtui(*watch_args(lab))  # its last words unwrapped
+    await wait_screen(view, "src · connected")
+    await lab.migrate()
+    await wait_screen(view, "paused before switchover")
+    stop = await asyncio.create_subprocess_exec(sys.executable, "-m", "migtui", "engine", "stop", "--force",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await stop.communicate()
+    assert stop.returncode == 0, out
+    said = await screen_says(view, "nothing bounds it now")
+    assert "migtui: the migtui engine was stopped" in said
+    assert "migtui: src is still stopped before switchover (paused" in said
+    assert "so far): nothing bounds it now, no engine runs" in said
+    await until(view.dead, LONG, "the view gone")
+    assert not engine_pids(private_runtime_dir)  # stopped on purpose: not started again

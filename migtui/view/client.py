@@ -80,6 +80,7 @@ class EngineClient:
         self._task: asyncio.Task[None] | None = None
         self._notice_listeners: Listeners[[str, str, str | None, bool]] = Listeners("notice listener", log)
         self.notices: list[tuple[str, str]] = []
+        self.engine_pid: int | None = None  # from its welcome: told apart from a new engine's
         # The context messages are applied in: a UI sets its own (Textual's active app),
         # since the link's reader task was started before the UI existed.
         self.context: contextvars.Context | None = None
@@ -122,6 +123,8 @@ class EngineClient:
         if first.get("op") != p.WELCOME:
             writer.close()
             raise EngineError(f"the migtui engine at {self.runtime.socket} spoke something else ({first.get('op')})")
+        pid = first.get("pid")
+        self.engine_pid = pid if isinstance(pid, int) else None
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()
         self._task = loop.create_task(self._read_loop(), name="engine-link")
