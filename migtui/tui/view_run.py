@@ -36,6 +36,11 @@ EngineSetup = Callable[[EngineClient], Awaitable[list[str] | None]]
 
 log = logging.getLogger("migtui.tui")
 
+# A view starts a new engine for a dead one at once, but not for ever: one that keeps dying
+# is said, and left.
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 60.0
+
 
 def run_view(args: argparse.Namespace, addresses: Sequence[MonitorAddress]) -> int:
     from .command import policy_of
@@ -54,12 +59,21 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
     An engine that dies while a guest is at stake is replaced at once, and the dashboard
     runs again on the new one."""
     before: EngineLoss | None = None  # how the engine before went, for the next dashboard to say
+    restarts: list[float] = []
     while True:
         code = await _view_once(runtime_dir, setup, read_only=read_only, start=start, before=before,
                                 before_run=before_run, prog=prog, report_guard=report_guard)
         if isinstance(code, int):
             return code
         before, setup = code
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+        if len(restarts) > MAX_RESTARTS:  # it keeps dying: starting more would not bound anything
+            for line in before.lines(restarted=False):
+                _say(f"{prog}: {line}", sys.stderr)
+            _say(f"{prog}: the engine died {len(restarts)} times within {RESTART_WINDOW_S:g} s: see"
+                 f" {runtime(runtime_dir).directory / 'engine.err'}", sys.stderr)
+            return 1
         start, before_run = True, None
 
 
