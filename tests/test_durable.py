@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -269,13 +269,20 @@ def flat(screen: str) -> str:
     return " ".join(word for word in screen.split() if word not in ("▌", "▐", "│", "┃"))
 
 
-async def screen_says(term: Tmux, text: str) -> str:
+def toasts(screen: str) -> str:
+    """The words of the toasts on the screen, in one line: each of their rows starts with
+    "▌" (and may cover a dialog, whose border shows on the right)."""
+    rows = [row.rsplit("▌", 1)[1].rstrip(" │─╯╮") for row in screen.splitlines() if "▌" in row]
+    return " ".join(" ".join(rows).split())
+
+
+async def screen_says(term: Tmux, text: str, words: Callable[[str], str] = flat) -> str:
     deadline = time.monotonic() + LONG
-    while text not in flat(screen := term.screen()):
+    while text not in words(screen := term.screen()):
         if time.monotonic() > deadline:
             raise AssertionError(f"{text!r} not on the screen:\n{screen}")
         await asyncio.sleep(0.05)
-    return flat(screen)
+    return words(screen)
 
 
 @pytest.mark.qemu
@@ -288,7 +295,7 @@ async def test_a_view_whose_engine_is_killed_during_a_pause_starts_a_new_one_and
     await wait_screen(view, "paused before switchover")
     [old] = engine_pids(private_runtime_dir)
     os.kill(old, signal.SIGKILL)  # the engine dies mid-pause (the OOM killer, say)
-    said = await screen_says(view, "a new engine was started at once")
+    said = await screen_says(view, "a new engine was started at once", toasts)
     assert "the migtui engine died (killed, or it crashed)" in said
     assert "src is still stopped before switchover (paused" in said
     assert "the new engine takes it up from migtui's record: its deadline (3 s, then abort)" in said, said
