@@ -88,7 +88,7 @@ async def qemu_status(lab: Lab) -> tuple[str, list[dict[str, Any]]]:
 async def test_nothing_bound_to_the_dead_qemu_reaches_the_new_one_at_its_socket(
         lab: Lab, engine: EngineProcess) -> None:
     await lab.prepare(storage=True, pause=True)  # armed by the lab: the explicit flags give it a deadline
-    policy = PolicyInfo(max_pause_s=6.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    policy = PolicyInfo(max_pause_s=6.0, on_max_pause="abort", explicit=["max_pause", "on_max_pause"])
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy)
         await until(lambda: src.connected and src.polls, 15, "connected")
@@ -215,7 +215,7 @@ async def test_the_deadline_does_not_lapse_when_the_operators_resume_changed_not
     is left to it. That resume then changes nothing (no answer): the guest is still paused,
     and the deadline acts again by itself -- no pause is left without one."""
     await lab.prepare(storage=True, pause=True)
-    policy = PolicyInfo(max_pause_s=3.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    policy = PolicyInfo(max_pause_s=3.0, on_max_pause="abort", explicit=["max_pause", "on_max_pause"])
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy)
         await until(lambda: src.connected and src.polls and src.state.block_jobs, 15, "connected")

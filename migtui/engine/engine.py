@@ -24,18 +24,20 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..format import format_duration
 from ..model.migration import RUNNING_STATUSES
+from ..model.pauseclock import PauseClock
 from ..model.qmpinput import QmpInput
 from ..model.switchover import Action, SwitchoverResult, libvirt_drives
 from ..protocol import messages as m
 from ..transport import ConnState, Monitor
 from ..workflow import availability
-from ..workflow.arm import arm_session, disarm
+from ..workflow.arm import disarm
 from ..workflow.autoresume import AutoResume, AutoResumeReport
 from ..workflow.deadline import PauseDeadline, Phase
 from ..workflow.ownership import LIBVIRT, detect_manager
@@ -52,6 +54,7 @@ from ..workflow.session import (
 )
 from ..workflow.status import snapshot_of
 from ..workflow.switchover import Switchover, Switchovers
+from .durable import Durable
 from .facts import controls_of, pause_of
 from .wire import address_info, session_message, switchover_message
 
@@ -161,6 +164,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         connect_timeout: float = 5.0,
         command_timeout: float = 5.0,
+        records: Path | None = None,
     ) -> None:
         self.persist = persist
         self.clock = clock
@@ -176,6 +180,8 @@ class Engine:
         self._due_facts: set[str] = set()  # monitors whose pause and controls are to be decided again
         self._facts_handle: asyncio.Handle | None = None
         self._facts_held_since: float | None = None
+        # What it armed, kept in ``records`` (the runtime directory) and taken up on start.
+        self.durable = Durable(self, records)
 
     # ------------------------------------------------------------------ views
 
@@ -243,11 +249,13 @@ class Engine:
     def _hook(self, w: Watched) -> None:
         session = w.session
         session.add_input_listener(partial(self._on_input, w))
+        self.durable.hook(w)
         # The deadline first: the PAUSE message built in _on_change carries it.
         w.deadline = PauseDeadline(
             session, policy=lambda: w.policy, owner=lambda: w.owner,
             destination=lambda: destination_for(session, self.sessions()), switchovers=self.switchovers,
-            on_report=partial(self._note, w, "deadline"), clock=self.clock)
+            on_report=partial(self._note, w, "deadline"), clock=self.clock,
+            origin=partial(self.durable.origin, w))
         w.deadline.start()
         session.add_change_listener(partial(self._on_change, w))
         self._set_auto(w)
@@ -259,6 +267,7 @@ class Engine:
         if policy == w.policy:
             return
         w.policy = policy
+        self.durable.policy_changed(w)
         self._set_auto(w)
         if w.deadline is not None:
             w.deadline.rearm()
@@ -288,9 +297,9 @@ class Engine:
             w.tracked = None
             w.notes.clear()
             w.manager, w.manager_why = None, "not checked yet"
-            if w.armed_by_engine:  # what this engine armed was the QEMU before; this one is not its
-                log.info("%s: reconnected: %s was armed on the QEMU before; this one is not this engine's",
-                         w.name, ", ".join(w.armed_by_engine))
+            if w.armed_by_engine:  # the QEMU before's; this one's only if it has the marker (durable.py)
+                log.info("%s: reconnected: %s was armed on the QEMU before; this one is not this engine's"
+                         " unless it carries migtui's marker", w.name, ", ".join(w.armed_by_engine))
                 w.armed_by_engine = ()
         if CONNECTION in kinds or DIRTY_RATE in kinds:
             self.broadcast(session_message(session, with_commands=CONNECTION in kinds))
@@ -414,7 +423,14 @@ class Engine:
             self.broadcast(controls)
 
     def _pause_message(self, w: Watched) -> m.Pause:
-        return pause_of(w, self.sessions())
+        return pause_of(w, self.sessions(), recorded=self._pause_since(w))
+
+    def _pause_since(self, w: Watched) -> float | None:
+        """When ``w``'s pause began: QEMU's stamp, or the engine's first sight of it (a pause
+        taken up from a record counts from the start recorded there)."""
+        state = w.session.state
+        clock = PauseClock.of(state) if state.in_pre_switchover else None
+        return self.durable.origin(w, clock.start) if clock is not None else None
 
     # ------------------------------------------------------------------ requests
 
@@ -434,7 +450,7 @@ class Engine:
             if action in ("resume", "abort"):
                 return self._switchover_action(w, view, Action(action), force=force)
             if action == "arm":
-                result = await arm_session(session)
+                result = await self.durable.arm(w)  # recorded, durably, before QEMU is armed
                 if result.changed:
                     w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
                     self._facts_due(w)
@@ -494,6 +510,7 @@ class Engine:
         assert monitor is not None
         await disarm(monitor, caps)
         w.armed_by_engine = ()
+        await self.durable.forget(w)
         w.session.poll_soon(config=True)
         self._facts_due(w)
         return f"{w.name}: disarmed ({', '.join(caps)} off)"
@@ -550,7 +567,7 @@ class Engine:
         state = session.state
         deadline = w.deadline
         if state.in_pre_switchover:
-            since = state.pre_switchover_since
+            since = self._pause_since(w)
             paused = f"paused {format_duration(max(0.0, now - since))}" if since else "paused"
             if deadline is not None and deadline.phase is Phase.COUNTING and deadline.deadline is not None:
                 allowed, why = deadline.allowed

@@ -43,7 +43,9 @@ def policy_info(policy: Policy) -> PolicyInfo:
                       on_max_pause=policy.on_max_pause, explicit=sorted(policy.explicit))
 
 
-def pause_of(w: Watched, sessions: Sequence[MonitorSession]) -> Pause:
+def pause_of(w: Watched, sessions: Sequence[MonitorSession], *, recorded: float | None = None) -> Pause:
+    """``recorded``: the pause's start as the engine knows it better than its state does (a
+    pause taken up from an engine before: QEMU's stamp, as recorded then)."""
     session = w.session
     state = session.state
     paused = state.in_pre_switchover
@@ -59,7 +61,7 @@ def pause_of(w: Watched, sessions: Sequence[MonitorSession]) -> Pause:
         checks = list(checklist(state, dst.state if dst else None, dst.connected if dst else None))
     return Pause(
         name=w.name, paused=paused, episode=w.episodes,
-        clock=PauseClock.of(state) if paused else None,
+        clock=PauseClock.of(state, recorded) if paused else None,
         lost_at=w.lost_at if paused else None,
         owner=owner,
         driver=LIBVIRT_DRIVER if owner == OWNER_LIBVIRT else "",

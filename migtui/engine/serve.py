@@ -37,7 +37,8 @@ async def serve(rt: Runtime, *, persist: bool) -> int:
     if held is None:
         log.info("another engine runs in %s", rt.directory)
         return 3
-    engine = Engine(persist=persist)
+    engine = Engine(persist=persist, records=rt.directory)
+    await engine.durable.adopt()  # what an engine armed here before: watched again at once
     server = EngineServer(engine, rt)
     await server.start()
     rt.pid_file.write_text(f"{os.getpid()}\n")

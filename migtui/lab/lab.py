@@ -26,7 +26,7 @@ from migtui.model.coerce import as_mapping
 from . import qemu
 from .guest import guest_image
 
-START_TIMEOUT = 15.0  # TCG boots in well under a second; be generous for slow CI
+START_TIMEOUT = 300.0  # TCG boots in well under a second; a dead QEMU is seen at once: this is a last resort
 READY_TIMEOUT = 60.0  # mirror of an empty disk takes ~0.1 s
 COMMAND_TIMEOUT = 10.0
 MIRROR_JOB = "mirror-data0"

@@ -48,6 +48,7 @@ STOP_TIMEOUT_S = 3.0
 class MigtuiApp(App[int]):
     engine_client: EngineClient | None = None  # the engine link when this app is a view of one
     startup_notices: Sequence[str] = ()  # what the engine did while no view watched
+    engine_notices: Sequence[str] = ()  # the engine before this one went away: what that left at stake
     CSS_PATH = "app.tcss"
     # Every screen (dialogs, questions, help) says when the terminal is too small.
     HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
@@ -98,6 +99,8 @@ class MigtuiApp(App[int]):
             self.engine_client.context = contextvars.copy_context()
         for line in self.startup_notices:
             self.notify(line, title="While no view watched", timeout=30)
+        if self.engine_notices:
+            self.notify("\n".join(self.engine_notices), title="The engine", severity="warning", timeout=60)
         self.pauses.start()  # before the sessions start: their first poll may find a pause
         for session in self.sessions.values():
             self._unsubscribe.append(session.add_change_listener(self._session_changed))

@@ -4,14 +4,19 @@ The engine is started if none runs, asked to watch the monitors, and the dashboa
 shows its sessions. On quit (or SIGHUP) only the view goes: the engine keeps its
 connections, and while it guards something (a pause and its deadline, an armed
 source) one line says what and how to come back (``migtui attach``). If the engine
-dies the view says so in one line and exits; the next ``migtui`` starts a new one.
+dies while a guest the view shows is paused or armed, the view starts a new engine at
+once, watches its monitors again and says so (``view/engine_loss.py``); if it was
+stopped, the view says which guest is left stopped and that nothing bounds it; with
+nothing at stake it says so in one line and exits.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TextIO
@@ -19,11 +24,19 @@ from typing import TextIO
 from ..errors import MigtuiError
 from ..protocol.runtime import runtime
 from ..view.client import EngineClient
+from ..view.engine_loss import EngineLoss, engine_loss
 from ..view.remote import RemoteSession
 from .app import MigtuiApp, make_app
 from .screens.switchover import SwitchoverScreen
 
 EngineSetup = Callable[[EngineClient], Awaitable[list[str] | None]]
+
+log = logging.getLogger("migtui.tui")
+
+# A view starts a new engine for a dead one at once, but not for ever: one that keeps dying
+# is said, and left.
+MAX_RESTARTS = 3
+RESTART_WINDOW_S = 60.0
 
 
 async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: bool, start: bool = True,
@@ -32,8 +45,34 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
                     run_app: Callable[[MigtuiApp], Awaitable[object]] | None = None) -> int:
     """Connect (starting the engine if asked), let ``setup`` watch monitors (returns their
     names, or None for all the engine has), run the dashboard on them, say what stays guarded.
-    ``run_app(app)`` runs it instead of ``app.run_async()`` on the terminal (the screenshots
-    run it headless)."""
+    An engine that dies while a guest is at stake is replaced at once, and the dashboard
+    runs again on the new one. ``run_app(app)`` runs it instead of ``app.run_async()`` on
+    the terminal (the screenshots run it headless)."""
+    before: EngineLoss | None = None  # how the engine before went, for the next dashboard to say
+    restarts: list[float] = []
+    while True:
+        code = await _view_once(runtime_dir, setup, read_only=read_only, start=start, before=before,
+                                before_run=before_run, prog=prog, report_guard=report_guard, run_app=run_app)
+        if isinstance(code, int):
+            return code
+        before, setup = code
+        now = time.monotonic()
+        restarts = [t for t in restarts if now - t < RESTART_WINDOW_S] + [now]
+        if len(restarts) > MAX_RESTARTS:  # it keeps dying: starting more would not bound anything
+            for line in before.lines(restarted=False):
+                _say(f"{prog}: {line}", sys.stderr)
+            _say(f"{prog}: the engine died {len(restarts)} times within {RESTART_WINDOW_S:g} s: see"
+                 f" {runtime(runtime_dir).directory / 'engine.err'}", sys.stderr)
+            return 1
+        start, before_run = True, None
+
+
+async def _view_once(runtime_dir: str | None, setup: EngineSetup, *, read_only: bool, start: bool,
+                     before: EngineLoss | None, before_run: Callable[[MigtuiApp], None] | None, prog: str,
+                     report_guard: bool, run_app: Callable[[MigtuiApp], Awaitable[object]] | None,
+                     ) -> int | tuple[EngineLoss, EngineSetup]:
+    """One dashboard on one engine: its exit code, or (how it went, how to watch again)
+    when the engine went away with a guest at stake."""
     client = EngineClient(runtime(runtime_dir), read_only=read_only)
     try:
         await client.connect(start=start)
@@ -41,6 +80,9 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
         await client.subscribe()
     except MigtuiError as err:
         await client.close()
+        if before is not None:  # no new engine to be had: what the one before left has no bound
+            for line in before.lines(restarted=False):
+                print(f"{prog}: {line}", file=sys.stderr)
         print(f"{prog}: {err}", file=sys.stderr)
         return 1
     sessions: list[RemoteSession] = [client.sessions[n] for n in names if n in client.sessions] if names is not None \
@@ -51,6 +93,7 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
         return 1
     app = make_app(sessions=sessions)
     app.engine_client = client
+    app.engine_notices = before.lines(restarted=True) if before is not None else []
     client.add_notice_listener(partial(_engine_notice, app))
     lost: list[str] = []
 
@@ -73,6 +116,14 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
     code = int(app.return_code or 0)
     if lost:
         await client.close()
+        gone = engine_loss(client.runtime, client.engine_pid, sessions, time.time())
+        if gone.restart:
+            log.warning("%s", "; ".join(gone.lines(restarted=True)))
+            return gone, partial(_watch_again, sessions, read_only)
+        if gone.stranded:
+            for line in gone.lines(restarted=False):
+                _say(f"{prog}: {line}", sys.stderr)
+            return 1
         _say(f"{prog}: {lost[0]}: run migtui again to start a new engine (the monitors are free again)",
              sys.stderr)
         return 1
@@ -84,6 +135,14 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
     if lines:
         _say(f"{prog}: the engine keeps guarding " + "; ".join(lines) + " -- `migtui attach` to watch again")
     return code
+
+
+async def _watch_again(sessions: list[RemoteSession], read_only: bool, client: EngineClient) -> list[str]:
+    """Watch these monitors on a new engine, each with the policy the engine before had for it."""
+    names: list[str] = []
+    for s in sessions:
+        names += await client.watch([s.address], s.pause.policy, read_only=read_only, interval=s.interval)
+    return names
 
 
 def _engine_notice(app: MigtuiApp, level: str, text: str, monitor: str | None, attempt: bool) -> None:

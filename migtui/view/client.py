@@ -81,6 +81,7 @@ class EngineClient:
         self._task: asyncio.Task[None] | None = None
         self._notice_listeners: Listeners[[str, str, str | None, bool]] = Listeners("notice listener", log)
         self.notices: list[tuple[str, str]] = []
+        self.engine_pid: int | None = None  # from its welcome: told apart from a new engine's
         # The context messages are applied in: a UI sets its own (Textual's active app),
         # since the link's reader task was started before the UI existed.
         self.context: contextvars.Context | None = None
@@ -122,6 +123,7 @@ class EngineClient:
         if not isinstance(first, m.Welcome):
             writer.close()
             raise EngineError(f"the migtui engine at {self.runtime.socket} spoke something else ({first.OP})")
+        self.engine_pid = first.pid
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()
         self._task = loop.create_task(self._read_loop(), name="engine-link")

@@ -8,6 +8,7 @@ first so the refusal reads as one line.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..errors import CommandFailed, MonitorError, NotSupported, ReadOnlyRefused
@@ -18,6 +19,9 @@ from ..transport import Monitor
 from .session import MonitorSession
 
 ALREADY_ARMED = "already armed (events and pause-before-switchover on)"
+# Called with the capabilities about to be switched on, before they are (the engine
+# records what it arms, durably, first: engine/durable.py).
+BeforeSet = Callable[[tuple[str, ...]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,7 @@ def refuse_read_only(monitor: Monitor, action: str) -> None:
         raise ReadOnlyRefused(monitor.name, f"--read-only: {monitor.name}: not allowed to {action}")
 
 
-async def arm(monitor: Monitor) -> ArmResult:
+async def arm(monitor: Monitor, before_set: BeforeSet | None = None) -> ArmResult:
     """Enable ``events`` and ``pause-before-switchover`` on a source.
 
     Raises ReadOnlyRefused, NotSupported (QEMU too old), MonitorError (a migration is
@@ -65,6 +69,8 @@ async def arm(monitor: Monitor) -> ArmResult:
     status = MigrationInfo.from_qmp(await monitor.execute("query-migrate")).status
     if status in RUNNING_STATUSES:
         raise MonitorError(name, busy_reason(name, status))
+    if before_set is not None:
+        await before_set(todo)
     try:
         await monitor.execute(
             "migrate-set-capabilities",
@@ -92,12 +98,12 @@ async def disarm(monitor: Monitor, capabilities: tuple[str, ...]) -> None:
     )
 
 
-async def arm_session(session: MonitorSession) -> ArmResult:
+async def arm_session(session: MonitorSession, before_set: BeforeSet | None = None) -> ArmResult:
     """:func:`arm` the session's monitor, then re-read its capabilities at once so the
     monitors list and migration panel show it armed without waiting for the next poll."""
     if session.monitor is None:
         raise NotSupported(session.name, f"{session.name}: a replayed session cannot be armed")
-    result = await arm(session.monitor)
+    result = await arm(session.monitor, before_set)
     session.poll_soon(config=True)
     return result
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from ..errors import MigtuiError
 from ..listeners import Listeners
+from ..model.pauseclock import PauseClock
 from . import availability
 from .checklist import fresh_checklist
 from .policy import Policy, applies
@@ -63,9 +64,13 @@ class PauseDeadline:
         switchovers: Switchovers,
         on_report: Report | None = None,
         clock: Callable[[], float] = time.time,
+        origin: Callable[[float], float] | None = None,
     ) -> None:
         self.source = source
         self.switchovers = switchovers
+        # The pause's start when known better than the state's first sight of it (a pause
+        # an engine took up again: QEMU's stamp, as the engine before recorded it).
+        self._origin = origin
         self._policy = policy
         self._owner = owner
         self._destination = destination
@@ -137,7 +142,10 @@ class PauseDeadline:
             return
         self._cancel_timer()
         policy = self._policy()
-        start = self.since if self.since is not None else self.clock()
+        clock = PauseClock.of(self.source.state)  # the guest stopped then: the clock every view shows
+        start = clock.start if clock is not None else self.since if self.since is not None else self.clock()
+        if self._origin is not None:
+            start = self._origin(start)
         self.deadline = start + policy.max_pause_s
         self._move(Phase.COUNTING)
         delay = max(0.0, self.deadline - self.clock())
