@@ -54,7 +54,7 @@ from migtui.workflow.pairing import destination_for, pair_key
 from migtui.workflow.session import MonitorSession
 from migtui.workflow.switchover import Outcome, Step, StepState, SwitchoverResult, current_switchover
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MiB = 1 << 20
 
 

@@ -5,7 +5,7 @@ Fed from real QMP data recorded from lab migrations on every recorded QEMU
 ``MonitorSession.replay``, at named moments of each run, with a fixed clock, UTC
 timestamps and fixed names, so every run draws the same screen; the version is in
 each test id and snapshot name. Regenerate with
-``pytest tests/test_tui_snapshots.py --snapshot-update`` and look at the SVGs.
+``pytest tests/tui/test_tui_snapshots.py --snapshot-update`` and look at the SVGs.
 """
 
 from __future__ import annotations

@@ -215,7 +215,7 @@ async def main():
         print((await s.engine_request('arm')).split(':')[1].strip(), flush=True)
         await asyncio.sleep(60)
 asyncio.run(main())
-""".replace("TESTS", repr(str(Path(__file__).parent)))
+""".replace("TESTS", repr(str(Path(__file__).resolve().parent.parent)))
 
 
 @pytest.mark.qemu

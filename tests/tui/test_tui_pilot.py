@@ -33,7 +33,7 @@ from migtui.tui.widgets.text_line import TextLine
 from migtui.workflow.session import MonitorSession
 from qemu_util import QemuProcess
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 

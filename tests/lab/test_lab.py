@@ -264,7 +264,7 @@ def test_lab_paths_with_spaces_and_quotes_work_and_its_watch_line_runs() -> None
 
 
 def test_nothing_in_the_project_runs_a_shell() -> None:
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     offenders = []
     for path in [*root.glob("migtui/**/*.py"), *root.glob("bench/*.py"), *root.glob("tests/**/*.py")]:
         text = path.read_text(encoding="utf-8")

@@ -34,7 +34,7 @@ from migtui.workflow.session import MonitorSession
 from migtui.workflow.switchover import Outcome, StepState, switchover_for
 
 MiB = 1 << 20
-FIXTURES = Path(__file__).parent / "fixtures" / "qmp" / "switchover"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "qmp" / "switchover"
 PATTERN = 0x5A
 PATTERN_AT, PATTERN_LEN = 1 * MiB, 256 * 1024  # written before the mirror starts
 LATE_AT, LATE_LEN = 5 * MiB, 64 * 1024  # written while the mirror runs

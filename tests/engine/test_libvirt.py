@@ -53,7 +53,7 @@ from migtui.view.client import EngineClient
 from migtui.view.remote import RemoteSession
 from migtui.workflow.policy import Policy
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 COLUMNS, ROWS = 100, 30
 # What the dashboard shows when the engine leaves a pause to libvirt: the engine's notice
 # that auto-resume stands down (a toast) or the dialog's note, if the dialog opened
