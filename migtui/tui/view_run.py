@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import tzinfo
 from functools import partial
 from typing import TextIO
 
@@ -39,10 +41,15 @@ def run_view(args: argparse.Namespace, addresses: Sequence[MonitorAddress]) -> i
 
 async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: bool, start: bool = True,
                     before_run: Callable[[MigtuiApp], None] | None = None,
-                    prog: str = "migtui", report_guard: bool = True) -> int:
+                    prog: str = "migtui", report_guard: bool = True,
+                    run: Callable[[MigtuiApp], Awaitable[object]] | None = None,
+                    clock: Callable[[], float] = time.time, tz: tzinfo | None = None, term: str | None = None) -> int:
     """Connect (starting the engine if asked), let ``setup`` watch monitors (returns their
-    names, or None for all the engine has), run the dashboard on them, say what stays guarded."""
-    client = EngineClient(runtime(runtime_dir), read_only=read_only)
+    names, or None for all the engine has), run the dashboard on them, say what stays guarded.
+
+    ``run`` runs the app (default: on this terminal; the tests run it headless, under
+    Textual's Pilot); ``clock``, ``tz`` and ``term`` are make_app's (the tests' fixed ones)."""
+    client = EngineClient(runtime(runtime_dir), read_only=read_only, clock=clock)
     try:
         await client.connect(start=start)
         names = await setup(client)
@@ -57,7 +64,7 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
         await client.close()
         print(f"{prog}: the engine watches no monitor yet: give MONITOR... to `migtui`", file=sys.stderr)
         return 1
-    app = make_app(sessions=sessions)
+    app = make_app(sessions=sessions, clock=clock, tz=tz, term=term)
     app.engine_client = client
     client.add_notice_listener(partial(_engine_notice, app))
     lost: list[str] = []
@@ -75,7 +82,7 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
         before_run(app)
     watcher = asyncio.create_task(watch_link())
     try:
-        await app.run_async()
+        await (app.run_async() if run is None else run(app))
     finally:
         watcher.cancel()
     code = int(app.return_code or 0)
