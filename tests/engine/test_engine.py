@@ -28,7 +28,8 @@ from migtui.lab.lab import Lab
 from migtui.view.client import EngineClient
 from migtui.workflow.policy import Policy
 from migtui.workflow.switchover_state import Outcome
-from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir, until, watch
+from conftest import until
+from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir, watch
 
 MiB = 1024 * 1024
 
@@ -122,8 +123,11 @@ async def test_a_read_only_view_can_change_nothing_whatever_it_sends(lab: Lab, e
             reply = await ro.call("request", action=action, monitor="src")  # past the view's own check
             assert reply["ok"] is False and reply["error"] == f"read-only view: the engine refuses to {action} src"
         assert (await ro.call("stop"))["ok"] is False
-        await asyncio.sleep(0.5)
-        assert not src.state.armed  # nothing reached QEMU
+        # Refused before anything was sent (an arm is answered only once QEMU applied it):
+        # QEMU, asked on the lab's own socket, is as it was.
+        ctl = await lab.control(lab.src)
+        caps = {c["capability"]: c["state"] for c in await ctl.execute("query-migrate-capabilities")}
+        assert caps["pause-before-switchover"] is False and not src.state.armed
 
 
 @pytest.mark.qemu
@@ -191,8 +195,10 @@ async def test_a_pause_libvirt_drives_is_left_to_it_unless_the_request_forces_it
             reply = await view.call("request", action=action, monitor="src")
             assert (reply["ok"], reply.get("error")) == (
                 False, "src: libvirt drives this migration: acting now may break it; confirm again to force it"), reply
-        await asyncio.sleep(0.3)
-        assert (await ctl.execute("query-migrate"))["status"] == "pre-switchover"  # nothing was sent
+        # Both refused before anything started (the engine says so as it refuses): nothing was sent.
+        for action in ("resume", "abort"):
+            assert f"src: {action} refused (libvirt drives this migration; not forced)" in engine.log, engine.log
+        assert (await ctl.execute("query-migrate"))["status"] == "pre-switchover"
         assert src.switchover.action is None
         reply = await view.call("request", action="resume", monitor="src", force=True)
         assert reply["ok"] and reply["message"] == "src: resume started", reply
@@ -204,7 +210,8 @@ async def test_a_pause_libvirt_drives_is_left_to_it_unless_the_request_forces_it
 _VIEW_THAT_ARMS = """
 import asyncio, json, sys
 sys.path.insert(0, TESTS)
-from engine_util import attached, watch, until
+from conftest import until
+from engine_util import attached, watch
 from migtui.workflow.policy import Policy
 from migtui.workflow.switchover_state import Outcome
 async def main():
@@ -273,7 +280,9 @@ async def test_an_engine_a_view_started_guards_what_it_armed_then_sets_it_back_a
         await until(lambda: src.state.armed, 10, "armed")
         assert len(engine_pids(directory)) == 1
         await client.close()  # the last view goes; src stays armed: the engine stays
-        await asyncio.sleep(2.5)  # past its grace after the last view
+        log = directory / "engine.log"
+        await until(lambda: "no view attached; still guarding: src: armed by migtui" in log.read_text(), 30,
+                    "the engine, its last view gone, deciding to stay")
         assert engine_pids(directory), "the engine left a source it armed without a guard"
         async with attached(directory) as later:
             assert await later.guarding() == [

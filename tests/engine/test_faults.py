@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from typing import Any
 
 import pytest
 from qemu.qmp import EventListener, QMPClient
 
-from engine_util import EngineProcess, attached, until, watch
+from conftest import until
+from engine_util import EngineProcess, attached, watch
 from libvirt_lab import TracedCommand, commands_by_monitor, traced_commands
 from migtui.lab.lab import Lab
 from migtui.transport.readonly import READ_ONLY_COMMANDS
@@ -93,8 +93,6 @@ async def test_nothing_bound_to_the_dead_qemu_reaches_the_new_one_at_its_socket(
         await until(lambda: src.connected and src.polls, 15, "connected")
         await lab.migrate()
         await until(lambda: src.state.in_pre_switchover and src.deadline is not None, 30, "the pause, its deadline")
-        deadline = src.deadline
-        assert deadline is not None
         generation = src.generation
 
         # A resume in flight when the QEMU dies: frozen, the source never answers its check.
@@ -114,8 +112,10 @@ async def test_nothing_bound_to_the_dead_qemu_reaches_the_new_one_at_its_socket(
                 reply = await view.call("request", action=action, monitor="src")
                 assert (reply["ok"], reply.get("error")) == (
                     False, "src is not paused in pre-switchover (status none)"), reply
-            # The dead pause's deadline passes: the engine does nothing to the new QEMU.
-            await asyncio.sleep(max(0.0, deadline + 1.5 - time.time()))
+            # The dead pause's deadline went with its connection (its timer cancelled): it does
+            # nothing to the new QEMU.
+            await until(lambda: src.pause.get("deadline_phase") == "idle" and src.deadline is None, 15,
+                        "the dead pause's deadline gone")
             async with attached(engine.directory, kind="later") as later:
                 await later.subscribe()
                 again = later.sessions["src"]
@@ -158,7 +158,8 @@ async def test_what_the_engine_armed_on_a_dead_qemu_is_not_the_new_ones(lab: Lab
                 await until(lambda: src.state.in_pre_switchover, 30, "the new QEMU's own pause")
                 await until(lambda: src.pause.get("since") is not None, 10, "the engine's record of it")
                 assert src.pause["owner"] == "other" and src.deadline is None, src.pause
-                await asyncio.sleep(3.0 + 1.5)  # as long as the engine's deadline would have been
+                # Its deadline comes (3 s), finds the pause is not migtui's, and does nothing.
+                await until(lambda: src.pause.get("deadline_phase") == "done", 30, "the deadline passing")
                 status = (await ctl.execute("query-migrate"))["status"]
                 assert status == "pre-switchover", status  # nobody ended the other client's pause
             finally:
@@ -288,7 +289,8 @@ async def test_the_final_figures_are_qemus_when_the_source_quits_right_after_com
             final = await ctl.execute("query-migrate")
             os.kill(lab.src.pid, signal.SIGKILL)
         await until(lambda: not src.connected, 15, "the monitor lost")
-        await asyncio.sleep(0.3)  # whatever was still coming has come
+        # The final figures the engine asked for at completion reach the view, then stay.
+        await until(lambda: src.state.migration.downtime == final["downtime"], 10, "QEMU's final figures")
         info = src.state.migration
         assert info.status == "completed"
         assert info.downtime is not None and info.downtime == final["downtime"], (info, final)

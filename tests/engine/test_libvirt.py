@@ -30,11 +30,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import until
 
 from libvirt_lab import (
     INSTALL,
@@ -61,15 +62,6 @@ COLUMNS, ROWS = 100, 30
 LIBVIRT_ON_SCREEN = ("libvirt drives this migration", "another client continued the migration")
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.qemu]
-
-
-async def until(pred: Callable[[], Any], timeout: float, what: str, detail: Callable[[], str] = str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            extra = detail()
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f": {extra}" if extra else ""))
-        await asyncio.sleep(0.02)
 
 
 def _environment() -> dict[str, str]:

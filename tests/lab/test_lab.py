@@ -14,12 +14,12 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from qemu.qmp import EventListener, QMPClient
+from conftest import until
 
 from migtui.errors import LabError
 from migtui.lab import qemu as lab_qemu
@@ -29,22 +29,9 @@ pytestmark = pytest.mark.qemu
 MiB = 1 << 20
 
 
-async def eventually(check: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 async def serial_grows(lab: Lab, vm: LabVm) -> None:
     before = lab.serial_size(vm)
-    await eventually(lambda: lab.serial_size(vm) > before, f"{vm.name} serial output to grow")
+    await until(lambda: lab.serial_size(vm) > before, 30, f"{vm.name} serial output to grow")
 
 
 async def next_event(listener: EventListener, name: str, timeout: float = 30.0, **data: Any) -> dict:
@@ -84,7 +71,7 @@ async def test_plain_migration_completes(lab: Lab) -> None:
         await lab.migrate()
         await next_event(listener, "MIGRATION", status="completed")
     assert (await src.execute("query-migrate"))["status"] == "completed"
-    await eventually(lambda: _running(dst), "the destination to run")
+    await until(lambda: _running(dst), 30, "the destination to run")
     await serial_grows(lab, lab.dst)
 
 
@@ -110,7 +97,7 @@ async def test_storage_migration_pauses_and_copies_the_disk() -> None:
                 await src.execute("migrate-continue", {"state": "pre-switchover"})
                 await next_event(listener, "MIGRATION", status="completed")
             dst = await lab.control(lab.dst)
-            await eventually(lambda: _running(dst), "the destination to run")
+            await until(lambda: _running(dst), 30, "the destination to run")
         # Both QEMUs have quit: their images are closed and must be identical.
         assert lab.src.disk_path and lab.dst.disk_path
         compare = subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", "qcow2",

@@ -10,12 +10,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import qemu.qmp
+from conftest import until
 
 import migtui
 from migtui.address import MonitorAddress, parse_address
@@ -45,15 +46,6 @@ from migtui.transport.monitor import MISSING_SOCKET_POLL_S
 from qemu_util import QemuProcess
 
 qemu_test = pytest.mark.qemu
-
-
-async def until(pred: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
-    """Wait for ``pred()`` with a deadline (a condition, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def addr(path: Path | str, name: str = "vm") -> MonitorAddress:
@@ -351,7 +343,7 @@ async def test_monitor_held_by_another_client(mon: Monitor, qemu_vm: QemuProcess
 
 @qemu_test
 async def test_a_held_monitor_keeps_its_reason_and_connects_when_the_holder_leaves(
-        mon: Monitor, qemu_vm: QemuProcess) -> None:
+        mon: Monitor, qemu_vm: QemuProcess, caplog: pytest.LogCaptureFixture) -> None:
     # Issue 9: abandoned attempts filled QEMU's listen queue and later connects failed with
     # "Invalid argument". A running monitor keeps its one place in the queue instead.
     second = Monitor(addr(qemu_vm.socket_path), connect_timeout=0.2, backoff=(0.05, 0.1))
@@ -359,8 +351,11 @@ async def test_a_held_monitor_keeps_its_reason_and_connects_when_the_holder_leav
     second.add_state_listener(seen.append)
     runner = asyncio.create_task(second.run())
     try:
-        await wait_for_state(second, ConnState.RETRYING)
-        await asyncio.sleep(1.5)  # many back-off periods: no new attempt may pile up meanwhile
+        with caplog.at_level("INFO", logger="migtui"):
+            await wait_for_state(second, ConnState.RETRYING)
+        # Not the retry loop's RETRYING (which dials again after a back-off): the greeting's
+        # wait, which keeps this connection in QEMU's queue until the holder leaves.
+        assert any("[waiting in QEMU's queue]" in r.getMessage() for r in caplog.records), caplog.text
         reasons = {str(s.error) for s in seen if s.error is not None}
         assert len(reasons) == 1 and "held by another client" in reasons.pop(), seen
         assert second.status.state is ConnState.RETRYING
@@ -379,11 +374,8 @@ async def test_a_socket_that_is_not_there_yet_is_looked_at_promptly_forever() ->
     assert mon._delay(5, CommandTimeout("vm", "vm: slow")) == 8.0  # other trouble still backs off
 
 
-async def wait_for_state(mon: Monitor, state: ConnState, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while mon.status.state is not state:
-        assert time.monotonic() < deadline, f"{mon.status} never became {state}"
-        await asyncio.sleep(0.02)
+async def wait_for_state(mon: Monitor, state: ConnState, timeout: float = 30.0) -> None:
+    await until(lambda: mon.status.state is state, timeout, f"{mon.name} {state.value} (it is {mon.status})")
 
 
 _PERMISSION_PROBE = """
