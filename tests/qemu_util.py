@@ -42,7 +42,7 @@ class QemuProcess:
             argv += ["-qmp", f"unix:{path},server=on,wait=off"]
         return argv
 
-    def start(self, timeout: float = 10.0) -> "QemuProcess":
+    def start(self, timeout: float = 60.0) -> "QemuProcess":
         """Start QEMU and wait until it listens on all its sockets."""
         old = _socket_identity(self.socket_path)
         with open(self.log_path, "ab") as log:
