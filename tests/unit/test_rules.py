@@ -9,6 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from conftest import until
+from state_machine import check_moves, reachable
 
 from migtui.address import parse_address
 from migtui.errors import PermissionDenied, SocketMissing
@@ -21,6 +23,10 @@ from migtui.transport import ConnectionStatus, ConnState
 from migtui.view.remote import RemoteSession
 from migtui.workflow import availability
 from migtui.workflow.autoresume import AutoResumeReport
+from migtui.workflow.deadline import MOVES as DEADLINE_MOVES
+from migtui.workflow.deadline import PauseDeadline
+from migtui.workflow.deadline import Phase as DeadlinePhase
+from migtui.workflow.policy import Policy
 from migtui.workflow.pause_tracker import AUTO, HELD, PauseTracker
 from migtui.workflow.session import MIGRATION, MonitorSession
 from migtui.workflow.switchover import Switchover
@@ -54,18 +60,64 @@ def moved_on(session: MonitorSession, status: str, at: float = 1001.0) -> None:
 
 
 def test_the_table_names_every_phase_and_the_ends_lead_nowhere() -> None:
-    assert set(MOVES) == set(Phase)
-    assert all(not MOVES[p] for p in TERMINAL) and all(MOVES[p] for p in set(Phase) - TERMINAL)
+    check_moves(MOVES, Phase, start=Phase.WAITING, ends=TERMINAL)
     assert not ABORTABLE & PAST_CONTINUE and not ACTIVE & TERMINAL
-    reached, todo = {Phase.WAITING}, [Phase.WAITING]
-    while todo:
-        for nxt in MOVES[todo.pop()] - reached:
-            reached.add(nxt)
-            todo.append(nxt)
-    assert reached == set(Phase)
     # Past migrate-continue there is no way back to an abort, except QEMU refusing it.
     assert MOVES[Phase.CONTINUING] & ABORTABLE == {Phase.STOPPED}
     assert not MOVES[Phase.COMPLETING] & ABORTABLE
+    assert reachable(MOVES, Phase.COMPLETING) & ABORTABLE == set()
+
+
+def test_the_pause_deadlines_table_never_traps_a_pause() -> None:
+    """No end: every pause's deadline starts over (IDLE) once the pause is over, whatever
+    it was doing; it acts only after it counted, and is done only after it acted."""
+    check_moves(DEADLINE_MOVES, DeadlinePhase, start=DeadlinePhase.IDLE, home=DeadlinePhase.IDLE)
+    assert all(DeadlinePhase.IDLE in reachable(DEADLINE_MOVES, p) for p in DeadlinePhase)
+    assert [p for p in DeadlinePhase if DeadlinePhase.ACTING in DEADLINE_MOVES[p]] == [DeadlinePhase.COUNTING]
+    assert [p for p in DeadlinePhase if DeadlinePhase.DONE in DEADLINE_MOVES[p]] == [DeadlinePhase.ACTING]
+    # The pause outlived the action: the deadline counts again, it never lapses.
+    assert DeadlinePhase.COUNTING in DEADLINE_MOVES[DeadlinePhase.DONE]
+
+
+class Acting(MonitorSession):
+    """An offline session that may be acted on (as the engine's are): its commands fail."""
+
+    @property
+    def live(self) -> bool:
+        return True
+
+
+async def test_a_pause_deadline_moves_only_as_its_table_allows() -> None:
+    """A pause's deadline runs out, its abort reaches nothing (no QEMU answers), it counts
+    again; the pause ends: each move it made is in its table."""
+    src = Acting.offline("src")
+    moves: list[tuple[DeadlinePhase, DeadlinePhase]] = []
+    deadline = PauseDeadline(src, policy=lambda: Policy(max_pause_s=0.05), owner=lambda: "migtui",
+                             destination=lambda: None)
+    move = deadline._move
+
+    def recorded(phase: DeadlinePhase) -> None:
+        moves.append((deadline.phase, phase))
+        move(phase)
+
+    deadline._move = recorded  # type: ignore[method-assign]
+    deadline.start()
+    src.apply_event(QmpEvent("STOP", {}, 1000.0), now=1000.0)
+    src._notify(src.apply_event(QmpEvent("MIGRATION", {"status": "pre-switchover"}, 1000.001), now=1000.0))
+    assert deadline.phase is DeadlinePhase.COUNTING
+    await until(lambda: deadline.tries and deadline.phase is DeadlinePhase.COUNTING, 10,
+                "the deadline to act, and count again")
+    moved_on(src, "cancelled")
+    deadline.stop()
+    assert deadline.phase is DeadlinePhase.IDLE
+    assert [m for m in moves] == [(DeadlinePhase.IDLE, DeadlinePhase.COUNTING),
+                                  (DeadlinePhase.COUNTING, DeadlinePhase.ACTING),
+                                  (DeadlinePhase.ACTING, DeadlinePhase.DONE),
+                                  (DeadlinePhase.DONE, DeadlinePhase.COUNTING),
+                                  (DeadlinePhase.COUNTING, DeadlinePhase.IDLE)], moves
+    assert all(after in DEADLINE_MOVES[before] for before, after in moves)
+    with pytest.raises(RuntimeError):
+        deadline._move(DeadlinePhase.DONE)  # IDLE -> DONE is no move
 
 
 def test_another_client_ends_a_watched_pause() -> None:
