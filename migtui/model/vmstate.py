@@ -111,9 +111,6 @@ class VmState:
     def in_pre_switchover(self) -> bool:
         return self.migration_status == "pre-switchover"
 
-    def stopped_for(self, now: float) -> float | None:
-        return None if self.stopped_since is None else max(0.0, now - self.stopped_since)
-
     def pre_switchover_for(self, now: float) -> float | None:
         return None if self.pre_switchover_since is None else max(0.0, now - self.pre_switchover_since)
 

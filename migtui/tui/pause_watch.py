@@ -1,29 +1,29 @@
 """Watches every session for a pre-switchover pause and brings it to the operator.
 
 Detection is the session's change notification, which runs synchronously as the
-MIGRATION event is read (or as the first query-migrate after connecting finds a VM
-already paused): no poll, no coalescing delay. Then the banner shows the pause and
-the switchover dialog opens by itself, one source at a time (the others queue and
-are named in the open dialog and the banner, so none is lost).
+engine's feed brings the MIGRATION event (or the first query-migrate after the engine
+connected finds a VM already paused): no poll, no coalescing delay. Then the banner
+shows the pause and the switchover dialog opens by itself, one source at a time (the
+others queue and are named in the open dialog and the banner, so none is lost).
 
-With ``--auto-resume`` an :class:`~migtui.workflow.autoresume.AutoResume` per live
-session resumes each pause whose checklist passes; when it holds back (or a resume
-fails), the dialog opens and the banner says why, loudly.
+The sessions are a view's mirrors of its engine's (``view/remote.py``): the engine owns
+every workflow. With ``--auto-resume`` its AutoResume resumes each pause whose
+checklist passes; when it holds back, its note opens the dialog and the banner says why,
+loudly. Its deadline and who drives the pause are its PAUSE message (``session.pause``).
 
 One clock ticks the banner and every open dialog together (``TICK_S``, only while
 something is paused), so they show the same tenth of a second. While a guest is
-stopped and migtui acts on it (a confirmed resume or abort, or --auto-resume
-deciding), every ms of event-loop time is downtime: ticks stop and repaints wait in
-:meth:`PauseWatch.after_critical` until the outcome is known (at most
-``HOLD_REPAINT_S``). Nothing else holds: the dashboard behind a dialog keeps
-repainting.
+stopped and migtui acts on it (a confirmed resume or abort), every ms of event-loop
+time is downtime: ticks stop and repaints wait in :meth:`PauseWatch.after_critical`
+until the outcome is known (at most ``HOLD_REPAINT_S``). Nothing else holds: the
+dashboard behind a dialog keeps repainting.
 
-Guard rails: ``quit`` asks while a guest is paused; SIGHUP/SIGTERM (terminal lost,
-SSH drop) leave every VM as it is, log each pause left behind and exit.
+Quitting and SIGHUP/SIGTERM (terminal lost, SSH drop) end the view only: the engine
+keeps every pause and its deadline, and the next view shows them.
 
-What is paused, since when, what is queued and what auto-resume said of each pause is
-the workflow's :class:`~migtui.workflow.pause_tracker.PauseTracker`; this class adds
-what needs Textual: the dialogs, the notifications, the clock and the repaint holds.
+What is paused, since when and what is queued is the workflow's
+:class:`~migtui.workflow.pause_tracker.PauseTracker`; this class adds what needs
+Textual: the dialogs, the notifications, the clock and the repaint holds.
 """
 
 from __future__ import annotations
@@ -40,15 +40,12 @@ from typing import TYPE_CHECKING
 
 from textual.content import Content
 
-from ..errors import MigtuiError
-from ..workflow.autoresume import AutoResume, AutoResumeReport
 from ..workflow.pairing import destination_for
-from ..workflow.pause_tracker import HELD, PauseTracker, engine_guards, engine_pause
-from ..workflow.paused import log_paused_on_exit, paused_sources, quit_warning
+from ..workflow.pause_tracker import HELD, PauseTracker, engine_pause
+from ..workflow.paused import paused_sources
 from ..workflow.session import CONNECTION, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import current_switchover, switchover_for
 from .pause_text import PauseClock, Situation, banner_line, deadline_text, engine_note, gone_banner_line, situation
-from .screens.confirm import QuitConfirm
 from .screens.switchover import SwitchoverScreen
 from .widgets.pause_banner import PauseBanner
 
@@ -75,13 +72,10 @@ class PauseWatch:
         sessions: Mapping[str, MonitorSession],
         *,
         clock: Callable[[], float],
-        auto_resume: bool = False,
     ) -> None:
         self.app = app
         self.sessions = sessions
         self.clock = clock
-        self.auto_resume = auto_resume
-        self.autos: dict[str, AutoResume] = {}
         self.tracker = PauseTracker(sessions)
         self._banner_empty = True  # the banner shows nothing now
         self._unsubscribe: list[Callable[[], None]] = []
@@ -92,30 +86,15 @@ class PauseWatch:
         self._flush_scheduled = False
         self._critical_since: float | None = None  # when this critical phase began (monotonic)
 
-    @property
-    def live(self) -> list[MonitorSession]:
-        return [s for s in self.sessions.values() if s.live]
-
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Subscribe (before the sessions start, so the first poll is seen) and arm auto-resume."""
+        """Subscribe, and look at what the sessions show already (a pause the engine has)."""
         for session in self.sessions.values():
-            # Registered before AutoResume's own listener: the destination is set first.
             self._unsubscribe.append(session.add_change_listener(self._changed))
-        if self.auto_resume:
-            for session in self.live:
-                auto = AutoResume(session, None, on_report=partial(self._report, session), clock=self.clock)
-                try:
-                    auto.start()
-                except MigtuiError as err:  # --read-only: make_app refuses the pair already
-                    log.warning("%s", err)
-                    continue
-                self.autos[session.name] = auto
-                self.tracker.auto.add(session.name)
         self._install_signals()
         self._ticker = self.app.set_interval(TICK_S, self.tick, pause=True)
-        for session in self.sessions.values():  # offline (replayed) sessions: already paused?
+        for session in self.sessions.values():
             self._changed(session, frozenset({MIGRATION}))
 
     def stop(self) -> None:
@@ -126,8 +105,6 @@ class PauseWatch:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        for auto in self.autos.values():
-            auto.stop()  # never resumes on exit
         self._remove_signals()
 
     def _install_signals(self) -> None:
@@ -151,8 +128,8 @@ class PauseWatch:
         self._signals.clear()
 
     def _exit_signal(self, why: str) -> None:
-        """The terminal is gone (or we are told to go): leave every VM as it is, say so, exit.
-        A view of the engine only detaches: the engine keeps every pause and its deadline.
+        """The terminal is gone (or we are told to go): the view detaches, the engine keeps
+        every pause and its deadline; say so in the log, exit.
 
         Gone within a second whatever happens: a terminal that hung up can leave Textual's
         driver waiting on it, so a last-resort timer ends the process (logs are flushed
@@ -161,13 +138,7 @@ class PauseWatch:
         failsafe = threading.Timer(EXIT_FAILSAFE_S, os._exit, args=(code,))
         failsafe.daemon = True
         failsafe.start()
-        if engine_guards(self.live):
-            log.info("%s: view detached; the engine keeps watching (and guarding) every monitor", why)
-            self.app.exit(return_code=code)
-            return
-        lines = log_paused_on_exit([s for s in self.live if s.connected], why, self.clock())
-        if not lines:
-            log.info("%s: exiting", why)
+        log.info("%s: view detached; the engine keeps watching (and guarding) every monitor", why)
         self.app.exit(return_code=code)
 
     # ------------------------------------------------------------------ detection
@@ -178,27 +149,12 @@ class PauseWatch:
         news = self.tracker.observe(session, self.clock())
         if news.new:
             log.info("%s: paused in pre-switchover (guest stopped)", session.name)
-            auto = self.autos.get(session.name)
-            if auto is not None:
-                # Runs before AutoResume's listener, whose task reads the destination later.
-                auto.destination = destination_for(session, self.sessions.values())
         if news.ask:
             self.app.call_later(self.open_dialog, session.name)
         if news.ended:
             self._refresh_dialogs()
         self.schedule_banner()  # also ends a hold as soon as the pause is over
         self._update_ticker()
-
-    def _report(self, session: MonitorSession, report: AutoResumeReport) -> None:
-        ask = self.tracker.reported(session, report)
-        if report.level == "error":
-            self.app.notify(report.message, title="Auto-resume held back", severity="error", timeout=30)
-        elif report.result is not None:
-            self.app.notify(report.message, title="Auto-resume")
-        if ask:
-            self.app.call_later(self.open_dialog, session.name)
-        self.schedule_banner()
-        self._refresh_dialogs()
 
     # ------------------------------------------------------------------ dialogs
 
@@ -240,16 +196,16 @@ class PauseWatch:
             self.open_dialog(following)
 
     def dialog_note(self, name: str) -> Content | None:
+        """The engine's word on the pause: who drives it, its deadline, its notes, who acted."""
         session = self.sessions.get(name)
         remote = engine_pause(session) if session is not None else None
-        if remote is not None:  # the engine's word: who drives it, its deadline, its notes
-            lines = engine_note(remote, self.clock())
-            controller = current_switchover(session) if session is not None else None
-            if controller is not None and controller.action and controller.actor:
-                lines.insert(0, Content.styled(f"{controller.action} started by {controller.actor}", "$accent"))
-            return Content("\n").join(lines) if lines else None
-        note = self.tracker.note(name)
-        return _note_line(*note) if note is not None else None
+        if session is None or remote is None:
+            return None
+        lines = engine_note(remote, self.clock())
+        controller = current_switchover(session)
+        if controller is not None and controller.action and controller.actor:
+            lines.insert(0, Content.styled(f"{controller.action} started by {controller.actor}", "$accent"))
+        return Content("\n").join(lines) if lines else None
 
     def lost_at(self, name: str) -> float | None:
         """When ``name``'s monitor was lost during its pause (``PauseTracker.lost``)."""
@@ -364,35 +320,13 @@ class PauseWatch:
     # ------------------------------------------------------------------ quitting
 
     def quit(self) -> None:
-        """Quit, asking first while a guest waits in pre-switchover -- unless the engine
-        guards it (a view of the engine: the pause keeps its deadline; the CLI says so).
-        A source whose monitor is lost is not asked about: its QEMU may be gone, and
-        migtui could do nothing for it anyway. ``q`` again quits (never ``y``, which
-        resumes in the switchover dialog the question may open over)."""
-        if engine_guards(self.live):
-            self.app.exit()
-            return
-        reachable = [s for s in self.live if s.connected]
-        warning = quit_warning(reachable, self.clock())
-        if warning is None:
-            self.app.exit()
-            return
-        if any(getattr(s, "id", None) == "confirm-quit" for s in self.app.screen_stack):
-            return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                log_paused_on_exit(reachable, "quit", self.clock())
-                self.app.exit()
-
-        names = [s.name for s in paused_sources(reachable)]
-        who = ", ".join(names)
-        self.app.push_screen(QuitConfirm(f"Quit while {who} {'is' if len(names) == 1 else 'are'} paused?", warning,
-                                         yes=f"quit, leave {who} paused", no="stay", id="confirm-quit"), answered)
+        """Quit the view: the engine keeps every pause and its deadline (the view's last
+        line says what it keeps guarding), so there is nothing to ask."""
+        self.app.exit()
 
 
 def _note_line(key: str, text: str) -> Content:
-    """A pause note: auto-resume held back (loud, ✗), or what it is doing."""
+    """A pause note: the engine's auto-resume held back (loud, ✗), or what it is doing."""
     if key == HELD:
         return Content.styled(f"✗ {text}", "bold $error")
     return Content.styled(text, "$accent")

@@ -1,25 +1,22 @@
 """Which sources are paused before switchover, since when, and what waits for the operator.
 
-Bookkeeping over a set of sessions: no textual, no timers, nothing sent. Whoever
-follows the pauses feeds it every session change (:meth:`PauseTracker.observe`) and
-every auto-resume report (:meth:`PauseTracker.reported`) and acts on the answer: the
-TUI's pause watch opens the dialog when the operator must decide, queues it behind an
-open one, repaints the banner from :meth:`PauseTracker.banner_notes`, and holds
-repaints while :meth:`PauseTracker.critical`.
+Bookkeeping over a view's sessions: no textual, no timers, nothing sent. Whoever follows
+the pauses feeds it every session change (:meth:`PauseTracker.observe`) and acts on the
+answer: the TUI's pause watch opens the dialog when the operator must decide, queues it
+behind an open one, repaints the banner from :meth:`PauseTracker.banner_notes`, and
+holds repaints while :meth:`PauseTracker.critical`.
 
-The notes of a pause use the keys the engine's PAUSE message has (``held``: auto-resume
-held back, the operator must act; ``auto``: what auto-resume is doing), so the engine,
-which keeps the same facts in its ``Watched.notes``, could keep them here instead.
-A view of the engine reads the engine's own notes from its sessions (``session.pause``).
+What the engine does with a pause is its PAUSE message, which a view's session keeps
+(``session.pause``): whether its auto-resume takes the pause (the dialog then opens only
+if it holds back: its ``held`` note), and what it said (``notes``, keyed as here).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .autoresume import AutoResumeReport
 from .paused import paused_sources
 from ..model.vmstate import VmState
 from ..transport import ConnState
@@ -60,12 +57,6 @@ def last_heard(state: VmState) -> float | None:
     return max(times) if times else None
 
 
-def engine_guards(sessions: Iterable[MonitorSession]) -> bool:
-    """Every one of these is the engine's: it keeps guarding their pauses without this view."""
-    sessions = list(sessions)
-    return bool(sessions) and all(engine_pause(s) is not None for s in sessions)
-
-
 def _engine_held(session: MonitorSession) -> str | None:
     notes = (engine_pause(session) or {}).get("notes")
     held = notes.get(HELD) if isinstance(notes, dict) else None
@@ -78,8 +69,7 @@ class PauseTracker:
         self.paused: dict[str, float | None] = {}  # source -> its pre_switchover_since, while paused
         self.detected: list[tuple[str, float | None]] = []  # every pause seen, in order
         self.queue: list[str] = []  # sources whose dialog waits for the open one to close
-        self.notes: dict[str, dict[str, str]] = {}  # source -> {HELD / AUTO: one line}
-        self.auto: set[str] = set()  # sources an auto-resume of this process handles
+        self.notes: dict[str, dict[str, str]] = {}  # source -> {AUTO: one line}
         self._engine_held: dict[str, str] = {}  # the engine's "held" notes already acted on
         self.lost: dict[str, float] = {}  # paused source -> when its monitor was lost
         self._answering: set[str] = set()  # paused sources seen with their monitor connected
@@ -124,28 +114,11 @@ class PauseTracker:
         self.paused[name] = since
         self.detected.append((name, since))
         notes = self.notes.setdefault(name, {})
-        notes.pop(HELD, None)
         if (engine_pause(session) or {}).get("auto_allowed"):
             # The engine resumes it; the dialog opens only if it holds back (its "held" note).
             notes[AUTO] = f"auto-resume (engine): {name}: checking the checklist"
             return False
-        if name in self.auto:
-            notes[AUTO] = f"auto-resume: {name}: checking the checklist"
-            return False  # the dialog opens only if auto-resume holds back
         return session.live
-
-    def reported(self, session: MonitorSession, report: AutoResumeReport) -> bool:
-        """Fold an auto-resume report; True: it held back, the operator must decide now."""
-        notes = self.notes.setdefault(session.name, {})
-        if report.level == "error":
-            notes.pop(AUTO, None)
-            notes[HELD] = report.message
-            return session.state.in_pre_switchover or (report.result is not None and not report.result.final)
-        if report.result is None:
-            notes[AUTO] = f"auto-resume: {report.message}"
-        else:
-            notes.pop(AUTO, None)
-        return False
 
     # ------------------------------------------------------------------ the dialogs' queue
 
@@ -179,30 +152,17 @@ class PauseTracker:
         """Nothing paused and nothing to say."""
         return not self.paused and not any(self.notes.values())
 
-    def note(self, name: str) -> tuple[str, str] | None:
-        """(HELD or AUTO, the line) for ``name``'s dialog: what auto-resume did of this pause."""
-        notes = self.notes.get(name, {})
-        for key in (HELD, AUTO):
-            if notes.get(key):
-                return key, notes[key]
-        return None
-
     def banner_notes(self) -> list[tuple[str, str]]:
-        """(HELD or AUTO, the line) for the banner: every held pause first, the engine's too."""
-        out = [(key, notes[key]) for key in (HELD, AUTO) for notes in self.notes.values() if notes.get(key)]
-        for session in paused_sources(self.sessions.values()):
-            held = _engine_held(session)
-            if held:
-                out.append((HELD, held))
-        return out
+        """(HELD or AUTO, the line) for the banner: every pause the engine's auto-resume held
+        back first, then those it is taking."""
+        held = [(HELD, line) for line in map(_engine_held, paused_sources(self.sessions.values())) if line]
+        return held + [(AUTO, notes[AUTO]) for notes in self.notes.values() if notes.get(AUTO)]
 
     def critical(self) -> bool:
-        """A guest is stopped while migtui acts on it and the outcome is not known yet: a
-        confirmed resume or abort, or auto-resume deciding. Every ms is downtime."""
+        """A guest is stopped while migtui acts on it and the outcome is not known yet (a
+        confirmed resume or abort). Every ms is downtime."""
         for session in paused_sources(self.sessions.values()):
             controller = current_switchover(session)
             if controller is not None and controller.running and controller.result is None:
-                return True
-            if session.name in self.auto and HELD not in self.notes.get(session.name, {}):
                 return True
         return False

@@ -29,7 +29,7 @@ from migtui.transport import Monitor
 from migtui.workflow.arm import arm, arm_session
 from migtui.workflow.autoresume import AutoResume
 from migtui.workflow.checklist import checklist
-from migtui.workflow.paused import log_paused_on_exit, paused_sources, quit_warning
+from migtui.workflow.paused import paused_sources
 from migtui.workflow.session import MonitorSession
 from migtui.workflow.switchover import Outcome, StepState, switchover_for
 
@@ -94,18 +94,12 @@ def test_checklist_fails_when_not_paused_or_destination_running() -> None:
     assert {c.name for c in checks.failures} == {"source", "destination"}
 
 
-def test_paused_sources_and_quit_warning() -> None:
+def test_paused_sources() -> None:
     paused = MonitorSession.offline("src")
     paused.apply_event(QmpEvent("STOP", {}, 1000.0), now=1000.0)
     paused.apply_event(QmpEvent("MIGRATION", {"status": "pre-switchover"}, 1000.001), now=1000.0)
     idle = MonitorSession.offline("dst")
     assert paused_sources([paused, idle]) == [paused]
-    assert quit_warning([idle]) is None
-    warning = quit_warning([paused, idle], now=1012.5)
-    assert warning is not None and "src: guest stopped in pre-switchover for 12.5 s" in warning
-    assert "\n" not in warning
-    lines = log_paused_on_exit([paused, idle], "SIGHUP", now=1001.0)
-    assert len(lines) == 1 and lines[0].startswith("SIGHUP: src:") and "not resumed" in lines[0]
 
 
 # ---------------------------------------------------------------------- real QEMU helpers

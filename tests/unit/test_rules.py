@@ -22,7 +22,6 @@ from migtui.model.migration import MigrationInfo
 from migtui.transport import ConnectionStatus, ConnState
 from migtui.view.remote import RemoteSession
 from migtui.workflow import availability
-from migtui.workflow.autoresume import AutoResumeReport
 from migtui.workflow.deadline import MOVES as DEADLINE_MOVES
 from migtui.workflow.deadline import PauseDeadline
 from migtui.workflow.deadline import Phase as DeadlinePhase
@@ -235,19 +234,34 @@ def test_the_dashboard_keys_act_on_the_paused_source() -> None:
 # ---------------------------------------------------------------------- the pause tracker
 
 
+class Viewed(MonitorSession):
+    """An offline session with the engine's word on its pause, as a view's session has it."""
+
+    pause: dict[str, Any] = {}
+
+
+def viewed(name: str, pause: dict[str, Any]) -> Viewed:
+    session = Viewed.offline(name)
+    session.apply_event(QmpEvent("STOP", {}, 1000.0), now=1000.0)
+    session.apply_event(QmpEvent("MIGRATION", {"status": "pre-switchover"}, 1000.001), now=1000.0)
+    session.pause = pause
+    return session
+
+
 def test_the_tracker_follows_pauses_notes_and_the_queue() -> None:
-    src1, src2 = paused("src1"), paused("src2")
+    src1 = viewed("src1", {"auto_allowed": True, "notes": {}})  # the engine's auto-resume takes it
+    src2 = paused("src2")
     tracker = PauseTracker({"src1": src1, "src2": src2})
     assert tracker.quiet
-    tracker.auto.add("src1")
     news = tracker.observe(src1)
-    assert news.new and not news.ask  # auto-resume takes it; the dialog only if it holds back
-    assert tracker.note("src1") == (AUTO, "auto-resume: src1: checking the checklist")
-    assert tracker.critical()  # auto-resume is deciding: every ms is downtime
-    assert not tracker.observe(src1).new  # the same pause again
-    held = AutoResumeReport("src1", 1000.0, "error", "src1: auto-resume held: destination: monitor not connected")
-    assert tracker.reported(src1, held)  # the operator must decide now
-    assert tracker.banner_notes() == [(HELD, held.message)] and not tracker.critical()
+    assert news.new and not news.ask  # the engine's auto-resume takes it; the dialog only if it holds back
+    assert tracker.banner_notes() == [(AUTO, "auto-resume (engine): src1: checking the checklist")]
+    assert not tracker.observe(src1).new and not tracker.critical()  # the same pause; the engine acts, not us
+    held = "src1: auto-resume held, the guest stays stopped: destination: monitor not connected"
+    src1.pause = {"auto_allowed": True, "notes": {HELD: held}}  # the engine's next PAUSE message
+    assert tracker.observe(src1).ask  # the operator must decide now
+    assert tracker.banner_notes() == [(HELD, held)]
+    assert not tracker.observe(src1).ask  # said once
     tracker.observe(src2)
     tracker.enqueue("src2")
     tracker.enqueue("src2")

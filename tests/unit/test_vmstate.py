@@ -126,7 +126,6 @@ def test_stopped_since_comes_from_the_stop_event(version: str) -> None:
     vm = replay(version, "switchover", "src", until="STOP")
     assert vm.stopped_since == stop
     assert vm.running is False  # at once, before any query-status
-    assert vm.stopped_for(stop + 0.25) == pytest.approx(0.25)
     vm = replay(version, "switchover", "src")
     assert vm.stopped_since == stop  # the source never resumes after switchover
     assert vm.run_state == RunState.from_qmp(reply(version, "switchover/src-query-status-completed"))
@@ -349,7 +348,7 @@ def test_unknown_status_from_event_and_poll() -> None:
 
 def test_time_helpers_without_data() -> None:
     vm = VmState()
-    assert vm.status_since is None and vm.stopped_for(5.0) is None
+    assert vm.status_since is None and vm.stopped_since is None
     assert vm.pre_switchover_for(5.0) is None and vm.running is None
 
 
