@@ -12,10 +12,10 @@ The helpers every kind of test shares (tests import them: ``from conftest import
 - ``until``: wait on a condition (never sleep, then assert);
 - ``app_for``: the dashboard as production runs it -- a view of an engine. An ``Engine``
   and its server run in this process in a runtime directory of their own, and the view
-  attaches through ``view_main`` (``EngineClient`` and its ``RemoteSession`` mirrors), headless under
-  Textual's Pilot. The engine watches real QEMU monitors, or recorded QEMUs
-  (``replay.recorded``: a recorded real QMP exchange served on a socket) for screens
-  that need a fixed state;
+  attaches through ``view_main`` (``EngineClient`` and its ``RemoteSession`` mirrors),
+  headless under Textual's Pilot. The engine watches real QEMU monitors, or recorded
+  QEMUs (``replay.recorded``: a recorded real QMP exchange served on a socket) for
+  screens that need a fixed state;
 - ``screen_text``: what the terminal shows, every screen on the stack composited.
 """
 
