@@ -198,7 +198,7 @@ async def watched(lab: Lab, shots: Shots) -> None:
         return app.run_async(headless=True, size=WIDE, auto_pilot=drive)
 
     try:
-        code = await view_main(runtime_dir, watch, read_only=False, run_app=headless, prog="screenshots",
+        code = await view_main(runtime_dir, watch, read_only=False, run=headless, prog="screenshots",
                                report_guard=False)
         if failed:
             raise failed[0]

@@ -1,4 +1,4 @@
-"""Shared fixtures, and the QEMU builds the real-QEMU tests run on.
+"""Shared fixtures and helpers, and the QEMU builds the real-QEMU tests run on.
 
 Every test marked ``qemu`` runs once per build given with ``--qemu=PATH`` (repeatable;
 default: the qemu-system-x86_64 on PATH), its id ending in the version
@@ -6,11 +6,25 @@ default: the qemu-system-x86_64 on PATH), its id ending in the version
 which the lab and ``tests/qemu_util.py`` read. A test that is not marked gets a
 ``$MIGTUI_QEMU`` that cannot run, so one that starts QEMU without the marker fails
 instead of quietly testing one version only.
+
+The helpers every kind of test shares (tests import them: ``from conftest import ...``):
+
+- ``until``: wait on a condition (never sleep, then assert);
+- ``app_for``: the dashboard as production runs it -- a view of an engine. An ``Engine``
+  and its server run in this process in a runtime directory of their own, and the view
+  attaches through ``view_main`` (``EngineClient`` and its ``RemoteSession`` mirrors),
+  headless under Textual's Pilot. The engine watches real QEMU monitors, or recorded
+  QEMUs (``replay.recorded``: a recorded real QMP exchange served on a socket) for
+  screens that need a fixed state;
+- ``screen_text``: what the terminal shows, every screen on the stack composited.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import html
+import inspect
 import os
 import re
 import shutil
@@ -20,18 +34,34 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
+from typing import Any
 
 import pytest
 from engine_util import SUITE_ENV, EngineProcess, engine_pids, short_runtime_dir, suite_leftovers
+from replay import Recorded
+from textual._context import active_app
+from textual.pilot import Pilot
 from tmux_util import Tmux
 
+from migtui.address import parse_addresses
+from migtui.engine.engine import Engine
+from migtui.engine.server import EngineServer
+from migtui.engine.wire import policy_from
 from migtui.errors import LabError
 from migtui.lab.lab import Lab
 from migtui.lab.qemu import QEMU_ENV, find_qemu_img
-from migtui.protocol.runtime import RUNTIME_ENV
+from migtui.protocol.messages import PolicyInfo
+from migtui.protocol.runtime import RUNTIME_ENV, runtime
+from migtui.transport.readonly import is_read_only
+from migtui.tui.app import MigtuiApp
+from migtui.tui.view_run import view_main
+from migtui.view.client import EngineClient
+from migtui.view.remote import RemoteSession
+from migtui.workflow.session import MonitorSession
 
 # replay's ``version`` fixture (each recorded QEMU version in turn), for every test module:
 # imported into each instead, it shadows itself in the tests' parameters (ruff F811).
@@ -49,9 +79,6 @@ class QemuBuild:
     @property
     def id(self) -> str:
         return f"qemu-{self.version}"
-
-
-QEMU_BUILDS = pytest.StashKey[list[QemuBuild]]()  # --qemu's builds, found once per run
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -72,14 +99,14 @@ def _version(path: str) -> str:
 
 
 def qemu_builds(config: pytest.Config) -> list[QemuBuild]:
-    builds = config.stash.get(QEMU_BUILDS, None)
+    builds = getattr(config, "_migtui_qemu_builds", None)
     if builds is None:
         paths = config.getoption("--qemu") or [shutil.which("qemu-system-x86_64") or "qemu-system-x86_64"]
         builds = [QemuBuild(path, _version(path)) for path in paths]
         versions = [b.version for b in builds]
         if len(set(versions)) != len(versions):
             raise pytest.UsageError(f"--qemu names the same version twice: {versions}")
-        config.stash[QEMU_BUILDS] = builds
+        config._migtui_qemu_builds = builds  # type: ignore[attr-defined]
     return builds
 
 
@@ -177,18 +204,198 @@ def engine() -> Iterator[EngineProcess]:
 
 
 @pytest.fixture
-def terminals() -> Iterator[list[Tmux]]:
-    """The tmux terminals a test opened (tests/test_views.py's ``open_terminal``), closed at teardown."""
-    opened: list[Tmux] = []
-    yield opened
-    for term in opened:
-        term.close()
-
-
-@pytest.fixture
 async def lab(qemu_build: QemuBuild | None) -> AsyncIterator[Lab]:
     """A started real QEMU pair: 64 MiB guests dirtying 4 MiB as fast as they can
     (a plain migration completes in well under a second), with a 16 MiB data
     disk. Both QEMUs stop and the lab's private directory goes at teardown."""
     async with Lab(memory_mib=64, dirty_mib=4, disk_mib=16) as started:
         yield started
+
+
+@pytest.fixture
+def terminals() -> Iterator[list[Tmux]]:
+    """Terminals (tmux) a test opens with ``tmux_util.open_terminal``; closed at its end."""
+    opened: list[Tmux] = []
+    yield opened
+    for term in opened:
+        term.close()
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+async def until(pred: Callable[[], Any], timeout: float = 30.0, what: str = "the condition",
+                detail: Callable[[], str] | None = None) -> None:
+    """Wait until ``pred()`` holds (it may return an awaitable). ``timeout`` is a limit,
+    never what a test measures: give one a busy machine does not reach (the wait ends as
+    soon as ``pred()`` holds). ``detail()`` adds what to say when it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = pred()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            extra = detail() if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}" + (f": {extra}" if extra else ""))
+        await asyncio.sleep(0.02)
+
+
+_SVG_TEXT = re.compile(r'<text class="[^"]*" x="([\d.]+)" y="[\d.]+" textLength="([\d.]+)"'
+                       r' clip-path="url\(#[\w-]+-line-(\d+)\)">([^<]*)</text>')
+
+
+def screen_text(app: MigtuiApp) -> str:
+    """What the terminal shows, row by row: every screen on the stack composited (the
+    dashboard behind a dialog included), read from Textual's own screenshot."""
+    width, height = app.size
+    rows = [[" "] * width for _ in range(height)]
+    for x, length, line, escaped in _SVG_TEXT.findall(app.export_screenshot()):
+        text = html.unescape(escaped).replace("\xa0", " ")
+        col = round(float(x) / (float(length) / len(text))) if text else 0
+        for i, char in enumerate(text):
+            if 0 <= col + i < width and int(line) < height:
+                rows[int(line)][col + i] = char
+    return "\n".join("".join(r) for r in rows)
+
+
+class Sent:
+    """Every command the engine wrote to its monitors' sockets: (monitor, command, arguments)."""
+
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str, Any]] = []
+
+    def watch(self, session: MonitorSession) -> None:
+        monitor = session.monitor
+        assert monitor is not None
+        monitor.add_command_listener(lambda name, args, who=session.name: self.commands.append((who, name, args)))
+
+    def mutating(self) -> list[tuple[str, str, Any]]:
+        """Those outside the --read-only allow-list: every one that can change a VM."""
+        return [c for c in self.commands if not is_read_only(c[1])]
+
+
+@dataclass
+class View:
+    """The dashboard attached to an in-process engine (``app_for``)."""
+
+    app: MigtuiApp
+    pilot: Pilot
+    engine: Engine
+    client: EngineClient
+    sessions: list[RemoteSession]  # the view's mirrors, in the order watched
+    sent: Sent  # what the engine wrote to the monitors
+    recorded: Recorded | None = None
+    code: int | None = None  # view_main's exit status, once the view is gone
+    toasts: list[str] = field(default_factory=list)  # every notification the app showed
+
+    def engine_session(self, name: str) -> MonitorSession:
+        """The engine's own session of monitor ``name`` (the one that talks QMP)."""
+        return self.engine.watched[name].session
+
+    async def press(self, *keys: str) -> None:
+        await self.pilot.press(*keys)
+
+
+def _settled(view: View) -> bool:
+    """The view's first picture: every monitor connected, polled, its pause and owner known
+    -- or, where no QEMU answers (``replay.DeadSocket``), failing for its reason."""
+    qemus = view.recorded.qemus if view.recorded is not None else {}
+    for s in view.sessions:
+        if not getattr(qemus.get(s.name), "connects", True):
+            if s.status.error is None:
+                return False
+        elif not (s.connected and s.polls >= 1 and s.controls.actions):  # the engine's facts of it came too
+            return False
+    return True
+
+
+@contextlib.asynccontextmanager
+async def app_for(monitors: Sequence[str] | Recorded, *, size: tuple[int, int] = (80, 24),
+                  policy: PolicyInfo | None = None, read_only: bool = False, interval: float | None = None,
+                  term: str = "xterm-256color", notifications: bool = False,
+                  message_hook: Callable[[Any], None] | None = None, wait: bool = True) -> AsyncIterator[View]:
+    """The dashboard as a view of an engine, as ``migtui MONITOR...`` runs it, headless.
+
+    ``monitors``: MONITOR arguments (real QEMU), watched with ``policy`` and ``read_only`` as
+    the command line asks for them; or ``replay.recorded(...)``: recorded QEMUs served on
+    sockets (in a directory of their own, which is the working directory meanwhile, so the
+    screen shows ``unix:src.qmp``), at a fixed clock. ``wait``: yield once every monitor
+    is connected and its first poll shown (else at once: a monitor that is not there)."""
+    recorded = monitors if isinstance(monitors, Recorded) else None
+    clock: Callable[[], float] = recorded.clock if recorded is not None else time.time
+    directory = short_runtime_dir()
+    engine = Engine(persist=True, clock=clock)
+    server = EngineServer(engine, runtime(directory).ensure())
+    sent = Sent()
+    here = os.getcwd()
+    if recorded is not None:
+        os.chdir(directory)
+        for qemu in recorded.qemus.values():
+            await qemu.serve()
+    await server.start()
+    ready: asyncio.Future[View] = asyncio.get_running_loop().create_future()
+    leave = asyncio.Event()
+
+    async def setup(client: EngineClient) -> list[str]:
+        if recorded is not None:  # the engine watches them, as for `migtui attach`
+            names = engine.watch(parse_addresses([f"{n}={q.path}" for n, q in recorded.qemus.items()]),
+                                 policy_from(policy or PolicyInfo()), read_only=read_only, interval=interval or 1.0)
+            for name, qemu in recorded.qemus.items():
+                engine.watched[name].session.replay(qemu.history())  # what the engine saw before now
+        else:
+            names = await client.watch(parse_addresses(list(monitors)), policy or PolicyInfo(), read_only=read_only,
+                                       interval=interval or 0.25)
+        for name in names:
+            sent.watch(engine.watched[name].session)
+        return names
+
+    async def run(app: MigtuiApp) -> None:
+        async with app.run_test(size=size, notifications=notifications, message_hook=message_hook) as pilot:
+            client = app.engine_client
+            assert isinstance(client, EngineClient)
+            view = View(app, pilot, engine, client, [s for s in app.sessions.values()  # type: ignore[misc]
+                                                     if isinstance(s, RemoteSession)], sent, recorded)
+            notify = app.notify
+
+            def spy(message: str, **kwargs: Any) -> None:
+                view.toasts.append(message)
+                notify(message, **kwargs)
+
+            app.notify = spy  # type: ignore[method-assign]
+            if wait:
+                await until(lambda: _settled(view), 60, "every monitor connected and polled, in the view")
+                await pilot.pause()
+            ready.set_result(view)
+            while app.is_running and not leave.is_set():
+                await asyncio.sleep(0.02)
+
+    main = asyncio.create_task(view_main(str(directory), setup, read_only=read_only, start=False, run=run,
+                                         clock=clock, tz=UTC, term=term))
+    try:
+        await asyncio.wait({ready, main}, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            main.result()  # its exception, if any
+            raise AssertionError(f"the view ended before it showed anything (exit status {main.result()})")
+        view = ready.result()
+        # The app runs in view_main's task; the test reads and renders it from its own.
+        token = active_app.set(view.app)
+        try:
+            yield view
+        finally:
+            active_app.reset(token)
+            leave.set()
+            view.code = await main
+    finally:
+        if not main.done():
+            main.cancel()
+            await asyncio.gather(main, return_exceptions=True)
+        await engine.disarm_own()  # as the engine does on its way out
+        await server.close()
+        await engine.stop()
+        if recorded is not None:
+            for qemu in recorded.qemus.values():
+                await qemu.stop()
+            os.chdir(here)
+        shutil.rmtree(directory, ignore_errors=True)

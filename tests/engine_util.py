@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -11,9 +10,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 from migtui.address import parse_addresses
 from migtui.protocol.messages import PolicyInfo
@@ -42,7 +40,7 @@ class EngineProcess:
         except OSError:
             return ""
 
-    def start(self, timeout: float = 15.0) -> EngineProcess:
+    def start(self, timeout: float = 60.0) -> EngineProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "migtui", "engine", "--foreground", "--runtime-dir", str(self.directory),
              *self.extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -86,14 +84,6 @@ async def watch(client: EngineClient, monitors: list[str], policy: PolicyInfo | 
     names = await client.watch(parse_addresses(monitors), policy or PolicyInfo(), read_only=False, interval=interval)
     await client.subscribe()
     return [client.sessions[n] for n in names]
-
-
-async def until(pred: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def engine_pids(directory: Path) -> list[int]:

@@ -13,7 +13,8 @@ import stat
 import subprocess
 import time
 from pathlib import Path
-from typing import Self
+
+from libvirt_lab import TracedCommand, traced_commands
 
 
 def qemu_binary() -> str:
@@ -42,7 +43,7 @@ class QemuProcess:
             argv += ["-qmp", f"unix:{path},server=on,wait=off"]
         return argv
 
-    def start(self, timeout: float = 10.0) -> Self:
+    def start(self, timeout: float = 60.0) -> QemuProcess:
         """Start QEMU and wait until it listens on all its sockets."""
         old = _socket_identity(self.socket_path)
         with open(self.log_path, "ab") as log:
@@ -109,3 +110,16 @@ def _listening(path: Path) -> bool:
         if len(parts) == 8 and parts[7] == want and int(parts[3], 16) & _SO_ACCEPTCON:
             return True
     return False
+
+
+class TracedQemu(QemuProcess):
+    """A bare QEMU whose every QMP command is in its log (``-trace handle_qmp_command``)."""
+
+    def argv(self) -> list[str]:
+        return [*super().argv(), "-trace", "handle_qmp_command"]
+
+    def commands(self) -> list[TracedCommand]:
+        try:
+            return traced_commands(self.log_path.read_text(errors="replace"))
+        except OSError:
+            return []

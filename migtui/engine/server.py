@@ -23,8 +23,8 @@ from ..protocol import framing as p
 from ..protocol import lines
 from ..protocol import messages as m
 from ..protocol.runtime import Runtime
-from ..workflow.policy import Policy
 from .engine import HOLD_POLL_S, MAX_HOLD_S, Engine
+from .wire import policy_from
 
 log = logging.getLogger("migtui.engine.server")
 
@@ -199,8 +199,7 @@ class EngineServer:
         if isinstance(message, m.Watch):
             addresses = [MonitorAddress(a.name, a.kind, a.path, a.host, a.port) for a in message.monitors]
             try:
-                policy = Policy(message.policy.auto_resume, message.policy.max_pause_s, message.policy.on_max_pause,
-                                frozenset(message.policy.explicit))
+                policy = policy_from(message.policy)
             except ValueError as err:
                 return m.Reply(0, False, error=str(err))
             names = engine.watch(addresses, policy, read_only=message.read_only or view.read_only,

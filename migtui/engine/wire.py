@@ -8,8 +8,14 @@ from __future__ import annotations
 from ..address import MonitorAddress
 from ..model.switchover import Step
 from ..protocol import messages as m
+from ..workflow.policy import Policy
 from ..workflow.session import MonitorSession
 from ..workflow.switchover import Switchover
+
+
+def policy_from(info: m.PolicyInfo) -> Policy:
+    """The policy a view asked for (ValueError: it names a bad value)."""
+    return Policy(info.auto_resume, info.max_pause_s, info.on_max_pause, frozenset(info.explicit))
 
 
 def address_info(address: MonitorAddress) -> m.AddressInfo:

@@ -26,7 +26,12 @@ from migtui.model.coerce import as_mapping
 from . import qemu
 from .guest import guest_image
 
-START_TIMEOUT = 300.0  # TCG boots in well under a second; a dead QEMU is seen at once: this is a last resort
+# Starting is judged by the work QEMU did, not the time it took: on a loaded machine it can
+# wait long for a CPU. It fails once QEMU has had START_CPU_S of CPU time without getting
+# there (TCG boots the guest in a fraction of a second), or after START_WALL_S however
+# little CPU it got (a QEMU that is stopped or starved for good).
+START_CPU_S = 10.0
+START_WALL_S = 180.0
 READY_TIMEOUT = 60.0  # mirror of an empty disk takes ~0.1 s
 COMMAND_TIMEOUT = 10.0
 MIRROR_JOB = "mirror-data0"
@@ -201,14 +206,14 @@ class Lab:
         exits. A plain socket probes first: QEMU binds the path a moment before
         it listens, and qemu.qmp would log every refused attempt."""
         assert vm.process is not None
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + START_WALL_S
         while True:
             if not vm.process.running():
                 raise vm.process.exit_error()
             if _listening(vm.ctl_path):
                 client = QMPClient(f"lab-{vm.name}")
                 try:
-                    await asyncio.wait_for(client.connect(str(vm.ctl_path)), max(deadline - time.monotonic(), 0.1))
+                    await asyncio.wait_for(client.connect(str(vm.ctl_path)), max(deadline - time.monotonic(), 10.0))
                 except (TimeoutError, ConnectError) as err:
                     # Usually QEMU hung up because it is exiting on a bad option.
                     if await vm.process.wait(3.0):
@@ -216,20 +221,20 @@ class Lab:
                     raise LabError(f"{vm.name} QEMU did not answer on {vm.ctl_path}: {err}") from err
                 self._clients[vm.name] = client
                 return client
-            if time.monotonic() >= deadline:
-                raise LabError(f"{vm.name} QEMU did not create {vm.ctl_path} within {START_TIMEOUT:.0f} s: "
-                               f"{vm.process.last_error()}")
+            if _start_failed(vm, deadline):
+                raise LabError(f"{vm.name} QEMU did not create {vm.ctl_path} ({_spent(vm)}):"
+                               f" {vm.process.last_error()}")
             await asyncio.sleep(0.02)
 
     async def _wait_for_guest(self, vm: LabVm) -> None:
         """Until the guest's first 'A': it has booted and filled its range."""
         assert vm.process is not None
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + START_WALL_S
         while self.serial_size(vm) == 0:
             if not vm.process.running():
                 raise vm.process.exit_error()
-            if time.monotonic() >= deadline:
-                raise LabError(f"{vm.name} guest wrote nothing to its serial port within {START_TIMEOUT:.0f} s")
+            if _start_failed(vm, deadline):
+                raise LabError(f"{vm.name} guest wrote nothing to its serial port ({_spent(vm)})")
             await asyncio.sleep(0.02)
 
     async def control(self, vm: LabVm) -> QMPClient:
@@ -361,3 +366,14 @@ class Lab:
             return vm.serial_path.stat().st_size
         except FileNotFoundError:
             return 0
+
+
+def _start_failed(vm: LabVm, deadline: float) -> bool:
+    """QEMU had its CPU time to start and did not, or the wall-clock backstop passed."""
+    assert vm.process is not None
+    return vm.process.cpu_seconds() >= START_CPU_S or time.monotonic() >= deadline
+
+
+def _spent(vm: LabVm) -> str:
+    assert vm.process is not None
+    return f"after {vm.process.cpu_seconds():.1f} s of CPU time, at most {START_CPU_S:g}, or {START_WALL_S:g} s in all"

@@ -170,6 +170,14 @@ class QemuProcess:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def cpu_seconds(self) -> float:
+        """CPU time the QEMU has had so far (user + system): how far it got, whatever the load."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
     def last_error(self) -> str:
         try:
             return _last_line(self.log_path.read_text(errors="replace"))

@@ -1,15 +1,14 @@
-"""The Textual app and ``make_app``, the one factory the CLI and the tests share.
+"""The Textual app and ``make_app``, the one factory the view and the tests share.
 
-The app owns the sessions' lifetime (start on mount, stop on unmount) and turns
-their change callbacks into one :class:`SessionsChanged` per burst: changes that
-arrive within ``COALESCE_S`` are merged, so a flood of events costs one repaint.
+The app shows a view's mirrors of its engine's sessions (``view/remote.py``; the engine
+runs them) and turns their change callbacks into one :class:`SessionsChanged` per
+burst: changes that arrive within ``COALESCE_S`` are merged, so a flood of events costs
+one repaint.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -35,14 +34,11 @@ from .widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS
 if TYPE_CHECKING:
     from ..view.client import EngineClient
 
-log = logging.getLogger("migtui.tui")
-
 COALESCE_S = 1 / 30
 # Notices shown one at a time: a new one replaces the last (pressing an unavailable key
 # twice, or two of them, gives one notice, not a stack over the dialog).
 SINGLE_TITLES = frozenset({NOT_AVAILABLE})
 _HIDDEN_IN_HELP = {"screen.copy_text", "help_quit", "command_palette"}
-STOP_TIMEOUT_S = 3.0
 
 
 class MigtuiApp(App[int]):
@@ -101,23 +97,16 @@ class MigtuiApp(App[int]):
             self.notify(line, title="While no view watched", timeout=30)
         if self.engine_notices:
             self.notify("\n".join(self.engine_notices), title="The engine", severity="warning", timeout=60)
-        self.pauses.start()  # before the sessions start: their first poll may find a pause
+        self.pauses.start()  # the engine's picture may hold a pause already
         for session in self.sessions.values():
             self._unsubscribe.append(session.add_change_listener(self._session_changed))
-            session.start()
-            if session.polls or session.event_count:  # a view of the engine: it has a state already
-                self._session_changed(session, KINDS)
+            self._session_changed(session, KINDS)  # what the engine's picture brought
 
-    async def on_unmount(self) -> None:
+    def on_unmount(self) -> None:
         self.pauses.stop()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
-        try:
-            async with asyncio.timeout(STOP_TIMEOUT_S):
-                await asyncio.gather(*(s.stop() for s in self.sessions.values()), return_exceptions=True)
-        except TimeoutError:
-            log.warning("sessions did not stop within %s s", STOP_TIMEOUT_S)
 
     def _session_changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
         self._pending.setdefault(session.name, set()).update(kinds)
@@ -165,7 +154,7 @@ class MigtuiApp(App[int]):
     # ------------------------------------------------------------------ actions
 
     async def action_quit(self) -> None:
-        """Quit; asks first while a guest waits in pre-switchover (it stays stopped)."""
+        """Quit the view (the engine keeps watching and guarding)."""
         self.pauses.quit()
 
     def action_help(self) -> None:
@@ -224,7 +213,7 @@ def make_app(
     tz: tzinfo | None = None,
     term: str | None = None,
 ) -> MigtuiApp:
-    """The dashboard on ``sessions``: a view's mirrors of its engine's.
+    """The dashboard on a view's mirrors of its engine's sessions (``view_run.view_main``).
 
     ``term`` (default: $TERM) picks the glyphs and theme: the Linux console gets
     its own 16 ANSI colours and half blocks instead of eighths.

@@ -32,8 +32,9 @@ from .remote import RemoteSession
 
 log = logging.getLogger("migtui.view")
 
-
-START_WAIT_S = 10.0
+# An engine this view started: waited for as long as it runs (a loaded machine can take
+# long to start Python), up to this backstop; one that exits early is said at once.
+START_WAIT_S = 60.0
 CALL_TIMEOUT_S = 30.0
 
 
@@ -45,7 +46,7 @@ class EngineNotRunning(EngineError):
     pass
 
 
-def spawn_engine(runtime: Runtime, log_file: str | None = None, *, auto: bool = True) -> None:
+def spawn_engine(runtime: Runtime, log_file: str | None = None, *, auto: bool = True) -> subprocess.Popen[bytes]:
     """Start ``migtui engine`` for this runtime directory, detached from our terminal.
     ``auto``: a view starts it, and it exits with its last view once it guards nothing."""
     argv = [sys.executable, "-m", "migtui", "engine", "--foreground", *(["--auto"] if auto else []),
@@ -54,8 +55,8 @@ def spawn_engine(runtime: Runtime, log_file: str | None = None, *, auto: bool = 
         argv += ["--log-file", os.path.abspath(log_file)]
     err_path = runtime.directory / "engine.err"
     with open(err_path, "ab") as err:
-        subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                         start_new_session=True, close_fds=True, cwd="/")
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True, close_fds=True, cwd="/")
 
 
 def _tty() -> str | None:
@@ -91,7 +92,7 @@ class EngineClient:
     async def connect(self, *, start: bool = False, log_file: str | None = None) -> None:
         self.runtime.ensure()
         deadline = time.monotonic() + START_WAIT_S
-        spawned = False
+        spawned: subprocess.Popen[bytes] | None = None
         while True:
             try:
                 reader, writer = await asyncio.open_unix_connection(str(self.runtime.socket), limit=p.MAX_LINE)
@@ -100,9 +101,11 @@ class EngineClient:
                 if not start:
                     raise EngineNotRunning(f"no migtui engine runs in {self.runtime.directory}"
                                            " (start one with `migtui MONITOR...` or `migtui engine`)") from err
-                if not spawned:
-                    spawn_engine(self.runtime, log_file)
-                    spawned = True
+                if spawned is None:
+                    spawned = spawn_engine(self.runtime, log_file)
+                elif spawned.poll() not in (None, 0):  # 0: another engine took the lock; it listens soon
+                    raise EngineError(f"the migtui engine exited as it started (status {spawned.returncode}):"
+                                      f" see {self.runtime.directory / 'engine.err'}") from err
                 if time.monotonic() > deadline:
                     raise EngineError(f"the migtui engine did not start within {START_WAIT_S:g} s:"
                                       f" see {self.runtime.directory / 'engine.err'}") from err

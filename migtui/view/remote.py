@@ -95,16 +95,7 @@ class RemoteSession(MonitorSession):
             return m.Control(False, under_way(self.name, self.switchover.requested), engine.does)
         return engine
 
-    # --------------------------------------------------------------- engine owns these
-
-    def start(self) -> None:
-        return None
-
-    async def stop(self) -> None:
-        return None
-
-    def poll_soon(self, *, config: bool = False) -> None:
-        return None
+    # --------------------------------------------------------------- the engine runs them
 
     async def engine_request(self, action: str, *, force: bool = False) -> str:
         """Run ``action`` in the engine; its one-line answer, or MonitorError. ``force``: a

@@ -11,7 +11,7 @@ without ending the pause), the deadline looks again every ``RETRY_S``: it never 
 A deadline belongs to one pause of one connection (the session's ``generation``): once
 the session reconnected -- maybe to another QEMU at the same socket -- it never fires.
 
-An explicit state machine: :class:`Phase` and the allowed moves in ``_MOVES``.
+An explicit state machine: :class:`Phase` and the allowed moves in ``MOVES``.
 """
 
 from __future__ import annotations
@@ -43,11 +43,13 @@ class Phase(enum.StrEnum):
     DONE = "done"  # this pause's policy was applied (or not allowed)
 
 
-_MOVES = {
-    Phase.IDLE: {Phase.COUNTING},
-    Phase.COUNTING: {Phase.IDLE, Phase.ACTING, Phase.COUNTING},
-    Phase.ACTING: {Phase.DONE, Phase.IDLE},
-    Phase.DONE: {Phase.IDLE, Phase.COUNTING},
+MOVES: dict[Phase, frozenset[Phase]] = {
+    Phase.IDLE: frozenset({Phase.COUNTING}),
+    # COUNTING again: the policy changed (rearm); IDLE: the pause ended, or its connection did.
+    Phase.COUNTING: frozenset({Phase.IDLE, Phase.ACTING, Phase.COUNTING}),
+    Phase.ACTING: frozenset({Phase.DONE, Phase.IDLE}),
+    # COUNTING: the pause outlived the action, the deadline looks again (RETRY_S), or a new pause.
+    Phase.DONE: frozenset({Phase.IDLE, Phase.COUNTING}),
 }
 
 Report = Callable[[str, str], None]  # (level, one line)
@@ -89,7 +91,7 @@ class PauseDeadline:
         self.task: asyncio.Task[None] | None = None
 
     def _move(self, phase: Phase) -> None:
-        if phase not in _MOVES[self.phase]:
+        if phase not in MOVES[self.phase]:
             raise RuntimeError(f"deadline: {self.phase.value} -> {phase.value} is not a move")
         self.phase = phase
 
@@ -160,6 +162,7 @@ class PauseDeadline:
         allowed, why = self.allowed
         if not allowed:
             self.outcome = f"deadline passed: nothing done ({why})"
+            log.info("%s: %s", src.name, self.outcome)
             self._move(Phase.ACTING)
             self._move(Phase.DONE)
             return

@@ -1,8 +1,8 @@
-"""A yes/no question in a modal (arming a source, quitting while a guest is paused).
+"""A yes/no question in a modal (arming a source).
 
-The key that says yes is the key that asked (``a`` arms, ``q`` quits): a question can
-open over the switchover dialog, where ``y`` resumes, so no question ever answers to
-``y``. Every question names the VM it acts on (its title).
+The key that says yes is the key that asked (``a`` arms): a question can open over the
+switchover dialog, where ``y`` resumes, so no question ever answers to ``y``. Every
+question names the VM it acts on (its title).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ PRE_SWITCHOVER_NOTES = (
     ("--read-only", "migtui sends queries only: the dialog shows the pause, y, x and a say why "
      "they do nothing, and the guest stays stopped until another client acts."),
     ("q", "quits this view only: the engine keeps the monitors, every pause and its deadline, and "
-     "says so; migtui attach comes back. (Without an engine, q asks first during a pause: q again quits.)"),
+     "says so; migtui attach comes back."),
     ("A lost source monitor", "during a pause: the dialog says the source QEMU is gone, its clock "
      "stops, the last figures are marked as such, and y and x say why they do nothing."),
     ("libvirt", "drives the pauses of the QEMUs it manages: there y and x say why they do nothing."),

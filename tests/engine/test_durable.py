@@ -1,0 +1,334 @@
+"""What the engine armed outlives the engine (issue 14, points 1 and 2).
+
+A real ``migtui engine`` arms a real lab source and is SIGKILLed; the migration is
+started by another QMP client (the lab's own socket); a new engine started in the same
+runtime directory -- as systemd or a view starts it -- takes the source up by itself,
+from its record and the marker in QEMU, and bounds the pause with the operator's
+deadline. No test asserts a duration: each waits for an outcome, with limits far beyond
+what a loaded machine needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir, until, watch
+from qemu_util import TracedQemu
+from tmux_util import Tmux
+from view_util import aborted_and_running, arm_in, open_terminal, wait_screen, watch_args
+
+from migtui.address import MonitorAddress
+from migtui.engine.durable import pause_origin
+from migtui.engine.records import ArmedRecord, RecordStore
+from migtui.lab.lab import Lab
+from migtui.protocol.messages import Pause, PolicyInfo
+from migtui.transport.readonly import READ_ONLY_COMMANDS
+from migtui.workflow.marker import PREFIX, has_marker
+from migtui.workflow.policy import Policy
+
+LONG = 90.0  # a limit for outcomes that take seconds: only a broken engine reaches it
+
+
+def monitors(lab: Lab) -> list[str]:
+    return [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
+
+
+def records(directory: Path) -> list[dict[str, Any]]:
+    found = []
+    for path in sorted(directory.glob("armed-*.json")):
+        with contextlib.suppress(OSError, ValueError):  # being replaced this very moment
+            found.append(json.loads(path.read_text()))
+    return found
+
+
+async def qemu_says(ctl: Any, status: str) -> None:
+    deadline = time.monotonic() + LONG
+    while (now := (await ctl.execute("query-migrate")).get("status")) != status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"QEMU says {now}, not {status}")
+        await asyncio.sleep(0.05)
+
+
+async def markers(ctl: Any) -> list[str]:
+    return [o["name"] for o in await ctl.execute("qom-list", {"path": "/objects"}) if o["name"].startswith(PREFIX)]
+
+
+def restart(directory: Path) -> EngineProcess:
+    """A new engine in the runtime directory of a killed one (its pid file is still there)."""
+    (directory / "engine.pid").unlink(missing_ok=True)
+    return EngineProcess(directory).start()
+
+
+@pytest.fixture
+async def runtime_dir() -> AsyncIterator[Path]:
+    directory = short_runtime_dir()
+    yield directory
+    for pid in engine_pids(directory):
+        os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def deadline_of(session: Any) -> float | None:
+    """When the engine acts on ``session``'s pause (None: no deadline applies)."""
+    pause: Pause = session.pause
+    return pause.deadline.at if pause.deadline is not None else None
+
+
+async def arm_through_an_engine(lab: Lab, directory: Path, policy: PolicyInfo) -> EngineProcess:
+    engine = EngineProcess(directory).start()
+    async with attached(directory) as view:
+        src, _dst = await watch(view, monitors(lab), policy)
+        await until(lambda: src.connected and src.polls, LONG, "connected")
+        assert "armed" in await src.engine_request("arm")
+        await until(lambda: src.pause.owner == "migtui", LONG, "armed by migtui")
+    return engine
+
+
+# ---------------------------------------------------------------------- real QEMU
+
+
+@pytest.mark.qemu
+async def test_armed_then_killed_the_next_engine_bounds_the_pause_that_came_with_no_engine(
+        lab: Lab, runtime_dir: Path) -> None:
+    await lab.prepare(storage=True, pause=False)
+    # Not explicit: the deadline applies only because migtui armed this source.
+    policy = PolicyInfo(max_pause_s=2.0, on_max_pause="abort")
+    first = await arm_through_an_engine(lab, runtime_dir, policy)
+    [record] = records(runtime_dir)
+    assert record["capabilities"] == ["pause-before-switchover"] and record["policy"]["max_pause_s"] == 2.0
+    ctl = await lab.control(lab.src)
+    assert await markers(ctl) == [f"{PREFIX}{record['token']}"]
+
+    first.kill()  # SIGKILL: no goodbye, no disarm
+    await lab.migrate()  # another client migrates: the pause comes with no engine at all
+    await qemu_says(ctl, "pre-switchover")
+    second = restart(runtime_dir)  # as systemd, or a view, starts one: nobody asks it to watch anything
+    try:
+        await aborted_and_running(ctl, LONG)  # the recorded deadline (2 s, then abort) bounded it
+        assert "src: taken up again, armed by migtui" in second.log
+        assert "src: paused 2 s: aborting the migration (--on-max-pause abort)" in second.log
+        async with attached(runtime_dir) as later:
+            await later.subscribe()
+            src = later.sessions["src"]
+            await until(lambda: src.switchover.result is not None, LONG, "the story")
+            assert src.switchover.actor == "the engine's deadline" and src.pause.owner == "migtui"
+        # Stopping the engine sets back what migtui armed: capability, marker and record go.
+        stop = subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--runtime-dir", str(runtime_dir)],
+                              capture_output=True, text=True, timeout=60)
+        assert stop.returncode == 0, stop
+        await until(lambda: not engine_pids(runtime_dir), LONG, "the engine gone")
+        reply: Any = await ctl.execute("query-migrate-capabilities")
+        caps = {c["capability"]: c["state"] for c in reply}
+        assert caps["pause-before-switchover"] is False and caps["events"] is True  # events was the lab's
+        assert await markers(ctl) == [] and records(runtime_dir) == []
+    finally:
+        second.cleanup()
+
+
+@pytest.mark.qemu
+async def test_killed_during_the_pause_the_next_engine_counts_its_deadline_from_qemus_pause_start(
+        lab: Lab, runtime_dir: Path) -> None:
+    await lab.prepare(storage=True, pause=False)
+    policy = PolicyInfo(max_pause_s=600.0, on_max_pause="abort")  # long: the test ends the pause itself
+    first = await arm_through_an_engine(lab, runtime_dir, policy)
+    async with attached(runtime_dir) as view:
+        await view.subscribe()
+        src = view.sessions["src"]
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover and deadline_of(src) is not None, LONG, "the pause")
+        assert src.pause.clock is not None
+        since = src.pause.clock.start  # QEMU's own stamp (the MIGRATION event)
+        assert deadline_of(src) == since + 600.0
+        await until(lambda: (records(runtime_dir) or [{}])[0].get("pause"), LONG, "the pause in the record")
+        assert records(runtime_dir)[0]["pause"] == {"since": since, "exact": True}
+        first.kill()
+        await until(lambda: view.closed is not None and view.closed.done(), LONG, "the link gone")
+    second = restart(runtime_dir)
+    try:
+        async with attached(runtime_dir) as later:
+            await later.subscribe()
+            again = later.sessions["src"]
+            await until(lambda: again.pause.owner == "migtui" and deadline_of(again) is not None, LONG,
+                        "taken up again, with its deadline")
+            # The same pause start, to the microsecond: QEMU's, not the new engine's first sight.
+            assert again.pause.clock is not None
+            assert again.pause.clock.start == since and deadline_of(again) == since + 600.0
+            assert "QEMU's pause start, as recorded" in again.pause.notes["deadline"]
+            assert await again.engine_request("abort") == "src: abort started"
+            await until(lambda: again.switchover.result is not None, LONG, "the abort")
+        await aborted_and_running(await lab.control(lab.src), LONG)
+    finally:
+        second.cleanup()
+
+
+@pytest.mark.qemu
+async def test_a_pause_past_its_deadline_when_the_engine_comes_back_is_acted_on_at_once(
+        lab: Lab, runtime_dir: Path) -> None:
+    await lab.prepare(storage=True, pause=False)
+    first = await arm_through_an_engine(lab, runtime_dir, PolicyInfo(max_pause_s=2.0, on_max_pause="abort"))
+    ctl = await lab.control(lab.src)
+    await lab.migrate()
+    await qemu_says(ctl, "pre-switchover")
+    await until(lambda: (records(runtime_dir) or [{}])[0].get("pause"), LONG, "the pause in the record")
+    since = records(runtime_dir)[0]["pause"]["since"]
+    first.kill()
+    await asyncio.sleep(max(0.0, since + 2.0 + 0.5 - time.time()))  # its deadline passes with no engine
+    second = restart(runtime_dir)
+    try:
+        await aborted_and_running(ctl, LONG)
+        log = second.log
+        assert "src: taken up again, armed by migtui" in log and "QEMU's pause start, as recorded" in log
+        assert log.index("src: taken up again") < log.index("src: paused 2 s: aborting the migration")
+    finally:
+        second.cleanup()
+
+
+@pytest.mark.qemu
+async def test_another_qemu_at_the_armed_socket_is_not_taken_for_the_armed_one(lab: Lab, runtime_dir: Path) -> None:
+    await lab.prepare(storage=False, pause=False)
+    first = await arm_through_an_engine(lab, runtime_dir, PolicyInfo(max_pause_s=2.0))
+    assert len(records(runtime_dir)) == 1
+    first.kill()
+    os.kill(lab.src.pid, signal.SIGKILL)  # the armed QEMU dies too ...
+    await until(lambda: lab.src.process is not None and not lab.src.process.running(), LONG, "QEMU gone")
+    fresh = TracedQemu(lab.src.qmp_path, machine="pc").start()  # ... and another starts at its socket
+    second = restart(runtime_dir)
+    try:
+        await until(lambda: not records(runtime_dir), LONG, "the record dropped")
+        # Said once the record is gone (the file goes first): wait for the line, not a moment.
+        await until(lambda: "is not the one migtui armed" in second.log, LONG, "the engine's word on it")
+        assert "src: the QEMU at unix:" in second.log
+        sent = [c.command for c in fresh.commands()]
+        assert "qom-list" in sent and all(c in READ_ONLY_COMMANDS for c in sent), sent
+    finally:
+        second.cleanup()
+        fresh.kill()
+
+
+@pytest.mark.qemu
+async def test_a_record_whose_qemu_is_gone_is_dropped_at_start(lab: Lab, runtime_dir: Path) -> None:
+    await lab.prepare(storage=False, pause=False)
+    first = await arm_through_an_engine(lab, runtime_dir, PolicyInfo())
+    first.kill()
+    await lab.stop()  # the QEMU it armed quits: nothing listens at that socket any more
+    second = restart(runtime_dir)
+    try:
+        await until(lambda: not records(runtime_dir), LONG, "the record dropped")
+        assert "no QEMU listens there any more: record dropped" in second.log
+        async with attached(runtime_dir) as later:
+            await later.subscribe()
+            assert later.sessions == {}  # nothing watched for it
+    finally:
+        second.cleanup()
+
+
+# ---------------------------------------------------------------------- without QEMU
+
+
+def test_a_record_is_written_whole_and_private_and_read_back(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    rec = ArmedRecord.new(MonitorAddress("src", "unix", "/run/vm1.qmp"), "src",
+                          Policy(max_pause_s=7.0, on_max_pause="resume", explicit=frozenset({"max_pause"})), 0.5)
+    rec.capabilities = ("events", "pause-before-switchover")
+    rec.pause_since, rec.pause_exact = 1234.5, True
+    store.save(rec)
+    path = store.path(rec.token)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    (tmp_path / "armed-garbage.json").write_text("{not json")
+    [back] = store.load_all()
+    assert back == rec
+    store.remove(rec.token)
+    assert store.load_all() == [] and (tmp_path / "armed-garbage.json").exists()  # not ours to remove
+
+
+def test_the_pause_start_an_engine_takes_up() -> None:
+    now = 1000.0
+    # Recorded by the engine before (QEMU's stamp), in this migration: that is the start.
+    assert pause_origin(900.0, migration_start=850.0, seen_unpaused=950.0, now=now) == (900.0, True)
+    # A record of an earlier migration's pause: not this one. The earliest this one can have
+    # begun: after the migration started and after an engine last saw it running.
+    assert pause_origin(700.0, migration_start=850.0, seen_unpaused=800.0, now=now) == (850.0, False)
+    assert pause_origin(None, migration_start=850.0, seen_unpaused=960.0, now=now) == (960.0, False)
+    assert pause_origin(None, migration_start=None, seen_unpaused=None, now=now) == (now, False)
+
+
+def test_the_marker_is_found_by_its_token_only() -> None:
+    objects = [{"name": "type", "type": "string"}, {"name": f"{PREFIX}abc", "type": "child<secret>"}]
+    assert has_marker(objects, "abc") and not has_marker(objects, "abd") and not has_marker(None, "abc")
+
+
+# ---------------------------------------------------------------------- the view (the real migtui in tmux)
+
+
+def flat(screen: str) -> str:
+    """The screen's words in one line (a toast wraps its text and frames each line)."""
+    return " ".join(word for word in screen.split() if word not in ("▌", "▐", "│", "┃"))
+
+
+def toasts(screen: str) -> str:
+    """The words of the toasts on the screen, in one line: each of their rows starts with
+    "▌" (and may cover a dialog, whose border shows on the right)."""
+    rows = [row.rsplit("▌", 1)[1].rstrip(" │─╯╮") for row in screen.splitlines() if "▌" in row]
+    return " ".join(" ".join(rows).split())
+
+
+async def screen_says(term: Tmux, text: str, words: Callable[[str], str] = flat) -> str:
+    deadline = time.monotonic() + LONG
+    while text not in words(screen := term.screen()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{text!r} not on the screen:\n{screen}")
+        await asyncio.sleep(0.05)
+    return words(screen)
+
+
+@pytest.mark.qemu
+async def test_a_view_whose_engine_is_killed_during_a_pause_starts_a_new_one_and_says_so(
+        lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
+    await lab.prepare(storage=True, pause=False)
+    view = open_terminal(terminals, "restart", 100, 30).migtui("--max-pause", "3", *watch_args(lab))
+    await arm_in(view)
+    await lab.migrate()
+    await wait_screen(view, "paused before switchover")
+    [old] = engine_pids(private_runtime_dir)
+    os.kill(old, signal.SIGKILL)  # the engine dies mid-pause (the OOM killer, say)
+    said = await screen_says(view, "a new engine was started at once", toasts)
+    assert "the migtui engine died (killed, or it crashed)" in said
+    assert "src is still stopped before switchover (paused" in said
+    assert "the new engine takes it up from migtui's record: its deadline (3 s, then abort)" in said, said
+    await until(lambda: engine_pids(private_runtime_dir) not in ([], [old]), LONG, "a new engine")
+    await aborted_and_running(await lab.control(lab.src), LONG)  # it took the pause up: its deadline ended it
+    await wait_screen(view, "src · connected")
+    assert not view.dead()  # the dashboard runs on, on the new engine
+
+
+@pytest.mark.qemu
+async def test_a_view_whose_engine_is_stopped_says_which_guest_stays_stopped_and_that_nothing_bounds_it(
+        lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
+    await lab.prepare(storage=False, pause=True)  # armed by the lab, not migtui
+    view = open_terminal(terminals, "stopped", 160, 30).migtui(*watch_args(lab))  # its last words unwrapped
+    await wait_screen(view, "src · connected")
+    await lab.migrate()
+    await wait_screen(view, "paused before switchover")
+    stop = await asyncio.create_subprocess_exec(sys.executable, "-m", "migtui", "engine", "stop", "--force",
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await stop.communicate()
+    assert stop.returncode == 0, out
+    said = await screen_says(view, "nothing bounds it now")
+    assert "migtui: the migtui engine was stopped" in said
+    assert "migtui: src is still stopped before switchover (paused" in said
+    assert "so far): nothing bounds it now, no engine runs" in said
+    await until(view.dead, LONG, "the view gone")
+    assert not engine_pids(private_runtime_dir)  # stopped on purpose: not started again

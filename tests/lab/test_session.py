@@ -1,0 +1,235 @@
+"""MonitorSession against real QEMU: polls, events, overlap, hung monitors, dirty rate, replay."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import until
+from qemu_util import QemuProcess
+from replay import tui_run
+
+from migtui.address import parse_address
+from migtui.errors import ReadOnlyRefused
+from migtui.transport import ConnState, Monitor
+from migtui.workflow import session as kinds
+from migtui.workflow.session import MonitorSession
+
+
+@pytest.fixture
+def qemu(tmp_path: Path) -> Iterator[QemuProcess]:
+    proc = QemuProcess(tmp_path / "vm.qmp", machine="pc").start()
+    try:
+        yield proc
+    finally:
+        proc.kill()  # SIGKILL works on a SIGSTOPped QEMU too
+
+
+def make_session(path: Path, name: str = "vm", *, interval: float = 0.1, read_only: bool = False,
+                 command_timeout: float = 5.0) -> MonitorSession:
+    monitor = Monitor(parse_address(f"{name}=unix:{path}"), read_only=read_only,
+                      command_timeout=command_timeout, backoff=(0.05, 0.2))
+    return MonitorSession(monitor, interval=interval)
+
+
+@pytest.fixture
+async def sessions() -> AsyncIterator[list[MonitorSession]]:
+    started: list[MonitorSession] = []
+    yield started
+    await asyncio.gather(*(s.stop() for s in started))
+
+
+class Recorder:
+    def __init__(self, session: MonitorSession) -> None:
+        self.changes: list[frozenset[str]] = []
+        session.add_change_listener(lambda _s, k: self.changes.append(k))
+
+    def saw(self, kind: str) -> bool:
+        return any(kind in k for k in self.changes)
+
+
+@pytest.mark.qemu
+async def test_polls_fill_the_state(qemu: QemuProcess, sessions: list[MonitorSession]) -> None:
+    session = make_session(qemu.socket_path)
+    rec = Recorder(session)
+    sessions.append(session)
+    session.start()
+    await until(lambda: session.polls >= 2, what="two polls")
+    assert session.connected and session.status.label() == "connected"
+    assert session.state.run_state is not None and session.state.run_state.status == "running"
+    assert session.state.migration_status == "none"
+    assert session.downtime_limit_ms == 300  # query-migrate-parameters, read on connect
+    assert session.state.capabilities.supports("pause-before-switchover")
+    assert not session.state.armed
+    assert session.poll_error is None
+    assert rec.saw(kinds.CONNECTION) and rec.saw(kinds.RUN_STATE) and rec.saw(kinds.CONFIG)
+
+
+@pytest.mark.qemu
+async def test_quiet_polls_tell_nobody(qemu: QemuProcess, sessions: list[MonitorSession]) -> None:
+    """An idle VM answers the same every time: no change, no repaint."""
+    session = make_session(qemu.socket_path, interval=0.05)
+    sessions.append(session)
+    session.start()
+    await until(lambda: session.polls >= 2, what="first polls")
+    rec = Recorder(session)
+    start = session.polls
+    await until(lambda: session.polls >= start + 5, what="five more polls")
+    assert rec.changes == []
+
+
+@pytest.mark.qemu
+async def test_events_apply_at_once(qemu: QemuProcess, sessions: list[MonitorSession]) -> None:
+    session = make_session(qemu.socket_path, interval=60)  # no poll will help
+    rec = Recorder(session)
+    sessions.append(session)
+    session.start()
+    await until(lambda: session.polls >= 1, what="first poll")
+    assert session.monitor is not None
+    await session.monitor.execute("stop")
+    await until(lambda: session.state.run_state is not None and not session.state.run_state.running,
+                timeout=30, what="STOP applied (no poll comes for 60 s)")
+    assert [ev.name for ev in session.state.events][-1] == "STOP"
+    assert session.event_count == 1
+    assert rec.saw(kinds.EVENTS) and rec.saw(kinds.RUN_STATE)
+    # The run-state event also brought the next poll forward: the exact RunState arrives.
+    await until(lambda: session.state.run_state is not None
+                and session.state.run_state.status == "paused", timeout=30, what="poll after STOP")
+
+
+@pytest.mark.qemu
+async def test_polls_never_overlap_and_a_hung_qemu_is_reported(
+    qemu: QemuProcess, sessions: list[MonitorSession]
+) -> None:
+    session = make_session(qemu.socket_path, interval=0.05, command_timeout=0.3)
+    sessions.append(session)
+    monitor = session.monitor
+    assert monitor is not None
+    in_flight: dict[str, int] = {}
+    most: dict[str, int] = {}
+    real_execute = monitor.execute
+
+    async def counting(cmd: str, args: Any = None, **kw: Any) -> Any:
+        in_flight[cmd] = in_flight.get(cmd, 0) + 1
+        most[cmd] = max(most.get(cmd, 0), in_flight[cmd])
+        try:
+            return await real_execute(cmd, args, **kw)
+        finally:
+            in_flight[cmd] -= 1
+
+    monitor.execute = counting  # type: ignore[method-assign]
+    session.start()
+    await until(lambda: session.polls >= 3, what="polls")
+    qemu.pause()  # SIGSTOP: QEMU answers nothing
+    try:
+        await until(lambda: session.poll_error is not None, what="poll error")
+        assert "no reply to" in session.poll_error and "within 0.3 s" in session.poll_error
+        # Polls go on while QEMU answers nothing, each one once the last one timed out.
+        polls = session.polls
+        await until(lambda: session.polls >= polls + 3, what="three more polls, all timing out")
+    finally:
+        qemu.resume()
+    await until(lambda: session.poll_error is None, what="recovery")
+    assert most and max(most.values()) == 1, most  # never two of one query at once
+
+
+@pytest.mark.qemu
+async def test_a_hung_monitor_does_not_slow_another(tmp_path: Path, sessions: list[MonitorSession]) -> None:
+    hung = QemuProcess(tmp_path / "hung.qmp", machine="pc").start()
+    fine = QemuProcess(tmp_path / "fine.qmp", machine="pc").start()
+    try:
+        # The hung one waits for its answer longer than this test lasts.
+        a = make_session(hung.socket_path, "hung", interval=0.05, command_timeout=300.0)
+        b = make_session(fine.socket_path, "fine", interval=0.05)
+        sessions += [a, b]
+        a.start()
+        b.start()
+        await until(lambda: a.polls >= 1 and b.polls >= 1, what="both polled")
+        hung.pause()
+        a_polls, b_polls = a.polls, b.polls
+        await until(lambda: b.polls >= b_polls + 8, what="eight more polls of the one that answers")
+        assert a.polls - a_polls <= 1  # meanwhile the hung one waits in its own poll
+    finally:
+        hung.resume()
+        hung.kill()
+        fine.kill()
+
+
+@pytest.mark.qemu
+async def test_reconnects_when_the_socket_appears(tmp_path: Path, sessions: list[MonitorSession]) -> None:
+    path = tmp_path / "late.qmp"
+    session = make_session(path, "late")
+    rec = Recorder(session)
+    sessions.append(session)
+    session.start()
+    await until(lambda: session.status.state is ConnState.LOST, what="lost")
+    assert session.status.error is not None
+    assert "late.qmp" in session.status.label()
+    proc = QemuProcess(path, machine="pc").start()
+    try:
+        await until(lambda: session.connected and session.polls >= 1, what="reconnected")
+        assert session.state.run_state is not None
+        assert rec.saw(kinds.CONNECTION)
+        proc.kill()  # a crash: the session goes to retrying, never raises
+        await until(lambda: session.status.state in (ConnState.RETRYING, ConnState.LOST), what="dropped")
+        proc.start()
+        await until(lambda: session.connected, what="back")
+    finally:
+        proc.kill()
+
+
+@pytest.mark.qemu
+async def test_measure_dirty_rate(qemu: QemuProcess, sessions: list[MonitorSession]) -> None:
+    session = make_session(qemu.socket_path, interval=0.2)
+    rec = Recorder(session)
+    sessions.append(session)
+    session.start()
+    await until(lambda: session.polls >= 1, what="first poll")
+    task = asyncio.create_task(session.measure_dirty_rate(1))
+    await until(lambda: session.measuring, what="measuring")
+    info = await asyncio.wait_for(task, 10)
+    assert info.measured and info.dirty_rate_mib_per_s is not None
+    assert not session.measuring
+    assert session.state.dirty_rate is not None and session.state.dirty_rate.measured
+    assert rec.saw(kinds.DIRTY_RATE)
+
+
+@pytest.mark.qemu
+async def test_read_only_refuses_to_measure(qemu: QemuProcess, sessions: list[MonitorSession]) -> None:
+    session = make_session(qemu.socket_path, read_only=True)
+    sessions.append(session)
+    session.start()
+    await until(lambda: session.polls >= 1, what="first poll")  # read-only still polls
+    with pytest.raises(ReadOnlyRefused):
+        await session.measure_dirty_rate(1)
+    assert not session.measuring
+
+
+async def test_stop_is_clean_when_never_connected(tmp_path: Path) -> None:
+    session = make_session(tmp_path / "nothing.qmp")
+    session.start()
+    await until(lambda: session.status.state is ConnState.LOST, what="lost")
+    await asyncio.wait_for(session.stop(), 5)
+    assert session.status.state is ConnState.CLOSED
+
+
+def test_replay_of_a_recorded_storage_migration(version: str) -> None:
+    entries = tui_run(version, "storage")
+    src = MonitorSession.offline("src")
+    changes: list[frozenset[str]] = []
+    src.add_change_listener(lambda _s, k: changes.append(k))
+    src.replay([e for e in entries if e["side"] == "src"])
+    assert len(changes) == 1  # told once, at the end
+    state = src.state
+    assert state.migration_status == "completed"
+    assert [c.status for c in state.status_changes][:3] == ["setup", "active", "pre-switchover"]
+    assert state.final_downtime_ms is not None
+    assert state.armed
+    assert src.downtime_limit_ms == 300
+    job = state.block_jobs["mirror-data0"]
+    assert job.ended == "completed" and job.type == "mirror"
+    dirty = [s.dirty_rate_bytes_per_s for s in state.history if s.dirty_rate_bytes_per_s]
+    assert dirty and min(dirty) > 1024 * 1024  # the paced guest dirties ~2.8 MiB/s

@@ -1,0 +1,106 @@
+"""Snapshots of the key screens at 80x24 and 120x40 (pytest-textual-snapshot).
+
+The dashboard is a view of an engine that watches recorded QEMUs: real QMP exchanges
+recorded from lab migrations on every recorded QEMU (tests/fixtures/qmp/<version>/tui/,
+see tests/fixtures/record_tui.py), served on sockets at named moments of each run
+(``replay.recorded``), with a fixed clock, UTC timestamps and fixed names, so every run
+draws the same screen; the version is in each test id and snapshot name. Regenerate with
+``pytest tests/tui/test_tui_snapshots.py --snapshot-update`` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import app_for
+from pytest_textual_snapshot import SVGImageExtension
+from replay import DeadSocket, Recorded, recorded, recorded_pairs
+from tui_util import close_dialogs, screenshot
+
+SMALL = (80, 24)
+LARGE = (120, 40)
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Whatever the CI terminal says, snapshots are taken in one known setting.
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+async def shot(scene: Recorded, size: tuple[int, int], *keys: str, term: str = "xterm-256color") -> str:
+    """The screen of the dashboard on ``scene`` after ``keys`` (pause dialogs closed first)."""
+    async with app_for(scene, size=size, term=term) as view:
+        await close_dialogs(view)
+        for key in keys:
+            await view.press(key)
+        return await screenshot(view)
+
+
+def svg(snapshot: Any) -> Any:
+    return snapshot.use_extension(SVGImageExtension)
+
+
+# --- a migration with storage, pause-before-switchover armed -------------------
+
+async def test_storage_migration_active_80x24(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), SMALL)
+
+
+async def test_storage_migration_active_120x40(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), LARGE)
+
+
+async def test_pre_switchover_80x24(snapshot: Any, version: str) -> None:
+    """The dashboard behind the dialog (closed): the banner says who is stopped, and for how long."""
+    assert svg(snapshot) == await shot(recorded("storage", "paused", version=version), SMALL)
+
+
+async def test_completed_with_all_events_120x40(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "completed", version=version), LARGE, "e")
+
+
+async def test_destination_selected_80x24(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), SMALL, "down")
+
+
+# --- dirty rate -------------------------------------------------------------------
+
+async def test_dirty_rate_close_to_bandwidth_80x24(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("stuck", "late", version=version), SMALL)
+
+
+async def test_dirty_rate_measured_without_migration_80x24(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("measure", "measured", version=version), SMALL)
+
+
+# --- monitors in trouble ----------------------------------------------------------
+
+async def test_missing_and_refusing_monitors_80x24(snapshot: Any, version: str) -> None:
+    """Beside a recorded source: a monitor whose socket is not there, and one whose socket
+    is bound but nobody listens (what a QEMU that crashed leaves); the errors are the
+    engine's own, from real connect attempts."""
+    scene = recorded("storage", "active", {"src": "src"}, version=version)
+    scene.qemus["dst"] = DeadSocket(Path("/nonexistent/migtui-snapshot/dst.qmp"))
+    scene.qemus["old"] = DeadSocket(Path("old.qmp"), stale=True)
+    assert svg(snapshot) == await shot(scene, SMALL, "down")
+
+
+async def test_fifty_monitors_120x40(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded_pairs("storage", 25, 0.5, version=version), LARGE, *["down"] * 30)
+
+
+# --- help, terminals --------------------------------------------------------------
+
+async def test_help_80x24(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), SMALL, "question_mark")
+
+
+async def test_linux_console_80x24(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), SMALL, term="linux")
+
+
+async def test_no_color_80x24(snapshot: Any, version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert svg(snapshot) == await shot(recorded("stuck", "late", version=version), SMALL)
