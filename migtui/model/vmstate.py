@@ -111,6 +111,11 @@ class VmState:
     def in_pre_switchover(self) -> bool:
         return self.migration_status == "pre-switchover"
 
+    @property
+    def event_guard(self) -> bool:
+        """The next query-migrate may predate the last MIGRATION event (and be dropped)."""
+        return self._event_guard
+
     def stopped_for(self, now: float) -> float | None:
         return None if self.stopped_since is None else max(0.0, now - self.stopped_since)
 
