@@ -1,13 +1,14 @@
 """Idle monitors: what the real ``migtui`` (view + engine) costs watching QEMUs with no
 migration, side by side with htop in the same tmux, and how fast it answers a key.
 
-    .venv/bin/python bench/idle_bench.py [--monitors 50,200] [--seconds 60] [--lab]
+    .venv/bin/python bench/idle_bench.py [--monitors 50,200] [--seconds 60] [--events] [--lab]
         [--tree NAME=PATH ...] [--rounds 1] [--qemu PATH] [--out FILE]
 
 For each N of ``--monitors``, N ``qemu-system-x86_64 -M none -nodefaults -display none
 -qmp unix:...,server=on,wait=off`` (no guest, no migration, the ``events`` capability
-off as QEMU starts). Then, per tree and round (trees alternate, forward then reverse,
-so each sees the same noisy machine), one private tmux server at 80x24 with two windows:
+off as QEMU starts; ``--events`` turns it on first, as libvirt and arming do). Then, per
+tree and round (trees alternate, forward then reverse, so each sees the same noisy
+machine), one private tmux server at 80x24 with two windows:
 
 - ``migtui --runtime-dir DIR MONITOR...`` (the view, and the engine it starts in DIR),
   run from that tree (``PYTHONPATH=PATH``; the engine inherits it);
@@ -214,6 +215,19 @@ def start_idle_qemus(binary: str, directory: Path, n: int) -> tuple[list[subproc
     return procs, socks
 
 
+async def enable_events(socks: list[Path]) -> None:
+    """Turn on the ``events`` capability of each QEMU (as libvirt does, and as arming does)."""
+    from qemu.qmp import QMPClient
+
+    for sock in socks:
+        client = QMPClient("idle-bench")
+        await client.connect(str(sock))
+        try:
+            await client.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
+        finally:
+            await client.disconnect()
+
+
 def order(trees: list[tuple[str, Path]], rounds: int) -> list[tuple[str, Path]]:
     out = []
     for r in range(rounds):
@@ -242,6 +256,8 @@ def idle_part(args: argparse.Namespace, trees: list[tuple[str, Path]], binary: s
         procs, socks = start_idle_qemus(binary, tmp, n)
         runs: list[Run] = []
         try:
+            if args.events:
+                asyncio.run(enable_events(socks))
             for name, path in order(trees, args.rounds):
                 run = measure(name, path, [str(p) for p in socks], "idle000", warmup=args.warmup + n / 25,
                               seconds=args.seconds, keys=args.keys, args=args, label=f"idle{n}")
@@ -255,7 +271,8 @@ def idle_part(args: argparse.Namespace, trees: list[tuple[str, Path]], binary: s
             for p in procs:
                 p.wait()
             shutil.rmtree(tmp, ignore_errors=True)
-        rows += rows_for(f"{n} idle monitors, {args.seconds:.0f} s", runs, trees, keys=True)
+        events = "on" if args.events else "off"
+        rows += rows_for(f"{n} idle monitors (`events` {events}), {args.seconds:.0f} s", runs, trees, keys=True)
     return rows
 
 
@@ -320,6 +337,8 @@ if __name__ == "__main__":
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--keys", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--events", action="store_true",
+                        help="turn on the idle QEMUs' events capability first (as libvirt and arming do)")
     parser.add_argument("--lab", action="store_true", help="also the src + dst pair of an active lab migration")
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                         help="a migtui checkout to run (repeatable; default: this one)")
