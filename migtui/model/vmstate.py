@@ -112,6 +112,11 @@ class VmState:
     def in_pre_switchover(self) -> bool:
         return self.migration_status == "pre-switchover"
 
+    @property
+    def event_guard(self) -> bool:
+        """The next query-migrate may predate the last MIGRATION event (and be dropped)."""
+        return self._event_guard
+
     # --- reducers --------------------------------------------------------
 
     def apply_event(self, ev: QmpEvent, now: float) -> bool:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from ..errors import MigtuiError, MonitorError, NotSupported
 from ..listeners import Listeners
@@ -67,6 +69,55 @@ FINAL_QUERY_TRIES = 20
 CONFIG_EVERY_S = 5.0
 # Never start two polls closer than this, whatever the event rate.
 MIN_POLL_GAP_S = 0.05
+# An idle monitor -- connected, its last poll answered, no migration under way, no block
+# job, no incoming migration awaited, nothing measured -- changes only with an event:
+# STOP/RESUME and the other run-state events, JOB_STATUS_CHANGE and BLOCK_JOB_* are always
+# sent; MIGRATION only with the ``events`` capability on (QEMU 7.2 and 10.0 send nothing
+# when a migration starts without it). So it is asked only what changes with no event:
+# ``query-migrate`` at the interval, and that only with ``events`` off; and every
+# IDLE_POLL_S ``query-migrate`` with the capabilities and parameters (and its answer is
+# a sign of life). Any event brings a full round at once.
+IDLE_POLL_S = 10.0
+# Statuses of no migration under way (others, unknown ones included, are polled at the interval).
+_IDLE_MIGRATION = frozenset({"none", *FINISHED_STATUSES})
+
+
+_UNTOLD = object()
+_EARLY_S = 0.01  # a tick may fire this much before its time (asyncio's clock resolution and float grids)
+
+
+class _Ticks:
+    """The poll loops' timers, shared by every session of one event loop: one timer per
+    moment, however many sessions poll then."""
+
+    _of: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticks]] = weakref.WeakKeyDictionary()
+
+    def __init__(self) -> None:
+        self.due: dict[float, set[asyncio.Future[None]]] = {}
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Ticks:
+        ticks = cls._of.get(loop)
+        if ticks is None:
+            ticks = cls._of[loop] = cls()
+        return ticks
+
+    def add(self, when: float, waiter: asyncio.Future[None]) -> None:
+        group = self.due.get(when)
+        if group is None:
+            group = self.due[when] = set()
+            asyncio.get_running_loop().call_at(when, self._fire, when)
+        group.add(waiter)
+
+    def discard(self, when: float, waiter: asyncio.Future[None]) -> None:
+        group = self.due.get(when)
+        if group is not None:
+            group.discard(waiter)
+
+    def _fire(self, when: float) -> None:
+        for waiter in self.due.pop(when, ()):
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class Reconnected(MonitorError):
@@ -115,8 +166,14 @@ class MonitorSession:
         self._write_listeners: Listeners[[str, dict[str, Any] | None]] = Listeners("write listener", log, self.name)
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the poll loop's sleep, if it sleeps
+        self._full_due = True  # the next round asks everything (connect, events, poll_soon)
+        self._checked_at = float("-inf")  # loop time of the last full round, or idle round with the config
         self._config_due = True
         self._config_at = 0.0
+        # The last reply to each query told to input listeners: an identical one that folds
+        # to no change is no news (an idle monitor answers the same at every poll).
+        self._told: dict[str, Any] = {}
         self._measured: asyncio.Future[DirtyRateInfo] | None = None
         # The last query-migrate made at the end of a migration on this connection (reset()
         # forgets it), and the order in which query-migrate replies were asked for: a reply
@@ -282,7 +339,8 @@ class MonitorSession:
         """Ask for a poll now instead of at the next tick (still never overlapping)."""
         if config:
             self._config_due = True
-        self._wake.set()
+        self._full_due = True
+        self._wake_up()
 
     # ------------------------------------------------------------------ input
 
@@ -306,14 +364,16 @@ class MonitorSession:
         # (libvirt quits a source 60-250 ms after completed).
         if ev.name == "MIGRATION" and ev.data.get("status") in FINISHED_STATUSES:
             self._final_query()  # first: it goes out before anything else is done here
+        was_idle = self.idle
         kinds = self.apply_event(ev)
         # Event listeners first: the switchover reacts to BLOCK_JOB_COMPLETED while the
         # guest is stopped; a repaint can wait a few microseconds.
         self._event_listeners(ev)
         self._notify(kinds)
-        if ev.name in _POLL_NOW_EVENTS:
+        if ev.name in _POLL_NOW_EVENTS or was_idle:
             # Each migration status may come with new parameters (downtime-limit): a new
             # migration surely, and at pre-switchover the operator wants today's limit.
+            # An idle monitor is polled seldom: whatever it says, ask it everything now.
             self.poll_soon(config=ev.name == "MIGRATION")
 
     # ------------------------------------------------------------------ the end of a migration
@@ -375,6 +435,8 @@ class MonitorSession:
         self.parameters = {}
         self.measuring = False
         self._config_due = True
+        self._full_due = True
+        self._told = {}
         self._final = None
         log.info("%s: new connection (generation %d): state reset, querying afresh", self.name, self.generation)
 
@@ -399,9 +461,24 @@ class MonitorSession:
         """Fold one ``query-*`` reply into the state; returns what changed. ``asked``: when
         the query was sent, if known (the answer is from a moment between it and ``now``)."""
         at = self.clock() if now is None else now
+        if not self._input_listeners:
+            return self._fold_reply(command, reply, at, asked)
+        # Told after the fold, and only if it is news: a reply unlike the last one told, one
+        # that changed the state, or one the state may have used (a query-migrate while a
+        # MIGRATION event's guard is up). A view replaying only these ends in the same state.
+        guarded = command == "query-migrate" and self.state.event_guard
+        kinds: set[str] = set()
+        try:
+            kinds = self._fold_reply(command, reply, at, asked)
+        finally:
+            told = self._told.get(command, _UNTOLD)
+            if kinds or guarded or told is _UNTOLD or told != reply:
+                self._told[command] = reply
+                self._input_listeners(QmpInput(at, REPLY, command=command, reply=reply, asked=asked))
+        return kinds
+
+    def _fold_reply(self, command: str, reply: Any, at: float, asked: float | None) -> set[str]:
         state = self.state
-        if self._input_listeners:
-            self._input_listeners(QmpInput(at, REPLY, command=command, reply=reply, asked=asked))
         if command == "query-migrate":
             return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at, asked) else set()
         if command == "query-status":
@@ -447,43 +524,108 @@ class MonitorSession:
     async def _poll_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            started = loop.time()
             if self.connected:
-                await self.poll_once()
-            # Re-arm only now that the poll is over: a slow QEMU slows its own polls.
-            elapsed = loop.time() - started
-            try:
-                async with asyncio.timeout(max(0.0, self.interval - elapsed)):
-                    await self._wake.wait()
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            await asyncio.sleep(MIN_POLL_GAP_S)
+                await self._poll_round()
+            # Re-armed only now that the poll is over: a slow QEMU slows its own polls.
+            await self._sleep_until(self._next_round_at(loop.time()))
+            if self._wake.is_set():  # an event or a request: not closer than MIN_POLL_GAP_S
+                self._wake.clear()
+                await asyncio.sleep(MIN_POLL_GAP_S)
+
+    def _next_round_at(self, now: float) -> float:
+        """Loop time of the next round, on the grid of the interval: every session with this
+        interval polls at the same moments, so one wake-up serves them all (fifty monitors
+        polled at fifty moments a second keep a CPU from ever idling)."""
+        earliest = now + MIN_POLL_GAP_S
+        if self.idle and self._migration_evented():
+            earliest = max(earliest, self._checked_at + IDLE_POLL_S)
+        step = self.interval
+        return math.ceil(earliest / step) * step if step > 0 else earliest
+
+    async def _sleep_until(self, when: float) -> None:
+        """Until the shared tick at ``when`` (loop time), or until :meth:`_wake_up`."""
+        if self._wake.is_set():
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiter = waiter
+        ticks = _Ticks.of(asyncio.get_running_loop())
+        ticks.add(when, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            ticks.discard(when, waiter)
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing on this monitor changes without an event (see ``IDLE_POLL_S``)."""
+        state = self.state
+        run = state.run_state
+        return (self.connected and not self.measuring and self.poll_error is None and run is not None
+                and not run.incoming and state.migration_status in _IDLE_MIGRATION
+                and all(job.is_finished for job in state.block_jobs.values()))
+
+    def _migration_evented(self) -> bool:
+        """QEMU tells of a migration's start with an event (the ``events`` capability is on)."""
+        return self.state.capabilities.enabled("events")
 
     def _queries(self) -> list[str]:
+        loop_now = asyncio.get_running_loop().time()
+        now = self.clock()
+        if self.idle and not self._full_due:
+            # Only what changes without an event: a migration's start (unless evented) at the
+            # interval; capabilities and parameters, and a sign of life, every IDLE_POLL_S.
+            if loop_now - self._checked_at >= IDLE_POLL_S - _EARLY_S:
+                self._checked_at = loop_now
+                return ["query-migrate", *self._config_queries(now)]
+            return [] if self._migration_evented() else ["query-migrate"]
+        self._full_due, self._checked_at = False, loop_now
         queries = ["query-migrate", "query-status"]
         if self.supports("query-block-jobs"):
             queries.append("query-block-jobs")
         if self.measuring:
             queries.append("query-dirty-rate")
-        now = self.clock()
         if self._config_due or now - self._config_at >= CONFIG_EVERY_S:
-            self._config_due, self._config_at = False, now
-            queries += [q for q in ("query-migrate-capabilities", "query-migrate-parameters")
-                        if self.supports(q)]
+            queries += self._config_queries(now)
         return queries
 
+    def _config_queries(self, now: float) -> list[str]:
+        self._config_due, self._config_at = False, now
+        return [q for q in ("query-migrate-capabilities", "query-migrate-parameters") if self.supports(q)]
+
     async def poll_once(self) -> frozenset[str]:
-        """Run one round of queries (pipelined on the one socket) and apply the replies."""
+        """Run one full round of queries (pipelined on the one socket) and apply the replies."""
+        self._full_due = True
+        return await self._poll_round()
+
+    async def _poll_round(self) -> frozenset[str]:
+        """The poll loop's round: everything, or on an idle monitor what has no event."""
         monitor = self.monitor
         if monitor is None:
             return frozenset()
         queries = self._queries()
+        if not queries:
+            return frozenset()
         self._migrate_asked += 1
         asked = self._migrate_asked
         generation = self.generation
         sent = self.clock()
-        replies = await asyncio.gather(*(monitor.execute(q) for q in queries), return_exceptions=True)
+        replies: list[Any]
+        if len(queries) == 1:  # the idle round: no task per query
+            try:
+                replies = [await monitor.execute(queries[0])]
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                replies = [err]
+        else:
+            replies = await asyncio.gather(*(monitor.execute(q) for q in queries), return_exceptions=True)
         if generation != self.generation:
             return frozenset()  # answers of the QEMU before a reconnection: not this one's
         self.polls += 1
@@ -543,7 +685,7 @@ class MonitorSession:
         self.measuring = True
         self._notify({DIRTY_RATE})
         # The regular poll picks up the result; make one land right after QEMU is done.
-        loop.call_later(seconds + 0.1, self._wake.set)
+        loop.call_later(seconds + 0.1, self._wake_up)
         try:
             async with asyncio.timeout(seconds + max(5.0, 3 * self.interval)):
                 return await asyncio.shield(self._measured)

@@ -14,6 +14,7 @@ from replay import tui_run
 
 from migtui.address import parse_address
 from migtui.errors import ReadOnlyRefused
+from migtui.model.qmpinput import QmpInput
 from migtui.transport import ConnState, Monitor
 from migtui.workflow import session as kinds
 from migtui.workflow.session import MonitorSession
@@ -233,3 +234,82 @@ def test_replay_of_a_recorded_storage_migration(version: str) -> None:
     assert job.ended == "completed" and job.type == "mirror"
     dirty = [s.dirty_rate_bytes_per_s for s in state.history if s.dirty_rate_bytes_per_s]
     assert dirty and min(dirty) > 1024 * 1024  # the paced guest dirties ~2.8 MiB/s
+
+
+class Sent:
+    """Every command the session's monitor writes, and every input its listeners are told."""
+
+    def __init__(self, session: MonitorSession) -> None:
+        assert session.monitor is not None
+        self.commands: list[str] = []
+        self.inputs: list[QmpInput] = []
+        session.monitor.add_command_listener(lambda name, _args: self.commands.append(name))
+        session.add_input_listener(self.inputs.append)
+
+
+async def _other_client(path: Path) -> Any:
+    from qemu.qmp import QMPClient
+
+    client = QMPClient("another client")
+    await client.connect(str(path))
+    return client
+
+
+@pytest.mark.qemu
+async def test_an_idle_monitor_without_migration_events_is_asked_query_migrate_only(
+    tmp_path: Path, sessions: list[MonitorSession]
+) -> None:
+    """No migration, ``events`` off: only a migration's start comes without an event, so
+    only query-migrate goes out at the interval, and an unchanged answer is no news for
+    input listeners (the engine's views). A migration another client starts is seen."""
+    proc = QemuProcess(tmp_path / "vm.qmp", machine="pc", extra_sockets=1).start()
+    try:
+        session = make_session(proc.socket_path, interval=0.05)
+        sessions.append(session)
+        sent = Sent(session)
+        session.start()
+        await until(lambda: session.polls >= 3 and session.idle, what="idle after the first rounds")
+        assert not session.state.capabilities.enabled("events")
+        commands, inputs, polls = len(sent.commands), len(sent.inputs), session.polls
+        await until(lambda: session.polls >= polls + 5, what="five more rounds")
+        assert set(sent.commands[commands:]) == {"query-migrate"}, sent.commands[commands:]
+        assert sent.inputs[inputs:] == []
+        other = await _other_client(proc.extra_sockets[0])
+        try:
+            await other.execute("migrate", {"uri": "exec:cat > /dev/null"})
+            await until(lambda: session.state.migration_status != "none", what="the migration seen by a poll")
+            assert any(e.command == "query-migrate" for e in sent.inputs[inputs:])
+        finally:
+            await other.disconnect()
+    finally:
+        proc.kill()
+
+
+@pytest.mark.qemu
+async def test_an_idle_monitor_with_migration_events_is_asked_nothing_until_an_event(
+    tmp_path: Path, sessions: list[MonitorSession]
+) -> None:
+    """``events`` on: the MIGRATION event says when a migration starts, so between its
+    seldom idle rounds the session asks nothing; the event brings a full round at once."""
+    proc = QemuProcess(tmp_path / "vm.qmp", machine="pc", extra_sockets=1).start()
+    try:
+        other = await _other_client(proc.extra_sockets[0])
+        try:
+            await other.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
+            session = make_session(proc.socket_path, interval=0.05)
+            sessions.append(session)
+            sent = Sent(session)
+            session.start()
+            await until(lambda: session.polls >= 1 and session.idle, what="idle after the first round")
+            assert session.state.capabilities.enabled("events")
+            commands = len(sent.commands)
+            await asyncio.sleep(0.5)  # ten intervals
+            assert sent.commands[commands:] == []
+            await other.execute("migrate", {"uri": "exec:cat > /dev/null"})
+            await until(lambda: session.state.migration_status != "none", what="the MIGRATION event applied")
+            assert session.state.status_changes[0].source == "event"
+            await until(lambda: "query-status" in sent.commands[commands:], what="a full round after the event")
+        finally:
+            await other.disconnect()
+    finally:
+        proc.kill()
