@@ -28,7 +28,7 @@ SAMPLES: list[m.Message] = [
     m.Watch(1, [m.AddressInfo("src", "unix", "/run/src.qmp"), m.AddressInfo("dst", "tcp", None, "::1", 4444)],
             m.PolicyInfo(True, 30.0, "resume", ["auto_resume"]), read_only=False, interval=0.5),
     m.Subscribe(2),
-    m.Request(3, "resume", "src", force=True),
+    m.Request(3, "resume", "src", force=True, expires=1700000030.5),
     m.Status(4, ["unix:/run/src.qmp"]),
     m.Guarding(5, stopping=True),
     m.Stop(6),
@@ -48,6 +48,7 @@ SAMPLES: list[m.Message] = [
             [Check("source", True, "paused"), Check("RAM", True, "1 MiB left", info=True)], "", "dst"),
     m.Controls("src", {"resume": m.Control(True, "", "continue"), "arm": m.Control(False, "armed already")}),
     m.Notice("warning", "src: nothing was changed", "src", attempt=True),
+    m.Heartbeat(1700000000.25, 1.0),
 ]
 
 
