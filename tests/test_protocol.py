@@ -23,7 +23,7 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 
 SAMPLES: list[m.Message] = [
     m.Hello(framing.VERSION, m.ViewInfo("tui", "/dev/pts/3", 42), read_only=True),
-    m.Welcome(framing.VERSION, 4100, "/run/user/0/migtui"),
+    m.Welcome(framing.VERSION, 4100, "/run/user/0/migtui", 1.0),
     m.Error("one line"),
     m.Watch(1, [m.AddressInfo("src", "unix", "/run/src.qmp"), m.AddressInfo("dst", "tcp", None, "::1", 4444)],
             m.PolicyInfo(True, 30.0, "resume", ["auto_resume"]), read_only=False, interval=0.5),

@@ -303,7 +303,7 @@ class EngineServer:
             self.engine.attach(view)
             attached = True
             log.info("%s attached%s", view.label, " (read-only)" if view.read_only else "")
-            view.send(m.Welcome(p.VERSION, os.getpid(), str(self.runtime.directory)))
+            view.send(m.Welcome(p.VERSION, os.getpid(), str(self.runtime.directory), HEARTBEAT_S))
             in_flight = asyncio.Semaphore(MAX_IN_FLIGHT)
             loop = asyncio.get_running_loop()
             while not view.closed:

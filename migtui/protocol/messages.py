@@ -54,6 +54,7 @@ class Welcome(Message):
     version: int
     pid: int
     runtime_dir: str
+    heartbeat: float = 0.0  # the engine sends a heartbeat when it has sent nothing for this long (0: never)
 
 
 @dataclass(frozen=True)

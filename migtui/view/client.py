@@ -149,8 +149,10 @@ class EngineClient:
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()
         self._task = loop.create_task(self._read_loop(), name="engine-link")
-        self._watch_due = time.monotonic() + WATCHDOG_S
-        self._watchdog = loop.call_later(WATCHDOG_S, self._watch)
+        if first.heartbeat > 0:  # an engine that beats: its silence means something
+            self.beat_every = first.heartbeat
+            self._watch_due = time.monotonic() + WATCHDOG_S
+            self._watchdog = loop.call_later(WATCHDOG_S, self._watch)
 
     async def _welcome(self, reader: asyncio.StreamReader, *, started: bool) -> m.Message:
         """The engine's first line. Looked after while it does not come: an engine that is
