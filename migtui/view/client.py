@@ -22,6 +22,7 @@ import contextvars
 import itertools
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -113,7 +114,7 @@ class EngineClient:
         spawned: subprocess.Popen[bytes] | None = None
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(str(self.runtime.socket), limit=p.MAX_LINE)
+                reader, writer = await self._open()
                 break
             except (FileNotFoundError, ConnectionRefusedError) as err:
                 if not start:
@@ -153,6 +154,31 @@ class EngineClient:
             self.beat_every = first.heartbeat
             self._watch_due = time.monotonic() + WATCHDOG_S
             self._watchdog = loop.call_later(WATCHDOG_S, self._watch)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the engine's socket. A full backlog (the engine busy accepting a
+        flood of connections, or stopped) is tried again, not taken for a connection: asyncio
+        would wait for the socket to be writable and call it connected, and the first write
+        fails with ENOTCONN."""
+        deadline = time.monotonic() + WELCOME_WAIT_S
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                sock.connect(str(self.runtime.socket))
+            except BlockingIOError:
+                sock.close()
+                proc = engine_process.find(self.runtime)
+                if (proc is not None and proc.stopped) or time.monotonic() > deadline:
+                    raise EngineError(f"the migtui engine at {self.runtime.socket} takes no connection: "
+                                      + engine_process.why_silent(self.runtime, proc.pid if proc else None)
+                                      ) from None
+                await asyncio.sleep(0.02)
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return await asyncio.open_unix_connection(sock=sock, limit=p.MAX_LINE)
 
     async def _welcome(self, reader: asyncio.StreamReader, *, started: bool) -> m.Message:
         """The engine's first line. Looked after while it does not come: an engine that is
