@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from migtui.address import parse_addresses
@@ -28,9 +28,10 @@ def short_runtime_dir() -> Path:
 class EngineProcess:
     """``python -m migtui engine --foreground`` (stays until stopped) in ``directory``."""
 
-    def __init__(self, directory: Path, *extra: str) -> None:
+    def __init__(self, directory: Path, *extra: str, preexec: Callable[[], None] | None = None) -> None:
         self.directory = directory
         self.extra = extra
+        self.preexec = preexec  # run in the child before the engine (set its limits)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -43,7 +44,8 @@ class EngineProcess:
     def start(self, timeout: float = 60.0) -> EngineProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "migtui", "engine", "--foreground", "--runtime-dir", str(self.directory),
-             *self.extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             *self.extra], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=self.preexec)
         deadline = time.monotonic() + timeout
         # The pid file comes last: the socket is listening and its mode set by then.
         while not (self.directory / "engine.pid").exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -58,3 +59,10 @@ async def wait_screen(term: Tmux, text: str, timeout: float = 60.0) -> str:
         return await asyncio.to_thread(term.wait_for, text, timeout)
     except AssertionError as err:
         raise AssertionError(f"{err}\nengine's log:\n{engine_log(Path(os.environ['MIGTUI_RUNTIME_DIR']))}") from None
+
+
+def main_text(screen: str) -> str:
+    """The dashboard's main area (right of the monitor list) as one line of text: wrapped
+    lines read whole; times read HH:MM:SS."""
+    rows = [row.split("│", 1)[1] if "│" in row else "" for row in screen.splitlines()]
+    return re.sub(r"\d\d:\d\d:\d\d", "HH:MM:SS", " ".join(" ".join(rows).split()))

@@ -1,8 +1,10 @@
 """``migtui status``: a one-shot snapshot of each monitor, for scripts and no-TTY use.
 
 Always read-only. The user's engine answers for the monitors it holds (QEMU serves one
-client per QMP socket); the others are queried directly. Exit 0 if all answered, 1 if
-any did not, 2 on bad usage.
+client per QMP socket); the others are queried directly. When the engine is there but
+cannot be asked (stopped, hung, its directory refused), a monitor that does not greet is
+most likely held by it: its error says so, and why the engine could not be asked. Exit 0
+if all answered, 1 if any did not, 2 on bad usage.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from ..model.migration import MigrationInfo
 from ..model.vmstate import is_armed
 from ..protocol.messages import Status
 from ..protocol.runtime import runtime
-from ..view.client import EngineClient, EngineError
+from ..view.client import EngineClient, EngineNotRunning
 from ..workflow.status import Snapshot, collect
 from .options import MONITOR_HELP, add_runtime_argument
 
@@ -31,22 +33,33 @@ async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
     """Ask the user's engine for the monitors it watches (QEMU serves one client per
     socket: the engine's connection would block ours); query the others directly."""
     answers: list[dict[str, Any] | None] = [None] * len(addresses)
-    client = EngineClient(runtime(runtime_dir), read_only=True, kind="migtui status")
+    rt = runtime(runtime_dir)
+    client = EngineClient(rt, read_only=True, kind="migtui status")
+    problem: str | None = None  # why the engine that is there could not be asked
     try:
         await asyncio.wait_for(client.connect(start=False), timeout)
-        reply = await asyncio.wait_for(
-            client.call(Status, addresses=[a.absolute().display for a in addresses]), timeout)
+        reply = await client.call(Status, addresses=[a.absolute().display for a in addresses], timeout=timeout)
         if reply.ok:
             answers = list(reply.monitors)[: len(addresses)]
             answers += [None] * (len(addresses) - len(answers))
-    except (TimeoutError, EngineError, MigtuiError, OSError):
-        pass  # no engine (or not ours to ask): every monitor directly
+    except EngineNotRunning:
+        pass  # no engine: every monitor directly
+    except TimeoutError:
+        problem = f"the migtui engine in {rt.directory} did not answer within {timeout:g} s"
+    except (MigtuiError, OSError) as err:  # stopped, hung, its directory refused...
+        problem = str(err)
     finally:
         await client.close()
     direct = [a for a, answer in zip(addresses, answers, strict=True) if answer is None]
     fetched = iter(await collect(direct, timeout))
-    return [Snapshot.from_json(a, answer) if answer is not None else next(fetched)
-            for a, answer in zip(addresses, answers, strict=True)]
+    snaps = [Snapshot.from_json(a, answer) if answer is not None else next(fetched)
+             for a, answer in zip(addresses, answers, strict=True)]
+    if problem is not None:
+        for s in snaps:
+            if s.held:  # not "another client": most likely the engine that could not be asked
+                s.error = (f"{s.address.name}: no QMP greeting: the monitor is held, most likely by the migtui"
+                           f" engine, which could not be asked: {problem}")
+    return snaps
 
 
 def render_table(snaps: list[Snapshot]) -> str:

@@ -1,7 +1,9 @@
 """Running the engine: the engine lock, the socket and the signals, until it stops.
 
 ``migtui engine --foreground`` (and the engine a view starts) run :func:`serve`. The
-lock makes one engine per runtime directory; the socket appears once it listens.
+lock makes one engine per runtime directory; the socket appears once it listens. The
+engine raises its soft limit of file descriptors to the hard one (the shell's default
+soft limit is often 1024: views, QMP connections and files share it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import contextlib
 import fcntl
 import logging
 import os
+import resource
 import signal
+import sys
 from typing import IO
 
 from ..protocol.runtime import Runtime
@@ -32,17 +36,48 @@ def lock(rt: Runtime) -> IO[str] | None:
     return fd
 
 
+def raise_fd_limit() -> int:
+    """The soft limit of file descriptors raised to the hard one; returns the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError) as err:
+            log.warning("cannot raise the limit of open files from %d to %d: %s", soft, want, err)
+    return int(soft)
+
+
+def _fail(message: str) -> None:
+    """One line on stderr (engine.err for an engine a view started) and in the log."""
+    log.error("%s", message)
+    with contextlib.suppress(OSError):
+        print(f"migtui engine: {message}", file=sys.stderr, flush=True)
+
+
 async def serve(rt: Runtime, *, persist: bool) -> int:
     held = lock(rt)
     if held is None:
         log.info("another engine runs in %s", rt.directory)
         return 3
+    nofile = raise_fd_limit()
     engine = Engine(persist=persist, records=rt.directory)
     await engine.durable.adopt()  # what an engine armed here before: watched again at once
-    server = EngineServer(engine, rt)
-    await server.start()
-    rt.pid_file.write_text(f"{os.getpid()}\n")
+    server = EngineServer(engine, rt, nofile=nofile)
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(server.loop_error)
+    try:
+        await server.start()
+        rt.pid_file.write_text(f"{os.getpid()}\n")
+    except OSError as err:  # a full runtime directory (tmpfs), most often
+        _fail(f"cannot start in {rt.directory}: {err.strerror or err}"
+              f"{f' ({err.filename})' if err.filename else ''}")
+        await server.close()
+        with contextlib.suppress(OSError):
+            rt.pid_file.unlink()
+        held.close()
+        return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, engine.stopped.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP ignored: the engine outlives terminals"))

@@ -54,6 +54,7 @@ class Welcome(Message):
     version: int
     pid: int
     runtime_dir: str
+    heartbeat: float = 0.0  # the engine sends a heartbeat when it has sent nothing for this long (0: never)
 
 
 @dataclass(frozen=True)
@@ -69,9 +70,13 @@ class Error(Message):
 
 @dataclass(frozen=True)
 class Call(Message):
-    """A request the engine answers with a :class:`Reply` carrying the same ``id``."""
+    """A request the engine answers with a :class:`Reply` carrying the same ``id``.
+    ``expires``: when the view gives up waiting for the reply (wall clock: the engine and
+    its views share the machine). The engine refuses a request it reads after that -- it
+    was stopped or hung meanwhile, and the view told its operator that nothing was done."""
 
     id: int
+    expires: float | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -277,9 +282,19 @@ class Notice(Message):
     attempt: bool = False  # an action that changed nothing (its switchover's ``attempt`` says it too)
 
 
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    """The engine is alive: sent to a view that has had nothing else for ``interval`` s.
+    A view that hears nothing for a few intervals marks the engine silent (stopped, hung)."""
+
+    OP: ClassVar[str] = "heartbeat"
+    at: float  # the engine's wall clock
+    interval: float = 1.0
+
+
 REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Status, Guarding, Stop)
 EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Feed, Session, Switchover, Pause, Controls,
-                                     Notice)
+                                     Notice, Heartbeat)
 MESSAGES: dict[str, type[Message]] = {cls.OP: cls for cls in (*REQUESTS, *EVENTS)}
 # Actions a view may request; each changes a VM (refused for read-only views).
 ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure"})

@@ -49,11 +49,17 @@ class Runtime:
         d = self.directory
         try:
             d.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except FileExistsError:
+            pass  # something else is there: said below
+        except OSError as err:
+            raise RuntimeDirError(f"runtime directory {d}: {err.strerror or err}") from None
+        try:
             st = os.lstat(d)
         except OSError as err:
             raise RuntimeDirError(f"runtime directory {d}: {err.strerror or err}") from None
         if not stat.S_ISDIR(st.st_mode):
-            raise RuntimeDirError(f"runtime directory {d} is not a directory (a symlink?): remove it")
+            raise RuntimeDirError(f"runtime directory {d} is {_kind(st.st_mode)}, not a directory: remove it,"
+                                  f" or choose another with --runtime-dir or ${RUNTIME_ENV}")
         if st.st_uid != os.getuid():
             raise RuntimeDirError(f"runtime directory {d} belongs to uid {st.st_uid}, not {os.getuid()}:"
                                   f" use --runtime-dir or ${RUNTIME_ENV}")
@@ -63,6 +69,15 @@ class Runtime:
         if len(os.fsencode(self.socket)) > MAX_SOCKET_PATH:
             raise RuntimeDirError(f"runtime directory {d} is too deep for a unix socket: use a shorter one")
         return self
+
+
+def _kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISLNK, "a symlink"), (stat.S_ISREG, "a regular file"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "something else"
 
 
 def runtime(requested: str | os.PathLike[str] | None = None) -> Runtime:

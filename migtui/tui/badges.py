@@ -77,6 +77,14 @@ def polls_failing_badge() -> Content:
     return Content.styled(f" {POLLS_FAILING} ", "bold reverse $warning")
 
 
+ENGINE_SILENT = "engine silent"  # the view hears nothing from its engine (stopped, hung): all stale
+
+
+def engine_silent_badge() -> Content:
+    """`` engine silent `` in reverse video: the engine says nothing; nothing shown is current."""
+    return Content.styled(f" {ENGINE_SILENT} ", "bold reverse $error")
+
+
 def last_run_state_text(status: str | None) -> Content:
     """The run state last seen, muted: QEMU does not answer now."""
     return Content.styled(f"last: {status}", "$text-muted") if status else Content("")

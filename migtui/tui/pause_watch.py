@@ -192,6 +192,9 @@ class PauseWatch:
         controller = session.switchover
         if controller.action and controller.actor:
             lines.insert(0, Content.styled(f"{controller.action} started by {controller.actor}", "$accent"))
+        silence = session.engine_silence
+        if silence is not None:  # nothing here is current, and nothing asked of it is under way
+            lines.insert(0, Content.styled(f"✗ {silence}", "bold $error"))
         return Content("\n").join(lines) if lines else None
 
     def _refresh_dialogs(self) -> None:
@@ -293,6 +296,9 @@ class PauseWatch:
             lines.append(Content.styled(f" ‖ {len(rest)} more guests STOPPED: {', '.join(rest)} ",
                                         "bold reverse $warning"))
         notes = [_note_line(key, text) for key, text in self.queue.banner_notes()]
+        silence = next((s.engine_silence for s in sources if s.engine_silent), None)
+        if silence is not None:  # the clocks tick on; the deadline, the checklist are its last word
+            notes.insert(0, Content.styled(f"✗ {silence}", "bold $error"))
         if any(s.read_only for s in sources):
             notes.append(Content.styled("read-only: migtui will not resume or abort; the guest stays stopped"
                                         " until another client does", "$warning"))

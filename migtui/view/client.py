@@ -5,6 +5,13 @@ an engine that is not running is started first (detached: its own session, so a
 lost terminal never reaches it). The client keeps one :class:`RemoteSession` per
 monitor the engine watches, fed by the engine's messages, and sends requests.
 No textual here: ``migtui status`` uses it too.
+
+An engine that cannot answer is said in one line with its pid and what to do: one that
+exits at once (its stderr's last line, a full runtime directory), one that is stopped
+(SIGSTOP) or hung before it welcomes us. Once attached, an engine that says nothing for
+``SILENT_AFTER_BEATS`` heartbeats is marked silent (:meth:`EngineClient.silence`), and a
+request carries the time the view gives up on it (``expires``): the engine never does
+later what the view said was not done.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import contextvars
 import itertools
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -28,6 +36,7 @@ from ..protocol import framing as p
 from ..protocol import lines
 from ..protocol import messages as m
 from ..protocol.runtime import Runtime
+from . import engine_process
 from .remote import RemoteSession
 
 log = logging.getLogger("migtui.view")
@@ -35,7 +44,10 @@ log = logging.getLogger("migtui.view")
 # An engine this view started: waited for as long as it runs (a loaded machine can take
 # long to start Python), up to this backstop; one that exits early is said at once.
 START_WAIT_S = 60.0
+WELCOME_WAIT_S = 15.0  # an engine that runs but has not welcomed us by then is hung
 CALL_TIMEOUT_S = 30.0
+SILENT_AFTER_BEATS = 4  # heartbeats missed before the engine is marked silent
+WATCHDOG_S = 0.5
 
 
 class EngineError(MigtuiError):
@@ -82,7 +94,15 @@ class EngineClient:
         self._task: asyncio.Task[None] | None = None
         self._notice_listeners: Listeners[[str, str, str | None, bool]] = Listeners("notice listener", log)
         self.notices: list[tuple[str, str]] = []
-        self.engine_pid: int | None = None  # from its welcome: told apart from a new engine's
+        self.engine_pid: int | None = None  # from its welcome
+        self.call_timeout = CALL_TIMEOUT_S  # how long a request is waited for (then it expires)
+        # The engine's silence: when it was last heard, and since when it is marked silent.
+        self.heard_at = time.monotonic()
+        self._heard_wall = time.time()
+        self.beat_every = 1.0  # the engine's heartbeat interval (its heartbeats say it)
+        self.silent_since: float | None = None  # wall clock of the last line heard, while silent
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._watch_due = 0.0
         # The context messages are applied in: a UI sets its own (Textual's active app),
         # since the link's reader task was started before the UI existed.
         self.context: contextvars.Context | None = None
@@ -95,7 +115,7 @@ class EngineClient:
         spawned: subprocess.Popen[bytes] | None = None
         while True:
             try:
-                reader, writer = await asyncio.open_unix_connection(str(self.runtime.socket), limit=p.MAX_LINE)
+                reader, writer = await self._open()
                 break
             except (FileNotFoundError, ConnectionRefusedError) as err:
                 if not start:
@@ -103,23 +123,23 @@ class EngineClient:
                                            " (start one with `migtui MONITOR...` or `migtui engine`)") from err
                 if spawned is None:
                     spawned = spawn_engine(self.runtime, log_file)
-                elif spawned.poll() not in (None, 0):  # 0: another engine took the lock; it listens soon
-                    raise EngineError(f"the migtui engine exited as it started (status {spawned.returncode}):"
-                                      f" see {self.runtime.directory / 'engine.err'}") from err
+                elif spawned.poll() not in (None, 0):  # 0: another engine won the race: wait for its socket
+                    raise EngineError(f"the migtui engine exited at once: {engine_process.start_failure(self.runtime)}"
+                                      ) from None
                 if time.monotonic() > deadline:
                     raise EngineError(f"the migtui engine did not start within {START_WAIT_S:g} s:"
-                                      f" see {self.runtime.directory / 'engine.err'}") from err
+                                      f" {engine_process.start_failure(self.runtime)}") from err
                 await asyncio.sleep(0.02)
             except OSError as err:
                 raise EngineError(f"cannot reach the migtui engine at {self.runtime.socket}:"
                                   f" {err.strerror or err}") from err
         self._reader, self._writer = reader, writer
-        self._send(m.Hello(p.VERSION, m.ViewInfo(self.kind, _tty(), os.getpid()), self.read_only))
         try:
-            first = lines.decode(await asyncio.wait_for(reader.readline(), CALL_TIMEOUT_S))
-        except (TimeoutError, p.ProtocolError, ConnectionError) as err:
+            self._send(m.Hello(p.VERSION, m.ViewInfo(self.kind, _tty(), os.getpid()), self.read_only))
+            first = await self._welcome(reader, started=spawned is not None)
+        except BaseException:
             writer.close()
-            raise EngineError(f"the migtui engine at {self.runtime.socket} did not answer ({err})") from None
+            raise
         if isinstance(first, m.Error):
             writer.close()
             raise EngineError(first.error)
@@ -127,11 +147,77 @@ class EngineClient:
             writer.close()
             raise EngineError(f"the migtui engine at {self.runtime.socket} spoke something else ({first.OP})")
         self.engine_pid = first.pid
+        self._heard()
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()
         self._task = loop.create_task(self._read_loop(), name="engine-link")
+        if first.heartbeat > 0:  # an engine that beats: its silence means something
+            self.beat_every = first.heartbeat
+            self._watch_due = time.monotonic() + WATCHDOG_S
+            self._watchdog = loop.call_later(WATCHDOG_S, self._watch)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A connection to the engine's socket. A full backlog (the engine busy accepting a
+        flood of connections, or stopped) is tried again, not taken for a connection: asyncio
+        would wait for the socket to be writable and call it connected, and the first write
+        fails with ENOTCONN."""
+        deadline = time.monotonic() + WELCOME_WAIT_S
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                sock.connect(str(self.runtime.socket))
+            except BlockingIOError:
+                sock.close()
+                proc = engine_process.find(self.runtime)
+                if (proc is not None and proc.stopped) or time.monotonic() > deadline:
+                    raise EngineError(f"the migtui engine at {self.runtime.socket} takes no connection: "
+                                      + engine_process.why_silent(self.runtime, proc.pid if proc else None)
+                                      ) from None
+                await asyncio.sleep(0.02)
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return await asyncio.open_unix_connection(sock=sock, limit=p.MAX_LINE)
+
+    async def _welcome(self, reader: asyncio.StreamReader, *, started: bool) -> m.Message:
+        """The engine's first line. Looked after while it does not come: an engine that is
+        stopped, has exited or does not answer within WELCOME_WAIT_S is one line naming its
+        pid and what to do."""
+        where = self.runtime.socket
+        deadline = time.monotonic() + WELCOME_WAIT_S
+        read = asyncio.ensure_future(reader.readline())
+        try:
+            while not read.done():
+                await asyncio.wait({read}, timeout=0.25)
+                if read.done():
+                    break
+                proc = engine_process.find(self.runtime)
+                if (proc is not None and proc.stopped) or time.monotonic() > deadline:
+                    raise EngineError(f"the migtui engine at {where} does not answer: "
+                                      + engine_process.why_silent(self.runtime, proc.pid if proc else None))
+            line = read.result()
+        except (OSError, ValueError) as err:  # ValueError: a line over the limit
+            raise EngineError(f"the migtui engine at {where} broke the connection before it answered"
+                              f" ({err.strerror if isinstance(err, OSError) and err.strerror else err}):"
+                              f" {engine_process.start_failure(self.runtime)}") from None
+        finally:
+            read.cancel()
+        if not line:
+            if started:
+                raise EngineError(f"the migtui engine exited at once: {engine_process.start_failure(self.runtime)}")
+            raise EngineError(f"the migtui engine at {where} closed the connection before it answered:"
+                              f" {engine_process.start_failure(self.runtime)}")
+        try:
+            return lines.decode(line)
+        except p.ProtocolError as err:
+            raise EngineError(f"the migtui engine at {where} sent something else ({err})") from None
 
     async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self._writer is not None:
             with contextlib.suppress(Exception):
                 self._writer.close()
@@ -145,16 +231,22 @@ class EngineClient:
             raise EngineError("the migtui engine link is closed")
         self._writer.write(lines.encode(message))
 
-    async def call(self, request: type[m.Call], **fields: Any) -> m.Reply:
-        """Send ``request(id=..., **fields)``; the engine's reply to it."""
+    async def call(self, request: type[m.Call], *, timeout: float | None = None, **fields: Any) -> m.Reply:
+        """Send ``request(id=..., **fields)``; the engine's reply to it. Waited for ``timeout``
+        (default ``call_timeout``) s; the request expires then: the engine will not act on it
+        later."""
+        timeout = self.call_timeout if timeout is None else timeout
         rid = next(self._ids)
         fut: asyncio.Future[m.Reply] = asyncio.get_running_loop().create_future()
         self._calls[rid] = fut
         try:
-            self._send(request(id=rid, **fields))
-            return await asyncio.wait_for(fut, CALL_TIMEOUT_S)
+            self._send(request(id=rid, expires=time.time() + timeout, **fields))
+            return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            raise EngineError(f"the migtui engine did not answer {request.OP} within {CALL_TIMEOUT_S:g} s") from None
+            what = " ".join(str(fields[k]) for k in ("action", "monitor") if k in fields) or request.OP
+            why = self.silence() or f"the migtui engine (pid {self.engine_pid}) is busy or hung"
+            raise EngineError(f"the migtui engine did not answer {what} within {timeout:g} s: not done,"
+                              f" and it will not be done later; {why}") from None
         finally:
             self._calls.pop(rid, None)
 
@@ -188,6 +280,47 @@ class EngineClient:
 
     # ------------------------------------------------------------------ listeners
 
+    def _silence_changed(self) -> None:
+        """The engine fell silent or is heard again: every session is told (what it shows
+        is the engine's last word while it lasts)."""
+        for session in list(self.sessions.values()):
+            session.engine_silence_changed()
+
+    def silence(self) -> str | None:
+        """One line while the engine is silent (no heartbeat for SILENT_AFTER_BEATS of them):
+        since when, its pid, stopped or hung, and what to do. None while it is heard."""
+        if self.silent_since is None:
+            return None
+        since = time.strftime("%H:%M:%S", time.localtime(self.silent_since))
+        why = engine_process.why_silent(self.runtime, self.engine_pid)
+        return f"the migtui engine has said nothing since {since}: {why}"
+
+    def _in_context(self, fn: Callable[[], None]) -> None:
+        if self.context is not None:
+            self.context.run(fn)
+        else:
+            fn()
+
+    def _heard(self) -> None:
+        self.heard_at = time.monotonic()
+        self._heard_wall = time.time()
+        if self.silent_since is not None:
+            self.silent_since = None
+            log.info("the engine is heard again")
+            self._silence_changed()
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        late = now - self._watch_due
+        self._watch_due = now + WATCHDOG_S
+        self._watchdog = asyncio.get_running_loop().call_later(WATCHDOG_S, self._watch)
+        if late > 2 * WATCHDOG_S:
+            return  # this view itself was held up: the engine's lines may be waiting, unread
+        if self.silent_since is None and now - self.heard_at > SILENT_AFTER_BEATS * self.beat_every:
+            self.silent_since = self._heard_wall
+            log.warning("%s", self.silence())
+            self._in_context(self._silence_changed)
+
     def add_notice_listener(self, cb: Callable[[str, str, str | None, bool], None]) -> None:
         """``cb(level, text, monitor, attempt)``: ``attempt`` marks an action that changed
         nothing (its switchover says so too, as its ``attempt``)."""
@@ -209,11 +342,12 @@ class EngineClient:
                     why = "the migtui engine exited"
                     break
                 message = lines.decode(line)
+                self._in_context(self._heard)
                 if self.context is not None:
                     self.context.run(self._dispatch, message)
                 else:
                     self._dispatch(message)
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.IncompleteReadError):
             why = "the migtui engine link broke"
         except p.ProtocolError as err:
             why = f"the migtui engine sent garbage ({err})"
@@ -221,6 +355,9 @@ class EngineClient:
             why = "closed"
             raise
         finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
             for fut in self._calls.values():
                 if not fut.done():
                     fut.set_exception(EngineError(why))
@@ -241,6 +378,9 @@ class EngineClient:
             return
         if isinstance(message, m.Error):
             self.notice("error", message.error)
+            return
+        if isinstance(message, m.Heartbeat):
+            self.beat_every = max(0.1, message.interval)
             return
         session = self.sessions.get(str(getattr(message, "name", "")))
         if session is None:

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..address import MonitorAddress
-from ..errors import MonitorError, ReadOnlyRefused, monitor_error
+from ..errors import MigtuiError, MonitorError, ReadOnlyRefused, monitor_error
 from ..listeners import Listeners
+from ..model.events import QmpEvent
 from ..model.qmpinput import QmpInput
 from ..model.switchover import (
     ACTIVE,
@@ -36,6 +37,7 @@ from ..workflow.session import (
     CONFIG,
     CONNECTION,
     DIRTY_RATE,
+    EVENTS,
     KINDS,
     MIGRATION,
     MonitorSession,
@@ -62,6 +64,10 @@ class RemoteSession(MonitorSession):
         self.pause = m.Pause(name)  # the engine's word on this source's pause
         self.controls = m.Controls(name)  # the engine's word on each action
         self.switchover = RemoteSwitchover(self)
+        self._heard_session = False  # a first SESSION message sets the generation, resets nothing
+        # The events of the connection before the last new one (maybe another QEMU at that
+        # socket), kept for the event log, which marks where they end.
+        self.earlier_events: list[QmpEvent] = []
 
     # --------------------------------------------------------------- what the TUI reads
 
@@ -76,6 +82,25 @@ class RemoteSession(MonitorSession):
     @property
     def read_only(self) -> bool:
         return self._read_only or self.client.read_only
+
+    @property
+    def engine_silent_since(self) -> float | None:
+        """When the engine was last heard, while it is silent (wall clock); None while it is heard."""
+        since: float | None = getattr(self.client, "silent_since", None)  # (a stand-in client in tests has none)
+        return since
+
+    @property
+    def engine_silent(self) -> bool:
+        return self.engine_silent_since is not None
+
+    @property
+    def engine_silence(self) -> str | None:
+        """One line while the engine says nothing (stopped, hung): everything shown is its last word."""
+        return self.client.silence() if self.engine_silent else None
+
+    def engine_silence_changed(self) -> None:
+        """The engine fell silent, or is heard again: everything on show changes meaning."""
+        self._notify(KINDS - {EVENTS})
 
     @property
     def qemu_version(self) -> str | None:
@@ -118,12 +143,16 @@ class RemoteSession(MonitorSession):
 
     def apply_session(self, data: m.Session) -> None:
         changed = {CONNECTION, DIRTY_RATE}
-        if data.generation != self.generation:  # the engine reconnected: what we knew is void
+        if data.generation != self.generation and self._heard_session:  # reconnected: what we knew is void
             changed = set(KINDS)
+            self.earlier_events = list(self.state.events)
             self.reset()
             self.generation = data.generation
             self.pause = m.Pause(self.name)
             self.switchover = RemoteSwitchover(self)
+        # The first one: the feed replayed just before it is this connection's already.
+        self.generation = data.generation
+        self._heard_session = True
         try:
             state = ConnState(data.state)
         except ValueError:
@@ -224,7 +253,7 @@ class RemoteSwitchover(PhaseFacts):
     async def _request(self, action: str, force: bool = False) -> str:
         try:
             return await self.source.engine_request(action, force=force)
-        except MonitorError as err:
+        except MigtuiError as err:  # refused, or the engine did not answer (then it expired)
             self._requested = None
             if self.result is None and self.phase not in ACTIVE:
                 self.action = None

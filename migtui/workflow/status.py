@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..address import MonitorAddress
-from ..errors import MonitorError
+from ..errors import GreetingTimeout, MonitorError
 from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
 from ..transport import Monitor
@@ -26,6 +26,7 @@ class Snapshot:
     migration: MigrationInfo | None = None
     capabilities: dict[str, bool] = field(default_factory=dict)
     block_jobs: list[dict[str, Any]] = field(default_factory=list)
+    held: bool = False  # no QMP greeting: another client (maybe a migtui engine) holds the monitor
 
     @property
     def ok(self) -> bool:
@@ -84,6 +85,7 @@ async def snapshot(address: MonitorAddress, timeout: float) -> Snapshot:
         snap.block_jobs = list(jobs) if isinstance(jobs, list) else []
     except MonitorError as exc:
         snap.error = str(exc)
+        snap.held = isinstance(exc, GreetingTimeout)
     finally:
         await mon.close()
     return snap

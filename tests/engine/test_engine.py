@@ -8,13 +8,18 @@ EngineClients (the protocol the dashboard speaks, without the screen) and the re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import os
+import resource
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +30,7 @@ from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir,
 
 from migtui.engine.server import View
 from migtui.lab.lab import Lab
+from migtui.logfile import BURST, RepeatFilter, setup_logging
 from migtui.model.qmpinput import QmpInput
 from migtui.model.switchover import Outcome
 from migtui.protocol import framing as p
@@ -32,7 +38,7 @@ from migtui.protocol import lines
 from migtui.protocol.codec import to_json
 from migtui.protocol.messages import Feed, PolicyInfo, Request, Stop
 from migtui.protocol.runtime import runtime
-from migtui.view.client import EngineClient
+from migtui.view.client import EngineClient, EngineError
 
 MiB = 1024 * 1024
 
@@ -348,3 +354,348 @@ async def test_two_views_get_each_feed_entry_once() -> None:
     for k, chunks in written.items():
         messages = [lines.decode(line) for line in b"".join(chunks).splitlines()]
         assert [e.t for m in messages for e in m.entries] == [0, 1, 2], (k, messages)
+
+
+# ---------------------------------------------------------------------- issue 14: what a script can do to the engine
+
+
+def _fd_limit(soft: int, hard: int) -> Callable[[], None]:
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    return limit
+
+
+def _open_limit(pid: int) -> tuple[int, int]:
+    """The engine's (soft, hard) limit of open files, from /proc."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            soft, hard = line.split()[3:5]
+            return int(soft), int(hard)
+    raise AssertionError("no 'Max open files' in /proc/PID/limits")
+
+
+def _leak_connections(path: Path, count: int) -> list[socket.socket]:
+    """``count`` connections to the engine that never say anything, as a leaky script
+    leaves them: each connect is retried until the engine's backlog takes it."""
+    opened: list[socket.socket] = []
+    while len(opened) < count:
+        s = socket.socket(socket.AF_UNIX)
+        s.setblocking(False)
+        try:
+            s.connect(str(path))
+        except BlockingIOError:  # the backlog is full: the engine has not accepted yet
+            s.close()
+            time.sleep(0.001)
+            continue
+        opened.append(s)
+    return opened
+
+
+def _closed_by_peer(s: socket.socket) -> bool:
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+async def test_a_thousand_idle_connections_cost_the_engine_a_few_lines_and_views_still_attach() -> None:
+    """Issue 14.3: a script leaks a thousand connections that never say hello, to an engine
+    whose hard limit of open files is low. The engine raises its soft limit to the hard one,
+    closes connections that wait for their hello (the oldest first, then after 10 s), takes a
+    bounded number of views and refuses more in one line; its log stays a few lines, and new
+    views and `migtui engine stop` work throughout."""
+    engine = EngineProcess(short_runtime_dir(), preexec=_fd_limit(64, 128)).start()
+    leaked: list[socket.socket] = []
+    views: list[EngineClient] = []
+    try:
+        assert _open_limit(engine.pid) == (128, 128)  # raised to the hard limit
+        leaked = await asyncio.to_thread(_leak_connections, engine.directory / "engine.sock", 1000)
+        # A view attaches while they are all open on the script's side.
+        async with attached(engine.directory, kind="during") as view:
+            assert await view.guarding() == []
+            # Views up to the engine's bound attach; the next one is refused in one line.
+            refused: EngineError | None = None
+            for n in range(200):
+                client = EngineClient(runtime(engine.directory), kind=f"extra-{n}")
+                try:
+                    await client.connect(start=False)
+                except EngineError as err:
+                    refused = err
+                    break
+                views.append(client)
+            assert refused is not None, "the engine took 200 views with 128 file descriptors"
+            assert "views attached, the most it takes" in str(refused) and "\n" not in str(refused), refused
+            assert 4 <= len(views) < 64
+        for client in views:
+            await client.close()
+        views.clear()
+        # Every leaked connection is closed by the engine: the oldest at once, the last after 10 s.
+        await until(lambda: all(_closed_by_peer(s) for s in leaked), 120, "the leaked connections closed")
+        stop = subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--runtime-dir",
+                               str(engine.directory)], capture_output=True, text=True, timeout=60)
+        assert (stop.returncode, stop.stdout, stop.stderr) == (0, "migtui engine: stopped\n", ""), stop
+        assert engine.proc is not None
+        await asyncio.to_thread(engine.proc.wait, 60)
+        log = engine.log
+        assert "Traceback" not in log and "out of system resource" not in log, log[-3000:]
+        assert len(log.splitlines()) < 400, f"{len(log.splitlines())} lines"
+        assert "no hello within 10 s: closed" not in log  # the refusal goes to the peer, not the log
+    finally:
+        for client in views:
+            await client.close()
+        for s in leaked:
+            s.close()
+        engine.cleanup()
+
+
+def test_a_log_storm_is_thinned_out_and_the_log_file_stays_bounded(tmp_path: Path) -> None:
+    """Issue 14.3: the same line (a traceback, say) thousands of times a second is written
+    in a burst, then once a second with the count left out; and the file is rotated once."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, logging.raiseExceptions)
+    path = tmp_path / "engine.log"
+    try:
+        setup_logging(str(path), max_bytes=256 * 1024)
+        storm = logging.getLogger("asyncio")
+        for _ in range(20_000):
+            try:
+                raise OSError(24, "Too many open files")
+            except OSError:
+                storm.exception("socket.accept() out of system resource")
+        for n in range(300):  # lines that differ in their arguments only are one kind too
+            logging.getLogger("migtui.engine").info("watching %s", f"vm{n}")
+        logging.getLogger("migtui.engine").info("a line of another kind")
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        logging.raiseExceptions = saved[2]
+    text = path.read_text()
+    assert text.count("socket.accept() out of system resource") <= BURST + 5, text.count("out of system")
+    assert text.count("watching vm") <= BURST + 5
+    assert "a line of another kind" in text
+    sizes = [p.stat().st_size for p in tmp_path.iterdir()]
+    assert sorted(p.name for p in tmp_path.iterdir()) in (["engine.log"], ["engine.log", "engine.log.1"])
+    assert max(sizes) <= 256 * 1024 + 64 * 1024, sizes
+
+
+def test_a_repeated_line_says_how_many_like_it_were_left_out() -> None:
+    now = [0.0]
+    thinning = RepeatFilter(burst=3, every=1.0, clock=lambda: now[0])
+    records = [logging.LogRecord("x", logging.WARNING, __file__, 1, "dropping %s", (f"v{n}",), None)
+               for n in range(10)]
+    passed = [r for r in records if thinning.filter(r)]
+    assert [r.getMessage() for r in passed] == ["dropping v0", "dropping v1", "dropping v2"]
+    now[0] = 1.0
+    later = logging.LogRecord("x", logging.WARNING, __file__, 1, "dropping %s", ("v10",), None)
+    assert thinning.filter(later)
+    assert later.getMessage() == "dropping v10 [7 more like this left out]"
+
+
+async def test_a_stopped_engine_is_named_and_stop_force_ends_it(engine: EngineProcess) -> None:
+    """Issue 14.5: SIGSTOP the engine. A new view, `migtui engine stop` and `migtui status`
+    say in one line that it is stopped, with its pid and what to do; `--force` ends it."""
+    os.kill(engine.pid, signal.SIGSTOP)
+    try:
+        client = EngineClient(runtime(engine.directory), kind="late")
+        with pytest.raises(EngineError) as caught:
+            await client.connect(start=False)
+        said = str(caught.value)
+        assert f"(pid {engine.pid}) is stopped" in said and f"kill -CONT {engine.pid}" in said, said
+        assert "migtui engine stop --force" in said and "\n" not in said
+        stop = [sys.executable, "-m", "migtui", "engine", "stop", "--runtime-dir", str(engine.directory)]
+        refused = await asyncio.to_thread(subprocess.run, stop, capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 1 and refused.stdout == "", refused
+        assert refused.stderr.startswith("migtui engine: not stopped: the migtui engine at "), refused.stderr
+        assert f"kill -CONT {engine.pid}" in refused.stderr and refused.stderr.count("\n") == 1, refused.stderr
+        assert engine.proc is not None and engine.proc.poll() is None  # not stopped without --force
+        forced = await asyncio.to_thread(subprocess.run, [*stop, "--force"], capture_output=True, text=True,
+                                         timeout=120)
+        assert forced.returncode == 0, forced
+        assert forced.stdout.startswith(f"migtui engine: pid {engine.pid} did not answer: "), forced.stdout
+        assert forced.stdout.count("\n") == 1 and forced.stderr == "", forced
+        assert await asyncio.to_thread(engine.proc.wait, 60) is not None
+        assert not (engine.directory / "engine.sock").exists() and not (engine.directory / "engine.pid").exists()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(engine.pid, signal.SIGCONT)
+
+
+async def test_stop_force_never_signals_a_process_that_is_not_this_directorys_engine() -> None:
+    """Issue 14.5: a socket that never answers and an engine.pid naming another process
+    (a recycled pid): --force says it found no engine and signals nothing."""
+    directory = short_runtime_dir()
+    bystander = subprocess.Popen(["sleep", "600"])
+    listener = socket.socket(socket.AF_UNIX)
+    try:
+        listener.bind(str(directory / "engine.sock"))
+        listener.listen(8)  # connects succeed; nobody ever answers
+        (directory / "engine.pid").write_text(f"{bystander.pid}\n")
+        stop = [sys.executable, "-m", "migtui", "engine", "stop", "--force", "--runtime-dir", str(directory)]
+        result = await asyncio.to_thread(subprocess.run, stop, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 1, result
+        assert "does not answer" in result.stderr and "nothing was signalled" in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1
+        assert bystander.poll() is None  # untouched
+    finally:
+        listener.close()
+        bystander.kill()
+        bystander.wait()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_an_engine_that_exits_at_once_is_said_with_its_reason() -> None:
+    """Issue 14.5: the engine a view starts cannot open its log (a directory is there): the
+    view says why at once, from the engine's stderr, instead of waiting out its 10 s."""
+    directory = short_runtime_dir()
+    try:
+        os.chmod(directory, 0o700)
+        (directory / "engine.log").mkdir()
+        client = EngineClient(runtime(directory), kind="starter")
+        with pytest.raises(EngineError) as caught:
+            await client.connect(start=True)
+        said = str(caught.value)
+        assert said.startswith("the migtui engine exited at once: "), said
+        assert "engine.log: Is a directory" in said and "\n" not in said, said
+    finally:
+        for pid in engine_pids(directory):
+            os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_a_full_runtime_directory_is_said_not_a_connection_reset() -> None:
+    """Issue 14.5: the runtime directory (a tmpfs, as $XDG_RUNTIME_DIR is) is full: the
+    engine a view starts cannot write engine.pid; it exits cleanly, and the view says the
+    directory is full instead of 'Connection reset by peer'."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")  # CI runs as root
+    directory = short_runtime_dir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", str(directory)],
+                             capture_output=True, text=True, timeout=30)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        with contextlib.suppress(OSError), open(directory / "filler", "wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+                filler.flush()
+        client = EngineClient(runtime(directory), kind="starter")
+        with pytest.raises(EngineError) as caught:
+            await client.connect(start=True)
+        said = str(caught.value)
+        assert f"the runtime directory {directory} is full" in said and "\n" not in said, said
+        assert "reset by peer" not in said
+        await until(lambda: not engine_pids(directory), 30, "the engine gone")
+    finally:
+        for pid in engine_pids(directory):
+            os.kill(pid, signal.SIGKILL)
+        subprocess.run(["umount", "-l", str(directory)], capture_output=True, timeout=30)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_a_regular_file_at_the_runtime_path_is_named() -> None:
+    """Issue 14.5: not just 'File exists'."""
+    directory = short_runtime_dir()
+    path = directory / "rt"
+    try:
+        path.write_text("")
+        result = subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--runtime-dir", str(path)],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 1, result
+        assert result.stderr == (f"migtui engine: runtime directory {path} is a regular file, not a directory:"
+                                 " remove it, or choose another with --runtime-dir or $MIGTUI_RUNTIME_DIR\n")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("first", "says"), [
+    (b'{"op": "hello", "version": true}', "protocol error: hello.version: expected an integer, got True"),
+    (b"[" * 200_000 + b"]" * 200_000, "protocol error: not a JSON line (maximum recursion depth exceeded"),
+    (b'{"op": "hello", "version": ' + b"[" * 990 + b"]" * 990 + b"}", "protocol error: "),
+], ids=["boolean-version", "nested-200000-deep", "nested-990-deep-in-a-field"])
+def test_a_hello_that_is_not_one_gets_one_error_line(engine: EngineProcess, first: bytes, says: str) -> None:
+    """Issue 14.5, end to end: a boolean version, JSON nested beyond any depth (as the hello
+    or as a later request) each get one error line, and the engine goes on."""
+    for hello_first in (False, True):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(60)
+            s.connect(str(engine.directory / "engine.sock"))
+            reader = s.makefile("rb")
+            if hello_first:  # a good hello, then the bad line as a request
+                s.sendall(p.encode_json({"op": "hello", "version": p.VERSION}))
+                assert json.loads(reader.readline())["op"] == "welcome"
+            s.sendall(first + b"\n")
+            while True:
+                reply = json.loads(reader.readline())
+                if reply["op"] != "heartbeat":
+                    break
+            assert reply["op"] == "error" and reply["error"].startswith(says), reply
+            assert reader.readline() == b""  # then the connection closes
+    assert engine.proc is not None and engine.proc.poll() is None
+    assert "Traceback" not in engine.log
+
+
+@pytest.mark.qemu
+async def test_a_burst_of_unread_subscribes_is_dropped_at_the_limit_not_after_building_it(
+        lab: Lab, engine: EngineProcess) -> None:
+    """Issue 14.5: thousands of `subscribe`s in one burst, none of their answers read: the
+    view is dropped once 16 MiB are unread, before the engine built them all in memory."""
+    await lab.prepare(storage=False, pause=False)
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab))
+        await until(lambda: src.connected and src.polls, 15, "connected")
+        await lab.migrate()  # events and figures: a picture worth sending
+        await until(lambda: src.state.migration_status == "completed", 60, "a completed migration in the journal")
+    picture = await asyncio.to_thread(_picture_bytes, engine.directory)
+    count = max(3000, (400 * MiB) // max(picture, 1))  # the answers would be 400 MiB at least
+    before = _peak_rss(engine.pid)
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(engine.directory / "engine.sock"))
+        s.sendall(p.encode_json({"op": "hello", "version": p.VERSION, "view": {"kind": "greedy"}}))
+        burst = b"".join(p.encode_json({"op": "subscribe", "id": n}) for n in range(count))
+        await asyncio.to_thread(_send_until_closed, s, burst)
+        await until(lambda: "dropping greedy" in engine.log, 120, "the greedy view dropped")
+    grown = _peak_rss(engine.pid) - before
+    assert grown < 150 * MiB, f"the engine grew by {grown // MiB} MiB for {count} pictures of {picture} bytes"
+    print(f"{count} subscribes of {picture} bytes each: the engine grew by {grown // MiB} MiB")
+    async with attached(engine.directory) as later:  # the engine serves on
+        await later.subscribe()
+        assert set(later.sessions) == {"src", "dst"}
+
+
+def _picture_bytes(directory: Path) -> int:
+    """The size of what one `subscribe` makes the engine send."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(60)
+        s.connect(str(directory / "engine.sock"))
+        reader = s.makefile("rb")
+        s.sendall(p.encode_json({"op": "hello", "version": p.VERSION}))
+        reader.readline()  # welcome
+        s.sendall(p.encode_json({"op": "subscribe", "id": 1}))
+        size = 0
+        while True:
+            line = reader.readline()
+            size += len(line)
+            if json.loads(line).get("op") == "reply":
+                return size
+
+
+def _send_until_closed(s: socket.socket, data: bytes) -> None:
+    s.settimeout(120)
+    with contextlib.suppress(OSError):  # the engine drops us before it read all of it
+        s.sendall(data)
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/PID/status")

@@ -304,3 +304,51 @@ async def test_the_final_figures_are_qemus_when_the_source_quits_right_after_com
         assert src.state.final_downtime_ms == final["downtime"]
         assert info.ram is not None and info.ram.transferred == final["ram"]["transferred"], (info.ram, final)
         assert info.ram.remaining == final["ram"]["remaining"] and info.total_time == final["total-time"]
+
+
+# ---------------------------------------------------------------------- issue 14.4: a frozen engine
+
+
+@pytest.mark.qemu
+async def test_a_frozen_engine_is_marked_silent_and_a_request_the_view_gave_up_on_never_runs(
+        lab: Lab, engine: EngineProcess) -> None:
+    """SIGSTOP the engine during a pause: the view marks it silent (no heartbeat), with its pid
+    and what to do; a confirmed resume the view gives up on is one error line, nothing left
+    'resuming'; and once the engine goes on, that request -- expired -- never reaches QEMU."""
+    await lab.prepare(storage=False, pause=True)
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab))
+        await until(lambda: src.connected and src.polls, 15, "connected")
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover and src.control("resume").allowed is True, 30,
+                    "the pause, resume on offer")
+        assert view.silence() is None and src.engine_silence is None
+        changes: list[frozenset[str]] = []
+        src.add_change_listener(lambda _s, kinds: changes.append(kinds))
+        os.kill(engine.pid, signal.SIGSTOP)
+        try:
+            await until(lambda: view.silence() is not None, 60, "the engine marked silent")
+            said = src.engine_silence
+            assert said is not None and said.startswith("the migtui engine has said nothing since "), said
+            assert f"(pid {engine.pid}) is stopped" in said and f"kill -CONT {engine.pid}" in said, said
+            assert any("connection" in kinds for kinds in changes)  # the screen is told to repaint
+            view.call_timeout = 2.0  # the view gives up on its request soon
+            outcome = await src.switchover.start_resume()  # a task whose error is its result
+            assert outcome.startswith("the migtui engine did not answer resume src within 2 s: not done,"
+                                      " and it will not be done later"), outcome
+            assert f"pid {engine.pid}" in outcome and "\n" not in outcome
+            assert src.switchover.requested is None and src.control("resume").allowed is True  # not "resuming"
+            assert view.notices[-1] == ("error", outcome)
+        finally:
+            os.kill(engine.pid, signal.SIGCONT)
+        await until(lambda: view.silence() is None, 30, "the engine heard again")
+        await until(lambda: "src: resume not done: the view gave up on it" in engine.log, 30,
+                    "the engine to refuse the expired request")
+        await asyncio.sleep(1.0)  # nothing else is on its way
+        status, _jobs = await qemu_status(lab)
+        assert status == "pre-switchover"  # the guest still waits: nothing was sent
+        assert src.switchover.action is None and src.state.in_pre_switchover
+        view.call_timeout = 30.0
+        assert await src.engine_request("resume") == "src: resume started"  # a fresh request acts
+        await until(lambda: src.switchover.result is not None, 30, "the outcome")
+        assert src.switchover.result is not None and src.switchover.result.outcome is Outcome.COMPLETED

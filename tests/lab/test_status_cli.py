@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_util import EngineProcess, attached, short_runtime_dir, until, watch
 
 from migtui.lab.lab import MIRROR_JOB, Lab
 
@@ -192,3 +195,40 @@ def test_human_ram_figures_are_the_dashboards() -> None:
     assert "209.1 MiB/128.5 MiB" not in row  # transferred/total: more than the whole RAM
     left, sent = (field.plain for field in ram_fields(info) if field is not None)
     assert " ".join(left.split()) in ram and " ".join(sent.split()) in ram
+
+
+async def test_a_monitor_held_by_a_frozen_or_refused_engine_is_blamed_on_the_engine(lab: Lab) -> None:
+    """Issue 14.5: the engine holds the monitor (QEMU serves one client) but cannot be asked
+    -- it is stopped, or its directory is open to others and migtui refuses it: status says
+    so, not that 'another client' holds the monitor."""
+    engine = EngineProcess(short_runtime_dir()).start()
+    try:
+        async with attached(engine.directory) as view:
+            (src,) = await watch(view, [f"src={lab.src.qmp_path}"])
+            await until(lambda: src.connected and src.polls, 15, "the engine holds the monitor")
+        argv = [sys.executable, "-m", "migtui", "status", "--json", "--timeout", "2", "--runtime-dir",
+                str(engine.directory), f"src={lab.src.qmp_path}"]
+        os.kill(engine.pid, signal.SIGSTOP)
+        try:
+            frozen = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120)
+        finally:
+            os.kill(engine.pid, signal.SIGCONT)
+        assert frozen.returncode == 1 and "Traceback" not in frozen.stderr, frozen
+        error = json.loads(frozen.stdout)["monitors"][0]["error"]
+        assert error.startswith("src: no QMP greeting: the monitor is held, most likely by the migtui engine,"
+                                " which could not be asked: "), error
+        assert f"(pid {engine.pid}) is stopped" in error and "another client" not in error, error
+        assert frozen.stderr == f"migtui status: {error}\n"
+        os.chmod(engine.directory, 0o755)
+        try:
+            refused = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120)
+        finally:
+            os.chmod(engine.directory, 0o700)
+        assert refused.returncode == 1, refused
+        error = json.loads(refused.stdout)["monitors"][0]["error"]
+        assert "most likely by the migtui engine, which could not be asked: runtime directory" in error, error
+        assert "is open to other users" in error and "another client" not in error, error
+        answered = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, timeout=120)
+        assert answered.returncode == 0 and json.loads(answered.stdout)["monitors"][0]["ok"], answered
+    finally:
+        engine.cleanup()

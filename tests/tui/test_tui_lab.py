@@ -12,14 +12,18 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
+from datetime import UTC
 
 import pytest
 from conftest import app_for, until
+from engine_util import EngineProcess, attached, watch
+from qemu_util import QemuProcess
+from textual.pilot import Pilot
 from tui_util import lab_monitors
 
 from migtui.lab.lab import MIRROR_JOB, Lab
 from migtui.transport import ConnState
-from migtui.tui.app import MigtuiApp
+from migtui.tui.app import MigtuiApp, make_app
 from migtui.tui.widgets.block_jobs import BlockJobsPanel
 from migtui.tui.widgets.event_log import EventLog
 from migtui.tui.widgets.field_row import FieldRow
@@ -46,6 +50,12 @@ def status_text(app: MigtuiApp) -> str:
 def job_row(app: MigtuiApp) -> dict[str, str] | None:
     return app.dashboard.query_one(BlockJobsPanel)._rows.get(MIRROR_JOB)
 
+
+
+async def until_shown(pilot: Pilot, pred: Callable[[], object], timeout: float, what: str) -> None:
+    """``until``, then one more turn of the app so the screen shows it too."""
+    await until(pred, timeout, what)
+    await pilot.pause()
 
 @pytest.mark.qemu
 async def test_dashboard_follows_a_real_storage_migration(lab: Lab) -> None:
@@ -130,3 +140,52 @@ async def test_a_killed_destination_keeps_its_events_and_shows_its_status_as_sta
         assert status_text(app).startswith("last: active")
         assert any("MIGRATION status=active" in line for line in log.texts)  # kept through the loss
         assert app.dashboard.query_one("#migration").has_class("-stale")
+
+
+@pytest.mark.qemu
+async def test_a_dead_qemus_events_are_marked_when_a_new_qemu_answers_at_its_socket(
+        lab: Lab, engine: EngineProcess) -> None:
+    """Issue 14.5: the source QEMU is killed and another starts at its socket. The events of
+    the dead one stay in the Events panel, with a mark below them saying they came from the
+    connection before (maybe another QEMU) -- also when the log is rebuilt (e toggles). A
+    view that attaches afterwards shows the new connection only, without a mark."""
+    await lab.prepare(storage=False, pause=False)
+    async with attached(engine.directory) as client:
+        src, dst = await watch(client, [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
+        await until(lambda: src.connected and src.polls, 15, "connected")
+        await lab.migrate()
+        await until(lambda: src.state.migration_status == "completed", 60, "the migration done")
+        app = make_app(sessions=[src, dst], tz=UTC, term="xterm-256color")
+        app.engine_client = client
+        async with app.run_test(size=(100, 30)) as pilot:
+            events = app.dashboard.query_one(EventLog)
+            await until_shown(pilot, lambda: any(" MIGRATION status=completed" in t for t in events.texts), 20,
+                        "the migration's events")
+            before = list(events.texts)
+            generation = src.generation
+            os.kill(lab.src.pid, signal.SIGKILL)
+            await until_shown(pilot, lambda: not src.connected, 15, "the monitor lost")
+            fresh = QemuProcess(lab.src.qmp_path, machine="pc").start()
+            try:
+                await until_shown(pilot, lambda: src.connected and src.generation != generation, 30, "reconnected")
+                mark = "reconnected: the events above are from src's connection before (maybe another QEMU)"
+                await until_shown(pilot, lambda: any(mark in t for t in events.texts), 10, "the mark")
+                texts = events.texts
+                at = next(i for i, t in enumerate(texts) if mark in t)
+                assert texts[:at] == before, (before, texts)  # the dead QEMU's events, above the mark
+                await pilot.press("e")  # all monitors: rebuilt, the mark after src's events before it
+                await until_shown(pilot, lambda: any(" src MIGRATION" in t for t in events.texts), 5, "all monitors")
+                rebuilt = events.texts
+                marks = [i for i, t in enumerate(rebuilt) if "src reconnected: the events above" in t]
+                assert len(marks) == 1, rebuilt
+                assert len([t for t in rebuilt[:marks[0]] if " src " in t]) == len(before), rebuilt
+                await pilot.press("e")  # src alone again: the same as before the toggle
+                await until_shown(pilot, lambda: not any(" src MIGRATION" in t for t in events.texts), 5, "src alone")
+                assert events.texts[:len(before)] == before and mark in events.texts[len(before)]
+                async with attached(engine.directory) as later:  # a view that comes afterwards
+                    await later.subscribe()
+                    again = later.sessions["src"]
+                    assert again.generation == src.generation and again.earlier_events == []
+                    assert again.state.run_state is not None  # the picture it was sent, not reset after it
+            finally:
+                fresh.kill()

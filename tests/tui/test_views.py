@@ -19,7 +19,7 @@ import pytest
 from conftest import until
 from engine_util import engine_pids
 from tmux_util import Tmux, gone
-from view_util import aborted_and_running, arm_in, engine_log, open_terminal, wait_screen, watch_args
+from view_util import aborted_and_running, arm_in, engine_log, main_text, open_terminal, wait_screen, watch_args
 
 from migtui.lab.lab import Lab
 
@@ -137,3 +137,32 @@ async def test_a_killed_engine_is_one_line_in_the_view(lab: Lab, terminals: list
     while not view.dead() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert view.dead()
+
+
+@pytest.mark.qemu
+async def test_a_stopped_engine_is_marked_in_the_view_until_it_goes_on(lab: Lab, terminals: list[Tmux],
+                                                                       private_runtime_dir: Path) -> None:
+    """Issue 14.4: SIGSTOP the engine under a view in a pause: within a few missed heartbeats
+    the header says the engine is silent, since when, its pid and what to do, and the banner
+    says it too; once it goes on, the marks go."""
+    await lab.prepare(storage=False, pause=True)
+    view = open_terminal(terminals, "frozen-engine", 100, 30).migtui(*watch_args(lab))
+    await wait_screen(view, "src · connected")
+    await lab.migrate()
+    await wait_screen(view, "src: paused before switchover")
+    view.keys("n")  # the dialog closed: the dashboard's header and banner in sight
+    await wait_screen(view, "STOPPED")
+    (pid,) = engine_pids(private_runtime_dir)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        await wait_screen(view, "engine silent", 60)  # the header's badge
+        # The banner's note and the header's trouble line (wrapped: read as one text).
+        said = f"the migtui engine has said nothing since HH:MM:SS: its process (pid {pid}) is stopped (SIGSTOP"
+        await until(lambda: main_text(view.screen()).count(said) == 2, 10, "the banner and the header to say it")
+        assert main_text(view.screen()).count(f"`kill -CONT {pid}` lets it go on") == 2, view.screen()
+        assert "last: pre-switchover" in view.screen(), view.screen()  # the figures are its last word
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await until(lambda: "engine silent" not in view.screen() and "kill -CONT" not in view.screen(), 60,
+                "the marks gone once the engine goes on")
+    assert "src · connected" in view.screen() or "connected" in view.screen()

@@ -23,12 +23,12 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
 SAMPLES: list[m.Message] = [
     m.Hello(framing.VERSION, m.ViewInfo("tui", "/dev/pts/3", 42), read_only=True),
-    m.Welcome(framing.VERSION, 4100, "/run/user/0/migtui"),
+    m.Welcome(framing.VERSION, 4100, "/run/user/0/migtui", 1.0),
     m.Error("one line"),
     m.Watch(1, [m.AddressInfo("src", "unix", "/run/src.qmp"), m.AddressInfo("dst", "tcp", None, "::1", 4444)],
             m.PolicyInfo(True, 30.0, "resume", ["auto_resume"]), read_only=False, interval=0.5),
     m.Subscribe(2),
-    m.Request(3, "resume", "src", force=True),
+    m.Request(3, "resume", "src", force=True, expires=1700000030.5),
     m.Status(4, ["unix:/run/src.qmp"]),
     m.Guarding(5, stopping=True),
     m.Stop(6),
@@ -50,6 +50,7 @@ SAMPLES: list[m.Message] = [
             destination="dst"),
     m.Controls("src", {"resume": m.Control(True, "", "continue"), "arm": m.Control(False, "armed already")}),
     m.Notice("warning", "src: nothing was changed", "src", attempt=True),
+    m.Heartbeat(1700000000.25, 1.0),
 ]
 
 

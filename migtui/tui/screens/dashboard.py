@@ -34,7 +34,7 @@ from ...workflow import session as kinds_
 from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
-from ..widgets.event_log import EventLog, event_line
+from ..widgets.event_log import EventLog, event_line, reconnect_line
 from ..widgets.footer import KeyFooter
 from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
@@ -82,6 +82,7 @@ class DashboardScreen(Screen[None]):
         self._selected: RemoteSession | None = None
         self.all_events = False
         self._events_shown: dict[str, int] = {}  # session -> event_count already written
+        self._events_generation: dict[str, int] = {}  # session -> its connection when they were
         self._action_states: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
@@ -182,27 +183,39 @@ class DashboardScreen(Screen[None]):
         return [self._selected] if self._selected else []
 
     def _reload_events(self) -> None:
-        entries: list[tuple[QmpEvent, str | None]] = []
+        entries: list[tuple[float, QmpEvent | str, str | None]] = []
         for session in self._event_source():
             label = session.name if self.all_events else None
-            entries += [(ev, label) for ev in session.state.events]
+            earlier = session.earlier_events
+            if earlier:  # the connection before: maybe another QEMU, now gone; marked as such
+                entries += [(ev.timestamp or 0.0, ev, label) for ev in earlier]
+                entries.append((max(ev.timestamp or 0.0 for ev in earlier), session.name, label))
+            entries += [(ev.timestamp or 0.0, ev, label) for ev in session.state.events]
             self._events_shown[session.name] = session.event_count
+            self._events_generation[session.name] = session.generation
         if self.all_events:
-            entries.sort(key=lambda e: e[0].timestamp or 0.0)
+            entries.sort(key=lambda e: e[0])  # stable: a mark stays after the events it follows
         log_widget = self.query_one(EventLog)
-        log_widget.replace(entries)
+        log_widget.replace([(item, label) for _, item, label in entries])
         scope = "all monitors" if self.all_events else (self._selected.name if self._selected else "")
         log_widget.border_title = f"[b]Events[/b] [dim]({scope}; e toggles)[/dim]"
 
     def _append_events(self, session: RemoteSession) -> None:
-        shown = self._events_shown.get(session.name, 0)
-        new = session.event_count - shown
-        if new <= 0:
-            return
-        events = list(session.state.events)[-new:]
-        label = session.name if self.all_events else None
         log_widget = self.query_one(EventLog)
-        log_widget.add_lines([event_line(ev, label, log_widget.tz) for ev in events])
+        label = session.name if self.all_events else None
+        marked = []
+        if self._events_generation.get(session.name, session.generation) != session.generation:
+            # A new connection (maybe another QEMU at that socket): what is above was before it.
+            self._events_generation[session.name] = session.generation
+            if session.earlier_events:
+                marked.append(reconnect_line(session.name, label))
+            self._events_shown[session.name] = session.event_count - len(session.state.events)
+        self._events_generation.setdefault(session.name, session.generation)
+        shown = self._events_shown.get(session.name, 0)
+        new = min(session.event_count - shown, len(session.state.events))
+        events = list(session.state.events)[-new:] if new > 0 else []
+        if marked or events:
+            log_widget.add_lines([*marked, *(event_line(ev, label, log_widget.tz) for ev in events)])
         self._events_shown[session.name] = session.event_count
 
     def action_toggle_all_events(self) -> None:
@@ -255,3 +268,4 @@ class DashboardScreen(Screen[None]):
         if states != self._action_states:
             self._action_states = states
             self.refresh_bindings()
+

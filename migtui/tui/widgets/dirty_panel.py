@@ -18,8 +18,9 @@ from textual.content import Content
 from ...model.convergence import Tone, Trend, convergence
 from ...model.vmstate import VmState
 from ...transport import ConnState
+from ...view.remote import RemoteSession
 from ...workflow.session import MonitorSession
-from ..badges import POLLS_FAILING
+from ..badges import ENGINE_SILENT, POLLS_FAILING
 from .migration_panel import is_stale
 from .rate_chart import VALUE_WIDTH, ChartData, RateChart, value_lines
 from .text_line import TextLine
@@ -30,6 +31,8 @@ _STYLES = {Tone.BAD: "bold $error", Tone.WARNING: "bold $warning", Tone.GOOD: "$
 
 def verdict(session: MonitorSession, previous: Trend | None = None) -> tuple[Trend | None, Content]:
     """The verdict as shown, and the trend it is based on (if any): pass it back next time."""
+    if isinstance(session, RemoteSession) and session.engine_silent:  # the engine's last word
+        return previous, Content.styled(f"{ENGINE_SILENT}: the last figures seen", "$text-muted")
     if session.connected and session.poll_error:  # a hung QEMU: what is shown is the last known
         return previous, Content.styled(f"{POLLS_FAILING}: the last figures seen", "$text-muted")
     v = convergence(session.state, connected=session.status.state is ConnState.CONNECTED,
@@ -99,7 +102,11 @@ class DirtyPanel(Vertical):
     def show(self, session: MonitorSession) -> None:
         self._session = session
         self.set_class(is_stale(session), "-stale")
-        data = chart_data(session, self._clock())
+        now = self._clock()
+        silent_since = session.engine_silent_since if isinstance(session, RemoteSession) else None
+        if silent_since is not None:
+            now = min(now, silent_since)  # the engine's last word: no column after it
+        data = chart_data(session, now)
         chart = self.query_one(RateChart)
         chart.set_data(data)
         self.query_one("#chart-values", TextLine).set(

@@ -62,6 +62,17 @@ def event_line(ev: QmpEvent, monitor: str | None, tz: tzinfo | None) -> Text:
     return line
 
 
+def reconnect_line(name: str, monitor: str | None) -> Text:
+    """The mark between the events of one connection to a monitor and the next one's: a
+    new connection may be another QEMU at the same socket (the one before may be dead)."""
+    line = Text("── ", style="bold")
+    if monitor is not None:
+        line.append(f"{monitor} ", style="italic")
+    line.append(f"reconnected: the events above are from {name}'s connection before (maybe another QEMU) ──",
+                style="bold")
+    return line
+
+
 class EventLog(Widget, can_focus=False):
     DEFAULT_CSS = """
     EventLog { height: 1fr; min-height: 3; }
@@ -105,11 +116,13 @@ class EventLog(Widget, can_focus=False):
         else:
             self.refresh()
 
-    def replace(self, events: Iterable[tuple[QmpEvent, str | None]]) -> None:
-        """Show these events instead (a new monitor selected, or all/one toggled)."""
+    def replace(self, events: Iterable[tuple[QmpEvent | str, str | None]]) -> None:
+        """Show these events instead (a new monitor selected, or all/one toggled); a name
+        instead of an event is the mark of that monitor's reconnection."""
         self._lines.clear()
         self._strips.clear()
-        self._lines.extend(event_line(ev, monitor, self.tz) for ev, monitor in events)
+        self._lines.extend(event_line(ev, monitor, self.tz) if isinstance(ev, QmpEvent)
+                           else reconnect_line(ev, monitor) for ev, monitor in events)
         self._back = 0
         self.refresh()
 

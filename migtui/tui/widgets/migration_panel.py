@@ -26,6 +26,7 @@ from textual.content import Content
 from ... import format as fmt
 from ...model.migration import MigrationInfo
 from ...transport import ConnState
+from ...view.remote import RemoteSession
 from ...workflow.session import MonitorSession
 from .. import badges
 from .field_row import SEP, FieldRow, pad
@@ -60,9 +61,10 @@ def padded(value: str, width: int) -> str:
 
 
 def is_stale(session: MonitorSession) -> bool:
-    """Not connected, or its last poll failed (a hung QEMU): every figure on show is the
-    last one seen, not the current one."""
-    return session.status.state is not ConnState.CONNECTED or bool(session.poll_error)
+    """Not connected, its last poll failed (a hung QEMU), or the engine says nothing (a
+    stopped or hung engine): every figure on show is the last one seen, not the current one."""
+    return (session.status.state is not ConnState.CONNECTED or bool(session.poll_error)
+            or (isinstance(session, RemoteSession) and session.engine_silent))
 
 
 def status_fields(session: MonitorSession) -> Fields:

@@ -24,12 +24,16 @@ def identity_text(session: RemoteSession) -> Content:
     status = session.status
     state_word = status.word()
     connected = status.state is ConnState.CONNECTED
-    parts = [
-        Content.styled(session.name, "bold"),
-        # Not connected: the one thing that is true now, so it stands out.
-        badges.connection_text(status.state.value, state_word) if connected
-        else badges.connection_badge(status.state.value, state_word),
-    ]
+    parts = [Content.styled(session.name, "bold")]
+    if session.engine_silent:  # nothing below is current: the engine's last word
+        parts.append(badges.engine_silent_badge())
+        parts.append(Content.styled(f"last: {state_word}", "$text-muted"))
+        if state.run_state is not None:
+            parts.append(badges.last_run_state_text(state.run_state.status))
+        return SEP.join(parts)
+    # Not connected: the one thing that is true now, so it stands out.
+    parts.append(badges.connection_text(status.state.value, state_word) if connected
+                 else badges.connection_badge(status.state.value, state_word))
     if connected and session.poll_error:  # a hung QEMU: the last figures, marked as such
         parts.append(badges.polls_failing_badge())
         if state.run_state is not None:
@@ -58,7 +62,11 @@ def policy_parts(pause: Pause) -> list[Content]:
 
 
 def trouble_text(session: RemoteSession) -> Content:
-    """The connection error or the last failed poll, in full; empty when all is well."""
+    """The engine's silence, the connection error or the last failed poll, in full; empty
+    when all is well."""
+    silence = session.engine_silence
+    if silence is not None:
+        return Content.styled(silence, "$error")
     status = session.status
     if status.state is not ConnState.CONNECTED and status.error is not None:
         return Content.styled(str(status.error), "$error")
