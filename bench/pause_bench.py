@@ -108,7 +108,7 @@ async def _migrate_with_engine(lab: TracedLab) -> dict[str, Any]:
     try:
         await client.connect(start=True)  # starts the engine as a view would
         addresses = parse_addresses([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
-        policy = PolicyInfo(auto_resume=True, explicit=frozenset({"auto_resume"}))
+        policy = PolicyInfo(auto_resume=True, explicit=["auto_resume"])
         await client.watch(addresses, policy, read_only=False, interval=1.0)
         deadline = time.monotonic() + 20
         while True:  # both connected and polled, the source's capabilities read

@@ -269,7 +269,11 @@ class Sent:
     def watch(self, session: MonitorSession) -> None:
         monitor = session.monitor
         assert monitor is not None
-        monitor.add_command_listener(lambda name, args, who=session.name: self.commands.append((who, name, args)))
+
+        def sent(name: str, args: Any, who: str = session.name) -> None:
+            self.commands.append((who, name, args))
+
+        monitor.add_command_listener(sent)
 
     def mutating(self) -> list[tuple[str, str, Any]]:
         """Those outside the --read-only allow-list: every one that can change a VM."""
@@ -345,6 +349,7 @@ async def app_for(monitors: Sequence[str] | Recorded, *, size: tuple[int, int] =
             for name, qemu in recorded.qemus.items():
                 engine.watched[name].session.replay(qemu.history())  # what the engine saw before now
         else:
+            assert not isinstance(monitors, Recorded)
             names = await client.watch(parse_addresses(list(monitors)), policy or PolicyInfo(), read_only=read_only,
                                        interval=interval or 0.25)
         for name in names:
@@ -355,7 +360,7 @@ async def app_for(monitors: Sequence[str] | Recorded, *, size: tuple[int, int] =
         async with app.run_test(size=size, notifications=notifications, message_hook=message_hook) as pilot:
             client = app.engine_client
             assert isinstance(client, EngineClient)
-            view = View(app, pilot, engine, client, [s for s in app.sessions.values()  # type: ignore[misc]
+            view = View(app, pilot, engine, client, [s for s in app.sessions.values()
                                                      if isinstance(s, RemoteSession)], sent, recorded)
             notify = app.notify
 
@@ -374,7 +379,8 @@ async def app_for(monitors: Sequence[str] | Recorded, *, size: tuple[int, int] =
     main = asyncio.create_task(view_main(str(directory), setup, read_only=read_only, start=False, run=run,
                                          clock=clock, tz=UTC, term=term))
     try:
-        await asyncio.wait({ready, main}, return_when=asyncio.FIRST_COMPLETED)
+        first: list[asyncio.Future[Any]] = [ready, main]
+        await asyncio.wait(first, return_when=asyncio.FIRST_COMPLETED)
         if not ready.done():
             main.result()  # its exception, if any
             raise AssertionError(f"the view ended before it showed anything (exit status {main.result()})")

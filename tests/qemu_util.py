@@ -13,6 +13,7 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 from libvirt_lab import TracedCommand, traced_commands
 
@@ -43,7 +44,7 @@ class QemuProcess:
             argv += ["-qmp", f"unix:{path},server=on,wait=off"]
         return argv
 
-    def start(self, timeout: float = 60.0) -> QemuProcess:
+    def start(self, timeout: float = 60.0) -> Self:
         """Start QEMU and wait until it listens on all its sockets."""
         old = _socket_identity(self.socket_path)
         with open(self.log_path, "ab") as log:

@@ -349,8 +349,9 @@ def recorded(scenario: str, at: float | str, names: dict[str, str] | None = None
     entries = tui_run(version, scenario)
     seconds = moment(version, scenario, at) if isinstance(at, str) else at
     now = entries[0]["t"] + seconds
-    qemus = {name: RecordedQemu(Path(f"{name}.qmp"), version, scenario, side, now, (replies or {}).get(name))
-             for side, name in (names or {"src": "src", "dst": "dst"}).items()}
+    qemus: dict[str, RecordedQemu | DeadSocket] = {
+        name: RecordedQemu(Path(f"{name}.qmp"), version, scenario, side, now, (replies or {}).get(name))
+        for side, name in (names or {"src": "src", "dst": "dst"}).items()}
     return Recorded(qemus, now)
 
 
@@ -359,7 +360,7 @@ def recorded_pairs(scenario: str, count: int, first: float, step: float = 0.8, *
     """``count`` source/destination pairs of one recorded run (src00/dst00, src01/dst01,
     ...), each ``step`` seconds further into it than the one before: a dashboard that
     watches many monitors. The clock is the last pair's."""
-    qemus: dict[str, RecordedQemu] = {}
+    qemus: dict[str, RecordedQemu | DeadSocket] = {}
     now = 0.0
     for i in range(count):
         pair = recorded(scenario, first + i * step, {"src": f"src{i:02d}", "dst": f"dst{i:02d}"}, version=version)

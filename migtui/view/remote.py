@@ -114,7 +114,7 @@ class RemoteSession(MonitorSession):
         and a request of this view the engine has not taken up yet, say no here)."""
         engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
         if self.read_only:
-            return m.Control(False if action in ("arm", "measure") else None,
+            return m.Control(None,
                              f"read-only: migtui will not {action} {self.name} (a read-only view)", engine.does)
         if action in ("resume", "abort") and self.switchover.requested:
             return m.Control(False, under_way(self.name, self.switchover.requested), engine.does)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir, until, watch
+from conftest import until
+from engine_util import EngineProcess, attached, engine_pids, short_runtime_dir, watch
 from qemu_util import TracedQemu
 from tmux_util import Tmux
 from view_util import aborted_and_running, arm_in, open_terminal, wait_screen, watch_args

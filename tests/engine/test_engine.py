@@ -139,8 +139,8 @@ async def test_a_read_only_view_can_change_nothing_whatever_it_sends(lab: Lab, e
         # Refused before anything was sent (an arm is answered only once QEMU applied it):
         # QEMU, asked on the lab's own socket, is as it was.
         ctl = await lab.control(lab.src)
-        reply: Any = await ctl.execute("query-migrate-capabilities")
-        caps = {c["capability"]: c["state"] for c in reply}
+        answer: Any = await ctl.execute("query-migrate-capabilities")
+        caps = {c["capability"]: c["state"] for c in answer}
         assert caps["pause-before-switchover"] is False and not src.state.armed
 
 
@@ -148,7 +148,7 @@ async def test_a_read_only_view_can_change_nothing_whatever_it_sends(lab: Lab, e
 async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_story(
         lab: Lab, engine: EngineProcess) -> None:
     await lab.prepare(storage=True, pause=False, max_bandwidth=1 * MiB)  # stays active until we say
-    policy = PolicyInfo(max_pause_s=1.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    policy = PolicyInfo(max_pause_s=1.0, on_max_pause="abort", explicit=["max_pause", "on_max_pause"])
     view = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _VIEW_THAT_ARMS, str(engine.directory), *monitors(lab), json.dumps(to_json(policy)),
         stdout=asyncio.subprocess.PIPE)
@@ -179,7 +179,7 @@ async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_
 @pytest.mark.qemu
 async def test_an_auto_resume_is_logged_once(lab: Lab, engine: EngineProcess) -> None:
     await lab.prepare(storage=True, pause=True)
-    policy = PolicyInfo(auto_resume=True, explicit=frozenset({"auto_resume"}))
+    policy = PolicyInfo(auto_resume=True, explicit=["auto_resume"])
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy)
         await until(lambda: src.connected and src.polls, 15, "connected")
@@ -353,7 +353,8 @@ async def test_two_views_get_each_feed_entry_once() -> None:
     await asyncio.sleep(0)  # their queues are written on the next turn of the loop
     for k, chunks in written.items():
         messages = [lines.decode(line) for line in b"".join(chunks).splitlines()]
-        assert [e.t for m in messages for e in m.entries] == [0, 1, 2], (k, messages)
+        assert all(isinstance(m, Feed) for m in messages), messages
+        assert [e.t for m in messages if isinstance(m, Feed) for e in m.entries] == [0, 1, 2], (k, messages)
 
 
 # ---------------------------------------------------------------------- issue 14: what a script can do to the engine

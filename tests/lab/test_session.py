@@ -127,6 +127,7 @@ async def test_polls_never_overlap_and_a_hung_qemu_is_reported(
     qemu.pause()  # SIGSTOP: QEMU answers nothing
     try:
         await until(lambda: session.poll_error is not None, what="poll error")
+        assert session.poll_error is not None
         assert "no reply to" in session.poll_error and "within 0.3 s" in session.poll_error
         # Polls go on while QEMU answers nothing, each one once the last one timed out.
         polls = session.polls

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_util import EngineProcess, attached, short_runtime_dir, until, watch
+from conftest import until
+from engine_util import EngineProcess, attached, short_runtime_dir, watch
 
 from migtui.lab.lab import MIRROR_JOB, Lab
 
@@ -182,9 +183,10 @@ def test_human_ram_figures_are_the_dashboards() -> None:
     """RAM: what is left of the guest's RAM and the progress from it, as the dashboard's
     migration panel shows them; "sent" apart, because it counts re-sent pages."""
     from migtui.address import parse_address
-    from migtui.commands.status import Snapshot, render_table
+    from migtui.commands.status import render_table
     from migtui.model.migration import MigrationInfo
     from migtui.tui.widgets.migration_panel import ram_fields
+    from migtui.workflow.status import Snapshot
 
     info = MigrationInfo.from_qmp({"status": "active", "ram": {
         "transferred": int(209.1 * MiB), "remaining": int(3.1 * MiB), "total": int(128.5 * MiB)}})

@@ -546,7 +546,11 @@ async def test_fifty_monitors_at_once(tmp_path: Path) -> None:
     monitors = [Monitor(addr(p, f"m{i}")) for i, p in enumerate([vm.socket_path, *vm.extra_sockets])]
     stops: set[str] = set()
     for m in monitors:
-        m.add_event_listener(lambda ev, m=m: ev.name == "STOP" and stops.add(m.name))
+        def stopped(ev: QmpEvent, m: Monitor = m) -> None:
+            if ev.name == "STOP":
+                stops.add(m.name)
+
+        m.add_event_listener(stopped)
     tasks = [asyncio.create_task(m.run()) for m in monitors]
     try:
         await until(lambda: all(m.status.state is ConnState.CONNECTED for m in monitors),

@@ -32,6 +32,7 @@ from migtui.lab.lab import Lab
 from migtui.model.coerce import as_mapping
 from migtui.model.switchover import Outcome
 from migtui.tui.screens.switchover import SwitchoverScreen
+from migtui.tui.widgets.field_row import FieldRow
 from migtui.tui.widgets.hanging import HangingLines
 from migtui.tui.widgets.migration_panel import MigrationPanel
 from migtui.tui.widgets.monitor_header import MonitorHeader
@@ -63,7 +64,7 @@ async def test_a_killed_source_stops_the_clock_and_says_its_qemu_is_gone(lab: La
         assert "all green" not in checks
         # No green tick from stale data: every line of the list is muted.
         listed = box.query_one("#sw-checks", HangingLines).content
-        assert not any("$success" in str(span.style) for span in listed.spans)  # type: ignore[union-attr]
+        assert not any("$success" in str(span.style) for span in listed.spans)
         for key in ("resume", "abort"):
             assert box.check_action(key, ()) is None  # shown unavailable ...
         assert "source QEMU gone" in box.unavailable_reason("y")  # ... and y says why
@@ -104,10 +105,10 @@ async def test_quitting_over_the_dialog_quits_the_view_only_and_the_engine_keeps
 def key_styles(box: SwitchoverScreen, key: str) -> set[str]:
     """The styles of the key ``key`` at the start of its line in the dialog's actions."""
     shown = box.query_one("#sw-actions", HangingLines).content
-    lines = shown.plain.split("\n")  # type: ignore[union-attr]
+    lines = shown.plain.split("\n")
     start = next(i for i, line in enumerate(lines) if line.startswith(f"{key}  "))
     offset = sum(len(line) + 1 for line in lines[:start])
-    return {str(span.style) for span in shown.spans if span.start <= offset < span.end}  # type: ignore[union-attr]
+    return {str(span.style) for span in shown.spans if span.start <= offset < span.end}
 
 
 async def wait_qemu_status(lab: Lab, status: str, timeout: float = 60) -> float:
@@ -172,7 +173,8 @@ async def test_a_frozen_qemu_has_its_last_figures_marked_stale(lab: Lab) -> None
         header = app.dashboard.query_one(MonitorHeader)
         panel = app.dashboard.query_one(MigrationPanel)
         await until(lambda: "connected · running" in header.shown.plain and src.state.migration.ram is not None
-                    and " active " in app.dashboard.query_one("#mig-status").shown.plain, 30, "the migration shown")
+                    and " active " in app.dashboard.query_one("#mig-status", FieldRow).shown.plain, 30,
+                    "the migration shown")
         assert not panel.has_class("-stale")
         os.kill(lab.src.pid, signal.SIGSTOP)  # hung: the socket stays open, nothing answers
         try:
@@ -181,8 +183,8 @@ async def test_a_frozen_qemu_has_its_last_figures_marked_stale(lab: Lab) -> None
             await until(lambda: panel.has_class("-stale"), 10, "the figures marked stale")
             shown = header.shown.plain
             assert "connected ·  poll error  · last: running" in shown and "connected · running" not in shown, shown
-            assert app.dashboard.query_one("#mig-status").shown.plain.startswith("last: active"), \
-                app.dashboard.query_one("#mig-status").shown.plain
+            assert app.dashboard.query_one("#mig-status", FieldRow).shown.plain.startswith("last: active"), \
+                app.dashboard.query_one("#mig-status", FieldRow).shown.plain
             assert app.dashboard.query_one("#dirty").has_class("-stale")
             assert "poll error: the last figures seen" in str(app.dashboard.query_one("#dirty").border_title)
         finally:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from conftest import app_for, screen_text, until
 from qemu_util import QemuProcess
-from replay import recorded, recorded_pairs
+from replay import RecordedQemu, recorded, recorded_pairs
 from tui_util import close_dialogs, dialog_shown, entry_text, text
 
 from migtui.tui.app import MigtuiApp
@@ -24,6 +24,7 @@ from migtui.tui.widgets.event_log import EventLog
 from migtui.tui.widgets.migration_panel import MigrationPanel
 from migtui.tui.widgets.monitor_header import MonitorHeader
 from migtui.tui.widgets.monitor_list import MonitorList
+from migtui.tui.widgets.rate_chart import RateChart
 from migtui.tui.widgets.text_line import TextLine
 
 
@@ -91,6 +92,7 @@ async def test_a_burst_of_events_is_one_repaint_per_batch_the_view_gets() -> Non
         src.add_change_listener(lambda _session, kinds: batches.append(kinds))
         repaints.clear()
         count = src.event_count
+        assert isinstance(scene.qemus["src"], RecordedQemu)
         for n in range(200):
             scene.qemus["src"].emit({"event": "MIGRATION_PASS", "data": {"pass": 100 + n},
                                      "timestamp": {"seconds": int(scene.now), "microseconds": n}})
@@ -150,7 +152,8 @@ async def test_d_is_unavailable_to_a_read_only_view() -> None:
         assert app.dashboard.check_action("measure_dirty_rate", ()) is None
         await view.press("d")  # a disabled key does nothing, and nothing breaks
         await until(lambda: any("read-only" in t for t in view.toasts), 5, "the reason, as a notice")
-        assert "measured 4.0 MiB/s" in app.dashboard.query_one(DirtyPanel).border_title
+        title = app.dashboard.query_one(DirtyPanel).border_title
+        assert title is not None and "measured 4.0 MiB/s" in title
         assert ("calc-dirty-rate", {"calc-time": 1}) not in view.recorded.qemus["src"].received  # type: ignore[union-attr]
 
 
@@ -174,6 +177,7 @@ async def test_help_lists_the_keys_and_closes() -> None:
 async def test_e_toggles_all_monitors_events() -> None:
     async with app_for(recorded("storage", 20.0), size=(120, 40)) as view:
         log = view.app.dashboard.query_one(EventLog)
+        assert log.border_title is not None
         assert "src" in log.border_title and not any(" dst " in line for line in log.texts)
         await view.press("e")
         assert "all monitors" in log.border_title
@@ -215,6 +219,7 @@ async def test_fifty_monitors_stay_usable() -> None:
         assert any("▸dst24" in line for line in shown), shown
         assert not any("src00" in line for line in shown)  # the list scrolled
         # A change on a monitor that is not shown touches its list entry only.
+        assert isinstance(scene.qemus["dst01"], RecordedQemu)
         scene.qemus["dst01"].emit({"event": "MIGRATION", "data": {"status": "failed"},
                                    "timestamp": {"seconds": int(scene.now), "microseconds": 0}})
         await until(lambda: "failed" in entry_text(app, "dst01"), 10, "entry updated")
@@ -227,7 +232,7 @@ async def test_linux_console_gets_the_ansi_theme_and_no_color_is_honoured(monkey
         app = view.app
         assert app.no_color
         assert app.theme == "ansi-dark"
-        chart = app.dashboard.query_one("RateChart")
+        chart = app.dashboard.query_one(RateChart)
         assert "▁" not in str(chart.render().plain)  # no eighth blocks on the Linux console
 
 
@@ -316,6 +321,7 @@ async def test_an_empty_event_log_says_why() -> None:
     from migtui.tui.widgets.event_log import EMPTY
 
     scene = recorded("storage", 12.5)
+    assert isinstance(scene.qemus["dst"], RecordedQemu)
     scene.qemus["dst"].since = scene.now  # the engine connected to dst mid-migration: QMP replays no event
     async with app_for(scene) as view:
         await view.press("down")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from conftest import View, app_for, screen_text, until
-from replay import LIBVIRT_SIGNS, recorded, tui_run
+from replay import LIBVIRT_SIGNS, RecordedQemu, recorded, tui_run
 from textual.content import Content
 from tui_util import close_dialogs, dialog, dialog_shown
 
@@ -115,6 +115,7 @@ async def test_not_available_notices_replace_each_other_instead_of_stacking(vers
         await until(lambda: len(toasts(app)) == 2, 5, "two notices on screen")
         await view.pilot.wait_for_scheduled_animations()
         assert len(toasts(app)) == 2, toasts(app)
+    assert isinstance(scene.qemus["src"], RecordedQemu)
     assert [c for c, _ in scene.qemus["src"].received if not c.startswith(("query-", "qmp_", "qom-"))] == []
 
 
@@ -202,6 +203,7 @@ async def test_a_dialog_whose_pause_ended_says_so_everywhere(version: str) -> No
     it still reads "paused" or a checklist of a pause that is over."""
     scene = recorded("storage", "paused", version=version)
     src = scene.qemus["src"]
+    assert isinstance(src, RecordedQemu)
     async with app_for(scene, size=(100, 30)) as view:
         app = view.app
         await until(lambda: dialog_shown(app), 10, "the dialog")

@@ -7,6 +7,7 @@ from conftest import app_for, until
 
 from migtui.tui.app import MigtuiApp
 from migtui.tui.widgets.monitor_list import MonitorList
+from migtui.view.remote import RemoteSession
 
 
 def idle(app: MigtuiApp) -> bool:
@@ -24,7 +25,12 @@ async def test_quick_arrows_select_the_last_one_and_it_stays() -> None:
         dashboard = app.dashboard
         shown: list[str] = []
         select = dashboard.select
-        dashboard.select = lambda session: (shown.append(session.name), select(session))  # type: ignore[method-assign]
+
+        def spy(session: RemoteSession) -> None:
+            shown.append(session.name)
+            select(session)
+
+        dashboard.select = spy  # type: ignore[method-assign]
         listed = dashboard.query_one(MonitorList)
         for index in (1, 2, 3):  # three presses, all before the app handles the first
             listed.highlighted = index

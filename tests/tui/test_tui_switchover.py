@@ -142,7 +142,11 @@ async def test_the_dashboard_behind_the_dialog_repaints_and_the_hold_ends_with_t
         # One clock for the banner and the dialog: the same tenth, tick after tick.
         for _ in range(4):
             shown = box.section("clock")
-            await until(lambda shown=shown: box.section("clock") != shown, 10, "a tick")
+
+            def ticked(shown: str = shown) -> bool:
+                return box.section("clock") != shown
+
+            await until(ticked, 10, "a tick")
             assert figure(banner(app), "STOPPED ") == figure(box.section("clock"), "Guest stopped ")
 
         # The dashboard rows above the dialog repaint: each poll brings a new total time.
@@ -295,9 +299,14 @@ async def test_auto_resume_completes_with_no_dialog(lab: Lab) -> None:
         assert src.pause.auto is True
         dialogs: list[object] = []
         await migrate_to_pause(lab)
-        await until(lambda: src.state.migration_status == "completed"
-                    and (dialogs.extend(s for s in app.screen_stack if isinstance(s, SwitchoverScreen)) or True),
-                    30, "completed")
+
+        def completed() -> bool:  # and the dialogs on the screen then
+            if src.state.migration_status != "completed":
+                return False
+            dialogs.extend(s for s in app.screen_stack if isinstance(s, SwitchoverScreen))
+            return True
+
+        await until(completed, 30, "completed")
         auto = view.engine.watched["src"].auto  # the engine's, not the view's
         assert auto is not None and auto.destination is view.engine_session("dst")  # paired at the pause
         result = await asyncio.wait_for(auto.task, 30)  # type: ignore[arg-type]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -101,7 +100,7 @@ def _doc_rows() -> dict[str, str]:
     return rows
 
 
-def _nested(cls: type) -> dict[str, Any]:
+def _nested(cls: type) -> tuple[type, ...]:
     """Nested message parts whose fields the doc names inside their parent's row."""
     return {"pause": (PauseClock, m.Deadline, Check),
             "controls": (m.Control,), "switchover": (m.SwitchoverState,), "watch": (m.AddressInfo,)}.get(

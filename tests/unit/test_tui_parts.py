@@ -44,20 +44,26 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_only_changed_cells_are_repainted() -> None:
     from textual.content import Content
+    from textual.geometry import Region
 
     from migtui.tui.repaint import changed_regions
 
+    def regions(old: Content, new: Content, width: int) -> list[Region]:
+        found = changed_regions(old, new, width)
+        assert found is not None, "the whole widget repainted"
+        return found
+
     # A ticking figure: its own cells.
-    (r,) = changed_regions(Content("total 12.7 s"), Content("total 13.7 s"), 40)
+    (r,) = regions(Content("total 12.7 s"), Content("total 13.7 s"), 40)
     assert (r.x, r.width) == (7, 1)
     # A bar that grows one cell: that cell, though the styled span moved.
     a = Content.assemble(("RAM ", "bold"), ("█" * 10, "$primary"), ("░" * 10, "dim"))
     b = Content.assemble(("RAM ", "bold"), ("█" * 11, "$primary"), ("░" * 9, "dim"))
-    (r,) = changed_regions(a, b, 24)
+    (r,) = regions(a, b, 24)
     assert (r.x, r.width) == (14, 1)
     # Same cells, new colour: the whole line.
     c = Content.assemble(("RAM ", "bold"), ("█" * 10, "$success"), ("░" * 10, "dim"))
-    (r,) = changed_regions(a, c, 24)
+    (r,) = regions(a, c, 24)
     assert (r.x, r.width) == (0, 24)
     assert changed_regions(Content("a"), Content("a\nb"), 10) is None
 

@@ -363,8 +363,9 @@ def test_armed_means_one_thing_everywhere(events: bool, pause: bool) -> None:
     """Armed = events and pause-before-switchover both on: the model, the dashboard's
     badge and `migtui status` all say so from the same definition."""
     from migtui.address import parse_address
-    from migtui.commands.status import Snapshot, render_table
+    from migtui.commands.status import render_table
     from migtui.model.vmstate import is_armed
+    from migtui.workflow.status import Snapshot
 
     caps = {"events": events, "pause-before-switchover": pause, "xbzrle": True}
     vm = VmState()
