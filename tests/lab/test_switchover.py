@@ -7,12 +7,12 @@ import asyncio
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import until
 from qemu.qmp import EventListener
 
 from migtui.address import parse_address
@@ -112,15 +112,6 @@ async def wait_state(session: MonitorSession, pred: Callable[[], bool], what: st
         await wait_until(session, pred, timeout)
     except TimeoutError:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
-
-
-async def eventually(pred: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """For things no session reports (a file growing, a process exiting)."""
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Sent:
@@ -238,11 +229,11 @@ async def test_abort_path_source_runs_again(storage_lab: Lab, sessions) -> None:
     assert sent.mutating() == [("migrate_cancel", None),
                                ("block-job-cancel", {"device": MIRROR_JOB, "force": True})]
     before = storage_lab.serial_size(storage_lab.src)
-    await eventually(lambda: storage_lab.serial_size(storage_lab.src) > before, "source serial output to grow")
+    await until(lambda: storage_lab.serial_size(storage_lab.src) > before, 30, "source serial output to grow")
     # The destination never takes over: QEMU ends an incoming migration that fails.
     process = storage_lab.dst.process
     assert process is not None
-    await eventually(lambda: not process.running(), "destination QEMU to give up")
+    await until(lambda: not process.running(), 30, "destination QEMU to give up")
     assert dst.state.running is not True
     await asyncio.gather(src.stop(), dst.stop())
     await storage_lab.stop()
