@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from migtui.model.advisor import NOT_CONVERGING, Advice, PassPoint, Remedy
 from migtui.model.checks import Check
 from migtui.model.pauseclock import PauseClock
 from migtui.model.qmpinput import QmpInput
@@ -47,6 +47,10 @@ SAMPLES: list[m.Message] = [
             m.PolicyInfo(), m.Deadline(160.0, "abort", 60.0), "", False, {"auto": "checking"},
             [Check("source", True, "paused"), Check("RAM", True, "1 MiB left", info=True)], "", "dst"),
     m.Controls("src", {"resume": m.Control(True, "", "continue"), "arm": m.Control(False, "armed already")}),
+    m.Convergence("src", Advice(
+        NOT_CONVERGING, "remaining RAM not shrinking over 2 passes (16, 16 MiB)", "not converging", None, 1000.5,
+        3966.0, [Remedy("downtime", "downtime-limit", "300 ms", "5 s", "the 16 MiB left fit 5 s", "a pause")],
+        [PassPoint(2, 16 << 20, 3.8), PassPoint(3, 16 << 20)])),
     m.Notice("warning", "src: nothing was changed", "src", attempt=True),
 ]
 
@@ -98,10 +102,11 @@ def _doc_rows() -> dict[str, str]:
     return rows
 
 
-def _nested(cls: type) -> dict[str, Any]:
+def _nested(cls: type) -> tuple[type, ...]:
     """Nested message parts whose fields the doc names inside their parent's row."""
     return {"pause": (PauseClock, m.Deadline, Check),
-            "controls": (m.Control,), "switchover": (m.SwitchoverState,), "watch": (m.AddressInfo,)}.get(
+            "controls": (m.Control,), "switchover": (m.SwitchoverState,), "watch": (m.AddressInfo,),
+            "convergence": (Advice, Remedy, PassPoint)}.get(
         getattr(cls, "OP", ""), ())
 
 

@@ -52,6 +52,7 @@ from ..workflow.session import (
 )
 from ..workflow.status import snapshot_of
 from ..workflow.switchover import Switchover, Switchovers
+from .control import EngineControl
 from .facts import controls_of, pause_of
 from .wire import address_info, session_message, switchover_message
 
@@ -167,6 +168,7 @@ class Engine:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pending_switchovers: set[str] = set()
         self._switchover_flush = False
+        self.control = EngineControl(self)  # the convergence advice
 
     # ------------------------------------------------------------------ views
 
@@ -198,6 +200,7 @@ class Engine:
             view.send(switchover_message(w.name, controller))
         view.send(w.last_pause or self._pause_message(w))
         view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers))
+        view.send(self.control.message(w))
 
     # ------------------------------------------------------------------ watching
 
@@ -297,6 +300,7 @@ class Engine:
             if was_paused != session.state.in_pre_switchover:  # measuring elsewhere depends on it
                 for other in self.watched.values():
                     self._broadcast_controls(other)
+        self.control.on_change(w, kinds)
         facts = w.facts()
         if facts != w.guard_facts:  # not every poll: the idle check itself asks QEMU
             w.guard_facts = facts
@@ -477,7 +481,7 @@ class Engine:
                 out.append(None)
                 continue
             jobs = w.journal.reply("query-block-jobs")
-            out.append(snapshot_of(w.session, w.address, jobs).to_json())
+            out.append(snapshot_of(w.session, w.address, jobs, self.control.status(w)).to_json())
         return out
 
     # ------------------------------------------------------------------ lifecycle

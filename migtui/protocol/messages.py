@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..model.advisor import Advice
 from ..model.checks import Check
 from ..model.features import QemuFeatures
 from ..model.pauseclock import PauseClock
@@ -266,6 +267,17 @@ class Controls(Message):
 
 
 @dataclass(frozen=True)
+class Convergence(Message):
+    """The convergence advisor's word on a monitor's migration (``model/advisor.py``): the
+    verdict, why in numbers, the ETA, the expected downtime, the remedies and the per-pass
+    trend, decided by the engine and sent again whenever any of it changes."""
+
+    OP: ClassVar[str] = "convergence"
+    name: str
+    advice: Advice = field(default_factory=Advice)
+
+
+@dataclass(frozen=True)
 class Notice(Message):
     """One line for every view."""
 
@@ -278,7 +290,7 @@ class Notice(Message):
 
 REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Status, Guarding, Stop)
 EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Feed, Session, Switchover, Pause, Controls,
-                                     Notice)
+                                     Convergence, Notice)
 MESSAGES: dict[str, type[Message]] = {cls.OP: cls for cls in (*REQUESTS, *EVENTS)}
 # Actions a view may request; each changes a VM (refused for read-only views).
 ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure"})

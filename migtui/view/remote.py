@@ -61,6 +61,7 @@ class RemoteSession(MonitorSession):
         self.status = ConnectionStatus(ConnState.CONNECTING)
         self.pause = m.Pause(name)  # the engine's word on this source's pause
         self.controls = m.Controls(name)  # the engine's word on each action
+        self.convergence = m.Convergence(name)  # the engine's advisor on its migration
         self.switchover = RemoteSwitchover(self)
 
     # --------------------------------------------------------------- what the TUI reads
@@ -132,6 +133,7 @@ class RemoteSession(MonitorSession):
             self.reset()
             self.generation = data.generation
             self.pause = m.Pause(self.name)
+            self.convergence = m.Convergence(self.name)
             self.switchover = RemoteSwitchover(self)
         try:
             state = ConnState(data.state)
@@ -161,6 +163,10 @@ class RemoteSession(MonitorSession):
     def apply_controls(self, data: m.Controls) -> None:
         self.controls = data
         self._notify({CONFIG})
+
+    def apply_convergence(self, data: m.Convergence) -> None:
+        self.convergence = data
+        self._notify({MIGRATION})
 
 
 class RemoteSwitchover(PhaseFacts):

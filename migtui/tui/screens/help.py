@@ -28,9 +28,15 @@ GUIDE = (
      "QEMU 8.1 changed what expected downtime means, and the figure says which this QEMU "
      "computes (told by its QMP schema): left÷bw is the RAM left to send over the bandwidth, "
      "dirty÷bw the bytes dirtied since the last sync over the bandwidth."),
+    ("Convergence", "the engine's verdict on the migration, judged from its passes: the RAM left at "
+     "each dirty sync must shrink until it fits bandwidth x downtime-limit. converging (with an ETA to "
+     "the switchover), not converging (and why, in numbers), or unknown until two syncs after the bulk "
+     "copy. From pass 2 the RAM bar gives way to that trend (left at each sync). Below it, the remedies "
+     "the advisor proposes, least invasive first."),
     ("Dirty vs sent", "how fast the guest dirties memory against how fast the link sends it, "
-     "on one scale over the last minutes. Dirty at or above sent: the migration will not "
-     "converge. With no migration running, d measures the dirty rate (calc-dirty-rate)."),
+     "on one scale over the last minutes: context, not a verdict (a guest that rewrites the same pages "
+     "dirties above the send rate and still converges). With no migration running, d measures the dirty "
+     "rate (calc-dirty-rate over 1 s): an estimate with its window, before a start."),
     ("Block jobs", "mirrors and other jobs: id, status (with ready or I/O trouble; active sync: "
      "a write-blocking mirror that copies each guest write before completing it), progress, "
      "type, speed limit; errors below the table."),
