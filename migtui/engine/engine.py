@@ -168,7 +168,7 @@ class Engine:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pending_switchovers: set[str] = set()
         self._switchover_flush = False
-        self.control = EngineControl(self)  # the convergence advice
+        self.control = EngineControl(self)  # the convergence advice, abort at any stage
 
     # ------------------------------------------------------------------ views
 
@@ -199,7 +199,7 @@ class Engine:
         if controller is not None:
             view.send(switchover_message(w.name, controller))
         view.send(w.last_pause or self._pause_message(w))
-        view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers))
+        view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers, self.control))
         view.send(self.control.message(w))
 
     # ------------------------------------------------------------------ watching
@@ -385,10 +385,14 @@ class Engine:
 
     def _broadcast_controls(self, w: Watched) -> None:
         """The same for the actions a view may offer on ``w``."""
-        message = controls_of(w, self.sessions(), self.switchovers)
+        message = controls_of(w, self.sessions(), self.switchovers, self.control)
         if message != w.last_controls:
             w.last_controls = message
             self.broadcast(message)
+
+    def refresh_controls(self, w: Watched) -> None:
+        """Re-decide ``w``'s controls and send them if changed."""
+        self._broadcast_controls(w)
 
     # ------------------------------------------------------------------ requests
 
@@ -404,6 +408,8 @@ class Engine:
             log.warning("%s: %s refused: the view %s is read-only", name, action, view.label)
             return m.Reply(0, False, error=f"read-only view: the engine refuses to {action} {name}")
         session = w.session
+        if self.control.handles(w, action):  # the abort of a migration not paused before switchover
+            return await self.control.request(w, view, action, force=force)
         try:
             if action in ("resume", "abort"):
                 return self._switchover_action(w, view, Action(action), force=force)

@@ -1,4 +1,4 @@
-"""The convergence advisor on real QEMU through a real engine.
+"""The convergence advisor and abort on real QEMU through a real engine.
 
 The lab's scenarios (``migtui/lab/scenarios.py``): ``stuck`` (a guest dirtying 16 MiB at
 8 MiB/s against 4 MiB/s: never converges) and ``converge`` (2.8 MiB/s: converges in
@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ from migtui.lab.lab import Lab
 from migtui.lab.scenarios import SCENARIOS
 from migtui.model.advisor import CONVERGING, NOT_CONVERGING, UNKNOWN, Advice
 from migtui.model.migration import FINISHED_STATUSES
+from migtui.protocol.messages import Request
 from migtui.view.remote import RemoteSession
 
 MiB = 1024 * 1024
@@ -139,3 +141,32 @@ async def test_a_converging_migration_is_never_called_not_converging_and_its_eta
         assert NOT_CONVERGING not in run["verdicts"], run
         assert run["passes_done"] == 2, run  # the first ETA comes once 2 passes are done
         assert run["error"] <= 0.3, runs
+
+
+@pytest.mark.parametrize("storage", [False, True], ids=["ram-only", "mirrors"])
+async def test_abort_during_the_ram_copy_keeps_the_source_running_and_the_mirrors_gone(
+        make_lab: Callable[..., Any], engine: EngineProcess, storage: bool) -> None:
+    lab = await make_lab("stuck", storage=storage)
+    async with attached(engine.directory) as view, attached(engine.directory, read_only=True) as ro:
+        src, _dst = await watch(view, monitors(lab), interval=0.5)
+        await watch(ro, monitors(lab), interval=0.5)
+        await until(src, lambda: src.connected and src.polls > 0 and src.control("abort").allowed is False,
+                    "connected, nothing to abort", ended_fails=False)
+        await lab.migrate()
+        await until(src, lambda: src.state.migration_status == "active" and (src.state.pass_number or 0) >= 1
+                    and src.control("abort").allowed is True, "mid-copy, abort offered")
+        does = src.control("abort").does
+        assert does.startswith("migrate_cancel, then force-cancel the disk mirrors" if storage else "migrate_cancel:")
+        refused = await ro.call(Request, action="abort", monitor="src")
+        assert refused.error == "read-only view: the engine refuses to abort src"
+        assert await src.engine_request("abort") == "src: abort started"
+        await until(src, lambda: any(text.startswith("src: migration cancelled") for _, text in view.notices),
+                    "the outcome", ended_fails=False)
+        outcome = next(text for _, text in view.notices if text.startswith("src: migration cancelled"))
+        assert outcome == ("src: migration cancelled; mirror-data0 force-cancelled; the source guest runs on"
+                           if storage else "src: migration cancelled; the source guest runs on")
+    ctl = await lab.control(lab.src)  # QEMU's own word, on the lab's socket
+    assert (await ctl.execute("query-migrate"))["status"] == "cancelled"
+    assert (await ctl.execute("query-status"))["status"] == "running"
+    assert await ctl.execute("query-block-jobs") == []
+    assert Path(lab.src.serial_path).stat().st_size > 0

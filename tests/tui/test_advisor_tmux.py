@@ -1,6 +1,7 @@
 """The convergence advisor as an operator meets it: the real ``migtui`` in tmux at 80x24 on a
 real QEMU pair. A migration that cannot converge (the lab's stuck scenario) says why on the
-screen -- and ``migtui status --json`` says the same. No wait has a time limit of its
+screen -- and ``migtui status --json`` says the same --; ``x`` then ``x`` aborts another one
+mid-copy. No wait has a time limit of its
 own (pytest-timeout is the backstop): each ends when the screen shows what it waits for,
 or fails at once when the screen shows the migration ended otherwise."""
 
@@ -78,4 +79,26 @@ async def test_a_stuck_migration_says_why_on_screen(
     said = await status_convergence(lab)
     assert said["verdict"] == "not-converging" and said["reason"].startswith("remaining RAM not shrinking over")
     assert "remedies: bandwidth →" in text and "downtime →" in text, screen
+    term.keys("q")
+
+
+async def test_x_then_x_aborts_a_migration_mid_copy(
+        stuck_lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
+    lab = stuck_lab
+    term = Tmux("abort")
+    terminals.append(term)
+    term.migtui(f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}")
+    await screen_until(term, lambda s: "src · connected" in s, "connected")
+    await lab.migrate()
+    await screen_until(term, lambda s: "x Abort" in s and "pass 1" in s, "mid-copy, x offered")
+    term.keys("x")
+    question = await screen_until(term, lambda s: "Abort the migration of src?" in s, "the question")
+    assert "migrate_cancel: the source keeps running" in flat(question), question
+    term.keys("x")
+    screen = await screen_until(term, lambda s: "the source guest runs on" in flat(s), "the outcome",
+                                fails=("Convergence: completed",))
+    assert "cancelled" in screen
+    ctl = await lab.control(lab.src)
+    status: Any = await ctl.execute("query-status")
+    assert status["status"] == "running"
     term.keys("q")

@@ -58,7 +58,8 @@ PRE_SWITCHOVER_KEYS = (
     ("s", "open the switchover dialog of the paused source"),
     ("y", "resume: finish each disk mirror gracefully, then migrate-continue: the destination "
      "takes over (runs once)"),
-    ("x, then y", "abort: migrate_cancel and force-cancel the mirrors: the source guest runs again"),
+    ("x, then y", "abort: migrate_cancel and force-cancel the mirrors: the source guest runs again "
+     "(before a pause, x then x aborts the migration at its stage)"),
     ("n / escape", "close the dialog (the guest stays stopped; s reopens it), or step back from x"),
 )
 PRE_SWITCHOVER_NOTES = (
