@@ -29,6 +29,7 @@ SAMPLES: list[m.Message] = [
             m.PolicyInfo(True, 30.0, "resume", ["auto_resume"]), read_only=False, interval=0.5),
     m.Subscribe(2),
     m.Request(3, "resume", "src", force=True),
+    m.Request(3, "downtime", "src", value="5 s"),
     m.Status(4, ["unix:/run/src.qmp"]),
     m.Guarding(5, stopping=True),
     m.Stop(6),

@@ -1,5 +1,5 @@
 """The engine's side of migration control: the convergence advice it decides and sends, the
-abort of a migration at any stage, and the request that does it.
+controls it offers for it (abort any migration, the remedies), and the requests that act.
 
 One :class:`EngineControl` per engine. After every change of a watched monitor it re-runs the
 advisor (``model/advisor.py``) on the session's state and parameters and sends the
@@ -7,8 +7,8 @@ advisor (``model/advisor.py``) on the session's state and parameters and sends t
 ETA moves once a poll; most changes change nothing); the same advice goes into
 ``migtui status --json`` as ``migration.convergence``. Requests: an ``abort`` of a migration
 that is not paused before switchover runs a :class:`~migtui.workflow.cancel.MigrationCancel`
-(once per migration; a pause's abort stays the switchover's). Every view hears how it went
-as a notice.
+(once per migration; a pause's abort stays the switchover's), a remedy sends its
+``migrate-set-parameters`` (``workflow/control.py``). Every view hears of both as a notice.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..model.advisor import ABORT, Advice, Settings, advise
+from ..errors import MigtuiError
+from ..model.advisor import ABORT, REMEDY_ACTIONS, Advice, Settings, advise
 from ..protocol import messages as m
 from ..workflow import control
 from ..workflow.cancel import MigrationCancel
@@ -69,8 +70,11 @@ class EngineControl:
             return
         self._sent[w.name] = message
         self.engine.broadcast(message)
-        if previous is None or previous.advice.verdict != message.advice.verdict:
-            log.info("%s: %s: %s", w.name, message.advice.verdict, message.advice.reason)
+        if previous is None or (previous.advice.verdict, previous.advice.remedies) != (
+                message.advice.verdict, message.advice.remedies):
+            self.engine.refresh_controls(w)
+            if previous is None or previous.advice.verdict != message.advice.verdict:
+                log.info("%s: %s: %s", w.name, message.advice.verdict, message.advice.reason)
 
     def status(self, w: Watched) -> dict[str, Any]:
         """``migration.convergence`` of ``migtui status --json``: what the screen shows."""
@@ -80,20 +84,28 @@ class EngineControl:
 
     def controls(self, w: Watched, controller: Switchover | None, *, libvirt: bool,
                  mirrors: bool) -> dict[str, m.Control]:
-        """The abort (any stage), as ``controls`` carries it."""
+        """The abort (any stage) and the remedies, as ``controls`` carries them."""
         session = w.session
+        advice = self.message(w).advice
         running = self._cancels.get(w.name)
         if running is not None:
             abort = m.Control(False, f"{w.name}: abort under way (started by {running.actor})")
         else:
             allowed = control.abort(session, controller, libvirt=libvirt)
             abort = m.Control(allowed.allowed, allowed.reason, control.abort_does(session, mirrors))
-        return {ABORT: abort}
+        actions = {ABORT: abort}
+        for action in REMEDY_ACTIONS:
+            allowed = control.remedy(session, advice, action)
+            remedy = control.proposal(advice, action)
+            actions[action] = m.Control(allowed.allowed, allowed.reason, remedy.line() if remedy is not None else "")
+        return actions
 
     # ------------------------------------------------------------------ requests
 
     def handles(self, w: Watched, action: str) -> bool:
         """Whether ``action`` on ``w`` is this module's (a pause's abort is the switchover's)."""
+        if action in REMEDY_ACTIONS:
+            return True
         if action != ABORT:
             return False
         controller = self.engine.switchovers.current(w.session)
@@ -101,8 +113,19 @@ class EngineControl:
                     or (controller is not None and controller.result is not None
                         and controller.result.abort_offered and not controller.finished))
 
-    async def request(self, w: Watched, view: ViewLink, action: str, *, force: bool = False) -> m.Reply:
-        return self._abort(w, view, force=force)
+    async def request(self, w: Watched, view: ViewLink, action: str, *, value: str = "",
+                      force: bool = False) -> m.Reply:
+        if action == ABORT:
+            return self._abort(w, view, force=force)
+        advice = self.message(w).advice
+        try:
+            said = await control.apply_remedy(w.session, advice, action, value)
+        except MigtuiError as err:
+            log.info("%s: %s refused for %s: %s", w.name, action, view.label, err)
+            return m.Reply(0, False, error=str(err))
+        log.info("%s (by %s)", said, view.label)
+        self.engine.broadcast(m.Notice("info", f"{said} (by {view.label})", w.name))
+        return m.Reply(0, True, message=said, actor=view.label)
 
     def _abort(self, w: Watched, view: ViewLink, *, force: bool) -> m.Reply:
         running = self._cancels.get(w.name)
@@ -137,7 +160,3 @@ class EngineControl:
         result = task.result()
         (log.info if result.ok else log.warning)("%s", result.message)
         self.engine.broadcast(m.Notice("info" if result.ok else "error", result.message, w.name))
-
-    def busy(self) -> bool:
-        """An abort is under way (the engine keeps itself up for it)."""
-        return bool(self._cancels)

@@ -37,6 +37,7 @@ from ..transport import ConnState, Monitor
 from ..workflow import availability
 from ..workflow.arm import arm_session, disarm
 from ..workflow.autoresume import AutoResume, AutoResumeReport
+from ..workflow.control import action_words
 from ..workflow.deadline import PauseDeadline, Phase
 from ..workflow.ownership import LIBVIRT, detect_manager
 from ..workflow.pairing import destination_for
@@ -168,7 +169,7 @@ class Engine:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pending_switchovers: set[str] = set()
         self._switchover_flush = False
-        self.control = EngineControl(self)  # the convergence advice, abort at any stage
+        self.control = EngineControl(self)  # the convergence advice, abort at any stage, the remedies
 
     # ------------------------------------------------------------------ views
 
@@ -391,14 +392,16 @@ class Engine:
             self.broadcast(message)
 
     def refresh_controls(self, w: Watched) -> None:
-        """Re-decide ``w``'s controls and send them if changed."""
+        """Re-decide ``w``'s controls (the advice changed what they offer) and send them if changed."""
         self._broadcast_controls(w)
 
     # ------------------------------------------------------------------ requests
 
-    async def request(self, view: ViewLink, action: str, name: str, *, force: bool = False) -> m.Reply:
+    async def request(self, view: ViewLink, action: str, name: str, *, force: bool = False,
+                      value: str = "") -> m.Reply:
         """Run one view's action; the reply is one line for its screen. ``force``: resume or
-        abort a pause libvirt drives (the view confirmed it, naming libvirt)."""
+        abort a pause libvirt drives (the view confirmed it, naming libvirt). ``value``: a
+        remedy's value as typed ("" takes the advisor's proposal)."""
         w = self.watched.get(name)
         if w is None:
             return m.Reply(0, False, error=f"{name}: not watched by the engine")
@@ -406,10 +409,10 @@ class Engine:
             return m.Reply(0, False, error=f"unknown action {action!r}")
         if view.read_only:  # every action changes a VM
             log.warning("%s: %s refused: the view %s is read-only", name, action, view.label)
-            return m.Reply(0, False, error=f"read-only view: the engine refuses to {action} {name}")
+            return m.Reply(0, False, error=f"read-only view: the engine refuses to {action_words(action)} {name}")
         session = w.session
-        if self.control.handles(w, action):  # the abort of a migration not paused before switchover
-            return await self.control.request(w, view, action, force=force)
+        if self.control.handles(w, action):  # a remedy, or the abort of a migration not paused
+            return await self.control.request(w, view, action, value=value, force=force)
         try:
             if action in ("resume", "abort"):
                 return self._switchover_action(w, view, Action(action), force=force)

@@ -5,7 +5,8 @@ is sent, and written back the way they are read.
   ``54 MiB/s``, ``1.5 GiB/s``, ``10 Gbit/s``, ``800 Mbit/s``, ``512 KiB/s``; a bare number
   is MiB/s;
 * a downtime (``downtime-limit``, ms in QMP): ``500 ms``, ``5 s``, ``1.5s``; a bare number
-  is ms.
+  is ms;
+* a percentage (``cpu-throttle-initial`` / ``-increment``): ``50``, ``50 %``.
 
 Each reader returns the QMP value or raises :class:`BadValue` with one line naming the
 parameter and what it takes. Pure: no I/O.
@@ -82,6 +83,17 @@ def parse_downtime(text: str, parameter: str = "downtime-limit") -> int:
     if not 1 <= value <= MAX_DOWNTIME_MS:
         raise BadValue(f"{parameter}: {text.strip()} is out of range: QEMU takes 1 ms to {MAX_DOWNTIME_MS // 1000} s")
     return value
+
+
+def parse_percent(text: str, parameter: str, *, low: int = 1, high: int = 99) -> int:
+    """A whole percentage from ``50`` or ``50 %``."""
+    takes = f"a percentage from {low} to {high}"
+    number, unit = _split(parameter, text, takes)
+    if unit not in ("", "%"):
+        raise BadValue(f"{parameter}: unknown unit {unit!r}: it takes {takes}")
+    if number != int(number) or not low <= number <= high:
+        raise BadValue(f"{parameter}: {text.strip()} is out of range: it takes {takes}")
+    return int(number)
 
 
 # ---------------------------------------------------------------------- writing them back

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..address import MonitorAddress
 from ..errors import MonitorError, ReadOnlyRefused, monitor_error
 from ..listeners import Listeners
+from ..model.advisor import PARAMETERS, REMEDY_ACTIONS
 from ..model.qmpinput import QmpInput
 from ..model.switchover import (
     ACTIVE,
@@ -90,6 +91,11 @@ class RemoteSession(MonitorSession):
         and a request of this view the engine has not taken up yet, say no here)."""
         engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
         if self.read_only:
+            if action in REMEDY_ACTIONS:  # shown unavailable while they would apply, with why
+                parameter = PARAMETERS[action][0]
+                return m.Control(None if engine.allowed is not False else False,
+                                 f"read-only: migtui will not change {parameter} of {self.name} (a read-only view)",
+                                 engine.does)
             return m.Control(False if action in ("arm", "measure") else None,
                              f"read-only: migtui will not {action} {self.name} (a read-only view)", engine.does)
         if action in ("resume", "abort") and self.switchover.requested:
@@ -107,14 +113,17 @@ class RemoteSession(MonitorSession):
     def poll_soon(self, *, config: bool = False) -> None:
         return None
 
-    async def engine_request(self, action: str, *, force: bool = False) -> str:
+    async def engine_request(self, action: str, *, force: bool = False, value: str = "") -> str:
         """Run ``action`` in the engine; its one-line answer, or MonitorError. ``force``: a
-        resume or abort of a pause libvirt drives (after a confirmation naming libvirt)."""
+        resume or abort of a pause libvirt drives (after a confirmation naming libvirt);
+        ``value``: a remedy's value as typed ("" takes the engine's proposal)."""
         if self.read_only:  # every request changes a VM (the engine refuses it too)
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} {self.name}")
         fields: dict[str, Any] = {"action": action, "monitor": self.name}
         if force:
             fields["force"] = True
+        if value:
+            fields["value"] = value
         reply = await self.client.call(m.Request, **fields)
         if not reply.ok:
             raise MonitorError(self.name, reply.error or f"{self.name}: {action} failed")

@@ -1,7 +1,7 @@
 """The convergence advisor as an operator meets it: the real ``migtui`` in tmux at 80x24 on a
 real QEMU pair. A migration that cannot converge (the lab's stuck scenario) says why on the
-screen -- and ``migtui status --json`` says the same --; ``x`` then ``x`` aborts another one
-mid-copy. No wait has a time limit of its
+screen -- and ``migtui status --json`` says the same --, one key and enter fix it, and it
+completes; ``x`` then ``x`` aborts another one mid-copy. No wait has a time limit of its
 own (pytest-timeout is the backstop): each ends when the screen shows what it waits for,
 or fails at once when the screen shows the migration ended otherwise."""
 
@@ -63,7 +63,7 @@ async def status_convergence(lab: Lab) -> dict[str, Any]:
     return dict(json.loads(out)["monitors"][0]["migration"]["convergence"])
 
 
-async def test_a_stuck_migration_says_why_on_screen(
+async def test_a_stuck_migration_says_why_on_screen_and_one_key_fixes_it(
         stuck_lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
     lab = stuck_lab
     term = Tmux("advisor")
@@ -78,7 +78,14 @@ async def test_a_stuck_migration_says_why_on_screen(
     assert "%" not in next(line for line in screen.splitlines() if "left at each sync" in line)
     said = await status_convergence(lab)
     assert said["verdict"] == "not-converging" and said["reason"].startswith("remaining RAM not shrinking over")
-    assert "remedies: bandwidth →" in text and "downtime →" in text, screen
+    assert "3 downtime →" in text, screen
+
+    term.keys("3")
+    dialog = await screen_until(term, lambda s: "Expected effect" in s, "the remedy's dialog")
+    assert "raise downtime-limit 300 ms →" in dialog and "Cost: the guest pauses up to" in flat(dialog), dialog
+    term.keys("Enter")
+    done = await screen_until(term, lambda s: "Convergence: completed" in s, "completed", fails=())
+    assert "downtime-limit 300 ms →" in flat(done) or "completed" in done
     term.keys("q")
 
 

@@ -1,7 +1,7 @@
 """The convergence advisor without QEMU: the passes it folds, its verdicts on recorded real
 runs of every recorded QEMU (tests/fixtures/qmp/<version>/tui/: the lab's stuck scenario, and
 the storage scenario, which converges), the wording of a calc-dirty-rate pre-check, the
-values a remedy takes."""
+values a remedy takes, and what a view shows of it all."""
 
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ from migtui.model.units import (
     downtime_text,
     parse_bandwidth,
     parse_downtime,
+    parse_percent,
     round_up_bandwidth,
     round_up_downtime,
 )
+from migtui.protocol import messages as m
+from migtui.view.remote import RemoteSession
 from migtui.workflow.session import MonitorSession
 from migtui.workflow.status import Snapshot, no_verdict
 
@@ -197,10 +200,27 @@ def test_a_bad_value_is_refused_in_one_line_naming_the_parameter(reader: Any, te
     assert isinstance(caught.value, MigtuiError)
 
 
-def test_what_values_read_back_as() -> None:
+def test_percentages_and_what_values_read_back_as() -> None:
+    assert parse_percent("50 %", "cpu-throttle-initial") == 50
+    with pytest.raises(BadValue, match="cpu-throttle-initial: 100 is out of range"):
+        parse_percent("100", "cpu-throttle-initial")
     for value in (4 * MiB, 66 * MiB, 3 * 512 * MiB):
         assert parse_bandwidth(bandwidth_text(value)) == value
     for ms in (300, 5000, 4500):
         assert parse_downtime(downtime_text(ms)) == ms
     assert round_up_bandwidth(53.4 * MiB) == 54 * MiB and round_up_downtime(4960) == 5000
     assert round_up_downtime(3_000_000) == 2_000_000
+
+
+# ---------------------------------------------------------------------- a view's controls
+
+
+def test_a_read_only_view_shows_each_remedy_unavailable_and_why() -> None:
+    client: Any = type("Client", (), {"read_only": True, "clock": staticmethod(lambda: 0.0), "sessions": {}})()
+    view = RemoteSession(client, "src", parse_address("src=/tmp/src.qmp"))
+    view.apply_controls(m.Controls("src", {"downtime": m.Control(True, "", "raise downtime-limit ..."),
+                                           "bandwidth": m.Control(False, "not proposed")}))
+    downtime = view.control("downtime")
+    assert downtime.allowed is None
+    assert downtime.reason == "read-only: migtui will not change downtime-limit of src (a read-only view)"
+    assert view.control("bandwidth").allowed is False  # nothing offered: not shown at all

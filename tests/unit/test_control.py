@@ -1,5 +1,5 @@
-"""Migration control without QEMU: when ``x`` may abort a migration (and why not) -- the
-answer the engine sends as ``controls``."""
+"""Migration control without QEMU: when ``x`` may abort a migration (and why not), and when a
+remedy may be taken -- the answers the engine sends as ``controls``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from migtui.errors import CommandFailed, MigtuiError
+from migtui.model.advisor import NOT_CONVERGING, Advice, Remedy
 from migtui.model.events import QmpEvent
 from migtui.workflow import control
 from migtui.workflow.session import MonitorSession
@@ -54,3 +56,42 @@ def test_a_pause_before_switchover_is_the_switchovers_abort() -> None:
     session = Session("active", qemu10=True)
     session.apply_event(QmpEvent("MIGRATION", {"status": "pre-switchover"}, 2.0), now=2.0)
     assert control.abort(session, None).allowed is True
+
+
+def test_a_remedy_only_while_proposed_for_a_running_pre_copy() -> None:
+    advice = Advice(NOT_CONVERGING, "stuck", remedies=[Remedy("downtime", "downtime-limit", "300 ms", "5 s", "fits")])
+    active = Session("active", qemu10=True)
+    assert control.remedy(active, advice, "downtime").allowed is True
+    bandwidth = control.remedy(active, advice, "bandwidth")
+    assert bandwidth.allowed is None and bandwidth.reason == "src: max-bandwidth is not what limits this migration"
+    throttle = control.remedy(active, advice, "throttle")
+    assert throttle.allowed is None and "auto-converge is off" in throttle.reason
+    assert control.remedy(Session("completed", qemu10=True), advice, "downtime").allowed is False
+    assert control.action_words("downtime") == "change downtime-limit of" and control.action_words("abort") == "abort"
+    assert control.read_value("downtime", "downtime-limit", "5 s") == (5000, "5 s")
+    assert control.read_value("bandwidth", "max-bandwidth", "10 Gbit/s") == (1_250_000_000, "1.16 GiB/s")
+
+
+class Refusing(Session):
+    """A QEMU that refuses every migrate-set-parameters; records what reached it."""
+
+    sent: list[tuple[str, Any]]
+
+    async def execute(self, cmd: str, args: Any = None, *, generation: int | None = None) -> Any:
+        self.sent.append((cmd, args))
+        raise CommandFailed("src", cmd, "GenericError",
+                            "Parameter 'downtime_limit' expects an integer in the range of 0 to 2000000 milliseconds")
+
+
+async def test_a_bad_value_sends_nothing_and_a_refusal_is_one_line_naming_the_parameter() -> None:
+    advice = Advice(NOT_CONVERGING, "stuck", remedies=[Remedy("downtime", "downtime-limit", "300 ms", "5 s", "fits")])
+    session = Refusing("active", qemu10=True)
+    session.sent = []
+    with pytest.raises(MigtuiError, match=r"^downtime-limit: 'soon' is not a value"):
+        await control.apply_remedy(session, advice, "downtime", "soon")
+    assert session.sent == []
+    with pytest.raises(MigtuiError) as caught:
+        await control.apply_remedy(session, advice, "downtime")  # the proposal
+    assert session.sent == [("migrate-set-parameters", {"downtime-limit": 5000})]
+    assert str(caught.value) == ("src: QEMU refused downtime-limit 5 s: Parameter 'downtime_limit' expects an"
+                                 " integer in the range of 0 to 2000000 milliseconds")

@@ -31,8 +31,10 @@ GUIDE = (
     ("Convergence", "the engine's verdict on the migration, judged from its passes: the RAM left at "
      "each dirty sync must shrink until it fits bandwidth x downtime-limit. converging (with an ETA to "
      "the switchover), not converging (and why, in numbers), or unknown until two syncs after the bulk "
-     "copy. From pass 2 the RAM bar gives way to that trend (left at each sync). Below it, the remedies "
-     "the advisor proposes, least invasive first."),
+     "copy. From pass 2 the RAM bar gives way to that trend (left at each sync). The keys below it take "
+     "the remedies, least invasive first: 1 raise max-bandwidth, 2 set avail-switchover-bandwidth (QEMU "
+     "8.2+), 3 raise downtime-limit to the expected downtime (the guest pauses that long), 4 CPU throttle "
+     "(auto-converge only), x abort; each shows its effect and asks first (enter sets, escape does not)."),
     ("Dirty vs sent", "how fast the guest dirties memory against how fast the link sends it, "
      "on one scale over the last minutes: context, not a verdict (a guest that rewrites the same pages "
      "dirties above the send rate and still converges). With no migration running, d measures the dirty "

@@ -1,8 +1,10 @@
-"""The convergence advisor's word on the selected migration: verdict, why, and the remedies.
+"""The convergence advisor's word on the selected migration: verdict, why, and the remedies' keys.
 
 ``─Convergence: not converging──``, then the reason as the engine worded it (wrapped), then
-the remedies it proposes, least invasive first. Everything here is the engine's
-(``convergence`` message); this widget only lays it out.
+one key per remedy, least invasive first (``1 max-bandwidth → 66 MiB/s  3 downtime-limit → 5 s
+x abort``): each opens a confirmation that shows its expected effect and cost. A remedy
+this view may not take now (read-only, not offered) is drawn dim. Everything here is the
+engine's (``convergence`` and ``controls`` messages); this widget only lays it out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from ...model.advisor import ABORT, BANDWIDTH, CONVERGING, DOWNTIME, NOT_CONVERG
 from ...view.remote import RemoteSession
 from .text_line import TextLine
 
-# Short names for the remedies' line.
+# The dashboard's key for each remedy (least invasive first) and abort.
+KEYS = {BANDWIDTH: "1", SWITCHOVER_BANDWIDTH: "2", DOWNTIME: "3", THROTTLE: "4", ABORT: "x"}
+# Short names for the keys' line (the confirmation says it in full).
 SHORT = {BANDWIDTH: "bandwidth", SWITCHOVER_BANDWIDTH: "switchover bw", DOWNTIME: "downtime",
          THROTTLE: "throttle"}
 _TITLE_STYLES = {NOT_CONVERGING: "bold $error", CONVERGING: "$success"}
@@ -33,10 +37,18 @@ def reason(session: RemoteSession) -> Content:
 
 
 def keys_line(session: RemoteSession) -> Content:
-    """``remedies: bandwidth → 66 MiB/s, downtime → 5 s, abort``: what the advisor proposes."""
+    """``1 max-bandwidth → 66 MiB/s  3 downtime-limit → 5 s  x abort``: the remedies on offer."""
     advice = session.convergence.advice
-    labels = ["abort" if r.action == ABORT else f"{SHORT[r.action]} → {r.value}" for r in advice.remedies]
-    return Content.assemble(("remedies: ", "$text-muted"), ", ".join(labels)) if labels else Content("")
+    parts: list[Content] = []
+    for remedy in advice.remedies:
+        key = KEYS.get(remedy.action)
+        if key is None:
+            continue
+        usable = session.control(remedy.action).allowed is True
+        label = "abort" if remedy.action == ABORT else f"{SHORT[remedy.action]} → {remedy.value}"
+        parts.append(Content.assemble((key, "bold $accent" if usable else "$text-disabled"), " ",
+                                      (label, "" if usable else "$text-disabled")))
+    return Content("  ").join(parts)
 
 
 class WrappedLine(TextLine):
