@@ -29,6 +29,7 @@ class Pass:
     number: int  # ram.dirty-sync-count during this pass (1: the bulk copy of all RAM)
     start: float | None = None  # wall clock of the sync that began it
     exact: bool = False  # ``start`` is QEMU's own MIGRATION_PASS timestamp (else a poll's bound)
+    joined: bool = False  # first seen mid-pass (migtui connected during it): when it began is unknown
     end: float | None = None  # the next sync
     # The first poll in the pass: its remaining RAM (bytes), when it was true, the send rate then.
     first_remaining: int | None = None
@@ -41,8 +42,9 @@ class Pass:
     @property
     def remaining(self) -> int | None:
         """Bytes left to send when the pass began: the first poll's figure plus what was
-        sent between the sync and that poll (bounded by the RAM size)."""
-        if self.first_remaining is None:
+        sent between the sync and that poll (bounded by the RAM size). None for a pass first
+        seen in its middle: how much it had sent by then is unknown."""
+        if self.first_remaining is None or self.joined:
             return None
         value = float(self.first_remaining)
         if self.start is not None and self.first_at is not None and self.first_rate:
@@ -95,7 +97,7 @@ class PassLog:
         current = self.current
         if current is not None and number == current.number:
             if not current.exact:  # a poll saw this pass first: QEMU's stamp is the exact start
-                self._passes[-1] = replace(current, start=at, exact=True)
+                self._passes[-1] = replace(current, start=at, exact=True, joined=False)
                 if len(self._passes) >= 2:
                     self._passes[-2] = replace(self._passes[-2], end=at)
             return
@@ -112,9 +114,10 @@ class PassLog:
         at = now if asked is None else (min(asked, now) + now) / 2  # QEMU answered in between
         current = self.current
         if current is None or number > current.number:
-            # The poll saw the sync before its event: it happened after the last poll.
+            # The poll saw the sync before its event: it happened after the last poll -- or,
+            # with no poll before it in this migration, at some unknown time before this one.
             since = self._last_poll if self._last_poll is not None else at
-            self._begin(number, (since + at) / 2, exact=False)
+            self._begin(number, (since + at) / 2, exact=False, joined=self._last_poll is None and number > 1)
         elif number < current.number:
             return
         current = self.current
@@ -134,8 +137,8 @@ class PassLog:
         )
         self._last_poll = at
 
-    def _begin(self, number: int, at: float, *, exact: bool) -> None:
+    def _begin(self, number: int, at: float, *, exact: bool, joined: bool = False) -> None:
         if self._passes:
             self._passes[-1] = replace(self._passes[-1], end=at)
-        self._passes.append(Pass(number, start=at, exact=exact))
+        self._passes.append(Pass(number, start=at, exact=exact, joined=joined))
         del self._passes[:-self._kept]

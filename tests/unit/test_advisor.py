@@ -67,6 +67,22 @@ def test_each_pass_starts_at_qemus_own_stamp_with_the_ram_left_then(version: str
     assert all(15 * MiB <= (p.remaining or 0) <= 17 * MiB for p in passes[1:]), [p.remaining for p in passes]
 
 
+def test_a_pass_first_seen_in_its_middle_has_no_ram_left_at_its_start(version: str) -> None:
+    """migtui connected during pass 3: what that pass had left when it began is unknown (the
+    poll saw it half sent), so it is no evidence; the next syncs are."""
+    entries = [e for e in tui_run(version, "stuck") if e["side"] == "src"]
+    third = next(i for i, e in enumerate(entries) if e["kind"] == "reply" and e["command"] == "query-migrate"
+                 and e["return"].get("ram", {}).get("dirty-sync-count") == 3)
+    session = MonitorSession.offline("src")
+    session.replay([e for e in entries[:third] if e["kind"] == "reply" and e["command"] != "query-migrate"])
+    session.replay(entries[third + 1:])  # joined a poll late: the pass is well under way
+    passes = session.state.passes.passes
+    assert passes[0].number == 3 and passes[0].joined and passes[0].remaining is None
+    assert all(p.remaining is not None and p.remaining > 15 * MiB for p in passes[1:])
+    advice = advise(session.state, Settings.of(session.parameters, session.state.capabilities))
+    assert advice.verdict == UNKNOWN, advice  # one sync seen since: no evidence yet
+
+
 def test_a_new_migration_starts_a_new_log() -> None:
     session = MonitorSession.offline("src")
     session.replay([e for e in tui_run("7.2", "stuck") if e["side"] == "src"])
