@@ -172,6 +172,9 @@ def advise(state: VmState, settings: Settings, *, connected: bool = True, measur
     status = state.migration_status
     if not connected:
         return Advice(UNKNOWN, "monitor not connected: nothing new to judge", "not connected")
+    if state.incoming_side and info.ram is None:
+        return Advice(UNKNOWN, f"the destination of a migration ({status}): its source's passes tell",
+                      "destination")
     if status == "none" or status in FINISHED_STATUSES:
         return _between(state, settings, measuring)
     if status in _SWITCHING:

@@ -73,6 +73,8 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
             switchover.result is not None and switchover.result.abort_offered and not switchover.finished))):
         return availability.abort(session, switchover, libvirt=libvirt)
     name = session.name
+    if state.run_state is not None and state.run_state.incoming:
+        return Availability(False, f"{name}: the destination of this migration: abort it on its source")
     if status in POSTCOPY:
         if status != POSTCOPY_CANCELLABLE or postcopy_cancel_refused(session):
             return Availability(None, f"{name}: {status}: the guest already runs on the destination and QEMU"

@@ -144,6 +144,13 @@ def test_the_eta_after_two_passes_lands_near_the_recorded_switchover(version: st
     assert abs(advice.eta_s - actual) <= 0.3 * actual, (advice.eta_s, actual)
 
 
+def test_a_destination_is_judged_on_its_source() -> None:
+    dst = MonitorSession.offline("dst")
+    dst.replay([e for e in tui_run("7.2", "stuck") if e["side"] == "dst"])
+    advice = advise(dst.state, Settings.of(dst.parameters, dst.state.capabilities))
+    assert advice.verdict == UNKNOWN and advice.headline == "destination", advice
+
+
 def test_unknown_until_there_is_evidence() -> None:
     state = MonitorSession.offline("src").state
     assert advise(state, Settings()).reason == "no migration: a verdict needs a migration's passes"

@@ -95,3 +95,10 @@ async def test_a_bad_value_sends_nothing_and_a_refusal_is_one_line_naming_the_pa
     assert session.sent == [("migrate-set-parameters", {"downtime-limit": 5000})]
     assert str(caught.value) == ("src: QEMU refused downtime-limit 5 s: Parameter 'downtime_limit' expects an"
                                  " integer in the range of 0 to 2000000 milliseconds")
+
+
+def test_the_destination_is_not_where_a_migration_is_aborted() -> None:
+    dst = Session("active", qemu10=True)
+    dst.apply_reply("query-status", {"status": "inmigrate", "running": False}, now=1.0)
+    answer = control.abort(dst, None)
+    assert answer.allowed is False and answer.reason == "src: the destination of this migration: abort it on its source"
