@@ -39,6 +39,7 @@ from ..transport import ConnState, Monitor
 from ..workflow import availability
 from ..workflow.arm import disarm
 from ..workflow.autoresume import AutoResume, AutoResumeReport
+from ..workflow.control import action_words
 from ..workflow.deadline import PauseDeadline, Phase
 from ..workflow.ownership import LIBVIRT, detect_manager
 from ..workflow.pairing import destination_for
@@ -54,6 +55,7 @@ from ..workflow.session import (
 )
 from ..workflow.status import snapshot_of
 from ..workflow.switchover import Switchover, Switchovers
+from .control import EngineControl
 from .durable import Durable
 from .facts import controls_of, pause_of
 from .wire import address_info, session_message, switchover_message
@@ -182,6 +184,7 @@ class Engine:
         self._facts_held_since: float | None = None
         # What it armed, kept in ``records`` (the runtime directory) and taken up on start.
         self.durable = Durable(self, records)
+        self.control = EngineControl(self)  # the convergence advice, abort at any stage, the remedies
 
     # ------------------------------------------------------------------ views
 
@@ -212,7 +215,8 @@ class Engine:
         if controller is not None:
             view.send(switchover_message(w.name, controller))
         view.send(w.last_pause or self._pause_message(w))
-        view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers))
+        view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers, self.control))
+        view.send(self.control.message(w))
 
     # ------------------------------------------------------------------ watching
 
@@ -315,6 +319,7 @@ class Engine:
                 self._facts_due(*self.watched.values())
             else:
                 self._facts_due(w)
+        self.control.on_change(w, kinds)
         facts = w.facts()
         if facts != w.guard_facts:  # not every poll: the idle check itself asks QEMU
             w.guard_facts = facts
@@ -417,7 +422,7 @@ class Engine:
         if message != w.last_pause:
             w.last_pause = message
             self.broadcast(message)
-        controls = controls_of(w, self.sessions(), self.switchovers)
+        controls = controls_of(w, self.sessions(), self.switchovers, self.control)
         if controls != w.last_controls:
             w.last_controls = controls
             self.broadcast(controls)
@@ -432,11 +437,17 @@ class Engine:
         clock = PauseClock.of(state) if state.in_pre_switchover else None
         return self.durable.origin(w, clock.start) if clock is not None else None
 
+    def refresh_controls(self, w: Watched) -> None:
+        """Re-decide ``w``'s controls (the advice changed what they offer) and send them if changed."""
+        self._facts_due(w)
+
     # ------------------------------------------------------------------ requests
 
-    async def request(self, view: ViewLink, action: str, name: str, *, force: bool = False) -> m.Reply:
+    async def request(self, view: ViewLink, action: str, name: str, *, force: bool = False,
+                      value: str = "") -> m.Reply:
         """Run one view's action; the reply is one line for its screen. ``force``: resume or
-        abort a pause libvirt drives (the view confirmed it, naming libvirt)."""
+        abort a pause libvirt drives (the view confirmed it, naming libvirt). ``value``: a
+        remedy's value as typed ("" takes the advisor's proposal)."""
         w = self.watched.get(name)
         if w is None:
             return m.Reply(0, False, error=f"{name}: not watched by the engine")
@@ -444,8 +455,10 @@ class Engine:
             return m.Reply(0, False, error=f"unknown action {action!r}")
         if view.read_only:  # every action changes a VM
             log.warning("%s: %s refused: the view %s is read-only", name, action, view.label)
-            return m.Reply(0, False, error=f"read-only view: the engine refuses to {action} {name}")
+            return m.Reply(0, False, error=f"read-only view: the engine refuses to {action_words(action)} {name}")
         session = w.session
+        if self.control.handles(w, action):  # a remedy, or the abort of a migration not paused
+            return await self.control.request(w, view, action, value=value, force=force)
         try:
             if action in ("resume", "abort"):
                 return self._switchover_action(w, view, Action(action), force=force)
@@ -524,7 +537,7 @@ class Engine:
                 out.append(None)
                 continue
             jobs = w.journal.reply("query-block-jobs")
-            out.append(snapshot_of(w.session, w.address, jobs).to_json())
+            out.append(snapshot_of(w.session, w.address, jobs, self.control.status(w)).to_json())
         return out
 
     # ------------------------------------------------------------------ lifecycle

@@ -25,6 +25,7 @@ from ..workflow.session import MonitorSession
 from ..workflow.switchover import Switchovers
 
 if TYPE_CHECKING:
+    from .control import EngineControl
     from .engine import Watched
 
 # What y and x do, by whether the migration mirrors disks: a RAM-only pause has none to finish.
@@ -77,7 +78,10 @@ def pause_of(w: Watched, sessions: Sequence[MonitorSession], *, recorded: float 
     )
 
 
-def controls_of(w: Watched, sessions: Sequence[MonitorSession], switchovers: Switchovers) -> Controls:
+def controls_of(w: Watched, sessions: Sequence[MonitorSession], switchovers: Switchovers,
+                control: EngineControl | None = None) -> Controls:
+    """Each action as the engine would answer it now; ``control`` adds the abort of a migration
+    at any stage and the advisor's remedies (``engine/control.py``)."""
     session = w.session
     controller = switchovers.current(session)
     libvirt = w.owner == OWNER_LIBVIRT
@@ -86,11 +90,14 @@ def controls_of(w: Watched, sessions: Sequence[MonitorSession], switchovers: Swi
     abort = availability.abort(session, controller, libvirt=libvirt)
     arm = availability.arm(session)
     measure = availability.measure_dirty_rate(session, sessions)
-    return Controls(name=w.name, actions={
+    actions = {
         Action.RESUME.value: Control(resume.allowed, resume.reason, RESUME_MIRRORS if mirrors else RESUME_RAM),
         Action.ABORT.value: Control(abort.allowed, abort.reason, ABORT_MIRRORS if mirrors else ABORT_RAM),
         "arm": Control(arm.allowed, arm.reason, "switch on pause-before-switchover (and events): the next"
                        " migration stops the guest before switchover, for you to check and resume"),
         "measure": Control(measure.allowed, measure.reason, "calc-dirty-rate for 1 s: how fast the guest"
                            " dirties memory now (an estimate over that second, not a verdict)"),
-    })
+    }
+    if control is not None:
+        actions.update(control.controls(w, controller, libvirt=libvirt, mirrors=mirrors))
+    return Controls(name=w.name, actions=actions)

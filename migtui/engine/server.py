@@ -360,7 +360,8 @@ class EngineServer:
             engine.subscribe(view)
             return m.Reply(0, True)
         if isinstance(message, m.Request):
-            return await engine.request(view, message.action, message.monitor, force=message.force)
+            return await engine.request(view, message.action, message.monitor, force=message.force,
+                                        value=message.value)
         if isinstance(message, m.Status):
             return m.Reply(0, True, monitors=engine.status_json(message.addresses))
         if isinstance(message, m.Guarding):

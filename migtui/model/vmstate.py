@@ -27,6 +27,7 @@ from migtui.model.dirtyrate import DirtyRateInfo
 from migtui.model.events import QmpEvent
 from migtui.model.history import DEFAULT_CAPACITY, History, Sample
 from migtui.model.migration import FINISHED_STATUSES, RUNNING_STATUSES, MigrationInfo
+from migtui.model.passes import PassLog
 from migtui.model.runstate import RunState
 
 EVENT_LOG_SIZE = 500
@@ -92,6 +93,7 @@ class VmState:
         self.capabilities = Capabilities()
         self.dirty_rate: DirtyRateInfo | None = None
         self.history = History(history_capacity)
+        self.passes = PassLog()  # the current migration's passes (the convergence advisor's evidence)
         self.events: deque[QmpEvent] = deque(maxlen=EVENT_LOG_SIZE)
         self._ended_at: dict[str, float] = {}  # job id -> `now` when an event ended it
         self._since_source = "poll"
@@ -132,6 +134,7 @@ class VmState:
             number = opt_int(data.get("pass"))
             if number is not None:
                 self.pass_number = number
+                self.passes.on_pass_event(number, at)
         elif name == "STOP":
             if self.stopped_since is None:
                 self.stopped_since = at
@@ -159,6 +162,7 @@ class VmState:
             self.pass_number = info.pass_number
         if info.status == "completed" and info.downtime is not None:
             self.final_downtime_ms = info.downtime
+        self.passes.on_migrate(info, now, asked)
         if info.is_running and info.ram is not None:
             self.history.append(Sample(now, info.dirty_rate_bytes_per_s, info.throughput_bytes_per_s))
             changed = True
@@ -250,6 +254,8 @@ class VmState:
         self.pass_number = None
         self.final_downtime_ms = None
         self.pre_switchover_since = None
+        self.passes.reset()
+        self.dirty_rate = None  # a calc-dirty-rate taken before this migration is not news about it
         self.clear_finished_jobs()
 
     def _apply_job_event(self, name: str, data: Mapping[str, Any], now: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..model.advisor import REMEDY_ACTIONS, Advice
 from ..model.checks import Check
 from ..model.features import QemuFeatures
 from ..model.pauseclock import PauseClock
@@ -118,6 +119,7 @@ class Request(Call):
     action: str  # one of ACTIONS
     monitor: str
     force: bool = False  # resume/abort a pause libvirt drives (confirmed naming libvirt)
+    value: str = ""  # a remedy's value as the operator typed it ("67 MiB/s", "5 s"); "": the engine's proposal
 
 
 @dataclass(frozen=True)
@@ -263,12 +265,24 @@ class Control:
 
 @dataclass(frozen=True)
 class Controls(Message):
-    """The actions on a monitor (``resume``, ``abort``, ``arm``, ``measure``): sent again
-    whenever one of them changes."""
+    """The actions on a monitor (``resume``, ``abort``, ``arm``, ``measure``, and the remedies
+    ``bandwidth``, ``switchover-bandwidth``, ``downtime``, ``throttle``): sent again whenever
+    one of them changes."""
 
     OP: ClassVar[str] = "controls"
     name: str
     actions: dict[str, Control] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Convergence(Message):
+    """The convergence advisor's word on a monitor's migration (``model/advisor.py``): the
+    verdict, why in numbers, the ETA, the expected downtime, the remedies and the per-pass
+    trend, decided by the engine and sent again whenever any of it changes."""
+
+    OP: ClassVar[str] = "convergence"
+    name: str
+    advice: Advice = field(default_factory=Advice)
 
 
 @dataclass(frozen=True)
@@ -294,7 +308,8 @@ class Heartbeat(Message):
 
 REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Status, Guarding, Stop)
 EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Feed, Session, Switchover, Pause, Controls,
-                                     Notice, Heartbeat)
+                                     Notice, Heartbeat, Convergence)
 MESSAGES: dict[str, type[Message]] = {cls.OP: cls for cls in (*REQUESTS, *EVENTS)}
-# Actions a view may request; each changes a VM (refused for read-only views).
-ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure"})
+# Actions a view may request; each changes a VM (refused for read-only views). The remedies
+# (bandwidth, switchover-bandwidth, downtime, throttle) set a migration parameter.
+ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure", *REMEDY_ACTIONS})

@@ -26,6 +26,7 @@ from ..view.remote import RemoteSession
 from ..workflow.session import KINDS, MonitorSession
 from .messages import NOT_AVAILABLE, SessionsChanged
 from .pause_watch import PauseWatch
+from .screens.control_dashboard import ControlDashboard
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.switchover_dashboard import SwitchoverDashboard
@@ -78,7 +79,7 @@ class MigtuiApp(App[int]):
             self.theme = "ansi-dark"
 
     def get_default_screen(self) -> SwitchoverDashboard:
-        return SwitchoverDashboard(
+        return ControlDashboard(
             self.sessions.values(), clock=self.clock, tz=self.tz, coarse=self.coarse, pauses=self.pauses
         )
 

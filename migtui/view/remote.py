@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..address import MonitorAddress
 from ..errors import MigtuiError, MonitorError, ReadOnlyRefused, monitor_error
 from ..listeners import Listeners
+from ..model.advisor import PARAMETERS, REMEDY_ACTIONS
 from ..model.events import QmpEvent
 from ..model.qmpinput import QmpInput
 from ..model.switchover import (
@@ -63,6 +64,7 @@ class RemoteSession(MonitorSession):
         self.status = ConnectionStatus(ConnState.CONNECTING)
         self.pause = m.Pause(name)  # the engine's word on this source's pause
         self.controls = m.Controls(name)  # the engine's word on each action
+        self.convergence = m.Convergence(name)  # the engine's advisor on its migration
         self.switchover = RemoteSwitchover(self)
         self._heard_session = False  # a first SESSION message sets the generation, resets nothing
         # The events of the connection before the last new one (maybe another QEMU at that
@@ -114,6 +116,11 @@ class RemoteSession(MonitorSession):
         and a request of this view the engine has not taken up yet, say no here)."""
         engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
         if self.read_only:
+            if action in REMEDY_ACTIONS:  # shown unavailable while they would apply, with why
+                parameter = PARAMETERS[action][0]
+                return m.Control(None if engine.allowed is not False else False,
+                                 f"read-only: migtui will not change {parameter} of {self.name} (a read-only view)",
+                                 engine.does)
             return m.Control(None,
                              f"read-only: migtui will not {action} {self.name} (a read-only view)", engine.does)
         if action in ("resume", "abort") and self.switchover.requested:
@@ -122,14 +129,17 @@ class RemoteSession(MonitorSession):
 
     # --------------------------------------------------------------- the engine runs them
 
-    async def engine_request(self, action: str, *, force: bool = False) -> str:
+    async def engine_request(self, action: str, *, force: bool = False, value: str = "") -> str:
         """Run ``action`` in the engine; its one-line answer, or MonitorError. ``force``: a
-        resume or abort of a pause libvirt drives (after a confirmation naming libvirt)."""
+        resume or abort of a pause libvirt drives (after a confirmation naming libvirt);
+        ``value``: a remedy's value as typed ("" takes the engine's proposal)."""
         if self.read_only:  # every request changes a VM (the engine refuses it too)
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} {self.name}")
         fields: dict[str, Any] = {"action": action, "monitor": self.name}
         if force:
             fields["force"] = True
+        if value:
+            fields["value"] = value
         reply = await self.client.call(m.Request, **fields)
         if not reply.ok:
             raise MonitorError(self.name, reply.error or f"{self.name}: {action} failed")
@@ -149,6 +159,7 @@ class RemoteSession(MonitorSession):
             self.reset()
             self.generation = data.generation
             self.pause = m.Pause(self.name)
+            self.convergence = m.Convergence(self.name)
             self.switchover = RemoteSwitchover(self)
         # The first one: the feed replayed just before it is this connection's already.
         self.generation = data.generation
@@ -181,6 +192,10 @@ class RemoteSession(MonitorSession):
     def apply_controls(self, data: m.Controls) -> None:
         self.controls = data
         self._notify({CONFIG})
+
+    def apply_convergence(self, data: m.Convergence) -> None:
+        self.convergence = data
+        self._notify({MIGRATION})
 
 
 class RemoteSwitchover(PhaseFacts):

@@ -11,10 +11,14 @@ from typing import Any
 
 from ..address import MonitorAddress
 from ..errors import GreetingTimeout, MonitorError
+from ..model.advisor import UNKNOWN, Advice
 from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
 from ..transport import Monitor
 from .session import MonitorSession
+
+ONE_SNAPSHOT = ("one snapshot, no engine watching this monitor: the verdict needs the passes an engine sees"
+                " (watch it with migtui)")
 
 
 @dataclass
@@ -27,6 +31,8 @@ class Snapshot:
     capabilities: dict[str, bool] = field(default_factory=dict)
     block_jobs: list[dict[str, Any]] = field(default_factory=list)
     held: bool = False  # no QMP greeting: another client (maybe a migtui engine) holds the monitor
+    # The advisor's word (``migration.convergence``): the engine's, else "unknown" (one snapshot).
+    convergence: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -40,7 +46,8 @@ class Snapshot:
             "error": self.error,
             "qemu": self.qemu,
             "run_state": self.run_state,
-            "migration": self.migration.to_json() if self.migration else None,
+            "migration": ({**self.migration.to_json(), "convergence": self.convergence or no_verdict()}
+                          if self.migration else None),
             "capabilities": self.capabilities,
             "block_jobs": self.block_jobs,
         }
@@ -50,15 +57,24 @@ class Snapshot:
     def from_json(cls, address: MonitorAddress, data: dict[str, Any]) -> Snapshot:
         """What :meth:`to_json` wrote (the engine's answer), for ``address`` as given here."""
         mig = data.get("migration")
+        convergence = mig.get("convergence") if isinstance(mig, dict) else None
         return cls(address, error=data.get("error"), qemu=data.get("qemu"), run_state=data.get("run_state"),
                    migration=MigrationInfo.from_qmp(mig.get("raw")) if isinstance(mig, dict) else None,
                    capabilities=dict(data.get("capabilities") or {}),
-                   block_jobs=list(data.get("block_jobs") or []))
+                   block_jobs=list(data.get("block_jobs") or []),
+                   convergence=dict(convergence) if isinstance(convergence, dict) else None)
 
 
-def snapshot_of(session: MonitorSession, address: MonitorAddress, block_jobs: Any) -> Snapshot:
-    """The snapshot of a monitor the engine already watches (no new connection)."""
-    snap = Snapshot(address)
+def no_verdict() -> dict[str, Any]:
+    """``migration.convergence`` of a snapshot taken without an engine: no passes seen."""
+    return Advice(UNKNOWN, ONE_SNAPSHOT).to_json()
+
+
+def snapshot_of(session: MonitorSession, address: MonitorAddress, block_jobs: Any,
+                convergence: dict[str, Any] | None = None) -> Snapshot:
+    """The snapshot of a monitor the engine already watches (no new connection), with the
+    engine's convergence advice."""
+    snap = Snapshot(address, convergence=convergence)
     if not session.connected:
         err = session.status.error
         snap.error = str(err) if err is not None else f"{session.name}: not connected ({session.status.label()})"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from migtui.model.advisor import NOT_CONVERGING, Advice, PassPoint, Remedy
 from migtui.model.checks import Check
 from migtui.model.pauseclock import PauseClock
 from migtui.model.qmpinput import QmpInput
@@ -28,6 +29,7 @@ SAMPLES: list[m.Message] = [
             m.PolicyInfo(True, 30.0, "resume", ["auto_resume"]), read_only=False, interval=0.5),
     m.Subscribe(2),
     m.Request(3, "resume", "src", force=True, expires=1700000030.5),
+    m.Request(3, "downtime", "src", value="5 s"),
     m.Status(4, ["unix:/run/src.qmp"]),
     m.Guarding(5, stopping=True),
     m.Stop(6),
@@ -48,6 +50,10 @@ SAMPLES: list[m.Message] = [
             checklist=[Check("source", True, "paused"), Check("RAM", True, "1 MiB left", info=True)], blocked="",
             destination="dst"),
     m.Controls("src", {"resume": m.Control(True, "", "continue"), "arm": m.Control(False, "armed already")}),
+    m.Convergence("src", Advice(
+        NOT_CONVERGING, "remaining RAM not shrinking over 2 passes (16, 16 MiB)", "not converging", None, 1000.5,
+        3966.0, [Remedy("downtime", "downtime-limit", "300 ms", "5 s", "the 16 MiB left fit 5 s", "a pause")],
+        [PassPoint(2, 16 << 20, 3.8), PassPoint(3, 16 << 20)])),
     m.Notice("warning", "src: nothing was changed", "src", attempt=True),
     m.Heartbeat(1700000000.25, 1.0),
 ]
@@ -103,7 +109,8 @@ def _doc_rows() -> dict[str, str]:
 def _nested(cls: type) -> tuple[type, ...]:
     """Nested message parts whose fields the doc names inside their parent's row."""
     return {"pause": (PauseClock, m.Deadline, Check),
-            "controls": (m.Control,), "switchover": (m.SwitchoverState,), "watch": (m.AddressInfo,)}.get(
+            "controls": (m.Control,), "switchover": (m.SwitchoverState,), "watch": (m.AddressInfo,),
+            "convergence": (Advice, Remedy, PassPoint)}.get(
         getattr(cls, "OP", ""), ())
 
 

@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 from replay import QMP, VERSIONS, features, replayed, reply, timeline
 
+from migtui.model.advisor import CONVERGING, Settings, advise
 from migtui.model.blockjobs import parse_block_jobs
 from migtui.model.capabilities import Capabilities
 from migtui.model.dirtyrate import DirtyRateInfo
 from migtui.model.features import LAST_SYNC, REMAINING, QemuFeatures
 from migtui.model.migration import MIGRATION_STATUSES, RUNNING_STATUSES, MigrationInfo
 from migtui.tui.widgets.block_jobs import job_status
-from migtui.tui.widgets.dirty_panel import verdict
 from migtui.tui.widgets.migration_panel import (
     dirty_limit_line,
     downtime_fields,
@@ -139,7 +139,8 @@ def test_device_on_a_plain_migration_is_neither_a_pause_nor_an_end(version: str)
         if state.migration_status == "device":
             assert state.migration_status in RUNNING_STATUSES
             assert not state.migration.is_finished and state.final_downtime_ms is None
-            assert verdict(session)[1].plain == "guest stopped: nothing new gets dirty"
+            advice = advise(state, Settings())
+            assert advice.verdict == CONVERGING and "stopped the guest for the switchover (device)" in advice.reason
     assert seen[-1] == "completed" and session.state.final_downtime_ms is not None
     assert ("device" in seen) is (version != "7.2")
 

@@ -1,6 +1,7 @@
 """The rules below the TUI, without QEMU: the switchover's phase table (and a view's
 mirror of it), the availability of each action (and why not), the engine's facts of a
-pause as a view gets them, the view's pause queue and the convergence verdict."""
+pause as a view gets them and the view's pause queue (the convergence advisor:
+tests/unit/test_advisor.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,7 @@ from state_machine import check_moves, reachable
 from migtui.address import parse_address
 from migtui.engine.wire import session_message, switchover_message
 from migtui.errors import PermissionDenied, SocketMissing
-from migtui.model.convergence import Tone, Trend, convergence
-from migtui.model.dirtyrate import DirtyRateInfo
 from migtui.model.events import QmpEvent
-from migtui.model.migration import MigrationInfo
 from migtui.model.switchover import (
     ABORTABLE,
     ACTIVE,
@@ -274,22 +272,3 @@ def test_a_read_only_view_offers_no_action_and_says_why() -> None:
                                                 "continue")
     assert view.control("arm").allowed is False
     assert view.control("abort").allowed is None  # nothing known of it: still refused, and why
-
-
-# ---------------------------------------------------------------------- the convergence verdict
-
-
-def test_the_verdict_reads_the_state() -> None:
-    src = paused()
-    assert convergence(src.state, connected=False).text == "not connected: the last figures seen"
-    verdict = convergence(src.state, connected=True)
-    assert (verdict.text, verdict.tone, verdict.trend) == ("guest stopped: nothing new gets dirty", Tone.QUIET, None)
-    idle = MonitorSession.offline("idle")
-    assert convergence(idle.state, connected=True).measurable
-    assert convergence(idle.state, connected=True, measuring=True).text == "measuring…"
-    idle.state.apply_dirty_rate(DirtyRateInfo.from_qmp({"status": "measured", "dirty-rate": 8}), 1.0)
-    over = convergence(idle.state, connected=True, max_bandwidth=4 << 20)
-    assert (over.text, over.tone) == ("measured 8.0 MiB/s > max-bandwidth", Tone.BAD)
-    idle.state.apply_migration(MigrationInfo.from_qmp({"status": "completed"}), 1.0)
-    assert convergence(idle.state, connected=True).text == "completed"
-    assert Trend.CLOSE == "close"  # the widget keeps it per monitor, as the last trend

@@ -83,15 +83,6 @@ def test_chart_buckets_scale_and_window() -> None:
     assert rows == ["   █", "  ▁█"]  # unknown and zero are blank, a small value a sliver
 
 
-def test_the_verdict_does_not_flap() -> None:
-    from migtui.model.convergence import Trend, trend
-
-    assert trend(1.2) is Trend.OVER and trend(0.9) is Trend.CLOSE and trend(0.5) is Trend.FINE
-    assert trend(0.98, Trend.OVER) is Trend.OVER  # hovering at the boundary: stays
-    assert trend(0.90, Trend.OVER) is Trend.CLOSE
-    assert trend(0.78, Trend.CLOSE) is Trend.CLOSE and trend(0.7, Trend.CLOSE) is Trend.FINE
-
-
 def _ram_replies(scenario: str) -> list[dict[str, Any]]:
     entries = json.loads((TUI_FIXTURES / f"{scenario}.json").read_text())["entries"]
     return [e["return"] for e in entries if e["side"] == "src" and e.get("command") == "query-migrate"

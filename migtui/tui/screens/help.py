@@ -28,9 +28,17 @@ GUIDE = (
      "QEMU 8.1 changed what expected downtime means, and the figure says which this QEMU "
      "computes (told by its QMP schema): left÷bw is the RAM left to send over the bandwidth, "
      "dirty÷bw the bytes dirtied since the last sync over the bandwidth."),
+    ("Convergence", "the engine's verdict on the migration, judged from its passes: the RAM left at "
+     "each dirty sync must shrink until it fits bandwidth x downtime-limit. converging (with an ETA to "
+     "the switchover), not converging (and why, in numbers), or unknown until two syncs after the bulk "
+     "copy. From pass 2 the RAM bar gives way to that trend (left at each sync). The keys below it take "
+     "the remedies, least invasive first: 1 raise max-bandwidth, 2 set avail-switchover-bandwidth (QEMU "
+     "8.2+), 3 raise downtime-limit to the expected downtime (the guest pauses that long), 4 CPU throttle "
+     "(auto-converge only), x abort; each shows its effect and asks first (enter sets, escape does not)."),
     ("Dirty vs sent", "how fast the guest dirties memory against how fast the link sends it, "
-     "on one scale over the last minutes. Dirty at or above sent: the migration will not "
-     "converge. With no migration running, d measures the dirty rate (calc-dirty-rate)."),
+     "on one scale over the last minutes: context, not a verdict (a guest that rewrites the same pages "
+     "dirties above the send rate and still converges). With no migration running, d measures the dirty "
+     "rate (calc-dirty-rate over 1 s): an estimate with its window, before a start."),
     ("Block jobs", "mirrors and other jobs: id, status (with ready or I/O trouble; active sync: "
      "a write-blocking mirror that copies each guest write before completing it), progress, "
      "type, speed limit; errors below the table."),
@@ -52,7 +60,8 @@ PRE_SWITCHOVER_KEYS = (
     ("s", "open the switchover dialog of the paused source"),
     ("y", "resume: finish each disk mirror gracefully, then migrate-continue: the destination "
      "takes over (runs once)"),
-    ("x, then y", "abort: migrate_cancel and force-cancel the mirrors: the source guest runs again"),
+    ("x, then y", "abort: migrate_cancel and force-cancel the mirrors: the source guest runs again "
+     "(before a pause, x then x aborts the migration at its stage)"),
     ("n / escape", "close the dialog (the guest stays stopped; s reopens it), or step back from x"),
 )
 PRE_SWITCHOVER_NOTES = (

@@ -1,9 +1,9 @@
-"""Dirty rate vs transfer rate: the convergence verdict in the title, and the history chart.
+"""Dirty rate vs transfer rate: the history chart.
 
-The verdict is the model's (``model/convergence.py``); this widget only renders it:
-a style per tone, and "d measures" where a measurement would tell and may be taken.
-During a migration the chart's figures come from query-migrate; without one, ``d``
-runs calc-dirty-rate and the chart gets the measured point.
+The chart shows the rates QEMU reports (dirty-pages-rate x page size, and mbps) poll by
+poll; between migrations ``d`` runs calc-dirty-rate and the chart gets the measured point.
+Whether the migration converges is not judged here from one rate comparison: the engine's
+advisor judges the passes (``model/advisor.py``) and the convergence panel shows its word.
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 
-from ...model.convergence import Tone, Trend, convergence
 from ...model.vmstate import VmState
-from ...transport import ConnState
 from ...view.remote import RemoteSession
 from ...workflow.session import MonitorSession
 from ..badges import ENGINE_SILENT, POLLS_FAILING
@@ -25,21 +23,20 @@ from .migration_panel import is_stale
 from .rate_chart import VALUE_WIDTH, ChartData, RateChart, value_lines
 from .text_line import TextLine
 
-_STYLES = {Tone.BAD: "bold $error", Tone.WARNING: "bold $warning", Tone.GOOD: "$success",
-           Tone.QUIET: "$text-muted", Tone.PLAIN: ""}
 
-
-def verdict(session: MonitorSession, previous: Trend | None = None) -> tuple[Trend | None, Content]:
-    """The verdict as shown, and the trend it is based on (if any): pass it back next time."""
+def title_note(session: MonitorSession) -> Content:
+    """What the title adds after "Dirty vs sent": stale figures, or that ``d`` measures."""
     if isinstance(session, RemoteSession) and session.engine_silent:  # the engine's last word
-        return previous, Content.styled(f"{ENGINE_SILENT}: the last figures seen", "$text-muted")
+        return Content.styled(f"{ENGINE_SILENT}: the last figures seen", "$text-muted")
     if session.connected and session.poll_error:  # a hung QEMU: what is shown is the last known
-        return previous, Content.styled(f"{POLLS_FAILING}: the last figures seen", "$text-muted")
-    v = convergence(session.state, connected=session.status.state is ConnState.CONNECTED,
-                    measuring=session.measuring, max_bandwidth=session.max_bandwidth, previous=previous)
-    hint = "; d measures" if v.measurable and session.live and not session.read_only else ""
-    style = _STYLES[v.tone]
-    return v.trend, Content.styled(v.text + hint, style) if style else Content(v.text + hint)
+        return Content.styled(f"{POLLS_FAILING}: the last figures seen", "$text-muted")
+    if not session.connected:
+        return Content.styled("not connected: the last figures seen", "$text-muted")
+    if session.measuring:
+        return Content.styled("measuring…", "bold $warning")
+    if isinstance(session, RemoteSession) and session.control("measure").allowed:
+        return Content.styled("d measures an estimate", "$text-muted")
+    return Content("")
 
 
 def _pauses(state: VmState) -> list[tuple[float, float]]:
@@ -88,7 +85,6 @@ class DirtyPanel(Vertical):
         self._coarse = coarse
         self._title: str | None = None
         self._session: MonitorSession | None = None
-        self._trend: dict[str, Trend | None] = {}  # session name -> last trend
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -112,9 +108,8 @@ class DirtyPanel(Vertical):
         self.query_one("#chart-values", TextLine).set(
             value_lines(data, chart.rows_per_series, chart.window)
         )
-        level, phrase = verdict(session, self._trend.get(session.name))
-        self._trend[session.name] = level
-        title = Content.assemble(("Dirty vs sent", "bold"), " ", phrase)
+        note = title_note(session)
+        title = Content.assemble(("Dirty vs sent", "bold"), *((" · ", note) if note.plain else ()))
         if title.markup != self._title:
             self._title = title.markup
             self.border_title = title

@@ -24,12 +24,14 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 
 from ... import format as fmt
+from ...model.advisor import CONVERGING, NOT_CONVERGING, Advice
 from ...model.migration import MigrationInfo
 from ...transport import ConnState
 from ...view.remote import RemoteSession
 from ...workflow.session import MonitorSession
 from .. import badges
 from .field_row import SEP, FieldRow, pad
+from .pass_trend import PassTrend
 from .ram_bar import RamBar
 from .text_line import TextLine
 
@@ -185,6 +187,32 @@ def extra_lines(session: MonitorSession) -> list[Content]:
     return lines
 
 
+def advice_of(session: MonitorSession) -> Advice | None:
+    """The engine's convergence advice on ``session`` (a view's session carries it)."""
+    return session.convergence.advice if isinstance(session, RemoteSession) else None
+
+
+def trend_shown(session: MonitorSession) -> Advice | None:
+    """The advice when the bar row shows the per-pass trend instead of the RAM bar: from
+    the second pass of a pre-copy that runs, the RAM bar's percentage says little."""
+    advice = advice_of(session)
+    info = session.state.migration
+    if advice is None or not advice.passes or not info.is_running or session.state.migration_status != "active":
+        return None
+    return advice
+
+
+def verdict_cell(advice: Advice) -> Content:
+    """What stands where the percentage was: "stuck", "ETA 42s", or nothing yet."""
+    if advice.verdict == NOT_CONVERGING:
+        return Content.styled("stuck".rjust(8), "bold $error")
+    if advice.verdict == CONVERGING and advice.eta_s is not None:
+        eta = advice.eta_s
+        text = "ETA <1s" if eta < 1 else f"ETA {eta:.0f}s" if eta < 100 else f"ETA {eta / 60:.0f}m"
+        return Content.styled(text.rjust(8), "$success")
+    return Content(" " * 8)
+
+
 class MigrationPanel(Vertical):
     DEFAULT_CSS = """
     MigrationPanel { height: auto; }
@@ -192,12 +220,16 @@ class MigrationPanel(Vertical):
     MigrationPanel #mig-percent { width: 8; }
     MigrationPanel > #mig-extra.-empty { display: none; }
     MigrationPanel.-stale TextLine, MigrationPanel.-stale RamBar { text-opacity: 55%; }
+    MigrationPanel PassTrend { display: none; }
+    MigrationPanel.-passes PassTrend { display: block; }
+    MigrationPanel.-passes RamBar { display: none; }
     """
 
     def compose(self) -> ComposeResult:
         yield FieldRow(4, id="mig-status")
         with Horizontal(id="mig-bar-row"):
             yield RamBar(id="mig-bar")
+            yield PassTrend(id="mig-trend")
             yield TextLine(id="mig-percent")
         yield FieldRow(2, id="mig-ram")
         yield FieldRow(2, id="mig-downtime")
@@ -209,9 +241,15 @@ class MigrationPanel(Vertical):
         info = state.migration
         self.query_one("#mig-status", FieldRow).set(status_fields(session))
         progress = info.ram_progress
-        self.query_one(RamBar).set(progress)
-        percent = fmt.format_percent(progress) if progress is not None else fmt.UNKNOWN
-        self.query_one("#mig-percent", TextLine).set(percent.rjust(8))
+        trend = trend_shown(session)
+        self.set_class(trend is not None, "-passes")
+        if trend is not None:  # a stuck migration must not look almost done: the passes say it
+            self.query_one(PassTrend).set(trend.passes, trend.verdict)
+            self.query_one("#mig-percent", TextLine).set(verdict_cell(trend))
+        else:
+            self.query_one(RamBar).set(progress)
+            percent = fmt.format_percent(progress) if progress is not None else fmt.UNKNOWN
+            self.query_one("#mig-percent", TextLine).set(percent.rjust(8))
         self.query_one("#mig-ram", FieldRow).set(ram_fields(info, incoming=state.incoming_side))
         self.query_one("#mig-downtime", FieldRow).set(downtime_fields(session))
         extra = extra_lines(session)

@@ -1,0 +1,148 @@
+"""The dashboard with migration control: the convergence panel, the remedies (``1``-``4``) and
+``x`` for any migration.
+
+Built on :class:`SwitchoverDashboard`: ``x`` there aborts a pause before switchover; here it
+also aborts a migration at any earlier stage QEMU lets migtui cancel (after a question that
+names the VM). ``1``-``4`` take the advisor's remedies, least invasive first: raise
+max-bandwidth, set avail-switchover-bandwidth, raise downtime-limit, CPU throttle -- each
+after a dialog that shows its expected effect and cost. Whether each may be done now, and
+why not, is the engine's (``RemoteSession.control``); a key pressed anyway says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import SystemCommand
+from textual.binding import Binding, BindingType
+
+from ...errors import MigtuiError
+from ...model.advisor import ABORT, BANDWIDTH, DOWNTIME, SWITCHOVER_BANDWIDTH, THROTTLE
+from ...protocol.messages import Control
+from ...view.remote import RemoteSession
+from ...workflow import session as kinds_
+from ...workflow.checklist import mirror_jobs
+from ...workflow.control import proposal
+from ..messages import NOT_AVAILABLE
+from ..widgets.advice_panel import KEYS, AdvicePanel
+from .control import AbortConfirm, RemedyScreen, abort_question
+from .switchover_dashboard import NO_MONITOR, SwitchoverDashboard
+
+log = logging.getLogger("migtui.tui")
+
+_ADVICE = {kinds_.MIGRATION, kinds_.CONFIG, kinds_.CONNECTION}
+TITLES = {BANDWIDTH: "Remedy: raise max-bandwidth", SWITCHOVER_BANDWIDTH: "Remedy: set avail-switchover-bandwidth",
+          DOWNTIME: "Remedy: raise downtime-limit", THROTTLE: "Remedy: CPU throttle"}
+
+
+class ControlDashboard(SwitchoverDashboard):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(KEYS[action], f"remedy('{action}')", TITLES[action], show=False)
+        for action in (BANDWIDTH, SWITCHOVER_BANDWIDTH, DOWNTIME, THROTTLE)
+    ]
+
+    def __init__(self, sessions: Iterable[RemoteSession], **kwargs: Any) -> None:
+        super().__init__(sessions, **kwargs)
+
+    def on_mount(self) -> None:
+        # Runs before the dashboard's own on_mount selects a monitor (Textual calls the
+        # subclass's handler first): the panel is there to show it.
+        self.query_one("#main").mount(AdvicePanel(id="advice"), before="#dirty")
+
+    def show(self, session: RemoteSession, changed: frozenset[str] | None) -> None:
+        super().show(session, changed)
+        if changed is None or changed & _ADVICE:
+            for panel in self.query(AdvicePanel):
+                panel.show(session)
+
+    # ------------------------------------------------------------------ x: abort any migration
+
+    def _pause_target(self) -> RemoteSession | None:
+        target = self.target
+        return target if target is not None and (target.pause.paused or target.switchover.running) else None
+
+    def availability_of(self, key: str) -> Control:
+        if key == "x" and self._pause_target() is None:
+            selected = self.selected
+            return selected.control(ABORT) if selected is not None else Control(False, NO_MONITOR)
+        return super().availability_of(key)
+
+    def action_abort_switchover(self) -> None:
+        if self._pause_target() is not None:
+            super().action_abort_switchover()
+            return
+        session = self.selected
+        if session is None or not self.can_abort_switchover():
+            return
+        name = session.name
+        mirrors = [job.device for job in mirror_jobs(session.state) if job.ended is None]
+        question = abort_question(name, session.control(ABORT).does, session.state.migration_status, mirrors)
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._abort(session)
+
+        self.app.push_screen(AbortConfirm(f"Abort the migration of {name}?", question, yes=f"abort {name}",
+                                          no="keep it migrating", id="confirm-abort"), answered)
+
+    @work(group="abort", exit_on_error=False)
+    async def _abort(self, session: RemoteSession) -> None:
+        try:
+            said = await session.engine_request(ABORT)
+        except MigtuiError as err:
+            log.info("%s: abort: %s", session.name, err)
+            self.notify(str(err), title="Abort", severity="error", timeout=10)
+            return
+        log.info("%s", said)  # every view hears how it goes from the engine (a notice)
+
+    # ------------------------------------------------------------------ 1-4: remedies
+
+    def action_remedy(self, action: str) -> None:
+        session = self.selected
+        if session is None:
+            self.notify(NO_MONITOR, title=NOT_AVAILABLE, severity="warning")
+            return
+        control = session.control(action)
+        remedy = proposal(session.convergence.advice, action)
+        if control.allowed is not True or remedy is None:
+            self.notify(control.reason or f"{session.name}: not proposed now", title=NOT_AVAILABLE,
+                        severity="warning", timeout=8)
+            return
+
+        def answered(value: str | None) -> None:
+            if value:
+                self._apply(session, action, value)
+
+        self.app.push_screen(RemedyScreen(session.name, KEYS[action], remedy), answered)
+
+    @work(group="remedy", exit_on_error=False)
+    async def _apply(self, session: RemoteSession, action: str, value: str) -> None:
+        try:
+            said = await session.engine_request(action, value=value)
+        except MigtuiError as err:
+            log.info("%s: %s: %s", session.name, action, err)
+            self.notify(str(err), title="Not set", severity="error", timeout=10)
+            return
+        log.info("%s", said)  # every view hears it from the engine (a notice naming who)
+
+    # ------------------------------------------------------------------ command palette
+
+    def switchover_commands(self) -> Iterable[SystemCommand]:
+        yield from super().switchover_commands()
+        session = self.selected
+        if session is None:
+            return
+        for action, title in TITLES.items():
+            control = session.control(action)
+            if control.allowed is False:
+                continue
+            if control.allowed:
+                yield SystemCommand(title, f"{control.does} ({KEYS[action]})",
+                                    lambda action=action: self.action_remedy(action))
+            else:
+                yield SystemCommand(f"{title} (unavailable)", control.reason,
+                                    lambda reason=control.reason: self.notify(reason, title=NOT_AVAILABLE,
+                                                                              severity="warning"))

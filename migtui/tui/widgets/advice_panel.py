@@ -1,0 +1,87 @@
+"""The convergence advisor's word on the selected migration: verdict, why, and the remedies' keys.
+
+``─Convergence: not converging──``, then the reason as the engine worded it (wrapped), then
+one key per remedy, least invasive first (``1 max-bandwidth → 66 MiB/s  3 downtime-limit → 5 s
+x abort``): each opens a confirmation that shows its expected effect and cost. A remedy
+this view may not take now (read-only, not offered) is drawn dim. Everything here is the
+engine's (``convergence`` and ``controls`` messages); this widget only lays it out.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+
+from ...model.advisor import ABORT, BANDWIDTH, CONVERGING, DOWNTIME, NOT_CONVERGING, SWITCHOVER_BANDWIDTH, THROTTLE
+from ...view.remote import RemoteSession
+from .text_line import TextLine
+
+# The dashboard's key for each remedy (least invasive first) and abort.
+KEYS = {BANDWIDTH: "1", SWITCHOVER_BANDWIDTH: "2", DOWNTIME: "3", THROTTLE: "4", ABORT: "x"}
+# Short names for the keys' line (the confirmation says it in full).
+SHORT = {BANDWIDTH: "bandwidth", SWITCHOVER_BANDWIDTH: "switchover bw", DOWNTIME: "downtime",
+         THROTTLE: "throttle"}
+_TITLE_STYLES = {NOT_CONVERGING: "bold $error", CONVERGING: "$success"}
+
+
+def title(session: RemoteSession) -> Content:
+    advice = session.convergence.advice
+    headline = advice.headline or advice.verdict
+    return Content.assemble(("Convergence", "bold"), ": ", (headline, _TITLE_STYLES.get(advice.verdict, "$text-muted")))
+
+
+def reason(session: RemoteSession) -> Content:
+    advice = session.convergence.advice
+    return Content(advice.reason) if advice.verdict != "unknown" else Content.styled(advice.reason, "$text-muted")
+
+
+def keys_line(session: RemoteSession) -> Content:
+    """``1 max-bandwidth → 66 MiB/s  3 downtime-limit → 5 s  x abort``: the remedies on offer."""
+    advice = session.convergence.advice
+    parts: list[Content] = []
+    for remedy in advice.remedies:
+        key = KEYS.get(remedy.action)
+        if key is None:
+            continue
+        usable = session.control(remedy.action).allowed is True
+        label = "abort" if remedy.action == ABORT else f"{SHORT[remedy.action]} → {remedy.value}"
+        parts.append(Content.assemble((key, "bold $accent" if usable else "$text-disabled"), " ",
+                                      (label, "" if usable else "$text-disabled")))
+    return Content("  ").join(parts)
+
+
+class WrappedLine(TextLine):
+    """A TextLine that wraps (the reason takes as many rows as it needs)."""
+
+    DEFAULT_CSS = """
+    WrappedLine { text-wrap: wrap; text-overflow: fold; }
+    """
+
+    def set(self, content: Content | str, *, relayout: bool = True) -> bool:
+        return super().set(content, relayout=relayout)
+
+
+class AdvicePanel(Vertical):
+    DEFAULT_CSS = """
+    AdvicePanel { height: auto; border: none; border-top: solid $panel; border-title-align: left;
+                  border-title-color: $foreground; padding: 0; }
+    AdvicePanel > #advice-keys.-empty { display: none; }
+    """
+
+    def compose(self) -> ComposeResult:
+        yield WrappedLine(id="advice-reason")
+        yield WrappedLine(id="advice-keys", classes="-empty")
+
+    _title: str | None = None
+
+    def show(self, session: RemoteSession) -> None:
+        shown = title(session)
+        if shown.markup != self._title:
+            self._title = shown.markup
+            self.border_title = shown
+        self.query_one("#advice-reason", WrappedLine).set(reason(session))
+        keys = keys_line(session)
+        line = self.query_one("#advice-keys", WrappedLine)
+        line.set_class(not keys.plain, "-empty")
+        line.set(keys)

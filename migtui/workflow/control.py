@@ -1,0 +1,171 @@
+"""Migration control: may a view abort this migration or apply one of the advisor's remedies
+now, and if not why; and applying a remedy.
+
+Like ``availability.py`` (whose sentences and :class:`Availability` it shares), one answer per
+action for every place that asks: the engine's ``controls`` message, and the engine itself
+before it acts. ``x`` aborts any migration QEMU still lets migtui cancel: a pause before
+switchover through the switchover's abort, anything earlier through
+:class:`~migtui.workflow.cancel.MigrationCancel`. The remedies (``bandwidth``,
+``switchover-bandwidth``, ``downtime``, ``throttle``: the advisor's proposals,
+``model/advisor.py``) each send one ``migrate-set-parameters`` with a value checked first
+(``model/units.py``).
+"""
+
+from __future__ import annotations
+
+from ..errors import CommandFailed, MigtuiError, MonitorError
+from ..model.advisor import (
+    BANDWIDTH,
+    CONVERGING,
+    DOWNTIME,
+    NOT_CONVERGING,
+    PARAMETERS,
+    SWITCHOVER_BANDWIDTH,
+    THROTTLE,
+    Advice,
+    Remedy,
+)
+from ..model.switchover import SwitchoverView
+from ..model.units import (
+    bandwidth_text,
+    downtime_text,
+    parse_bandwidth,
+    parse_downtime,
+    parse_percent,
+)
+from . import availability
+from .availability import YES, Availability, blocked_reason
+from .cancel import CANCELLABLE, POSTCOPY, POSTCOPY_CANCELLABLE
+from .session import MonitorSession
+
+# A schema fact of QEMU 10.0, the release that refuses migrate_cancel once postcopy has started.
+POSTCOPY_CANCEL_REFUSED_MARKER = "blockdev-set-active"
+# Remedies apply while QEMU copies RAM before the switchover.
+REMEDIABLE = frozenset({"active"})
+
+ABORT_MIRRORS = ("migrate_cancel, then force-cancel the disk mirrors (as libvirt does): the source keeps running,"
+                 " the destination is discarded")
+ABORT_RAM = "migrate_cancel: the source keeps running, the destination is discarded"
+POSTCOPY_ABORT = ("migrate_cancel after postcopy began: the guest has run on the destination since; its changes"
+                  " since then are lost and the source resumes from its own copy")
+
+
+def action_words(action: str) -> str:
+    """How a refusal names ``action``: "downtime" is "change downtime-limit of"."""
+    parameters = PARAMETERS.get(action)
+    return f"change {parameters[0]} of" if parameters else action
+
+
+def postcopy_cancel_refused(session: MonitorSession) -> bool:
+    """Whether this QEMU refuses migrate_cancel once postcopy has started (10.0 on)."""
+    return session.supports(POSTCOPY_CANCEL_REFUSED_MARKER)
+
+
+# ---------------------------------------------------------------------- x: abort
+
+
+def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt: bool = False) -> Availability:
+    """``x``: abort this migration, whatever its stage, as QEMU allows. A pause before
+    switchover (or a switchover under way) is the switchover's own abort."""
+    state = session.state
+    status = state.migration_status
+    if state.in_pre_switchover or (switchover is not None and (switchover.running or (
+            switchover.result is not None and switchover.result.abort_offered and not switchover.finished))):
+        return availability.abort(session, switchover, libvirt=libvirt)
+    name = session.name
+    if state.run_state is not None and state.run_state.incoming:
+        return Availability(False, f"{name}: the destination of this migration: abort it on its source")
+    if status in POSTCOPY:
+        if status != POSTCOPY_CANCELLABLE or postcopy_cancel_refused(session):
+            return Availability(None, f"{name}: {status}: the guest already runs on the destination and QEMU"
+                                      " refuses migrate_cancel once postcopy has started (10.0+); recover it instead"
+                                if postcopy_cancel_refused(session) else
+                                f"{name}: {status}: the guest runs on the destination; cancelling now would lose"
+                                " it: only a paused postcopy may be cancelled")
+    elif status not in CANCELLABLE:
+        return Availability(False, f"{name}: nothing to abort (migration status {status})")
+    blocked = blocked_reason(session, "abort")
+    if blocked:
+        return Availability(None, blocked)
+    if libvirt:
+        return Availability(None, f"{name}: {availability.LIBVIRT_DRIVES}: migtui does not abort it")
+    return YES
+
+
+def abort_does(session: MonitorSession, mirrors: bool) -> str:
+    if session.state.migration_status in POSTCOPY:
+        return POSTCOPY_ABORT
+    return ABORT_MIRRORS if mirrors else ABORT_RAM
+
+
+# ---------------------------------------------------------------------- 1-4: remedies
+
+
+def proposal(advice: Advice, action: str) -> Remedy | None:
+    return next((r for r in advice.remedies if r.action == action), None)
+
+
+def remedy(session: MonitorSession, advice: Advice, action: str) -> Availability:
+    """A remedy's key: allowed while it is proposed for a migration that is not converging."""
+    name = session.name
+    status = session.state.migration_status
+    if status not in REMEDIABLE:
+        return Availability(False, f"{name}: no pre-copy running (migration status {status}): nothing to remedy")
+    blocked = blocked_reason(session, f"change {PARAMETERS[action][0]} of")
+    if blocked:
+        return Availability(None, blocked)
+    if proposal(advice, action) is not None:
+        return YES
+    return Availability(None, why_not(session, advice, action))
+
+
+def why_not(session: MonitorSession, advice: Advice, action: str) -> str:
+    name = session.name
+    if action == SWITCHOVER_BANDWIDTH and "avail-switchover-bandwidth" not in session.parameters:
+        return f"{name}: QEMU {session.qemu_version or ''} has no avail-switchover-bandwidth (8.2+)".replace("  ", " ")
+    if action == THROTTLE and not session.state.capabilities.enabled("auto-converge"):
+        return (f"{name}: auto-converge is off, and QEMU switches capabilities only between migrations:"
+                " abort, enable it, migrate again")
+    if advice.verdict == CONVERGING:
+        return f"{name}: converging: nothing to remedy"
+    if advice.verdict != NOT_CONVERGING:
+        return f"{name}: no verdict yet ({advice.headline or advice.reason}): nothing to remedy"
+    if action == BANDWIDTH:
+        return f"{name}: max-bandwidth is not what limits this migration"
+    if action == DOWNTIME:
+        return f"{name}: the expected downtime fits the limit already"
+    return f"{name}: not proposed now"
+
+
+def read_value(action: str, parameter: str, text: str) -> tuple[int, str]:
+    """The QMP value of ``text`` for ``parameter``, and how it reads back; BadValue if it cannot be sent."""
+    if action in (BANDWIDTH, SWITCHOVER_BANDWIDTH):
+        value = parse_bandwidth(text, parameter)
+        return value, bandwidth_text(value)
+    if action == DOWNTIME:
+        value = parse_downtime(text, parameter)
+        return value, downtime_text(value)
+    high = 100 if parameter == "cpu-throttle-increment" else 99
+    value = parse_percent(text, parameter, high=high)
+    return value, f"{value} %"
+
+
+async def apply_remedy(session: MonitorSession, advice: Advice, action: str, text: str = "") -> str:
+    """Check ``text`` (the proposal when empty), then ``migrate-set-parameters``; one line saying
+    what changed. Raises MigtuiError (a bad value, a refusal, QEMU's own refusal naming the
+    parameter) before or instead of a change."""
+    allowed = remedy(session, advice, action)
+    if allowed.allowed is not True:
+        raise MonitorError(session.name, allowed.reason)
+    proposed = proposal(advice, action)
+    assert proposed is not None
+    parameter = proposed.parameter
+    value, shown = read_value(action, parameter, text or proposed.value)
+    try:
+        await session.execute("migrate-set-parameters", {parameter: value})
+    except CommandFailed as err:
+        raise MonitorError(session.name, f"{session.name}: QEMU refused {parameter} {shown}: {err.desc}") from None
+    except MigtuiError as err:
+        raise MonitorError(session.name, f"{session.name}: {parameter} {shown} not set: {err}") from None
+    session.poll_soon(config=True)
+    return f"{session.name}: {parameter} {proposed.current} → {shown}"
