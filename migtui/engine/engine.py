@@ -55,7 +55,7 @@ from ..workflow.session import (
 )
 from ..workflow.status import snapshot_of
 from ..workflow.switchover import Switchover, Switchovers
-from .control import EngineControl
+from .control import ADVICE_KINDS, EngineControl
 from .durable import Durable
 from .facts import controls_of, pause_of
 from .wire import address_info, session_message, switchover_message
@@ -69,6 +69,7 @@ MIGRATE_REPLIES_KEPT = 300  # the chart's history (one per poll)
 # the views must not go dark meanwhile).
 HOLD_POLL_S = 0.005
 MAX_HOLD_S = 0.25
+ADVICE_EVERY_S = 0.1  # the advice is decided at most this often per burst (views repaint at 30 Hz anyway)
 IDLE_EXIT_S = 1.0  # grace after the last view leaves, so a quick re-attach finds us
 # What the PAUSE and CONTROLS facts are made of: a change of any of these re-decides them.
 FACT_KINDS = frozenset({MIGRATION, CONNECTION, RUN_STATE, BLOCK_JOBS, CONFIG, DIRTY_RATE})
@@ -182,6 +183,8 @@ class Engine:
         self._due_facts: set[str] = set()  # monitors whose pause and controls are to be decided again
         self._facts_handle: asyncio.Handle | None = None
         self._facts_held_since: float | None = None
+        self._advice_due: set[str] = set()  # monitors whose convergence advice is to be decided again
+        self._advice_handle: asyncio.TimerHandle | None = None
         # What it armed, kept in ``records`` (the runtime directory) and taken up on start.
         self.durable = Durable(self, records)
         self.control = EngineControl(self)  # the convergence advice, abort at any stage, the remedies
@@ -313,13 +316,14 @@ class Engine:
             self._track_lost(w)
             if session.state.in_pre_switchover:
                 self._track_pause(w)
+        if kinds & ADVICE_KINDS:
+            self._advice_soon(w)
         if kinds & FACT_KINDS:
             was_paused = w.last_pause is not None and w.last_pause.paused
             if was_paused != session.state.in_pre_switchover:  # measuring elsewhere depends on it
                 self._facts_due(*self.watched.values())
             else:
                 self._facts_due(w)
-        self.control.on_change(w, kinds)
         facts = w.facts()
         if facts != w.guard_facts:  # not every poll: the idle check itself asks QEMU
             w.guard_facts = facts
@@ -398,6 +402,21 @@ class Engine:
         self._due_facts.update(w.name for w in watched)
         if self._facts_handle is None:
             self._facts_handle = asyncio.get_running_loop().call_soon(self._flush_facts)
+
+    def _advice_soon(self, w: Watched) -> None:
+        """Decide ``w``'s convergence advice again within ``ADVICE_EVERY_S``: a burst of
+        passes (or polls) is one message, not one per event."""
+        self._advice_due.add(w.name)
+        if self._advice_handle is None:
+            self._advice_handle = asyncio.get_running_loop().call_later(ADVICE_EVERY_S, self._flush_advice)
+
+    def _flush_advice(self) -> None:
+        self._advice_handle = None
+        names, self._advice_due = self._advice_due, set()
+        for name in names:
+            w = self.watched.get(name)
+            if w is not None:
+                self.control.on_change(w, ADVICE_KINDS)
 
     def _flush_facts(self) -> None:
         self._facts_handle = None

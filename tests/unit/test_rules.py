@@ -270,5 +270,5 @@ def test_a_read_only_view_offers_no_action_and_says_why() -> None:
     view._read_only = True
     assert view.control("resume") == m.Control(None, "read-only: migtui will not resume src (a read-only view)",
                                                 "continue")
-    assert view.control("arm").allowed is False
-    assert view.control("abort").allowed is None  # nothing known of it: still refused, and why
+    assert view.control("arm").allowed is None  # it applies: shown unavailable, with why
+    assert view.control("abort").allowed is False  # the engine offers none: not shown at all
