@@ -310,11 +310,11 @@ def _settled(view: View) -> bool:
         if not getattr(qemus.get(s.name), "connects", True):
             if s.status.error is None:
                 return False
-        elif not (s.connected and s.polls >= 1 and s.controls.actions):  # the engine's facts of it came too
-            return False
-        # Decided and sent (the engine decides at most once a loop turn, the advice a little
-        # later): the view has the engine's last word, so a snapshot shows it, not a race.
-        elif view.engine.control._sent.get(s.name, s.convergence) != s.convergence:
+        # Connected, polled, the engine's facts of it come -- and its last word: the engine
+        # decides at most once a loop turn (the advice a little later), so a snapshot shows
+        # what it decided, not a race with it.
+        elif not (s.connected and s.polls >= 1 and s.controls.actions
+                  and view.engine.control._sent.get(s.name, s.convergence) == s.convergence):
             return False
     return not view.engine._due_facts and not view.engine._advice_due
 
