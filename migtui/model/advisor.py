@@ -331,12 +331,18 @@ def _dirty_rate(last_known: Pass, current: Pass) -> float | None:
     return None
 
 
+def estimate_ms(ms: float) -> str:
+    """An estimate to two significant figures ("480 ms", "4.0 s"): the send rate it divides
+    by moves from poll to poll, so more digits would only say noise."""
+    return format_ms(float(f"{ms:.2g}"))
+
+
 def _figures(expected: float | None, limit: int | None, sent: float | None, settings: Settings) -> str:
     """"expected downtime 4.0 s > limit 300 ms; capped by max-bandwidth 4 MiB/s"."""
     parts = []
     if expected is not None and limit is not None:
         sign = ">" if expected > limit else "≤"
-        parts.append(f"expected downtime {format_ms(expected)} {sign} limit {format_ms(limit)}")
+        parts.append(f"expected downtime {estimate_ms(expected)} {sign} limit {format_ms(limit)}")
     cap = settings.max_bandwidth
     if cap and sent is not None and sent >= CAPPED * cap:
         default = " (QEMU's default)" if cap == QEMU_DEFAULT_MAX_BANDWIDTH else ""
@@ -383,7 +389,7 @@ def _remedies(remaining: int, sent: float, expected: float | None, settings: Set
         found.append(Remedy(DOWNTIME, "downtime-limit", downtime_text(limit) if limit else "?",
                             downtime_text(proposed),
                             f"the {left} left fit {downtime_text(proposed)}: QEMU switches over at its next check",
-                            f"the guest pauses up to {downtime_text(proposed)} (expected {format_ms(expected)})"))
+                            f"the guest pauses up to {downtime_text(proposed)} (expected {estimate_ms(expected)})"))
     if settings.auto_converge:
         if throttling is None:
             value = max(THROTTLE_INITIAL, (settings.throttle_initial or 0) + 10)

@@ -168,6 +168,7 @@ async def test_a_killed_view_leaves_the_gate_to_the_engine_and_attach_tells_the_
         assert src.switchover.result.outcome.value == "aborted", src.switchover.result
         assert src.switchover.actor == "the engine's deadline"
         await until(lambda: src.state.running is True, 10, "the source guest running again")
+        await until(lambda: "deadline" in src.pause.notes, 10, "the deadline's note")  # decided a turn later
         assert "aborting the migration (--on-max-pause abort)" in src.pause.notes["deadline"] or \
             "deadline" in src.pause.notes["deadline"]
     # The log records the abort's outcome once, in words ("abort aborted" is not one).
