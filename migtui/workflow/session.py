@@ -173,6 +173,7 @@ class MonitorSession:
         # The last reply to each query told to input listeners: an identical one that folds
         # to no change is no news (an idle monitor answers the same at every poll).
         self._told: dict[str, Any] = {}
+        self._folded_migrate: Any = _UNTOLD  # the query-migrate reply the state holds, as QEMU sent it
         self._measured: asyncio.Future[DirtyRateInfo] | None = None
         # The last query-migrate made at the end of a migration on this connection (reset()
         # forgets it), and the order in which query-migrate replies were asked for: a reply
@@ -436,6 +437,7 @@ class MonitorSession:
         self._config_due = True
         self._full_due = True
         self._told = {}
+        self._folded_migrate = _UNTOLD
         self._final = None
         log.info("%s: new connection (generation %d): state reset, querying afresh", self.name, self.generation)
 
@@ -482,6 +484,13 @@ class MonitorSession:
     def _fold_reply(self, command: str, reply: Any, at: float, asked: float | None) -> set[str]:
         state = self.state
         if command == "query-migrate":
+            if reply == self._folded_migrate and not state.event_guard and not state.migration.is_running:
+                # The same answer about no migration under way (an idle monitor's, every
+                # interval): all it changes is when it was last known true.
+                state.migration_asked = at if asked is None else min(asked, at)
+                return set()
+            # Kept only when folded for sure: a reply the event guard may drop is not.
+            self._folded_migrate = _UNTOLD if state.event_guard else reply
             return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at, asked) else set()
         if command == "query-status":
             return {RUN_STATE} if state.apply_run_state(RunState.from_qmp(reply), at) else set()
