@@ -4,8 +4,10 @@ A session owns a :class:`~migtui.transport.Monitor` and a
 :class:`~migtui.model.vmstate.VmState`. QMP events are folded into the state the
 moment they arrive; ``query-*`` polls run on a timer that re-arms only after the
 previous poll finished, so polls never overlap and a hung QEMU (every command has
-the monitor's timeout) only ever delays its own session. Listeners learn *what*
-changed (a set of :data:`KINDS`) so a UI repaints only the panels concerned.
+the monitor's timeout) only ever delays its own session. An idle monitor (no
+migration, no block job: see :data:`IDLE_POLL_S`) is asked only what changes without
+an event. Listeners learn *what* changed (a set of :data:`KINDS`) so a UI repaints only
+the panels concerned; input listeners (the engine's views) hear only of news.
 
 No textual here: the TUI and ``--auto-resume`` both build on it. Errors become
 ``poll_error`` (one line) and a log record, never an exception out of the loop.
@@ -174,6 +176,7 @@ class MonitorSession:
         # to no change is no news (an idle monitor answers the same at every poll).
         self._told: dict[str, Any] = {}
         self._folded_migrate: Any = _UNTOLD  # the query-migrate reply the state holds, as QEMU sent it
+        self._folded_caps: Any = _UNTOLD  # and the capabilities reply
         self._measured: asyncio.Future[DirtyRateInfo] | None = None
         # The last query-migrate made at the end of a migration on this connection (reset()
         # forgets it), and the order in which query-migrate replies were asked for: a reply
@@ -437,7 +440,7 @@ class MonitorSession:
         self._config_due = True
         self._full_due = True
         self._told = {}
-        self._folded_migrate = _UNTOLD
+        self._folded_migrate = self._folded_caps = _UNTOLD
         self._final = None
         log.info("%s: new connection (generation %d): state reset, querying afresh", self.name, self.generation)
 
@@ -506,6 +509,9 @@ class MonitorSession:
                     self._measured.set_result(info)
             return {DIRTY_RATE} if changed else set()
         if command == "query-migrate-capabilities":
+            if reply == self._folded_caps:
+                return set()  # the same list again (every idle round): nothing to parse
+            self._folded_caps = reply
             return {CONFIG} if state.apply_capabilities(Capabilities.from_qmp(reply)) else set()
         if command == "query-migrate-parameters":
             params = dict(reply) if isinstance(reply, Mapping) else {}
