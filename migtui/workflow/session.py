@@ -547,7 +547,7 @@ class MonitorSession:
         loop = asyncio.get_running_loop()
         while True:
             if self.connected:
-                await self._poll_round()
+                await self.poll_once(full=False)
             # Re-armed only now that the poll is over: a slow QEMU slows its own polls.
             await self._sleep_until(self._next_round_at(loop.time()))
             if self._wake.is_set():  # an event or a request: not closer than MIN_POLL_GAP_S
@@ -621,13 +621,12 @@ class MonitorSession:
         self._config_due, self._config_at = False, now
         return [q for q in ("query-migrate-capabilities", "query-migrate-parameters") if self.supports(q)]
 
-    async def poll_once(self) -> frozenset[str]:
-        """Run one full round of queries (pipelined on the one socket) and apply the replies."""
-        self._full_due = True
-        return await self._poll_round()
-
-    async def _poll_round(self) -> frozenset[str]:
-        """The poll loop's round: everything, or on an idle monitor what has no event."""
+    async def poll_once(self, *, full: bool = True) -> frozenset[str]:
+        """Run one round of queries (pipelined on the one socket) and apply the replies:
+        every query, or (``full=False``, the poll loop's) on an idle monitor only what has
+        no event."""
+        if full:
+            self._full_due = True
         monitor = self.monitor
         if monitor is None:
             return frozenset()
