@@ -136,6 +136,8 @@ class Session:
         with contextlib.suppress(OSError, ValueError):
             engine = int((self.runtime_dir / "engine.pid").read_text().strip())
         self.tmux("kill-server", check=False)
+        with contextlib.suppress(OSError):  # a killed server may leave its socket file behind
+            (Path(os.environ.get("TMUX_TMPDIR", "/tmp")) / f"tmux-{os.getuid()}" / self.server).unlink()
         if engine is not None and alive(engine):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(engine, signal.SIGTERM)

@@ -4,8 +4,10 @@ A session owns a :class:`~migtui.transport.Monitor` and a
 :class:`~migtui.model.vmstate.VmState`. QMP events are folded into the state the
 moment they arrive; ``query-*`` polls run on a timer that re-arms only after the
 previous poll finished, so polls never overlap and a hung QEMU (every command has
-the monitor's timeout) only ever delays its own session. Listeners learn *what*
-changed (a set of :data:`KINDS`) so a UI repaints only the panels concerned.
+the monitor's timeout) only ever delays its own session. An idle monitor (no
+migration, no block job: see :data:`IDLE_POLL_S`) is asked only what changes without
+an event. Listeners learn *what* changed (a set of :data:`KINDS`) so a UI repaints only
+the panels concerned; input listeners (the engine's views) hear only of news.
 
 No textual here: the TUI and ``--auto-resume`` both build on it. Errors become
 ``poll_error`` (one line) and a log record, never an exception out of the loop.
@@ -174,6 +176,8 @@ class MonitorSession:
         # The last reply to each query told to input listeners: an identical one that folds
         # to no change is no news (an idle monitor answers the same at every poll).
         self._told: dict[str, Any] = {}
+        self._folded_migrate: Any = _UNTOLD  # the query-migrate reply the state holds, as QEMU sent it
+        self._folded_caps: Any = _UNTOLD  # and the capabilities reply
         self._measured: asyncio.Future[DirtyRateInfo] | None = None
         # The last query-migrate made at the end of a migration on this connection (reset()
         # forgets it), and the order in which query-migrate replies were asked for: a reply
@@ -437,6 +441,7 @@ class MonitorSession:
         self._config_due = True
         self._full_due = True
         self._told = {}
+        self._folded_migrate = self._folded_caps = _UNTOLD
         self._final = None
         log.info("%s: new connection (generation %d): state reset, querying afresh", self.name, self.generation)
 
@@ -480,6 +485,13 @@ class MonitorSession:
     def _fold_reply(self, command: str, reply: Any, at: float, asked: float | None) -> set[str]:
         state = self.state
         if command == "query-migrate":
+            if reply == self._folded_migrate and not state.event_guard and not state.migration.is_running:
+                # The same answer about no migration under way (an idle monitor's, every
+                # interval): all it changes is when it was last known true.
+                state.migration_asked = at if asked is None else min(asked, at)
+                return set()
+            # Kept only when folded for sure: a reply the event guard may drop is not.
+            self._folded_migrate = _UNTOLD if state.event_guard else reply
             return {MIGRATION} if state.apply_migration(MigrationInfo.from_qmp(reply), at, asked) else set()
         if command == "query-status":
             return {RUN_STATE} if state.apply_run_state(RunState.from_qmp(reply), at) else set()
@@ -495,6 +507,9 @@ class MonitorSession:
                     self._measured.set_result(info)
             return {DIRTY_RATE} if changed else set()
         if command == "query-migrate-capabilities":
+            if reply == self._folded_caps:
+                return set()  # the same list again (every idle round): nothing to parse
+            self._folded_caps = reply
             return {CONFIG} if state.apply_capabilities(Capabilities.from_qmp(reply)) else set()
         if command == "query-migrate-parameters":
             params = dict(reply) if isinstance(reply, Mapping) else {}
@@ -525,7 +540,7 @@ class MonitorSession:
         loop = asyncio.get_running_loop()
         while True:
             if self.connected:
-                await self._poll_round()
+                await self.poll_once(full=False)
             # Re-armed only now that the poll is over: a slow QEMU slows its own polls.
             await self._sleep_until(self._next_round_at(loop.time()))
             if self._wake.is_set():  # an event or a request: not closer than MIN_POLL_GAP_S
@@ -599,13 +614,12 @@ class MonitorSession:
         self._config_due, self._config_at = False, now
         return [q for q in ("query-migrate-capabilities", "query-migrate-parameters") if self.supports(q)]
 
-    async def poll_once(self) -> frozenset[str]:
-        """Run one full round of queries (pipelined on the one socket) and apply the replies."""
-        self._full_due = True
-        return await self._poll_round()
-
-    async def _poll_round(self) -> frozenset[str]:
-        """The poll loop's round: everything, or on an idle monitor what has no event."""
+    async def poll_once(self, *, full: bool = True) -> frozenset[str]:
+        """Run one round of queries (pipelined on the one socket) and apply the replies:
+        every query, or (``full=False``, the poll loop's) on an idle monitor only what has
+        no event."""
+        if full:
+            self._full_due = True
         monitor = self.monitor
         if monitor is None:
             return frozenset()

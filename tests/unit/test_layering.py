@@ -58,7 +58,6 @@ def test_the_tui_really_uses_textual() -> None:
 
 # Kept although only tests call them, each for a reason.
 TEST_ONLY_ON_PURPOSE = {
-    "poll_once": "one full round on demand: the read-only proof asks QEMU once more after a migration",
     "add_command_listener": "the transport's seam to watch what is written to QMP (read-only proofs)",
     "texts": "EventLog's lines as text: what the tests read of the widget",
     "MIGRATION_STATUSES": "model/migration.py is being reworked for QEMU 8-10 in parallel",
