@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from conftest import until
 from engine_util import EngineProcess, attached, watch
-from libvirt_lab import TracedCommand, commands_by_monitor, traced_commands
+from libvirt_lab import commands_by_monitor
 from qemu.qmp import EventListener, QMPClient
-from qemu_util import QemuProcess
+from qemu_util import QemuProcess, TracedQemu
 
 from migtui.lab.lab import Lab
 from migtui.model.coerce import as_mapping
@@ -58,19 +58,6 @@ async def test_a_new_qemu_at_the_same_socket_does_not_inherit_the_dead_ones_paus
 
 def monitors(lab: Lab) -> list[str]:
     return [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
-
-
-class TracedQemu(QemuProcess):
-    """A bare QEMU whose every QMP command is in its log (``-trace handle_qmp_command``)."""
-
-    def argv(self) -> list[str]:
-        return [*super().argv(), "-trace", "handle_qmp_command"]
-
-    def commands(self) -> list[TracedCommand]:
-        try:
-            return traced_commands(self.log_path.read_text(errors="replace"))
-        except OSError:
-            return []
 
 
 async def qemu_status(lab: Lab) -> tuple[str, list[dict[str, Any]]]:
