@@ -97,7 +97,7 @@ async def test_help_80x24(snapshot: Any, version: str) -> None:
 
 
 async def test_linux_console_80x24(snapshot: Any, version: str) -> None:
-    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), SMALL, term="linux")
+    assert svg(snapshot) == await shot(recorded("storage", "paused", version=version), SMALL, term="linux")
 
 
 async def test_no_color_80x24(snapshot: Any, version: str, monkeypatch: pytest.MonkeyPatch) -> None:
