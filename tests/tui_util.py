@@ -105,3 +105,8 @@ async def screenshot(view: View) -> str:
         assert asyncio.get_running_loop().time() < deadline, "the screen kept changing"
         await asyncio.sleep(0.05)
     return shots[-1]
+
+
+def screen_lines(view: View) -> list[str]:
+    """The characters on the screen, as the terminal gets them (line filters applied)."""
+    return [strip.text for strip in view.app.screen._compositor.render_strips()]

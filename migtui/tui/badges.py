@@ -1,7 +1,8 @@
 """Coloured badges for migration status, run state and connection state.
 
-Colours come from theme variables, so they follow the theme (ansi theme on
-TERM=linux); badges are reverse video so they still stand out under NO_COLOR.
+Colours come from theme variables, so they follow the theme (``themes.py``: ANSI
+colours in a 16-colour terminal); red is failure, yellow attention; badges are
+reverse video so they still stand out under NO_COLOR.
 While a monitor is not connected its migration status is only the last one seen:
 that is said in words ("last: active", plain muted text), and the reverse-video
 badge goes to the connection state instead, the thing that is true now.
@@ -90,14 +91,22 @@ def last_run_state_text(status: str | None) -> Content:
     return Content.styled(f"last: {status}", "$text-muted") if status else Content("")
 
 
+# QEMU's run states that are part of a migration going as planned: no colour (colour is
+# for what needs a look: yellow attention, red failure).
+_NORMAL_RUN_STATES = frozenset({"inmigrate", "finish-migrate", "postmigrate", "prelaunch", "colo"})
+_FAILED_RUN_STATES = frozenset({"internal-error", "io-error", "guest-panicked", "shutdown"})
+
+
 def run_state_text(status: str | None) -> Content:
     if not status:
         return Content("")
     if status == "running":
         return Content.styled(status, "$success")
-    if status in ("internal-error", "io-error", "guest-panicked", "shutdown"):
+    if status in _FAILED_RUN_STATES:
         return Content.styled(status, "bold $error")
-    return Content.styled(status, "$warning")
+    if status in _NORMAL_RUN_STATES:
+        return Content(status)
+    return Content.styled(status, "$warning")  # paused, suspended, watchdog, debug...
 
 
 def vm_state_parts(state: VmState) -> list[Content]:
