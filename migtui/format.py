@@ -35,25 +35,41 @@ def format_rate(bytes_per_s: float | int | None) -> str:
 
 
 def format_duration(seconds: float | int | None) -> str:
-    """Compact and precise where downtime matters: "19 ms", "1.44 s", "2m 05s", "1h 02m"."""
+    """Every duration migtui shows, in one format (the tenths of a ticking clock too):
+
+    ===================  ==============  =====================================
+    under 10 ms          ``2.1 ms``      two significant figures (QEMU's µs)
+    under 1 s            ``772 ms``      whole milliseconds
+    under 1 min          ``18.9 s``      tenths of a second
+    under 1 h            ``1m 01s``      minutes and seconds
+    from 1 h             ``1h 02m``      hours and minutes
+    ===================  ==============  =====================================
+
+    Each is rounded before its range is chosen, so 999.6 ms is ``1.0 s`` and 59.96 s
+    is ``1m 00s``, never ``1000 ms`` or ``60.0 s``.
+    """
     if not _known(seconds):
         return UNKNOWN
     negative = seconds < 0
     s = abs(float(seconds))
-    if s < 1:
-        text = f"{round(s * 1000)} ms"
-        if text == "1000 ms":
-            text = "1.00 s"
-    elif s < 10:
-        text = f"{s:.2f} s"
-    elif s < 60:
+    ms = s * 1000
+    if ms < 9.95:
+        if ms == 0 or ms >= 0.995:
+            text = f"{ms:.2g} ms"
+        elif ms < 0.005:
+            text = "<0.01 ms"
+        else:
+            text = f"{ms:.2f}".rstrip("0") + " ms"  # "0.4 ms", "0.85 ms"
+    elif round(ms) < 1000:
+        text = f"{round(ms)} ms"
+    elif round(s, 1) < 60:
         text = f"{s:.1f} s"
-    elif s < 3600:
-        minutes, rest = divmod(int(s), 60)
+    elif round(s) < 3600:
+        minutes, rest = divmod(round(s), 60)
         text = f"{minutes}m {rest:02d}s"
     else:
-        hours, rest = divmod(int(s), 3600)
-        text = f"{hours}h {rest // 60:02d}m"
+        hours, rest = divmod(round(s) // 60, 60)
+        text = f"{hours}h {rest:02d}m"
     return f"-{text}" if negative else text
 
 

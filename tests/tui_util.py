@@ -66,7 +66,7 @@ def entry_text(app: MigtuiApp, name: str) -> str:
 
 def figure(line: str, prefix: str) -> str:
     """The clock figure after ``prefix`` ("STOPPED ", "Guest stopped "): "1.2 s"."""
-    match = re.search(re.escape(prefix) + r"(≥|at least )?([\d.]+ s)", line)
+    match = re.search(re.escape(prefix) + r"(≥|at least )?([\d.]+ m?s|\d+m \d\ds)", line)
     assert match, f"no {prefix!r} clock in {line!r}"
     return match.group(2)
 

@@ -8,6 +8,7 @@ colour (✓ ✗ ·), so NO_COLOR and 16-colour terminals lose nothing.
 from __future__ import annotations
 
 import enum
+import math
 
 from textual.content import Content
 
@@ -53,15 +54,10 @@ def situation(session: RemoteSession, generation: int | None = None) -> Situatio
 
 
 def clock_text(seconds: float) -> str:
-    """Tenths while it matters: "0.4 s", "12.3 s", "2m 05.3s", then "1h 02m 05s"."""
+    """A ticking clock in the one duration format ("300 ms", "12.3 s", "2m 05s"): cut,
+    not rounded, to what it shows (a clock never reads ahead)."""
     s = max(0.0, seconds)
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        minutes, rest = divmod(s, 60)
-        return f"{int(minutes)}m {rest:04.1f}s"
-    hours, rest = divmod(int(s), 3600)
-    return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
+    return format_duration(math.floor(s * 10) / 10 if s < 60 else math.floor(s))
 
 
 def clock_figure(clock: PauseClock, now: float) -> str:
@@ -97,11 +93,12 @@ def gone_banner_line(name: str, clock: PauseClock | None, lost_at: float | None)
 
 
 def deadline_text(pause: Pause, now: float) -> str | None:
-    """"abort in 42 s": what the engine will do when this pause reaches its deadline."""
+    """"abort in 41.3 s": what the engine will do when this pause reaches its deadline (a
+    countdown: rounded up to the tenth it shows, it never reads late)."""
     deadline = pause.deadline
     if deadline is None:
         return None
-    return f"{deadline.action} in {max(0, int(deadline.at - now + 0.999))} s"
+    return f"{deadline.action} in {format_duration(math.ceil(max(0.0, deadline.at - now) * 10) / 10)}"
 
 
 def engine_note(pause: Pause, now: float) -> list[Content]:
@@ -256,8 +253,7 @@ def outcome_item(result: SwitchoverResult, source_running: bool | None = None) -
         if result.downtime_ms is not None:
             bits.append(f"downtime {format_ms(result.downtime_ms)} (QEMU)")
         if result.pause_ms is not None:
-            pause = f"{result.pause_ms:.1f} ms" if result.pause_ms < 1000 else format_duration(result.pause_ms / 1000)
-            bits.append(f"paused {pause} before switchover")
+            bits.append(f"paused {format_ms(result.pause_ms)} before switchover")
         if result.destination_running:
             bits.append("destination running")
         return Content.styled(f"{OK} ", "bold $success"), Content.styled(" · ".join(bits), "bold $success")

@@ -196,8 +196,8 @@ def test_auto_resume_and_read_only_exclude_each_other() -> None:
 
 
 def test_clock_and_pairing_helpers() -> None:
-    assert clock_text(0.04) == "0.0 s" and clock_text(12.34) == "12.3 s"
-    assert clock_text(125.3) == "2m 05.3s" and clock_text(3725) == "1h 02m 05s"
+    assert clock_text(0.04) == "0 ms" and clock_text(0.38) == "300 ms" and clock_text(12.38) == "12.3 s"
+    assert clock_text(59.99) == "59.9 s" and clock_text(125.9) == "2m 05s" and clock_text(3725) == "1h 02m"
     assert banner_line("src", PauseClock(100.0, True), 109.94).plain == (
         " ‖ src STOPPED 9.9 s before switchover · s opens ")
     assert "STOPPED ≥9.9 s" in banner_line("src", PauseClock(100.0, False), 109.94).plain  # seen late: at least
@@ -337,7 +337,7 @@ def test_the_event_that_comes_after_the_poll_makes_the_clock_exact() -> None:
     # The engine's own record of a start earlier than what a view's journal still holds.
     late = MonitorSession.offline("src")
     late.apply_reply("query-migrate", _reply("pre-switchover", total_ms=400_000), now=1300.0)
-    assert clock_figure(clock_of(late.state, recorded=1000.0), 1302.0) == "≥5m 02.0s, ≤6m 42.0s"
+    assert clock_figure(clock_of(late.state, recorded=1000.0), 1302.0) == "≥5m 02s, ≤6m 42s"
 
 
 def test_after_completion_qemus_downtime_replaces_the_estimate() -> None:

@@ -24,7 +24,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 
 from ... import format as fmt
-from ...model.advisor import CONVERGING, NOT_CONVERGING, Advice
+from ...model.advisor import CONVERGING, NOT_CONVERGING, Advice, eta_text
 from ...model.migration import MigrationInfo
 from ...transport import ConnState
 from ...view.remote import RemoteSession
@@ -37,10 +37,11 @@ from .text_line import TextLine
 
 Fields = list["Content | None"]
 
-# Widest plausible values: "999.9 MiB" (short_bytes keeps to it), "9.99 s" / "999 ms" /
+# Widest plausible values: "999.9 MiB" (short_bytes keeps to it), "18.9 s" / "999 ms" /
 # "59.9 s" / "2m 05s". What is left is as wide as the total (format_left_of_total).
 BYTES_WIDTH = 9
 TIME_WIDTH = 6
+VERDICT_WIDTH = 11  # beside the RAM bar: "  99.1%", "stuck", "ETA 18.0 s", "ETA 2m 10s"
 
 
 def _field(label: str, value: str, style: str = "") -> Content:
@@ -130,10 +131,8 @@ def downtime_fields(session: MonitorSession) -> Fields:
 
 
 def micros(us: int) -> str:
-    """QEMU's microsecond figures: "850 µs", "2.1 ms", "125 ms", then as durations ("1.50 s")."""
-    if us < 1000:
-        return f"{us} µs"
-    return f"{us / 1000:.3g} ms" if us < 1_000_000 else fmt.format_duration(us / 1e6)
+    """QEMU's microsecond figures, as every duration: "0.85 ms", "2.1 ms", "125 ms", "1.5 s"."""
+    return fmt.format_duration(us / 1e6)
 
 
 def dirty_limit_line(info: MigrationInfo, vcpu_limit: int | None) -> Content | None:
@@ -203,21 +202,19 @@ def trend_shown(session: MonitorSession) -> Advice | None:
 
 
 def verdict_cell(advice: Advice) -> Content:
-    """What stands where the percentage was: "stuck", "ETA 42s", or nothing yet."""
+    """What stands where the percentage was: "stuck", "ETA 42.0 s", or nothing yet."""
     if advice.verdict == NOT_CONVERGING:
-        return Content.styled("stuck".rjust(8), "bold $error")
+        return Content.styled("stuck".rjust(VERDICT_WIDTH), "bold $error")
     if advice.verdict == CONVERGING and advice.eta_s is not None:
-        eta = advice.eta_s
-        text = "ETA <1s" if eta < 1 else f"ETA {eta:.0f}s" if eta < 100 else f"ETA {eta / 60:.0f}m"
-        return Content.styled(text.rjust(8), "$success")
-    return Content(" " * 8)
+        return Content.styled(f"ETA {eta_text(advice.eta_s)}".rjust(VERDICT_WIDTH), "$success")
+    return Content(" " * VERDICT_WIDTH)
 
 
 class MigrationPanel(Vertical):
     DEFAULT_CSS = """
     MigrationPanel { height: auto; }
     MigrationPanel > #mig-bar-row { height: 1; }
-    MigrationPanel #mig-percent { width: 8; }
+    MigrationPanel #mig-percent { width: 11; }
     MigrationPanel > #mig-extra.-empty { display: none; }
     MigrationPanel.-stale TextLine, MigrationPanel.-stale RamBar { text-opacity: 55%; }
     MigrationPanel PassTrend { display: none; }
@@ -249,7 +246,7 @@ class MigrationPanel(Vertical):
         else:
             self.query_one(RamBar).set(progress)
             percent = fmt.format_percent(progress) if progress is not None else fmt.UNKNOWN
-            self.query_one("#mig-percent", TextLine).set(percent.rjust(8))
+            self.query_one("#mig-percent", TextLine).set(percent.rjust(VERDICT_WIDTH))
         self.query_one("#mig-ram", FieldRow).set(ram_fields(info, incoming=state.incoming_side))
         self.query_one("#mig-downtime", FieldRow).set(downtime_fields(session))
         extra = extra_lines(session)
