@@ -77,12 +77,13 @@ def clock_words(clock: PauseClock, now: float) -> str:
 
 
 def banner_line(name: str, clock: PauseClock | None, now: float, deadline: str | None = None) -> Content:
-    """One source's banner line: the dialog's figure (tenths), "≥" when migtui only saw
-    the pause after it began (with "≤" QEMU's bound), the engine's deadline. Fits 80
-    columns; what may be cut comes last."""
+    """One source's banner line: the dialog's figure, "≥" when migtui only saw the pause
+    after it began (with "≤" QEMU's bound), the deadline ("abort in 41.3 s", "no deadline").
+    The clock and the deadline come first: at 80 columns what may be cut is the hint (the
+    status badge below says pre-switchover, and the dialog)."""
     took = clock_figure(clock, now) if clock is not None else "?"
     then = f" · {deadline}" if deadline else ""
-    return Content.styled(f" ‖ {name} STOPPED {took} before switchover{then} · s opens ", "bold reverse $warning")
+    return Content.styled(f" ‖ {name} STOPPED {took}{then} · s opens ", "bold reverse $warning")
 
 
 def gone_banner_line(name: str, clock: PauseClock | None, lost_at: float | None) -> Content:
@@ -94,10 +95,10 @@ def gone_banner_line(name: str, clock: PauseClock | None, lost_at: float | None)
 
 def deadline_text(pause: Pause, now: float) -> str | None:
     """"abort in 41.3 s": what the engine will do when this pause reaches its deadline (a
-    countdown: rounded up to the tenth it shows, it never reads late)."""
+    countdown: rounded up to the tenth it shows, it never reads late); "no deadline"."""
     deadline = pause.deadline
     if deadline is None:
-        return None
+        return "no deadline" if pause.no_deadline else None
     return f"{deadline.action} in {format_duration(math.ceil(max(0.0, deadline.at - now) * 10) / 10)}"
 
 
@@ -108,7 +109,7 @@ def engine_note(pause: Pause, now: float) -> list[Content]:
         lines.append(Content.styled(pause.driver, "bold $warning"))
     elif pause.paused:
         then = deadline_text(pause, now)
-        if then and pause.deadline is not None:
+        if pause.deadline is not None:
             lines.append(Content.styled(f"The engine will {then} (--max-pause {pause.deadline.limit_s:g} s),"
                                         " with or without this view", "$warning"))
         elif pause.no_deadline:

@@ -199,7 +199,9 @@ def test_clock_and_pairing_helpers() -> None:
     assert clock_text(0.04) == "0 ms" and clock_text(0.38) == "300 ms" and clock_text(12.38) == "12.3 s"
     assert clock_text(59.99) == "59.9 s" and clock_text(125.9) == "2m 05s" and clock_text(3725) == "1h 02m"
     assert banner_line("src", PauseClock(100.0, True), 109.94).plain == (
-        " ‖ src STOPPED 9.9 s before switchover · s opens ")
+        " ‖ src STOPPED 9.9 s · s opens ")
+    assert banner_line("src", PauseClock(100.0, True), 109.94, "abort in 50.1 s").plain == (
+        " ‖ src STOPPED 9.9 s · abort in 50.1 s · s opens ")  # the clock and the deadline first
     assert "STOPPED ≥9.9 s" in banner_line("src", PauseClock(100.0, False), 109.94).plain  # seen late: at least
     assert pair_key("src01") == pair_key("dst01") == "01"
     assert pair_key("web-source") == pair_key("web-dest") == "web"
@@ -291,7 +293,7 @@ def test_a_pause_first_seen_by_a_poll_is_bounded_by_the_migrations_total_time() 
     assert clock is not None and not clock.exact and clock.start == 1000.0
     assert clock_figure(clock, 1002.0) == "≥2.0 s, ≤22.4 s"
     assert clock_words(clock, 1002.0) == "at least 2.0 s, at most 22.4 s"
-    assert "STOPPED ≥2.0 s, ≤22.4 s before switchover" in banner_line("src", clock, 1002.0).plain
+    assert "STOPPED ≥2.0 s, ≤22.4 s · s opens" in banner_line("src", clock, 1002.0).plain
     # Seen active by an earlier poll: the pause began after that.
     session = MonitorSession.offline("src")
     session.apply_reply("query-migrate", _reply("active", total_ms=18_000), now=998.0)

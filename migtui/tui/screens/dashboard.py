@@ -34,7 +34,7 @@ from ...workflow import session as kinds_
 from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
-from ..widgets.event_log import EventLog, event_line, reconnect_line
+from ..widgets.event_log import EMPTY, NEVER_CONNECTED, EventLog, event_line, reconnect_line
 from ..widgets.footer import KeyFooter
 from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
@@ -165,6 +165,8 @@ class DashboardScreen(Screen[None]):
 
         if wants(_HEADER):
             self.query_one(MonitorHeader).show(session)
+            if not self.all_events:  # QEMU's events come only over a connection: say if there never was one
+                self.query_one(EventLog).set_empty(EMPTY if session.generation else NEVER_CONNECTED)
         if wants(_MIGRATION):
             self.query_one(MigrationPanel).show(session)
         if wants(_DIRTY):
@@ -196,6 +198,8 @@ class DashboardScreen(Screen[None]):
         if self.all_events:
             entries.sort(key=lambda e: e[0])  # stable: a mark stays after the events it follows
         log_widget = self.query_one(EventLog)
+        never = not self.all_events and self._selected is not None and not self._selected.generation
+        log_widget.set_empty(NEVER_CONNECTED if never else EMPTY)
         log_widget.replace([(item, label) for _, item, label in entries])
         scope = "all monitors" if self.all_events else (self._selected.name if self._selected else "")
         log_widget.border_title = f"[b]Events[/b] [dim]({scope}; e toggles)[/dim]"
