@@ -9,6 +9,7 @@ import pytest
 from migtui.format import (
     UNKNOWN,
     format_bytes,
+    format_bytes_short,
     format_count,
     format_duration,
     format_left_of_total,
@@ -33,6 +34,12 @@ def test_unknown_values(fn, value) -> None:
 ])
 def test_bytes(n, text) -> None:
     assert format_bytes(n) == text
+
+
+def test_short_bytes_keep_three_figures() -> None:
+    assert format_bytes_short(int(209.1 * MiB)) == "209 MiB"
+    assert format_bytes_short(int(52.04 * MiB)) == "52.0 MiB"
+    assert format_bytes_short(512) == "512 B"
 
 
 def test_rates() -> None:
@@ -81,8 +88,7 @@ def test_count() -> None:
 
 def test_left_of_total() -> None:
     assert format_left_of_total(int(3.3 * MiB), int(128.5 * MiB)) == "3.3 of 128.5 MiB"
-    assert format_left_of_total(int(3.3 * MiB), int(128.5 * MiB), aligned=True) == "  3.3 of 128.5 MiB"
-    assert format_left_of_total(1000, 128 * MiB, aligned=True) == " <0.1 of 128.0 MiB"
-    assert format_left_of_total(0, 128 * MiB, aligned=True) == "  0.0 of 128.0 MiB"
+    assert format_left_of_total(1000, 128 * MiB) == "<0.1 of 128.0 MiB"
+    assert format_left_of_total(0, 128 * MiB) == "0.0 of 128.0 MiB"
     assert format_left_of_total(None, 128 * MiB) == "— of 128.0 MiB"
     assert format_left_of_total(5, 900) == "5 of 900 B"

@@ -37,24 +37,13 @@ from .text_line import TextLine
 
 Fields = list["Content | None"]
 
-# Widest plausible values: "999.9 MiB" (short_bytes keeps to it), "18.9 s" / "999 ms" /
-# "59.9 s" / "2m 05s". What is left is as wide as the total (format_left_of_total).
-BYTES_WIDTH = 9
+# The widest plausible time ("999 ms", "59.9 s", "2m 05s"): a ticking total keeps its place.
 TIME_WIDTH = 6
 VERDICT_WIDTH = 11  # beside the RAM bar: "  99.1%", "stuck", "ETA 18.0 s", "ETA 2m 10s"
 
 
 def _field(label: str, value: str, style: str = "") -> Content:
     return Content.assemble((label + " ", "$text-muted"), (value, style))
-
-
-def short_bytes(n: int | float | None) -> str:
-    """format_bytes within BYTES_WIDTH cells: "1000.0 KiB" (humanize's top) is "1000 KiB"."""
-    text = fmt.format_bytes(n)
-    if len(text) > BYTES_WIDTH and " " in text:
-        number, unit = text.split(" ", 1)
-        text = f"{float(number):.0f} {unit}"
-    return text
 
 
 def padded(value: str, width: int) -> str:
@@ -82,8 +71,13 @@ def status_fields(session: MonitorSession) -> Fields:
     ]
 
 
+ZERO_NOTE = "(pages of zeros: QEMU sends a flag, not the page)"
+
+
 def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
-    """``left   3.3 of 128.5 MiB · sent 209.1 MiB``: sent counts re-sent pages too.
+    """``left 3.3 of 128.5 MiB · sent 209.1 MiB · zero 75.4 MiB``: sent counts re-sent pages
+    too, and not the zero pages (a flag each), so it is neither the RAM done nor a part of it;
+    ``ZERO_NOTE`` says what zero pages are where there is room (``RAM_OPTIONAL``).
 
     ``incoming``: a destination, whose QEMU reports no RAM figures at all.
     """
@@ -98,10 +92,16 @@ def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
         else:
             text = f"QEMU gives no RAM figures while {info.status}"
         return [Content.styled(text, "$text-muted")]
+    zero = ram.zero_bytes
     return [
-        _field("left", fmt.format_left_of_total(ram.remaining, ram.total, aligned=True)),
-        _field("sent", padded(short_bytes(ram.transferred), BYTES_WIDTH)),
+        _field("left", fmt.format_left_of_total(ram.remaining, ram.total)),
+        _field("sent", fmt.format_bytes_short(ram.transferred)),
+        _field("zero", fmt.format_bytes_short(zero)) if zero is not None else None,
+        Content.styled(ZERO_NOTE, "$text-muted") if zero is not None else None,
     ]
+
+
+RAM_OPTIONAL = 3  # ram_fields' note: shown whole or not at all
 
 
 def downtime_fields(session: MonitorSession) -> Fields:
@@ -228,7 +228,7 @@ class MigrationPanel(Vertical):
             yield RamBar(id="mig-bar")
             yield PassTrend(id="mig-trend")
             yield TextLine(id="mig-percent")
-        yield FieldRow(2, id="mig-ram")
+        yield FieldRow(4, id="mig-ram", optional_from=RAM_OPTIONAL)
         yield FieldRow(2, id="mig-downtime")
         yield TextLine(id="mig-extra", classes="-empty")
 
