@@ -16,8 +16,10 @@ from replay import RecordedQemu, recorded, recorded_pairs
 from tui_util import close_dialogs, dialog_shown, entry_text, text
 
 from migtui.tui.app import MigtuiApp
+from migtui.tui.glyphs import console_text
 from migtui.tui.messages import SessionsChanged
 from migtui.tui.screens.help import HelpScreen
+from migtui.tui.terminal_cues import BELL, POP_TITLE, PUSH_TITLE, TerminalCues
 from migtui.tui.widgets.advice_panel import AdvicePanel
 from migtui.tui.widgets.block_jobs import BlockJobsPanel
 from migtui.tui.widgets.dirty_panel import DirtyPanel
@@ -334,3 +336,20 @@ async def test_an_empty_event_log_says_why() -> None:
         await view.press("up")
         assert not log.render_line(0).text.startswith(EMPTY[0])
         assert "EVENT" not in screen_text(view.app)
+
+
+async def test_the_window_title_says_a_guest_stopped_and_the_bell_rings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: a window in the background still tells a pause: its title, and --bell."""
+    written: list[str] = []
+    monkeypatch.setattr(MigtuiApp, "_write_terminal", lambda _app, sequence: written.append(sequence))
+    async with app_for(recorded("storage", "paused")) as view:
+        await until(lambda: any(s.startswith("\x1b]2;‖ src STOPPED 1.2 s") for s in written), 10, "the title")
+        assert written[0] == PUSH_TITLE and BELL not in written  # no --bell: no bell
+        await close_dialogs(view)
+    assert written[-1] == POP_TITLE  # the terminal's own title back
+    rings: list[str] = []
+    cues = TerminalCues(rings.append, bell=True, glyphs=console_text)
+    cues.guest_stopped()
+    cues.title("‖ src STOPPED 1.2 s")
+    cues.title("‖ src STOPPED 1.2 s")  # unchanged: not written again
+    assert rings == [BELL, "\x1b]2;| src STOPPED 1.2 s\a"]  # the Linux console's font: ASCII
