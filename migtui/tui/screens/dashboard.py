@@ -39,6 +39,7 @@ from ..widgets.footer import KeyFooter
 from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
 from ..widgets.monitor_list import MonitorList
+from ..widgets.pass_history import PassHistory
 from ..widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, TooSmall
 
 log = logging.getLogger("migtui.tui")
@@ -87,7 +88,9 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
-            yield MonitorList(list(self.sessions.values()), id="monitors")
+            with Vertical(id="side"):
+                yield MonitorList(list(self.sessions.values()), id="monitors")
+                yield PassHistory(id="passes")
             with Vertical(id="main"):
                 yield Vertical(id="banners")
                 yield MonitorHeader(id="header")
@@ -169,6 +172,8 @@ class DashboardScreen(Screen[None]):
                 self.query_one(EventLog).set_empty(EMPTY if session.generation else NEVER_CONNECTED)
         if wants(_MIGRATION):
             self.query_one(MigrationPanel).show(session)
+            self.query_one(PassHistory).set(session.name, session.state.passes.passes,
+                                            running=session.state.migration.is_running)
         if wants(_DIRTY):
             self.query_one(DirtyPanel).show(session)
         if wants(_JOBS):
