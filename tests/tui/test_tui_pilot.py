@@ -20,6 +20,7 @@ from migtui.tui.glyphs import console_text
 from migtui.tui.messages import SessionsChanged
 from migtui.tui.screens.help import HelpScreen
 from migtui.tui.terminal_cues import BELL, POP_TITLE, PUSH_TITLE, TerminalCues
+from migtui.tui.themes import ANSI
 from migtui.tui.widgets.advice_panel import AdvicePanel
 from migtui.tui.widgets.block_jobs import BlockJobsPanel
 from migtui.tui.widgets.dirty_panel import DirtyPanel
@@ -145,7 +146,7 @@ async def test_d_measures_the_dirty_rate(tmp_path: Path) -> None:
             assert app.dashboard.check_action("measure_dirty_rate", ()) is None  # greyed meanwhile
             advice = app.dashboard.query_one(AdvicePanel)
             # The result is an estimate over its window, the advisor's (never a verdict).
-            await until(lambda: "dirtied over 1 s" in str(advice.border_title or ""), 30, "result shown")
+            await until(lambda: "dirtied over 1.0 s" in str(advice.border_title or ""), 30, "result shown")
             assert [(name, args) for _, name, args in view.sent.mutating()] == [("calc-dirty-rate", {"calc-time": 1})]
     finally:
         qemu.kill()
@@ -158,7 +159,7 @@ async def test_d_is_unavailable_to_a_read_only_view() -> None:
         await view.press("d")  # a disabled key does nothing, and nothing breaks
         await until(lambda: any("read-only" in t for t in view.toasts), 5, "the reason, as a notice")
         title = str(app.dashboard.query_one(AdvicePanel).border_title or "")
-        assert "estimate ~4.0 MiB/s dirtied over 1 s" in title, title
+        assert "estimate ~4.0 MiB/s dirtied over 1.0 s" in title, title
         assert ("calc-dirty-rate", {"calc-time": 1}) not in view.recorded.qemus["src"].received  # type: ignore[union-attr]
 
 
@@ -236,7 +237,7 @@ async def test_linux_console_gets_the_ansi_theme_and_no_color_is_honoured(monkey
     async with app_for(recorded("storage", 12.5), term="linux") as view:
         app = view.app
         assert app.no_color
-        assert app.theme == "ansi-dark"
+        assert app.theme == ANSI and app.ansi_color  # NO_COLOR then strips the ANSI colours
         chart = app.dashboard.query_one(RateChart)
         assert "▁" not in str(chart.render().plain)  # no eighth blocks on the Linux console
 

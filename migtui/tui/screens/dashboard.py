@@ -169,7 +169,7 @@ class DashboardScreen(Screen[None]):
         if wants(_HEADER):
             self.query_one(MonitorHeader).show(session)
             if not self.all_events:  # QEMU's events come only over a connection: say if there never was one
-                self.query_one(EventLog).set_empty(EMPTY if session.generation else NEVER_CONNECTED)
+                self.query_one(EventLog).set_empty(EMPTY if session.qemu_version else NEVER_CONNECTED)
         if wants(_MIGRATION):
             self.query_one(MigrationPanel).show(session)
             self.query_one(PassHistory).set(session.name, session.state.passes.passes,
@@ -203,7 +203,8 @@ class DashboardScreen(Screen[None]):
         if self.all_events:
             entries.sort(key=lambda e: e[0])  # stable: a mark stays after the events it follows
         log_widget = self.query_one(EventLog)
-        never = not self.all_events and self._selected is not None and not self._selected.generation
+        # QEMU's greeting says its version: a monitor without one was never reached
+        never = not self.all_events and self._selected is not None and not self._selected.qemu_version
         log_widget.set_empty(NEVER_CONNECTED if never else EMPTY)
         log_widget.replace([(item, label) for _, item, label in entries])
         scope = "all monitors" if self.all_events else (self._selected.name if self._selected else "")
