@@ -60,19 +60,19 @@ def migration_badge(status: str, *, stale: bool = False) -> Content:
     return Content.styled(f" {status} ", f"bold reverse {colour}")
 
 
-def _connection_colour(state: str, label: str, default: str) -> str:
+def connection_colour(state: str, label: str, default: str = "") -> str:
     # Waiting for a socket nobody listens on yet (QEMU not started) is no failure: attention.
     return "$warning" if label.startswith("waiting") else _CONNECTION.get(state, default)
 
 
 def connection_text(state: str, label: str) -> Content:
     """The transport's own label ("retrying 3", "waiting for the socket: ..."), coloured by state."""
-    return Content.styled(label, _connection_colour(state, label, ""))
+    return Content.styled(label, connection_colour(state, label, ""))
 
 
 def connection_badge(state: str, label: str) -> Content:
     """`` waiting `` / `` retrying 3 `` in reverse video: shown instead of a stale status."""
-    return Content.styled(f" {label} ", f"bold reverse {_connection_colour(state, label, '$foreground')}")
+    return Content.styled(f" {label} ", f"bold reverse {connection_colour(state, label, '$foreground')}")
 
 
 POLLS_FAILING = "poll error"  # connected, but its polls fail (a hung QEMU times out): figures stale

@@ -72,7 +72,7 @@ def trouble_text(session: RemoteSession) -> Content:
         return Content.styled(silence, "$error")
     status = session.status
     if status.state is not ConnState.CONNECTED and status.error is not None:
-        return Content.styled(str(status.error), "$error")
+        return Content.styled(str(status.error), badges.connection_colour(status.state.value, status.word(), "$error"))
     if session.poll_error:
         return Content.styled(session.poll_error, "$warning")
     return Content("")

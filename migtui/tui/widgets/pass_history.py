@@ -3,7 +3,8 @@
 At 120x40 the monitors column has room to spare (a few monitors take a few rows); this
 fills it with what the per-pass trend compresses into one line: for each pass, how long it
 took and the RAM left when it began (``model/passes.py``, folded from the same QEMU input
-as the engine's). Newest last; as many as fit. Hidden below 110x36 (app.tcss).
+as the engine's). Newest last; as many as fit in half the screen. Hidden below 110x36
+(app.tcss).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def pass_rows(passes: Sequence[Pass], rows: int, *, running: bool = True) -> Con
 
 class PassHistory(DiffWidget):
     DEFAULT_CSS = """
-    PassHistory { height: 1fr; border: none; border-top: solid $foreground 45%; border-title-align: left;
+    PassHistory { height: auto; border: none; border-top: solid $foreground 45%; border-title-align: left;
                   border-title-color: $foreground; display: none; }
     """
 
@@ -47,9 +48,14 @@ class PassHistory(DiffWidget):
 
     def set(self, name: str, passes: Sequence[Pass], *, running: bool) -> bool:
         self.border_title = f"[b]Passes[/b] [dim]({name})[/dim]"
+        rows = len(self._passes)
         self._passes = tuple(passes)
         self._running = running
+        if len(self._passes) != rows:  # height: auto: a row more or less is a new layout
+            self.refresh(layout=True)
         return self.redraw()
 
     def _draw(self, width: int) -> Content:
-        return pass_rows(self._passes, self.size.height, running=self._running)
+        # As tall as the passes need, up to half the screen (app.tcss): the monitors keep the rest.
+        rows = max(2, self.app.size.height // 2 - 1)
+        return pass_rows(self._passes, rows, running=self._running)
