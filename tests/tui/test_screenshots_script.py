@@ -104,7 +104,7 @@ def test_the_screenshot_script_makes_pictures_of_real_migrations(tmp_path: Path,
     monitors, panels = left_and_right(screen)
     assert re.fullmatch(r"src\s+failed", monitors[0]), shown
     assert re.fullmatch(r"▸dst\s+waiting", monitors[2]) and monitors[3] == "last: active", shown
-    assert re.match(r"dst · +waiting +· QEMU " + re.escape(version), panels[0]), shown
+    assert re.match(r"dst · +waiting +· tries every 100 ms · QEMU " + re.escape(version), panels[0]), shown
     assert "nothing is listening on" in shown and "last: active" in panels, shown
     assert any(re.search(r"MIGRATION status=active$", p) for p in panels), shown  # its events kept
 
