@@ -615,7 +615,7 @@ class Engine:
                 if allowed:
                     left = max(0.0, deadline.deadline - now)
                     return f"{paused} before switchover; {w.policy.on_max_pause} in {format_duration(left)}"
-                return f"{paused} before switchover; {why}"
+                return f"{paused} before switchover; no deadline: {why}"
             return f"{paused} before switchover"
         caps = state.capabilities
         pbs = caps.enabled("pause-before-switchover")
