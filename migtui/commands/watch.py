@@ -18,15 +18,19 @@ from ..errors import AddressError
 from ..logfile import setup_logging
 from .options import (
     MONITOR_HELP,
+    add_connect_arguments,
     add_policy_arguments,
     add_runtime_argument,
     interval,
     policy_of,
+    split_targets,
 )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("monitors", nargs="+", metavar="MONITOR", help=MONITOR_HELP)
+    parser.add_argument("monitors", nargs="*", metavar="MONITOR",
+                        help=MONITOR_HELP + "; with -c, a bare word is a DOMAIN of its hosts")
+    add_connect_arguments(parser)
     parser.add_argument(
         "--interval", type=interval, default=1.0, metavar="SECONDS",
         help="seconds between query-* polls (default: 1); events are shown at once anyway",
@@ -50,9 +54,12 @@ def _fail(message: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        addresses = parse_addresses(args.monitors)
+        connections, words = split_targets(args)
+        addresses = parse_addresses(words)
     except AddressError as err:
         return _fail(str(err))
+    if not addresses and not connections:
+        return _fail("give MONITOR... (QMP sockets) or -c URI (a libvirt connection)")
     if args.auto_resume and args.read_only:
         return _fail("--auto-resume and --read-only exclude each other: read-only never resumes")
     try:
@@ -63,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail("the dashboard needs a terminal; for scripts use 'migtui status MONITOR...'")
     policy = policy_of(args)
     logging.getLogger("migtui").info(
-        "dashboard on %s (interval %s s%s%s)", ", ".join(a.display for a in addresses),
+        "dashboard on %s (interval %s s%s%s)", ", ".join(a.display for a in [*addresses, *connections]),
         args.interval, ", read-only" if args.read_only else "", ", auto-resume" if args.auto_resume else "",
     )
     from ..tui.view_run import (
@@ -72,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     from ..view.client import EngineClient
 
     async def setup(client: EngineClient) -> list[str] | None:
-        return await client.watch(addresses, policy, read_only=args.read_only, interval=args.interval)
+        return await client.watch([*addresses, *connections], policy, read_only=args.read_only,
+                                  interval=args.interval)
 
     return asyncio.run(view_main(args.runtime_dir, setup, read_only=args.read_only))

@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..address import MonitorAddress
+from ..address import CONNECT, LIBVIRT, MonitorAddress
 from ..errors import GreetingTimeout, MonitorError
 from ..model.advisor import UNKNOWN, Advice
 from ..model.migration import MigrationInfo
@@ -42,6 +42,7 @@ class Snapshot:
         return {
             "name": self.address.name,
             "address": self.address.display,
+            **self.source(),
             "ok": self.ok,
             "error": self.error,
             "qemu": self.qemu,
@@ -52,6 +53,13 @@ class Snapshot:
             "block_jobs": self.block_jobs,
         }
 
+
+    def source(self) -> dict[str, Any]:
+        """Where the figures come from: a QMP monitor, or libvirt's API (its URI and domain)."""
+        if self.address.kind in (LIBVIRT, CONNECT):
+            return {"source": "libvirt", "uri": self.address.path,
+                    "domain": self.address.host if self.address.kind == LIBVIRT else None}
+        return {"source": "qmp"}
 
     @classmethod
     def from_json(cls, address: MonitorAddress, data: dict[str, Any]) -> Snapshot:

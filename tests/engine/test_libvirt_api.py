@@ -1,0 +1,148 @@
+"""migtui on libvirt's own API (issue 15): two real libvirt 9.0 daemons as two hosts.
+
+tests/libvirt_lab.py builds hosts A and B on this machine; the test drives migrations
+with ``virsh migrate`` and an engine in this process watches both hosts through
+``-c URI`` connections (libvirt-python): every running domain is a monitor named
+``HOST/DOMAIN``, fed by jobStats(), libvirt's events and QEMU's events through libvirt.
+Its figures are compared with ``virsh domjobinfo --completed``.
+
+These tests are about libvirt, not about QEMU versions: they run once, on the system
+QEMU (7.2), not on every build of the suite. Needs root, libvirt and libvirt-python
+(scripts/bootstrap installs them); when one is missing the test fails with the line
+that says what to install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from conftest import until
+from libvirt_lab import INSTALL, LibvirtLab, LibvirtLabError, missing_tools
+
+from migtui.engine.engine import Engine, Watched
+from migtui.errors import MigtuiError
+from migtui.libvirt.binding import load
+from migtui.workflow.pairing import destination_for
+from migtui.workflow.policy import Policy
+
+pytestmark = [pytest.mark.timeout(180)]
+
+GUEST = "migtui-lv"
+
+
+@pytest.fixture
+def lab() -> Iterator[LibvirtLab]:
+    missing = missing_tools()
+    if missing:  # never skipped: the suite installs what it needs
+        pytest.fail(f"{', '.join(missing)} not found: {INSTALL}", pytrace=False)
+    try:
+        load()
+    except MigtuiError as err:
+        pytest.fail(str(err), pytrace=False)
+    qemu = shutil.which("qemu-system-x86_64")
+    assert qemu is not None
+    try:
+        lab = LibvirtLab(qemu).__enter__()
+    except LibvirtLabError as err:
+        pytest.fail(str(err), pytrace=False)
+    try:
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    e = Engine(persist=True)
+    try:
+        yield e
+    finally:
+        await e.stop()
+
+
+def domjobinfo(text: str) -> dict[str, str]:
+    """``virsh domjobinfo`` as {field: value with its unit}."""
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+
+
+def number(text: str) -> float:
+    match = re.match(r"([0-9.]+)", text)
+    assert match is not None, text
+    return float(match.group(1))
+
+
+def size(text: str) -> float:
+    """``705.155 KiB`` in bytes (virsh rounds to 3 decimals)."""
+    unit = text.split()[-1]
+    return number(text) * {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
+
+
+async def watched(engine: Engine, name: str) -> Watched:
+    await until(lambda: name in engine.watched and engine.watched[name].session.connected, 30, f"{name} watched",
+                lambda: f"watched: {sorted(engine.watched)}; hosts: {list(engine.libvirt.values())}")
+    return engine.watched[name]
+
+
+async def test_a_copy_storage_migration_seen_from_both_hosts(lab: LibvirtLab, engine: Engine) -> None:
+    guest = lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    names = await engine.connect(lab.a.uri, "a", (), Policy(), read_only=False, interval=0.5)
+    assert names == [f"a/{GUEST}"]
+    assert await engine.connect(lab.b.uri, "b", (), Policy(), read_only=False, interval=0.5) == []
+    src = await watched(engine, f"a/{GUEST}")
+    await until(lambda: src.manager == "libvirt", 10, "the engine to know libvirt drives it", lambda: src.manager_why)
+    await until(lambda: src.session.state.run_state is not None, 10, "the first poll",
+                lambda: str(src.session.poll_error))
+    assert src.session.state.run_state is not None and src.session.state.run_state.status == "running"
+    assert src.address.display == f"libvirt:{GUEST}@{lab.a.uri}"
+
+    pauses: list[Any] = []
+
+    def on_change(session: Any, kinds: frozenset[str]) -> None:
+        if src.last_pause is not None and src.last_pause.paused and not pauses:
+            pauses.append(src.last_pause)
+
+    src.session.add_change_listener(on_change)
+    migrated = await asyncio.to_thread(lab.migrate, guest, timeout=90)
+    assert migrated.returncode == 0, f"virsh migrate failed: {migrated.stderr.strip()}"
+
+    # The destination appeared by itself on host b and is paired by its UUID.
+    dst = await watched(engine, f"b/{GUEST}")
+    assert destination_for(src.session, engine.sessions()) is dst.session
+    # The source left by migration: its entry stays, said gone, nothing live.
+    await until(lambda: src.session.status.word() == "gone", 30, "the source gone",
+                lambda: src.session.status.label())
+    assert "migrated away" in src.session.status.label(), src.session.status.label()
+
+    # libvirt's pause, measured from QEMU's own events and attributed to libvirt.
+    state = src.session.state
+    assert any(c.status == "pre-switchover" and c.source == "event" for c in state.status_changes), \
+        [(c.status, c.source) for c in state.status_changes]
+    tracked = src.tracked
+    assert tracked is not None and tracked.pause_ms is not None and tracked.pause_ms > 0, tracked
+    assert tracked.action is None, f"the engine acted: {tracked.action}"
+    await until(lambda: tracked.result is not None, 15, "the pause's outcome")
+    assert tracked.result is not None and "libvirt resumed it" in tracked.result.reason, tracked.result
+    assert pauses and pauses[0].owner == "libvirt" and not pauses[0].auto and pauses[0].deadline is None, pauses
+
+    # The final figures: libvirt's JOB_COMPLETED on the source, what virsh says on the destination.
+    await until(lambda: state.migration.status == "completed" and state.migration.downtime is not None, 30,
+                "the source's final figures", lambda: str(state.migration))
+    info = domjobinfo(lab.b.virsh("domjobinfo", "--completed", "--keep-completed", GUEST).stdout)
+    final = state.migration
+    assert final.downtime == number(info["Total downtime"]), (final, info)
+    # The source's own JOB_COMPLETED counts libvirt's confirm step too: a little longer than the destination's.
+    assert final.total_time is not None and final.total_time >= number(info["Time elapsed"]), (final, info)
+    dst_final = dst.session.state.migration
+    await until(lambda: dst.session.state.migration.status == "completed", 15, "the destination's figures")
+    dst_final = dst.session.state.migration
+    assert dst_final.downtime == number(info["Total downtime"]), (dst_final, info)
+    assert dst_final.total_time == number(info["Time elapsed"]), (dst_final, info)
+    assert dst_final.ram is not None and dst_final.ram.total is not None and dst_final.ram.transferred is not None
+    assert abs(dst_final.ram.total - size(info["Memory total"])) < 0.001 * dst_final.ram.total, (dst_final.ram, info)
+    assert abs(dst_final.ram.transferred - size(info["Memory processed"])) < 1024, (dst_final.ram, info)
+    assert final.disk is not None and final.disk["transferred"] == 16 * 2**20 + 2**20, final.disk  # both disks
