@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sys
 
-from ..address import parse_addresses
+from ..address import LIBVIRT, parse_addresses
 from ..errors import AddressError
 from ..logfile import setup_logging
 from .options import (
@@ -77,9 +77,16 @@ def run(args: argparse.Namespace) -> int:
         view_main,  # textual loads only once the arguments are good
     )
     from ..view.client import EngineClient
+    from ..view.remote import RemoteSession
 
     async def setup(client: EngineClient) -> list[str] | None:
         return await client.watch([*addresses, *connections], policy, read_only=args.read_only,
                                   interval=args.interval)
 
-    return asyncio.run(view_main(args.runtime_dir, setup, read_only=args.read_only))
+    uris = {str(c.path) for c in connections}
+
+    def follow(session: RemoteSession) -> bool:  # a domain of our -c connections that came later
+        return session.address.kind == LIBVIRT and session.address.path in uris
+
+    return asyncio.run(view_main(args.runtime_dir, setup, read_only=args.read_only,
+                                 follow=follow if connections else None))

@@ -176,7 +176,8 @@ class LibvirtHost:
         try:
             self._qemu_callback = self.libvirt_qemu.qemuMonitorEventRegister(conn, None, None, self._qemu_cb, None, 0)
         except lv.libvirtError as err:  # e.g. a driver without it: figures by polling only
-            log.warning("%s: no QEMU events through libvirt: %s", self.name, _line(err))
+            # (a read-only connection may not: its figures come from polls, the pause unmeasured)
+            log.info("%s: no QEMU events through libvirt: %s", self.name, _line(err))
             self._qemu_callback = None
 
     async def _drop(self) -> None:

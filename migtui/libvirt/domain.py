@@ -59,6 +59,7 @@ class DomainMonitor(Monitor):
         self.completed: dict[str, Any] | None = None  # the last completed job's statistics
         self._disks: list[str] | None = None
         self._job_running = False  # the last jobStats() said a job runs
+        self._aborted = False  # migtui aborted the job under way (abortJob)
         self._reply_listeners: list[ReplyListener] = []
         self._stopped = asyncio.Event()
 
@@ -179,6 +180,7 @@ class DomainMonitor(Monitor):
     async def _control(self, dom: Any, cmd: str, args: Mapping[str, Any]) -> Any:
         call = self.host.call
         if cmd == "migrate_cancel":
+            self._aborted = True
             await call(cmd, dom.abortJob)
         elif cmd == "migrate-start-postcopy":
             await call(cmd, dom.migrateStartPostCopy, 0)
@@ -200,11 +202,12 @@ class DomainMonitor(Monitor):
         stats = await self.host.call("query-migrate", dom.jobStats, 0)
         if jobstats.running(stats):
             if not self._job_running:  # a new job: the last one's words and figures are history
-                self._job_running, self.completed = True, None
+                self._job_running, self.completed, self._aborted = True, None, False
                 if self.qemu_status in FINISHED_STATUSES:
                     self.qemu_status = None
             return jobstats.migrate_reply(stats, self.qemu_status)
-        if self._job_running:
+        ended = self._job_running
+        if ended:
             self._job_running = False
             if self.completed is not None and self.completed.get("type") == jobstats.JOB_COMPLETED:
                 return jobstats.migrate_reply(self.completed)  # JOB_COMPLETED's, already told
@@ -214,6 +217,10 @@ class DomainMonitor(Monitor):
             lv = self.host.libvirt
             flags = lv.VIR_DOMAIN_JOB_STATS_COMPLETED | lv.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
             self.completed = await self.host.call("query-migrate", dom.jobStats, flags)
+            if ended and not jobstats.job_type(self.completed):
+                # libvirt keeps no statistics of a job that did not complete (one aborted
+                # while it mirrored the disks, before QEMU's migration began): it ended all the same.
+                self.completed = jobstats.ended_job(self.qemu_status, aborted=self._aborted)
         return jobstats.migrate_reply(self.completed)
 
     async def _disk_targets(self, dom: Any) -> list[str]:

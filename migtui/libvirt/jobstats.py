@@ -17,7 +17,7 @@ FINISHED = {JOB_COMPLETED: "completed", JOB_FAILED: "failed", JOB_CANCELLED: "ca
 OPERATION_MIGRATION_IN, OPERATION_MIGRATION_OUT = 4, 5
 MiB = 1 << 20
 # migrateGetMaxSpeed's "unlimited" (INT64_MAX bytes/s in MiB/s)
-UNLIMITED_MIB_S = (1 << 63) // MiB
+UNLIMITED_MIB_S = ((1 << 63) - 1) // MiB
 
 # QMP's ram.* and top-level fields <- libvirt's typed parameters (VIR_DOMAIN_JOB_*).
 _RAM = {"total": "memory_total", "transferred": "memory_processed", "remaining": "memory_remaining",
@@ -57,6 +57,8 @@ def migrate_reply(stats: Mapping[str, Any], status: str | None = None) -> dict[s
     for qmp, key in _TOP.items():
         if key in stats:
             reply[qmp] = stats[key]
+    if kind not in FINISHED and "downtime" in reply:  # a job under way: libvirt's estimate
+        reply["expected-downtime"] = reply.pop("downtime")
     ram = {qmp: stats[key] for qmp, key in _RAM.items() if key in stats}
     if "memory_bps" in stats:
         ram["mbps"] = stats["memory_bps"] * 8 / 1e6  # QEMU's unit: megabits per second
@@ -68,9 +70,12 @@ def migrate_reply(stats: Mapping[str, Any], status: str | None = None) -> dict[s
     return reply
 
 
-def expected_downtime(stats: Mapping[str, Any]) -> int | None:
-    value = stats.get("downtime") if running(stats) else None
-    return value if isinstance(value, int) else None
+def ended_job(qemu_status: str | None, *, aborted: bool) -> dict[str, Any]:
+    """A migration job that ended with no statistics kept (libvirt keeps those of a
+    completed job): cancelled when QEMU said so or migtui aborted it, else failed."""
+    if aborted or qemu_status in ("cancelling", "cancelled"):
+        return {"type": JOB_CANCELLED}
+    return {"type": JOB_FAILED, "errmsg": "libvirt's migration job ended without completing"}
 
 
 # virDomainState / reasons (libvirt-domain.h)

@@ -229,8 +229,9 @@ class Switchover(PhaseFacts):
             desc = self.source.state.migration.error_desc
             what = "the migration failed" + (f" ({desc})" if desc else "")
         elif self.source.monitor is not None and self.source.monitor.manager == LIBVIRT:
-            paused = f"paused before switchover {self.pause_ms:.0f} ms" if self.pause_ms is not None else "paused"
-            what = f"{paused} (libvirt resumed it)"
+            paused = f"{self.pause_ms:.0f} ms" if self.pause_ms is not None else "(not measured)"
+            return SwitchoverResult(WATCH, Outcome.OTHER_CLIENT, f"{self.name}: paused before switchover {paused}"
+                                                                 f" (libvirt resumed it; status now {status})")
         else:
             what = "another client continued the migration"
         return SwitchoverResult(

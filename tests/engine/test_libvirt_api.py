@@ -146,3 +146,62 @@ async def test_a_copy_storage_migration_seen_from_both_hosts(lab: LibvirtLab, en
     assert abs(dst_final.ram.total - size(info["Memory total"])) < 0.001 * dst_final.ram.total, (dst_final.ram, info)
     assert abs(dst_final.ram.transferred - size(info["Memory processed"])) < 1024, (dst_final.ram, info)
     assert final.disk is not None and final.disk["transferred"] == 16 * 2**20 + 2**20, final.disk  # both disks
+
+
+class View:
+    """The engine's side of an attached view, as ``Engine.request`` sees it (server.View)."""
+
+    def __init__(self, read_only: bool = False) -> None:
+        self.label, self.read_only, self.subscribed = "test view", read_only, False
+
+    def send(self, message: Any) -> None:
+        pass
+
+
+async def test_abort_through_libvirt_leaves_the_source_running_and_read_only_refuses(lab: LibvirtLab,
+                                                                                    engine: Engine) -> None:
+    guest = lab.start_guest(GUEST, dirty_mib=64, disk_mib=16)
+    name = f"a/{GUEST}"
+    await engine.connect(lab.a.uri, "a", (GUEST,), Policy(), read_only=False, interval=0.5)
+    watcher = Engine(persist=True)  # a second, read-only one (migtui --read-only -c URI)
+    try:
+        await watcher.connect(lab.a.uri, "a", ("migtui-*",), Policy(), read_only=True, interval=0.5)
+        src, ro = await watched(engine, name), await watched(watcher, name)
+        # 1 MiB/s: the migration is still running when migtui aborts it.
+        migrating = asyncio.create_task(asyncio.to_thread(
+            lab.a.virsh, "migrate", "--live", "--p2p", "--copy-storage-all", GUEST, lab.b.uri, "--migrateuri",
+            "tcp://127.0.0.1", "--listen-address", "127.0.0.1", "--bandwidth", "1", "--xml", str(guest.dest_xml),
+            timeout=120, check=False))
+        await until(lambda: src.session.state.migration_status == "active", 30, "the migration to run",
+                    lambda: src.session.state.migration_status)
+        await until(lambda: ro.session.state.migration_status == "active", 30, "the read-only view of it")
+
+        # Read-only: every control refused, below the views and by libvirt's read-only connection.
+        controls = ro.last_controls
+        assert controls is not None and controls.actions["abort"].allowed is not True, controls
+        assert "read-only" in controls.actions["abort"].reason, controls.actions["abort"]
+        assert not (await watcher.request(View(), "abort", name)).ok
+        with pytest.raises(MigtuiError, match="read-only"):
+            await ro.session.execute("migrate_cancel")
+        assert (await watcher.request(View(), "arm", name)).ok is False
+
+        # The abort: libvirt's abortJob, confirmed by the engine; the source keeps running.
+        await until(lambda: src.last_controls is not None and src.last_controls.actions["abort"].allowed is True,
+                    15, "abort offered", lambda: str(src.last_controls))
+        offered = src.last_controls
+        assert offered is not None and "abortJob" in offered.actions["abort"].does, offered
+        reply = await engine.request(View(), "abort", name)
+        assert reply.ok, reply
+        migrated = await migrating
+        assert migrated.returncode != 0 and "cancel" in migrated.stderr.lower(), migrated.stderr
+        assert lab.domstate(lab.a, guest) == "running"
+        assert lab.domstate(lab.b, guest).startswith("(none")
+        await until(lambda: src.session.state.migration_status == "cancelled", 15, "the cancel seen",
+                    lambda: f"{src.session.state.migration_status} {src.session.poll_error}"
+                            f" {[e.reply for e in src.journal.entries() if e.command == 'query-migrate'][-3:]}"
+                            f" {[e.event for e in src.journal.entries() if e.event][-5:]}")
+        assert src.session.connected and src.session.state.run_state is not None
+        await until(lambda: src.session.state.run_state is not None and src.session.state.run_state.running, 15,
+                    "the source running")
+    finally:
+        await watcher.stop()
