@@ -19,6 +19,7 @@ from .. import format as fmt
 from ..address import CONNECT, MonitorAddress, parse_addresses
 from ..engine.engine import Engine
 from ..errors import AddressError, MigtuiError
+from ..logfile import setup_logging
 from ..model.blockjobs import parse_block_jobs
 from ..model.migration import MigrationInfo
 from ..model.vmstate import is_armed
@@ -146,6 +147,8 @@ def run(args: argparse.Namespace) -> int:
     if not addresses and not connections:
         print("migtui status: give MONITOR... (QMP sockets) or -c URI (a libvirt connection)", file=sys.stderr)
         return 2
+
+    setup_logging(None)  # each error is its monitor's one line below, never a log record on stderr
 
     async def both() -> list[Snapshot]:
         snaps = await collect_via_engine(addresses, args.timeout, args.runtime_dir) if addresses else []

@@ -185,8 +185,8 @@ class LibvirtHost:
         callbacks, self._callbacks = self._callbacks, []
         qemu_cb, self._qemu_callback = self._qemu_callback, None
         for monitor in self.monitors.values():
-            monitor.detach(Disconnected(monitor.name, f"{monitor.name}: {self.uri}: connection to libvirtd lost;"
-                                                      " reconnecting"))
+            monitor.detach(Disconnected(monitor.name, f"{monitor.name}: the connection to libvirtd on {self.name}"
+                                                      " was lost; reconnecting"))
         if conn is None:
             return
 

@@ -15,9 +15,16 @@ that says what to install.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import shutil
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +40,7 @@ from migtui.workflow.policy import Policy
 pytestmark = [pytest.mark.timeout(180)]
 
 GUEST = "migtui-lv"
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -205,3 +213,113 @@ async def test_abort_through_libvirt_leaves_the_source_running_and_read_only_ref
                     "the source running")
     finally:
         await watcher.stop()
+
+
+class Sshd:
+    """This machine's own sshd on a loopback port, with keys and a host key made here:
+    a ``qemu+ssh://`` connection to a lab host is the real remote path (ssh, then
+    ``nc -U`` to the instance's socket on the far side)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        d = self.dir
+        for key in ("host_key", "id", "stranger"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True,
+                           stdin=subprocess.DEVNULL)
+        (d / "authorized_keys").write_text((d / "id.pub").read_text())
+        host_key = (d / "host_key.pub").read_text().split()
+        (d / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
+        (d / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
+            f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\nUsePAM no\nStrictModes no\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n")
+        # libvirt runs `command=`: ssh that trusts only this sshd's host key (root's known_hosts untouched).
+        (d / "ssh").write_text(f"#!/bin/sh\nexec ssh -o UserKnownHostsFile={d / 'known_hosts'}"
+                               " -o StrictHostKeyChecking=yes -o BatchMode=yes \"$@\"\n")
+        (d / "ssh").chmod(0o700)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        sshd = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin")
+        assert sshd is not None, "sshd not found: apt-get install -y openssh-server netcat-openbsd"
+        self.process = subprocess.Popen([sshd, "-D", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")],
+                                        stdin=subprocess.DEVNULL)
+
+    def uri(self, host: Any, key: str = "id") -> str:
+        return (f"qemu+ssh://root@127.0.0.1:{self.port}/system?socket={host.socket}&keyfile={self.dir / key}"
+                f"&command={self.dir / 'ssh'}&no_tty=1")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    missing = [tool for tool in ("sshd", "nc", "ssh-keygen") if shutil.which(tool, path="/usr/sbin:/usr/bin") is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found: apt-get install -y openssh-server netcat-openbsd", pytrace=False)
+    server = Sshd(tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_host_over_ssh_a_refused_key_and_libvirtd_killed(lab: LibvirtLab, sshd: Sshd, engine: Engine) -> None:
+    lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    name = f"remote/{GUEST}"
+    # The remote path: libvirt's own qemu+ssh transport, through this machine's sshd.
+    names = await engine.connect(sshd.uri(lab.a), "remote", (), Policy(), read_only=False, interval=0.5)
+    assert names == [name], (names, [str(h.status.error) for h in engine.libvirt.values()])
+    remote = await watched(engine, name)
+    await until(lambda: remote.session.state.run_state is not None, 15, "the first poll over ssh")
+    assert remote.session.state.run_state is not None and remote.session.state.run_state.running
+
+    # A key sshd refuses: one line for that host; the other is unaffected.
+    refused = sshd.uri(lab.a, key="stranger")
+    assert await engine.connect(refused, "stranger", (), Policy(), read_only=False, interval=0.5) == []
+    error = engine.libvirt[refused].status.error
+    assert error is not None and "\n" not in str(error) and str(error).startswith("stranger: "), error
+    assert remote.session.connected
+
+    # libvirtd killed: nothing shown as live, the engine reconnects with back-off once it is back.
+    generation = remote.session.generation
+    assert lab.a.process is not None
+    lab.a.process.send_signal(signal.SIGKILL)
+    lab.a.process.wait()
+    await until(lambda: not remote.session.connected, 30, "the loss seen", lambda: remote.session.status.label())
+    assert "reconnecting" in str(remote.session.status.error), remote.session.status
+    assert remote.last_controls is not None and remote.last_controls.actions["measure"].allowed is not True
+    lab.a.start()  # the guest's QEMU outlived its libvirtd; the new one takes it up
+    await until(lambda: remote.session.connected and remote.session.generation > generation, 60,
+                "the reconnection", lambda: remote.session.status.label())
+    await until(lambda: remote.session.state.run_state is not None, 15, "a poll after the reconnection")
+
+
+async def test_a_uri_typo_exits_2_and_an_unreachable_host_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    typo = subprocess.run([sys.executable, "-m", "migtui", "status", "-c", "qmeu:///system"], capture_output=True,
+                          text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "qmeu" in typo.stderr, typo.stderr
+    uri = f"qemu+unix:///system?socket={tmp_path / 'none'}"
+    gone = subprocess.run([sys.executable, "-m", "migtui", "status", "--json", "-c", f"h={uri}"],
+                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert gone.returncode == 1 and gone.stderr.startswith("migtui status: h: ") and gone.stderr.count("\n") == 1, \
+        gone.stderr
+    snap = json.loads(gone.stdout)["monitors"][0]
+    assert (snap["source"], snap["uri"], snap["ok"]) == ("libvirt", uri, False), snap
