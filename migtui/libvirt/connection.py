@@ -205,11 +205,9 @@ class LibvirtHost:
             log.warning("%s: closing the connection took too long", self.name)
 
     async def _sleep(self, seconds: float) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                await self._closing.wait()
-        except TimeoutError:
-            pass
+        """The back-off: ``seconds``, or until :meth:`close`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), seconds)
 
     async def close(self) -> None:
         self._closed = True

@@ -133,13 +133,13 @@ def arm(session: MonitorSession | None) -> Availability:
     """``a``: switch on events and pause-before-switchover on the selected source."""
     if session is None:
         return Availability(False, NO_MONITOR)
+    if session.monitor is not None and session.monitor.manager == LIBVIRT:
+        return Availability(False, f"{session.name}: {LIBVIRT_ARMS}")
     blocked = blocked_reason(session, "arm")
     if not session.live:
         return Availability(False, blocked or "")
     if blocked:
         return Availability(None, blocked)
-    if session.monitor is not None and session.monitor.manager == LIBVIRT:
-        return Availability(False, f"{session.name}: {LIBVIRT_ARMS}")
     state = session.state
     if state.armed:
         return Availability(False, f"{session.name}: {ALREADY_ARMED}")

@@ -55,13 +55,10 @@ def lab() -> Iterator[LibvirtLab]:
     qemu = shutil.which("qemu-system-x86_64")
     assert qemu is not None
     try:
-        lab = LibvirtLab(qemu).__enter__()
+        with LibvirtLab(qemu) as lab:  # closes itself, also when it cannot start
+            yield lab
     except LibvirtLabError as err:
         pytest.fail(str(err), pytrace=False)
-    try:
-        yield lab
-    finally:
-        lab.close()
 
 
 @pytest.fixture
