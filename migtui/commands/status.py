@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from .. import format as fmt
-from ..address import CONNECT, MonitorAddress, parse_addresses
+from ..address import CONNECT, LIBVIRT, MonitorAddress, parse_addresses
 from ..engine.engine import Engine
 from ..errors import AddressError, MigtuiError
 from ..logfile import setup_logging
@@ -65,9 +65,36 @@ async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
     return snaps
 
 
-async def collect_libvirt(connections: list[MonitorAddress], timeout: float) -> list[Snapshot]:
-    """Every running domain of these libvirt connections (read-only), each once polled
-    through the engine's own path: an engine in this process, stopped at the end."""
+async def collect_libvirt(connections: list[MonitorAddress], timeout: float,
+                          runtime_dir: str | None) -> list[Snapshot]:
+    """Every domain of these libvirt connections: from the user's engine where it holds
+    the connection (it knows the domains that left too, with their final figures), else
+    each running domain once polled through the engine's own path, read-only, in an
+    engine of this process stopped at the end."""
+    held = await _engine_domains([str(c.path) for c in connections], timeout, runtime_dir)
+    snaps = [snap for c in connections for snap in held.get(str(c.path), [])]
+    rest = [c for c in connections if str(c.path) not in held]
+    return snaps + (await _libvirt_here(rest, timeout) if rest else [])
+
+
+async def _engine_domains(uris: list[str], timeout: float, runtime_dir: str | None) -> dict[str, list[Snapshot]]:
+    client = EngineClient(runtime(runtime_dir), read_only=True, kind="migtui status")
+    found: dict[str, list[Snapshot]] = {}
+    try:
+        await asyncio.wait_for(client.connect(start=False), timeout)
+        reply = await client.call(Status, addresses=uris, timeout=timeout)
+        for uri, answer in zip(uris, reply.monitors if reply.ok else [], strict=False):
+            if isinstance(answer, dict) and isinstance(answer.get("domains"), list):
+                found[uri] = [Snapshot.from_json(MonitorAddress(str(d.get("name")), LIBVIRT, uri, d.get("domain")), d)
+                              for d in answer["domains"] if isinstance(d, dict)]
+    except (MigtuiError, OSError, TimeoutError):
+        pass  # no engine (or none that answers): the connections are opened here
+    finally:
+        await client.close()
+    return found
+
+
+async def _libvirt_here(connections: list[MonitorAddress], timeout: float) -> list[Snapshot]:
     engine = Engine(connect_timeout=timeout, command_timeout=timeout)
     try:
         for c in connections:
@@ -152,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def both() -> list[Snapshot]:
         snaps = await collect_via_engine(addresses, args.timeout, args.runtime_dir) if addresses else []
-        return snaps + (await collect_libvirt(connections, args.timeout) if connections else [])
+        return snaps + (await collect_libvirt(connections, args.timeout, args.runtime_dir) if connections else [])
 
     snaps = asyncio.run(both())
     for s in snaps:

@@ -27,6 +27,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..address import LIBVIRT as LIBVIRT_KIND
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..format import format_duration
@@ -606,13 +607,21 @@ class Engine:
         """`migtui status` from the sessions: a snapshot per watched address, None elsewhere."""
         out: list[dict[str, Any] | None] = []
         for display in displays:
+            if display in self.libvirt:  # -c URI: every domain of that connection, gone ones too
+                out.append({"uri": display, "domains": [
+                    self._snapshot(w) for w in self.watched.values()
+                    if w.address.kind == LIBVIRT_KIND and w.address.path == display]})
+                continue
             w = next((w for w in self.watched.values() if w.address.display == display), None)
             if w is None:
                 out.append(None)
                 continue
-            jobs = w.journal.reply("query-block-jobs")
-            out.append(snapshot_of(w.session, w.address, jobs, self.control.status(w)).to_json())
+            out.append(self._snapshot(w))
         return out
+
+    def _snapshot(self, w: Watched) -> dict[str, Any]:
+        jobs = w.journal.reply("query-block-jobs")
+        return snapshot_of(w.session, w.address, jobs, self.control.status(w)).to_json()
 
     # ------------------------------------------------------------------ lifecycle
 

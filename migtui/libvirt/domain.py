@@ -108,6 +108,10 @@ class DomainMonitor(Monitor):
         if name == "MIGRATION":
             status = event.data.get("status")
             self.qemu_status = status if isinstance(status, str) else self.qemu_status
+            if status in FINISHED_STATUSES and not (self.completed and jobstats.job_type(self.completed)):
+                # A job ended that the polls may never have seen run (a quick one on the
+                # destination): libvirt's kept figures are to be read again.
+                self.completed = None
         self._event_listeners(event)
 
     def job_completed(self, stats: Mapping[str, Any]) -> None:
@@ -205,6 +209,8 @@ class DomainMonitor(Monitor):
                 self._job_running, self.completed, self._aborted = True, None, False
                 if self.qemu_status in FINISHED_STATUSES:
                     self.qemu_status = None
+            elif self.completed is not None:  # JOB_COMPLETED came before libvirt's job let go
+                return jobstats.migrate_reply(self.completed)
             return jobstats.migrate_reply(stats, self.qemu_status)
         ended = self._job_running
         if ended:

@@ -43,8 +43,10 @@ GUEST = "migtui-lv"
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def lab() -> Iterator[LibvirtLab]:
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[LibvirtLab]:
+    """The two hosts, shared by this module's tests (a daemon's first start probes QEMU
+    for seconds); each test's guest is destroyed after it (``lab``)."""
     missing = missing_tools()
     if missing:  # never skipped: the suite installs what it needs
         pytest.fail(f"{', '.join(missing)} not found: {INSTALL}", pytrace=False)
@@ -59,6 +61,15 @@ def lab() -> Iterator[LibvirtLab]:
             yield lab
     except LibvirtLabError as err:
         pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture
+def lab(hosts: LibvirtLab) -> Iterator[LibvirtLab]:
+    yield hosts
+    for host in (hosts.a, hosts.b):  # whatever the test left running
+        if host.process is not None and host.process.poll() is None:
+            for name in host.virsh("list", "--name", check=False).stdout.split():
+                host.virsh("destroy", name, check=False)
 
 
 @pytest.fixture
@@ -142,8 +153,15 @@ async def test_a_copy_storage_migration_seen_from_both_hosts(lab: LibvirtLab, en
     assert final.downtime == number(info["Total downtime"]), (final, info)
     # The source's own JOB_COMPLETED counts libvirt's confirm step too: a little longer than the destination's.
     assert final.total_time is not None and final.total_time >= number(info["Time elapsed"]), (final, info)
-    dst_final = dst.session.state.migration
-    await until(lambda: dst.session.state.migration.status == "completed", 15, "the destination's figures")
+    # `migtui status --json -c URI` of the source's host, from this engine: the same figures.
+    [held] = engine.status_json([lab.a.uri])
+    assert held is not None and held["uri"] == lab.a.uri
+    [snap] = held["domains"]
+    assert (snap["source"], snap["uri"], snap["domain"], snap["gone"]) == \
+        ("libvirt", lab.a.uri, GUEST, f"a/{GUEST}: migrated away"), snap
+    assert snap["migration"]["downtime_ms"] == number(info["Total downtime"]), snap["migration"]
+    await until(lambda: dst.session.state.migration.total_time == number(info["Time elapsed"]), 30,
+                "the destination's figures", lambda: f"{dst.session.state.migration} {info}")
     dst_final = dst.session.state.migration
     assert dst_final.downtime == number(info["Total downtime"]), (dst_final, info)
     assert dst_final.total_time == number(info["Time elapsed"]), (dst_final, info)
@@ -320,3 +338,36 @@ async def test_a_uri_typo_exits_2_and_an_unreachable_host_is_one_line(tmp_path: 
         gone.stderr
     snap = json.loads(gone.stdout)["monitors"][0]
     assert (snap["source"], snap["uri"], snap["ok"]) == ("libvirt", uri, False), snap
+
+
+async def test_postcopy_started_through_libvirt(lab: LibvirtLab, engine: Engine) -> None:
+    """``virsh migrate --postcopy`` slowed to 4 MiB/s; migtui's migrate-start-postcopy is
+    libvirt's migrateStartPostCopy; the destination takes over and the figures agree."""
+    guest = lab.start_guest(GUEST, dirty_mib=64, disk_mib=16)
+    await engine.connect(lab.a.uri, "a", (), Policy(), read_only=False, interval=0.5)
+    await engine.connect(lab.b.uri, "b", (), Policy(), read_only=False, interval=0.5)
+    src = await watched(engine, f"a/{GUEST}")
+    # Shared-nothing disks are not copied here (--unsafe): the guest's RAM is what moves.
+    migrating = asyncio.create_task(asyncio.to_thread(
+        lab.a.virsh, "migrate", "--live", "--p2p", "--postcopy", "--unsafe", "--bandwidth", "4", GUEST, lab.b.uri,
+        "--migrateuri", "tcp://127.0.0.1", "--listen-address", "127.0.0.1", "--xml", str(guest.dest_xml),
+        timeout=120, check=False))
+    await until(lambda: src.session.state.migration_status == "active" and src.session.state.migration.ram is not None
+                and bool(src.session.state.migration.ram.transferred), 60, "the pre-copy under way",
+                lambda: str(src.session.state.migration))
+    await src.session.execute("migrate-start-postcopy")
+    migrated = await migrating
+    assert migrated.returncode == 0, migrated.stderr
+    assert lab.domstate(lab.b, guest) == "running"
+    dst = await watched(engine, f"b/{GUEST}")
+    statuses = [c.status for c in src.session.state.status_changes]
+    assert "postcopy-active" in statuses, statuses
+    info = domjobinfo(lab.b.virsh("domjobinfo", "--completed", "--keep-completed", GUEST).stdout)
+    # (libvirt's job on the destination outlives QEMU's migration a little: its kept figures
+    # come with a later poll)
+    await until(lambda: dst.session.state.migration.downtime == number(info["Total downtime"]), 30,
+                "the destination's figures", lambda: f"{dst.session.state.migration} {info}")
+    # The source's own final figures (libvirt's JOB_COMPLETED there): with postcopy its downtime
+    # ends when the destination runs, before the destination's own count does.
+    await until(lambda: src.session.state.migration.status == "completed"
+                and src.session.state.migration.downtime is not None, 30, "the source's final figures")
