@@ -139,7 +139,6 @@ class Watched:
         self.notes: dict[str, str] = {}  # "held" / "auto" / "deadline" -> one line
         self.generation = 0  # the session's, when the journal was started
         self.tracked: Switchover | None = None
-        self.told: SwitchoverResult | None = None  # the outcome of a libvirt-driven pause told to views
         self.last_pause: m.Pause | None = None  # the PAUSE message views have
         self.last_controls: m.Controls | None = None  # the CONTROLS message views have
         self.lost_at: float | None = None  # the monitor was lost during the current pause then
@@ -416,15 +415,6 @@ class Engine:
             if w is not None and w.tracked is not None:
                 self.broadcast(switchover_message(name, w.tracked))
                 self._facts_due(w)
-                self._tell_libvirt_pause(w, w.tracked)
-
-    def _tell_libvirt_pause(self, w: Watched, controller: Switchover) -> None:
-        """A pause libvirt drove, as it ended: how long, and that libvirt resumed it (no
-        dialog is offered for it: it lasts milliseconds and is not migtui's to act on)."""
-        result = controller.result
-        if result is not None and w.owner == OWNER_LIBVIRT and controller.action is None and w.told is not result:
-            w.told = result
-            self.broadcast(m.Notice("info", result.reason, w.name))
 
     async def _check_manager(self, w: Watched) -> None:
         monitor = w.session.monitor

@@ -223,9 +223,10 @@ class DomainMonitor(Monitor):
             lv = self.host.libvirt
             flags = lv.VIR_DOMAIN_JOB_STATS_COMPLETED | lv.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
             self.completed = await self.host.call("query-migrate", dom.jobStats, flags)
-            if ended and not jobstats.job_type(self.completed):
-                # libvirt keeps no statistics of a job that did not complete (one aborted
-                # while it mirrored the disks, before QEMU's migration began): it ended all the same.
+            if not jobstats.job_type(self.completed) and (ended or self.qemu_status in FINISHED_STATUSES):
+                # libvirt kept no statistics (of a job aborted while it mirrored the disks,
+                # before QEMU's migration began; at times of a postcopy's destination): the
+                # job ended all the same, as QEMU said.
                 self.completed = jobstats.ended_job(self.qemu_status, aborted=self._aborted)
         return jobstats.migrate_reply(self.completed)
 

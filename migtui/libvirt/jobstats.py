@@ -71,8 +71,10 @@ def migrate_reply(stats: Mapping[str, Any], status: str | None = None) -> dict[s
 
 
 def ended_job(qemu_status: str | None, *, aborted: bool) -> dict[str, Any]:
-    """A migration job that ended with no statistics kept (libvirt keeps those of a
-    completed job): cancelled when QEMU said so or migtui aborted it, else failed."""
+    """A migration job that ended with no statistics kept: completed or cancelled when QEMU
+    said so (or migtui aborted it), else failed."""
+    if qemu_status == "completed":
+        return {"type": JOB_COMPLETED}
     if aborted or qemu_status in ("cancelling", "cancelled"):
         return {"type": JOB_CANCELLED}
     return {"type": JOB_FAILED, "errmsg": "libvirt's migration job ended without completing"}

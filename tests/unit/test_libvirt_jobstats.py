@@ -57,6 +57,7 @@ def test_a_running_job_says_qemus_status_and_libvirts_estimate() -> None:
 def test_no_job_is_no_migration_and_an_unkept_end_is_said() -> None:
     assert jobstats.migrate_reply({"type": 0}) == {}
     assert jobstats.migrate_reply(jobstats.ended_job(None, aborted=True)) == {"status": "cancelled"}
+    assert jobstats.migrate_reply(jobstats.ended_job("completed", aborted=False)) == {"status": "completed"}
     failed = MigrationInfo.from_qmp(jobstats.migrate_reply(jobstats.ended_job("active", aborted=False)))
     assert failed.status == "failed" and failed.error_desc
 
