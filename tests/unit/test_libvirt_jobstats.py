@@ -5,11 +5,15 @@ parsing that needs no libvirt."""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from pathlib import Path
 
 import pytest
 
 from migtui.address import CONNECT, parse_connect
+from migtui.commands.options import add_connect_arguments, split_targets
+from migtui.errors import AddressError
 from migtui.libvirt import jobstats
 from migtui.libvirt.binding import LibvirtMissing, load, uri_error
 from migtui.model.migration import MigrationInfo
@@ -104,3 +108,29 @@ def test_without_libvirt_python_one_line_says_what_to_install(monkeypatch: pytes
     with pytest.raises(LibvirtMissing, match=r"pip install 'migtui\[libvirt\]'") as err:
         load()
     assert "\n" not in str(err.value)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("monitors", nargs="*")
+    add_connect_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_connections_from_the_command_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("LIBVIRT_DEFAULT_URI", raising=False)
+    sock = tmp_path / "vm.qmp"
+    sock.touch()
+    connections, words = split_targets(_args("-c", "a=qemu:///system", "--connect", "qemu+ssh://h/system", "web1",
+                                             str(sock), "--domain", "db*"))
+    assert [(c.name, c.path, c.host) for c in connections] == [("a", "qemu:///system", "web1,db*"),
+                                                              ("", "qemu+ssh://h/system", "web1,db*")]
+    assert words == [str(sock)]  # an existing socket stays a MONITOR
+    assert split_targets(_args(str(sock))) == ([], [str(sock)])
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "qemu:///system")  # virsh's default, when nothing else is given
+    assert [c.path for c in split_targets(_args())[0]] == ["qemu:///system"]
+    with pytest.raises(AddressError, match="not a libvirt URI"):
+        split_targets(_args("-c", "system"))
+    monkeypatch.delenv("LIBVIRT_DEFAULT_URI")
+    with pytest.raises(AddressError, match="--domain needs -c URI"):
+        split_targets(_args("--domain", "web*"))
