@@ -27,9 +27,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..address import LIBVIRT as LIBVIRT_KIND
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..format import format_duration
+from ..libvirt.connection import LibvirtHost, host_label
+from ..libvirt.domain import LIBVIRT, DomainMonitor
 from ..model.migration import RUNNING_STATUSES
 from ..model.pauseclock import PauseClock
 from ..model.qmpinput import QmpInput
@@ -41,7 +44,7 @@ from ..workflow.arm import disarm
 from ..workflow.autoresume import AutoResume, AutoResumeReport
 from ..workflow.control import action_words
 from ..workflow.deadline import PauseDeadline, Phase
-from ..workflow.ownership import LIBVIRT, detect_manager
+from ..workflow.ownership import detect_manager
 from ..workflow.pairing import destination_for
 from ..workflow.policy import OWNER_LIBVIRT, OWNER_MIGTUI, OWNER_OTHER, Policy, applies
 from ..workflow.session import (
@@ -153,6 +156,13 @@ class Watched:
         return self.session.name
 
     @property
+    def via_libvirt(self) -> bool:
+        """A libvirt domain watched through libvirt's API: its controls are libvirt's own calls
+        (abortJob, migrateSetMaxDowntime...), not commands behind libvirt's back."""
+        monitor = self.session.monitor
+        return monitor is not None and monitor.manager == LIBVIRT
+
+    @property
     def owner(self) -> str:
         if self.manager == LIBVIRT:
             return OWNER_LIBVIRT
@@ -174,6 +184,7 @@ class Engine:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.watched: dict[str, Watched] = {}
+        self.libvirt: dict[str, LibvirtHost] = {}  # -c URI -> its connection
         self.switchovers = Switchovers()  # each source's current pause: requests, auto-resume, deadline share it
         self.views: set[ViewLink] = set()
         self.stopped = asyncio.Event()
@@ -242,17 +253,52 @@ class Engine:
             address = MonitorAddress(name, address.kind, address.path, address.host, address.port)
             monitor = Monitor(address, read_only=read_only, connect_timeout=self.connect_timeout,
                               command_timeout=self.command_timeout)
-            session = MonitorSession(monitor, interval=interval, clock=self.clock)
-            w = Watched(session, address, policy)
-            self.watched[name] = w
-            self._hook(w)
-            session.start()
-            log.info("watching %s (%s)%s", name, address.display, ", read-only" if read_only else "")
-            for view in list(self.views):
-                if view.subscribed:
-                    self._send_monitor(view, w)
+            self._add(monitor, policy, interval)
             names.append(name)
         return names
+
+    def _add(self, monitor: Monitor, policy: Policy, interval: float) -> Watched:
+        """Watch ``monitor`` (a QMP monitor or a libvirt domain) under its address's name."""
+        address = monitor.address
+        session = MonitorSession(monitor, interval=interval, clock=self.clock)
+        w = Watched(session, address, policy)
+        self.watched[address.name] = w
+        self._hook(w)
+        session.start()
+        log.info("watching %s (%s)%s", address.name, address.display, ", read-only" if monitor.read_only else "")
+        for view in list(self.views):
+            if view.subscribed:
+                self._send_monitor(view, w)
+        return w
+
+    async def connect(self, uri: str, label: str | None, domains: tuple[str, ...], policy: Policy, *,
+                      read_only: bool, interval: float) -> list[str]:
+        """Watch every running domain of the libvirt connection ``uri`` (those matching
+        ``domains``, when given), now and as they come; returns the names of those found
+        at the first attempt (an unreachable host is retried; its one line is its status)."""
+        host = self.libvirt.get(uri)
+        if host is None:
+            taken = {h.name for h in self.libvirt.values()}
+            name, n = label or host_label(uri), 2
+            base = name
+            while name in taken:
+                name, n = f"{base}-{n}", n + 1
+            host = LibvirtHost(uri, name, read_only=read_only, domains=domains,
+                               on_domain=partial(self._domain_found, policy, interval),
+                               connect_timeout=max(self.connect_timeout, 10.0), command_timeout=self.command_timeout)
+            self.libvirt[uri] = host
+            host.start()
+        await host.first_attempt.wait()
+        if host.status.error is not None and not host.monitors:
+            self.broadcast(m.Notice("error", str(host.status.error), None))
+            log.warning("%s", host.status.error)
+        return [monitor.name for monitor in host.monitors.values() if monitor.name in self.watched]
+
+    def _domain_found(self, policy: Policy, interval: float, host: LibvirtHost, monitor: DomainMonitor) -> None:
+        if monitor.name in self.watched:
+            return
+        w = self._add(monitor, policy, interval)
+        monitor.add_reply_listener(w.session.feed)  # JOB_COMPLETED's final figures
 
     def _hook(self, w: Watched) -> None:
         session = w.session
@@ -560,13 +606,21 @@ class Engine:
         """`migtui status` from the sessions: a snapshot per watched address, None elsewhere."""
         out: list[dict[str, Any] | None] = []
         for display in displays:
+            if display in self.libvirt:  # -c URI: every domain of that connection, gone ones too
+                out.append({"uri": display, "domains": [
+                    self._snapshot(w) for w in self.watched.values()
+                    if w.address.kind == LIBVIRT_KIND and w.address.path == display]})
+                continue
             w = next((w for w in self.watched.values() if w.address.display == display), None)
             if w is None:
                 out.append(None)
                 continue
-            jobs = w.journal.reply("query-block-jobs")
-            out.append(snapshot_of(w.session, w.address, jobs, self.control.status(w)).to_json())
+            out.append(self._snapshot(w))
         return out
+
+    def _snapshot(self, w: Watched) -> dict[str, Any]:
+        jobs = w.journal.reply("query-block-jobs")
+        return snapshot_of(w.session, w.address, jobs, self.control.status(w)).to_json()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -694,3 +748,4 @@ class Engine:
             if w.auto is not None:
                 w.auto.stop()
         await asyncio.gather(*(w.session.stop() for w in self.watched.values()), return_exceptions=True)
+        await asyncio.gather(*(host.close() for host in self.libvirt.values()), return_exceptions=True)

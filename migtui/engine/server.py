@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..address import MonitorAddress
+from ..address import CONNECT, MonitorAddress
 from ..errors import MigtuiError
 from ..protocol import framing as p
 from ..protocol import lines
@@ -353,8 +353,14 @@ class EngineServer:
                 policy = policy_from(message.policy)
             except ValueError as err:
                 return m.Reply(0, False, error=str(err))
-            names = engine.watch(addresses, policy, read_only=message.read_only or view.read_only,
+            read_only = message.read_only or view.read_only
+            names = engine.watch([a for a in addresses if a.kind != CONNECT], policy, read_only=read_only,
                                  interval=message.interval)
+            for a in addresses:
+                if a.kind == CONNECT and a.path is not None:  # -c URI: a libvirt connection
+                    patterns = tuple(filter(None, (a.host or "").split(",")))
+                    names += await engine.connect(a.path, a.name or None, patterns, policy, read_only=read_only,
+                                                  interval=message.interval)
             return m.Reply(0, True, names=names)
         if isinstance(message, m.Subscribe):
             engine.subscribe(view)

@@ -51,6 +51,9 @@ class MigtuiApp(App[int]):
     engine_client: EngineClient | None = None  # the engine link when this app is a view of one
     startup_notices: Sequence[str] = ()  # what the engine did while no view watched
     freeze_after_start = False  # gc.freeze() once the first screen is up (a view process's own app)
+    # Which monitors the engine starts watching later this view shows too (libvirt domains
+    # that start or arrive): None, none of them.
+    follow: Callable[[RemoteSession], bool] | None = None
     engine_notices: Sequence[str] = ()  # the engine before this one went away: what that left at stake
     CSS_PATH = "app.tcss"
     # Every screen (dialogs, questions, help) says when the terminal is too small.
@@ -127,9 +130,29 @@ class MigtuiApp(App[int]):
             self.notify("\n".join(self.engine_notices), title="The engine", severity="warning", timeout=60)
         self.cues.start()
         self.pauses.start()  # the engine's picture may hold a pause already
+        client = self.engine_client
+        if client is not None and self.follow is not None:
+            self._unsubscribe.append(client.add_monitor_listener(self._maybe_add))
+            for session in list(client.sessions.values()):  # came while the app started
+                self._maybe_add(session)
         for session in self.sessions.values():
             self._unsubscribe.append(session.add_change_listener(self._session_changed))
             self._session_changed(session, KINDS)  # what the engine's picture brought
+
+    def _maybe_add(self, session: RemoteSession) -> None:
+        if self.follow is not None and self.follow(session):
+            self.add_session(session)
+
+    def add_session(self, session: RemoteSession) -> None:
+        """A monitor the engine started watching after this view began (a libvirt domain
+        that started, or arrived by migration): listed, followed, its pauses watched."""
+        if session.name in self.sessions:
+            return
+        self.sessions[session.name] = session  # the pause watch shares this mapping
+        self._unsubscribe.append(session.add_change_listener(self._session_changed))
+        self.pauses.add(session)
+        self.dashboard.add_session(session)
+        self._session_changed(session, KINDS)
 
     def on_unmount(self) -> None:
         self.pauses.stop()

@@ -90,6 +90,11 @@ class PauseWatch:
         for session in self.sessions.values():
             self._changed(session, frozenset({MIGRATION}))
 
+    def add(self, session: RemoteSession) -> None:
+        """Follow a monitor that came after :meth:`start` (already in ``sessions``)."""
+        self._unsubscribe.append(session.add_change_listener(self._changed))
+        self._changed(session, frozenset({MIGRATION}))
+
     def stop(self) -> None:
         for timer in (self._ticker, self._hold):
             if timer is not None:

@@ -93,6 +93,7 @@ class EngineClient:
         self._calls: dict[int, asyncio.Future[m.Reply]] = {}
         self._task: asyncio.Task[None] | None = None
         self._notice_listeners: Listeners[[str, str, str | None, bool]] = Listeners("notice listener", log)
+        self._monitor_listeners: Listeners[[RemoteSession]] = Listeners("monitor listener", log)
         self.notices: list[tuple[str, str]] = []
         self.engine_pid: int | None = None  # from its welcome
         self.call_timeout = CALL_TIMEOUT_S  # how long a request is waited for (then it expires)
@@ -321,6 +322,11 @@ class EngineClient:
             log.warning("%s", self.silence())
             self._in_context(self._silence_changed)
 
+    def add_monitor_listener(self, cb: Callable[[RemoteSession], None]) -> Callable[[], None]:
+        """``cb(session)`` for each monitor the engine starts watching after this view
+        began (a libvirt domain that started or arrived by migration); returns a remover."""
+        return self._monitor_listeners.add(cb)
+
     def add_notice_listener(self, cb: Callable[[str, str, str | None, bool], None]) -> None:
         """``cb(level, text, monitor, attempt)``: ``attempt`` marks an action that changed
         nothing (its switchover says so too, as its ``attempt``)."""
@@ -406,5 +412,6 @@ class EngineClient:
             return
         a = message.address
         address = MonitorAddress(a.name, a.kind, a.path, a.host, a.port)
-        self.sessions[message.name] = RemoteSession(self, message.name, address, interval=message.interval,
-                                                    read_only=message.read_only)
+        session = RemoteSession(self, message.name, address, interval=message.interval, read_only=message.read_only)
+        self.sessions[message.name] = session
+        self._monitor_listeners(session)

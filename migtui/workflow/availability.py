@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from ..libvirt.domain import LIBVIRT
 from ..model.migration import RUNNING_STATUSES
 from ..model.switchover import (
     PAST_CONTINUE,
@@ -28,6 +29,10 @@ from ..transport import ConnState
 from .arm import ALREADY_ARMED, busy_reason
 from .paused import paused_sources
 from .session import MonitorSession
+
+# A libvirt domain: libvirt turns pause-before-switchover on for its own migrations and
+# sends migrate-continue itself; migtui only watches that pause.
+LIBVIRT_ARMS = "a libvirt domain: libvirt arms its own migrations and drives the pause itself"
 
 
 def monitor_lost(session: MonitorSession) -> bool:
@@ -128,6 +133,8 @@ def arm(session: MonitorSession | None) -> Availability:
     """``a``: switch on events and pause-before-switchover on the selected source."""
     if session is None:
         return Availability(False, NO_MONITOR)
+    if session.monitor is not None and session.monitor.manager == LIBVIRT:
+        return Availability(False, f"{session.name}: {LIBVIRT_ARMS}")
     blocked = blocked_reason(session, "arm")
     if not session.live:
         return Availability(False, blocked or "")

@@ -115,6 +115,8 @@ class MigrationCancel:
 
     async def _cancel_mirrors(self, job_ended: asyncio.Event) -> tuple[list[str], list[str]]:
         """Force-cancel every mirror job and wait until each is gone; (cancelled, errors)."""
+        if not self.session.supports("block-job-cancel"):
+            return [], []  # a libvirt domain: its abortJob cancels the mirrors with the migration
         reply = await self._execute("query-block-jobs")
         self.session.feed("query-block-jobs", reply)
         mirrors = [job.device for job in parse_block_jobs(reply) if job.type == MIRROR]

@@ -14,6 +14,7 @@ switchover through the switchover's abort, anything earlier through
 from __future__ import annotations
 
 from ..errors import CommandFailed, MigtuiError, MonitorError
+from ..libvirt.domain import LIBVIRT
 from ..model.advisor import (
     BANDWIDTH,
     CONVERGING,
@@ -48,6 +49,8 @@ ABORT_MIRRORS = ("migrate_cancel, then force-cancel the disk mirrors (as libvirt
 ABORT_RAM = "migrate_cancel: the source keeps running, the destination is discarded"
 POSTCOPY_ABORT = ("migrate_cancel after postcopy began: the guest has run on the destination since; its changes"
                   " since then are lost and the source resumes from its own copy")
+ABORT_LIBVIRT = ("abortJob: libvirt cancels the migration and its disk mirrors; the source keeps running,"
+                 " the destination is discarded")
 
 
 def action_words(action: str) -> str:
@@ -93,6 +96,8 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
 
 
 def abort_does(session: MonitorSession, mirrors: bool) -> str:
+    if session.monitor is not None and session.monitor.manager == LIBVIRT:
+        return ABORT_LIBVIRT
     if session.state.migration_status in POSTCOPY:
         return POSTCOPY_ABORT
     return ABORT_MIRRORS if mirrors else ABORT_RAM

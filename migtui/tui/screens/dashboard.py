@@ -131,6 +131,14 @@ class DashboardScreen(Screen[None]):
         if not self.all_events:
             self._reload_events()
 
+    def add_session(self, session: RemoteSession) -> None:
+        """List a monitor that came after the screen was made (selected if it is the first)."""
+        self.sessions[session.name] = session
+        monitors = self.query_one(MonitorList)
+        monitors.add_session(session)
+        if self._selected is None:
+            monitors.highlighted = 0
+
     def _step(self, delta: int) -> None:
         if not self.sessions:
             return

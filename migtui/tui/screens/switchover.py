@@ -19,6 +19,7 @@ the keys say why they do nothing. Resume is green, abort red: never one colour f
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -99,7 +100,8 @@ class SwitchoverScreen(ModalScreen[None]):
     ) -> None:
         """``defer(repaint)`` runs a repaint once migtui no longer acts on a stopped guest
         (the pause watch's ``after_critical``); by default at the next turn of the loop."""
-        super().__init__(id=f"switchover-{source.name}", classes="switchover")
+        # A DOM id takes letters, digits, _ and - only: not the '.' of vm.1, nor the '/' of HOST/DOMAIN.
+        super().__init__(id="switchover-" + re.sub(r"[^A-Za-z0-9_-]", "_", source.name), classes="switchover")
         self.source = source
         self.destination = destination
         self.controller: RemoteSwitchover = source.switchover  # this pause's, even after a reconnection

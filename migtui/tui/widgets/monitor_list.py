@@ -97,6 +97,11 @@ class MonitorList(OptionList):
         # Shorter now (the passes below it grew): the selected monitor stays in sight.
         self.call_after_refresh(self.scroll_to_highlight)
 
+    def add_session(self, session: MonitorSession) -> None:
+        self._sessions[session.name] = session
+        self._shown[session.name] = entry(session, self._entry_width, False)
+        self.add_option(Option(self._shown[session.name], id=session.name))
+
     def update_entry(self, name: str) -> bool:
         """Rewrite one monitor's entry if its text changed; returns True if it did."""
         session = self._sessions.get(name)
