@@ -35,7 +35,7 @@ from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
 from ..widgets.event_log import EventLog, event_line, reconnect_line
-from ..widgets.footer import KeyFooter
+from ..widgets.flash_line import BottomBar
 from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
 from ..widgets.monitor_list import MonitorList
@@ -96,7 +96,7 @@ class DashboardScreen(Screen[None]):
                 yield BlockJobsPanel(id="jobs")
                 yield EventLog(tz=self._tz, id="events")
         yield TooSmall()
-        yield KeyFooter()
+        yield BottomBar()
 
     def on_mount(self) -> None:
         monitors = self.query_one(MonitorList)
