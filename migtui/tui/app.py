@@ -27,8 +27,8 @@ from ..view.remote import RemoteSession
 from ..workflow.session import KINDS, MonitorSession
 from .messages import NOT_AVAILABLE, SessionsChanged
 from .pause_watch import PauseWatch
-from .screens.control_dashboard import ControlDashboard
 from .screens.confirm import QuitConfirm
+from .screens.control_dashboard import ControlDashboard
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.switchover_dashboard import SwitchoverDashboard
@@ -214,8 +214,8 @@ class MigtuiApp(App[int]):
                     "Filter the monitors": ["/"]}
         available: dict[str, bool] = {}
         for node, bindings in ((screen, screen._bindings), (self, self._bindings)):
-            for key, bound in bindings:
-                if not bound.description or bound.action in _HIDDEN_IN_HELP or bound.system:
+            for _key, bound in bindings:
+                if not bound.description or bound.action in _HIDDEN_IN_HELP or bound.system or "focus" in bound.action:
                     continue
                 name = bound.action.partition("(")[0].removeprefix("app.")
                 enabled = (self if node is self or bound.action.startswith("app.") else screen).check_action(

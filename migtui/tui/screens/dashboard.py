@@ -25,7 +25,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import OptionList
+from textual.widgets import Input, OptionList
 
 from ...errors import MigtuiError
 from ...model.events import QmpEvent
@@ -62,6 +62,8 @@ class DashboardScreen(Screen[None]):
         Binding("e", "toggle_all_events", "All events"),
         Binding("pageup", "scroll_events(-1)", "Scroll events up", show=False, priority=True),
         Binding("pagedown", "scroll_events(1)", "Scroll events down", show=False, priority=True),
+        Binding("slash", "filter", show=False),
+        Binding("escape", "clear_filter", show=False),
     ]
     HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
     VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
@@ -96,7 +98,8 @@ class DashboardScreen(Screen[None]):
                 yield BlockJobsPanel(id="jobs")
                 yield EventLog(tz=self._tz, id="events")
         yield TooSmall()
-        yield BottomBar()
+        yield BottomBar(Input(placeholder="filter the monitors by name; enter keeps it, escape clears it",
+                              id="filter"))
 
     def on_mount(self) -> None:
         monitors = self.query_one(MonitorList)
@@ -129,11 +132,47 @@ class DashboardScreen(Screen[None]):
             self._reload_events()
 
     def _step(self, delta: int) -> None:
-        if not self.sessions:
+        names = self.query_one(MonitorList).names
+        if not names:
             return
-        names = list(self.sessions)
-        current = names.index(self._selected.name) if self._selected else -1
+        current = names.index(self._selected.name) if self._selected and self._selected.name in names else -1
         self.select(self.sessions[names[(current + delta) % len(names)]])
+
+    # ------------------------------------------------------------------ / filter
+
+    def action_filter(self) -> None:
+        """``/``: a filter line above the footer; the list keeps the names that contain it."""
+        line = self.query_one("#filter", Input)
+        line.display = True
+        line.focus()
+
+    def on_input_changed(self, message: Input.Changed) -> None:
+        if message.input.id != "filter":
+            return
+        message.stop()
+        monitors = self.query_one(MonitorList)
+        monitors.set_filter(message.value)
+        visible = monitors.names
+        if visible and (self._selected is None or self._selected.name not in visible):
+            self.select(self.sessions[visible[0]])
+        elif self._selected is not None:
+            monitors.select_name(self._selected.name)
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        if message.input.id != "filter":
+            return
+        message.stop()
+        message.input.display = bool(message.value)  # the filter stays shown while it applies
+        self.query_one(MonitorList).focus()
+
+    def action_clear_filter(self) -> None:
+        line = self.query_one("#filter", Input)
+        line.value = ""
+        line.display = False
+        self.query_one(MonitorList).set_filter("")
+        if self._selected is not None:
+            self.query_one(MonitorList).select_name(self._selected.name)
+        self.query_one(MonitorList).focus()
 
     def action_next_monitor(self) -> None:
         self._step(1)
