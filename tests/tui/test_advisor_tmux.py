@@ -101,7 +101,9 @@ async def test_x_then_x_aborts_a_migration_mid_copy(
     term.keys("x")
     question = await screen_until(term, lambda s: "Abort the migration of src?" in s, "the question")
     assert "migrate_cancel: the source keeps running" in flat(question), question
-    term.keys("x")
+    term.keys("x")  # a habit: x again only says how to answer (enter aborts)
+    await screen_until(term, lambda s: "enter: abort src" in flat(s), "how to answer")
+    term.keys("Enter")
     screen = await screen_until(term, lambda s: "the source guest runs on" in flat(s), "the outcome",
                                 fails=("Convergence: completed",))
     assert "cancelled" in screen

@@ -70,7 +70,7 @@ def _section(title: str) -> Item:
 
 def _entry(key: str, description: str, ok: bool, width: int) -> Content:
     return Content.assemble((f"{key:<{width}}", "bold $accent" if ok else "$text-muted"),
-                            (description, "" if ok else "$text-muted"))
+                            (description if ok else f"{description} (not now)", "" if ok else "$text-muted"))
 
 
 def key_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
@@ -91,7 +91,7 @@ def key_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
 
 
 def help_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
-    items = [_section("Keys (dimmed: not available now; the key says why)"), *key_items(keys, width),
+    items = [_section("Keys (not now: pressed, the key says why)"), *key_items(keys, width),
              _section("Confirming"), (Content("  "), Content(CONFIRMING)), _section("Pre-switchover")]
     items += [(_head(k, 2), Content(t)) for k, t in PRE_SWITCHOVER]
     items += [(Content.styled(f"  {k} ", "bold"), Content(t)) for k, t in NOTES]
