@@ -51,6 +51,13 @@ class Tmux:
         out = self._tmux("display-message", "-p", "-t", self.name, "#{pane_dead}", check=False).stdout.strip()
         return out == "1"
 
+    def exit_status(self) -> int | None:
+        """The exit status of the pane's program once it has ended (None while it runs)."""
+        out = self._tmux("display-message", "-p", "-t", self.name, "#{pane_dead}:#{pane_dead_status}",
+                         check=False).stdout.strip()
+        dead, _, status = out.partition(":")
+        return int(status) if dead == "1" and status else None
+
     def wait_for(self, text: str, timeout: float = 20.0) -> str:
         deadline = time.monotonic() + timeout
         while True:

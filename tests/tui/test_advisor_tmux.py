@@ -1,7 +1,7 @@
 """The convergence advisor as an operator meets it: the real ``migtui`` in tmux at 80x24 on a
 real QEMU pair. A migration that cannot converge (the lab's stuck scenario) says why on the
 screen -- and ``migtui status --json`` says the same --, one key and enter fix it, and it
-completes; ``x`` then ``x`` aborts another one mid-copy. No wait has a time limit of its
+completes; ``x`` then enter aborts another one mid-copy. No wait has a time limit of its
 own (pytest-timeout is the backstop): each ends when the screen shows what it waits for,
 or fails at once when the screen shows the migration ended otherwise."""
 

@@ -506,10 +506,11 @@ async def test_help_explains_the_pre_switchover_step(version: str) -> None:
         await view.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
         text = app.screen.text
-        for needle in ("Pre-switchover", "  a arm", "  y resume", "  x abort (asks first)", "  n close",
+        words = " ".join(text.split())
+        for needle in ("Pre-switchover", "a arm", "y resume", "x abort (asks first)", "n close",
                        "Confirming", "enter does it", "STOPPED", "--auto-resume", "--max-pause", "--read-only",
                        "quits this view only"):
-            assert needle in text, needle
+            assert needle in words, needle
         assert len(text.splitlines()) <= 2 * 21, text  # two screens at 80x24, like htop's
 
 

@@ -58,7 +58,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.dismiss(yes)
 
     def action_how(self) -> None:
-        self.app.notify(f"{self._title} enter: {self._yes} · n or escape: {self._no}", severity="warning")
+        self.app.notify(f"enter: {self._yes} · n or escape: {self._no}", severity="warning")
 
 
 class ArmConfirm(ConfirmScreen):
