@@ -91,7 +91,7 @@ def key_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
 
 
 def help_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
-    items = [_section("Keys (not now: pressed, the key says why)"), *key_items(keys, width),
+    items = [_section("Keys"), *key_items(keys, width),
              _section("Confirming"), (Content("  "), Content(CONFIRMING)), _section("Pre-switchover")]
     items += [(_head(k, 2), Content(t)) for k, t in PRE_SWITCHOVER]
     items += [(Content.styled(f"  {k} ", "bold"), Content(t)) for k, t in NOTES]
