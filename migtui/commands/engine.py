@@ -58,7 +58,7 @@ async def _stop(rt: Runtime, force: bool) -> int:
         disarmed = await client.stop_engine(10)
         names = ", ".join(line.split(": ", 1)[0] for line in guarding)
         print("migtui engine: stopped"
-              + (f"; disarmed {', '.join(disarmed)} (it had armed them)" if disarmed else "")
+              + (f"; disarmed {', '.join(disarmed)}, which it had armed" if disarmed else "")
               + (f"; left as they are, with no deadline any more: {names}" if guarding else ""))
         return 0
     except EngineError as err:  # it answered once, then no more
