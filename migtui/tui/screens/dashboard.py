@@ -35,6 +35,7 @@ from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
 from ..widgets.event_log import EventLog, event_line, reconnect_line
+from ..widgets.filter_line import FilterLine
 from ..widgets.flash_line import BottomBar
 from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
@@ -98,8 +99,7 @@ class DashboardScreen(Screen[None]):
                 yield BlockJobsPanel(id="jobs")
                 yield EventLog(tz=self._tz, id="events")
         yield TooSmall()
-        yield BottomBar(Input(placeholder="filter the monitors by name; enter keeps it, escape clears it",
-                              id="filter"))
+        yield BottomBar(FilterLine())
 
     def on_mount(self) -> None:
         monitors = self.query_one(MonitorList)
@@ -142,9 +142,8 @@ class DashboardScreen(Screen[None]):
 
     def action_filter(self) -> None:
         """``/``: a filter line above the footer; the list keeps the names that contain it."""
-        line = self.query_one("#filter", Input)
-        line.display = True
-        line.focus()
+        self.query_one(FilterLine).add_class("-shown")
+        self.query_one("#filter", Input).focus()
 
     def on_input_changed(self, message: Input.Changed) -> None:
         if message.input.id != "filter":
@@ -162,13 +161,12 @@ class DashboardScreen(Screen[None]):
         if message.input.id != "filter":
             return
         message.stop()
-        message.input.display = bool(message.value)  # the filter stays shown while it applies
+        self.query_one(FilterLine).set_class(bool(message.value), "-shown")  # shown while it applies
         self.query_one(MonitorList).focus()
 
     def action_clear_filter(self) -> None:
-        line = self.query_one("#filter", Input)
-        line.value = ""
-        line.display = False
+        self.query_one("#filter", Input).value = ""
+        self.query_one(FilterLine).remove_class("-shown")
         self.query_one(MonitorList).set_filter("")
         if self._selected is not None:
             self.query_one(MonitorList).select_name(self._selected.name)

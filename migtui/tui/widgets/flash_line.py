@@ -88,13 +88,11 @@ class FlashLine(Widget):
 
 class BottomBar(Vertical):
     """The flash line over the footer, docked at the bottom of a screen; ``above``: a
-    line over them (the dashboard's ``/`` filter, shown while it is used)."""
+    line over them (the dashboard's ``/`` filter)."""
 
     DEFAULT_CSS = """
     BottomBar { dock: bottom; height: auto; width: 100%; }
     BottomBar > KeyFooter { dock: none; }
-    BottomBar > Input { display: none; }
-    BottomBar > Input, BottomBar > Input:focus { height: 1; border: none; padding: 0 1; background: $boost; }
     """
 
     def __init__(self, *above: Widget) -> None:
