@@ -19,4 +19,6 @@ class FilterLine(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static("/")
-        yield Input(placeholder="a part of a monitor's name; enter keeps it, escape clears it", id="filter")
+        filter_ = Input(placeholder="a part of a monitor's name; enter keeps it, escape clears it", id="filter")
+        filter_.cursor_blink = False  # a steady cursor: a blinking one repaints twice a second
+        yield filter_
