@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tmux_util import Tmux, gone
+from tmux_util import Tmux
 from view_util import open_terminal, watch_args
 
 from migtui.lab.lab import Lab
@@ -27,51 +27,52 @@ async def shows(term: Tmux, pred: Callable[[str], bool]) -> str:
         screen = await asyncio.to_thread(term.screen)
         if pred(screen):
             return screen
-        status = term.exit_status()
-        if status is not None:  # it ended: what it said last is the reason
-            raise AssertionError(f"exited {status}:\n{screen}")
+        if term.dead():  # it ended: what it said last is the reason
+            raise AssertionError(f"it ended:\n{screen}")
         await asyncio.sleep(0.1)
 
 
-async def ended(term: Tmux) -> int:
-    while (status := await asyncio.to_thread(term.exit_status)) is None:
+async def ended(status: Path) -> int:
+    """The exit status the wrapper wrote (``Tmux.migtui(status=...)``), once it has."""
+    while not status.exists() or not status.read_text():
         await asyncio.sleep(0.1)
-    return status
+    return int(status.read_text())
 
 
 def flat(screen: str) -> str:
     return " ".join(re.sub(r"[│─╭╮╰╯▔▁▊▎▌—]", " ", screen).split())
 
 
-async def test_ctrl_c_quits_the_dashboard_with_status_130(lab: Lab, terminals: list[Tmux]) -> None:
+async def test_ctrl_c_quits_the_dashboard_with_status_130(lab: Lab, terminals: list[Tmux], tmp_path: Path) -> None:
     term = open_terminal(terminals, "ctrlc")
-    term.migtui(*watch_args(lab))
+    term.migtui(*watch_args(lab), status=tmp_path / "status")
     await shows(term, lambda s: "src · connected" in s)
     term.keys("C-c")  # not Textual's "press ctrl+q": q's way out
-    assert await ended(term) == 130
+    assert await ended(tmp_path / "status") == 130
 
 
-async def test_the_lab_says_what_it_does_and_ctrl_c_ends_it_with_130(terminals: list[Tmux]) -> None:
+async def test_the_lab_says_what_it_does_and_ctrl_c_ends_it_with_130(terminals: list[Tmux], tmp_path: Path) -> None:
     # Short enough for the lab's sockets (108 bytes), long enough to cross 80 columns.
     directory = Path(tempfile.mkdtemp(prefix="mt-", dir="/tmp")) / "a-lab-whose-paths-are-long"
     term = open_terminal(terminals, "lab")
-    term.migtui("lab", "--no-disk", "--memory", "32", "--dirty", "2", "--dir", str(directory))
-    first = await shows(term, lambda s: "migtui lab: starting both QEMUs" in s)
-    assert "watch:" not in first or "starting both QEMUs" in first
+    term.migtui("lab", "--no-disk", "--memory", "32", "--dirty", "2", "--dir", str(directory),
+                status=tmp_path / "status")
+    await shows(term, lambda s: "migtui lab: starting both QEMUs" in s)  # said while QEMU starts
     screen = await shows(term, lambda s: "stop:" in s)
     rows = screen.splitlines()
     assert any(row.strip() == f"src={directory}/src.qmp \\" for row in rows), screen  # never cut at 80 columns
     assert any(row.strip() == f"dst={directory}/dst.qmp" for row in rows), screen
     term.keys("C-c")
-    assert await ended(term) == 130
+    assert await ended(tmp_path / "status") == 130
     assert "stopping" in term.screen() and not directory.exists()
     directory.parent.rmdir()
 
 
-async def test_the_demo_asks_before_quitting_a_pause_and_says_what_it_removed(terminals: list[Tmux]) -> None:
+async def test_the_demo_asks_before_quitting_a_pause_and_says_what_it_removed(terminals: list[Tmux],
+                                                                             tmp_path: Path) -> None:
     term = open_terminal(terminals, "demo")
     term.migtui("demo", "--memory", "64", "--dirty", "4", "--disk-size", "16", "--bandwidth", "1000",
-                "--start-after", "2")
+                "--start-after", "2", status=tmp_path / "status")
     screen = await shows(term, lambda s: "the migration starts in 2 s" in s or "migration started" in s)
     assert "y resumes" in screen, screen  # what to press, before the pause
     await shows(term, lambda s: "src: paused before switchover" in s)
@@ -80,14 +81,13 @@ async def test_the_demo_asks_before_quitting_a_pause_and_says_what_it_removed(te
     assert "the source guest is stopped before switchover" in flat(question), question
     term.keys("n")  # stay: nothing stopped
     await shows(term, lambda s: "Quit the demo?" not in s and "src: paused before switchover" in s)
-    assert term.exit_status() is None
+    assert not term.dead()
     term.keys("C-c")  # Ctrl+C is q: the same question
     await shows(term, lambda s: "Quit the demo?" in s)
     term.keys("Enter")
-    assert await ended(term) == 130
+    assert await ended(tmp_path / "status") == 130
     said = flat(term.screen())
     assert "migtui demo: quit during the pause: the guest was stopped; no switchover" in said, said
     removed = re.search(r"removed both QEMUs, the demo's engine and (\S+)", said)
     assert removed is not None, said
     assert not Path(removed.group(1)).exists()
-    assert gone(term.pane_pid())
