@@ -638,6 +638,10 @@ class Engine:
                 lines.append(f"{w.name}: {why}")
         return lines
 
+    def disarms_on_stop(self) -> list[str]:
+        """The sources ``disarm_own`` will set back when the engine stops."""
+        return [w.name for w in self.watched.values() if self._disarms_on_stop(w)]
+
     def _disarms_on_stop(self, w: Watched) -> bool:
         """What this engine armed itself, where QEMU lets it set it back (no migration)."""
         state = w.session.state

@@ -377,7 +377,7 @@ class EngineServer:
                 return m.Reply(0, False, error="read-only view: the engine refuses to stop")
             log.info("stop requested by %s", view.label)
             asyncio.get_running_loop().call_soon(engine.stopped.set)
-            return m.Reply(0, True, lines=engine.guarding(stopping=True))
+            return m.Reply(0, True, lines=engine.guarding(stopping=True), names=engine.disarms_on_stop())
         return m.Reply(0, False, error=f"{message.OP} is not a request")
 
 

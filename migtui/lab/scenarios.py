@@ -31,6 +31,7 @@ The guest's dirty rate, measured from guest memory (pmemsave twice, 2 s apart):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .guest import MiB
@@ -57,8 +58,15 @@ SCENARIOS = {
 }
 
 
-async def setup_scenario(lab: Lab, scenario: Scenario, bandwidth: float | None, downtime: int | None) -> None:
+async def setup_scenario(lab: Lab, scenario: Scenario, bandwidth: float | None, downtime: int | None,
+                         say: Callable[[str], None] | None = None) -> None:
+    """Start the pair and prepare the migration; ``say`` hears each step as it begins (QEMU
+    and the guest take seconds to start: the operator sees that something happens)."""
+    say = say or (lambda _line: None)
+    say("starting both QEMUs, booting the guest ...")
     await lab.start()
+    say(f"QEMU {lab.qemu_version} up ({lab.accel}); "
+        + ("mirroring the data disk into the destination ..." if scenario.storage else "preparing the migration ..."))
     await lab.prepare(
         storage=scenario.storage,
         pause=scenario.pause,

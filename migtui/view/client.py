@@ -266,12 +266,14 @@ class EngineClient:
         if not reply.ok:
             raise EngineError(str(reply.error))
 
-    async def stop_engine(self, timeout: float) -> None:
-        """Ask the engine to stop, and wait (up to ``timeout`` s) for it to hang up."""
-        await self.call(m.Stop)
+    async def stop_engine(self, timeout: float) -> list[str]:
+        """Ask the engine to stop, and wait (up to ``timeout`` s) for it to hang up; the
+        sources it disarmed on the way out."""
+        reply = await self.call(m.Stop)
         assert self.closed is not None
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+        return list(reply.names)
 
     async def guarding(self, *, stopping: bool = False) -> list[str]:
         """What the engine keeps guarding without a view (``stopping``: what stopping it would

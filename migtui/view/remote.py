@@ -115,10 +115,10 @@ class RemoteSession(MonitorSession):
         """May this view ``action`` now, and if not why (the engine's word; a read-only view,
         and a request of this view the engine has not taken up yet, say no here)."""
         engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
-        if self.read_only:  # shown unavailable where it would apply (the engine's False stays), with why
+        if self.read_only:  # never in this view: not offered (a key pressed anyway says why)
             what = f"change {PARAMETERS[action][0]} of" if action in REMEDY_ACTIONS else action
-            return m.Control(None if engine.allowed is not False else False,
-                             f"read-only: migtui will not {what} {self.name} (a read-only view)", engine.does)
+            return m.Control(False, f"read-only: migtui will not {what} {self.name} (a read-only view)",
+                             engine.does)
         if action in ("resume", "abort") and self.switchover.requested:
             return m.Control(False, under_way(self.name, self.switchover.requested), engine.does)
         return engine

@@ -66,6 +66,12 @@ def blocked_reason(session: MonitorSession, doing: str = "resume or abort") -> s
     return None
 
 
+def never(session: MonitorSession) -> bool:
+    """Nothing migtui may ever do on ``session`` (read-only, replayed): its keys are not
+    offered at all (False), where a monitor that is only not connected now dims them (None)."""
+    return not session.live or session.read_only
+
+
 def _not_paused(session: MonitorSession | None) -> str:
     if session is None:
         return NO_MONITOR
@@ -86,7 +92,7 @@ def resume(session: MonitorSession, switchover: SwitchoverView | None, *, libvir
     libvirt-managed QEMU (libvirt sends its own migrate-continue)."""
     blocked = blocked_reason(session)
     if blocked:
-        return Availability(None, blocked)
+        return Availability(False if never(session) else None, blocked)
     sw = switchover
     if sw is not None and sw.action is not None:
         if sw.running:
@@ -110,7 +116,7 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
     gone = False if sw is not None and sw.finished else None
     blocked = blocked_reason(session)
     if blocked:
-        return Availability(gone, blocked)
+        return Availability(False if never(session) else gone, blocked)
     if sw is not None and sw.running:
         return Availability(None, under_way(session.name, sw.action or Action.ABORT))
     if sw is not None and not sw.can_abort:
@@ -136,7 +142,7 @@ def arm(session: MonitorSession | None) -> Availability:
     if session.monitor is not None and session.monitor.manager == LIBVIRT:
         return Availability(False, f"{session.name}: {LIBVIRT_ARMS}")
     blocked = blocked_reason(session, "arm")
-    if not session.live:
+    if never(session):
         return Availability(False, blocked or "")
     if blocked:
         return Availability(None, blocked)
@@ -158,11 +164,11 @@ def measure_dirty_rate(session: MonitorSession | None, sessions: Iterable[Monito
     name = session.name
     blocked = blocked_reason(session, "measure")
     if blocked:
-        return Availability(None, blocked)
+        return Availability(False if never(session) else None, blocked)
     if session.measuring:
         return Availability(None, f"{name}: a measurement is under way")
-    if session.state.migration.is_running:
-        return Availability(None, f"{name}: a migration is {session.state.migration_status}: its own figures"
+    if session.state.migration.is_running:  # not offered: the migration's own figures are there
+        return Availability(False, f"{name}: a migration is {session.state.migration_status}: its own figures"
                                   " show the dirty rate")
     if not session.supports("calc-dirty-rate"):
         return Availability(None, f"{name}: QEMU {session.qemu_version or '?'} has no calc-dirty-rate")

@@ -89,7 +89,7 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
         return Availability(False, f"{name}: nothing to abort (migration status {status})")
     blocked = blocked_reason(session, "abort")
     if blocked:
-        return Availability(None, blocked)
+        return Availability(False if availability.never(session) else None, blocked)
     if libvirt:
         return Availability(None, f"{name}: {availability.LIBVIRT_DRIVES}: migtui does not abort it")
     return YES

@@ -119,3 +119,34 @@ async def test_linux_console_draws_only_what_its_font_has(version: str) -> None:
 async def test_no_color_80x24(snapshot: Any, version: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     assert svg(snapshot) == await shot(recorded("stuck", "late", version=version), SMALL)
+
+
+# --- keys and messages (issue 16) -------------------------------------------------
+
+async def dialog_shot(scene: Recorded, size: tuple[int, int], *keys: str, read_only: bool = False) -> str:
+    """The pause dialog that opened by itself, after ``keys``."""
+    async with app_for(scene, size=size, read_only=read_only) as view:
+        await until(lambda: dialog_shown(view.app), 10, "the dialog")
+        for key in keys:
+            await view.press(key)
+        return await screenshot(view)
+
+
+async def test_read_only_dialog_offers_only_close_80x24(snapshot: Any, version: str) -> None:
+    """Read-only: no y, no x in the dialog or its footer (a key pressed anyway says why on the
+    flash line: not in a snapshot, whose picture must not depend on how long it took)."""
+    assert svg(snapshot) == await dialog_shot(recorded("storage", "paused", version=version), SMALL,
+                                              read_only=True)
+
+
+async def test_abort_question_in_the_dialog_80x24(snapshot: Any, version: str) -> None:
+    """x asks; enter (no action's key) aborts, n goes back."""
+    assert svg(snapshot) == await dialog_shot(recorded("storage", "paused", version=version), SMALL, "x")
+
+
+async def test_monitor_filter_80x24(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), SMALL, "slash", "d")
+
+
+async def test_help_120x40(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), LARGE, "question_mark")

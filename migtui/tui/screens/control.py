@@ -21,17 +21,16 @@ from textual.widgets import Input, Static
 from ...errors import MigtuiError
 from ...model.advisor import Remedy
 from ...workflow.control import read_value
-from ..widgets.footer import KeyFooter
+from ..widgets.flash_line import BottomBar
 from ..widgets.too_small import TooSmall
 from .confirm import ConfirmScreen
 
 
 class AbortConfirm(ConfirmScreen):
-    """Abort this migration? ``x`` again aborts it."""
+    """Abort this migration? Enter aborts it."""
 
-    YES_KEY = "x"
     YES_STYLE = "bold $error"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("x", "answer(True)", "Abort")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "answer(True)", "Abort")]
 
 
 def abort_question(name: str, does: str, status: str, mirrors: list[str]) -> Content:
@@ -68,7 +67,7 @@ class RemedyScreen(ModalScreen[str | None]):
             yield Static(Content.assemble(("enter", "bold $accent"), f"  set {remedy.parameter}    ",
                                           ("escape", "bold $accent"), "  cancel"), id="confirm-keys")
         yield TooSmall()
-        yield KeyFooter()
+        yield BottomBar()
 
     def on_mount(self) -> None:
         self._check(self.remedy.value)
