@@ -243,13 +243,13 @@ def plan(source: str, target: StartTarget, choices: Choices) -> Plan:
 
 
 def _parameters(target: StartTarget, typed: Mapping[str, str], on: set[str]) -> tuple[dict[str, int], dict[str, int]]:
-    offered = {p.name for p in target.parameters}
+    offered = {p.name: p for p in target.parameters}
     source: dict[str, int] = {}
     for name, text in typed.items():
-        if not text.strip():
-            continue
         if name not in offered:
             raise BadValue(f"{name}: not offered here")
+        if not text.strip() or text.strip() == offered[name].default:
+            continue  # left as it is
         if name in BANDWIDTHS:
             source[name] = parse_bandwidth(text, name)
         elif name == DOWNTIME:
