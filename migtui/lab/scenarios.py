@@ -50,8 +50,7 @@ class Scenario:
 DEFAULT_RATE = 2.8
 DEFAULT_BANDWIDTH = 4.0
 SCENARIOS = {
-    "none": Scenario(False, False, None, DEFAULT_RATE,
-                     "the pair; the destination waits on -incoming defer: start the migration from migtui (m)"),
+    "none": Scenario(False, False, None, DEFAULT_RATE, "the pair, the destination on -incoming defer"),
     "converge": Scenario(False, False, DEFAULT_BANDWIDTH, DEFAULT_RATE, "plain precopy that converges"),
     "storage": Scenario(True, True, DEFAULT_BANDWIDTH, DEFAULT_RATE,
                         "disk mirrored over NBD, pause-before-switchover armed"),

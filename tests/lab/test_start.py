@@ -7,12 +7,11 @@ and an abort of a storage migration deletes the source's NBD node."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from qemu_util import disks_differ, qemu_io_reads, requires_qemu_img
 from test_switchover import (
     LATE_LEN,
     PATTERN,
@@ -20,8 +19,6 @@ from test_switchover import (
     PATTERN_LEN,
     Sent,
     open_session,
-    qemu_io_reads,
-    requires_qemu_img,
     wait_state,
 )
 
@@ -40,27 +37,22 @@ DURING_AT = 7 * MiB  # written while the RAM copies, after the mirror is READY
 
 
 @pytest.fixture
-async def pair(tmp_path: Path) -> AsyncIterator[tuple[Lab, MonitorSession, Sent, MonitorSession, Sent]]:
-    """A lab left on -incoming defer; its files outlive its QEMUs (the images are compared after)."""
-    lab = Lab(memory_mib=64, dirty_mib=4, disk_mib=16, directory=tmp_path / "lab", keep_files=True)
-    await lab.start()
+async def pair(storage_lab: Lab) -> AsyncIterator[tuple[Lab, MonitorSession, Sent, MonitorSession, Sent]]:
+    """The lab left on -incoming defer, and a session with each of its monitors."""
+    src, src_sent = await open_session(storage_lab.src.qmp_path, "src")
+    dst, dst_sent = await open_session(storage_lab.dst.qmp_path, "dst")
     try:
-        src, src_sent = await open_session(lab.src.qmp_path, "src")
-        dst, dst_sent = await open_session(lab.dst.qmp_path, "dst")
-        try:
-            yield lab, src, src_sent, dst, dst_sent
-        finally:
-            await asyncio.gather(src.stop(), dst.stop())
+        yield storage_lab, src, src_sent, dst, dst_sent
     finally:
-        await lab.stop()
+        await asyncio.gather(src.stop(), dst.stop())
 
 
-async def launch_for(src: MonitorSession, dst: MonitorSession, address: str = "", disks: tuple[str, ...] = ("data0",),
-                     **parameters: str) -> Launch:
+async def launch_for(src: MonitorSession, dst: MonitorSession, address: str = "",
+                     parameters: dict[str, str] | None = None) -> Launch:
     found = {s.name: parse_disks(await s.execute("query-block")) for s in (src, dst)}
     target = next(t for t in offers(src, [src, dst], found) if t.name == "dst")
     assert target.address.endswith("/dst-from-src.migrate")  # picked beside the destination's monitor
-    choices = Choices("dst", address, ("pause-before-switchover",), parameters, disks)
+    choices = Choices("dst", address, ("pause-before-switchover",), parameters or {}, ("data0",))
     return Launch(src, dst, plan("src", target, choices))
 
 
@@ -68,14 +60,15 @@ async def leftovers(lab: Lab) -> dict[str, Any]:
     """What a start may have left: block jobs and NBD nodes on the source, exports and the NBD
     server on the destination (a second nbd-server-stop is refused when none runs)."""
     src, dst = await lab.control(lab.src), await lab.control(lab.dst)
-    nodes = [n["node-name"] for n in await src.execute("query-named-block-nodes", {"flat": True}) if n["drv"] == "nbd"]
+    named: Any = await src.execute("query-named-block-nodes", {"flat": True})
+    nodes = [n["node-name"] for n in named if n["drv"] == "nbd"]
     found: dict[str, Any] = {"jobs": await src.execute("query-block-jobs"), "nbd nodes": nodes}
     if lab.dst.process is not None and lab.dst.process.running():
         found["exports"] = await dst.execute("query-block-exports")
         try:
             await dst.execute("nbd-server-stop")
             found["server"] = "was running"
-        except Exception as err:  # noqa: BLE001  (QEMU's "NBD server not running" is the good answer)
+        except Exception as err:  # QEMU's "NBD server not running" is the good answer
             found["server"] = str(err)
     return found
 
@@ -85,7 +78,7 @@ async def leftovers(lab: Lab) -> dict[str, Any]:
 async def test_storage_start_completes_and_disks_match(pair) -> None:
     lab, src, src_sent, dst, dst_sent = pair
     await lab.write_pattern(lab.src, PATTERN_AT, PATTERN_LEN, PATTERN)  # before the mirror
-    launch = await launch_for(src, dst, **{"max-bandwidth": "1 GiB/s", "downtime-limit": "500 ms"})
+    launch = await launch_for(src, dst, "", {"max-bandwidth": "1 GiB/s", "downtime-limit": "500 ms"})
     said = await launch.start()
     assert said == "src: migration to dst started"
     await lab.write_pattern(lab.src, DURING_AT, LATE_LEN, PATTERN)  # the guest writes while RAM copies
@@ -106,9 +99,7 @@ async def test_storage_start_completes_and_disks_match(pair) -> None:
     assert found["jobs"] == [] and found["nbd nodes"] == []
     await asyncio.gather(src.stop(), dst.stop())
     await lab.stop()
-    images = [str(lab.src.disk_path), str(lab.dst.disk_path)]
-    compare = subprocess.run(["qemu-img", "compare", *images], capture_output=True, text=True, check=False)
-    assert compare.returncode == 0, compare.stdout + compare.stderr
+    assert not disks_differ(lab), disks_differ(lab)
     for at, length in ((PATTERN_AT, PATTERN_LEN), (DURING_AT, LATE_LEN)):
         assert qemu_io_reads(lab.dst.disk_path, PATTERN, at, length)
 
@@ -120,7 +111,7 @@ async def test_a_start_refused_midway_leaves_nothing_behind(pair) -> None:
     lab, src, src_sent, dst, _dst_sent = pair
     busy = lab.directory / "busy"
     busy.mkdir()
-    launch = await launch_for(src, dst, f"unix:{busy}", **{"max-bandwidth": "1 GiB/s"})
+    launch = await launch_for(src, dst, f"unix:{busy}", {"max-bandwidth": "1 GiB/s"})
     with pytest.raises(MonitorError) as err:
         await launch.start()
     line = str(err.value)
