@@ -619,6 +619,9 @@ class Engine:
             return None
         state = session.state
         deadline = w.deadline
+        started = self.starts.under_way(w)  # its set-up, the mirrors' wait, the migration it follows
+        if started is not None and not state.in_pre_switchover:
+            return started
         if state.in_pre_switchover:
             since = self._pause_since(w)
             paused = f"paused {format_duration(max(0.0, now - since))}" if since else "paused"

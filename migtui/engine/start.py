@@ -97,6 +97,11 @@ class EngineStart:
             self._disks[w.name] = disks
             self.refresh(*self.engine.watched.values())
 
+    def under_way(self, w: Watched) -> str | None:
+        """One line while a start of ``w`` runs (the engine guards it: no view may be attached)."""
+        running = self._runs.get(w.name)
+        return f"a start of a migration under way ({running.launch.detail})" if running is not None else None
+
     # ------------------------------------------------------------------ the controls
 
     def controls(self, w: Watched) -> dict[str, m.Control]:
@@ -208,4 +213,6 @@ class EngineStart:
         finally:
             self._runs.pop(w.name, None)
             self.engine.refresh_controls(w)
+            if not self.engine.views:  # it guarded this start: maybe nothing now
+                self.engine.maybe_exit_soon()
             asyncio.get_running_loop().create_task(self._read_disks(w))

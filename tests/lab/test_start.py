@@ -7,7 +7,7 @@ and an abort of a storage migration deletes the source's NBD node."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -27,9 +27,10 @@ from migtui.lab.lab import Lab
 from migtui.model.disks import parse_disks
 from migtui.model.switchover import Outcome
 from migtui.workflow.cancel import MigrationCancel
-from migtui.workflow.launch import Launch
+from migtui.workflow.launch import FAILED, MIRRORING, Launch
 from migtui.workflow.session import MonitorSession
 from migtui.workflow.start import Choices, offers, plan
+from migtui.workflow.storage import CHANGE, write_blocking
 from migtui.workflow.switchover import Switchovers
 
 MiB = 1 << 20
@@ -48,12 +49,13 @@ async def pair(storage_lab: Lab) -> AsyncIterator[tuple[Lab, MonitorSession, Sen
 
 
 async def launch_for(src: MonitorSession, dst: MonitorSession, address: str = "",
-                     parameters: dict[str, str] | None = None) -> Launch:
+                     parameters: dict[str, str] | None = None,
+                     on_progress: Callable[[Launch], None] | None = None) -> Launch:
     found = {s.name: parse_disks(await s.execute("query-block")) for s in (src, dst)}
     target = next(t for t in offers(src, [src, dst], found) if t.name == "dst")
     assert target.address.endswith("/dst-from-src.migrate")  # picked beside the destination's monitor
     choices = Choices("dst", address, ("pause-before-switchover",), parameters or {}, ("data0",))
-    return Launch(src, dst, plan("src", target, choices))
+    return Launch(src, dst, plan("src", target, choices), on_progress=on_progress)
 
 
 async def leftovers(lab: Lab) -> dict[str, Any]:
@@ -150,4 +152,44 @@ async def test_an_abort_deletes_the_nbd_node_as_libvirt_does(pair) -> None:
     assert result.ok and result.nodes == ("data0-target",), result.message
     assert "NBD node data0-target deleted" in result.message
     assert ("blockdev-del", {"node-name": "data0-target"}) in src_sent.mutating()
+    assert (await leftovers(lab))["nbd nodes"] == []
+
+
+@pytest.mark.qemu
+async def test_a_start_stopped_while_its_mirrors_copy_is_undone(pair) -> None:
+    """x while the mirrors copy (the engine cancels the start's task): the set-up goes."""
+    lab, src, src_sent, dst, _ = pair
+    task: asyncio.Task[str] | None = None
+
+    def progress(launch: Launch) -> None:
+        if launch.phase == MIRRORING and task is not None:
+            task.cancel()
+
+    launch = await launch_for(src, dst, on_progress=progress)
+    task = asyncio.get_running_loop().create_task(launch.start())
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert launch.phase == FAILED and "blockdev-mirror" in src_sent.names() and "migrate" not in src_sent.names()
+    found = await leftovers(lab)
+    assert found["jobs"] == [] and found["nbd nodes"] == [] and found["exports"] == []
+    assert "not running" in found["server"], found
+
+
+@pytest.mark.qemu
+async def test_write_blocking_where_qemu_has_block_job_change(pair) -> None:
+    lab, src, src_sent, dst, _ = pair
+    launch = await launch_for(src, dst, "", {"max-bandwidth": "1 MiB/s"})  # RAM copies slowly: time to switch
+    await launch.start()
+    if not src.supports(CHANGE):  # QEMU before 8.2: the engine says so instead of offering it
+        with pytest.raises(MonitorError, match="block-job-change"):
+            await write_blocking(src, "migtui-mirror-data0")
+    else:
+        await write_blocking(src, "migtui-mirror-data0")
+        assert ("block-job-change", {"id": "migtui-mirror-data0", "type": "mirror", "copy-mode": "write-blocking"}) \
+            in src_sent.mutating()
+        await wait_state(src, lambda: any(j.actively_synced for j in src.state.block_jobs.values()),
+                         "the mirror actively synced")
+    await MigrationCancel(src).run()
+    outcome = await launch.follow()
+    assert not outcome.ok and outcome.message.startswith("src: migration cancelled"), outcome.message
     assert (await leftovers(lab))["nbd nodes"] == []
