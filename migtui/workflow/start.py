@@ -86,10 +86,10 @@ def can_start(session: MonitorSession) -> Availability:
     blocked = blocked_reason(session, "start a migration of")
     if blocked:
         return Availability(None, blocked)
-    if state.migration_status in RUNNING_STATUSES:
-        return Availability(None, f"{name}: a migration is under way ({state.migration_status})")
+    if state.migration_status in RUNNING_STATUSES:  # not offered (the footer has other keys then)
+        return Availability(False, f"{name}: a migration is under way ({state.migration_status})")
     if state.run_state is not None and state.run_state.status == "postmigrate":
-        return Availability(None, f"{name}: migrated already (postmigrate): its guest runs on the destination")
+        return Availability(False, f"{name}: migrated already (postmigrate): its guest runs on the destination")
     if not state.capabilities.supports(PAUSE):
         return Availability(None, f"{name}: capabilities not read yet")
     return Availability(True)
@@ -100,7 +100,7 @@ def picked_address(destination: MonitorSession, source: str) -> str:
     socket (the directory its QEMU writes in); "" when the operator must type one (TCP)."""
     address = destination.monitor.address if destination.monitor is not None else None
     path = address.path if address is not None and address.kind == "unix" else None
-    if not path:
+    if not path or not os.path.isabs(path):  # QEMU would read a relative path from its own directory
         return ""
     candidate = os.path.join(os.path.dirname(path), f"{destination.name}-from-{source}.migrate")
     return f"unix:{candidate}" if len(candidate.encode()) + len(".nbd") <= MAX_UNIX_PATH else ""

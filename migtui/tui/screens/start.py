@@ -63,6 +63,7 @@ class StartScreen(ModalScreen[Choices | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="start-box") as box:
             box.border_title = f"Start a migration of {self.source}"
+            box.border_subtitle = "tab next · space toggles · enter reviews · escape cancels"
             with VerticalScroll(id="start-form"):
                 yield Label("Destination", classes="start-label")
                 yield OptionList(*(self._destination(t) for t in self.targets), id="start-destination")
@@ -73,9 +74,6 @@ class StartScreen(ModalScreen[Choices | None]):
                 yield Label("Disks to mirror (space toggles)", classes="start-label")
                 yield Checklist(id="start-disks")
             yield Static("", id="start-check")
-            yield Static(Content.assemble(("tab", "bold $accent"), " next  ", ("space", "bold $accent"), " toggle  ",
-                                          ("enter", "bold $accent"), " review  ", ("escape", "bold $accent"),
-                                          " cancel"), id="start-keys")
         yield TooSmall()
         yield KeyFooter()
 
