@@ -216,4 +216,6 @@ class Launch:
             "; NBD nodes and server removed" if self.storage is not None else "")
         if self.failure:
             return Outcome(False, f"{self.failure}: migration stopped ({status}){tail}")
-        return Outcome(status == "completed", f"{self.name}: migration {status}{tail}")
+        info = src.state.migration
+        why = f": {info.error_desc}" if status == "failed" and info.error_desc else ""
+        return Outcome(status == "completed", f"{self.name}: migration {status}{why}{tail}")

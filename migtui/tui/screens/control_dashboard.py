@@ -18,9 +18,11 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
+from textual.content import Content
 
 from ...errors import MigtuiError
 from ...model.advisor import ABORT, BANDWIDTH, DOWNTIME, SWITCHOVER_BANDWIDTH, THROTTLE
+from ...model.migration import RUNNING_STATUSES
 from ...protocol.messages import Control
 from ...view.remote import RemoteSession
 from ...workflow import session as kinds_
@@ -91,14 +93,17 @@ class ControlDashboard(SwitchoverDashboard):
             return
         name = session.name
         mirrors = [job.device for job in mirror_jobs(session.state) if job.ended is None]
-        question = abort_question(name, session.control(ABORT).does, session.state.migration_status, mirrors)
+        does = session.control(ABORT).does
+        question = abort_question(name, does, session.state.migration_status, mirrors)
+        title, no = f"Abort the migration of {name}?", "keep it migrating"
+        if session.state.migration_status not in RUNNING_STATUSES:  # a start still setting up (engine/start.py)
+            question, title, no = Content(f"migtui will {does}."), f"Stop the start of {name}?", "let it go on"
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self._abort(session)
 
-        self.app.push_screen(AbortConfirm(f"Abort the migration of {name}?", question, yes=f"abort {name}",
-                                          no="keep it migrating", id="confirm-abort"), answered)
+        self.app.push_screen(AbortConfirm(title, question, yes=f"abort {name}", no=no, id="confirm-abort"), answered)
 
     @work(group="abort", exit_on_error=False)
     async def _abort(self, session: RemoteSession) -> None:

@@ -35,6 +35,11 @@ GUIDE = (
      "the remedies, least invasive first: 1 raise max-bandwidth, 2 set avail-switchover-bandwidth (QEMU "
      "8.2+), 3 raise downtime-limit to the expected downtime (the guest pauses that long), 4 CPU throttle "
      "(auto-converge only), x abort; each shows its effect and asks first (enter sets, escape does not)."),
+    ("Starting a migration", "m on a source: the destination (a monitored QEMU waiting with -incoming "
+     "defer, or a URI you type), the capabilities and parameters both QEMUs have, the disks to mirror; "
+     "values are checked as you type, enter shows the summary, m starts it. Disks are mirrored over NBD as "
+     "libvirt does it, the migration starts once every mirror is READY (w: write-blocking, QEMU 8.2+; x "
+     "stops the start and undoes its set-up), and the pause before switchover finishes them."),
     ("Dirty vs sent", "how fast the guest dirties memory against how fast the link sends it, "
      "on one scale over the last minutes: context, not a verdict (a guest that rewrites the same pages "
      "dirties above the send rate and still converges). With no migration running, d measures the dirty "
