@@ -68,6 +68,7 @@ class StartScreen(ModalScreen[Choices | None]):
                 yield Label("Destination", classes="start-label")
                 yield OptionList(*(self._destination(t) for t in self.targets), id="start-destination")
                 yield Input(id="start-address")
+                yield Static("", id="start-note")
                 with Horizontal(id="start-options"):
                     yield Checklist(id="start-capabilities")
                     yield Vertical(id="start-parameters")
@@ -95,7 +96,10 @@ class StartScreen(ModalScreen[Choices | None]):
         self.target = target
         address = self.query_one("#start-address", Input)
         address.value = target.address
-        address.placeholder = "unix:/PATH or tcp:HOST:PORT" + (f"  ({target.note})" if target.note else "")
+        address.placeholder = "unix:/PATH or tcp:HOST:PORT"
+        note = self.query_one("#start-note", Static)
+        note.update(Content.styled(target.note, "$text-muted"))
+        note.display = bool(target.note)
         caps = self.query_one("#start-capabilities", SelectionList)
         caps.clear_options()
         caps.add_options([(c.name, c.name, c.default == "on") for c in target.capabilities])
