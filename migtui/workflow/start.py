@@ -142,7 +142,7 @@ def offer(source: MonitorSession, destination: MonitorSession | None, source_dis
         return StartTarget("", "", False, capabilities, parameters, [], note)
     channels = bool(source.features.migrate_channels and destination.features.migrate_channels)
     address = picked_address(destination, source.name)
-    note = "" if address else f"{destination.name}'s monitor is not a unix socket: type tcp:HOST:PORT"
+    note = "" if address else f"type where {destination.name} is to listen: unix:/PATH or tcp:HOST:PORT"
     return StartTarget(destination.name, address, channels, capabilities, parameters, disks, note)
 
 
