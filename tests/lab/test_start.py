@@ -194,3 +194,20 @@ async def test_write_blocking_where_qemu_has_block_job_change(pair) -> None:
     outcome = await launch.follow()
     assert not outcome.ok and outcome.message.startswith("src: migration cancelled"), outcome.message
     assert (await leftovers(lab, destination=False))["nbd nodes"] == []
+
+
+@pytest.mark.qemu
+async def test_a_mirror_that_fails_during_the_migration_stops_it(pair) -> None:
+    """The destination's NBD server goes while RAM copies; the guest's next write fails the
+    mirror: migtui cancels the migration (as libvirt does), the source runs on."""
+    lab, src, src_sent, _dst, _ = pair
+    launch = await launch_for(src, _dst, "", {"max-bandwidth": "1 MiB/s"})
+    await launch.start()
+    await (await lab.control(lab.dst)).execute("nbd-server-stop")
+    await lab.write_pattern(lab.src, DURING_AT, LATE_LEN, PATTERN)  # the mirror copies it: to nowhere
+    outcome = await launch.follow()
+    assert not outcome.ok and outcome.message.startswith("src: mirror migtui-mirror-data0 "), outcome.message
+    assert "migration stopped (cancelled)" in outcome.message, outcome.message
+    assert "migrate_cancel" in src_sent.names()
+    assert src.state.run_state is not None and src.state.run_state.running
+    assert (await leftovers(lab, destination=False))["nbd nodes"] == []
