@@ -46,6 +46,14 @@ async def test_start_from_the_dashboard_with_a_disk_completes(storage_lab: Lab) 
         assert not any("start failed" in t for t in view.toasts), view.toasts
         await lab.write_pattern(lab.src, DURING_AT, DURING_LEN, PATTERN)
         await until(lambda: isinstance(app.screen, SwitchoverScreen), 120, "the pause dialog")
+        await view.press("n", "w")  # write-blocking mirrors: QEMU 8.2+ has block-job-change
+        if view.engine_session("src").supports("block-job-change"):
+            said = "src: migtui-mirror-data0 write-blocking now (by "
+            await until(lambda: any(t.startswith(said) for t in view.toasts), 30, "the mirror write-blocking")
+        else:
+            await until(lambda: any("has no block-job-change (8.2+)" in t for t in view.toasts), 10, "why not")
+        await view.press("s")
+        await until(lambda: isinstance(app.screen, SwitchoverScreen), 10, "the pause dialog again")
         await view.press("y")
         done = "src: migration completed; NBD nodes and server removed"
         await until(lambda: done in view.toasts, 120, "the engine's word that it completed")
