@@ -107,8 +107,9 @@ def picked_address(destination: MonitorSession, source: str) -> str:
 
 
 def offer(source: MonitorSession, destination: MonitorSession | None, source_disks: Sequence[Disk],
-          destination_disks: Sequence[Disk]) -> StartTarget:
-    """What a start from ``source`` to ``destination`` (None: a typed URI) may set."""
+          destination_disks: Sequence[Disk], *, kvm: bool | None = None) -> StartTarget:
+    """What a start from ``source`` to ``destination`` (None: a typed URI) may set. ``kvm``:
+    whether the source runs under KVM (``query-kvm``; dirty-limit needs it, None: not known)."""
     src_caps = source.state.capabilities
     dst_caps = destination.state.capabilities if destination is not None else None
     capabilities = []
@@ -116,6 +117,8 @@ def offer(source: MonitorSession, destination: MonitorSession | None, source_dis
         if not src_caps.supports(spec.name):
             continue
         if spec.both and (dst_caps is None or not dst_caps.supports(spec.name)):
+            continue
+        if spec.name == DIRTY_LIMIT and kvm is False:
             continue
         if spec.name == SWITCHOVER_ACK and dst_caps is not None and not (
                 src_caps.supports(RETURN_PATH) and dst_caps.supports(RETURN_PATH)):
@@ -146,13 +149,14 @@ def offer(source: MonitorSession, destination: MonitorSession | None, source_dis
     return StartTarget(destination.name, address, channels, capabilities, parameters, disks, note)
 
 
-def offers(source: MonitorSession, sessions: Sequence[MonitorSession],
-           disks: Mapping[str, Sequence[Disk]]) -> list[StartTarget]:
+def offers(source: MonitorSession, sessions: Sequence[MonitorSession], disks: Mapping[str, Sequence[Disk]],
+           kvm: Mapping[str, bool] | None = None) -> list[StartTarget]:
     """Each monitored destination waiting for a migration, then a typed URI."""
     mine = disks.get(source.name, ())
-    targets = [offer(source, s, mine, disks.get(s.name, ())) for s in sessions
+    on_kvm = (kvm or {}).get(source.name)
+    targets = [offer(source, s, mine, disks.get(s.name, ()), kvm=on_kvm) for s in sessions
                if s is not source and waiting_for_migration(s)]
-    return [*targets, offer(source, None, mine, ())]
+    return [*targets, offer(source, None, mine, (), kvm=on_kvm)]
 
 
 def _parameter_text(name: str, value: object) -> str:

@@ -59,6 +59,12 @@ def test_offered_only_what_both_qemus_have(version: str) -> None:
     assert not {c.name for c in typed.capabilities} & {"postcopy-ram", "multifd", "switchover-ack"}
 
 
+def test_dirty_limit_only_under_kvm() -> None:
+    src, dst = idle("10.0", "src"), idle("10.0", "dst")
+    assert "dirty-limit" in {c.name for c in offer(src, dst, [], [], kvm=True).capabilities}
+    assert "dirty-limit" not in {c.name for c in offer(src, dst, [], [], kvm=False).capabilities}
+
+
 def test_a_destination_waits_only_with_incoming() -> None:
     dst = idle("7.2", "dst")
     assert waiting_for_migration(dst)
