@@ -280,9 +280,9 @@ class Control:
 
 @dataclass(frozen=True)
 class Controls(Message):
-    """The actions on a monitor (``resume``, ``abort``, ``arm``, ``measure``, and the remedies
-    ``bandwidth``, ``switchover-bandwidth``, ``downtime``, ``throttle``): sent again whenever
-    one of them changes."""
+    """The actions on a monitor (``resume``, ``abort``, ``arm``, ``measure``, the remedies
+    ``bandwidth``, ``switchover-bandwidth``, ``downtime``, ``throttle``, and ``start``,
+    ``write-blocking``): sent again whenever one of them changes."""
 
     OP: ClassVar[str] = "controls"
     name: str
