@@ -180,7 +180,7 @@ class RemoteSession(MonitorSession):
         except ValueError:
             state = ConnState.LOST
         error = monitor_error(data.error_kind, self.name, data.error) if data.error else None
-        self.status = ConnectionStatus(state, data.attempt, error)
+        self.status = ConnectionStatus(state, data.attempt, error, data.retry_s)
         self.poll_error = data.poll_error
         self.measuring = data.measuring
         self.polls = max(self.polls, data.polls)
@@ -192,7 +192,8 @@ class RemoteSession(MonitorSession):
         self._notify(changed)
 
     def apply_feed(self, entries: list[QmpInput]) -> None:
-        # One query-status per poll round: count rounds as the engine's session does.
+        # A lower bound of the engine's count of poll rounds (SESSION messages carry it): a
+        # quiet poll is not sent, so a query-status here is a round that changed something.
         self.polls += sum(1 for e in entries if e.command == "query-status")
         self.replay(entries)
 
