@@ -181,7 +181,11 @@ def _banner(lab: Lab, scenario_name: str, scenario: Scenario, bandwidth: float |
     _say(f"watch:  {migtui_command()} \\\n          {shlex.quote(f'src={src.qmp_path}')} \\\n"
          f"          {shlex.quote(f'dst={dst.qmp_path}')}")
     how = "press Enter here, or run: " if tty else "run: "
-    _say(f"start:  {how}kill -USR1 {os.getpid()}")
+    if scenario_name == "none":  # the destination waits on -incoming defer: migtui's m sets it all up
+        _say("start:  m in migtui (pick the options, disks too), or " + how.replace("press", "with the lab's own:"
+                                                                             " press", 1) + f"kill -USR1 {os.getpid()}")
+    else:
+        _say(f"start:  {how}kill -USR1 {os.getpid()}")
     _say("stop:   Ctrl-C (or kill the lab); both QEMUs stop and the files go")
     _say("")
 

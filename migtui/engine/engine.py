@@ -40,7 +40,7 @@ from ..model.switchover import Action, SwitchoverResult, libvirt_drives
 from ..protocol import messages as m
 from ..transport import ConnState, Monitor
 from ..workflow import availability
-from ..workflow.arm import disarm
+from ..workflow.arm import ArmResult, disarm
 from ..workflow.autoresume import AutoResume, AutoResumeReport
 from ..workflow.control import action_words
 from ..workflow.deadline import PauseDeadline, Phase
@@ -61,6 +61,7 @@ from ..workflow.switchover import Switchover, Switchovers
 from .control import ADVICE_KINDS, EngineControl
 from .durable import Durable
 from .facts import controls_of, pause_of
+from .start import EngineStart
 from .wire import address_info, session_message, switchover_message
 
 log = logging.getLogger("migtui.engine")
@@ -200,6 +201,7 @@ class Engine:
         # What it armed, kept in ``records`` (the runtime directory) and taken up on start.
         self.durable = Durable(self, records)
         self.control = EngineControl(self)  # the convergence advice, abort at any stage, the remedies
+        self.starts = EngineStart(self)  # starting a migration: the offer, the set-up, its storage
 
     # ------------------------------------------------------------------ views
 
@@ -230,8 +232,9 @@ class Engine:
         if controller is not None:
             view.send(switchover_message(w.name, controller))
         view.send(w.last_pause or self._pause_message(w))
-        view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers, self.control))
+        view.send(w.last_controls or self._controls(w))
         view.send(self.control.message(w))
+        view.send(self.starts.message(w))
 
     # ------------------------------------------------------------------ watching
 
@@ -365,6 +368,7 @@ class Engine:
                 self._track_pause(w)
         if kinds & ADVICE_KINDS:
             self._advice_soon(w)
+        self.starts.on_change(w, kinds)
         if kinds & FACT_KINDS:
             was_paused = w.last_pause is not None and w.last_pause.paused
             if was_paused != session.state.in_pre_switchover:  # measuring elsewhere depends on it
@@ -496,10 +500,13 @@ class Engine:
         if message != w.last_pause:
             w.last_pause = message
             self.broadcast(message)
-        controls = controls_of(w, self.sessions(), self.switchovers, self.control)
+        controls = self._controls(w)
         if controls != w.last_controls:
             w.last_controls = controls
             self.broadcast(controls)
+
+    def _controls(self, w: Watched) -> m.Controls:
+        return controls_of(w, self.sessions(), self.switchovers, self.control, self.starts)
 
     def _pause_message(self, w: Watched) -> m.Pause:
         return pause_of(w, self.sessions(), recorded=self._pause_since(w))
@@ -531,16 +538,15 @@ class Engine:
             log.warning("%s: %s refused: the view %s is read-only", name, action, view.label)
             return m.Reply(0, False, error=f"read-only view: the engine refuses to {action_words(action)} {name}")
         session = w.session
+        if self.starts.handles(w, action):  # write-blocking, or stopping a start while it sets up
+            return await self.starts.act(w, view, action)
         if self.control.handles(w, action):  # a remedy, or the abort of a migration not paused
             return await self.control.request(w, view, action, value=value, force=force)
         try:
             if action in ("resume", "abort"):
                 return self._switchover_action(w, view, Action(action), force=force)
             if action == "arm":
-                result = await self.durable.arm(w)  # recorded, durably, before QEMU is armed
-                if result.changed:
-                    w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
-                    self._facts_due(w)
+                result = await self._arm(w)
                 return m.Reply(0, True, message=result.summary())
             if action == "disarm":
                 message = await self._disarm(w)
@@ -588,6 +594,21 @@ class Engine:
         result = task.result()
         if result.retry:
             self.broadcast(m.Notice("warning", result.reason, w.name, attempt=True))
+
+    async def _arm(self, w: Watched) -> ArmResult:
+        result = await self.durable.arm(w)  # recorded, durably, before QEMU is armed
+        if result.changed:
+            w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
+            self._facts_due(w)
+        return result
+
+    async def arm(self, w: Watched) -> bool:
+        """Arm ``w`` for a start (recorded first); whether this switched anything on."""
+        return (await self._arm(w)).changed
+
+    async def disarm_engine(self, w: Watched) -> None:
+        """Set back what this engine armed on ``w`` (a start that failed midway)."""
+        await self._disarm(w)
 
     async def _disarm(self, w: Watched) -> str:
         caps = w.armed_by_engine
@@ -665,6 +686,9 @@ class Engine:
             return None
         state = session.state
         deadline = w.deadline
+        started = self.starts.under_way(w)  # its set-up, the mirrors' wait, the migration it follows
+        if started is not None and not state.in_pre_switchover:
+            return started
         if state.in_pre_switchover:
             since = self._pause_since(w)
             paused = f"paused {format_duration(max(0.0, now - since))}" if since else "paused"

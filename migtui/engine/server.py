@@ -368,6 +368,8 @@ class EngineServer:
         if isinstance(message, m.Request):
             return await engine.request(view, message.action, message.monitor, force=message.force,
                                         value=message.value)
+        if isinstance(message, m.Start):
+            return await engine.starts.request(view, message)
         if isinstance(message, m.Status):
             return m.Reply(0, True, monitors=engine.status_json(message.addresses))
         if isinstance(message, m.Guarding):

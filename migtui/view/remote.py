@@ -43,6 +43,7 @@ from ..workflow.session import (
     MIGRATION,
     MonitorSession,
 )
+from ..workflow.start import Choices
 
 if TYPE_CHECKING:
     from .client import EngineClient
@@ -65,6 +66,7 @@ class RemoteSession(MonitorSession):
         self.pause = m.Pause(name)  # the engine's word on this source's pause
         self.controls = m.Controls(name)  # the engine's word on each action
         self.convergence = m.Convergence(name)  # the engine's advisor on its migration
+        self.start_offer = m.StartOffer(name)  # what a start of a migration of it may set
         self.switchover = RemoteSwitchover(self)
         self._heard_session = False  # a first SESSION message sets the generation, resets nothing
         # The events of the connection before the last new one (maybe another QEMU at that
@@ -116,7 +118,8 @@ class RemoteSession(MonitorSession):
         and a request of this view the engine has not taken up yet, say no here)."""
         engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
         if self.read_only:  # never in this view: not offered (a key pressed anyway says why)
-            what = f"change {PARAMETERS[action][0]} of" if action in REMEDY_ACTIONS else action
+            what = (f"change {PARAMETERS[action][0]} of" if action in REMEDY_ACTIONS else
+                    "start a migration of" if action == "start" else action)
             return m.Control(False, f"read-only: migtui will not {what} {self.name} (a read-only view)",
                              engine.does)
         if action in ("resume", "abort") and self.switchover.requested:
@@ -139,6 +142,18 @@ class RemoteSession(MonitorSession):
         reply = await self.client.call(m.Request, **fields)
         if not reply.ok:
             raise MonitorError(self.name, reply.error or f"{self.name}: {action} failed")
+        return reply.message or ""
+
+    async def start_request(self, choices: Choices) -> str:
+        """Start a migration of this source with ``choices`` (the engine validates them again);
+        its one-line answer, or MonitorError."""
+        if self.read_only:
+            raise ReadOnlyRefused(self.name, f"read-only view: not allowed to start a migration of {self.name}")
+        reply = await self.client.call(m.Start, monitor=self.name, destination=choices.destination,
+                                       address=choices.address, capabilities=list(choices.capabilities),
+                                       parameters=dict(choices.parameters), disks=list(choices.disks))
+        if not reply.ok:
+            raise MonitorError(self.name, reply.error or f"{self.name}: start failed")
         return reply.message or ""
 
     async def measure_dirty_rate(self, seconds: int = 1) -> Any:
@@ -193,6 +208,10 @@ class RemoteSession(MonitorSession):
     def apply_convergence(self, data: m.Convergence) -> None:
         self.convergence = data
         self._notify({MIGRATION})
+
+    def apply_start_offer(self, data: m.StartOffer) -> None:
+        self.start_offer = data
+        self._notify({CONFIG})
 
 
 class RemoteSwitchover(PhaseFacts):

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import app_for, until
 from pytest_textual_snapshot import SVGImageExtension
-from replay import DeadSocket, Recorded, recorded, recorded_pairs
+from replay import DeadSocket, Recorded, recorded, recorded_pairs, reply
 from tui_util import close_dialogs, dialog_shown, screen_lines, screenshot
 
 from migtui.tui.glyphs import FONT
@@ -74,6 +74,28 @@ async def test_dirty_rate_close_to_bandwidth_80x24(snapshot: Any, version: str) 
 
 async def test_dirty_rate_measured_without_migration_80x24(snapshot: Any, version: str) -> None:
     assert svg(snapshot) == await shot(recorded("measure", "measured", version=version), SMALL)
+
+
+# --- starting a migration (m) --------------------------------------------------------
+
+def before_any_migration(version: str) -> Recorded:
+    """The pair before its migration (the destination on -incoming), with each QEMU's real
+    query-block of the lab (recorded apart: the TUI runs do not ask it)."""
+    disks = {side: {"query-block": reply(version, f"start/{side}-query-block-lab")} for side in ("src", "dst")}
+    return recorded("measure", "measured", version=version, replies=disks)
+
+
+ADDRESS = ("tab", *"unix:/run/dst.migrate")  # the recorded monitors' paths are relative: nothing picked
+
+
+async def test_start_screen_80x24(snapshot: Any, version: str) -> None:
+    """m: the destination, its address, what both QEMUs offer, the disks."""
+    assert svg(snapshot) == await shot(before_any_migration(version), SMALL, "m", *ADDRESS)
+
+
+async def test_start_summary_80x24(snapshot: Any, version: str) -> None:
+    """enter: the summary to confirm (m starts, n steps back)."""
+    assert svg(snapshot) == await shot(before_any_migration(version), SMALL, "m", *ADDRESS, "enter")
 
 
 # --- monitors in trouble ----------------------------------------------------------

@@ -36,6 +36,11 @@ PRE_SWITCHOVER = (
           " before a pause, x aborts the migration at its stage"),
     ("n", "close the dialog (escape too): the guest stays stopped; s reopens it"),
 )
+STARTING = (
+    ("m", "on a source: the destination (a monitored QEMU on -incoming defer, or a URI), what both"
+          " QEMUs offer, the disks to mirror; enter shows the summary, m starts it"),
+    ("w", "a start's disk mirrors to write-blocking (QEMU 8.2+); x stops a start and undoes its set-up"),
+)
 NOTES = (
     ("--auto-resume", "the engine resumes each pause whose checklist passes, view or not"),
     ("--max-pause S", "a pause migtui owns ends after S s (default 60) by --on-max-pause"),
@@ -95,6 +100,8 @@ def help_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
              _section("Confirming"), (Content("  "), Content(CONFIRMING)), _section("Pre-switchover")]
     items += [(_head(k, 2), Content(t)) for k, t in PRE_SWITCHOVER]
     items += [(Content.styled(f"  {k} ", "bold"), Content(t)) for k, t in NOTES]
+    items.append(_section("Starting a migration"))
+    items += [(_head(k, 2), Content(t)) for k, t in STARTING]
     items.append(_section("Panels"))
     head = max(len(k) for k, _ in PANELS) + 1
     items += [(_head(k, head, "bold"), Content(t)) for k, t in PANELS]
