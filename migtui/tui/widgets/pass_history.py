@@ -47,10 +47,14 @@ class PassHistory(DiffWidget):
         self.border_title = "[b]Passes[/b]"
 
     def set(self, name: str, passes: Sequence[Pass], *, running: bool) -> bool:
-        self.border_title = f"[b]Passes[/b] [dim]({name})[/dim]"
+        title = f"[b]Passes[/b] [dim]({name})[/dim]"
+        if title != self.border_title:
+            self.border_title = title
         rows = len(self._passes)
         self._passes = tuple(passes)
         self._running = running
+        if not self.display:  # below 110x36: nothing to draw (a layout costs every widget)
+            return False
         if len(self._passes) != rows:  # height: auto: a row more or less is a new layout
             self.refresh(layout=True)
         return self.redraw()
