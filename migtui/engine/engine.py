@@ -57,7 +57,7 @@ from ..workflow.status import snapshot_of
 from ..workflow.switchover import Switchover, Switchovers
 from .control import ADVICE_KINDS, EngineControl
 from .durable import Durable
-from .facts import controls_of, pause_of
+from .facts import controls_of, pause_json, pause_of
 from .wire import address_info, session_message, switchover_message
 
 log = logging.getLogger("migtui.engine")
@@ -220,6 +220,7 @@ class Engine:
         view.send(w.last_pause or self._pause_message(w))
         view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers, self.control))
         view.send(self.control.message(w))
+        view.send(self.control.policy_message(w))
 
     # ------------------------------------------------------------------ watching
 
@@ -410,6 +411,10 @@ class Engine:
         if self._advice_handle is None:
             self._advice_handle = asyncio.get_running_loop().call_later(ADVICE_EVERY_S, self._flush_advice)
 
+    def refresh_advice(self, w: Watched) -> None:
+        """Re-decide ``w``'s advice (what it may propose changed)."""
+        self._advice_soon(w)
+
     def _flush_advice(self) -> None:
         self._advice_handle = None
         names, self._advice_due = self._advice_due, set()
@@ -556,7 +561,10 @@ class Engine:
                 out.append(None)
                 continue
             jobs = w.journal.reply("query-block-jobs")
-            out.append(snapshot_of(w.session, w.address, jobs, self.control.status(w)).to_json())
+            snap = snapshot_of(w.session, w.address, jobs, self.control.status(w))
+            snap.pause = pause_json(w.last_pause or self._pause_message(w), self.clock())
+            snap.converge_policy = self.control.policy_status(w)
+            out.append(snap.to_json())
         return out
 
     # ------------------------------------------------------------------ lifecycle
@@ -608,6 +616,9 @@ class Engine:
                     return f"{paused} before switchover; {w.policy.on_max_pause} in {format_duration(left)}"
                 return f"{paused} before switchover; {why}"
             return f"{paused} before switchover"
+        converging = self.control.guards(w)
+        if converging is not None and state.migration_status in RUNNING_STATUSES:
+            return converging
         caps = state.capabilities
         pbs = caps.enabled("pause-before-switchover")
         if state.migration_status in RUNNING_STATUSES and pbs:

@@ -396,6 +396,8 @@ class EngineClient:
                 session.apply_controls(message)
             elif isinstance(message, m.Convergence):
                 session.apply_convergence(message)
+            elif isinstance(message, m.ConvergePolicy):
+                session.apply_converge_policy(message)
             elif isinstance(message, m.Switchover):
                 session.switchover.apply(message.state)
         except Exception:  # a message this view cannot fold must not end the link

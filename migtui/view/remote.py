@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..address import MonitorAddress
 from ..errors import MigtuiError, MonitorError, ReadOnlyRefused, monitor_error
 from ..listeners import Listeners
-from ..model.advisor import PARAMETERS, REMEDY_ACTIONS
+from ..model.advisor import WORDS
 from ..model.events import QmpEvent
 from ..model.qmpinput import QmpInput
 from ..model.switchover import (
@@ -65,6 +65,7 @@ class RemoteSession(MonitorSession):
         self.pause = m.Pause(name)  # the engine's word on this source's pause
         self.controls = m.Controls(name)  # the engine's word on each action
         self.convergence = m.Convergence(name)  # the engine's advisor on its migration
+        self.converge_policy = m.ConvergePolicy(name)  # the engine's convergence policy on its migrations
         self.switchover = RemoteSwitchover(self)
         self._heard_session = False  # a first SESSION message sets the generation, resets nothing
         # The events of the connection before the last new one (maybe another QEMU at that
@@ -116,7 +117,7 @@ class RemoteSession(MonitorSession):
         and a request of this view the engine has not taken up yet, say no here)."""
         engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
         if self.read_only:  # shown unavailable where it would apply (the engine's False stays), with why
-            what = f"change {PARAMETERS[action][0]} of" if action in REMEDY_ACTIONS else action
+            what = WORDS.get(action, action)
             return m.Control(None if engine.allowed is not False else False,
                              f"read-only: migtui will not {what} {self.name} (a read-only view)", engine.does)
         if action in ("resume", "abort") and self.switchover.requested:
@@ -191,6 +192,10 @@ class RemoteSession(MonitorSession):
 
     def apply_convergence(self, data: m.Convergence) -> None:
         self.convergence = data
+        self._notify({MIGRATION})
+
+    def apply_converge_policy(self, data: m.ConvergePolicy) -> None:
+        self.converge_policy = data
         self._notify({MIGRATION})
 
 

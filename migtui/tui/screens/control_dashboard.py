@@ -1,11 +1,11 @@
-"""The dashboard with migration control: the convergence panel, the remedies (``1``-``4``) and
+"""The dashboard with migration control: the convergence panel, the remedies (``1``-``6``) and
 ``x`` for any migration.
 
 Built on :class:`SwitchoverDashboard`: ``x`` there aborts a pause before switchover; here it
 also aborts a migration at any earlier stage QEMU lets migtui cancel (after a question that
-names the VM). ``1``-``4`` take the advisor's remedies, least invasive first: raise
-max-bandwidth, set avail-switchover-bandwidth, raise downtime-limit, CPU throttle -- each
-after a dialog that shows its expected effect and cost. Whether each may be done now, and
+names the VM). ``1``-``6`` take the advisor's remedies, least invasive first: raise
+max-bandwidth, set avail-switchover-bandwidth, raise downtime-limit, CPU throttle, vCPU dirty
+limit, postcopy -- each after a dialog that shows its expected effect and cost. Whether each may be done now, and
 why not, is the engine's (``RemoteSession.control``); a key pressed anyway says why.
 """
 
@@ -20,7 +20,17 @@ from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 
 from ...errors import MigtuiError
-from ...model.advisor import ABORT, BANDWIDTH, DOWNTIME, SWITCHOVER_BANDWIDTH, THROTTLE
+from ...model.advisor import (
+    ABORT,
+    BANDWIDTH,
+    DIRTY_LIMIT,
+    DOWNTIME,
+    POSTCOPY,
+    REMEDY_ACTIONS,
+    SWITCHOVER_BANDWIDTH,
+    THROTTLE,
+    Remedy,
+)
 from ...protocol.messages import Control
 from ...view.remote import RemoteSession
 from ...workflow import session as kinds_
@@ -28,20 +38,20 @@ from ...workflow.checklist import mirror_jobs
 from ...workflow.control import proposal
 from ..messages import NOT_AVAILABLE
 from ..widgets.advice_panel import KEYS, AdvicePanel
-from .control import AbortConfirm, RemedyScreen, abort_question
+from .control import AbortConfirm, PostcopyConfirm, RemedyScreen, abort_question, remedy_question
 from .switchover_dashboard import NO_MONITOR, SwitchoverDashboard
 
 log = logging.getLogger("migtui.tui")
 
 _ADVICE = {kinds_.MIGRATION, kinds_.CONFIG, kinds_.CONNECTION}
 TITLES = {BANDWIDTH: "Remedy: raise max-bandwidth", SWITCHOVER_BANDWIDTH: "Remedy: set avail-switchover-bandwidth",
-          DOWNTIME: "Remedy: raise downtime-limit", THROTTLE: "Remedy: CPU throttle"}
+          DOWNTIME: "Remedy: raise downtime-limit", THROTTLE: "Remedy: CPU throttle",
+          DIRTY_LIMIT: "Remedy: vCPU dirty limit", POSTCOPY: "Remedy: switch to postcopy"}
 
 
 class ControlDashboard(SwitchoverDashboard):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(KEYS[action], f"remedy('{action}')", TITLES[action], show=False)
-        for action in (BANDWIDTH, SWITCHOVER_BANDWIDTH, DOWNTIME, THROTTLE)
+        Binding(KEYS[action], f"remedy('{action}')", TITLES[action], show=False) for action in REMEDY_ACTIONS
     ]
 
     def __init__(self, sessions: Iterable[RemoteSession], **kwargs: Any) -> None:
@@ -112,11 +122,25 @@ class ControlDashboard(SwitchoverDashboard):
                         severity="warning", timeout=8)
             return
 
+        if action == POSTCOPY:
+            self._ask_postcopy(session, remedy)
+            return
+
         def answered(value: str | None) -> None:
             if value:
                 self._apply(session, action, value)
 
         self.app.push_screen(RemedyScreen(session.name, KEYS[action], remedy), answered)
+
+    def _ask_postcopy(self, session: RemoteSession, remedy: Remedy) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._apply(session, POSTCOPY, "")
+
+        question = remedy_question(remedy, "migrate-start-postcopy (it cannot be undone)")
+        self.app.push_screen(PostcopyConfirm(f"{session.name}: switch to postcopy?", question,
+                                             yes=f"switch {session.name} to postcopy", no="keep pre-copy",
+                                             id="confirm-postcopy"), answered)
 
     @work(group="remedy", exit_on_error=False)
     async def _apply(self, session: RemoteSession, action: str, value: str) -> None:
