@@ -24,7 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MigtuiError
-from ..model.advisor import ABORT, DIRTY_LIMIT, REMEDY_ACTIONS, WORDS, Advice, Settings, advise, estimate_ms
+from ..model.advisor import ABORT, DIRTY_LIMIT, REMEDY_ACTIONS, Advice, Settings, advise, estimate_ms
 from ..model.migration import FINISHED_STATUSES
 from ..model.units import downtime_text
 from ..protocol import messages as m
@@ -166,6 +166,8 @@ class EngineControl:
             line = "libvirt drives this migration: the policy does not act"
         elif session.read_only:
             line = "read-only monitor: the policy cannot act"
+        elif session.state.incoming_side and session.state.migration.ram is None:
+            line = "the destination of a migration: its source's policy acts"
         elif run is not None and run.generation == session.generation:
             state = session.state
             line = run.line(state, session.downtime_limit_ms)
@@ -195,7 +197,8 @@ class EngineControl:
             run.ended = True
             if run.paused:
                 self._task(w, self._after_pause(w, run, status), "resume")
-        if cp.active(w.policy) and status in ("setup", "active") and (run is None or run.ended):
+        destination = state.incoming_side and state.migration.ram is None  # its source's policy acts
+        if cp.active(w.policy) and status in ("setup", "active") and (run is None or run.ended) and not destination:
             run = self._runs[w.name] = cp.ConvergeRun(w.policy, session.generation)
         if run is not None and not run.ended and w.owner != OWNER_LIBVIRT and not session.read_only:
             run.policy = w.policy
@@ -246,8 +249,8 @@ class EngineControl:
         line = f"{w.name}: converge policy: {text}"
         run.acts.append((self.engine.clock(), text))
         (log.error if level == "error" else log.info)("%s", line)
+        self._send_policy(w)  # the panel has it before the toast says it
         self.engine.broadcast(m.Notice(level, line, w.name))
-        self._send_policy(w)
 
     async def _after_pause(self, w: Watched, run: cp.ConvergeRun, status: str) -> None:
         """The policy stopped the source guest: run it again where it now lives."""
@@ -355,7 +358,7 @@ class EngineControl:
             self.engine.refresh_advice(w)
         log.info("%s (by %s)", said, view.label)
         self.engine.broadcast(m.Notice("info", f"{said} (by {view.label})", w.name))
-        self._override(w, f"{view.label} chose to {WORDS[action]} it")
+        self._override(w, f"{view.label} took over ({action})")
         return m.Reply(0, True, message=said, actor=view.label)
 
     def _abort(self, w: Watched, view: ViewLink, *, force: bool) -> m.Reply:

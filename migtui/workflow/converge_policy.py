@@ -143,8 +143,8 @@ class ConvergeRun:
                 parts.append(f"steps from pass {STEPS_AFTER_PASS + 1}: {' → '.join(map(str, left)) or 'none left'}"
                              f"{' ms' if left else ''}, then {then}")
             else:
-                nxt = f"next {downtime_text(left[0])}, then {then}" if left else f"next: {then}"
-                parts.append(f"downtime-limit {downtime_text(downtime_limit or 0)} at pass {self.stepped_at}; {nxt}")
+                nxt = f"next {downtime_text(left[0])}, then {then}" if left else f"next {then}"
+                parts.append(f"steps {downtime_text(downtime_limit or 0)} (pass {self.stepped_at}), {nxt}")
         info = state.migration
         timeout = timeout_of(self.policy, info.ram.total if info.ram else None)
         if timeout is not None:

@@ -25,6 +25,10 @@ DEFAULT_ON_MAX_PAUSE = "abort"
 CONVERGE_MODES = ("none", "steps")
 CONVERGE_ACTIONS = ("abort", "postcopy", "pause")
 
+# Each flag an operator may give (``Policy.explicit``) -> the field it sets.
+FLAGS = {"auto_resume": "auto_resume", "max_pause": "max_pause_s", "on_max_pause": "on_max_pause",
+         "converge": "converge", "completion_timeout": "completion_timeout_s", "converge_action": "converge_action"}
+
 # Who a pause belongs to.
 OWNER_MIGTUI = "migtui"  # this engine armed the source
 OWNER_LIBVIRT = LIBVIRT  # a libvirt-managed QEMU: libvirt drives its switchover
@@ -62,19 +66,7 @@ class Policy:
 
     def merged(self, newer: Policy) -> Policy:
         """This policy with what ``newer`` states explicitly (a later `migtui ... MONITOR`)."""
-        changes: dict[str, Any] = {}
-        if "auto_resume" in newer.explicit:
-            changes["auto_resume"] = newer.auto_resume
-        if "max_pause" in newer.explicit:
-            changes["max_pause_s"] = newer.max_pause_s
-        if "on_max_pause" in newer.explicit:
-            changes["on_max_pause"] = newer.on_max_pause
-        if "converge" in newer.explicit:
-            changes["converge"] = newer.converge
-        if "completion_timeout" in newer.explicit:
-            changes["completion_timeout_s"] = newer.completion_timeout_s
-        if "converge_action" in newer.explicit:
-            changes["converge_action"] = newer.converge_action
+        changes = {name: getattr(newer, name) for flag, name in FLAGS.items() if flag in newer.explicit}
         return replace(self, explicit=self.explicit | newer.explicit, **changes) if changes else self
 
     def to_json(self) -> dict[str, Any]:

@@ -10,69 +10,20 @@ other way (pytest-timeout is the backstop for a hung QEMU).
 from __future__ import annotations
 
 import asyncio
-import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from engine_util import EngineProcess, attached, watch
+from engine_util import EngineProcess, attached, during, monitors, status_json, watch
 
 from migtui.lab.lab import Lab
-from migtui.lab.scenarios import SCENARIOS
 from migtui.model.advisor import NOT_CONVERGING
-from migtui.model.migration import FINISHED_STATUSES
 from migtui.protocol.messages import PolicyInfo, Request
-from migtui.view.remote import RemoteSession
 
 MiB = 1024 * 1024
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(900)]
-
-
-@pytest.fixture
-async def stuck() -> AsyncIterator[Callable[..., Any]]:
-    """Stuck labs; ``capabilities`` switched on on both sides before the start; all stopped at teardown."""
-    labs: list[Lab] = []
-
-    async def start(*capabilities: str, pause: bool = False, downtime_limit: int | None = None) -> Lab:
-        s = SCENARIOS["stuck"]
-        lab = Lab(memory_mib=128, dirty_mib=16, disk=False, dirty_rate_mib_s=s.dirty_rate_mib_s)
-        labs.append(lab)
-        await lab.start()
-        caps = {"capabilities": [{"capability": c, "state": True} for c in capabilities]}
-        if capabilities:  # the destination's before it listens (migrate-incoming)
-            await (await lab.control(lab.dst)).execute("migrate-set-capabilities", caps)
-        assert s.bandwidth_mib_s is not None
-        await lab.prepare(storage=False, pause=pause, max_bandwidth=int(s.bandwidth_mib_s * MiB),
-                          downtime_limit=downtime_limit)
-        if capabilities:
-            await (await lab.control(lab.src)).execute("migrate-set-capabilities", caps)
-        return lab
-
-    yield start
-    for lab in labs:
-        await lab.stop()
-
-
-def monitors(lab: Lab) -> list[str]:
-    return [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
-
-
-async def until(session: RemoteSession, pred: Callable[[], bool], what: str, *, ended_fails: bool = True) -> None:
-    """Until ``pred()``; fails at once if the migration ends first (``ended_fails``)."""
-    while not pred():
-        status = session.state.migration_status
-        if ended_fails and status in FINISHED_STATUSES:
-            raise AssertionError(f"the migration ended ({status}) before {what}: {session.converge_policy}")
-        await asyncio.sleep(0.05)
-
-
-def status_json(engine: EngineProcess, lab: Lab) -> dict[str, Any]:
-    result = subprocess.run([sys.executable, "-m", "migtui", "status", "--json", "--runtime-dir",
-                             str(engine.directory), *monitors(lab)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout)["monitors"][0])
 
 
 async def qemu(lab: Lab, vm: Any, command: str) -> Any:
@@ -86,12 +37,12 @@ async def test_the_stuck_lab_is_rescued_by_the_steps_policy_with_no_key_pressed(
     policy = PolicyInfo(converge="steps", converge_action="pause", explicit=["converge", "converge_action"])
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy, interval=0.5)
-        await until(src, lambda: src.connected and src.converge_policy.active, "connected", ended_fails=False)
+        await during(src, lambda: src.connected and src.converge_policy.active, "connected", ended_fails=False)
         assert src.converge_policy.line == "steps from pass 4: downtime-limit 100 → 150 → 200 → 300 → 400 → 500 ms,"\
                                            " then pause"
         await lab.migrate()
-        await until(src, lambda: src.state.migration_status == "completed", "completed", ended_fails=False)
-        await until(src, lambda: any("cont on dst" in act.text for act in src.converge_policy.acts), "the resume",
+        await during(src, lambda: src.state.migration_status == "completed", "completed", ended_fails=False)
+        await during(src, lambda: any("cont on dst" in act.text for act in src.converge_policy.acts), "the resume",
                     ended_fails=False)
         acts = [act.text for act in src.converge_policy.acts]
         # Each act with its reason, in numbers: two steps above QEMU's 300 ms, then the pause.
@@ -103,7 +54,7 @@ async def test_the_stuck_lab_is_rescued_by_the_steps_policy_with_no_key_pressed(
         assert acts[3] == "migration completed: cont on dst: the guest runs on the destination", acts
         notices = [text for _, text in view.notices]
         assert all(f"src: converge policy: {act}" in notices for act in acts), notices
-        said = status_json(engine, lab)["converge_policy"]
+        said = status_json(engine.directory, lab)["converge_policy"]
         assert said["active"] is True and [a["text"] for a in said["acts"]] == acts
         assert said["line"].startswith("migration completed; pause taken")
     assert (await qemu(lab, lab.dst, "query-status"))["status"] == "running"
@@ -118,10 +69,10 @@ async def test_a_completion_timeout_with_abort_leaves_the_source_guest_running(
                         explicit=["completion_timeout", "converge_action"])
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy, interval=0.5)
-        await until(src, lambda: src.connected and src.converge_policy.active, "connected", ended_fails=False)
+        await during(src, lambda: src.connected and src.converge_policy.active, "connected", ended_fails=False)
         await lab.migrate()
-        await until(src, lambda: src.state.migration_status == "cancelled", "cancelled", ended_fails=False)
-        await until(src, lambda: any(text.startswith("src: migration cancelled") for _, text in view.notices),
+        await during(src, lambda: src.state.migration_status == "cancelled", "cancelled", ended_fails=False)
+        await during(src, lambda: any(text.startswith("src: migration cancelled") for _, text in view.notices),
                     "the outcome", ended_fails=False)
         acts = [act.text for act in src.converge_policy.acts]
         assert acts == ["abort (migrate_cancel; the source runs on): completion timeout: still copying after"
@@ -138,14 +89,14 @@ async def test_the_throttle_and_bandwidth_remedies_take_effect_and_status_json_t
     policy = PolicyInfo(max_pause_s=600.0, on_max_pause="abort", explicit=["max_pause", "on_max_pause"])
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), policy, interval=0.5)
-        await until(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
+        await during(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
         await lab.migrate()
-        await until(src, lambda: src.convergence.advice.verdict == NOT_CONVERGING
+        await during(src, lambda: src.convergence.advice.verdict == NOT_CONVERGING
                     and src.control("throttle").allowed is True, "the verdict")
 
         # Postcopy was not enabled before the start; the dirty limit needs KVM's dirty ring.
         assert src.control("postcopy").reason.startswith("src: postcopy-ram was off when this migration started")
-        await until(src, lambda: "not known yet" not in src.control("dirty-limit").reason, "query-kvm's answer")
+        await during(src, lambda: "not known yet" not in src.control("dirty-limit").reason, "query-kvm's answer")
         dirty = src.control("dirty-limit")
         if lab.accel == "tcg":
             assert dirty.allowed is None and dirty.reason.startswith("src: under TCG: a vCPU dirty limit needs KVM")
@@ -153,7 +104,7 @@ async def test_the_throttle_and_bandwidth_remedies_take_effect_and_status_json_t
             refused = await view.call(Request, action="dirty-limit", monitor="src")
             assert refused.error is not None and refused.error.startswith("src: QEMU refused set-vcpu-dirty-limit ")
             assert "\n" not in refused.error
-            await until(src, lambda: src.control("dirty-limit").allowed is None, "the dirty limit unavailable")
+            await during(src, lambda: src.control("dirty-limit").allowed is None, "the dirty limit unavailable")
 
         throttle = next(r for r in src.convergence.advice.remedies if r.action == "throttle")
         said = await src.engine_request("throttle")
@@ -169,8 +120,8 @@ async def test_the_throttle_and_bandwidth_remedies_take_effect_and_status_json_t
         assert f"{parameters['max-bandwidth'] // MiB} MiB/s" == bandwidth.value, parameters
 
         # It converges and pauses before switchover: status --json says what the dialog says.
-        await until(src, lambda: src.pause.paused and src.pause.deadline is not None, "the pause")
-        pause = status_json(engine, lab)["pause"]
+        await during(src, lambda: src.pause.paused and src.pause.deadline is not None, "the pause")
+        pause = status_json(engine.directory, lab)["pause"]
         clock, deadline = src.pause.clock, src.pause.deadline
         assert clock is not None and deadline is not None
         assert pause["paused"] is True and pause["start"] == clock.start and pause["start_exact"] == clock.exact
@@ -183,4 +134,4 @@ async def test_the_throttle_and_bandwidth_remedies_take_effect_and_status_json_t
         assert "- (stopped)" in table.splitlines()[1], table  # a stopped guest's dirty rate is not a live one
         assert "src: paused before switchover for " in table and "deadline: abort in " in table, table
         await src.engine_request("resume")
-        await until(src, lambda: src.state.migration_status == "completed", "completed", ended_fails=False)
+        await during(src, lambda: src.state.migration_status == "completed", "completed", ended_fails=False)

@@ -34,7 +34,10 @@ GUIDE = (
      "copy. From pass 2 the RAM bar gives way to that trend (left at each sync). The keys below it take "
      "the remedies, least invasive first: 1 raise max-bandwidth, 2 set avail-switchover-bandwidth (QEMU "
      "8.2+), 3 raise downtime-limit to the expected downtime (the guest pauses that long), 4 CPU throttle "
-     "(auto-converge only), x abort; each shows its effect and asks first (enter sets, escape does not)."),
+     "(auto-converge only), 5 vCPU dirty limit (KVM with its dirty ring), 6 switch to postcopy (postcopy-ram "
+     "on before the start), x abort; each shows its effect and asks first (enter sets, escape does not). "
+     "With --converge steps or --completion-timeout the engine acts by itself (policy line: what it does "
+     "next; below it, what it did last and why); a remedy or abort taken here makes it stand down."),
     ("Dirty vs sent", "how fast the guest dirties memory against how fast the link sends it, "
      "on one scale over the last minutes: context, not a verdict (a guest that rewrites the same pages "
      "dirties above the send rate and still converges). With no migration running, d measures the dirty "

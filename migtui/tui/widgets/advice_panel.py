@@ -67,11 +67,11 @@ def keys_line(session: RemoteSession) -> Content:
 
 
 def policy_line(session: RemoteSession) -> Content:
-    """``policy: downtime-limit 400 ms at pass 4; next 500 ms, then pause`` ("" without one)."""
+    """``policy steps 400 ms (pass 4), next 500 ms, then pause`` ("" without one)."""
     policy = session.converge_policy
     if not policy.active:
         return Content("")
-    return Content.assemble(("policy", "bold $warning"), ": ", policy.line)
+    return Content.assemble(("policy", "bold $warning"), " ", policy.line)
 
 
 def last_act(session: RemoteSession) -> Content:
