@@ -87,13 +87,17 @@ async def test_the_throttle_and_bandwidth_remedies_take_effect_and_status_json_t
     lab = await stuck("auto-converge", pause=True)
     # The lab armed the source (not migtui): the deadline applies when named explicitly.
     policy = PolicyInfo(max_pause_s=600.0, on_max_pause="abort", explicit=["max_pause", "on_max_pause"])
-    async with attached(engine.directory) as view:
+    async with attached(engine.directory) as view, attached(engine.directory, read_only=True) as ro:
         src, _dst = await watch(view, monitors(lab), policy, interval=0.5)
+        await watch(ro, monitors(lab), interval=0.5)
         await during(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
         await lab.migrate()
         await during(src, lambda: src.convergence.advice.verdict == NOT_CONVERGING
                     and src.control("throttle").allowed is True, "the verdict")
 
+        for action, words in (("postcopy", "switch to postcopy"), ("dirty-limit", "set a vCPU dirty limit on")):
+            refused = await ro.call(Request, action=action, monitor="src")  # refused below the views
+            assert refused.error == f"read-only view: the engine refuses to {words} src", refused
         # Postcopy was not enabled before the start; the dirty limit needs KVM's dirty ring.
         assert src.control("postcopy").reason.startswith("src: postcopy-ram was off when this migration started")
         await during(src, lambda: "not known yet" not in src.control("dirty-limit").reason, "query-kvm's answer")
