@@ -119,4 +119,4 @@ class AdvicePanel(Vertical):
                                   ("#advice-act", last_act(session))):
             line = self.query_one(selector, TextLine)
             line.set_class(not content.plain, "-empty")
-            line.set(content, relayout=True)
+            line.set(content)  # a WrappedLine lays out again when its rows change
