@@ -21,6 +21,8 @@ source armed, and one more second has passed, the lab starts the migration.
   ``y`` -> migrate-continue median <= 5 ms.
 
 All these times are this host's wall clock (QEMU's event and trace stamps included).
+``--tree NAME=PATH`` (repeatable) runs the migtui of other checkouts, alternating run by run
+(forward, then reverse order) so that every tree sees the same noisy machine.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Any
 from qemu.qmp import EventListener
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from term import READY, Migtui, TracedLab, append, event_time, loadavg, machine
+from term import READY, ROOT, Migtui, TracedLab, append, event_time, loadavg, machine
 
 COLS, ROWS = 100, 30
 MARKER = "paused before switchover"  # the dialog's title
@@ -49,10 +51,10 @@ SECTION = "## Interactive pre-switchover: dialog on screen, y to QEMU"
 KEY_STEPS = ("query-block-jobs", "block-job-cancel", "migrate-continue")
 
 
-async def one_run(args: argparse.Namespace) -> dict[str, Any]:
+async def one_run(args: argparse.Namespace, tree: Path) -> dict[str, Any]:
     async with TracedLab(memory_mib=64, dirty_mib=4, disk_mib=16, accel=args.accel, qemu_binary=args.qemu) as lab:
         await lab.prepare(storage=True, pause=True, max_bandwidth=1 << 30, downtime_limit=500)
-        app = Migtui([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"], cols=COLS, rows=ROWS)
+        app = Migtui([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"], cols=COLS, rows=ROWS, tree=tree)
         try:
             await app.wait_engine()
             term = app.term
@@ -94,7 +96,7 @@ async def one_run(args: argparse.Namespace) -> dict[str, Any]:
             await app.stop()
 
 
-def report(runs: list[dict[str, Any]], command: str, load: str) -> str:
+def report(runs: list[dict[str, Any]], command: str, load: str, tree: str) -> str:
     dialog = [r["dialog_ms"] for r in runs]
     cont = [r["key_ms"]["migrate-continue"] for r in runs]
     d_med, c_med = statistics.median(dialog), statistics.median(cont)
@@ -105,7 +107,7 @@ def report(runs: list[dict[str, Any]], command: str, load: str) -> str:
                 f" | {target} |")
 
     lines = [
-        f"### {when}, QEMU {runs[0]['machine'].split('QEMU ')[1].split(',')[0]}",
+        f"### {when}, QEMU {runs[0]['machine'].split('QEMU ')[1].split(',')[0]}{tree}",
         "",
         f"- machine: {runs[0]['machine']}; load average before the run {load}",
         f"- {len(runs)} runs, one fresh lab pair and one fresh `migtui src=... dst=...` (view + its own engine)"
@@ -139,23 +141,28 @@ async def main() -> int:
     parser.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     parser.add_argument("--qemu", help="the qemu-system-x86_64 to run (default: $MIGTUI_QEMU, else PATH's)")
     parser.add_argument("--out", type=Path, help="append the results to this Markdown file's section")
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                        help="a migtui checkout to run (repeatable; default: this one)")
     args = parser.parse_args()
+    trees = [(name, Path(path)) for name, _, path in (t.partition("=") for t in args.tree)] or [("", ROOT)]
     command = " ".join([".venv/bin/python", "bench/dialog_latency.py", *map(shlex.quote, sys.argv[1:])])
     load = loadavg()
-    runs = []
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in trees}
     for n in range(args.runs):
-        started = time.monotonic()
-        run = await one_run(args)
-        runs.append(run)
-        keys = ", ".join(f"{c} {v:.1f}" for c, v in run["key_ms"].items())
-        print(f"run {n + 1}/{args.runs}: dialog {run['dialog_ms']:.1f} ms after QEMU paused; y -> {keys} ms,"
-              f" screen {run['echo_ms']:.1f} ms ({time.monotonic() - started:.1f} s)", flush=True)
-    text = report(runs, command, load)
-    print()
-    print(text)
-    if args.out is not None:
-        append(args.out, SECTION, text)
-        print(f"appended to {args.out}")
+        for name, tree in trees if n % 2 == 0 else trees[::-1]:
+            started = time.monotonic()
+            run = await one_run(args, tree)
+            runs[name].append(run)
+            keys = ", ".join(f"{c} {v:.1f}" for c, v in run["key_ms"].items())
+            print(f"run {n + 1}/{args.runs} {name}: dialog {run['dialog_ms']:.1f} ms after QEMU paused; y -> {keys}"
+                  f" ms, screen {run['echo_ms']:.1f} ms ({time.monotonic() - started:.1f} s)", flush=True)
+    for name, tree in trees:
+        text = report(runs[name], command, load, f", migtui from {name} ({tree})" if name else "")
+        print()
+        print(text)
+        if args.out is not None:
+            append(args.out, SECTION, text)
+            print(f"appended to {args.out}")
     return 0
 
 

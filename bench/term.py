@@ -59,14 +59,15 @@ class PtyProcess:
     """A program in its own pseudo-terminal of cols x rows. Keeps every byte count it
     writes, the text without escape sequences, and when each chunk arrived."""
 
-    def __init__(self, argv: list[str], cols: int, rows: int, env: dict[str, str] | None = None) -> None:
+    def __init__(self, argv: list[str], cols: int, rows: int, env: dict[str, str] | None = None,
+                 cwd: Path = ROOT) -> None:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         full_env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(cols), LINES=str(rows), **(env or {}))
         full_env.pop("NO_COLOR", None)
         self.argv = argv
         self.started = time.time()
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=ROOT,
+        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=full_env, cwd=cwd,
                                      start_new_session=True, close_fds=True)
         os.close(slave)
         self.master = master
@@ -147,10 +148,12 @@ class Migtui:
     """``migtui [OPTIONS] MONITOR...`` in a terminal, with the engine it starts in its own
     (fresh, private, short) runtime directory; ``stop()`` ends both."""
 
-    def __init__(self, monitors: list[str], *, cols: int, rows: int, options: Sequence[str] = ()) -> None:
+    def __init__(self, monitors: list[str], *, cols: int, rows: int, options: Sequence[str] = (),
+                 tree: Path = ROOT) -> None:
         self.runtime = Path(tempfile.mkdtemp(prefix="mtb", dir="/tmp"))
         self.runtime_dir = self.runtime / "rt"  # created 0700 by migtui itself
-        self.term = PtyProcess([*MIGTUI, *options, "--runtime-dir", str(self.runtime_dir), *monitors], cols, rows)
+        self.term = PtyProcess([*MIGTUI, *options, "--runtime-dir", str(self.runtime_dir), *monitors], cols, rows,
+                               env={"PYTHONPATH": str(tree)}, cwd=tree)
         self.engine_pid: int | None = None
 
     async def wait_engine(self, timeout: float = 15.0) -> int:

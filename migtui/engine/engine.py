@@ -184,7 +184,8 @@ class Engine:
         self._facts_handle: asyncio.Handle | None = None
         self._facts_held_since: float | None = None
         self._advice_due: set[str] = set()  # monitors whose convergence advice is to be decided again
-        self._advice_handle: asyncio.TimerHandle | None = None
+        self._advice_handle: asyncio.Handle | None = None
+        self._advice_at = float("-inf")  # the loop's time of the last decision
         # What it armed, kept in ``records`` (the runtime directory) and taken up on start.
         self.durable = Durable(self, records)
         self.control = EngineControl(self)  # the convergence advice, abort at any stage, the remedies
@@ -405,11 +406,18 @@ class Engine:
             self._facts_handle = asyncio.get_running_loop().call_soon(self._flush_facts)
 
     def _advice_soon(self, w: Watched) -> None:
-        """Decide ``w``'s convergence advice again within ``ADVICE_EVERY_S``: a burst of
-        passes (or polls) is one message, not one per event."""
+        """Decide ``w``'s convergence advice again, at most once per ``ADVICE_EVERY_S``: a burst
+        of passes (or polls) is one message, not one per event. The first of a burst is decided
+        in this loop turn (not during a pause), so its message reaches views with the input that
+        caused it and they repaint once a poll, not twice (the view's cost is its repaints)."""
         self._advice_due.add(w.name)
         if self._advice_handle is None:
-            self._advice_handle = asyncio.get_running_loop().call_later(ADVICE_EVERY_S, self._flush_advice)
+            loop = asyncio.get_running_loop()
+            wait = self._advice_at + ADVICE_EVERY_S - loop.time()
+            if w.session.state.in_pre_switchover or self.critical():
+                wait = ADVICE_EVERY_S  # a stopped guest: nothing in the way of its resume
+            self._advice_handle = (loop.call_later(wait, self._flush_advice) if wait > 0
+                                   else loop.call_soon(self._flush_advice))
 
     def refresh_advice(self, w: Watched) -> None:
         """Re-decide ``w``'s advice (what it may propose changed)."""
@@ -417,6 +425,7 @@ class Engine:
 
     def _flush_advice(self) -> None:
         self._advice_handle = None
+        self._advice_at = asyncio.get_running_loop().time()
         names, self._advice_due = self._advice_due, set()
         for name in names:
             w = self.watched.get(name)

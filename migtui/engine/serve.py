@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import resource
@@ -82,6 +83,7 @@ async def serve(rt: Runtime, *, persist: bool) -> int:
         loop.add_signal_handler(sig, engine.stopped.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP ignored: the engine outlives terminals"))
     log.info("engine %d serving %s (%s)", os.getpid(), rt.socket, "stays" if persist else "exits with its last view")
+    gc.freeze()  # what start-up made lives as long as the engine: out of every collection's way
     if not persist:  # a view started us: it attaches within a moment, or we go
         loop.call_later(10.0, engine.maybe_exit_soon)
     try:

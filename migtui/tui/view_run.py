@@ -114,6 +114,7 @@ async def _view_once(runtime_dir: str | None, setup: EngineSetup, *, read_only: 
     if before_run is not None:
         before_run(app)
     watcher = asyncio.create_task(watch_link())
+    app.freeze_after_start = run is None  # not in-process (tests): nothing frozen is collected
     try:
         await (app.run_async() if run is None else run(app))
     finally:

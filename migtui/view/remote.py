@@ -178,7 +178,8 @@ class RemoteSession(MonitorSession):
         self._notify(changed)
 
     def apply_feed(self, entries: list[QmpInput]) -> None:
-        # One query-status per poll round: count rounds as the engine's session does.
+        # A lower bound of the engine's count of poll rounds (SESSION messages carry it): a
+        # quiet poll is not sent, so a query-status here is a round that changed something.
         self.polls += sum(1 for e in entries if e.command == "query-status")
         self.replay(entries)
 

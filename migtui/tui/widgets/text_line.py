@@ -33,15 +33,22 @@ class TextLine(Widget):
         """Show ``content``; returns True if the screen had to change.
 
         Lines do not wrap here, so the height only changes with the number of lines;
-        a subclass that wraps passes ``relayout=True``.
+        a subclass that wraps passes ``relayout=True``: its height is then measured at the
+        current width, and a layout (the costliest repaint: every widget placed again) is
+        asked for only when the number of wrapped rows changed.
         """
         new = content if isinstance(content, Content) else Content(content)
         old = self._shown
         if new.is_same(old):
             return False
         self._shown = new
-        if relayout or new.plain.count("\n") != old.plain.count("\n"):
+        width = self.content_region.width
+        if new.plain.count("\n") != old.plain.count("\n") or (
+                relayout and (not width or len(new.wrap(width)) != len(old.wrap(width)))):
             self.refresh(layout=True)
+            return True
+        if relayout:
+            self.refresh()  # the same rows: repaint them, nothing moves
             return True
         regions = changed_regions(old, new, self.size.width)
         if regions is None or not self.size.width:
