@@ -24,6 +24,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MigtuiError
+from ..format import format_duration
 from ..model.advisor import ABORT, DIRTY_LIMIT, REMEDY_ACTIONS, Advice, Settings, advise, estimate_ms
 from ..model.migration import FINISHED_STATUSES
 from ..model.units import downtime_text
@@ -237,7 +238,7 @@ class EngineControl:
                     text = f"migrate-start-postcopy (the destination runs the guest): {why}"
                 else:
                     await control.send(session, "stop", {}, "stop")
-                    run.paused = True
+                    run.paused, run.paused_at = True, self.engine.clock()
                     text = f"stop the source guest so the copy completes (migtui resumes it after): {why}"
         except MigtuiError as err:
             level, text = "error", f"{err}: {why}"
@@ -266,7 +267,8 @@ class EngineControl:
         try:
             await wait_loaded(target)
             await control.send(target, "cont", {}, f"cont on {target.name}")
-            text, level = f"migration {status}: cont on {target.name}: the guest runs on {where}", "info"
+            stopped = f" after {format_duration(self.engine.clock() - run.paused_at)} stopped" if run.paused_at else ""
+            text, level = f"migration {status}: cont on {target.name}: the guest runs on {where}{stopped}", "info"
         except MigtuiError as err:
             text, level = f"migration {status}: the guest stays paused on {where}: {err}", "error"
         run.paused = False

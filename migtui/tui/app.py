@@ -12,6 +12,7 @@ import contextvars
 import gc
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import tzinfo
@@ -40,6 +41,10 @@ COALESCE_S = 1 / 30
 # Notices shown one at a time: a new one replaces the last (pressing an unavailable key
 # twice, or two of them, gives one notice, not a stack over the dialog).
 SINGLE_TITLES = frozenset({NOT_AVAILABLE})
+# At most this many other notices on show at once: a newer one retires the oldest. Toasts
+# stacked taller than the screen (three of the engine's long ones at 80x24, a convergence
+# policy's burst of acts) leave their cells behind when they expire (Textual 8.2).
+STACKED = 2
 _HIDDEN_IN_HELP = {"screen.copy_text", "help_quit", "command_palette"}
 
 
@@ -77,6 +82,7 @@ class MigtuiApp(App[int]):
         self._flush_scheduled = False
         self._unsubscribe: list[Callable[[], None]] = []
         self._single: dict[str, Notification] = {}  # title -> the one notice of that title on show
+        self._stacked: deque[Notification] = deque()  # the other notices on show, oldest first
         if ansi:
             self.theme = "ansi-dark"
 
@@ -147,16 +153,20 @@ class MigtuiApp(App[int]):
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
         """Textual's notify, except that a notice titled as one of ``SINGLE_TITLES``
-        replaces the previous one of that title instead of stacking over the dialog."""
-        if title not in SINGLE_TITLES:
-            super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
-            return
-        previous = self._single.get(title)
-        if previous is not None:
-            previous.timeout = 0  # expired: the collection drops it as the new one comes in
+        replaces the previous one of that title instead of stacking over the dialog, and at
+        most ``STACKED`` others are on show (a newer one retires the oldest)."""
         notice = Notification(message, title, severity, self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
                               markup=markup)
-        self._single[title] = notice
+        if title in SINGLE_TITLES:
+            previous = self._single.get(title)
+            if previous is not None:
+                previous.timeout = 0  # expired: the collection drops it as the new one comes in
+            self._single[title] = notice
+        else:
+            shown = self._stacked
+            while shown and (len(shown) >= STACKED or shown[0].has_expired):
+                shown.popleft().timeout = 0
+            shown.append(notice)
         self.post_message(Notify(notice))
 
     # ------------------------------------------------------------------ actions

@@ -95,6 +95,7 @@ class ConvergeRun:
         self.final: str | None = None  # the completion action, once taken
         self.overridden = ""  # who took over (an operator's remedy or abort): the policy stands down
         self.paused = False  # the policy stopped the source guest (pause): it resumes it afterwards
+        self.paused_at: float | None = None  # when (the guest's real pause: QEMU's downtime omits it)
         self.busy = False  # an act is under way
         self.ended = False  # the migration ended (the run stays for the views until the next one)
         self.acts: list[tuple[float, str]] = []  # (when, what and why): every view shows them
