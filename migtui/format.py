@@ -27,6 +27,15 @@ def format_bytes(n: float | int | None) -> str:
     return text.replace(" Bytes", " B").replace(" Byte", " B")
 
 
+def format_bytes_short(n: float | int | None) -> str:
+    """format_bytes in three figures or so, for a row of several: "52.0 MiB", "411 KiB"."""
+    text = format_bytes(n)
+    number, space, unit = text.partition(" ")
+    if space and "." in number and float(number) >= 100:
+        text = f"{float(number):.0f} {unit}"
+    return text
+
+
 def format_rate(bytes_per_s: float | int | None) -> str:
     """A byte rate: "12.0 MiB/s"."""
     if not _known(bytes_per_s):
@@ -35,25 +44,41 @@ def format_rate(bytes_per_s: float | int | None) -> str:
 
 
 def format_duration(seconds: float | int | None) -> str:
-    """Compact and precise where downtime matters: "19 ms", "1.44 s", "2m 05s", "1h 02m"."""
+    """Every duration migtui shows, in one format (the tenths of a ticking clock too):
+
+    ===================  ==============  =====================================
+    under 10 ms          ``2.1 ms``      two significant figures (QEMU's µs)
+    under 1 s            ``772 ms``      whole milliseconds
+    under 1 min          ``18.9 s``      tenths of a second
+    under 1 h            ``1m 01s``      minutes and seconds
+    from 1 h             ``1h 02m``      hours and minutes
+    ===================  ==============  =====================================
+
+    Each is rounded before its range is chosen, so 999.6 ms is ``1.0 s`` and 59.96 s
+    is ``1m 00s``, never ``1000 ms`` or ``60.0 s``.
+    """
     if not _known(seconds):
         return UNKNOWN
     negative = seconds < 0
     s = abs(float(seconds))
-    if s < 1:
-        text = f"{round(s * 1000)} ms"
-        if text == "1000 ms":
-            text = "1.00 s"
-    elif s < 10:
-        text = f"{s:.2f} s"
-    elif s < 60:
+    ms = s * 1000
+    if ms < 9.95:
+        if ms == 0 or ms >= 0.995:
+            text = f"{ms:.2g} ms"
+        elif ms < 0.005:
+            text = "<0.01 ms"
+        else:
+            text = f"{ms:.2f}".rstrip("0") + " ms"  # "0.4 ms", "0.85 ms"
+    elif round(ms) < 1000:
+        text = f"{round(ms)} ms"
+    elif round(s, 1) < 60:
         text = f"{s:.1f} s"
-    elif s < 3600:
-        minutes, rest = divmod(int(s), 60)
+    elif round(s) < 3600:
+        minutes, rest = divmod(round(s), 60)
         text = f"{minutes}m {rest:02d}s"
     else:
-        hours, rest = divmod(int(s), 3600)
-        text = f"{hours}h {rest // 60:02d}m"
+        hours, rest = divmod(round(s) // 60, 60)
+        text = f"{hours}h {rest:02d}m"
     return f"-{text}" if negative else text
 
 
@@ -83,15 +108,14 @@ def format_percent(fraction: float | int | None, decimals: int = 1) -> str:
 _UNIT_SIZES = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50}
 
 
-def format_left_of_total(remaining: int | None, total: int | None, *, aligned: bool = False) -> str:
+def format_left_of_total(remaining: int | None, total: int | None) -> str:
     """"3.3 of 128.5 MiB": what is left of a total (a migration's RAM), in the total's unit.
 
     One unit for both, so it reads the same from the first pass to "0.0 of 128.5 MiB";
-    a remainder that rounds to nothing but is not nothing is "<0.1". ``aligned`` pads the
-    remainder to the total's width ("  3.3 of 128.5 MiB"), so a ticking figure stays put.
+    a remainder that rounds to nothing but is not nothing is "<0.1".
     """
     total_text = format_bytes(total)
-    number, _, unit = total_text.partition(" ")
+    _, _, unit = total_text.partition(" ")
     size = _UNIT_SIZES.get(unit)
     if remaining is None or size is None:
         return f"{format_bytes(remaining)} of {total_text}"
@@ -101,7 +125,7 @@ def format_left_of_total(remaining: int | None, total: int | None, *, aligned: b
         value = f"{remaining / size:.1f}"
         if value == "0.0" and remaining > 0:
             value = "<0.1"
-    return f"{value.rjust(len(number)) if aligned else value} of {total_text}"
+    return f"{value} of {total_text}"
 
 
 def format_count(n: float | int | None) -> str:

@@ -66,7 +66,7 @@ def entry_text(app: MigtuiApp, name: str) -> str:
 
 def figure(line: str, prefix: str) -> str:
     """The clock figure after ``prefix`` ("STOPPED ", "Guest stopped "): "1.2 s"."""
-    match = re.search(re.escape(prefix) + r"(≥|at least )?([\d.]+ s)", line)
+    match = re.search(re.escape(prefix) + r"(≥|at least )?([\d.]+ m?s|\d+m \d\ds)", line)
     assert match, f"no {prefix!r} clock in {line!r}"
     return match.group(2)
 
@@ -105,3 +105,8 @@ async def screenshot(view: View) -> str:
         assert asyncio.get_running_loop().time() < deadline, "the screen kept changing"
         await asyncio.sleep(0.05)
     return shots[-1]
+
+
+def screen_lines(view: View) -> list[str]:
+    """The characters on the screen, as the terminal gets them (line filters applied)."""
+    return [strip.text for strip in view.app.screen._compositor.render_strips()]

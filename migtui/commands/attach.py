@@ -12,13 +12,14 @@ import asyncio
 import sys
 
 from ..logfile import setup_logging
-from .options import add_runtime_argument
+from .options import add_bell_argument, add_runtime_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--read-only", action="store_true",
                         help="a view that can change nothing (the engine refuses its requests)")
     parser.add_argument("--log-file", metavar="PATH", help="append this view's log to PATH")
+    add_bell_argument(parser)
     add_runtime_argument(parser)
 
 
@@ -37,4 +38,4 @@ def run(args: argparse.Namespace) -> int:
         return None
 
     return asyncio.run(view_main(args.runtime_dir, everything, read_only=args.read_only, start=False,
-                                 prog="migtui attach"))
+                                 prog="migtui attach", bell=args.bell))

@@ -20,7 +20,7 @@ from ..lab.lab import Lab
 from ..lab.scenarios import setup_scenario
 from ..logfile import setup_logging
 from ..protocol.messages import PolicyInfo
-from .options import add_lab_arguments, add_runtime_argument, lab_settings
+from .options import add_bell_argument, add_lab_arguments, add_runtime_argument, lab_settings
 
 if TYPE_CHECKING:
     from ..tui.app import MigtuiApp
@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-file", metavar="PATH", help="append a log to PATH (default: none)")
     parser.add_argument("--auto-resume", action="store_true",
                         help="resume the pause at once when its checklist passes (default: the dialog asks)")
+    add_bell_argument(parser)
     add_runtime_argument(parser)
 
 
@@ -72,7 +73,7 @@ async def _main(args: argparse.Namespace) -> int:
             app.call_later(lambda: app.run_worker(start_migration(), exit_on_error=False))
 
         return await view_main(runtime_dir, watch, read_only=False, before_run=start_later,
-                               prog="migtui demo", report_guard=False)
+                               prog="migtui demo", report_guard=False, bell=args.bell)
     finally:
         await stop_engine(runtime_dir)
         await lab.stop()

@@ -19,6 +19,7 @@ from typing import Any
 from qemu.qmp import EventListener, QMPClient, QMPError
 
 from ..errors import LabError, MigtuiError
+from ..format import format_ms
 from ..lab.lab import Lab, LabVm
 from ..lab.scenarios import Scenario, setup_scenario
 from ..model.coerce import as_mapping
@@ -117,9 +118,9 @@ class _Runner:
                 return f": {info.get('error-desc', 'no reason given')}"
             parts = []
             if "total-time" in info:
-                parts.append(f"total {info['total-time'] / 1000:.1f} s")
+                parts.append(f"total {format_ms(info['total-time'])}")
             if "downtime" in info:
-                parts.append(f"downtime {info['downtime']} ms")
+                parts.append(f"downtime {format_ms(info['downtime'])}")
             passes = info.get("ram", {}).get("dirty-sync-count")
             if passes:
                 parts.append(f"{passes} passes")

@@ -23,6 +23,12 @@ def add_runtime_argument(parser: argparse.ArgumentParser) -> None:
                              " else /tmp/migtui-UID)")
 
 
+def add_bell_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bell", action="store_true",
+                        help="ring the terminal's bell when a guest stops before switchover (the window's"
+                             " title says it anyway: '‖ src STOPPED 3.2 s')")
+
+
 def add_qemu_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qemu", default=None, metavar="PATH",
                         help="the qemu-system-x86_64 to run (default: $MIGTUI_QEMU, else the one on PATH); "

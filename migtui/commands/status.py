@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import sys
+import textwrap
 import time
 from typing import Any
 
@@ -64,33 +65,41 @@ async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
 
 
 def render_table(snaps: list[Snapshot]) -> str:
-    header = ("NAME", "QEMU", "RUN", "MIGRATION", "RAM", "DIRTY", "BLOCK JOBS")
+    """One short row per monitor (what it is and does), then its figures indented below:
+    the RAM, each block job. Fits 80 columns (a 126-column row wrapped there)."""
+    header = ("NAME", "QEMU", "RUN", "MIGRATION", "DIRTY")
     rows: list[tuple[str, ...]] = [header]
+    details: list[list[str]] = [[]]
     for s in snaps:
         if not s.ok:
-            rows.append((s.address.name, "-", "-", "unreachable", "-", "-", "-"))
+            rows.append((s.address.name, "-", "-", "unreachable", "-"))
+            details.append([])
             continue
         mig = s.migration
-        ram = ram_text(mig) if mig is not None else "-"
         dirty = "-"
         if s.stopped and mig is not None and mig.dirty_rate_bytes_per_s is not None:
             dirty = "- (stopped)"  # QEMU's last figure, not a live rate
         elif mig is not None and mig.dirty_rate_bytes_per_s is not None:
             dirty = fmt.format_rate(mig.dirty_rate_bytes_per_s)
-        jobs = ", ".join(_job_summary(j) for j in parse_block_jobs(s.block_jobs)) or "-"
         armed = " (armed)" if is_armed(s.capabilities) else ""
-        rows.append((s.address.name, s.qemu or "?", s.run_state or "?",
-                     (mig.status if mig else "?") + armed, ram, dirty, jobs))
+        rows.append((s.address.name, s.qemu or "?", s.run_state or "?", (mig.status if mig else "?") + armed, dirty))
+        ram = ram_text(mig) if mig is not None else "-"
+        policy = s.converge_policy
+        details.append(([f"RAM {ram}"] if ram != "-" else [])
+                       + [f"block job {_job_summary(j)}" for j in parse_block_jobs(s.block_jobs)]
+                       + [line for line in (pause_line(s, time.time()),) if line]
+                       + ([f"converge policy: {policy['line']}"] if policy and policy.get("active") else []))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    lines += [line for s in snaps if (line := pause_line(s, time.time()))]
-    lines += [f"{s.address.name}: converge policy: {s.converge_policy['line']}" for s in snaps
-              if s.converge_policy and s.converge_policy.get("active")]
+    lines = []
+    for row, below in zip(rows, details, strict=True):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        lines += [part for line in below for part in textwrap.wrap(line, 78, initial_indent="  ",
+                                                                   subsequent_indent="    ")]
     return "\n".join(lines)
 
 
 def pause_line(s: Snapshot, now: float) -> str:
-    """``src: paused before switchover for 12 s (QEMU's stamp); deadline: abort in 48 s; armed by
+    """``paused before switchover for 12.0 s (QEMU's stamp); deadline: abort in 48.0 s; armed by
     migtui; driven by the operator`` -- the pause as the dialog shows it; "" when not paused."""
     pause = s.pause
     if not pause or not pause.get("paused"):
@@ -109,19 +118,21 @@ def pause_line(s: Snapshot, now: float) -> str:
             if deadline else f"no deadline: {pause.get('no_deadline') or 'none'}")
     who = [f"armed by {pause['armed_by']}"] if pause.get("armed_by") else []
     who += [f"driven by {pause['driven_by']}"] if pause.get("driven_by") else []
-    return "; ".join([f"{s.address.name}: paused before switchover {since}", then, *who])
+    return "; ".join([f"paused before switchover {since}", then, *who])
 
 
 def ram_text(mig: MigrationInfo) -> str:
-    """``97.6% · left 3.1 of 128.5 MiB · sent 209.1 MiB``, the figures of the dashboard's
-    migration panel: progress is what is left of the RAM; sent counts re-sent pages, so
-    it can pass the RAM size and is said apart, never as a fraction of it."""
+    """``97.6% · left 3.1 of 128.5 MiB · sent 209 MiB · zero 75.4 MiB``, the figures of
+    the dashboard's migration panel: progress is what is left of the RAM; sent counts
+    re-sent pages, so it can pass the RAM size and is said apart, never as a fraction of
+    it; zero pages (virsh's "constant pages") go as a flag each, not in sent."""
     ram = mig.ram
     if ram is None or not ram.total:
         return "-"
+    zero = [f"zero {fmt.format_bytes_short(ram.zero_bytes)}"] if ram.zero_bytes is not None else []
     return " · ".join((fmt.format_percent(mig.ram_progress),
                        f"left {fmt.format_left_of_total(ram.remaining, ram.total)}",
-                       f"sent {fmt.format_bytes(ram.transferred)}"))
+                       f"sent {fmt.format_bytes_short(ram.transferred)}", *zero))
 
 
 def _job_summary(job: Any) -> str:

@@ -18,6 +18,7 @@ from ..errors import AddressError
 from ..logfile import setup_logging
 from .options import (
     MONITOR_HELP,
+    add_bell_argument,
     add_policy_arguments,
     add_runtime_argument,
     interval,
@@ -40,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send only query commands: nothing that changes a VM (disables measuring)",
     )
     add_policy_arguments(parser)
+    add_bell_argument(parser)
     add_runtime_argument(parser)
 
 
@@ -74,4 +76,4 @@ def run(args: argparse.Namespace) -> int:
     async def setup(client: EngineClient) -> list[str] | None:
         return await client.watch(addresses, policy, read_only=args.read_only, interval=args.interval)
 
-    return asyncio.run(view_main(args.runtime_dir, setup, read_only=args.read_only))
+    return asyncio.run(view_main(args.runtime_dir, setup, read_only=args.read_only, bell=args.bell))

@@ -623,7 +623,7 @@ class Engine:
                 if allowed:
                     left = max(0.0, deadline.deadline - now)
                     return f"{paused} before switchover; {w.policy.on_max_pause} in {format_duration(left)}"
-                return f"{paused} before switchover; {why}"
+                return f"{paused} before switchover; no deadline: {why}"
             return f"{paused} before switchover"
         converging = self.control.guards(w)
         if converging is not None and state.migration_status in RUNNING_STATUSES:

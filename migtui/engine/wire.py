@@ -29,7 +29,7 @@ def session_message(session: MonitorSession, *, with_commands: bool = False) -> 
     return m.Session(
         name=session.name, state=status.state.value, attempt=status.attempt,
         error=str(error) if error is not None else None,
-        error_kind=type(error).__name__ if error is not None else None,
+        error_kind=type(error).__name__ if error is not None else None, retry_s=status.retry_s,
         poll_error=session.poll_error, qemu=session.qemu_version, measuring=session.measuring,
         polls=session.polls, features=session.features, read_only=session.read_only,
         generation=session.generation,

@@ -249,7 +249,7 @@ def _window(calc_time: int | None, unit: str | None) -> str:
         return "its window"
     if unit == "millisecond":
         return format_ms(calc_time)
-    return f"{calc_time} s"
+    return format_duration(calc_time)
 
 
 # ---------------------------------------------------------------------- during the pre-copy
@@ -326,10 +326,9 @@ def _judge(state: VmState, settings: Settings) -> Advice:
 
 
 def eta_text(seconds: float) -> str:
-    """"<1 s", "6 s", "2m 05s"."""
-    if seconds < 1:
-        return "<1 s"
-    return format_duration(round(seconds)) if seconds >= 10 else f"{seconds:.0f} s"
+    """An estimate to two significant figures, in the one duration format: "300 ms",
+    "6.3 s", "18.0 s", "2m 10s"."""
+    return format_duration(float(f"{max(0.0, seconds):.2g}"))
 
 
 def _round(value: float | None) -> float | None:

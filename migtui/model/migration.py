@@ -99,6 +99,14 @@ class RamStats:
             postcopy_requests=opt_int(d.get("postcopy-requests")),
         )
 
+    @property
+    def zero_bytes(self) -> int | None:
+        """The RAM found to be zero pages (``duplicate``, virsh's "constant pages"): QEMU sends a
+        flag for each, not the page, so they count in the progress and hardly in ``transferred``."""
+        if self.duplicate is None or not self.page_size:
+            return None
+        return self.duplicate * self.page_size
+
 
 @dataclass(frozen=True)
 class MigrationInfo:

@@ -190,6 +190,7 @@ class Session(Message):
     attempt: int = 0
     error: str | None = None
     error_kind: str | None = None  # the error's class: "SocketMissing" reads "waiting for the socket"
+    retry_s: float | None = None  # while not connected: the time between two attempts now
     poll_error: str | None = None
     qemu: str | None = None
     measuring: bool = False

@@ -416,11 +416,12 @@ class Monitor:
                 log.debug("%s [attempt %d]", error, attempt)
                 # A lost monitor re-tried for the same reason is no news: listeners (every
                 # view of the engine) hear of it once, not at every attempt.
+                delay = self._delay(attempt, error)
                 same = (state is ConnState.LOST and self.status.state is ConnState.LOST
-                        and str(self.status.error) == str(error))
+                        and str(self.status.error) == str(error) and self.status.retry_s == delay)
                 if not same:
-                    self._set_status(ConnectionStatus(state, attempt, error))
-                await self._sleep(self._delay(attempt, error))
+                    self._set_status(ConnectionStatus(state, attempt, error, delay))
+                await self._sleep(delay)
         finally:
             self._in_run = False
 

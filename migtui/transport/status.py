@@ -12,6 +12,7 @@ import enum
 from dataclasses import dataclass
 
 from ..errors import ConnectionRefused, MonitorError, SocketMissing
+from ..format import format_duration
 
 
 class ConnState(enum.Enum):
@@ -27,6 +28,7 @@ class ConnectionStatus:
     state: ConnState
     attempt: int = 0  # failed attempts in a row
     error: MonitorError | None = None  # the last failure, if any
+    retry_s: float | None = None  # how long until the next attempt (while not connected)
 
     def word(self) -> str:
         """The state in a word or two, for a badge: "connected", "retrying 3", "waiting"."""
@@ -37,10 +39,14 @@ class ConnectionStatus:
         return str(self.state.value)  # mypy types a narrowed enum's value as Any
 
     def label(self) -> str:
-        """Short text for a status bar: "connected", "retrying 3", "waiting for the socket: <why>"."""
+        """Short text for a status bar: "connected", "retrying 3 (every 2.0 s)", "waiting for the
+        socket (every 100 ms): <why>"."""
+        every = f" (every {format_duration(self.retry_s)})" if self.retry_s is not None else ""
         if self.state is ConnState.LOST and self.error is not None:
             kind = "waiting for the socket" if nothing_listening(self.error) else "retrying"
-            return f"{kind}: {_without_monitor_prefix(self.error)}"
+            return f"{kind}{every}: {_without_monitor_prefix(self.error)}"
+        if self.state is ConnState.RETRYING:
+            return self.word() + every
         return self.word()
 
 

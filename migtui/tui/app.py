@@ -21,17 +21,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.filter import LineFilter
 from textual.notifications import Notification, Notify, SeverityLevel
 from textual.screen import Screen
 
 from ..view.remote import RemoteSession
 from ..workflow.session import KINDS, MonitorSession
+from .glyphs import ConsoleGlyphs, console_text
 from .messages import NOT_AVAILABLE, SessionsChanged
 from .pause_watch import PauseWatch
 from .screens.control_dashboard import ControlDashboard
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.switchover_dashboard import SwitchoverDashboard
+from .terminal_cues import TerminalCues
+from .themes import ANSI, DARK, MIGTUI_ANSI, MIGTUI_DARK, colour_system, theme_for
 from .widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS
 
 if TYPE_CHECKING:
@@ -71,10 +75,14 @@ class MigtuiApp(App[int]):
         tz: tzinfo | None = None,
         coarse: bool = False,
         ansi: bool = False,
+        bell: bool = False,
     ) -> None:
-        super().__init__()
+        # ansi_color at once: Textual picks its NO_COLOR filter as the app is made (with
+        # ANSI colours it strips them, where it would turn RGB into greys).
+        super().__init__(ansi_color=True if ansi else None)
         self.sessions = {s.name: s for s in sessions}
-        self.pauses = PauseWatch(self, self.sessions, clock=clock)  # the banner and the dialogs
+        self.cues = TerminalCues(self._write_terminal, bell=bell, glyphs=console_text if coarse else str)
+        self.pauses = PauseWatch(self, self.sessions, clock=clock, cues=self.cues)  # the banner and the dialogs
         self.clock = clock
         self.tz = tz
         self.coarse = coarse
@@ -83,8 +91,20 @@ class MigtuiApp(App[int]):
         self._unsubscribe: list[Callable[[], None]] = []
         self._single: dict[str, Notification] = {}  # title -> the one notice of that title on show
         self._stacked: deque[Notification] = deque()  # the other notices on show, oldest first
-        if ansi:
-            self.theme = "ansi-dark"
+        self._console_glyphs = ConsoleGlyphs()  # the Linux console's font (coarse)
+        self.register_theme(MIGTUI_DARK)
+        self.register_theme(MIGTUI_ANSI)
+        self.theme = ANSI if ansi else DARK
+
+    def _write_terminal(self, sequence: str) -> None:
+        """An escape sequence for the terminal itself (its title, a bell), as Textual writes
+        its own (App.bell, copy_to_clipboard): through the driver, in order with the screen."""
+        if not self.is_headless and self._driver is not None:
+            self._driver.write(sequence)
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        filters = super().get_line_filters()
+        return [*filters, self._console_glyphs] if self.coarse else filters
 
     def get_default_screen(self) -> SwitchoverDashboard:
         return ControlDashboard(
@@ -111,6 +131,7 @@ class MigtuiApp(App[int]):
             self.notify(line, title="While no view watched", timeout=30)
         if self.engine_notices:
             self.notify("\n".join(self.engine_notices), title="The engine", severity="warning", timeout=60)
+        self.cues.start()
         self.pauses.start()  # the engine's picture may hold a pause already
         for session in self.sessions.values():
             self._unsubscribe.append(session.add_change_listener(self._session_changed))
@@ -118,6 +139,7 @@ class MigtuiApp(App[int]):
 
     def on_unmount(self) -> None:
         self.pauses.stop()
+        self.cues.stop()
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
@@ -230,12 +252,16 @@ def make_app(
     clock: Callable[[], float] = time.time,
     tz: tzinfo | None = None,
     term: str | None = None,
+    bell: bool = False,
 ) -> MigtuiApp:
     """The dashboard on a view's mirrors of its engine's sessions (``view_run.view_main``).
 
-    ``term`` (default: $TERM) picks the glyphs and theme: the Linux console gets
-    its own 16 ANSI colours and half blocks instead of eighths.
+    ``term`` (default: $TERM, with $COLORTERM) picks the glyphs and theme: a 16-colour
+    terminal gets its own ANSI colours (``themes.py``); the Linux console also gets half
+    blocks instead of eighths and ASCII for what its font lacks (``glyphs.py``). ``bell``:
+    ring the terminal's bell when a guest stops (``terminal_cues.py``).
     """
-    term = os.environ.get("TERM", "") if term is None else term
-    linux_console = term == "linux"
-    return MigtuiApp(sessions, clock=clock, tz=tz, coarse=linux_console, ansi=linux_console)
+    colours = colour_system(os.environ.get("TERM", ""), os.environ.get("COLORTERM", "")) if term is None \
+        else colour_system(term)
+    linux_console = (os.environ.get("TERM", "") if term is None else term) == "linux"
+    return MigtuiApp(sessions, clock=clock, tz=tz, coarse=linux_console, ansi=theme_for(colours) == ANSI, bell=bell)

@@ -1,7 +1,8 @@
 """Coloured badges for migration status, run state and connection state.
 
-Colours come from theme variables, so they follow the theme (ansi theme on
-TERM=linux); badges are reverse video so they still stand out under NO_COLOR.
+Colours come from theme variables, so they follow the theme (``themes.py``: ANSI
+colours in a 16-colour terminal); red is failure, yellow attention; badges are
+reverse video so they still stand out under NO_COLOR.
 While a monitor is not connected its migration status is only the last one seen:
 that is said in words ("last: active", plain muted text), and the reverse-video
 badge goes to the connection state instead, the thing that is true now.
@@ -59,14 +60,19 @@ def migration_badge(status: str, *, stale: bool = False) -> Content:
     return Content.styled(f" {status} ", f"bold reverse {colour}")
 
 
+def connection_colour(state: str, label: str, default: str = "") -> str:
+    # Waiting for a socket nobody listens on yet (QEMU not started) is no failure: attention.
+    return "$warning" if label.startswith("waiting") else _CONNECTION.get(state, default)
+
+
 def connection_text(state: str, label: str) -> Content:
     """The transport's own label ("retrying 3", "waiting for the socket: ..."), coloured by state."""
-    return Content.styled(label, _CONNECTION.get(state, ""))
+    return Content.styled(label, connection_colour(state, label, ""))
 
 
 def connection_badge(state: str, label: str) -> Content:
     """`` waiting `` / `` retrying 3 `` in reverse video: shown instead of a stale status."""
-    return Content.styled(f" {label} ", f"bold reverse {_CONNECTION.get(state, '$foreground')}")
+    return Content.styled(f" {label} ", f"bold reverse {connection_colour(state, label, '$foreground')}")
 
 
 POLLS_FAILING = "poll error"  # connected, but its polls fail (a hung QEMU times out): figures stale
@@ -90,14 +96,22 @@ def last_run_state_text(status: str | None) -> Content:
     return Content.styled(f"last: {status}", "$text-muted") if status else Content("")
 
 
+# QEMU's run states that are part of a migration going as planned: no colour (colour is
+# for what needs a look: yellow attention, red failure).
+_NORMAL_RUN_STATES = frozenset({"inmigrate", "finish-migrate", "postmigrate", "prelaunch", "colo"})
+_FAILED_RUN_STATES = frozenset({"internal-error", "io-error", "guest-panicked", "shutdown"})
+
+
 def run_state_text(status: str | None) -> Content:
     if not status:
         return Content("")
     if status == "running":
         return Content.styled(status, "$success")
-    if status in ("internal-error", "io-error", "guest-panicked", "shutdown"):
+    if status in _FAILED_RUN_STATES:
         return Content.styled(status, "bold $error")
-    return Content.styled(status, "$warning")
+    if status in _NORMAL_RUN_STATES:
+        return Content(status)
+    return Content.styled(status, "$warning")  # paused, suspended, watchdog, debug...
 
 
 def vm_state_parts(state: VmState) -> list[Content]:

@@ -8,6 +8,7 @@ colour (✓ ✗ ·), so NO_COLOR and 16-colour terminals lose nothing.
 from __future__ import annotations
 
 import enum
+import math
 
 from textual.content import Content
 
@@ -53,15 +54,10 @@ def situation(session: RemoteSession, generation: int | None = None) -> Situatio
 
 
 def clock_text(seconds: float) -> str:
-    """Tenths while it matters: "0.4 s", "12.3 s", "2m 05.3s", then "1h 02m 05s"."""
+    """A ticking clock in the one duration format ("300 ms", "12.3 s", "2m 05s"): cut,
+    not rounded, to what it shows (a clock never reads ahead)."""
     s = max(0.0, seconds)
-    if s < 60:
-        return f"{s:.1f} s"
-    if s < 3600:
-        minutes, rest = divmod(s, 60)
-        return f"{int(minutes)}m {rest:04.1f}s"
-    hours, rest = divmod(int(s), 3600)
-    return f"{hours}h {rest // 60:02d}m {rest % 60:02d}s"
+    return format_duration(math.floor(s * 10) / 10 if s < 60 else math.floor(s))
 
 
 def clock_figure(clock: PauseClock, now: float) -> str:
@@ -81,12 +77,13 @@ def clock_words(clock: PauseClock, now: float) -> str:
 
 
 def banner_line(name: str, clock: PauseClock | None, now: float, deadline: str | None = None) -> Content:
-    """One source's banner line: the dialog's figure (tenths), "≥" when migtui only saw
-    the pause after it began (with "≤" QEMU's bound), the engine's deadline. Fits 80
-    columns; what may be cut comes last."""
+    """One source's banner line: the dialog's figure, "≥" when migtui only saw the pause
+    after it began (with "≤" QEMU's bound), the deadline ("abort in 41.3 s", "no deadline").
+    The clock and the deadline come first: at 80 columns what may be cut is the hint (the
+    status badge below says pre-switchover, and the dialog)."""
     took = clock_figure(clock, now) if clock is not None else "?"
     then = f" · {deadline}" if deadline else ""
-    return Content.styled(f" ‖ {name} STOPPED {took} before switchover{then} · s opens ", "bold reverse $warning")
+    return Content.styled(f" ‖ {name} STOPPED {took}{then} · s opens ", "bold reverse $warning")
 
 
 def gone_banner_line(name: str, clock: PauseClock | None, lost_at: float | None) -> Content:
@@ -97,11 +94,12 @@ def gone_banner_line(name: str, clock: PauseClock | None, lost_at: float | None)
 
 
 def deadline_text(pause: Pause, now: float) -> str | None:
-    """"abort in 42 s": what the engine will do when this pause reaches its deadline."""
+    """"abort in 41.3 s": what the engine will do when this pause reaches its deadline (a
+    countdown: rounded up to the tenth it shows, it never reads late); "no deadline"."""
     deadline = pause.deadline
     if deadline is None:
-        return None
-    return f"{deadline.action} in {max(0, int(deadline.at - now + 0.999))} s"
+        return "no deadline" if pause.no_deadline else None
+    return f"{deadline.action} in {format_duration(math.ceil(max(0.0, deadline.at - now) * 10) / 10)}"
 
 
 def engine_note(pause: Pause, now: float) -> list[Content]:
@@ -111,7 +109,7 @@ def engine_note(pause: Pause, now: float) -> list[Content]:
         lines.append(Content.styled(pause.driver, "bold $warning"))
     elif pause.paused:
         then = deadline_text(pause, now)
-        if then and pause.deadline is not None:
+        if pause.deadline is not None:
             lines.append(Content.styled(f"The engine will {then} (--max-pause {pause.deadline.limit_s:g} s),"
                                         " with or without this view", "$warning"))
         elif pause.no_deadline:
@@ -256,8 +254,7 @@ def outcome_item(result: SwitchoverResult, source_running: bool | None = None) -
         if result.downtime_ms is not None:
             bits.append(f"downtime {format_ms(result.downtime_ms)} (QEMU)")
         if result.pause_ms is not None:
-            pause = f"{result.pause_ms:.1f} ms" if result.pause_ms < 1000 else format_duration(result.pause_ms / 1000)
-            bits.append(f"paused {pause} before switchover")
+            bits.append(f"paused {format_ms(result.pause_ms)} before switchover")
         if result.destination_running:
             bits.append("destination running")
         return Content.styled(f"{OK} ", "bold $success"), Content.styled(" · ".join(bits), "bold $success")

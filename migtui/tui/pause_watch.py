@@ -43,6 +43,7 @@ from .pause_text import (
     situation,
 )
 from .screens.switchover import SwitchoverScreen
+from .terminal_cues import TerminalCues, title_text
 from .widgets.pause_banner import PauseBanner
 
 if TYPE_CHECKING:
@@ -62,8 +63,10 @@ EXIT_FAILSAFE_S = 0.6  # a view that lost its terminal is gone within a second, 
 
 
 class PauseWatch:
-    def __init__(self, app: App[int], sessions: Mapping[str, RemoteSession], *, clock: Callable[[], float]) -> None:
+    def __init__(self, app: App[int], sessions: Mapping[str, RemoteSession], *, clock: Callable[[], float],
+                 cues: TerminalCues | None = None) -> None:
         self.app = app
+        self.cues = cues  # the terminal's title and bell
         self.sessions = sessions
         self.clock = clock
         self.queue = PauseQueue(sessions)
@@ -139,6 +142,8 @@ class PauseWatch:
         news = self.queue.observe(session)
         if news.new:
             log.info("%s: paused in pre-switchover (guest stopped)", session.name)
+            if self.cues is not None:
+                self.cues.guest_stopped()
         if news.ask:
             self.app.call_later(self.open_dialog, session.name)
         if news.ended:
@@ -275,6 +280,8 @@ class PauseWatch:
         self.after_critical(self._update_banner)
 
     def _update_banner(self, now: float | None = None) -> None:
+        if self.cues is not None:  # the window's title says it too, for a terminal in the background
+            self.cues.title(title_text(paused(self.sessions), self.clock() if now is None else now))
         for screen in self.app.screen_stack:
             for banner in screen.query(PauseBanner):
                 banner.update(now)

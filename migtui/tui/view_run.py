@@ -44,19 +44,20 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
                     before_run: Callable[[MigtuiApp], None] | None = None,
                     prog: str = "migtui", report_guard: bool = True,
                     run: Callable[[MigtuiApp], Awaitable[object]] | None = None,
-                    clock: Callable[[], float] = time.time, tz: tzinfo | None = None, term: str | None = None) -> int:
+                    clock: Callable[[], float] = time.time, tz: tzinfo | None = None, term: str | None = None,
+                    bell: bool = False) -> int:
     """Connect (starting the engine if asked), let ``setup`` watch monitors (returns their
     names, or None for all the engine has), run the dashboard on them, say what stays guarded.
     An engine that dies while a guest is at stake is replaced at once, and the dashboard
     runs again on the new one. ``run(app)`` runs it instead of ``app.run_async()`` on
     the terminal (the tests and the screenshots run it headless); ``clock``, ``tz`` and
-    ``term`` are make_app's (the tests' fixed ones)."""
+    ``term`` are make_app's (the tests' fixed ones), and ``bell`` (--bell)."""
     before: EngineLoss | None = None  # how the engine before went, for the next dashboard to say
     restarts: list[float] = []
     while True:
         code = await _view_once(runtime_dir, setup, read_only=read_only, start=start, before=before,
                                 before_run=before_run, prog=prog, report_guard=report_guard, run=run,
-                                clock=clock, tz=tz, term=term)
+                                clock=clock, tz=tz, term=term, bell=bell)
         if isinstance(code, int):
             return code
         before, setup = code
@@ -74,7 +75,7 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
 async def _view_once(runtime_dir: str | None, setup: EngineSetup, *, read_only: bool, start: bool,
                      before: EngineLoss | None, before_run: Callable[[MigtuiApp], None] | None, prog: str,
                      report_guard: bool, run: Callable[[MigtuiApp], Awaitable[object]] | None,
-                     clock: Callable[[], float], tz: tzinfo | None, term: str | None,
+                     clock: Callable[[], float], tz: tzinfo | None, term: str | None, bell: bool = False,
                      ) -> int | tuple[EngineLoss, EngineSetup]:
     """One dashboard on one engine: its exit code, or (how it went, how to watch again)
     when the engine went away with a guest at stake."""
@@ -96,7 +97,7 @@ async def _view_once(runtime_dir: str | None, setup: EngineSetup, *, read_only: 
         await client.close()
         print(f"{prog}: the engine watches no monitor yet: give MONITOR... to `migtui`", file=sys.stderr)
         return 1
-    app = make_app(sessions=sessions, clock=clock, tz=tz, term=term)
+    app = make_app(sessions=sessions, clock=clock, tz=tz, term=term, bell=bell)
     app.engine_client = client
     app.engine_notices = before.lines(restarted=True) if before is not None else []
     client.add_notice_listener(partial(_engine_notice, app))

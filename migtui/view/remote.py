@@ -166,7 +166,7 @@ class RemoteSession(MonitorSession):
         except ValueError:
             state = ConnState.LOST
         error = monitor_error(data.error_kind, self.name, data.error) if data.error else None
-        self.status = ConnectionStatus(state, data.attempt, error)
+        self.status = ConnectionStatus(state, data.attempt, error, data.retry_s)
         self.poll_error = data.poll_error
         self.measuring = data.measuring
         self.polls = max(self.polls, data.polls)

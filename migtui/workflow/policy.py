@@ -104,7 +104,7 @@ def applies(policy: Policy, owner: str, what: str) -> tuple[bool, str]:
             return True, "auto-resume"
         return False, "not migtui's pause: auto-resume needs the monitor named with --auto-resume"
     if policy.on_max_pause == "wait":
-        return False, "--on-max-pause wait: no deadline"
+        return False, "--on-max-pause wait"  # the views say "no deadline: <why>"
     if owner == OWNER_MIGTUI or policy.deadline_explicit:
         return True, f"deadline {policy.max_pause_s:g} s, then {policy.on_max_pause}"
-    return False, "not migtui's pause: no deadline unless --max-pause/--on-max-pause name this monitor"
+    return False, "not migtui's pause (--max-pause/--on-max-pause set one only for a monitor they name)"

@@ -18,6 +18,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MigtuiError
+from ..format import format_ms
 from ..model.blockjobs import BlockJob, parse_block_jobs
 from ..model.events import QmpEvent
 from ..model.migration import FINISHED_STATUSES, MigrationInfo
@@ -242,14 +243,15 @@ class Resume:
             return SwitchoverResult(Action.RESUME, Outcome.OTHER_CLIENT, f"{name}: another client cancelled"
                                     " the migration after migrate-continue", pause_ms=pause_ms)
         downtime = info.downtime
-        sw.set_step(complete, StepState.DONE, status + (f", downtime {downtime} ms" if downtime is not None else ""))
+        sw.set_step(complete, StepState.DONE, status + (f", downtime {format_ms(downtime)}" if downtime is not None
+                                                        else ""))
         dst_running = await self._destination(dst_step) if dst_step is not None else None
         outcome = Outcome.COMPLETED if status == "completed" else Outcome.POSTCOPY
         reason = f"{name}: migration {status}"
         if downtime is not None:
-            reason += f", downtime {downtime} ms"
+            reason += f", downtime {format_ms(downtime)}"
         if pause_ms is not None:
-            reason += f" (paused {pause_ms:.1f} ms before switchover)"
+            reason += f" (paused {format_ms(pause_ms)} before switchover)"
         return SwitchoverResult(Action.RESUME, outcome, reason, downtime_ms=downtime, pause_ms=pause_ms,
                                 source_running=False, destination_running=dst_running)
 

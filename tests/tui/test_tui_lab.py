@@ -94,7 +94,7 @@ async def test_dashboard_follows_a_real_storage_migration(lab: Lab) -> None:
         # The event said completed; the next poll brings QEMU's final downtime.
         await until(lambda: downtime.shown.plain.startswith("downtime "), 10, "final downtime")
         # Parameters are re-read on each MIGRATION event (and every few seconds).
-        await until(lambda: "limit 2.00 s" in downtime.shown.plain, 20, "new downtime-limit")
+        await until(lambda: "limit 2.0 s" in downtime.shown.plain, 20, "new downtime-limit")
         # The pause was QEMU's to end here (the lab's client did): the dialog came and went.
         await until(lambda: app.screen is app.dashboard, 10, "the dialog gone")
 

@@ -16,8 +16,11 @@ from replay import RecordedQemu, recorded, recorded_pairs
 from tui_util import close_dialogs, dialog_shown, entry_text, text
 
 from migtui.tui.app import MigtuiApp
+from migtui.tui.glyphs import console_text
 from migtui.tui.messages import SessionsChanged
 from migtui.tui.screens.help import HelpScreen
+from migtui.tui.terminal_cues import BELL, POP_TITLE, PUSH_TITLE, TerminalCues
+from migtui.tui.themes import ANSI
 from migtui.tui.widgets.advice_panel import AdvicePanel
 from migtui.tui.widgets.block_jobs import BlockJobsPanel
 from migtui.tui.widgets.dirty_panel import DirtyPanel
@@ -56,7 +59,7 @@ async def test_panels_show_the_recorded_migration() -> None:
     async with app_for(recorded("storage", 16.9), size=(120, 40)) as view:
         app = view.app
         ram = text(app, "#mig-ram")
-        assert ram == "left   1.2 of 128.5 MiB · sent  52.4 MiB"
+        assert ram.startswith("left 1.2 of 128.5 MiB · sent 52.4 MiB · zero ")
         downtime = text(app, "#mig-downtime")
         assert "expected downtime" in downtime and "limit 300 ms" in downtime
         assert "pass 13" in text(app, "#mig-status")
@@ -143,7 +146,7 @@ async def test_d_measures_the_dirty_rate(tmp_path: Path) -> None:
             assert app.dashboard.check_action("measure_dirty_rate", ()) is None  # greyed meanwhile
             advice = app.dashboard.query_one(AdvicePanel)
             # The result is an estimate over its window, the advisor's (never a verdict).
-            await until(lambda: "dirtied over 1 s" in str(advice.border_title or ""), 30, "result shown")
+            await until(lambda: "dirtied over 1.0 s" in str(advice.border_title or ""), 30, "result shown")
             assert [(name, args) for _, name, args in view.sent.mutating()] == [("calc-dirty-rate", {"calc-time": 1})]
     finally:
         qemu.kill()
@@ -156,7 +159,7 @@ async def test_d_is_unavailable_to_a_read_only_view() -> None:
         await view.press("d")  # a disabled key does nothing, and nothing breaks
         await until(lambda: any("read-only" in t for t in view.toasts), 5, "the reason, as a notice")
         title = str(app.dashboard.query_one(AdvicePanel).border_title or "")
-        assert "estimate ~4.0 MiB/s dirtied over 1 s" in title, title
+        assert "estimate ~4.0 MiB/s dirtied over 1.0 s" in title, title
         assert ("calc-dirty-rate", {"calc-time": 1}) not in view.recorded.qemus["src"].received  # type: ignore[union-attr]
 
 
@@ -234,7 +237,7 @@ async def test_linux_console_gets_the_ansi_theme_and_no_color_is_honoured(monkey
     async with app_for(recorded("storage", 12.5), term="linux") as view:
         app = view.app
         assert app.no_color
-        assert app.theme == "ansi-dark"
+        assert app.theme == ANSI and app.ansi_color  # NO_COLOR then strips the ANSI colours
         chart = app.dashboard.query_one(RateChart)
         assert "▁" not in str(chart.render().plain)  # no eighth blocks on the Linux console
 
@@ -334,3 +337,20 @@ async def test_an_empty_event_log_says_why() -> None:
         await view.press("up")
         assert not log.render_line(0).text.startswith(EMPTY[0])
         assert "EVENT" not in screen_text(view.app)
+
+
+async def test_the_window_title_says_a_guest_stopped_and_the_bell_rings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16: a window in the background still tells a pause: its title, and --bell."""
+    written: list[str] = []
+    monkeypatch.setattr(MigtuiApp, "_write_terminal", lambda _app, sequence: written.append(sequence))
+    async with app_for(recorded("storage", "paused")) as view:
+        await until(lambda: any(s.startswith("\x1b]2;‖ src STOPPED 1.2 s") for s in written), 10, "the title")
+        assert written[0] == PUSH_TITLE and BELL not in written  # no --bell: no bell
+        await close_dialogs(view)
+    assert written[-1] == POP_TITLE  # the terminal's own title back
+    rings: list[str] = []
+    cues = TerminalCues(rings.append, bell=True, glyphs=console_text)
+    cues.guest_stopped()
+    cues.title("‖ src STOPPED 1.2 s")
+    cues.title("‖ src STOPPED 1.2 s")  # unchanged: not written again
+    assert rings == [BELL, "\x1b]2;| src STOPPED 1.2 s\a"]  # the Linux console's font: ASCII

@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import app_for
+from conftest import app_for, until
 from pytest_textual_snapshot import SVGImageExtension
 from replay import DeadSocket, Recorded, recorded, recorded_pairs
-from tui_util import close_dialogs, screenshot
+from tui_util import close_dialogs, dialog_shown, screen_lines, screenshot
+
+from migtui.tui.glyphs import FONT
 
 SMALL = (80, 24)
 LARGE = (120, 40)
@@ -98,6 +100,20 @@ async def test_help_80x24(snapshot: Any, version: str) -> None:
 
 async def test_linux_console_80x24(snapshot: Any, version: str) -> None:
     assert svg(snapshot) == await shot(recorded("storage", "paused", version=version), SMALL, term="linux")
+
+
+async def test_linux_console_draws_only_what_its_font_has(version: str) -> None:
+    """The dialog (round corners, ✓ and ·) and the dashboard behind it (▸, ‖, the footer's ▏):
+    ASCII, the PC set's lines and blocks, nothing else."""
+    async with app_for(recorded("storage", "paused", version=version), size=SMALL, term="linux") as view:
+        await until(lambda: dialog_shown(view.app), 10, "the pause dialog")
+        shown = [await screenshot(view) and "\n".join(screen_lines(view))]
+        await close_dialogs(view)
+        await screenshot(view)
+        shown.append("\n".join(screen_lines(view)))
+    for text in shown:
+        assert "STOPPED" in text and "src" in text
+        assert not {c for c in text if not c.isascii() and c not in FONT}, text
 
 
 async def test_no_color_80x24(snapshot: Any, version: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -445,7 +445,7 @@ def paused(version: str, pairs: tuple[str, ...] = ("",)) -> Recorded:
 async def test_several_paused_sources_get_their_dialogs_in_turn(version: str) -> None:
     async with app_for(paused(version, ("1", "2"))) as view:
         app = view.app
-        assert "src1 STOPPED 1.2 s before switchover" in banner(app) and "src2 STOPPED 1.2 s" in banner(app)
+        assert "src1 STOPPED 1.2 s · no deadline" in banner(app) and "src2 STOPPED 1.2 s" in banner(app)
         await until(lambda: dialog_shown(app), 10, "src1's dialog, by itself")
         first = dialog(app)
         assert first.source.name == "src1" and len(app.screen_stack) == 2  # src2's waits behind it
@@ -480,10 +480,10 @@ async def test_banner_and_footer_fit_and_say_what_applies(size: tuple[int, int],
         app = view.app
         await close_dialogs(view)
         line = app.dashboard.query_one("#pause-lines", TextLine)
-        assert line.shown.plain == " ‖ src STOPPED 1.2 s before switchover · s opens "
+        assert line.shown.plain == " ‖ src STOPPED 1.2 s · no deadline · s opens "  # not migtui's pause
         assert line.shown.cell_length <= line.size.width, (line.shown.cell_length, line.size.width)  # not cut
         rows = screen_text(app).splitlines()
-        assert "‖ src STOPPED 1.2 s before switchover · s opens" in rows[0], rows[0]
+        assert "‖ src STOPPED 1.2 s · no deadline · s opens" in rows[0], rows[0]
         footer = rows[-1]
         assert "s Switchover" in footer and "x Abort" in footer, footer  # what applies while paused...
         assert "Dirty rate" not in footer and "Paused VM" not in footer, footer  # ...and nothing else

@@ -126,7 +126,7 @@ def test_a_converging_run_is_never_called_not_converging_and_gets_an_eta(version
     converging = [(a, number) for _, a, number in seen if a.verdict == CONVERGING and a.eta_s is not None]
     assert converging and converging[0][1] == 3  # once 2 passes are done
     advice = converging[0][0]
-    assert re.match(r"remaining RAM shrinking ~\d+ % a pass \([\d.]+, [\d.]+ MiB\); ETA \d+ s to the switchover",
+    assert re.match(r"remaining RAM shrinking ~\d+ % a pass \([\d.]+, [\d.]+ MiB\); ETA [\d.]+ m?s to the switchover",
                     advice.reason), advice.reason
     assert advice.remedies == []
     assert seen[-1][1].reason.startswith("migration completed in ")
@@ -163,7 +163,7 @@ def test_a_dirty_rate_measurement_is_an_estimate_with_its_window_never_a_verdict
     session.replay([e for e in tui_run(version, "measure") if e["side"] == "src"])
     advice = advise(session.state, Settings.of(session.parameters, session.state.capabilities))
     assert advice.verdict == UNKNOWN
-    assert re.fullmatch(r"no migration; calc-dirty-rate: ~[\d.]+ MiB/s dirtied over 1 s \(page-sampling,"
+    assert re.fullmatch(r"no migration; calc-dirty-rate: ~[\d.]+ MiB/s dirtied over 1.0 s \(page-sampling,"
                         r" max-bandwidth [\d.]+ [MG]iB/s\): an estimate, not a verdict; the passes of a migration"
                         r" will tell", advice.reason), advice.reason
     # Above max-bandwidth, still no verdict (the lab's converge run measured 6 MiB/s against 4 and converged).
@@ -171,7 +171,7 @@ def test_a_dirty_rate_measurement_is_an_estimate_with_its_window_never_a_verdict
     state.apply_dirty_rate(DirtyRateInfo.from_qmp({"status": "measured", "dirty-rate": 6, "calc-time": 1}), 1.0)
     over = advise(state, Settings(max_bandwidth=4 * MiB))
     assert over.verdict == UNKNOWN and "may not converge" not in over.reason
-    assert over.headline == "estimate ~6.0 MiB/s dirtied over 1 s"
+    assert over.headline == "estimate ~6.0 MiB/s dirtied over 1.0 s"
     # QEMU 8.2+ may measure in milliseconds.
     state.apply_dirty_rate(DirtyRateInfo.from_qmp({"status": "measured", "dirty-rate": 6, "calc-time": 500,
                                                    "calc-time-unit": "millisecond", "start-time": 9}), 2.0)

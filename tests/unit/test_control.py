@@ -137,7 +137,7 @@ def test_the_completion_timeout_counts_per_gib_from_qemus_total_time_with_a_2_gi
     run = cp.ConvergeRun(Policy(completion_timeout_s=4.0, converge_action="abort"), 0)
     assert run.decide(migrating(2, total_ms=7900).state, 300, UNKNOWN) is None
     act = run.decide(migrating(2, total_ms=8000).state, 300, UNKNOWN)
-    assert act == cp.Act(cp.ABORT, "completion timeout: still copying after 8.00 s (4 s/GiB x 2 GiB)")
+    assert act == cp.Act(cp.ABORT, "completion timeout: still copying after 8.0 s (4 s/GiB x 2 GiB)")
     assert cp.timeout_of(Policy(completion_timeout_s=4.0), 8 << 30) == 32.0
 
 

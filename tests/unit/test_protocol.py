@@ -38,7 +38,7 @@ SAMPLES: list[m.Message] = [
     m.Monitor("src", m.AddressInfo("src", "unix", "/run/src.qmp"), 1.0, False),
     m.Feed("src", [QmpInput(1.5, "event", event={"event": "STOP", "data": {}}),
                    QmpInput(2.5, "reply", command="query-migrate", reply={"status": "active"}, asked=2.4)]),
-    m.Session("src", "connected", 0, None, None, None, "7.2.22", False, 3, read_only=False, generation=1,
+    m.Session("src", "connected", 0, None, None, 0.1, None, "7.2.22", False, 3, read_only=False, generation=1,
               commands=["query-migrate"]),
     m.Switchover("src", m.SwitchoverState(
         Phase.CONTINUED, "resume", "tui", [Step("check", "Check", StepState.DONE, 1.0, 1.1, "ok")],

@@ -201,7 +201,7 @@ def test_dirty_limit_throttle_figures() -> None:
     assert (info.dirty_limit_throttle_time_per_round, info.dirty_limit_ring_full_time) == (850, 2100)
     line = dirty_limit_line(info, 1)
     assert line is not None
-    assert line.plain == "dirty-limit 1 MB/s: vCPU held 850 µs each time its dirty ring fills (every 2.1 ms)"
+    assert line.plain == "dirty-limit 1 MB/s: vCPU held 0.85 ms each time its dirty ring fills (every 2.1 ms)"
     assert dirty_limit_line(MigrationInfo.from_qmp(reply(newest, "switchover/src-query-migrate-active-3")), 1) is None
 
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # What the app uses -> the first textual that has it. A new use of a newer feature
 # goes here, and the floor follows.
 NEEDS = {
-    "the ansi-dark theme (TERM=linux, migtui/tui/app.py)": Version("8.2.5"),
+    "ANSI themes, App(ansi_color=...) (16-colour terminals, migtui/tui/themes.py)": Version("8.2.5"),
     "screen breakpoints (HORIZONTAL_BREAKPOINTS, migtui/tui/screens/dashboard.py)": Version("3.2.0"),
 }
 
@@ -47,14 +47,17 @@ def test_the_declared_floor_covers_what_the_app_uses() -> None:
 
 
 def test_the_installed_textual_has_what_the_app_uses() -> None:
+    import inspect
+
+    from textual.app import App
     from textual.screen import Screen
-    from textual.theme import BUILTIN_THEMES
 
     from migtui.tui.screens.dashboard import DashboardScreen
+    from migtui.tui.themes import MIGTUI_ANSI, MIGTUI_DARK
 
-    themes = set(re.findall(r'\btheme = "([^"]+)"', (ROOT / "migtui" / "tui" / "app.py").read_text()))
-    assert "ansi-dark" in themes  # the walk found the theme the Linux console gets
-    assert themes <= set(BUILTIN_THEMES), f"not in textual {version('textual')}: {themes - set(BUILTIN_THEMES)}"
+    for theme in (MIGTUI_ANSI, MIGTUI_DARK):  # every variable Textual's own CSS asks for
+        assert theme.to_color_system().generate(), f"textual {version('textual')}"
+    assert MIGTUI_ANSI.ansi and "ansi_color" in inspect.signature(App).parameters
     assert "HORIZONTAL_BREAKPOINTS" in vars(Screen) and "VERTICAL_BREAKPOINTS" in vars(Screen)
     assert DashboardScreen.HORIZONTAL_BREAKPOINTS and DashboardScreen.VERTICAL_BREAKPOINTS
 

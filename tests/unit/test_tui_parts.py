@@ -89,21 +89,22 @@ def _ram_replies(scenario: str) -> list[dict[str, Any]]:
             and isinstance(e["return"].get("ram"), dict)]
 
 
-def test_the_ram_row_keeps_its_width_through_a_real_migration() -> None:
+def test_the_ram_row_says_what_zero_pages_are_through_a_real_migration() -> None:
+    """Sent is far below the RAM done (51.6 MiB at 99 % of 128.5 MiB): the rest were zero
+    pages, a flag each; the row says how much, and what they are (where there is room)."""
     from migtui.model.migration import MigrationInfo
-    from migtui.tui.widgets.migration_panel import ram_fields
+    from migtui.tui.widgets.migration_panel import RAM_OPTIONAL, ZERO_NOTE, ram_fields
 
     replies = _ram_replies("stuck") + _ram_replies("storage")
     assert len(replies) > 20
-    widths = set()
     for reply in replies:
         fields = [f for f in ram_fields(MigrationInfo.from_qmp(reply)) if f is not None]
-        widths.add(tuple(f.cell_length for f in fields))
-        text = " · ".join(f.plain for f in fields)
-        # Only the padding of a number to its widest value, nowhere else.
-        assert re.fullmatch(r"left +(<0\.1|\d+\.\d) of 128\.5 MiB · sent +\d+(\.\d)? (B|KiB|MiB)", text), text
-    # Padded to the widest plausible value: the layout never moves while it ticks.
-    assert len(widths) == 1, widths
+        text = " · ".join(f.plain for f in fields[:RAM_OPTIONAL])
+        assert re.fullmatch(r"left (<0\.1|\d+\.\d) of 128\.5 MiB · sent \d+(\.\d)? (B|KiB|MiB)"
+                            r" · zero \d+(\.\d)? (B|KiB|MiB)", text), text
+        assert fields[RAM_OPTIONAL].plain == ZERO_NOTE
+        # Fits 80 columns (54 cells beside the monitors) without the note.
+        assert len(text) <= 54, text
 
 
 def test_sent_beyond_the_ram_size_is_shown_as_it_is() -> None:
@@ -113,9 +114,9 @@ def test_sent_beyond_the_ram_size_is_shown_as_it_is() -> None:
     MiB = 1 << 20
     info = MigrationInfo.from_qmp({"status": "active", "ram": {
         "transferred": int(209.1 * MiB), "remaining": int(3.1 * MiB), "total": int(128.5 * MiB)}})
-    left, sent = (f.plain for f in ram_fields(info) if f is not None)
-    assert left == "left   3.1 of 128.5 MiB"
-    assert sent == "sent 209.1 MiB"  # re-sent pages: more than the RAM, and said so plainly
+    left, sent = (f.plain for f in ram_fields(info) if f is not None)  # no zero pages said: none
+    assert left == "left 3.1 of 128.5 MiB"
+    assert sent == "sent 209 MiB"  # re-sent pages: more than the RAM, and said so plainly
     assert info.ram_progress == pytest.approx((128.5 - 3.1) / 128.5, abs=1e-3)  # the bar: what is left
 
 
@@ -196,10 +197,12 @@ def test_auto_resume_and_read_only_exclude_each_other() -> None:
 
 
 def test_clock_and_pairing_helpers() -> None:
-    assert clock_text(0.04) == "0.0 s" and clock_text(12.34) == "12.3 s"
-    assert clock_text(125.3) == "2m 05.3s" and clock_text(3725) == "1h 02m 05s"
+    assert clock_text(0.04) == "0 ms" and clock_text(0.38) == "300 ms" and clock_text(12.38) == "12.3 s"
+    assert clock_text(59.99) == "59.9 s" and clock_text(125.9) == "2m 05s" and clock_text(3725) == "1h 02m"
     assert banner_line("src", PauseClock(100.0, True), 109.94).plain == (
-        " ‖ src STOPPED 9.9 s before switchover · s opens ")
+        " ‖ src STOPPED 9.9 s · s opens ")
+    assert banner_line("src", PauseClock(100.0, True), 109.94, "abort in 50.1 s").plain == (
+        " ‖ src STOPPED 9.9 s · abort in 50.1 s · s opens ")  # the clock and the deadline first
     assert "STOPPED ≥9.9 s" in banner_line("src", PauseClock(100.0, False), 109.94).plain  # seen late: at least
     assert pair_key("src01") == pair_key("dst01") == "01"
     assert pair_key("web-source") == pair_key("web-dest") == "web"
@@ -291,7 +294,7 @@ def test_a_pause_first_seen_by_a_poll_is_bounded_by_the_migrations_total_time() 
     assert clock is not None and not clock.exact and clock.start == 1000.0
     assert clock_figure(clock, 1002.0) == "≥2.0 s, ≤22.4 s"
     assert clock_words(clock, 1002.0) == "at least 2.0 s, at most 22.4 s"
-    assert "STOPPED ≥2.0 s, ≤22.4 s before switchover" in banner_line("src", clock, 1002.0).plain
+    assert "STOPPED ≥2.0 s, ≤22.4 s · s opens" in banner_line("src", clock, 1002.0).plain
     # Seen active by an earlier poll: the pause began after that.
     session = MonitorSession.offline("src")
     session.apply_reply("query-migrate", _reply("active", total_ms=18_000), now=998.0)
@@ -337,7 +340,7 @@ def test_the_event_that_comes_after_the_poll_makes_the_clock_exact() -> None:
     # The engine's own record of a start earlier than what a view's journal still holds.
     late = MonitorSession.offline("src")
     late.apply_reply("query-migrate", _reply("pre-switchover", total_ms=400_000), now=1300.0)
-    assert clock_figure(clock_of(late.state, recorded=1000.0), 1302.0) == "≥5m 02.0s, ≤6m 42.0s"
+    assert clock_figure(clock_of(late.state, recorded=1000.0), 1302.0) == "≥5m 02s, ≤6m 42s"
 
 
 def test_after_completion_qemus_downtime_replaces_the_estimate() -> None:

@@ -34,11 +34,12 @@ from ...workflow import session as kinds_
 from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
-from ..widgets.event_log import EventLog, event_line, reconnect_line
+from ..widgets.event_log import EMPTY, NEVER_CONNECTED, EventLog, event_line, reconnect_line
 from ..widgets.footer import KeyFooter
 from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
 from ..widgets.monitor_list import MonitorList
+from ..widgets.pass_history import PassHistory
 from ..widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS, TooSmall
 
 log = logging.getLogger("migtui.tui")
@@ -87,7 +88,9 @@ class DashboardScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
-            yield MonitorList(list(self.sessions.values()), id="monitors")
+            with Vertical(id="side"):
+                yield MonitorList(list(self.sessions.values()), id="monitors")
+                yield PassHistory(id="passes")
             with Vertical(id="main"):
                 yield Vertical(id="banners")
                 yield MonitorHeader(id="header")
@@ -165,8 +168,12 @@ class DashboardScreen(Screen[None]):
 
         if wants(_HEADER):
             self.query_one(MonitorHeader).show(session)
+            if not self.all_events:  # QEMU's events come only over a connection: say if there never was one
+                self.query_one(EventLog).set_empty(EMPTY if session.qemu_version else NEVER_CONNECTED)
         if wants(_MIGRATION):
             self.query_one(MigrationPanel).show(session)
+            self.query_one(PassHistory).set(session.name, session.state.passes.passes,
+                                            running=session.state.migration.is_running)
         if wants(_DIRTY):
             self.query_one(DirtyPanel).show(session)
         if wants(_JOBS):
@@ -196,6 +203,9 @@ class DashboardScreen(Screen[None]):
         if self.all_events:
             entries.sort(key=lambda e: e[0])  # stable: a mark stays after the events it follows
         log_widget = self.query_one(EventLog)
+        # QEMU's greeting says its version: a monitor without one was never reached
+        never = not self.all_events and self._selected is not None and not self._selected.qemu_version
+        log_widget.set_empty(NEVER_CONNECTED if never else EMPTY)
         log_widget.replace([(item, label) for _, item, label in entries])
         scope = "all monitors" if self.all_events else (self._selected.name if self._selected else "")
         log_widget.border_title = f"[b]Events[/b] [dim]({scope}; e toggles)[/dim]"

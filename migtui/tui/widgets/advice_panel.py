@@ -96,7 +96,7 @@ class WrappedLine(TextLine):
 
 class AdvicePanel(Vertical):
     DEFAULT_CSS = """
-    AdvicePanel { height: auto; border: none; border-top: solid $panel; border-title-align: left;
+    AdvicePanel { height: auto; border: none; border-top: solid $foreground 45%; border-title-align: left;
                   border-title-color: $foreground; padding: 0; }
     AdvicePanel > .-empty { display: none; }
     """

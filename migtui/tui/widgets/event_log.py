@@ -1,6 +1,7 @@
 """QMP event log: QEMU's timestamp, the event name, a short rendering of its data.
 
-Bounded; follows the newest line unless the reader scrolled back (pgup / wheel).
+Bounded; follows the newest line unless the reader scrolled back (pgup / wheel). An
+event wider than the log goes on, indented, on the next rows: each is read whole.
 QMP sends events only to those connected at the time and never again, so a log that
 is empty says so rather than look broken (a dashboard started mid-migration has not
 seen its start). What was received stays, whatever happens to the connection.
@@ -28,8 +29,11 @@ from textual.widget import Widget
 from ...model.events import QmpEvent
 
 MAX_LINES = 1000
-DATA_WIDTH = 160
+DATA_WIDTH = 400  # a sane bound: an event's data is read whole, on as many rows as it takes
+INDENT = len("00:00:00.000 ")  # continuation rows start under the event's name
 EMPTY = ("no events since migtui connected", "(QEMU does not send earlier ones again)")
+NEVER_CONNECTED = ("no events: migtui has not connected to this monitor yet",
+                   "(QEMU sends its events only to a connected client)")
 
 
 def _value(value: Any) -> str:
@@ -82,9 +86,12 @@ class EventLog(Widget, can_focus=False):
         super().__init__(**kwargs)
         self.tz = tz
         self._lines: deque[Text] = deque(maxlen=MAX_LINES)
-        self._back = 0  # lines scrolled back from the newest (0: following)
-        self._strips: dict[int, Strip] = {}  # id(Text) -> rendered line, for this width
+        # The screen rows of the lines at this width: an event too long for one row goes on
+        # under its text (never cut: its id or device is often what comes last).
+        self._rows: list[Strip] = []
+        self._back = 0  # rows scrolled back from the newest (0: following)
         self._width = 0
+        self.empty: tuple[str, ...] = EMPTY  # what an empty log says (NEVER_CONNECTED for a monitor never reached)
 
     # ------------------------------------------------------------------ content
 
@@ -100,19 +107,26 @@ class EventLog(Widget, can_focus=False):
     def add_lines(self, lines: list[Text]) -> None:
         if not lines:
             return
-        height = self.size.height
-        before = len(self._lines)
-        dropped = max(0, before + len(lines) - MAX_LINES)
-        for line in lines:
-            if len(self._lines) == self._lines.maxlen:
-                self._strips.pop(id(self._lines[0]), None)
-            self._lines.append(line)
-        if not self.following:
-            # Keep the reader's place: the view stays on the same lines.
-            self._back = min(self._back + len(lines) - dropped, max(0, len(self._lines) - height))
+        if not self._width:  # not laid out yet: its first size wraps them all
+            self._lines.extend(lines)
             return
-        if before + len(lines) <= height and dropped == 0:
-            self.refresh(Region(0, before, self.size.width, len(lines)))  # only the new rows
+        height = self.size.height
+        before = len(self._rows)
+        if len(self._lines) + len(lines) > MAX_LINES:  # the oldest go: their rows with them
+            self._lines.extend(lines)
+            self._rows = self._wrap_all()
+            self._back = min(self._back, max(0, len(self._rows) - height))
+            self.refresh()
+            return
+        self._lines.extend(lines)
+        new = [row for line in lines for row in self._wrap(line)]
+        self._rows += new
+        if not self.following:
+            # Keep the reader's place: the view stays on the same rows.
+            self._back = min(self._back + len(new), max(0, len(self._rows) - height))
+            return
+        if before + len(new) <= height:
+            self.refresh(Region(0, before, self.size.width, len(new)))  # only the new rows
         else:
             self.refresh()
 
@@ -120,17 +134,17 @@ class EventLog(Widget, can_focus=False):
         """Show these events instead (a new monitor selected, or all/one toggled); a name
         instead of an event is the mark of that monitor's reconnection."""
         self._lines.clear()
-        self._strips.clear()
         self._lines.extend(event_line(ev, monitor, self.tz) if isinstance(ev, QmpEvent)
                            else reconnect_line(ev, monitor) for ev, monitor in events)
+        self._rows = self._wrap_all()
         self._back = 0
         self.refresh()
 
     # ------------------------------------------------------------------ scrolling
 
     def scroll_lines(self, delta: int) -> None:
-        """Positive: towards older lines. Clamped; back to following at the bottom."""
-        top = max(0, len(self._lines) - self.size.height)
+        """Positive: towards older rows. Clamped; back to following at the bottom."""
+        top = max(0, len(self._rows) - self.size.height)
         back = min(max(0, self._back + delta), top)
         if back != self._back:
             self._back = back
@@ -150,27 +164,45 @@ class EventLog(Widget, can_focus=False):
 
     # ------------------------------------------------------------------ drawing
 
+    def _wrap(self, line: Text) -> list[Strip]:
+        """One line's rows: what goes past the width continues on the next row, indented
+        under the event's name (under the text after "── " for a reconnection mark)."""
+        width = max(1, self._width)
+        style = self.rich_style
+        console = self.app.console
+        indent = INDENT if line.plain[:2] != "──" else 3
+        if line.cell_len <= width or width <= indent + 8:
+            parts = [line] if line.cell_len <= width else list(line.wrap(console, width, overflow="fold"))
+        else:
+            head, body = line[:indent], line[indent:]
+            wrapped = list(body.wrap(console, width - indent, overflow="fold"))
+            parts = [head + wrapped[0], *(Text(" " * indent) + part for part in wrapped[1:])]
+        return [Strip(Segment.apply_style(part.render(console), style)).crop_extend(0, width, style)
+                for part in parts]
+
+    def _wrap_all(self) -> list[Strip]:
+        return [row for line in self._lines for row in self._wrap(line)] if self._width else []
+
     def on_resize(self) -> None:
-        self._strips.clear()
+        self._width = self.size.width
+        self._rows = self._wrap_all()
+        self._back = min(self._back, max(0, len(self._rows) - self.size.height))
         self.refresh()
+
+    def set_empty(self, empty: tuple[str, ...]) -> None:
+        if empty != self.empty:
+            self.empty = empty
+            if not self._lines:
+                self.refresh()
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
         if width != self._width:
-            self._strips.clear()
-            self._width = width
-        first = max(0, len(self._lines) - self.size.height - self._back)
-        index = first + y
+            self.on_resize()
         style = self.rich_style
-        if not self._lines and y < len(EMPTY):
-            return Strip([Segment(EMPTY[y], style + Style(dim=True))]).crop_extend(
-                0, width, style)
-        if index >= len(self._lines) or index < 0:
+        if not self._lines and y < len(self.empty):
+            return Strip([Segment(self.empty[y], style + Style(dim=True))]).crop_extend(0, width, style)
+        index = max(0, len(self._rows) - self.size.height - self._back) + y
+        if index >= len(self._rows) or index < 0:
             return Strip.blank(width, style)
-        line = self._lines[index]
-        strip = self._strips.get(id(line))
-        if strip is None:
-            segments = line.render(self.app.console)
-            strip = Strip(Segment.apply_style(segments, style)).crop_extend(0, width, style)
-            self._strips[id(line)] = strip
-        return strip
+        return self._rows[index]

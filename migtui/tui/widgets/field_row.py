@@ -8,7 +8,8 @@ Each field fits its text. Builders pad a ticking number to the width of its wide
 plausible value (``pad``: "  3.3 MiB" as wide as "999.9 MiB"), so the width stays
 put while the figure ticks and the row never jumps; a width change (a value that
 really is wider, a field appearing) moves the neighbours and costs one layout pass.
-A field never keeps a width it no longer needs: that left gaps in the row.
+A field never keeps a width it no longer needs: that left gaps in the row. A row wider
+than the screen ends in "…" where it is cut, never mid-word without a mark.
 
 The row sets each field's width itself (``styles.width``) rather than leaving it to
 ``width: auto``: Textual 8 caches an auto widget's box model per layout request, and a
@@ -42,9 +43,11 @@ class FieldRow(Horizontal):
     FieldRow > TextLine { width: 0; height: 1; }
     """
 
-    def __init__(self, fields: int, **kwargs: Any) -> None:
+    def __init__(self, fields: int, *, optional_from: int | None = None, **kwargs: Any) -> None:
+        """``optional_from``: the fields from that one on are shown whole or not at all."""
         super().__init__(**kwargs)
         self._count = fields
+        self._optional_from = fields if optional_from is None else optional_from
 
     def compose(self) -> ComposeResult:
         for _ in range(self._count):
@@ -70,7 +73,22 @@ class FieldRow(Horizontal):
             else:
                 text = value if first else SEP + value
                 first = False
-            if line.styles.width != Scalar.from_number(text.cell_length):
-                line.styles.width = text.cell_length  # lays the row out again
             changed |= line.set(text)
+        self._fit()
         return changed
+
+    def _fit(self) -> None:
+        """Each field as wide as its text, up to the row's edge: the field that crosses it is
+        cut there, with "…" (TextLine's ellipsis), and those after it get no room at all."""
+        room = self.size.width or None  # not laid out yet: as wide as they are
+        for index, line in enumerate(self.query(TextLine)):
+            width = line.shown.cell_length if room is None else min(line.shown.cell_length, room)
+            if index >= self._optional_from and width < line.shown.cell_length:
+                width = 0
+            if room is not None:
+                room -= width
+            if line.styles.width != Scalar.from_number(width):
+                line.styles.width = width  # lays the row out again
+
+    def on_resize(self) -> None:
+        self._fit()

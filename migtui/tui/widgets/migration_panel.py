@@ -24,7 +24,7 @@ from textual.containers import Horizontal, Vertical
 from textual.content import Content
 
 from ... import format as fmt
-from ...model.advisor import CONVERGING, NOT_CONVERGING, Advice
+from ...model.advisor import CONVERGING, NOT_CONVERGING, Advice, eta_text
 from ...model.migration import MigrationInfo
 from ...transport import ConnState
 from ...view.remote import RemoteSession
@@ -37,23 +37,13 @@ from .text_line import TextLine
 
 Fields = list["Content | None"]
 
-# Widest plausible values: "999.9 MiB" (short_bytes keeps to it), "9.99 s" / "999 ms" /
-# "59.9 s" / "2m 05s". What is left is as wide as the total (format_left_of_total).
-BYTES_WIDTH = 9
+# The widest plausible time ("999 ms", "59.9 s", "2m 05s"): a ticking total keeps its place.
 TIME_WIDTH = 6
+VERDICT_WIDTH = 11  # beside the RAM bar: "  99.1%", "stuck", "ETA 18.0 s", "ETA 2m 10s"
 
 
 def _field(label: str, value: str, style: str = "") -> Content:
     return Content.assemble((label + " ", "$text-muted"), (value, style))
-
-
-def short_bytes(n: int | float | None) -> str:
-    """format_bytes within BYTES_WIDTH cells: "1000.0 KiB" (humanize's top) is "1000 KiB"."""
-    text = fmt.format_bytes(n)
-    if len(text) > BYTES_WIDTH and " " in text:
-        number, unit = text.split(" ", 1)
-        text = f"{float(number):.0f} {unit}"
-    return text
 
 
 def padded(value: str, width: int) -> str:
@@ -81,8 +71,13 @@ def status_fields(session: MonitorSession) -> Fields:
     ]
 
 
+ZERO_NOTE = "(pages of zeros: QEMU sends a flag, not the page)"
+
+
 def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
-    """``left   3.3 of 128.5 MiB · sent 209.1 MiB``: sent counts re-sent pages too.
+    """``left 3.3 of 128.5 MiB · sent 209.1 MiB · zero 75.4 MiB``: sent counts re-sent pages
+    too, and not the zero pages (a flag each), so it is neither the RAM done nor a part of it;
+    ``ZERO_NOTE`` says what zero pages are where there is room (``RAM_OPTIONAL``).
 
     ``incoming``: a destination, whose QEMU reports no RAM figures at all.
     """
@@ -97,10 +92,16 @@ def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
         else:
             text = f"QEMU gives no RAM figures while {info.status}"
         return [Content.styled(text, "$text-muted")]
+    zero = ram.zero_bytes
     return [
-        _field("left", fmt.format_left_of_total(ram.remaining, ram.total, aligned=True)),
-        _field("sent", padded(short_bytes(ram.transferred), BYTES_WIDTH)),
+        _field("left", fmt.format_left_of_total(ram.remaining, ram.total)),
+        _field("sent", fmt.format_bytes_short(ram.transferred)),
+        _field("zero", fmt.format_bytes_short(zero)) if zero is not None else None,
+        Content.styled(ZERO_NOTE, "$text-muted") if zero is not None else None,
     ]
+
+
+RAM_OPTIONAL = 3  # ram_fields' note: shown whole or not at all
 
 
 def downtime_fields(session: MonitorSession) -> Fields:
@@ -130,10 +131,8 @@ def downtime_fields(session: MonitorSession) -> Fields:
 
 
 def micros(us: int) -> str:
-    """QEMU's microsecond figures: "850 µs", "2.1 ms", "125 ms", then as durations ("1.50 s")."""
-    if us < 1000:
-        return f"{us} µs"
-    return f"{us / 1000:.3g} ms" if us < 1_000_000 else fmt.format_duration(us / 1e6)
+    """QEMU's microsecond figures, as every duration: "0.85 ms", "2.1 ms", "125 ms", "1.5 s"."""
+    return fmt.format_duration(us / 1e6)
 
 
 def dirty_limit_line(info: MigrationInfo, vcpu_limit: int | None) -> Content | None:
@@ -203,21 +202,19 @@ def trend_shown(session: MonitorSession) -> Advice | None:
 
 
 def verdict_cell(advice: Advice) -> Content:
-    """What stands where the percentage was: "stuck", "ETA 42s", or nothing yet."""
+    """What stands where the percentage was: "stuck", "ETA 42.0 s", or nothing yet."""
     if advice.verdict == NOT_CONVERGING:
-        return Content.styled("stuck".rjust(8), "bold $error")
+        return Content.styled("stuck".rjust(VERDICT_WIDTH), "bold $error")
     if advice.verdict == CONVERGING and advice.eta_s is not None:
-        eta = advice.eta_s
-        text = "ETA <1s" if eta < 1 else f"ETA {eta:.0f}s" if eta < 100 else f"ETA {eta / 60:.0f}m"
-        return Content.styled(text.rjust(8), "$success")
-    return Content(" " * 8)
+        return Content.styled(f"ETA {eta_text(advice.eta_s)}".rjust(VERDICT_WIDTH), "$success")
+    return Content(" " * VERDICT_WIDTH)
 
 
 class MigrationPanel(Vertical):
     DEFAULT_CSS = """
     MigrationPanel { height: auto; }
     MigrationPanel > #mig-bar-row { height: 1; }
-    MigrationPanel #mig-percent { width: 8; }
+    MigrationPanel #mig-percent { width: 11; }
     MigrationPanel > #mig-extra.-empty { display: none; }
     MigrationPanel.-stale TextLine, MigrationPanel.-stale RamBar { text-opacity: 55%; }
     MigrationPanel PassTrend { display: none; }
@@ -231,7 +228,7 @@ class MigrationPanel(Vertical):
             yield RamBar(id="mig-bar")
             yield PassTrend(id="mig-trend")
             yield TextLine(id="mig-percent")
-        yield FieldRow(2, id="mig-ram")
+        yield FieldRow(4, id="mig-ram", optional_from=RAM_OPTIONAL)
         yield FieldRow(2, id="mig-downtime")
         yield TextLine(id="mig-extra", classes="-empty")
 
@@ -249,7 +246,7 @@ class MigrationPanel(Vertical):
         else:
             self.query_one(RamBar).set(progress)
             percent = fmt.format_percent(progress) if progress is not None else fmt.UNKNOWN
-            self.query_one("#mig-percent", TextLine).set(percent.rjust(8))
+            self.query_one("#mig-percent", TextLine).set(percent.rjust(VERDICT_WIDTH))
         self.query_one("#mig-ram", FieldRow).set(ram_fields(info, incoming=state.incoming_side))
         self.query_one("#mig-downtime", FieldRow).set(downtime_fields(session))
         extra = extra_lines(session)

@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
+from ...format import format_duration
 from ...protocol.messages import Pause
 from ...transport import ConnState
 from ...view.remote import RemoteSession
@@ -34,6 +35,8 @@ def identity_text(session: RemoteSession) -> Content:
     # Not connected: the one thing that is true now, so it stands out.
     parts.append(badges.connection_text(status.state.value, state_word) if connected
                  else badges.connection_badge(status.state.value, state_word))
+    if not connected and status.retry_s is not None:  # how soon it will know: the engine tries again
+        parts.append(Content.styled(f"tries every {format_duration(status.retry_s)}", "$text-muted"))
     if connected and session.poll_error:  # a hung QEMU: the last figures, marked as such
         parts.append(badges.polls_failing_badge())
         if state.run_state is not None:
@@ -69,7 +72,7 @@ def trouble_text(session: RemoteSession) -> Content:
         return Content.styled(silence, "$error")
     status = session.status
     if status.state is not ConnState.CONNECTED and status.error is not None:
-        return Content.styled(str(status.error), "$error")
+        return Content.styled(str(status.error), badges.connection_colour(status.state.value, status.word(), "$error"))
     if session.poll_error:
         return Content.styled(session.poll_error, "$warning")
     return Content("")
@@ -95,7 +98,8 @@ class MonitorHeader(Vertical):
         )
 
     def show(self, session: RemoteSession) -> None:
-        self.query_one("#header-identity", TextLine).set(identity_text(session))
+        # relayout: at 120x40 the line wraps (the full address), and its height may change
+        self.query_one("#header-identity", TextLine).set(identity_text(session), relayout=True)
         trouble = trouble_text(session)
         line = self.query_one("#header-trouble", TextLine)
         line.set_class(not trouble.plain, "-empty")

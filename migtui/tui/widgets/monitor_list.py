@@ -25,7 +25,7 @@ def _reason(session: MonitorSession) -> Content:
     status = session.status
     label = status.label()
     _, colon, why = label.partition(": ")
-    return badges.connection_text(status.state.value, why if colon else "")
+    return Content.styled(why if colon else "", badges.connection_colour(status.state.value, status.word()))
 
 
 def entry(session: MonitorSession, width: int, selected: bool = False) -> Content:
@@ -94,6 +94,8 @@ class MonitorList(OptionList):
             self._entry_width = width
             for name in self._sessions:
                 self.update_entry(name)
+        # Shorter now (the passes below it grew): the selected monitor stays in sight.
+        self.call_after_refresh(self.scroll_to_highlight)
 
     def update_entry(self, name: str) -> bool:
         """Rewrite one monitor's entry if its text changed; returns True if it did."""

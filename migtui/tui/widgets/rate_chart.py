@@ -50,11 +50,8 @@ def column_step(
 
 
 def short_window(seconds: float) -> str:
-    """``last 36 s`` / ``last 3 min``: what the chart spans."""
-    if seconds >= 60:
-        minutes = seconds / 60
-        return f"last {minutes:.0f} min" if minutes >= 10 or minutes.is_integer() else f"last {minutes:.1f} min"
-    return f"last {seconds:.0f} s"
+    """``last 36.0 s`` / ``last 1m 12s``: what the chart spans."""
+    return f"last {fmt.format_duration(round(seconds))}"
 
 
 def history_span(samples: Sequence[Sample], now: float) -> float:
