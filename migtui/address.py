@@ -13,10 +13,16 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 _GENERIC = {"qmp", "monitor", "mon", "socket", "sock", "control", "ctl", "qemu"}
 
 
+# A libvirt domain: path = the connection's URI, host = the domain's name.
+LIBVIRT = "libvirt"
+# A libvirt connection to watch (``-c [NAME=]URI``): path = URI, host = DOMAIN patterns joined by ",".
+CONNECT = "libvirt-connect"
+
+
 @dataclass(frozen=True)
 class MonitorAddress:
     name: str
-    kind: str  # "unix" or "tcp"
+    kind: str  # "unix", "tcp", LIBVIRT or CONNECT
     path: str | None = None
     host: str | None = None
     port: int | None = None
@@ -38,6 +44,10 @@ class MonitorAddress:
 
     @property
     def display(self) -> str:
+        if self.kind == LIBVIRT:
+            return f"libvirt:{self.host}@{self.path}"
+        if self.kind == CONNECT:
+            return str(self.path)
         if self.kind == "unix":
             return f"unix:{self.path}"
         host = f"[{self.host}]" if self.host and ":" in self.host else self.host
@@ -128,3 +138,14 @@ def parse_addresses(args: list[str]) -> list[MonitorAddress]:
         seen.add(name)
         out.append(MonitorAddress(name, addr.kind, addr.path, addr.host, addr.port))
     return out
+
+
+_CONNECT_NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,31})=([a-z][a-z0-9+]*:.*)$")
+
+
+def parse_connect(arg: str, domains: list[str]) -> MonitorAddress:
+    """``-c [NAME=]URI`` (NAME: the HOST of its domains' ``HOST/DOMAIN``; default the URI's host)."""
+    text = arg.strip()
+    match = _CONNECT_NAME.match(text)
+    name, uri = (match.group(1), match.group(2)) if match else ("", text)
+    return MonitorAddress(name, CONNECT, uri, ",".join(domains) or None)

@@ -84,9 +84,14 @@ class Unreachable(MonitorError):
     """A TCP monitor whose host cannot be resolved or reached in time."""
 
 
+class DomainGone(MonitorError):
+    """A libvirt domain no longer runs on its host (shut off, migrated away)."""
+
+
 def monitor_error(kind: object, monitor: str, message: str) -> MonitorError:
     """A connection error named by its class (``kind``, as the engine sends it to views):
     that class when it is a plain connection error, else a MonitorError."""
     plain = {cls.__name__: cls for cls in (SocketMissing, NotASocket, PermissionDenied, ConnectionRefused,
-                                           GreetingTimeout, NotQMP, CommandTimeout, Disconnected, Unreachable)}
+                                           GreetingTimeout, NotQMP, CommandTimeout, Disconnected, Unreachable,
+                                           DomainGone)}
     return plain.get(str(kind), MonitorError)(monitor, message)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
+from textual.css.query import NoMatches  # noqa: E402
 from textual.pilot import Pilot  # noqa: E402
 
 from migtui.address import parse_addresses  # noqa: E402
@@ -342,8 +343,15 @@ def mirror_ready(session: MonitorSession) -> bool:
 
 
 def dialog_of(app: MigtuiApp) -> SwitchoverScreen | None:
+    """The switchover dialog once it is on top and composed (pushed is not yet drawn)."""
     screen = app.screen
-    return screen if isinstance(screen, SwitchoverScreen) else None
+    if not isinstance(screen, SwitchoverScreen) or not screen.is_mounted:
+        return None
+    try:
+        screen.section("checks")
+    except NoMatches:
+        return None
+    return screen
 
 
 def storage_shots(camera: Camera, lab: Lab) -> Shots:

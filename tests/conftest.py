@@ -205,6 +205,18 @@ def engine() -> Iterator[EngineProcess]:
 
 
 @pytest.fixture
+async def storage_lab(tmp_path: Path, qemu_build: QemuBuild | None) -> AsyncIterator[Lab]:
+    """A started lab pair (the destination on -incoming defer) whose files outlive its QEMUs, so the
+    disk images can be compared after stopping."""
+    lab = Lab(memory_mib=64, dirty_mib=4, disk_mib=16, directory=tmp_path / "lab", keep_files=True)
+    await lab.start()
+    try:
+        yield lab
+    finally:
+        await lab.stop()
+
+
+@pytest.fixture
 async def lab(qemu_build: QemuBuild | None) -> AsyncIterator[Lab]:
     """A started real QEMU pair: 64 MiB guests dirtying 4 MiB as fast as they can
     (a plain migration completes in well under a second), with a 16 MiB data

@@ -214,7 +214,9 @@ class Host:
 
     def qemu_pids(self) -> list[int]:
         pids = []
-        for pid_file in (self.dir("run") / "qemu").glob("*.pid"):
+        # The guests', and the capabilities probe's (a daemon killed mid-probe leaves it running).
+        probes = (self.dir("lib") / "qemu").glob("qmp-*/qmp.pid")
+        for pid_file in [*(self.dir("run") / "qemu").glob("*.pid"), *probes]:
             try:
                 pids.append(int(pid_file.read_text().strip()))
             except (OSError, ValueError):

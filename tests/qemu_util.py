@@ -15,7 +15,10 @@ import time
 from pathlib import Path
 from typing import Self
 
+import pytest
 from libvirt_lab import TracedCommand, traced_commands
+
+from migtui.lab.lab import Lab
 
 
 def qemu_binary() -> str:
@@ -124,3 +127,24 @@ class TracedQemu(QemuProcess):
             return traced_commands(self.log_path.read_text(errors="replace"))
         except OSError:
             return []
+
+
+def qemu_io_reads(image: Path | None, byte: int, offset: int, length: int) -> bool:
+    """Whether a (stopped VM's) qcow2 image holds ``byte`` at ``offset`` for ``length`` bytes."""
+    assert image is not None, "a lab without a disk"
+    out = subprocess.run(
+        ["qemu-io", "-r", "-f", "qcow2", "-c", f"read -P {byte:#04x} {offset} {length}", str(image)],
+        capture_output=True, text=True, check=False,
+    )
+    return out.returncode == 0 and "verification failed" not in out.stdout + out.stderr
+
+
+requires_qemu_img = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
+
+
+def disks_differ(lab: Lab) -> str:
+    """"" when a stopped lab's source and destination data disks hold the same data, else
+    what ``qemu-img compare`` says."""
+    images = [str(lab.src.disk_path), str(lab.dst.disk_path)]
+    compare = subprocess.run(["qemu-img", "compare", *images], capture_output=True, text=True, check=False)
+    return "" if compare.returncode == 0 else compare.stdout + compare.stderr

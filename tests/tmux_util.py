@@ -12,6 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+# Runs argv[2:] and writes its exit status to argv[1]; Ctrl+C is the child's (the terminal
+# sends SIGINT to both: this one ignores it, the child gets the default back before exec).
+_STATUS_WRAPPER = """
+import signal, subprocess, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+code = subprocess.call(sys.argv[2:], preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+open(sys.argv[1], "w").write(str(code))
+"""
+
 
 class Tmux:
     def __init__(self, name: str, *, width: int = 80, height: int = 24) -> None:
@@ -31,12 +40,15 @@ class Tmux:
         self._tmux("respawn-pane", "-k", "-t", self.name, *argv)
         return self
 
-    def migtui(self, *args: str) -> Tmux:
+    def migtui(self, *args: str, status: Path | None = None) -> Tmux:
+        """Run ``migtui args``; ``status``: a file its exit status is written to (tmux 3.3
+        does not always know the status of a dead pane)."""
         env = [f"{k}={v}" for k, v in os.environ.items() if k.startswith("MIGTUI_")]
+        wrap = [] if status is None else [sys.executable, "-c", _STATUS_WRAPPER, str(status)]
         # Without COLUMNS/LINES: pytest's process may carry 80x24 there, and Textual would
         # believe them over the window's real size.
         return self.start("env", "-u", "COLUMNS", "-u", "LINES", *env, "TERM=xterm-256color",
-                          sys.executable, "-m", "migtui", *args)
+                          *wrap, sys.executable, "-m", "migtui", *args)
 
     def screen(self) -> str:
         return self._tmux("capture-pane", "-p", "-t", self.name).stdout

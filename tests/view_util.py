@@ -42,11 +42,11 @@ async def aborted_and_running(ctl: Any, timeout: float = 30.0) -> None:
 
 
 async def arm_in(view: Tmux) -> None:
-    """As an operator arms the selected source: a, then a again to confirm."""
+    """As an operator arms the selected source: a, then enter to confirm."""
     await wait_screen(view, "src · connected")
     view.keys("a")
     await wait_screen(view, "Arm src")
-    view.keys("a")
+    view.keys("Enter")
     await wait_screen(view, "running armed")
 
 

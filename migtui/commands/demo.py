@@ -2,7 +2,9 @@
 
 For demos and training: it starts the lab (default: the storage scenario, so the
 pre-switchover dialog opens), opens the dashboard on both monitors, and starts the
-migration a few seconds later. Quitting the dashboard stops both QEMUs.
+migration a few seconds later, saying when and what to press. Quitting the dashboard
+stops both QEMUs: while a migration is under way (or its guest stopped) it asks first,
+and every quit prints what happened and what was removed.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import shutil
 import sys
 import tempfile
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..address import parse_addresses
@@ -25,6 +28,7 @@ from .options import add_bell_argument, add_lab_arguments, add_runtime_argument,
 if TYPE_CHECKING:
     from ..tui.app import MigtuiApp
     from ..view.client import EngineClient
+    from ..view.remote import RemoteSession
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,9 +53,11 @@ async def _main(args: argparse.Namespace) -> int:
               dirty_rate_mib_s=settings.rate, accel=args.accel, qemu_binary=args.qemu)
     # The demo's own engine, in its own runtime directory: it never meets the user's.
     runtime_dir = args.runtime_dir or tempfile.mkdtemp(prefix="migtui-demo-")
-    print(f"migtui demo: starting a QEMU pair ({args.scenario}) ...", flush=True)
+    print(f"migtui demo: {args.scenario}: {settings.scenario.summary}", flush=True)
+    shown: list[MigtuiApp] = []
     try:
-        await setup_scenario(lab, settings.scenario, settings.bandwidth, settings.downtime_limit)
+        await setup_scenario(lab, settings.scenario, settings.bandwidth, settings.downtime_limit,
+                             say=lambda line: print(f"migtui demo: {line}", flush=True))
         addresses = parse_addresses([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
         # The lab armed the source, not migtui: name the deadline explicitly so the demo's
         # pause is guarded like migtui's own (60 s, then abort).
@@ -61,24 +67,74 @@ async def _main(args: argparse.Namespace) -> int:
         async def watch(client: EngineClient) -> list[str]:
             return await client.watch(addresses, policy, read_only=False, interval=1.0)
 
+        then = NEXT[settings.scenario.pause]
+
         def start_later(app: MigtuiApp) -> None:
+            shown.append(app)
+            app.quit_question = partial(quit_question, app)
+
             async def start_migration() -> None:
+                app.notify(f"demo: the migration starts in {args.start_after:g} s; {then}", timeout=args.start_after)
                 await asyncio.sleep(args.start_after)
                 try:
                     await lab.migrate()
-                    app.notify(f"lab: migration started ({args.scenario})", timeout=4)
+                    app.notify(f"demo: migration started; {then}", timeout=8)
                 except MigtuiError as err:
-                    app.notify(f"lab: {err}", severity="error", timeout=10)
+                    app.notify(f"lab: {err}", severity="error")
 
             app.call_later(lambda: app.run_worker(start_migration(), exit_on_error=False))
 
         return await view_main(runtime_dir, watch, read_only=False, before_run=start_later,
                                prog="migtui demo", report_guard=False, bell=args.bell)
     finally:
+        summary = outcome(shown[0]) if shown else "the dashboard did not open"
         await stop_engine(runtime_dir)
         await lab.stop()
         if not args.runtime_dir:
             shutil.rmtree(runtime_dir, ignore_errors=True)
+        print(f"migtui demo: {summary}", flush=True)
+        print(f"migtui demo: removed both QEMUs, the demo's engine and {lab.directory}", flush=True)
+
+
+NEXT = {True: "at the pause its dialog opens: y resumes, x aborts",
+        False: "watch the passes converge; x aborts, ? help"}
+
+
+def _source(app: MigtuiApp) -> RemoteSession | None:
+    return app.sessions.get("src")
+
+
+def quit_question(app: MigtuiApp) -> tuple[str, str] | None:
+    """Quitting the demo stops both QEMUs: asked first while a migration is under way."""
+    src = _source(app)
+    if src is None:
+        return None
+    if src.pause.paused:
+        at_stake = "the source guest is stopped before switchover: quitting stops it for good with both QEMUs"
+    elif src.state.migration.is_running:
+        at_stake = f"the migration is {src.state.migration_status}: quitting stops it with both QEMUs"
+    else:
+        return None
+    return "Quit the demo?", f"{at_stake}, and removes the lab's files."
+
+
+def outcome(app: MigtuiApp) -> str:
+    """The demo's migration in one line: how it ended, its downtime."""
+    src = _source(app)
+    if src is None:
+        return "no migration"
+    state = src.state
+    status = state.migration_status
+    if status == "completed":
+        downtime = f", downtime {state.final_downtime_ms} ms" if state.final_downtime_ms is not None else ""
+        return f"migration completed{downtime}"
+    if src.pause.paused:
+        return "quit during the pause: the guest was stopped; no switchover"
+    if status in ("none", ""):
+        return "quit before the migration started"
+    if status == "cancelled":
+        return "migration aborted: the source guest ran on"
+    return f"quit with the migration {status}: it did not finish"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,10 +55,11 @@ async def _stop(rt: Runtime, force: bool) -> int:
             print("migtui engine: not stopped: it guards " + "; ".join(guarding)
                   + " (--force stops it anyway and leaves them without a deadline)", file=sys.stderr)
             return 1
-        await client.stop_engine(10)
+        disarmed = await client.stop_engine(10)
         names = ", ".join(line.split(": ", 1)[0] for line in guarding)
-        print("migtui engine: stopped" + (f"; left as they are, with no deadline any more: {names}" if guarding
-                                          else ""))
+        print("migtui engine: stopped"
+              + (f"; disarmed {', '.join(disarmed)}, which it had armed" if disarmed else "")
+              + (f"; left as they are, with no deadline any more: {names}" if guarding else ""))
         return 0
     except EngineError as err:  # it answered once, then no more
         return await _unanswered(rt, str(err), force, client.engine_pid)

@@ -177,9 +177,15 @@ def _banner(lab: Lab, scenario_name: str, scenario: Scenario, bandwidth: float |
         _say("  disk         data0 mirrored into the destination's NBD export: in sync")
     _say(f"  files        {lab.directory}")
     _say("")
-    _say(f"watch:  {migtui_command()} {shlex.quote(f'src={src.qmp_path}')} {shlex.quote(f'dst={dst.qmp_path}')}")
+    # One argument a line (a shell continuation): a path is never cut at the terminal's edge.
+    _say(f"watch:  {migtui_command()} \\\n          {shlex.quote(f'src={src.qmp_path}')} \\\n"
+         f"          {shlex.quote(f'dst={dst.qmp_path}')}")
     how = "press Enter here, or run: " if tty else "run: "
-    _say(f"start:  {how}kill -USR1 {os.getpid()}")
+    if scenario_name == "none":  # the destination waits on -incoming defer: migtui's m sets it all up
+        _say("start:  m in migtui (pick the options, disks too), or " + how.replace("press", "with the lab's own:"
+                                                                             " press", 1) + f"kill -USR1 {os.getpid()}")
+    else:
+        _say(f"start:  {how}kill -USR1 {os.getpid()}")
     _say("stop:   Ctrl-C (or kill the lab); both QEMUs stop and the files go")
     _say("")
 
@@ -206,7 +212,8 @@ async def _main(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, stop, sig)
     loop.add_signal_handler(signal.SIGUSR1, runner.trigger, "SIGUSR1")
     try:
-        setup = asyncio.create_task(setup_scenario(lab, scenario, bandwidth, args.downtime_limit))
+        setup = asyncio.create_task(setup_scenario(lab, scenario, bandwidth, args.downtime_limit,
+                                                   say=lambda line: _say(f"migtui lab: {line}")))
         waiter = asyncio.create_task(runner.stop.wait())
         await asyncio.wait({setup, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import NoReturn
 
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[0] in COMMANDS:
         command, named = argv.pop(0), True
     args = build_parser(command, named=named).parse_args(argv)
-    if command in ("watch", "status"):
+    if command in ("watch", "status") and not (args.connect or os.environ.get("LIBVIRT_DEFAULT_URI")):
         wrong = monitor_word_error(args.monitors, list(COMMANDS))
         if wrong is not None:
             prog = "migtui" if not named else f"migtui {command}"

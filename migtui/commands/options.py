@@ -8,13 +8,53 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..errors import LabError
+from ..address import MonitorAddress, parse_connect
+from ..errors import AddressError, LabError, MigtuiError
 from ..lab.scenarios import SCENARIOS, Scenario
+from ..libvirt.binding import load as load_libvirt
+from ..libvirt.binding import uri_error
 from ..protocol.messages import PolicyInfo
 from ..workflow.converge_policy import MIN_GIB, STEPS_AFTER_PASS, steps_text
 from ..workflow.policy import CONVERGE_ACTIONS, CONVERGE_MODES, DEFAULT_MAX_PAUSE_S, DEFAULT_ON_MAX_PAUSE, ON_MAX_PAUSE
 
 MONITOR_HELP = "[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT), one per QEMU monitor"
+
+
+CONNECT_HELP = ("a libvirt connection to watch every running domain of, as HOST/DOMAIN (virsh's -c: qemu:///system,"
+                " qemu+ssh://HOST/system; NAME=URI names the HOST); repeatable. Default: $LIBVIRT_DEFAULT_URI"
+                " when no MONITOR is given")
+
+
+def add_connect_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--connect", action="append", default=[], metavar="URI", help=CONNECT_HELP)
+    parser.add_argument("--domain", action="append", default=[], metavar="GLOB",
+                        help="with -c: only the domains whose name matches GLOB (repeatable; DOMAIN arguments too)")
+
+
+def split_targets(args: argparse.Namespace) -> tuple[list[MonitorAddress], list[str]]:
+    """(the libvirt connections to watch, the MONITOR words left). With a connection, a bare
+    word that is no existing path is a DOMAIN name. AddressError: one line (a URI typo,
+    libvirt-python missing)."""
+    uris = list(args.connect)
+    words = list(args.monitors)
+    if not uris and not words and os.environ.get("LIBVIRT_DEFAULT_URI"):
+        uris = [os.environ["LIBVIRT_DEFAULT_URI"]]
+    if not uris:
+        if args.domain:
+            raise AddressError("--domain needs -c URI (or $LIBVIRT_DEFAULT_URI): it narrows a libvirt connection")
+        return [], words
+    domains = [w for w in words if _BARE.fullmatch(w) and not os.path.exists(w)]
+    words = [w for w in words if w not in domains]
+    connections = [parse_connect(uri, domains + list(args.domain)) for uri in uris]
+    for c in connections:
+        wrong = uri_error(str(c.path))
+        if wrong is not None:
+            raise AddressError(wrong)
+    try:
+        load_libvirt()
+    except MigtuiError as err:  # libvirt-python is not installed: what to install, in one line
+        raise AddressError(str(err)) from None
+    return connections, words
 
 
 def add_runtime_argument(parser: argparse.ArgumentParser) -> None:

@@ -18,16 +18,19 @@ import time
 from typing import Any
 
 from .. import format as fmt
-from ..address import MonitorAddress, parse_addresses
+from ..address import CONNECT, LIBVIRT, MonitorAddress, parse_addresses
+from ..engine.engine import Engine
 from ..errors import AddressError, MigtuiError
+from ..logfile import setup_logging
 from ..model.blockjobs import parse_block_jobs
 from ..model.migration import MigrationInfo
 from ..model.vmstate import is_armed
 from ..protocol.messages import Status
 from ..protocol.runtime import runtime
 from ..view.client import EngineClient, EngineNotRunning
-from ..workflow.status import Snapshot, collect
-from .options import MONITOR_HELP, add_runtime_argument
+from ..workflow.policy import Policy
+from ..workflow.status import Snapshot, collect, snapshot_of
+from .options import MONITOR_HELP, add_connect_arguments, add_runtime_argument, split_targets
 
 
 async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
@@ -62,6 +65,57 @@ async def collect_via_engine(addresses: list[MonitorAddress], timeout: float,
                 s.error = (f"{s.address.name}: no QMP greeting: the monitor is held, most likely by the migtui"
                            f" engine, which could not be asked: {problem}")
     return snaps
+
+
+async def collect_libvirt(connections: list[MonitorAddress], timeout: float,
+                          runtime_dir: str | None) -> list[Snapshot]:
+    """Every domain of these libvirt connections: from the user's engine where it holds
+    the connection (it knows the domains that left too, with their final figures), else
+    each running domain once polled through the engine's own path, read-only, in an
+    engine of this process stopped at the end."""
+    held = await _engine_domains([str(c.path) for c in connections], timeout, runtime_dir)
+    snaps = [snap for c in connections for snap in held.get(str(c.path), [])]
+    rest = [c for c in connections if str(c.path) not in held]
+    return snaps + (await _libvirt_here(rest, timeout) if rest else [])
+
+
+async def _engine_domains(uris: list[str], timeout: float, runtime_dir: str | None) -> dict[str, list[Snapshot]]:
+    client = EngineClient(runtime(runtime_dir), read_only=True, kind="migtui status")
+    found: dict[str, list[Snapshot]] = {}
+    try:
+        await asyncio.wait_for(client.connect(start=False), timeout)
+        reply = await client.call(Status, addresses=uris, timeout=timeout)
+        for uri, answer in zip(uris, reply.monitors if reply.ok else [], strict=False):
+            if isinstance(answer, dict) and isinstance(answer.get("domains"), list):
+                found[uri] = [Snapshot.from_json(MonitorAddress(str(d.get("name")), LIBVIRT, uri, d.get("domain")), d)
+                              for d in answer["domains"] if isinstance(d, dict)]
+    except (MigtuiError, OSError, TimeoutError):
+        pass  # no engine (or none that answers): the connections are opened here
+    finally:
+        await client.close()
+    return found
+
+
+async def _libvirt_here(connections: list[MonitorAddress], timeout: float) -> list[Snapshot]:
+    engine = Engine(connect_timeout=timeout, command_timeout=timeout)
+    try:
+        for c in connections:
+            await engine.connect(str(c.path), c.name or None, tuple(filter(None, (c.host or "").split(","))),
+                                 Policy(), read_only=True, interval=1.0)
+        sessions = [w.session for w in engine.watched.values()]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while any(s.connected and s.polls == 0 for s in sessions) and loop.time() < deadline:
+            await asyncio.sleep(0.02)
+        snaps = [snapshot_of(w.session, w.address, w.journal.reply("query-block-jobs"))
+                 for w in engine.watched.values()]
+        for host in engine.libvirt.values():  # a host that did not answer: its one line
+            if host.status.error is not None and not host.monitors:
+                address = MonitorAddress(host.name, CONNECT, host.uri)
+                snaps.append(Snapshot(address, error=str(host.status.error)))
+        return snaps
+    finally:
+        await engine.stop()
 
 
 def render_table(snaps: list[Snapshot]) -> str:
@@ -142,7 +196,9 @@ def _job_summary(job: Any) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("monitors", nargs="+", metavar="MONITOR", help=MONITOR_HELP)
+    parser.add_argument("monitors", nargs="*", metavar="MONITOR",
+                        help=MONITOR_HELP + "; with -c, a bare word is a DOMAIN of its hosts")
+    add_connect_arguments(parser)
     parser.add_argument("--json", action="store_true", help='print one JSON object {"monitors": [...]}')
     parser.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
                         help="connect and per-command timeout in seconds (default 5)")
@@ -151,11 +207,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        addresses = parse_addresses(args.monitors)
+        connections, words = split_targets(args)
+        addresses = parse_addresses(words)
     except AddressError as exc:
         print(f"migtui status: {exc}", file=sys.stderr)
         return 2
-    snaps = asyncio.run(collect_via_engine(addresses, args.timeout, args.runtime_dir))
+    if not addresses and not connections:
+        print("migtui status: give MONITOR... (QMP sockets) or -c URI (a libvirt connection)", file=sys.stderr)
+        return 2
+
+    setup_logging(None)  # each error is its monitor's one line below, never a log record on stderr
+
+    async def both() -> list[Snapshot]:
+        snaps = await collect_via_engine(addresses, args.timeout, args.runtime_dir) if addresses else []
+        return snaps + (await collect_libvirt(connections, args.timeout, args.runtime_dir) if connections else [])
+
+    snaps = asyncio.run(both())
     for s in snaps:
         if s.error is not None:
             # Monitor errors already start with the monitor's name.

@@ -314,7 +314,7 @@ class EngineControl:
         if running is not None:
             abort = m.Control(False, f"{w.name}: abort under way (started by {running.actor})")
         else:
-            allowed = control.abort(session, controller, libvirt=libvirt)
+            allowed = control.abort(session, controller, libvirt=libvirt and not w.via_libvirt)
             abort = m.Control(allowed.allowed, allowed.reason, control.abort_does(session, mirrors))
         actions = {ABORT: abort}
         for action in REMEDY_ACTIONS:
@@ -369,7 +369,7 @@ class EngineControl:
             return m.Reply(0, True, message=f"{w.name}: abort already started by {running.actor}",
                            actor=running.actor)
         session = w.session
-        libvirt = w.owner == "libvirt"
+        libvirt = w.owner == "libvirt" and not w.via_libvirt
         allowed = control.abort(session, self.engine.switchovers.current(session), libvirt=libvirt and not force)
         if allowed.allowed is not True:
             return m.Reply(0, False, error=allowed.reason or f"{w.name}: nothing to abort")

@@ -27,9 +27,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..address import LIBVIRT as LIBVIRT_KIND
 from ..address import MonitorAddress
 from ..errors import MigtuiError
 from ..format import format_duration
+from ..libvirt.connection import LibvirtHost, host_label
+from ..libvirt.domain import LIBVIRT, DomainMonitor
 from ..model.migration import RUNNING_STATUSES
 from ..model.pauseclock import PauseClock
 from ..model.qmpinput import QmpInput
@@ -37,11 +40,11 @@ from ..model.switchover import Action, SwitchoverResult, libvirt_drives
 from ..protocol import messages as m
 from ..transport import ConnState, Monitor
 from ..workflow import availability
-from ..workflow.arm import disarm
+from ..workflow.arm import ArmResult, disarm
 from ..workflow.autoresume import AutoResume, AutoResumeReport
 from ..workflow.control import action_words
 from ..workflow.deadline import PauseDeadline, Phase
-from ..workflow.ownership import LIBVIRT, detect_manager
+from ..workflow.ownership import detect_manager
 from ..workflow.pairing import destination_for
 from ..workflow.policy import OWNER_LIBVIRT, OWNER_MIGTUI, OWNER_OTHER, Policy, applies
 from ..workflow.session import (
@@ -58,6 +61,7 @@ from ..workflow.switchover import Switchover, Switchovers
 from .control import ADVICE_KINDS, EngineControl
 from .durable import Durable
 from .facts import controls_of, pause_json, pause_of
+from .start import EngineStart
 from .wire import address_info, session_message, switchover_message
 
 log = logging.getLogger("migtui.engine")
@@ -153,6 +157,13 @@ class Watched:
         return self.session.name
 
     @property
+    def via_libvirt(self) -> bool:
+        """A libvirt domain watched through libvirt's API: its controls are libvirt's own calls
+        (abortJob, migrateSetMaxDowntime...), not commands behind libvirt's back."""
+        monitor = self.session.monitor
+        return monitor is not None and monitor.manager == LIBVIRT
+
+    @property
     def owner(self) -> str:
         if self.manager == LIBVIRT:
             return OWNER_LIBVIRT
@@ -174,6 +185,7 @@ class Engine:
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
         self.watched: dict[str, Watched] = {}
+        self.libvirt: dict[str, LibvirtHost] = {}  # -c URI -> its connection
         self.switchovers = Switchovers()  # each source's current pause: requests, auto-resume, deadline share it
         self.views: set[ViewLink] = set()
         self.stopped = asyncio.Event()
@@ -189,6 +201,7 @@ class Engine:
         # What it armed, kept in ``records`` (the runtime directory) and taken up on start.
         self.durable = Durable(self, records)
         self.control = EngineControl(self)  # the convergence advice, abort at any stage, the remedies
+        self.starts = EngineStart(self)  # starting a migration: the offer, the set-up, its storage
 
     # ------------------------------------------------------------------ views
 
@@ -219,9 +232,10 @@ class Engine:
         if controller is not None:
             view.send(switchover_message(w.name, controller))
         view.send(w.last_pause or self._pause_message(w))
-        view.send(w.last_controls or controls_of(w, self.sessions(), self.switchovers, self.control))
+        view.send(w.last_controls or self._controls(w))
         view.send(self.control.message(w))
         view.send(self.control.policy_message(w))
+        view.send(self.starts.message(w))
 
     # ------------------------------------------------------------------ watching
 
@@ -243,17 +257,52 @@ class Engine:
             address = MonitorAddress(name, address.kind, address.path, address.host, address.port)
             monitor = Monitor(address, read_only=read_only, connect_timeout=self.connect_timeout,
                               command_timeout=self.command_timeout)
-            session = MonitorSession(monitor, interval=interval, clock=self.clock)
-            w = Watched(session, address, policy)
-            self.watched[name] = w
-            self._hook(w)
-            session.start()
-            log.info("watching %s (%s)%s", name, address.display, ", read-only" if read_only else "")
-            for view in list(self.views):
-                if view.subscribed:
-                    self._send_monitor(view, w)
+            self._add(monitor, policy, interval)
             names.append(name)
         return names
+
+    def _add(self, monitor: Monitor, policy: Policy, interval: float) -> Watched:
+        """Watch ``monitor`` (a QMP monitor or a libvirt domain) under its address's name."""
+        address = monitor.address
+        session = MonitorSession(monitor, interval=interval, clock=self.clock)
+        w = Watched(session, address, policy)
+        self.watched[address.name] = w
+        self._hook(w)
+        session.start()
+        log.info("watching %s (%s)%s", address.name, address.display, ", read-only" if monitor.read_only else "")
+        for view in list(self.views):
+            if view.subscribed:
+                self._send_monitor(view, w)
+        return w
+
+    async def connect(self, uri: str, label: str | None, domains: tuple[str, ...], policy: Policy, *,
+                      read_only: bool, interval: float) -> list[str]:
+        """Watch every running domain of the libvirt connection ``uri`` (those matching
+        ``domains``, when given), now and as they come; returns the names of those found
+        at the first attempt (an unreachable host is retried; its one line is its status)."""
+        host = self.libvirt.get(uri)
+        if host is None:
+            taken = {h.name for h in self.libvirt.values()}
+            name, n = label or host_label(uri), 2
+            base = name
+            while name in taken:
+                name, n = f"{base}-{n}", n + 1
+            host = LibvirtHost(uri, name, read_only=read_only, domains=domains,
+                               on_domain=partial(self._domain_found, policy, interval),
+                               connect_timeout=max(self.connect_timeout, 10.0), command_timeout=self.command_timeout)
+            self.libvirt[uri] = host
+            host.start()
+        await host.first_attempt.wait()
+        if host.status.error is not None and not host.monitors:
+            self.broadcast(m.Notice("error", str(host.status.error), None))
+            log.warning("%s", host.status.error)
+        return [monitor.name for monitor in host.monitors.values() if monitor.name in self.watched]
+
+    def _domain_found(self, policy: Policy, interval: float, host: LibvirtHost, monitor: DomainMonitor) -> None:
+        if monitor.name in self.watched:
+            return
+        w = self._add(monitor, policy, interval)
+        monitor.add_reply_listener(w.session.feed)  # JOB_COMPLETED's final figures
 
     def _hook(self, w: Watched) -> None:
         session = w.session
@@ -320,6 +369,7 @@ class Engine:
                 self._track_pause(w)
         if kinds & ADVICE_KINDS:
             self._advice_soon(w)
+        self.starts.on_change(w, kinds)
         if kinds & FACT_KINDS:
             was_paused = w.last_pause is not None and w.last_pause.paused
             if was_paused != session.state.in_pre_switchover:  # measuring elsewhere depends on it
@@ -455,10 +505,13 @@ class Engine:
         if message != w.last_pause:
             w.last_pause = message
             self.broadcast(message)
-        controls = controls_of(w, self.sessions(), self.switchovers, self.control)
+        controls = self._controls(w)
         if controls != w.last_controls:
             w.last_controls = controls
             self.broadcast(controls)
+
+    def _controls(self, w: Watched) -> m.Controls:
+        return controls_of(w, self.sessions(), self.switchovers, self.control, self.starts)
 
     def _pause_message(self, w: Watched) -> m.Pause:
         return pause_of(w, self.sessions(), recorded=self._pause_since(w))
@@ -490,16 +543,15 @@ class Engine:
             log.warning("%s: %s refused: the view %s is read-only", name, action, view.label)
             return m.Reply(0, False, error=f"read-only view: the engine refuses to {action_words(action)} {name}")
         session = w.session
+        if self.starts.handles(w, action):  # write-blocking, or stopping a start while it sets up
+            return await self.starts.act(w, view, action)
         if self.control.handles(w, action):  # a remedy, or the abort of a migration not paused
             return await self.control.request(w, view, action, value=value, force=force)
         try:
             if action in ("resume", "abort"):
                 return self._switchover_action(w, view, Action(action), force=force)
             if action == "arm":
-                result = await self.durable.arm(w)  # recorded, durably, before QEMU is armed
-                if result.changed:
-                    w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
-                    self._facts_due(w)
+                result = await self._arm(w)
                 return m.Reply(0, True, message=result.summary())
             if action == "disarm":
                 message = await self._disarm(w)
@@ -548,6 +600,21 @@ class Engine:
         if result.retry:
             self.broadcast(m.Notice("warning", result.reason, w.name, attempt=True))
 
+    async def _arm(self, w: Watched) -> ArmResult:
+        result = await self.durable.arm(w)  # recorded, durably, before QEMU is armed
+        if result.changed:
+            w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + result.enabled))
+            self._facts_due(w)
+        return result
+
+    async def arm(self, w: Watched) -> bool:
+        """Arm ``w`` for a start (recorded first); whether this switched anything on."""
+        return (await self._arm(w)).changed
+
+    async def disarm_engine(self, w: Watched) -> None:
+        """Set back what this engine armed on ``w`` (a start that failed midway)."""
+        await self._disarm(w)
+
     async def _disarm(self, w: Watched) -> str:
         caps = w.armed_by_engine
         if not caps:
@@ -565,16 +632,24 @@ class Engine:
         """`migtui status` from the sessions: a snapshot per watched address, None elsewhere."""
         out: list[dict[str, Any] | None] = []
         for display in displays:
+            if display in self.libvirt:  # -c URI: every domain of that connection, gone ones too
+                out.append({"uri": display, "domains": [
+                    self._snapshot(w) for w in self.watched.values()
+                    if w.address.kind == LIBVIRT_KIND and w.address.path == display]})
+                continue
             w = next((w for w in self.watched.values() if w.address.display == display), None)
             if w is None:
                 out.append(None)
                 continue
-            jobs = w.journal.reply("query-block-jobs")
-            snap = snapshot_of(w.session, w.address, jobs, self.control.status(w))
-            snap.pause = pause_json(w.last_pause or self._pause_message(w), self.clock())
-            snap.converge_policy = self.control.policy_status(w)
-            out.append(snap.to_json())
+            out.append(self._snapshot(w))
         return out
+
+    def _snapshot(self, w: Watched) -> dict[str, Any]:
+        jobs = w.journal.reply("query-block-jobs")
+        snap = snapshot_of(w.session, w.address, jobs, self.control.status(w))
+        snap.pause = pause_json(w.last_pause or self._pause_message(w), self.clock())
+        snap.converge_policy = self.control.policy_status(w)
+        return snap.to_json()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -591,6 +666,10 @@ class Engine:
             if why:
                 lines.append(f"{w.name}: {why}")
         return lines
+
+    def disarms_on_stop(self) -> list[str]:
+        """The sources ``disarm_own`` will set back when the engine stops."""
+        return [w.name for w in self.watched.values() if self._disarms_on_stop(w)]
 
     def _disarms_on_stop(self, w: Watched) -> bool:
         """What this engine armed itself, where QEMU lets it set it back (no migration)."""
@@ -615,6 +694,9 @@ class Engine:
             return None
         state = session.state
         deadline = w.deadline
+        started = self.starts.under_way(w)  # its set-up, the mirrors' wait, the migration it follows
+        if started is not None and not state.in_pre_switchover:
+            return started
         if state.in_pre_switchover:
             since = self._pause_since(w)
             paused = f"paused {format_duration(max(0.0, now - since))}" if since else "paused"
@@ -705,3 +787,4 @@ class Engine:
             if w.auto is not None:
                 w.auto.stop()
         await asyncio.gather(*(w.session.stop() for w in self.watched.values()), return_exceptions=True)
+        await asyncio.gather(*(host.close() for host in self.libvirt.values()), return_exceptions=True)

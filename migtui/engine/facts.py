@@ -27,6 +27,7 @@ from ..workflow.switchover import Switchovers
 if TYPE_CHECKING:
     from .control import EngineControl
     from .engine import Watched
+    from .start import EngineStart
 
 # What y and x do, by whether the migration mirrors disks: a RAM-only pause has none to finish.
 RESUME_MIRRORS = ("finish each disk mirror gracefully (the destination's copy becomes final), then let QEMU"
@@ -109,9 +110,10 @@ def pause_json(pause: Pause, now: float) -> dict[str, Any]:
 
 
 def controls_of(w: Watched, sessions: Sequence[MonitorSession], switchovers: Switchovers,
-                control: EngineControl | None = None) -> Controls:
+                control: EngineControl | None = None, start: EngineStart | None = None) -> Controls:
     """Each action as the engine would answer it now; ``control`` adds the abort of a migration
-    at any stage and the advisor's remedies (``engine/control.py``)."""
+    at any stage and the advisor's remedies (``engine/control.py``), ``start`` the start of a
+    migration and what acts on one being set up (``engine/start.py``)."""
     session = w.session
     controller = switchovers.current(session)
     libvirt = w.owner == OWNER_LIBVIRT
@@ -130,4 +132,6 @@ def controls_of(w: Watched, sessions: Sequence[MonitorSession], switchovers: Swi
     }
     if control is not None:
         actions.update(control.controls(w, controller, libvirt=libvirt, mirrors=mirrors))
+    if start is not None:
+        actions.update(start.controls(w))
     return Controls(name=w.name, actions=actions)

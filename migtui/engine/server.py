@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..address import MonitorAddress
+from ..address import CONNECT, MonitorAddress
 from ..errors import MigtuiError
 from ..protocol import framing as p
 from ..protocol import lines
@@ -353,8 +353,14 @@ class EngineServer:
                 policy = policy_from(message.policy)
             except ValueError as err:
                 return m.Reply(0, False, error=str(err))
-            names = engine.watch(addresses, policy, read_only=message.read_only or view.read_only,
+            read_only = message.read_only or view.read_only
+            names = engine.watch([a for a in addresses if a.kind != CONNECT], policy, read_only=read_only,
                                  interval=message.interval)
+            for a in addresses:
+                if a.kind == CONNECT and a.path is not None:  # -c URI: a libvirt connection
+                    patterns = tuple(filter(None, (a.host or "").split(",")))
+                    names += await engine.connect(a.path, a.name or None, patterns, policy, read_only=read_only,
+                                                  interval=message.interval)
             return m.Reply(0, True, names=names)
         if isinstance(message, m.Subscribe):
             engine.subscribe(view)
@@ -362,6 +368,8 @@ class EngineServer:
         if isinstance(message, m.Request):
             return await engine.request(view, message.action, message.monitor, force=message.force,
                                         value=message.value)
+        if isinstance(message, m.Start):
+            return await engine.starts.request(view, message)
         if isinstance(message, m.Status):
             return m.Reply(0, True, monitors=engine.status_json(message.addresses))
         if isinstance(message, m.Guarding):
@@ -371,7 +379,7 @@ class EngineServer:
                 return m.Reply(0, False, error="read-only view: the engine refuses to stop")
             log.info("stop requested by %s", view.label)
             asyncio.get_running_loop().call_soon(engine.stopped.set)
-            return m.Reply(0, True, lines=engine.guarding(stopping=True))
+            return m.Reply(0, True, lines=engine.guarding(stopping=True), names=engine.disarms_on_stop())
         return m.Reply(0, False, error=f"{message.OP} is not a request")
 
 

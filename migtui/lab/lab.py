@@ -112,6 +112,7 @@ class Lab:
         self.accel = "?"  # "kvm" or "tcg" once started
         self._clients: dict[str, QMPClient] = {}
         self._started = False
+        self.listening = False  # the destination ran migrate-incoming (else it waits on -incoming defer)
 
     # -- layout -----------------------------------------------------------------
 
@@ -291,11 +292,14 @@ class Lab:
         pause: bool = True,
         max_bandwidth: int | None = None,
         downtime_limit: int | None = None,
+        incoming: bool = True,
     ) -> None:
         """Make the pair ready so that only ``migrate`` remains.
 
         With storage, the destination exports its data disk over NBD and the
-        source mirrors into it; this returns once the mirror is in sync.
+        source mirrors into it; this returns once the mirror is in sync. Without
+        ``incoming`` the destination keeps waiting on ``-incoming defer`` (a start
+        from migtui runs migrate-incoming itself; ``migrate`` here runs it first).
         """
         if storage and not self.disk:
             raise LabError("storage migration needs the data disk: drop --no-disk")
@@ -306,7 +310,8 @@ class Lab:
                                 {"addr": {"type": "unix", "data": {"path": str(self.nbd_path)}}})
             await self._execute(self.dst, "block-export-add",
                                 {"type": "nbd", "id": EXPORT, "node-name": "data0", "name": EXPORT, "writable": True})
-        await self._execute(self.dst, "migrate-incoming", {"uri": self.migration_uri})
+        if incoming:
+            await self._listen()
         if storage:
             await self._execute(self.src, "blockdev-add", {
                 "driver": "nbd", "node-name": NBD_TARGET, "export": EXPORT,
@@ -340,7 +345,13 @@ class Lab:
             detail = as_mapping(event.get("data")).get("error", event["event"])
             raise LabError(f"disk mirror to the destination failed: {detail}")
 
+    async def _listen(self) -> None:
+        await self._execute(self.dst, "migrate-incoming", {"uri": self.migration_uri})
+        self.listening = True
+
     async def migrate(self) -> None:
+        if not self.listening:
+            await self._listen()
         await self._execute(self.src, "migrate", {"uri": self.migration_uri})
 
     # -- guest helpers ----------------------------------------------------------

@@ -3,7 +3,8 @@
 Scenarios (defaults; ``migtui lab`` --bandwidth, --dirty-rate, --downtime-limit override them):
 
   scenario  storage  pause  max-bandwidth  guest dirties  what you see
-  none      no       no     QEMU's own     2.8 MiB/s      the pair, migration prepared
+  none      no       no     QEMU's own     2.8 MiB/s      the pair; the destination waits on
+                                                          -incoming defer: start it from migtui (m)
   converge  no       no     4 MiB/s        2.8 MiB/s      passes shrink, it completes
   storage   yes      yes    4 MiB/s        2.8 MiB/s      mirror, then pre-switchover
   stuck     no       no     4 MiB/s        8 MiB/s        dirty rate > bandwidth
@@ -31,6 +32,7 @@ The guest's dirty rate, measured from guest memory (pmemsave twice, 2 s apart):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .guest import MiB
@@ -49,7 +51,7 @@ class Scenario:
 DEFAULT_RATE = 2.8
 DEFAULT_BANDWIDTH = 4.0
 SCENARIOS = {
-    "none": Scenario(False, False, None, DEFAULT_RATE, "the pair, migration prepared"),
+    "none": Scenario(False, False, None, DEFAULT_RATE, "the pair, the destination on -incoming defer"),
     "converge": Scenario(False, False, DEFAULT_BANDWIDTH, DEFAULT_RATE, "plain precopy that converges"),
     "storage": Scenario(True, True, DEFAULT_BANDWIDTH, DEFAULT_RATE,
                         "disk mirrored over NBD, pause-before-switchover armed"),
@@ -57,11 +59,19 @@ SCENARIOS = {
 }
 
 
-async def setup_scenario(lab: Lab, scenario: Scenario, bandwidth: float | None, downtime: int | None) -> None:
+async def setup_scenario(lab: Lab, scenario: Scenario, bandwidth: float | None, downtime: int | None,
+                         say: Callable[[str], None] | None = None) -> None:
+    """Start the pair and prepare the migration; ``say`` hears each step as it begins (QEMU
+    and the guest take seconds to start: the operator sees that something happens)."""
+    say = say or (lambda _line: None)
+    say("starting both QEMUs, booting the guest ...")
     await lab.start()
+    say(f"QEMU {lab.qemu_version} up ({lab.accel}); "
+        + ("mirroring the data disk into the destination ..." if scenario.storage else "preparing the migration ..."))
     await lab.prepare(
         storage=scenario.storage,
         pause=scenario.pause,
         max_bandwidth=int(bandwidth * MiB) if bandwidth is not None else None,
         downtime_limit=downtime,
+        incoming=scenario is not SCENARIOS["none"],  # none: the destination waits for migtui's start
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,3 +97,21 @@ def parse_block_jobs(reply: Any) -> list[BlockJob]:
     if not isinstance(reply, list):
         return []
     return [job for job in (BlockJob.from_qmp(d) for d in reply) if job is not None]
+
+
+def mirror_targets(graph: Any, jobs: Iterable[str]) -> dict[str, str]:
+    """The node each of these block jobs writes to (job id -> node name), from
+    ``x-debug-query-block-graph`` (the only query that names a mirror's target)."""
+    if not isinstance(graph, Mapping):
+        return {}
+    nodes = {n.get("id"): n for n in graph.get("nodes") or () if isinstance(n, Mapping)}
+    wanted = set(jobs)
+    targets = {}
+    for edge in graph.get("edges") or ():
+        if not isinstance(edge, Mapping) or edge.get("name") != "target":
+            continue
+        parent, child = nodes.get(edge.get("parent"), {}), nodes.get(edge.get("child"), {})
+        job, node = opt_str(parent.get("name")), opt_str(child.get("name"))
+        if parent.get("type") == "block-job" and job in wanted and node and child.get("type") == "block-driver":
+            targets[job] = node
+    return targets

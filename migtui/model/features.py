@@ -13,6 +13,8 @@ The facts so far:
   "migration: Use dirty_bytes_last_sync"). The change itself added nothing to the
   schema, so it is told by what came with it in the same release: the
   ``dirty-limit-*`` members of query-migrate's MigrationInfo.
+* ``migrate_channels``: ``migrate`` and ``migrate-incoming`` take ``channels`` (a structured
+  address) with ``uri`` optional (QEMU 9.0 on).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from migtui.model.coerce import opt_str
+from migtui.model.coerce import as_mapping, opt_str
 
 # expected-downtime = bytes dirtied since the last sync / bandwidth (QEMU 8.1 on).
 LAST_SYNC = "last-sync"
@@ -41,6 +43,7 @@ class QemuFeatures:
     """Facts from one QEMU's schema; None where the schema was not read (or said nothing)."""
 
     expected_downtime_basis: str | None = None  # LAST_SYNC or REMAINING
+    migrate_channels: bool | None = None  # migrate takes channels, its uri optional (9.0+)
 
     @classmethod
     def from_schema(cls, entries: Any) -> QemuFeatures:
@@ -48,15 +51,30 @@ class QemuFeatures:
         if not isinstance(entries, list):
             return cls()
         by_name = {name: e for e in entries if isinstance(e, Mapping) and (name := opt_str(e.get("name")))}
+        channels = _channels(by_name)
         members = _return_members(by_name, "query-migrate")
         if members is None:
-            return cls()
-        return cls(expected_downtime_basis=LAST_SYNC if members & _LAST_SYNC_MARKERS else REMAINING)
+            return cls(migrate_channels=channels)
+        return cls(expected_downtime_basis=LAST_SYNC if members & _LAST_SYNC_MARKERS else REMAINING,
+                   migrate_channels=channels)
 
     @property
     def expected_downtime_formula(self) -> str | None:
         """"dirty÷bw" (last sync's dirty bytes) or "left÷bw" (RAM left); None when unknown."""
         return EXPECTED_DOWNTIME_FORMULAS.get(self.expected_downtime_basis or "")
+
+
+def _channels(by_name: Mapping[str, Mapping[str, Any]]) -> bool | None:
+    """Whether ``migrate`` takes ``channels`` with ``uri`` optional (9.0 on; 8.2 had them unstable)."""
+    cmd = by_name.get("migrate")
+    if cmd is None or cmd.get("meta-type") != "command":
+        return None
+    args = by_name.get(opt_str(cmd.get("arg-type")) or "")
+    members = args.get("members") if args is not None else None
+    if not isinstance(members, list):
+        return None
+    by_member = {opt_str(m.get("name")): m for m in members if isinstance(m, Mapping)}
+    return "channels" in by_member and "default" in as_mapping(by_member.get("uri"))
 
 
 def _return_members(by_name: Mapping[str, Mapping[str, Any]], command: str) -> frozenset[str] | None:

@@ -18,6 +18,7 @@ from ..model.checks import Check
 from ..model.features import QemuFeatures
 from ..model.pauseclock import PauseClock
 from ..model.qmpinput import QmpInput
+from ..model.startoffer import StartTarget
 from ..model.switchover import Phase, Step, SwitchoverResult
 from .framing import Json
 
@@ -123,6 +124,20 @@ class Request(Call):
     monitor: str
     force: bool = False  # resume/abort a pause libvirt drives (confirmed naming libvirt)
     value: str = ""  # a remedy's value as the operator typed it ("67 MiB/s", "5 s"); "": the engine's proposal
+
+
+@dataclass(frozen=True)
+class Start(Call):
+    """Start a migration of ``monitor`` (refused for a read-only view): the operator's choices
+    as typed, validated by the engine against its own offer before anything is sent."""
+
+    OP: ClassVar[str] = "start"
+    monitor: str
+    destination: str = ""  # a monitored destination waiting with -incoming defer; "": a typed URI
+    address: str = ""  # unix:/PATH or tcp:HOST:PORT as typed; "": the one the engine picked
+    capabilities: list[str] = field(default_factory=list)  # switched on; every other one offered goes off
+    parameters: dict[str, str] = field(default_factory=dict)  # as typed ("500 ms", "1 Gbit/s", "4")
+    disks: list[str] = field(default_factory=list)  # source nodes to mirror
 
 
 @dataclass(frozen=True)
@@ -269,10 +284,9 @@ class Control:
 
 @dataclass(frozen=True)
 class Controls(Message):
-    """The actions on a monitor (``resume``, ``abort``, ``arm``, ``measure``, and the remedies
+    """The actions on a monitor (``resume``, ``abort``, ``arm``, ``measure``, the remedies
     ``bandwidth``, ``switchover-bandwidth``, ``downtime``, ``throttle``, ``dirty-limit``,
-    ``postcopy``): sent again whenever
-    one of them changes."""
+    ``postcopy``, and ``start``, ``write-blocking``): sent again whenever one of them changes."""
 
     OP: ClassVar[str] = "controls"
     name: str
@@ -310,6 +324,17 @@ class ConvergePolicy(Message):
 
 
 @dataclass(frozen=True)
+class StartOffer(Message):
+    """What a start of a migration of this source may set, per destination (each monitored
+    QEMU waiting with -incoming defer, then a typed URI): decided by the engine
+    (``workflow/start.py``) from both QEMUs, sent again whenever it changes."""
+
+    OP: ClassVar[str] = "start-offer"
+    name: str
+    targets: list[StartTarget] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Notice(Message):
     """One line for every view."""
 
@@ -330,11 +355,12 @@ class Heartbeat(Message):
     interval: float = 1.0
 
 
-REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Status, Guarding, Stop)
+REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Start, Status, Guarding, Stop)
 EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Feed, Session, Switchover, Pause, Controls,
-                                     Notice, Heartbeat, Convergence, ConvergePolicy)
+                                     Notice, Heartbeat, Convergence, StartOffer, ConvergePolicy)
 MESSAGES: dict[str, type[Message]] = {cls.OP: cls for cls in (*REQUESTS, *EVENTS)}
 # Actions a view may request; each changes a VM (refused for read-only views). The remedies
 # (bandwidth, switchover-bandwidth, downtime, throttle) set a migration parameter, dirty-limit
-# limits the vCPUs' dirty rate, postcopy switches the migration to postcopy.
-ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure", *REMEDY_ACTIONS})
+# limits the vCPUs' dirty rate, postcopy switches the migration to postcopy; write-blocking
+# switches the mirrors of a start to write-blocking (a start itself is its own request: Start).
+ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure", "write-blocking", *REMEDY_ACTIONS})

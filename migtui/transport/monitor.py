@@ -146,6 +146,8 @@ class Monitor:
 
     #: Failed reconnect attempts in a row reported as RETRYING before the state turns LOST.
     retries_before_lost = 4
+    #: Who manages this QEMU when the transport itself says so ("libvirt": a libvirt domain).
+    manager: str | None = None
 
     def __init__(
         self,

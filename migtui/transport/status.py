@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ..errors import ConnectionRefused, MonitorError, SocketMissing
+from ..errors import ConnectionRefused, DomainGone, MonitorError, SocketMissing
 from ..format import format_duration
 
 
@@ -35,6 +35,8 @@ class ConnectionStatus:
         if self.state is ConnState.RETRYING:
             return f"retrying {self.attempt}"
         if self.state is ConnState.LOST:
+            if isinstance(self.error, DomainGone):
+                return "gone"
             return "waiting" if nothing_listening(self.error) else "retrying"
         return str(self.state.value)  # mypy types a narrowed enum's value as Any
 
@@ -42,6 +44,8 @@ class ConnectionStatus:
         """Short text for a status bar: "connected", "retrying 3 (every 2.0 s)", "waiting for the
         socket (every 100 ms): <why>"."""
         every = f" (every {format_duration(self.retry_s)})" if self.retry_s is not None else ""
+        if self.state is ConnState.LOST and isinstance(self.error, DomainGone):
+            return f"gone: {_without_monitor_prefix(self.error)}"
         if self.state is ConnState.LOST and self.error is not None:
             kind = "waiting for the socket" if nothing_listening(self.error) else "retrying"
             return f"{kind}{every}: {_without_monitor_prefix(self.error)}"

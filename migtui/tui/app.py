@@ -12,17 +12,17 @@ import contextvars
 import gc
 import os
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import tzinfo
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.filter import LineFilter
-from textual.notifications import Notification, Notify, SeverityLevel
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from ..view.remote import RemoteSession
@@ -30,32 +30,32 @@ from ..workflow.session import KINDS, MonitorSession
 from .glyphs import ConsoleGlyphs, console_text
 from .messages import NOT_AVAILABLE, SessionsChanged
 from .pause_watch import PauseWatch
+from .screens.confirm import QuitConfirm
 from .screens.control_dashboard import ControlDashboard
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.switchover_dashboard import SwitchoverDashboard
 from .terminal_cues import TerminalCues
 from .themes import ANSI, DARK, MIGTUI_ANSI, MIGTUI_DARK, colour_system, theme_for
+from .widgets.flash_line import Flash, FlashLine, default_timeout, one_line
 from .widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS
 
 if TYPE_CHECKING:
     from ..view.client import EngineClient
 
 COALESCE_S = 1 / 30
-# Notices shown one at a time: a new one replaces the last (pressing an unavailable key
-# twice, or two of them, gives one notice, not a stack over the dialog).
-SINGLE_TITLES = frozenset({NOT_AVAILABLE})
-# At most this many other notices on show at once: a newer one retires the oldest. Toasts
-# stacked taller than the screen (three of the engine's long ones at 80x24, a convergence
-# policy's burst of acts) leave their cells behind when they expire (Textual 8.2).
-STACKED = 2
-_HIDDEN_IN_HELP = {"screen.copy_text", "help_quit", "command_palette"}
+# Titles a flash line leaves out: the message says it all (a key's "why not").
+_UNTITLED = frozenset({NOT_AVAILABLE, "Engine"})
+_HIDDEN_IN_HELP = {"screen.copy_text", "help_quit", "command_palette", "why"}
 
 
 class MigtuiApp(App[int]):
     engine_client: EngineClient | None = None  # the engine link when this app is a view of one
     startup_notices: Sequence[str] = ()  # what the engine did while no view watched
     freeze_after_start = False  # gc.freeze() once the first screen is up (a view process's own app)
+    # Which monitors the engine starts watching later this view shows too (libvirt domains
+    # that start or arrive): None, none of them.
+    follow: Callable[[RemoteSession], bool] | None = None
     engine_notices: Sequence[str] = ()  # the engine before this one went away: what that left at stake
     CSS_PATH = "app.tcss"
     # Every screen (dialogs, questions, help) says when the terminal is too small.
@@ -65,7 +65,14 @@ class MigtuiApp(App[int]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("question_mark", "help", "Help", key_display="?"),
+        # Ctrl+C is q (the same question, if any), on every screen, then exit 130 as a shell
+        # expects; Ctrl+Q is q too (Textual's own quits past any question).
+        Binding("ctrl+c", "interrupt", show=False, priority=True, system=True),
+        Binding("ctrl+q", "quit", show=False, priority=True, system=True),
     ]
+    # (title, question) when quitting must be confirmed first (the demo: quitting stops its
+    # QEMUs), else None; asked again at each quit.
+    quit_question: Callable[[], tuple[str, str] | None] | None = None
 
     def __init__(
         self,
@@ -89,8 +96,7 @@ class MigtuiApp(App[int]):
         self._pending: dict[str, set[str]] = {}
         self._flush_scheduled = False
         self._unsubscribe: list[Callable[[], None]] = []
-        self._single: dict[str, Notification] = {}  # title -> the one notice of that title on show
-        self._stacked: deque[Notification] = deque()  # the other notices on show, oldest first
+        self.current_flash: Flash | None = None  # what the flash lines say now
         self._console_glyphs = ConsoleGlyphs()  # the Linux console's font (coarse)
         self.register_theme(MIGTUI_DARK)
         self.register_theme(MIGTUI_ANSI)
@@ -133,9 +139,29 @@ class MigtuiApp(App[int]):
             self.notify("\n".join(self.engine_notices), title="The engine", severity="warning", timeout=60)
         self.cues.start()
         self.pauses.start()  # the engine's picture may hold a pause already
+        client = self.engine_client
+        if client is not None and self.follow is not None:
+            self._unsubscribe.append(client.add_monitor_listener(self._maybe_add))
+            for session in list(client.sessions.values()):  # came while the app started
+                self._maybe_add(session)
         for session in self.sessions.values():
             self._unsubscribe.append(session.add_change_listener(self._session_changed))
             self._session_changed(session, KINDS)  # what the engine's picture brought
+
+    def _maybe_add(self, session: RemoteSession) -> None:
+        if self.follow is not None and self.follow(session):
+            self.add_session(session)
+
+    def add_session(self, session: RemoteSession) -> None:
+        """A monitor the engine started watching after this view began (a libvirt domain
+        that started, or arrived by migration): listed, followed, its pauses watched."""
+        if session.name in self.sessions:
+            return
+        self.sessions[session.name] = session  # the pause watch shares this mapping
+        self._unsubscribe.append(session.add_change_listener(self._session_changed))
+        self.pauses.add(session)
+        self.dashboard.add_session(session)
+        self._session_changed(session, KINDS)
 
     def on_unmount(self) -> None:
         self.pauses.stop()
@@ -174,50 +200,86 @@ class MigtuiApp(App[int]):
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = True) -> None:
-        """Textual's notify, except that a notice titled as one of ``SINGLE_TITLES``
-        replaces the previous one of that title instead of stacking over the dialog, and at
-        most ``STACKED`` others are on show (a newer one retires the oldest)."""
-        notice = Notification(message, title, severity, self.NOTIFICATION_TIMEOUT if timeout is None else timeout,
-                              markup=markup)
-        if title in SINGLE_TITLES:
-            previous = self._single.get(title)
-            if previous is not None:
-                previous.timeout = 0  # expired: the collection drops it as the new one comes in
-            self._single[title] = notice
-        else:
-            shown = self._stacked
-            while shown and (len(shown) >= STACKED or shown[0].has_expired):
-                shown.popleft().timeout = 0
-            shown.append(notice)
-        self.post_message(Notify(notice))
+        """Textual's notify, said on the flash line above the footer instead of a toast:
+        one message at a time, one line (a new one replaces the last)."""
+        text = one_line(message, "" if title in _UNTITLED else title)
+        timeout = default_timeout(severity) if timeout is None else timeout
+        self.flash(Flash(text, severity, time.monotonic() + timeout))
+        self.set_timer(timeout, self._flash_expired)
+
+    def flash(self, flash: Flash | None) -> None:
+        self.current_flash = flash
+        for screen in self.screen_stack:
+            for line in screen.query(FlashLine):
+                line.show(flash)
+
+    def _flash_expired(self) -> None:
+        if self.current_flash is not None and time.monotonic() >= self.current_flash.until - 0.05:
+            self.flash(None)
+
+    async def on_event(self, event: events.Event) -> None:
+        # The operator's next key clears an error or a warning they have had time to read.
+        if isinstance(event, events.Key) and self.current_flash is not None and self.current_flash.sticky:
+            self.flash(None)
+        await super().on_event(event)
 
     # ------------------------------------------------------------------ actions
 
     async def action_quit(self) -> None:
         """Quit the view (the engine keeps watching and guarding)."""
-        self.pauses.quit()
+        self.request_quit(0)
+
+    def action_interrupt(self) -> None:
+        """Ctrl+C: as q, and the exit status says so (130). Pressed again at the question: quit."""
+        self.request_quit(130, again=True)
+
+    def action_help_quit(self) -> None:  # Textual's Ctrl+C ("press ctrl+q to quit"): ours is q's
+        self.request_quit(130, again=True)
+
+    def request_quit(self, code: int, *, again: bool = False) -> None:
+        """Quit with ``code``, after ``quit_question`` if it asks one (enter quits, n stays)."""
+        asking = next((s for s in self.screen_stack if isinstance(s, QuitConfirm)), None)
+        question = self.quit_question() if self.quit_question is not None and asking is None else None
+        if question is None:
+            if asking is None or again:
+                self.pauses.quit(code)
+            return
+        title, text = question
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.pauses.quit(code)
+
+        self.push_screen(QuitConfirm(title, text, yes="quit", no="stay", id="confirm-quit"), answered)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
         self.push_screen(HelpScreen(self.help_keys()))
 
-    def help_keys(self) -> list[tuple[str, str]]:
-        """(keys, description) for the app's and the screen's own bindings, as they stand."""
-        keys: dict[str, list[str]] = {"Previous / next monitor": ["↑ ↓"]}
+    def help_keys(self) -> list[tuple[str, str, bool]]:
+        """(keys, description, available now) for the app's and the screen's own bindings."""
+        screen = self.screen
+        keys: dict[str, list[str]] = {}
+        if isinstance(screen, DashboardScreen):  # the monitor list's own keys
+            keys = {"Next / previous monitor": ["↑↓ jk"], "First / last monitor": ["g G"],
+                    "Filter the monitors": ["/"]}
         available: dict[str, bool] = {}
-        for node, binding, enabled, _tooltip in self.screen.active_bindings.values():
-            if not (node is self or isinstance(node, Screen)):
-                continue  # a widget's own keys (scrolling, paging) are not ours to explain
-            if not binding.description or binding.action in _HIDDEN_IN_HELP:
-                continue
-            keys.setdefault(binding.description, []).append(self.get_key_display(binding))
-            available[binding.description] = available.get(binding.description, False) or enabled
+        for node, bindings in ((screen, screen._bindings), (self, self._bindings)):
+            for _key, bound in bindings:
+                if not bound.description or bound.action in _HIDDEN_IN_HELP or bound.system or "focus" in bound.action:
+                    continue
+                name = bound.action.partition("(")[0].removeprefix("app.")
+                enabled = (self if node is self or bound.action.startswith("app.") else screen).check_action(
+                    name, ()) is True
+                display = self.get_key_display(bound)
+                listed = keys.setdefault(bound.description, [])
+                if display not in listed:
+                    listed.append(display)
+                available[bound.description] = available.get(bound.description, False) or enabled
         keys["Command palette"] = ["^p"]
-        return [
-            (", ".join(k), d if available.get(d, True) else f"{d} (not available now)")
-            for d, k in keys.items()
-        ]
+        keys["Quit (^c too)"] = keys.pop("Quit", ["q"])
+        return [(" ".join(k), d, available.get(d, True)) for d, k in keys.items()]
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -76,21 +76,25 @@ def clock_words(clock: PauseClock, now: float) -> str:
                                                           else "")
 
 
-def banner_line(name: str, clock: PauseClock | None, now: float, deadline: str | None = None) -> Content:
+def banner_line(name: str, clock: PauseClock | None, now: float, deadline: str | None = None, *,
+                opens: bool = True) -> Content:
     """One source's banner line: the dialog's figure, "≥" when migtui only saw the pause
-    after it began (with "≤" QEMU's bound), the deadline ("abort in 41.3 s", "no deadline").
-    The clock and the deadline come first: at 80 columns what may be cut is the hint (the
-    status badge below says pre-switchover, and the dialog)."""
+    after it began (with "≤" QEMU's bound), the deadline ("abort in 41.3 s", "no deadline"),
+    and "s opens" while its dialog is closed. The clock and the deadline come first: at 80
+    columns what may be cut is the hint (the status badge below says pre-switchover, and the
+    dialog)."""
     took = clock_figure(clock, now) if clock is not None else "?"
     then = f" · {deadline}" if deadline else ""
-    return Content.styled(f" ‖ {name} STOPPED {took}{then} · s opens ", "bold reverse $warning")
+    key = " · s opens" if opens else ""
+    return Content.styled(f" ‖ {name} STOPPED {took}{then}{key} ", "bold reverse $warning")
 
 
-def gone_banner_line(name: str, clock: PauseClock | None, lost_at: float | None) -> Content:
+def gone_banner_line(name: str, clock: PauseClock | None, lost_at: float | None, *, opens: bool = True) -> Content:
     """A paused source whose monitor is lost: no clock ticks for a QEMU that may be gone
     (its last figure comes last: the first to be cut at 80 columns)."""
     took = f"stopped {clock_figure(clock, lost_at)} until then · " if clock is not None and lost_at is not None else ""
-    return Content.styled(f" ‖ {name}: source QEMU gone (monitor lost) · s opens · {took}", "bold reverse $error")
+    key = "s opens · " if opens else ""
+    return Content.styled(f" ‖ {name}: source QEMU gone (monitor lost) · {key}{took}", "bold reverse $error")
 
 
 def deadline_text(pause: Pause, now: float) -> str | None:

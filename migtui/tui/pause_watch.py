@@ -90,6 +90,11 @@ class PauseWatch:
         for session in self.sessions.values():
             self._changed(session, frozenset({MIGRATION}))
 
+    def add(self, session: RemoteSession) -> None:
+        """Follow a monitor that came after :meth:`start` (already in ``sessions``)."""
+        self._unsubscribe.append(session.add_change_listener(self._changed))
+        self._changed(session, frozenset({MIGRATION}))
+
     def stop(self) -> None:
         for timer in (self._ticker, self._hold):
             if timer is not None:
@@ -181,9 +186,11 @@ class PauseWatch:
         )
         self.app.push_screen(dialog, lambda _result: self._dialog_closed(name))
         self._update_ticker()
+        self._update_banner()
         return dialog
 
     def _dialog_closed(self, name: str) -> None:
+        self.app.call_later(self._update_banner)  # "s opens" again
         following = self.queue.next_queued()
         if following is not None:
             self.open_dialog(following)
@@ -292,12 +299,14 @@ class PauseWatch:
         lines: list[Content] = []
         sources = paused(self.sessions)
         shown = sources if len(sources) <= BANNER_LINES else sources[: BANNER_LINES - 1]
+        open_ = {dialog.source.name for dialog in self._dialogs()}  # "s opens" only what is closed
         for session in shown:
             pause = session.pause
+            opens = session.name not in open_
             if situation(session) is Situation.LOST:  # no clock ticks for a QEMU that may be gone
-                lines.append(gone_banner_line(session.name, pause.clock, pause.lost_at))
+                lines.append(gone_banner_line(session.name, pause.clock, pause.lost_at, opens=opens))
                 continue
-            lines.append(banner_line(session.name, pause.clock, now, deadline_text(pause, now)))
+            lines.append(banner_line(session.name, pause.clock, now, deadline_text(pause, now), opens=opens))
         if len(shown) < len(sources):  # many at once: one line names the rest, none is lost
             rest = [s.name for s in sources[len(shown):]]
             lines.append(Content.styled(f" ‖ {len(rest)} more guests STOPPED: {', '.join(rest)} ",
@@ -311,9 +320,9 @@ class PauseWatch:
                                         " until another client does", "$warning"))
         return lines, notes
 
-    def quit(self) -> None:
+    def quit(self, code: int = 0) -> None:
         """Quit: the engine guards every pause without this view (the command line says what)."""
-        self.app.exit()
+        self.app.exit(return_code=code)
 
 
 def _note_line(key: str, text: str) -> Content:

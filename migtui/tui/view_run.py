@@ -31,6 +31,7 @@ from .app import MigtuiApp, make_app
 from .screens.switchover import SwitchoverScreen
 
 EngineSetup = Callable[[EngineClient], Awaitable[list[str] | None]]
+Follow = Callable[[RemoteSession], bool]
 
 log = logging.getLogger("migtui.tui")
 
@@ -45,19 +46,21 @@ async def view_main(runtime_dir: str | None, setup: EngineSetup, *, read_only: b
                     prog: str = "migtui", report_guard: bool = True,
                     run: Callable[[MigtuiApp], Awaitable[object]] | None = None,
                     clock: Callable[[], float] = time.time, tz: tzinfo | None = None, term: str | None = None,
-                    bell: bool = False) -> int:
+                    bell: bool = False, follow: Follow | None = None) -> int:
     """Connect (starting the engine if asked), let ``setup`` watch monitors (returns their
     names, or None for all the engine has), run the dashboard on them, say what stays guarded.
     An engine that dies while a guest is at stake is replaced at once, and the dashboard
     runs again on the new one. ``run(app)`` runs it instead of ``app.run_async()`` on
     the terminal (the tests and the screenshots run it headless); ``clock``, ``tz`` and
-    ``term`` are make_app's (the tests' fixed ones), and ``bell`` (--bell)."""
+    ``term`` are make_app's (the tests' fixed ones), and ``bell`` (--bell). ``follow``: the
+    monitors the engine starts watching later that the dashboard adds (libvirt domains of its
+    -c connections); with it, the dashboard opens even on no monitor yet."""
     before: EngineLoss | None = None  # how the engine before went, for the next dashboard to say
     restarts: list[float] = []
     while True:
         code = await _view_once(runtime_dir, setup, read_only=read_only, start=start, before=before,
                                 before_run=before_run, prog=prog, report_guard=report_guard, run=run,
-                                clock=clock, tz=tz, term=term, bell=bell)
+                                clock=clock, tz=tz, term=term, bell=bell, follow=follow)
         if isinstance(code, int):
             return code
         before, setup = code
@@ -76,7 +79,7 @@ async def _view_once(runtime_dir: str | None, setup: EngineSetup, *, read_only: 
                      before: EngineLoss | None, before_run: Callable[[MigtuiApp], None] | None, prog: str,
                      report_guard: bool, run: Callable[[MigtuiApp], Awaitable[object]] | None,
                      clock: Callable[[], float], tz: tzinfo | None, term: str | None, bell: bool = False,
-                     ) -> int | tuple[EngineLoss, EngineSetup]:
+                     follow: Follow | None = None) -> int | tuple[EngineLoss, EngineSetup]:
     """One dashboard on one engine: its exit code, or (how it went, how to watch again)
     when the engine went away with a guest at stake."""
     client = EngineClient(runtime(runtime_dir), read_only=read_only, clock=clock)
@@ -93,12 +96,15 @@ async def _view_once(runtime_dir: str | None, setup: EngineSetup, *, read_only: 
         return 1
     sessions: list[RemoteSession] = [client.sessions[n] for n in names if n in client.sessions] if names is not None \
         else list(client.sessions.values())
-    if not sessions:
+    if names is None:
+        follow = _every  # migtui attach: everything the engine watches
+    if not sessions and follow is None:
         await client.close()
         print(f"{prog}: the engine watches no monitor yet: give MONITOR... to `migtui`", file=sys.stderr)
         return 1
     app = make_app(sessions=sessions, clock=clock, tz=tz, term=term, bell=bell)
     app.engine_client = client
+    app.follow = follow
     app.engine_notices = before.lines(restarted=True) if before is not None else []
     client.add_notice_listener(partial(_engine_notice, app))
     lost: list[str] = []
@@ -150,6 +156,10 @@ async def _watch_again(sessions: list[RemoteSession], read_only: bool, client: E
     for s in sessions:
         names += await client.watch([s.address], s.pause.policy, read_only=read_only, interval=s.interval)
     return names
+
+
+def _every(_session: RemoteSession) -> bool:
+    return True
 
 
 def _engine_notice(app: MigtuiApp, level: str, text: str, monitor: str | None, attempt: bool) -> None:

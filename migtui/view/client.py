@@ -93,6 +93,7 @@ class EngineClient:
         self._calls: dict[int, asyncio.Future[m.Reply]] = {}
         self._task: asyncio.Task[None] | None = None
         self._notice_listeners: Listeners[[str, str, str | None, bool]] = Listeners("notice listener", log)
+        self._monitor_listeners: Listeners[[RemoteSession]] = Listeners("monitor listener", log)
         self.notices: list[tuple[str, str]] = []
         self.engine_pid: int | None = None  # from its welcome
         self.call_timeout = CALL_TIMEOUT_S  # how long a request is waited for (then it expires)
@@ -265,12 +266,14 @@ class EngineClient:
         if not reply.ok:
             raise EngineError(str(reply.error))
 
-    async def stop_engine(self, timeout: float) -> None:
-        """Ask the engine to stop, and wait (up to ``timeout`` s) for it to hang up."""
-        await self.call(m.Stop)
+    async def stop_engine(self, timeout: float) -> list[str]:
+        """Ask the engine to stop, and wait (up to ``timeout`` s) for it to hang up; the
+        sources it disarmed on the way out."""
+        reply = await self.call(m.Stop)
         assert self.closed is not None
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.closed), timeout)
+        return list(reply.names)
 
     async def guarding(self, *, stopping: bool = False) -> list[str]:
         """What the engine keeps guarding without a view (``stopping``: what stopping it would
@@ -320,6 +323,11 @@ class EngineClient:
             self.silent_since = self._heard_wall
             log.warning("%s", self.silence())
             self._in_context(self._silence_changed)
+
+    def add_monitor_listener(self, cb: Callable[[RemoteSession], None]) -> Callable[[], None]:
+        """``cb(session)`` for each monitor the engine starts watching after this view
+        began (a libvirt domain that started or arrived by migration); returns a remover."""
+        return self._monitor_listeners.add(cb)
 
     def add_notice_listener(self, cb: Callable[[str, str, str | None, bool], None]) -> None:
         """``cb(level, text, monitor, attempt)``: ``attempt`` marks an action that changed
@@ -398,6 +406,8 @@ class EngineClient:
                 session.apply_convergence(message)
             elif isinstance(message, m.ConvergePolicy):
                 session.apply_converge_policy(message)
+            elif isinstance(message, m.StartOffer):
+                session.apply_start_offer(message)
             elif isinstance(message, m.Switchover):
                 session.switchover.apply(message.state)
         except Exception:  # a message this view cannot fold must not end the link
@@ -408,5 +418,6 @@ class EngineClient:
             return
         a = message.address
         address = MonitorAddress(a.name, a.kind, a.path, a.host, a.port)
-        self.sessions[message.name] = RemoteSession(self, message.name, address, interval=message.interval,
-                                                    read_only=message.read_only)
+        session = RemoteSession(self, message.name, address, interval=message.interval, read_only=message.read_only)
+        self.sessions[message.name] = session
+        self._monitor_listeners(session)

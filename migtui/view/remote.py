@@ -43,6 +43,7 @@ from ..workflow.session import (
     MIGRATION,
     MonitorSession,
 )
+from ..workflow.start import Choices
 
 if TYPE_CHECKING:
     from .client import EngineClient
@@ -66,6 +67,7 @@ class RemoteSession(MonitorSession):
         self.controls = m.Controls(name)  # the engine's word on each action
         self.convergence = m.Convergence(name)  # the engine's advisor on its migration
         self.converge_policy = m.ConvergePolicy(name)  # the engine's convergence policy on its migrations
+        self.start_offer = m.StartOffer(name)  # what a start of a migration of it may set
         self.switchover = RemoteSwitchover(self)
         self._heard_session = False  # a first SESSION message sets the generation, resets nothing
         # The events of the connection before the last new one (maybe another QEMU at that
@@ -116,10 +118,10 @@ class RemoteSession(MonitorSession):
         """May this view ``action`` now, and if not why (the engine's word; a read-only view,
         and a request of this view the engine has not taken up yet, say no here)."""
         engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
-        if self.read_only:  # shown unavailable where it would apply (the engine's False stays), with why
-            what = WORDS.get(action, action)
-            return m.Control(None if engine.allowed is not False else False,
-                             f"read-only: migtui will not {what} {self.name} (a read-only view)", engine.does)
+        if self.read_only:  # never in this view: not offered (a key pressed anyway says why)
+            what = WORDS.get(action) or ("start a migration of" if action == "start" else action)
+            return m.Control(False, f"read-only: migtui will not {what} {self.name} (a read-only view)",
+                             engine.does)
         if action in ("resume", "abort") and self.switchover.requested:
             return m.Control(False, under_way(self.name, self.switchover.requested), engine.does)
         return engine
@@ -140,6 +142,18 @@ class RemoteSession(MonitorSession):
         reply = await self.client.call(m.Request, **fields)
         if not reply.ok:
             raise MonitorError(self.name, reply.error or f"{self.name}: {action} failed")
+        return reply.message or ""
+
+    async def start_request(self, choices: Choices) -> str:
+        """Start a migration of this source with ``choices`` (the engine validates them again);
+        its one-line answer, or MonitorError."""
+        if self.read_only:
+            raise ReadOnlyRefused(self.name, f"read-only view: not allowed to start a migration of {self.name}")
+        reply = await self.client.call(m.Start, monitor=self.name, destination=choices.destination,
+                                       address=choices.address, capabilities=list(choices.capabilities),
+                                       parameters=dict(choices.parameters), disks=list(choices.disks))
+        if not reply.ok:
+            raise MonitorError(self.name, reply.error or f"{self.name}: start failed")
         return reply.message or ""
 
     async def measure_dirty_rate(self, seconds: int = 1) -> Any:
@@ -198,6 +212,10 @@ class RemoteSession(MonitorSession):
     def apply_converge_policy(self, data: m.ConvergePolicy) -> None:
         self.converge_policy = data
         self._notify({MIGRATION})
+
+    def apply_start_offer(self, data: m.StartOffer) -> None:
+        self.start_offer = data
+        self._notify({CONFIG})
 
 
 class RemoteSwitchover(PhaseFacts):

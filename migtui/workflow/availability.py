@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from ..libvirt.domain import LIBVIRT
 from ..model.migration import RUNNING_STATUSES
 from ..model.switchover import (
     PAST_CONTINUE,
@@ -28,6 +29,10 @@ from ..transport import ConnState
 from .arm import ALREADY_ARMED, busy_reason
 from .paused import paused_sources
 from .session import MonitorSession
+
+# A libvirt domain: libvirt turns pause-before-switchover on for its own migrations and
+# sends migrate-continue itself; migtui only watches that pause.
+LIBVIRT_ARMS = "a libvirt domain: libvirt arms its own migrations and drives the pause itself"
 
 
 def monitor_lost(session: MonitorSession) -> bool:
@@ -61,6 +66,12 @@ def blocked_reason(session: MonitorSession, doing: str = "resume or abort") -> s
     return None
 
 
+def never(session: MonitorSession) -> bool:
+    """Nothing migtui may ever do on ``session`` (read-only, replayed): its keys are not
+    offered at all (False), where a monitor that is only not connected now dims them (None)."""
+    return not session.live or session.read_only
+
+
 def _not_paused(session: MonitorSession | None) -> str:
     if session is None:
         return NO_MONITOR
@@ -81,7 +92,7 @@ def resume(session: MonitorSession, switchover: SwitchoverView | None, *, libvir
     libvirt-managed QEMU (libvirt sends its own migrate-continue)."""
     blocked = blocked_reason(session)
     if blocked:
-        return Availability(None, blocked)
+        return Availability(False if never(session) else None, blocked)
     sw = switchover
     if sw is not None and sw.action is not None:
         if sw.running:
@@ -105,7 +116,7 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
     gone = False if sw is not None and sw.finished else None
     blocked = blocked_reason(session)
     if blocked:
-        return Availability(gone, blocked)
+        return Availability(False if never(session) else gone, blocked)
     if sw is not None and sw.running:
         return Availability(None, under_way(session.name, sw.action or Action.ABORT))
     if sw is not None and not sw.can_abort:
@@ -128,8 +139,10 @@ def arm(session: MonitorSession | None) -> Availability:
     """``a``: switch on events and pause-before-switchover on the selected source."""
     if session is None:
         return Availability(False, NO_MONITOR)
+    if session.monitor is not None and session.monitor.manager == LIBVIRT:
+        return Availability(False, f"{session.name}: {LIBVIRT_ARMS}")
     blocked = blocked_reason(session, "arm")
-    if not session.live:
+    if never(session):
         return Availability(False, blocked or "")
     if blocked:
         return Availability(None, blocked)
@@ -151,11 +164,11 @@ def measure_dirty_rate(session: MonitorSession | None, sessions: Iterable[Monito
     name = session.name
     blocked = blocked_reason(session, "measure")
     if blocked:
-        return Availability(None, blocked)
+        return Availability(False if never(session) else None, blocked)
     if session.measuring:
         return Availability(None, f"{name}: a measurement is under way")
-    if session.state.migration.is_running:
-        return Availability(None, f"{name}: a migration is {session.state.migration_status}: its own figures"
+    if session.state.migration.is_running:  # not offered: the migration's own figures are there
+        return Availability(False, f"{name}: a migration is {session.state.migration_status}: its own figures"
                                   " show the dirty rate")
     if not session.supports("calc-dirty-rate"):
         return Availability(None, f"{name}: QEMU {session.qemu_version or '?'} has no calc-dirty-rate")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import CommandFailed, MigtuiError, MonitorError
+from ..libvirt.domain import LIBVIRT
 from ..model.advisor import (
     BANDWIDTH,
     CONVERGING,
@@ -56,6 +57,8 @@ ABORT_MIRRORS = ("migrate_cancel, then force-cancel the disk mirrors (as libvirt
 ABORT_RAM = "migrate_cancel: the source keeps running, the destination is discarded"
 POSTCOPY_ABORT = ("migrate_cancel after postcopy began: the guest has run on the destination since; its changes"
                   " since then are lost and the source resumes from its own copy")
+ABORT_LIBVIRT = ("abortJob: libvirt cancels the migration and its disk mirrors; the source keeps running,"
+                 " the destination is discarded")
 
 
 def action_words(action: str) -> str:
@@ -93,13 +96,15 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
         return Availability(False, f"{name}: nothing to abort (migration status {status})")
     blocked = blocked_reason(session, "abort")
     if blocked:
-        return Availability(None, blocked)
+        return Availability(False if availability.never(session) else None, blocked)
     if libvirt:
         return Availability(None, f"{name}: {availability.LIBVIRT_DRIVES}: migtui does not abort it")
     return YES
 
 
 def abort_does(session: MonitorSession, mirrors: bool) -> str:
+    if session.monitor is not None and session.monitor.manager == LIBVIRT:
+        return ABORT_LIBVIRT
     if session.state.migration_status in POSTCOPY_STATUSES:
         return POSTCOPY_ABORT
     return ABORT_MIRRORS if mirrors else ABORT_RAM

@@ -15,11 +15,11 @@ import logging
 from typing import Any
 
 from ..errors import MigtuiError
+from ..libvirt.domain import LIBVIRT
 from ..transport import Monitor
 
 log = logging.getLogger("migtui.ownership")
 
-LIBVIRT = "libvirt"
 
 
 def libvirt_signs(block_nodes: Any, objects: Any) -> list[str]:
@@ -37,6 +37,8 @@ def libvirt_signs(block_nodes: Any, objects: Any) -> list[str]:
 
 async def detect_manager(monitor: Monitor) -> tuple[str | None, str]:
     """(``"libvirt"`` or None, why) for the QEMU behind ``monitor``."""
+    if monitor.manager == LIBVIRT:  # watched through libvirt's own API: no need to guess
+        return LIBVIRT, "a libvirt domain (watched through libvirt's API)"
     nodes: Any = None
     objects: Any = None
     try:

@@ -4,7 +4,8 @@ QMP does not say where a source migrates to (``query-migrate`` on the source has
 URI), so the pair is inferred from what the monitors do: a destination waits in
 ``inmigrate``. With several candidates the names decide (``src1``/``dst1``,
 ``web-source``/``web-dest``). When it cannot be told, the checklist reports the
-destination as not monitored rather than checking the wrong VM.
+destination as not monitored rather than checking the wrong VM. libvirt domains say
+it outright: the same domain UUID on another host.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def receiving(session: MonitorSession) -> bool:
 def destination_for(source: MonitorSession, sessions: Iterable[MonitorSession]) -> MonitorSession | None:
     """The watched destination of ``source``'s migration, or None when it cannot be told."""
     others = [s for s in sessions if s is not source]
+    uuid = _domain_uuid(source)
+    if uuid is not None:
+        same = [s for s in others if _domain_uuid(s) == uuid]
+        if len(same) == 1:
+            return same[0]
     named = [s for s in others if _side(s.name) == "dst" and _side(source.name) == "src"
              and pair_key(s.name) == pair_key(source.name)]
     incoming = [s for s in others if receiving(s)]
@@ -46,3 +52,9 @@ def destination_for(source: MonitorSession, sessions: Iterable[MonitorSession]) 
     if len(incoming) == 1:
         return incoming[0]
     return None
+
+
+def _domain_uuid(session: MonitorSession) -> str | None:
+    """A libvirt domain's UUID (its DomainMonitor knows it); None for a QMP monitor."""
+    uuid = getattr(session.monitor, "uuid", None)
+    return uuid if isinstance(uuid, str) else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .ownership import LIBVIRT
+from ..libvirt.domain import LIBVIRT
 
 ON_MAX_PAUSE = ("abort", "resume", "wait")
 DEFAULT_MAX_PAUSE_S = 60.0

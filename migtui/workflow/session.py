@@ -222,7 +222,12 @@ class MonitorSession:
         return self._event_listeners.add(cb)
 
     def feed(self, command: str, reply: Any) -> frozenset[str]:
-        """Fold a ``query-*`` reply fetched outside the poll loop and tell listeners."""
+        """Fold a ``query-*`` reply fetched outside the poll loop and tell listeners. It is
+        the newest word: a poll's ``query-migrate`` asked before it and answered after is
+        older news, dropped (libvirt's final figures must not be undone by one)."""
+        if command == "query-migrate":
+            self._migrate_asked += 1
+            self._migrate_folded = self._migrate_asked
         kinds = frozenset(self.apply_reply(command, reply))
         self._notify(kinds)
         return kinds

@@ -9,8 +9,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..address import MonitorAddress
-from ..errors import GreetingTimeout, MonitorError
+from ..address import CONNECT, LIBVIRT, MonitorAddress
+from ..errors import DomainGone, GreetingTimeout, MonitorError
 from ..model.advisor import UNKNOWN, Advice
 from ..model.migration import MigrationInfo
 from ..model.runstate import RunState
@@ -33,6 +33,7 @@ class Snapshot:
     held: bool = False  # no QMP greeting: another client (maybe a migtui engine) holds the monitor
     # The advisor's word (``migration.convergence``): the engine's, else "unknown" (one snapshot).
     convergence: dict[str, Any] | None = None
+    gone: str | None = None  # a libvirt domain that left its host (migrated away, shut off): why
     pause: dict[str, Any] | None = None  # the engine's pause facts (``engine/facts.py`` pause_json)
     converge_policy: dict[str, Any] | None = None  # the engine's convergence policy on this monitor
 
@@ -49,6 +50,7 @@ class Snapshot:
         return {
             "name": self.address.name,
             "address": self.address.display,
+            **self.source(),
             "ok": self.ok,
             "error": self.error,
             "qemu": self.qemu,
@@ -56,6 +58,7 @@ class Snapshot:
             "migration": self._migration_json(),
             "capabilities": self.capabilities,
             "block_jobs": self.block_jobs,
+            "gone": self.gone,
             "pause": self.pause or self._pause_json(),
             "converge_policy": self.converge_policy,
         }
@@ -79,6 +82,13 @@ class Snapshot:
                 "armed_by": None, "armed_by_engine": [], "driven_by": None, "driver": "", "destination": None}
 
 
+    def source(self) -> dict[str, Any]:
+        """Where the figures come from: a QMP monitor, or libvirt's API (its URI and domain)."""
+        if self.address.kind in (LIBVIRT, CONNECT):
+            return {"source": "libvirt", "uri": self.address.path,
+                    "domain": self.address.host if self.address.kind == LIBVIRT else None}
+        return {"source": "qmp"}
+
     @classmethod
     def from_json(cls, address: MonitorAddress, data: dict[str, Any]) -> Snapshot:
         """What :meth:`to_json` wrote (the engine's answer), for ``address`` as given here."""
@@ -89,6 +99,7 @@ class Snapshot:
                    migration=MigrationInfo.from_qmp(mig.get("raw")) if isinstance(mig, dict) else None,
                    capabilities=dict(data.get("capabilities") or {}),
                    block_jobs=list(data.get("block_jobs") or []),
+                   gone=data.get("gone") if isinstance(data.get("gone"), str) else None,
                    convergence=dict(convergence) if isinstance(convergence, dict) else None,
                    pause=dict(pause) if isinstance(pause, dict) else None,
                    converge_policy=dict(policy) if isinstance(policy, dict) else None)
@@ -104,8 +115,10 @@ def snapshot_of(session: MonitorSession, address: MonitorAddress, block_jobs: An
     """The snapshot of a monitor the engine already watches (no new connection), with the
     engine's convergence advice."""
     snap = Snapshot(address, convergence=convergence)
-    if not session.connected:
-        err = session.status.error
+    err = session.status.error
+    if isinstance(err, DomainGone):  # a libvirt domain that left its host: its last figures stand
+        snap.gone = str(err)
+    elif not session.connected:
         snap.error = str(err) if err is not None else f"{session.name}: not connected ({session.status.label()})"
         return snap
     state = session.state

@@ -31,6 +31,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from ..errors import CommandTimeout, Disconnected, MigtuiError
+from ..libvirt.domain import LIBVIRT
 from ..listeners import Listeners
 from ..model.blockjobs import BlockJob
 from ..model.events import QmpEvent
@@ -227,6 +228,10 @@ class Switchover(PhaseFacts):
         elif status == "failed":
             desc = self.source.state.migration.error_desc
             what = "the migration failed" + (f" ({desc})" if desc else "")
+        elif self.source.monitor is not None and self.source.monitor.manager == LIBVIRT:
+            paused = f"{self.pause_ms:.0f} ms" if self.pause_ms is not None else "(not measured)"
+            return SwitchoverResult(WATCH, Outcome.OTHER_CLIENT, f"{self.name}: paused before switchover {paused}"
+                                                                 f" (libvirt resumed it; status now {status})")
         else:
             what = "another client continued the migration"
         return SwitchoverResult(

@@ -182,6 +182,17 @@ class LabCommand:
             except queue.Empty:
                 raise AssertionError(f"no line matching {pattern!r} in:\n{''.join(self.output)}") from None
 
+    def watch_command(self) -> str:
+        """The printed watch command, its continuation lines joined as a shell joins them."""
+        self.wait_for(r"^\s+'?dst=")
+        start = next(i for i, line in enumerate(self.output) if line.startswith("watch:"))
+        lines: list[str] = []
+        for line in self.output[start:]:
+            lines.append(line.rstrip("\n").removeprefix("watch:").strip().removesuffix("\\").strip())
+            if not line.rstrip().endswith("\\"):
+                break
+        return " ".join(lines)
+
     def qemu_pids(self) -> list[int]:
         return [int(self.wait_for(rf"{role}\s+pid (\d+)").group(1)) for role in ("source", "destination")]
 
@@ -206,7 +217,7 @@ def test_lab_command_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     directory = tmp_path / "lab"
     lab = LabCommand("--dir", str(directory), "--no-disk")
     try:
-        lab.wait_for(r"^watch:\s+\S+ -m migtui src=\S+/src\.qmp dst=\S+/dst\.qmp")
+        assert re.fullmatch(r"\S+ -m migtui src=\S+/src\.qmp dst=\S+/dst\.qmp", lab.watch_command())
         lab.wait_for(rf"kill -USR1 {lab.proc.pid}")
         pids = lab.qemu_pids()
         assert (directory / "src.qmp").exists() and (directory / "dst.qmp").exists()
@@ -240,7 +251,7 @@ def test_lab_paths_with_spaces_and_quotes_work_and_its_watch_line_runs() -> None
     odd = tmp_path / "it's a \"lab\" $HOME; rm -rf x"
     lab = LabCommand("--no-disk", "--memory", "32", "--dirty", "2", "--dir", str(odd))
     try:
-        watch = lab.wait_for(r"^watch:\s+(.*)$").group(1)
+        watch = lab.watch_command()
         argv = shlex.split(watch)  # the printed command, as a shell would read it
         assert argv[-2:] == [f"src={odd}/src.qmp", f"dst={odd}/dst.qmp"]
         status = subprocess.run([sys.executable, "-m", "migtui", "status", *argv[-2:]],

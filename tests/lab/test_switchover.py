@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import until
 from qemu.qmp import EventListener
+from qemu_util import disks_differ, qemu_io_reads, requires_qemu_img
 
 from migtui.address import parse_address
 from migtui.errors import MonitorError
@@ -138,17 +137,6 @@ async def open_session(path: Path, name: str) -> tuple[MonitorSession, Sent]:
 
 
 @pytest.fixture
-async def storage_lab(tmp_path: Path) -> AsyncIterator[Lab]:
-    """A lab whose files outlive its QEMUs (so the images can be compared after stopping)."""
-    lab = Lab(memory_mib=64, dirty_mib=4, disk_mib=16, directory=tmp_path / "lab", keep_files=True)
-    await lab.start()
-    try:
-        yield lab
-    finally:
-        await lab.stop()
-
-
-@pytest.fixture
 async def sessions(storage_lab: Lab) -> AsyncIterator[tuple[MonitorSession, Sent, MonitorSession]]:
     src, sent = await open_session(storage_lab.src.qmp_path, "src")
     dst, _ = await open_session(storage_lab.dst.qmp_path, "dst")
@@ -168,18 +156,6 @@ async def migrate_to_pause(lab: Lab, src: MonitorSession, *, arm_it: bool = Fals
         assert result.enabled == ("pause-before-switchover",) and result.already == ("events",)
     await lab.migrate()
     await wait_state(src, lambda: src.state.in_pre_switchover, "pre-switchover")
-
-
-def qemu_io_reads(image: Path | None, byte: int, offset: int, length: int) -> bool:
-    assert image is not None, "a lab without a disk"
-    out = subprocess.run(
-        ["qemu-io", "-r", "-f", "qcow2", "-c", f"read -P {byte:#04x} {offset} {length}", str(image)],
-        capture_output=True, text=True, check=False,
-    )
-    return out.returncode == 0 and "verification failed" not in out.stdout + out.stderr
-
-
-requires_qemu_img = pytest.mark.skipif(shutil.which("qemu-img") is None, reason="needs qemu-img")
 
 
 # ---------------------------------------------------------------------- real QEMU tests
@@ -212,9 +188,7 @@ async def test_resume_path_completes_and_disks_match(storage_lab: Lab, sessions)
     ]
     await asyncio.gather(src.stop(), dst.stop())
     await storage_lab.stop()
-    images = [str(storage_lab.src.disk_path), str(storage_lab.dst.disk_path)]
-    compare = subprocess.run(["qemu-img", "compare", *images], capture_output=True, text=True, check=False)
-    assert compare.returncode == 0, compare.stdout + compare.stderr
+    assert not disks_differ(storage_lab), disks_differ(storage_lab)
     assert qemu_io_reads(storage_lab.dst.disk_path, PATTERN, LATE_AT, LATE_LEN)
 
 

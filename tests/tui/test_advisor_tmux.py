@@ -1,7 +1,7 @@
 """The convergence advisor as an operator meets it: the real ``migtui`` in tmux at 80x24 on a
 real QEMU pair. A migration that cannot converge (the lab's stuck scenario) says why on the
 screen -- and ``migtui status --json`` says the same --, one key and enter fix it, and it
-completes; ``x`` then ``x`` aborts another one mid-copy. No wait has a time limit of its
+completes; ``x`` then enter aborts another one mid-copy. No wait has a time limit of its
 own (pytest-timeout is the backstop): each ends when the screen shows what it waits for,
 or fails at once when the screen shows the migration ended otherwise."""
 
@@ -101,7 +101,9 @@ async def test_x_then_x_aborts_a_migration_mid_copy(
     term.keys("x")
     question = await screen_until(term, lambda s: "Abort the migration of src?" in s, "the question")
     assert "migrate_cancel: the source keeps running" in flat(question), question
-    term.keys("x")
+    term.keys("x")  # a habit: x again only says how to answer (enter aborts)
+    await screen_until(term, lambda s: "enter: abort src" in flat(s), "how to answer")
+    term.keys("Enter")
     screen = await screen_until(term, lambda s: "the source guest runs on" in flat(s), "the outcome",
                                 fails=("Convergence: completed",))
     assert "cancelled" in screen

@@ -1,6 +1,6 @@
 """The convergence policy and postcopy as the dashboard shows them, over a real engine on a real
 QEMU pair (``conftest.app_for``): the policy's act appears with its reason (a toast and the
-convergence panel), ``6`` then ``6`` switches the migration to postcopy, the policy stands down
+convergence panel), ``6`` then enter switches the migration to postcopy, the policy stands down
 for it, and it completes on the destination. No wait has a time limit a loaded machine can
 reach: each ends when what it waits for happens."""
 
@@ -47,7 +47,7 @@ async def test_the_policy_acts_in_view_with_its_reason_and_postcopy_is_one_key_a
         await view.pilot.pause()
         question = shown(view)
         assert "switch src to postcopy" in question and "Sends: migrate-start-postcopy" in question, question
-        await view.press("6")
+        await view.press("enter")
         await until(lambda: src.state.migration_status == "completed", LONG, "completed",
                     lambda: src.state.migration_status)
         said = [t for t in view.toasts if t.startswith("src: migrate-start-postcopy")]

@@ -20,6 +20,7 @@ from migtui.tui.app import MigtuiApp
 from migtui.tui.screens.switchover import SwitchoverScreen
 from migtui.tui.screens.switchover_dashboard import SwitchoverDashboard
 from migtui.tui.widgets.dirty_panel import chart_data
+from migtui.tui.widgets.flash_line import FlashLine
 from migtui.tui.widgets.hanging import HangingLines
 from migtui.tui.widgets.text_line import TextLine
 
@@ -81,7 +82,7 @@ async def test_a_too_small_terminal_says_so_and_the_footer_has_only_whole_keys(v
         app = view.app
         try:
             await until(lambda: dialog_shown(app), 10, "the dialog")
-            await until(lambda: shows(app, "40x10: too small", "n Close"), 5, "the notice over the dialog")
+            await until(lambda: shows(app, "40x10: too small", "? Help q Quit"), 5, "the notice over the dialog")
             await view.press("n")
             await until(lambda: shows(app, "40x10: too small, migtui needs 80x24", "q Quit ? Help"), 5,
                         "the notice and a footer of whole keys")
@@ -94,27 +95,30 @@ async def test_a_too_small_terminal_says_so_and_the_footer_has_only_whole_keys(v
 
 
 def toasts(app: MigtuiApp) -> list[str]:
-    """The notifications on screen now."""
-    return [str(t.render()) for t in app.screen.query("Toast")]
+    """The messages on screen now: the flash line of the screen on top (never a toast)."""
+    assert not app.screen.query("Toast")
+    return [line.text for line in app.screen.query(FlashLine) if line.text]
 
 
-async def test_not_available_notices_replace_each_other_instead_of_stacking(version: str) -> None:
+async def test_messages_are_one_flash_line_that_covers_nothing(version: str) -> None:
+    """Issue 16: a message is one line above the footer, the latest replacing the one before,
+    and nothing of the dialog lies under it (k9s's flash line, not toasts)."""
     scene = recorded("storage", "paused", version=version)
     async with app_for(scene, read_only=True, notifications=True) as view:  # read-only: y and x do not apply
         app = view.app
         await until(lambda: dialog_shown(app), 10, "the dialog")
         await view.press("y", "x", "y")
-        await until(lambda: len(view.toasts) == 3, 5, "three notices")
-        await until(lambda: toasts(app), 5, "a notice on screen")
-        await view.pilot.wait_for_scheduled_animations()
+        await until(lambda: len(view.toasts) == 3, 5, "three messages")
+        await until(lambda: toasts(app), 5, "a message on screen")
         shown = toasts(app)
         assert len(shown) == 1 and "read-only" in shown[0], shown
-        app.notify("something else", title="Switchover")  # other notices still stack
-        await view.press("y")
-        await until(lambda: len(view.toasts) == 5, 5, "two more notices")
-        await until(lambda: len(toasts(app)) == 2, 5, "two notices on screen")
-        await view.pilot.wait_for_scheduled_animations()
-        assert len(toasts(app)) == 2, toasts(app)
+        line = app.screen.query_one(FlashLine)
+        box = app.screen.query_one("#sw-box")
+        assert line.region.height == 1 and not line.region.overlaps(box.region), (line.region, box.region)
+        app.notify("something else\nand more", title="Switchover", timeout=30)
+        await until(lambda: toasts(app) == ["Switchover: something else · and more"], 5, "the new one, one line")
+        await view.press("y")  # the operator's key clears what was said before it; y says why again
+        await until(lambda: toasts(app) and "read-only" in toasts(app)[0], 5, "y's reason")
     assert isinstance(scene.qemus["src"], RecordedQemu)
     assert [c for c, _ in scene.qemus["src"].received if not c.startswith(("query-", "qmp_", "qom-"))] == []
 

@@ -39,3 +39,31 @@ async def test_quick_arrows_select_the_last_one_and_it_stays() -> None:
         await until(lambda: idle(app) and dashboard.selected is sessions[3], 10, "the selection to settle")
         assert listed.highlighted == 3
         assert shown == ["m2", "m3", "m4"][: len(shown)] or shown[-1] == "m4", shown
+
+
+async def test_j_k_g_G_and_a_filter_move_through_a_long_list() -> None:
+    """Issue 16: htop's and k9s's keys on the monitor list, and ``/`` to narrow it by name."""
+    monitors = [f"{name}=unix:/nonexistent/migtui-test/{name}.qmp"
+                for name in ("web1", "web2", "db1", "db2", "cache1")]
+    async with app_for(monitors, wait=False) as view:
+        app = view.app
+        dashboard = app.dashboard
+        listed = dashboard.query_one(MonitorList)
+
+        async def selected_after(*keys: str) -> str:
+            await view.press(*keys)
+            await until(lambda: idle(app), 10, "the keys handled")
+            assert dashboard.selected is not None
+            return dashboard.selected.name
+
+        assert await selected_after("j", "j") == "db1"
+        assert await selected_after("k") == "web2"
+        assert await selected_after("G") == "cache1"
+        assert await selected_after("g") == "web1"
+        assert await selected_after("slash", "d", "b") == "db1"  # the first that matches
+        assert listed.names == ["db1", "db2"] and listed.option_count == 2
+        assert await selected_after("enter") == "db1"  # the filter stays; the list has the keys again
+        assert await selected_after("j") == "db2"
+        assert await selected_after("tab") == "db1"  # tab goes round what is shown
+        await selected_after("escape")  # clears it: every monitor again, the selection kept
+        assert listed.option_count == 5 and dashboard.selected.name == "db1"  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import app_for, until
 from pytest_textual_snapshot import SVGImageExtension
-from replay import DeadSocket, Recorded, recorded, recorded_pairs
+from replay import DeadSocket, Recorded, recorded, recorded_pairs, reply
 from tui_util import close_dialogs, dialog_shown, screen_lines, screenshot
 
 from migtui.tui.glyphs import FONT
@@ -76,6 +76,28 @@ async def test_dirty_rate_measured_without_migration_80x24(snapshot: Any, versio
     assert svg(snapshot) == await shot(recorded("measure", "measured", version=version), SMALL)
 
 
+# --- starting a migration (m) --------------------------------------------------------
+
+def before_any_migration(version: str) -> Recorded:
+    """The pair before its migration (the destination on -incoming), with each QEMU's real
+    query-block of the lab (recorded apart: the TUI runs do not ask it)."""
+    disks = {side: {"query-block": reply(version, f"start/{side}-query-block-lab")} for side in ("src", "dst")}
+    return recorded("measure", "measured", version=version, replies=disks)
+
+
+ADDRESS = ("tab", *"unix:/run/dst.migrate")  # the recorded monitors' paths are relative: nothing picked
+
+
+async def test_start_screen_80x24(snapshot: Any, version: str) -> None:
+    """m: the destination, its address, what both QEMUs offer, the disks."""
+    assert svg(snapshot) == await shot(before_any_migration(version), SMALL, "m", *ADDRESS)
+
+
+async def test_start_summary_80x24(snapshot: Any, version: str) -> None:
+    """enter: the summary to confirm (m starts, n steps back)."""
+    assert svg(snapshot) == await shot(before_any_migration(version), SMALL, "m", *ADDRESS, "enter")
+
+
 # --- monitors in trouble ----------------------------------------------------------
 
 async def test_missing_and_refusing_monitors_80x24(snapshot: Any, version: str) -> None:
@@ -119,3 +141,34 @@ async def test_linux_console_draws_only_what_its_font_has(version: str) -> None:
 async def test_no_color_80x24(snapshot: Any, version: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NO_COLOR", "1")
     assert svg(snapshot) == await shot(recorded("stuck", "late", version=version), SMALL)
+
+
+# --- keys and messages (issue 16) -------------------------------------------------
+
+async def dialog_shot(scene: Recorded, size: tuple[int, int], *keys: str, read_only: bool = False) -> str:
+    """The pause dialog that opened by itself, after ``keys``."""
+    async with app_for(scene, size=size, read_only=read_only) as view:
+        await until(lambda: dialog_shown(view.app), 10, "the dialog")
+        for key in keys:
+            await view.press(key)
+        return await screenshot(view)
+
+
+async def test_read_only_dialog_offers_only_close_80x24(snapshot: Any, version: str) -> None:
+    """Read-only: no y, no x in the dialog or its footer (a key pressed anyway says why on the
+    flash line: not in a snapshot, whose picture must not depend on how long it took)."""
+    assert svg(snapshot) == await dialog_shot(recorded("storage", "paused", version=version), SMALL,
+                                              read_only=True)
+
+
+async def test_abort_question_in_the_dialog_80x24(snapshot: Any, version: str) -> None:
+    """x asks; enter (no action's key) aborts, n goes back."""
+    assert svg(snapshot) == await dialog_shot(recorded("storage", "paused", version=version), SMALL, "x")
+
+
+async def test_monitor_filter_80x24(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), SMALL, "slash", "d")
+
+
+async def test_help_120x40(snapshot: Any, version: str) -> None:
+    assert svg(snapshot) == await shot(recorded("storage", "active", version=version), LARGE, "question_mark")

@@ -49,7 +49,7 @@ async def test_arm_quit_migrate_the_engine_keeps_guarding_and_stop_sets_back_the
     await aborted_and_running(ctl)  # the deadline's abort: the guest runs again
     assert "src: paused 2 s: aborting the migration (--on-max-pause abort)" in engine_log(private_runtime_dir)
 
-    later = open_terminal(terminals, "later").migtui("attach")
+    later = open_terminal(terminals, "later", width=200).migtui("attach")  # the story: one line, whole
     await wait_screen(later, "While no view watched")
     await wait_screen(later, "(by the engine's deadline)")
     later.keys("q")
@@ -85,7 +85,8 @@ async def test_arm_migrate_quit_the_engine_keeps_the_deadline_and_attach_tells_t
     # No view: the engine's deadline (2 s) aborts the pause; the guest does not stay stopped.
     await aborted_and_running(ctl)
 
-    later = open_terminal(terminals, "later").migtui("attach")
+    # Wide: the story is one flash line, clipped with … at the terminal's width (issue 16).
+    later = open_terminal(terminals, "later", width=200).migtui("attach")
     await wait_screen(later, "While no view watched")
     screen = await wait_screen(later, "(by the engine's deadline)")
     assert re.search(r"src\s+cancelled", screen), screen  # the monitors list: the migration was cancelled

@@ -17,6 +17,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("migtui", "address", "errors", "listeners", "logfile", "format"),  # plain helpers
     ("model",),  # parsed QMP, pure
     ("transport",),  # one QMP connection
+    ("libvirt",),  # libvirt domains as monitors (libvirt's own connections)
     ("workflow",),  # sessions and what is done with them
     ("lab",),  # real QEMU pairs (demos, tests)
     ("protocol",),  # what the engine and its views say to each other

@@ -14,6 +14,7 @@ from migtui.model.advisor import NOT_CONVERGING, Advice, PassPoint, Remedy
 from migtui.model.checks import Check
 from migtui.model.pauseclock import PauseClock
 from migtui.model.qmpinput import QmpInput
+from migtui.model.startoffer import CAPABILITY, PARAMETER, StartDisk, StartOption, StartTarget
 from migtui.model.switchover import Outcome, Phase, Step, StepState, SwitchoverResult
 from migtui.protocol import framing, lines
 from migtui.protocol import messages as m
@@ -30,6 +31,8 @@ SAMPLES: list[m.Message] = [
     m.Subscribe(2),
     m.Request(3, "resume", "src", force=True, expires=1700000030.5),
     m.Request(3, "downtime", "src", value="5 s"),
+    m.Start(3, "src", "dst", "unix:/run/dst-from-src.migrate", ["pause-before-switchover", "multifd"],
+            {"max-bandwidth": "1 Gbit/s", "multifd-channels": "4"}, ["data0"]),
     m.Status(4, ["unix:/run/src.qmp"]),
     m.Guarding(5, stopping=True),
     m.Stop(6),
@@ -58,6 +61,12 @@ SAMPLES: list[m.Message] = [
                      [m.PolicyAct(1000.5, "downtime-limit 300 ms → 400 ms: pass 4 not converging: step 5 of 6")]),
     m.Notice("warning", "src: nothing was changed", "src", attempt=True),
     m.Heartbeat(1700000000.25, 1.0),
+    m.StartOffer("src", [StartTarget(
+        "dst", "unix:/run/dst-from-src.migrate", True,
+        [StartOption("pause-before-switchover", CAPABILITY, "stops before switchover", "on")],
+        [StartOption("multifd-channels", PARAMETER, "connections", "2", both=True)],
+        [StartDisk("data0", "data0-dev", 64 << 20, "data0"), StartDisk("cd0", "ide1-cd0", None, "", "read-only")],
+        ""), StartTarget("", note="a QEMU migtui does not watch")]),
 ]
 
 
@@ -112,7 +121,8 @@ def _nested(cls: type) -> tuple[type, ...]:
     """Nested message parts whose fields the doc names inside their parent's row."""
     return {"pause": (PauseClock, m.Deadline, Check),
             "controls": (m.Control,), "switchover": (m.SwitchoverState,), "watch": (m.AddressInfo,),
-            "convergence": (Advice, Remedy, PassPoint), "converge-policy": (m.PolicyAct,)}.get(
+            "convergence": (Advice, Remedy, PassPoint), "converge-policy": (m.PolicyAct,),
+            "start-offer": (StartTarget, StartOption, StartDisk)}.get(
         getattr(cls, "OP", ""), ())
 
 

@@ -197,7 +197,7 @@ def acting(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_replayed_pause_cannot_be_acted_on() -> None:
     src = paused()
     for answer in (availability.resume(src, None), availability.abort(src, None)):
-        assert answer == (None, "src: replayed data: migtui cannot act on it")
+        assert answer == (False, "src: replayed data: migtui cannot act on it")
     assert availability.arm(src).allowed is False and availability.arm(None) == (False, "no monitor selected")
 
 
@@ -268,7 +268,7 @@ def test_a_read_only_view_offers_no_action_and_says_why() -> None:
     view.apply_controls(m.Controls("src", {"resume": m.Control(True, "", "continue"), "arm": m.Control(True)}))
     assert view.control("resume").allowed is True
     view._read_only = True
-    assert view.control("resume") == m.Control(None, "read-only: migtui will not resume src (a read-only view)",
+    assert view.control("resume") == m.Control(False, "read-only: migtui will not resume src (a read-only view)",
                                                 "continue")
-    assert view.control("arm").allowed is None  # it applies: shown unavailable, with why
+    assert view.control("arm").allowed is False  # never in a read-only view: not offered (the key says why)
     assert view.control("abort").allowed is False  # the engine offers none: not shown at all

@@ -1,5 +1,5 @@
 """The questions before migtui changes a running migration: abort it (``x``), or take one of the
-advisor's remedies (``1``-``6``: a value to check and send, or postcopy's yes/no).
+advisor's remedies (``1``-``6``: a value to check and send, or postcopy's question).
 
 Each names the VM and says what will happen in numbers (the engine's words). A remedy's
 value can be edited before it is sent and is checked as it is typed (bandwidth in MiB/s or
@@ -21,17 +21,16 @@ from textual.widgets import Input, Static
 from ...errors import MigtuiError
 from ...model.advisor import DIRTY_LIMIT, Remedy
 from ...workflow.control import read_value
-from ..widgets.footer import KeyFooter
+from ..widgets.flash_line import BottomBar
 from ..widgets.too_small import TooSmall
 from .confirm import ConfirmScreen
 
 
 class AbortConfirm(ConfirmScreen):
-    """Abort this migration? ``x`` again aborts it."""
+    """Abort this migration? Enter aborts it."""
 
-    YES_KEY = "x"
     YES_STYLE = "bold $error"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("x", "answer(True)", "Abort")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "answer(True)", "Abort")]
 
 
 def abort_question(name: str, does: str, status: str, mirrors: list[str]) -> Content:
@@ -40,11 +39,10 @@ def abort_question(name: str, does: str, status: str, mirrors: list[str]) -> Con
 
 
 class PostcopyConfirm(ConfirmScreen):
-    """Switch to postcopy? ``6`` again switches (it takes no value)."""
+    """Switch to postcopy? Enter switches (it takes no value)."""
 
-    YES_KEY = "6"
     YES_STYLE = "bold $warning"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("6", "answer(True)", "Postcopy")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "answer(True)", "Postcopy")]
 
 
 def remedy_question(remedy: Remedy, sends: str) -> Content:
@@ -82,7 +80,7 @@ class RemedyScreen(ModalScreen[str | None]):
             yield Static(Content.assemble(("enter", "bold $accent"), f"  set {remedy.parameter}    ",
                                           ("escape", "bold $accent"), "  cancel"), id="confirm-keys")
         yield TooSmall()
-        yield KeyFooter()
+        yield BottomBar()
 
     def on_mount(self) -> None:
         self._check(self.remedy.value)

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
+from textual.content import Content
 
 from ...errors import MigtuiError
 from ...model.advisor import (
@@ -31,17 +32,22 @@ from ...model.advisor import (
     THROTTLE,
     Remedy,
 )
+from ...model.migration import RUNNING_STATUSES
 from ...protocol.messages import Control
 from ...view.remote import RemoteSession
 from ...workflow import session as kinds_
 from ...workflow.checklist import mirror_jobs
 from ...workflow.control import proposal
+from ...workflow.start import Choices
 from ..messages import NOT_AVAILABLE
 from ..widgets.advice_panel import KEYS, AdvicePanel
 from .control import AbortConfirm, PostcopyConfirm, RemedyScreen, abort_question, remedy_question
+from .start import StartScreen
 from .switchover_dashboard import NO_MONITOR, SwitchoverDashboard
 
 log = logging.getLogger("migtui.tui")
+START = "start"  # the engine's control of m (engine/start.py)
+WRITE_BLOCKING = "write-blocking"
 
 _ADVICE = {kinds_.MIGRATION, kinds_.CONFIG, kinds_.CONNECTION}
 TITLES = {BANDWIDTH: "Remedy: raise max-bandwidth", SWITCHOVER_BANDWIDTH: "Remedy: set avail-switchover-bandwidth",
@@ -51,7 +57,11 @@ TITLES = {BANDWIDTH: "Remedy: raise max-bandwidth", SWITCHOVER_BANDWIDTH: "Remed
 
 class ControlDashboard(SwitchoverDashboard):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(KEYS[action], f"remedy('{action}')", TITLES[action], show=False) for action in REMEDY_ACTIONS
+        *(Binding(KEYS[action], f"remedy('{action}')", TITLES[action], show=False) for action in REMEDY_ACTIONS),
+        Binding("m", "start_migration", "Migrate"),
+        Binding("m", "why('m')", show=False),
+        Binding("w", "write_blocking", "Write-blocking mirrors", show=False),
+        Binding("w", "why('w')", show=False),
     ]
 
     def __init__(self, sessions: Iterable[RemoteSession], **kwargs: Any) -> None:
@@ -75,6 +85,10 @@ class ControlDashboard(SwitchoverDashboard):
         return target if target is not None and (target.pause.paused or target.switchover.running) else None
 
     def availability_of(self, key: str) -> Control:
+        if key in ("m", "w"):
+            selected = self.selected
+            action = START if key == "m" else WRITE_BLOCKING
+            return selected.control(action) if selected is not None else Control(None, NO_MONITOR)
         if key == "x" and self._pause_target() is None:
             selected = self.selected
             return selected.control(ABORT) if selected is not None else Control(False, NO_MONITOR)
@@ -89,14 +103,17 @@ class ControlDashboard(SwitchoverDashboard):
             return
         name = session.name
         mirrors = [job.device for job in mirror_jobs(session.state) if job.ended is None]
-        question = abort_question(name, session.control(ABORT).does, session.state.migration_status, mirrors)
+        does = session.control(ABORT).does
+        question = abort_question(name, does, session.state.migration_status, mirrors)
+        title, no = f"Abort the migration of {name}?", "keep it migrating"
+        if session.state.migration_status not in RUNNING_STATUSES:  # a start still setting up (engine/start.py)
+            question, title, no = Content(f"migtui will {does}."), f"Stop the start of {name}?", "let it go on"
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self._abort(session)
 
-        self.app.push_screen(AbortConfirm(f"Abort the migration of {name}?", question, yes=f"abort {name}",
-                                          no="keep it migrating", id="confirm-abort"), answered)
+        self.app.push_screen(AbortConfirm(title, question, yes=f"abort {name}", no=no, id="confirm-abort"), answered)
 
     @work(group="abort", exit_on_error=False)
     async def _abort(self, session: RemoteSession) -> None:
@@ -107,6 +124,52 @@ class ControlDashboard(SwitchoverDashboard):
             self.notify(str(err), title="Abort", severity="error", timeout=10)
             return
         log.info("%s", said)  # every view hears how it goes from the engine (a notice)
+
+    # ------------------------------------------------------------------ m: start a migration, w: write-blocking
+
+    def can_start_migration(self) -> bool | None:
+        return self.availability_of("m").allowed
+
+    def can_write_blocking(self) -> bool | None:
+        return self.availability_of("w").allowed
+
+    def action_start_migration(self) -> None:
+        session = self.selected
+        if session is None or not self.can_start_migration():
+            return
+        targets = session.start_offer.targets
+        if not targets:
+            self.notify(f"{session.name}: the engine has not said what a start may set yet", title=NOT_AVAILABLE,
+                        severity="warning")
+            return
+
+        def answered(choices: Choices | None) -> None:
+            if choices is not None:
+                self._start(session, choices)
+
+        self.app.push_screen(StartScreen(session.name, list(targets)), answered)
+
+    @work(group="start", exit_on_error=False)
+    async def _start(self, session: RemoteSession, choices: Choices) -> None:
+        try:
+            said = await session.start_request(choices)
+        except MigtuiError as err:
+            log.info("%s: start: %s", session.name, err)
+            self.notify(str(err), title="Not started", severity="error", timeout=10)
+            return
+        log.info("%s", said)  # every view hears how it goes from the engine (notices)
+
+    def action_write_blocking(self) -> None:
+        session = self.selected
+        if session is not None and self.can_write_blocking():
+            self._write_blocking(session)
+
+    @work(group="write-blocking", exit_on_error=False)
+    async def _write_blocking(self, session: RemoteSession) -> None:
+        try:
+            await session.engine_request(WRITE_BLOCKING)
+        except MigtuiError as err:
+            self.notify(str(err), title="Write-blocking", severity="error", timeout=10)
 
     # ------------------------------------------------------------------ 1-4: remedies
 
@@ -159,6 +222,15 @@ class ControlDashboard(SwitchoverDashboard):
         session = self.selected
         if session is None:
             return
+        for title, key, run in (("Start a migration", "m", self.action_start_migration),
+                                ("Write-blocking mirrors", "w", self.action_write_blocking)):
+            control = self.availability_of(key)
+            if control.allowed:
+                yield SystemCommand(title, f"{control.does} ({key})", run)
+            elif control.allowed is None:
+                yield SystemCommand(f"{title} (unavailable)", control.reason,
+                                    lambda reason=control.reason: self.notify(reason, title=NOT_AVAILABLE,
+                                                                              severity="warning"))
         for action, title in TITLES.items():
             control = session.control(action)
             if control.allowed is False:

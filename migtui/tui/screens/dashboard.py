@@ -25,7 +25,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import OptionList
+from textual.widgets import Input, OptionList
 
 from ...errors import MigtuiError
 from ...model.events import QmpEvent
@@ -35,7 +35,8 @@ from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
 from ..widgets.event_log import EMPTY, NEVER_CONNECTED, EventLog, event_line, reconnect_line
-from ..widgets.footer import KeyFooter
+from ..widgets.filter_line import FilterLine
+from ..widgets.flash_line import BottomBar
 from ..widgets.migration_panel import MigrationPanel, is_stale
 from ..widgets.monitor_header import MonitorHeader
 from ..widgets.monitor_list import MonitorList
@@ -63,6 +64,8 @@ class DashboardScreen(Screen[None]):
         Binding("e", "toggle_all_events", "All events"),
         Binding("pageup", "scroll_events(-1)", "Scroll events up", show=False, priority=True),
         Binding("pagedown", "scroll_events(1)", "Scroll events down", show=False, priority=True),
+        Binding("slash", "filter", show=False),
+        Binding("escape", "clear_filter", show=False),
     ]
     HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
     VERTICAL_BREAKPOINTS = VERTICAL_BREAKPOINTS
@@ -99,7 +102,7 @@ class DashboardScreen(Screen[None]):
                 yield BlockJobsPanel(id="jobs")
                 yield EventLog(tz=self._tz, id="events")
         yield TooSmall()
-        yield KeyFooter()
+        yield BottomBar(FilterLine())
 
     def on_mount(self) -> None:
         monitors = self.query_one(MonitorList)
@@ -131,12 +134,54 @@ class DashboardScreen(Screen[None]):
         if not self.all_events:
             self._reload_events()
 
+    def add_session(self, session: RemoteSession) -> None:
+        """List a monitor that came after the screen was made (selected if it is the first)."""
+        self.sessions[session.name] = session
+        monitors = self.query_one(MonitorList)
+        monitors.add_session(session)
+        if self._selected is None:
+            monitors.highlighted = 0
+
     def _step(self, delta: int) -> None:
-        if not self.sessions:
+        names = self.query_one(MonitorList).names
+        if not names:
             return
-        names = list(self.sessions)
-        current = names.index(self._selected.name) if self._selected else -1
+        current = names.index(self._selected.name) if self._selected and self._selected.name in names else -1
         self.select(self.sessions[names[(current + delta) % len(names)]])
+
+    # ------------------------------------------------------------------ / filter
+
+    def action_filter(self) -> None:
+        """``/``: a filter line above the footer; the list keeps the names that contain it."""
+        self.query_one(FilterLine).add_class("-shown")
+        self.query_one("#filter", Input).focus()
+
+    def on_input_changed(self, message: Input.Changed) -> None:
+        if message.input.id != "filter":
+            return
+        message.stop()
+        monitors = self.query_one(MonitorList)
+        monitors.set_filter(message.value)
+        visible = monitors.names
+        if visible and (self._selected is None or self._selected.name not in visible):
+            self.select(self.sessions[visible[0]])
+        elif self._selected is not None:
+            monitors.select_name(self._selected.name)
+
+    def on_input_submitted(self, message: Input.Submitted) -> None:
+        if message.input.id != "filter":
+            return
+        message.stop()
+        self.query_one(FilterLine).set_class(bool(message.value), "-shown")  # shown while it applies
+        self.query_one(MonitorList).focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.query_one(FilterLine).remove_class("-shown")
+        self.query_one(MonitorList).set_filter("")
+        if self._selected is not None:
+            self.query_one(MonitorList).select_name(self._selected.name)
+        self.query_one(MonitorList).focus()
 
     def action_next_monitor(self) -> None:
         self._step(1)

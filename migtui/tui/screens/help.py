@@ -1,5 +1,9 @@
-"""The help screen (``?``): every key that works right now, the pre-switchover step, and
-what the panels mean."""
+"""The help screen (``?``): the keys, the one way every action is confirmed, the
+pre-switchover step and what the panels mean -- two screens at 80x24, like htop's and k9s's.
+
+Every line hangs (a wrapped line starts under the text, not under its head), and the
+screen has the flash line and footer of its own in place of the dashboard's.
+"""
 
 from __future__ import annotations
 
@@ -10,111 +14,140 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.content import Content
-from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.screen import Screen
 
+from ..widgets.flash_line import BottomBar
+from ..widgets.hanging import HangingLines, Item
 from ..widgets.too_small import TooSmall
 
-GUIDE = (
-    ("Monitors", "on the left: name, a badge with the migration status, then QEMU's run state, "
-     "or the connection state while not connected, migtui trying all along (connecting, retrying n, "
-     "waiting for the socket: why, retrying: why; "
-     "'last: <status>' is then the last status seen). "
-     "\"armed\": events and pause-before-switchover are both on, so QEMU stops the guest and "
-     "waits before switching over, and says so at once."),
-    ("Migration", "status, RAM progress (what is left of the RAM; sent counts re-sent pages), pass number, "
-     "expected downtime against downtime-limit, setup and total time, final downtime, and "
-     "whatever QEMU adds (cpu throttle, dirty-limit throttle, xbzrle, blocked reasons, error). "
-     "QEMU 8.1 changed what expected downtime means, and the figure says which this QEMU "
-     "computes (told by its QMP schema): left÷bw is the RAM left to send over the bandwidth, "
-     "dirty÷bw the bytes dirtied since the last sync over the bandwidth."),
-    ("Convergence", "the engine's verdict on the migration, judged from its passes: the RAM left at "
-     "each dirty sync must shrink until it fits bandwidth x downtime-limit. converging (with an ETA to "
-     "the switchover), not converging (and why, in numbers), or unknown until two syncs after the bulk "
-     "copy. From pass 2 the RAM bar gives way to that trend (left at each sync). The keys below it take "
-     "the remedies, least invasive first: 1 raise max-bandwidth, 2 set avail-switchover-bandwidth (QEMU "
-     "8.2+), 3 raise downtime-limit to the expected downtime (the guest pauses that long), 4 CPU throttle "
-     "(auto-converge only), 5 vCPU dirty limit (KVM with its dirty ring), 6 switch to postcopy (postcopy-ram "
-     "on before the start), x abort; each shows its effect and asks first (enter sets, escape does not). "
-     "With --converge steps or --completion-timeout the engine acts by itself (policy line: what it does "
-     "next; below it, what it did last and why); a remedy or abort taken here makes it stand down."),
-    ("Dirty vs sent", "how fast the guest dirties memory against how fast the link sends it, "
-     "on one scale over the last minutes: context, not a verdict (a guest that rewrites the same pages "
-     "dirties above the send rate and still converges). With no migration running, d measures the dirty "
-     "rate (calc-dirty-rate over 1 s): an estimate with its window, before a start."),
-    ("Block jobs", "mirrors and other jobs: id, status (with ready or I/O trouble; active sync: "
-     "a write-blocking mirror that copies each guest write before completing it), progress, "
-     "type, speed limit; errors below the table."),
-    ("Events", "every QMP event with QEMU's own timestamp; e switches between the selected "
-     "monitor and all of them; pgup / pgdn scroll."),
+# (keys, what they do, available now)
+HelpKey = tuple[str, str, bool]
+
+CONFIRMING = (
+    "The switchover dialog is the question: y there resumes at once (it runs once). Every other action"
+    " that changes a VM asks first, naming it: enter does it, n or escape does not."
 )
-
-
-PRE_SWITCHOVER_INTRO = (
-    "With pause-before-switchover armed, QEMU stops the guest before it sends the device "
-    "state and waits for a client: all of that wait is guest downtime. The banner at the top "
-    "(\"‖ src STOPPED 1.2 s before switchover\") names each paused guest and how long it has "
-    "been stopped; the switchover dialog opens by itself, with the same clock, a checklist "
-    "(mirrors ready and in sync, destination receiving) and the keys:"
+PRE_SWITCHOVER = (
+    ("a", "arm the selected source: its next migration stops the guest before switchover and waits"
+          " (all of the wait is downtime); the banner (‖ src STOPPED 1.2 s) counts, the dialog opens"
+          " by itself with a checklist"),
+    ("y", "resume: finish the disk mirrors (if any), then migrate-continue: the destination takes over"),
+    ("x", "abort (asks first): migrate_cancel (and force-cancel the mirrors): the source runs again;"
+          " before a pause, x aborts the migration at its stage"),
+    ("n", "close the dialog (escape too): the guest stays stopped; s reopens it"),
 )
-PRE_SWITCHOVER_KEYS = (
-    ("a", "arm the selected source (events and pause-before-switchover) before its migration; "
-     "a again confirms"),
-    ("s", "open the switchover dialog of the paused source"),
-    ("y", "resume: finish each disk mirror gracefully, then migrate-continue: the destination "
-     "takes over (runs once)"),
-    ("x, then y", "abort: migrate_cancel and force-cancel the mirrors: the source guest runs again "
-     "(before a pause, x then x aborts the migration at its stage)"),
-    ("n / escape", "close the dialog (the guest stays stopped; s reopens it), or step back from x"),
+STARTING = (
+    ("m", "on a source: the destination (a monitored QEMU on -incoming defer, or a URI), what both"
+          " QEMUs offer, the disks to mirror; enter shows the summary, m starts it"),
+    ("w", "a start's disk mirrors to write-blocking (QEMU 8.2+); x stops a start and undoes its set-up"),
 )
-PRE_SWITCHOVER_NOTES = (
-    ("--auto-resume", "the engine resumes each pause by itself as soon as its checklist passes, "
-     "view or no view; when it fails, the dialog opens and the banner says why."),
-    ("--max-pause S", "a pause migtui owns ends after S seconds (default 60) by --on-max-pause: "
-     "abort (default), resume (only if the checklist passes) or wait; the banner counts down."),
-    ("--read-only", "migtui sends queries only: the dialog shows the pause, y, x and a say why "
-     "they do nothing, and the guest stays stopped until another client acts."),
-    ("q", "quits this view only: the engine keeps the monitors, every pause and its deadline, and "
-     "says so; migtui attach comes back."),
-    ("A lost source monitor", "during a pause: the dialog says the source QEMU is gone, its clock "
-     "stops, the last figures are marked as such, and y and x say why they do nothing."),
-    ("libvirt", "drives the pauses of the QEMUs it manages: there y and x say why they do nothing."),
-    ("SIGHUP", "(terminal or SSH connection lost): the view is gone within a second; the engine "
-     "keeps watching and guarding; the next migtui or migtui attach shows the pause at once."),
+NOTES = (
+    ("--auto-resume", "the engine resumes each pause whose checklist passes, view or not"),
+    ("--max-pause S", "a pause migtui owns ends after S s (default 60) by --on-max-pause"),
+    ("--read-only", "queries only: no key that changes a VM is offered"),
+    ("q", "quits this view only: the engine keeps every pause and its deadline; migtui attach"
+          " comes back; ^c is q, then exit status 130"),
+    ("libvirt", "drives the pauses of its QEMUs: y and x say why they do nothing"),
 )
+PANELS = (
+    ("Monitors", "status, run or connection state; armed: pause-before-switchover on"),
+    ("Migration", "RAM left, pass, expected downtime (left÷bw or dirty÷bw, as this QEMU computes it)"
+                  " against downtime-limit"),
+    ("Convergence", "the verdict from the RAM left at each sync, the ETA; 1-6 remedies, least invasive"
+                    " first (5 vCPU dirty limit, 6 postcopy), each asking first; policy: what the engine's"
+                    " --converge/--completion-timeout does next, and did last"),
+    ("Dirty/sent", "the dirty rate against the send rate: context, not a verdict"),
+    ("Block jobs", "mirrors: status, progress, speed; errors below"),
+    ("Events", "QMP events at QEMU's timestamps; e: this monitor or all"),
+)
+# Bindings listed as one line in the help.
+MERGED = {"Next monitor": "Next / previous monitor", "Previous monitor": "Next / previous monitor",
+          "Scroll events up": "Scroll the events", "Scroll events down": "Scroll the events"}
+COLUMN = 36  # two keys a row from twice this width on
 
 
-def pre_switchover_lines() -> list[Content]:
-    width = max(len(k) for k, _ in PRE_SWITCHOVER_KEYS) + 2
-    lines = [Content.styled("Pre-switchover", "bold"), Content(PRE_SWITCHOVER_INTRO)]
-    lines += [Content.assemble((f"  {key:<{width}}", "bold $accent"), text) for key, text in PRE_SWITCHOVER_KEYS]
-    lines += [Content.assemble((f"{title} ", "bold"), text) for title, text in PRE_SWITCHOVER_NOTES]
-    return lines
+def _head(text: str, width: int, style: str = "bold $accent") -> Content:
+    return Content.styled(f"  {text:<{width}}", style)
 
 
-class HelpScreen(ModalScreen[None]):
+def _section(title: str) -> Item:
+    return Content(""), Content.styled(title, "bold")
+
+
+def _entry(key: str, description: str, ok: bool, width: int) -> Content:
+    return Content.assemble((f"{key:<{width}}", "bold $accent" if ok else "$text-muted"),
+                            (description if ok else f"{description} (not now)", "" if ok else "$text-muted"))
+
+
+def key_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
+    """The keys two to a row where there is room; not available now: dimmed."""
+    keys = list(keys)
+    key_width = max((len(k) for k, _, _ in keys), default=4) + 1
+    column = (width - 2) // 2
+    if width < 2 * COLUMN + 2:
+        return [(Content("  "), _entry(k, d, ok, key_width)) for k, d, ok in keys]
+    rows: list[Item] = []
+    for i in range(0, len(keys), 2):
+        left = _entry(*keys[i], key_width)
+        left = left.truncate(column - 1, ellipsis=True) if left.cell_length > column - 1 else left
+        right = _entry(*keys[i + 1], key_width) if i + 1 < len(keys) else Content("")
+        right = right.truncate(column, ellipsis=True) if right.cell_length > column else right
+        rows.append((Content("  "), left + Content(" " * (column - left.cell_length)) + right))
+    return rows
+
+
+def help_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
+    items = [_section("Keys"), *key_items(keys, width),
+             _section("Confirming"), (Content("  "), Content(CONFIRMING)), _section("Pre-switchover")]
+    items += [(_head(k, 2), Content(t)) for k, t in PRE_SWITCHOVER]
+    items += [(Content.styled(f"  {k} ", "bold"), Content(t)) for k, t in NOTES]
+    items.append(_section("Starting a migration"))
+    items += [(_head(k, 2), Content(t)) for k, t in STARTING]
+    items.append(_section("Panels"))
+    head = max(len(k) for k, _ in PANELS) + 1
+    items += [(_head(k, head, "bold"), Content(t)) for k, t in PANELS]
+    return items
+
+
+def merged(keys: Iterable[HelpKey]) -> list[HelpKey]:
+    """Keys that go together (tab and shift+tab, pgup and pgdn, 1-4) as one line."""
+    out: dict[str, tuple[list[str], bool]] = {}
+    for key, description, ok in keys:
+        if key in ("tab", "shift+tab"):
+            key = "tab"  # beside ↑↓ j k: shift+tab goes back
+        name = MERGED.get(description, "Remedies (convergence)" if description.startswith("Remedy") else
+                          description)
+        listed, was = out.get(name, ([], False))
+        out[name] = ([*listed, key] if key not in listed else listed, was or ok)
+    return [(" ".join(k) if len(k) < 4 else f"{k[0]}-{k[-1]}", d, ok) for d, (k, ok) in out.items()]
+
+
+class HelpScreen(Screen[None]):
+    """The whole terminal (no dashboard footer shows through), closed by escape, q or ?."""
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "dismiss", "Close help"),
     ]
 
-    def __init__(self, keys: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, keys: Iterable[HelpKey]) -> None:
         super().__init__(id="help")
-        self._keys = list(keys)
+        self._keys = merged(keys)
 
     def compose(self) -> ComposeResult:
-        width = max((len(k) for k, _ in self._keys), default=4) + 2
-        lines = [Content.styled("Keys", "bold")]
-        lines += [
-            Content.assemble((f"  {key:<{width}}", "bold $accent"), description)
-            for key, description in self._keys
-        ]
-        lines += [Content(""), *pre_switchover_lines()]
-        lines += [Content(""), Content.styled("Panels", "bold")]
-        lines += [Content.assemble((f"{title}: ", "bold"), text) for title, text in GUIDE]
         yield TooSmall()
-        with VerticalScroll(id="help-body"):
-            yield Static(Content("\n").join(lines), id="help-text")
-        yield Static("escape / ? / q: close · ↑ ↓ pgup pgdn: scroll", id="help-hint")
+        with VerticalScroll(id="help-body") as body:
+            body.border_title = "migtui help"
+            body.border_subtitle = "↑ ↓ pgup pgdn scroll"
+            yield HangingLines(help_items(self._keys, self.app.size.width - 4), id="help-text")
+        yield BottomBar()
 
     def on_mount(self) -> None:
         self.query_one("#help-body").focus()  # so the arrows scroll a long help
+
+    def on_resize(self) -> None:
+        self.query_one("#help-text", HangingLines).set_items(help_items(self._keys, self.app.size.width - 4))
+
+    @property
+    def text(self) -> str:
+        """The help as drawn (wrapped lines included)."""
+        return "\n".join(self.query_one("#help-text", HangingLines).shown)

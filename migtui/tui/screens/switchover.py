@@ -3,7 +3,7 @@
 Shows a clock of how long the guest has been stopped (QEMU's own STOP / MIGRATION
 timestamps, ticked with the banner by the app's pause watch, repainting only that line),
 the checklist, and the actions with what each will do. ``y`` resumes the switchover,
-``x`` then ``y`` aborts, ``n`` / ``escape`` close (the guest stays stopped). The work
+``x`` then enter aborts (the one confirmation key), ``n`` / ``escape`` close (the guest stays stopped). The work
 is the engine's switchover of this pause (its mirror, ``RemoteSwitchover``): closing the
 dialog never stops it, reopening shows where it got to, and it runs once. Every fact shown
 -- the clock, the checklist, what each key does and whether it may now -- is the engine's
@@ -19,6 +19,7 @@ the keys say why they do nothing. Resume is green, abort red: never one colour f
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -49,7 +50,7 @@ from ..pause_text import (
     step_items,
     steps_title,
 )
-from ..widgets.footer import KeyFooter
+from ..widgets.flash_line import BottomBar
 from ..widgets.hanging import HangingLines, Item
 from ..widgets.text_line import TextLine
 from ..widgets.too_small import TooSmall
@@ -65,9 +66,19 @@ RESUME_STYLE, ABORT_STYLE, KEY_STYLE = "bold $success", "bold $error", "bold $ac
 
 def _key(key: str, text: str, detail: str = "", *, enabled: bool = True, style: str = KEY_STYLE) -> Item:
     style = style if enabled else "$text-muted"
+    key = f"{key:<3}" if len(key) < 3 else f"{key} "
     body = Content.assemble((text, "bold" if enabled else "$text-muted"),
                             (f": {detail}" if detail else "", "" if enabled else "$text-muted"))
-    return Content.styled(f"{key:<3}", style), body
+    return Content.styled(key, style), body
+
+
+def _offered(key: str, text: str, allowed: bool | None, control: Control, style: str) -> list[Item]:
+    """A key as the engine offers it: what it does; dimmed with why not; or not at all."""
+    if allowed is False:
+        return []
+    if allowed is None:
+        return [_key(key, text, f"not now: {control.reason}", enabled=False)]
+    return [_key(key, text, control.does, style=style)]
 
 
 def _title(text: str, style: str = "bold") -> Item:
@@ -79,11 +90,14 @@ class SwitchoverScreen(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "resume", "Resume switchover"),
-        Binding("y", "confirm_abort", "Confirm abort"),
-        Binding("y", "why('y')", show=False),  # runs only when the two above are unavailable
+        Binding("y", "why('y')", show=False),  # runs only when resume is not available
         Binding("x", "abort", "Abort"),
         Binding("x", "why('x')", show=False),
+        Binding("enter", "confirm_abort", "Confirm abort"),  # the one confirmation key (screens/confirm.py)
         Binding("n,escape", "close", "Close"),
+        # A modal screen hides the app's keys: these two work here too.
+        Binding("question_mark", "app.help", "Help", key_display="?"),
+        Binding("q", "app.quit", "Quit"),
     ]
 
     def __init__(
@@ -99,7 +113,8 @@ class SwitchoverScreen(ModalScreen[None]):
     ) -> None:
         """``defer(repaint)`` runs a repaint once migtui no longer acts on a stopped guest
         (the pause watch's ``after_critical``); by default at the next turn of the loop."""
-        super().__init__(id=f"switchover-{source.name}", classes="switchover")
+        # A DOM id takes letters, digits, _ and - only: not the '.' of vm.1, nor the '/' of HOST/DOMAIN.
+        super().__init__(id="switchover-" + re.sub(r"[^A-Za-z0-9_-]", "_", source.name), classes="switchover")
         self.source = source
         self.destination = destination
         self.controller: RemoteSwitchover = source.switchover  # this pause's, even after a reconnection
@@ -128,7 +143,7 @@ class SwitchoverScreen(ModalScreen[None]):
             for section in ("more", "note", "checks", "steps", "outcome", "actions"):
                 yield HangingLines(id=f"sw-{section}", classes="-empty")
         yield TooSmall()
-        yield KeyFooter()
+        yield BottomBar()
 
     def on_mount(self) -> None:
         self._unsubscribe = self.controller.add_progress_listener(self._on_progress)
@@ -196,7 +211,9 @@ class SwitchoverScreen(ModalScreen[None]):
 
     def unavailable_reason(self, key: str) -> str:
         """Why ``y`` / ``x`` does nothing right now (one line)."""
-        return (self._abort() if key == "x" or self.abort_armed else self._resume()).reason
+        if self.abort_armed:
+            return f"abort {self.source.name}? enter aborts, n goes back (y does not answer it)"
+        return (self._abort() if key == "x" else self._resume()).reason
 
     # ------------------------------------------------------------------ rendering
 
@@ -263,14 +280,13 @@ class SwitchoverScreen(ModalScreen[None]):
             return
         if self.abort_armed:
             lines = [_title(f"Abort the migration of {self.source.name}?", "bold $error"),
-                     _key("y", "Yes, abort", self._abort().does, style=ABORT_STYLE),
+                     _key("enter", "Yes, abort", self._abort().does, style=ABORT_STYLE),
                      _key("n", "No", "back to the dialog")]
         else:
-            resume, abort = self.can_resume() is True, self.can_abort() is True
             lines = [_title("Actions")]
             if not self.started:
-                lines.append(_key("y", "Resume switchover", self._resume().does, enabled=resume, style=RESUME_STYLE))
-            lines.append(_key("x", "Abort", self._abort().does, enabled=abort, style=ABORT_STYLE))
+                lines += _offered("y", "Resume switchover", self.can_resume(), self._resume(), RESUME_STYLE)
+            lines += _offered("x", "Abort", self.can_abort(), self._abort(), ABORT_STYLE)
             lines.append(_key("n", "Close", "the dialog" if self.where is Situation.LOST else CLOSE_DESCRIPTION))
         self._set("#sw-actions", lines)
 

@@ -27,6 +27,7 @@ from ...errors import MigtuiError
 from ...model.vmstate import can_be_armed
 from ...protocol.messages import Control
 from ...view.remote import RemoteSession
+from ...workflow.checklist import mirror_jobs
 from ..messages import NOT_AVAILABLE
 from ..widgets.pause_banner import PauseBanner
 from .confirm import ArmConfirm
@@ -40,9 +41,15 @@ log = logging.getLogger("migtui.tui")
 NO_MONITOR = "no monitor selected"
 ARM_QUESTION = (
     "Enable the events and pause-before-switchover capabilities on {name}? Its next migration will"
-    " stop the guest before switching over and wait for you (or --auto-resume): finish the disk"
-    " mirrors, then resume or abort."
+    " stop the guest before switching over and wait for you (or --auto-resume) in a dialog with a"
+    " checklist: y resumes the switchover{mirrors}, x asks to abort."
 )
+MIRRORS_NOTE = " (finishing the disk mirrors first)"
+
+
+def arm_question(session: RemoteSession) -> str:
+    """What arming does, disk mirrors named only where there are some."""
+    return ARM_QUESTION.format(name=session.name, mirrors=MIRRORS_NOTE if mirror_jobs(session.state) else "")
 
 
 class SwitchoverDashboard(DashboardScreen):
@@ -129,7 +136,7 @@ class SwitchoverDashboard(DashboardScreen):
             if yes:
                 self._arm(session)
 
-        self.app.push_screen(ArmConfirm(f"Arm {session.name}?", ARM_QUESTION.format(name=session.name),
+        self.app.push_screen(ArmConfirm(f"Arm {session.name}?", arm_question(session),
                                         yes=f"arm {session.name}", no="cancel", id="confirm-arm"), answered)
 
     @work(group="arm", exit_on_error=False)

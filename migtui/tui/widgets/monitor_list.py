@@ -9,8 +9,9 @@ when its text changes, so 50 quiet monitors cost nothing per poll.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.widgets import OptionList
 from textual.widgets.option_list import Option
@@ -67,22 +68,44 @@ def entry(session: MonitorSession, width: int, selected: bool = False) -> Conten
 
 
 class MonitorList(OptionList):
-    """Keeps one Option per session, id = session name."""
+    """Keeps one Option per session shown, id = session name; ``filter`` narrows them
+    to the names that contain it (``/`` on the dashboard)."""
 
     DEFAULT_CSS = """
     MonitorList { width: 24; height: 1fr; }
     """
+    # The keys of htop, k9s, less: j/k down/up, g/G first/last (arrows, home/end too).
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("j", "cursor_down", show=False),
+        Binding("k", "cursor_up", show=False),
+        Binding("g", "first", show=False),
+        Binding("G", "last", show=False),
+    ]
 
     def __init__(self, sessions: list[MonitorSession], **kwargs: Any) -> None:
         self._sessions = {s.name: s for s in sessions}
         self._shown: dict[str, Content] = {}
         self._entry_width = 20
         self._selected: str | None = None
+        self.filter = ""
         super().__init__(*self._entries(), **kwargs)
+
+    @property
+    def names(self) -> list[str]:
+        """The names shown, in order (all of them, or those the filter lets through)."""
+        return [n for n in self._sessions if self.filter.lower() in n.lower()]
+
+    def set_filter(self, text: str) -> None:
+        if text == self.filter:
+            return
+        self.filter = text
+        self.clear_options()
+        self.add_options(self._entries())
 
     def _entries(self) -> list[Option]:  # not _options: OptionList's own list of them
         options = []
-        for name, session in self._sessions.items():
+        for name in self.names:
+            session = self._sessions[name]
             self._shown[name] = entry(session, self._entry_width, name == self._selected)
             options.append(Option(self._shown[name], id=name))
         return options
@@ -97,6 +120,11 @@ class MonitorList(OptionList):
         # Shorter now (the passes below it grew): the selected monitor stays in sight.
         self.call_after_refresh(self.scroll_to_highlight)
 
+    def add_session(self, session: MonitorSession) -> None:
+        self._sessions[session.name] = session
+        self._shown[session.name] = entry(session, self._entry_width, False)
+        self.add_option(Option(self._shown[session.name], id=session.name))
+
     def update_entry(self, name: str) -> bool:
         """Rewrite one monitor's entry if its text changed; returns True if it did."""
         session = self._sessions.get(name)
@@ -107,13 +135,14 @@ class MonitorList(OptionList):
         if old is not None and new.is_same(old):
             return False
         self._shown[name] = new
-        self.replace_option_prompt(name, new)
+        if name in self.names:
+            self.replace_option_prompt(name, new)
         return True
 
     def select_name(self, name: str) -> None:
         """Highlight ``name`` and move the ``▸`` marker to it."""
         previous, self._selected = self._selected, name
-        if self.highlighted != self.get_option_index(name):
+        if name in self.names and self.highlighted != self.get_option_index(name):
             self.highlighted = self.get_option_index(name)
         for changed in {n for n in (previous, name) if n is not None}:
             self.update_entry(changed)

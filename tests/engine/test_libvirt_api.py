@@ -1,0 +1,383 @@
+"""migtui on libvirt's own API (issue 15): two real libvirt 9.0 daemons as two hosts.
+
+tests/libvirt_lab.py builds hosts A and B on this machine; the test drives migrations
+with ``virsh migrate`` and an engine in this process watches both hosts through
+``-c URI`` connections (libvirt-python): every running domain is a monitor named
+``HOST/DOMAIN``, fed by jobStats(), libvirt's events and QEMU's events through libvirt.
+Its figures are compared with ``virsh domjobinfo --completed``.
+
+These tests are about libvirt, not about QEMU versions: they run once, on the system
+QEMU (7.2), not on every build of the suite. Needs root, libvirt and libvirt-python
+(scripts/bootstrap installs them); when one is missing the test fails with the line
+that says what to install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import until
+from libvirt_lab import INSTALL, LibvirtLab, LibvirtLabError, missing_tools
+
+from migtui.engine.engine import Engine, Watched
+from migtui.errors import MigtuiError
+from migtui.libvirt.binding import load
+from migtui.workflow.pairing import destination_for
+from migtui.workflow.policy import Policy
+
+pytestmark = [pytest.mark.timeout(180)]
+
+GUEST = "migtui-lv"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def hosts() -> Iterator[LibvirtLab]:
+    """The two hosts, shared by this module's tests (a daemon's first start probes QEMU
+    for seconds); each test's guest is destroyed after it (``lab``)."""
+    missing = missing_tools()
+    if missing:  # never skipped: the suite installs what it needs
+        pytest.fail(f"{', '.join(missing)} not found: {INSTALL}", pytrace=False)
+    try:
+        load()
+    except MigtuiError as err:
+        pytest.fail(str(err), pytrace=False)
+    qemu = shutil.which("qemu-system-x86_64")
+    assert qemu is not None
+    try:
+        with LibvirtLab(qemu) as lab:  # closes itself, also when it cannot start
+            yield lab
+    except LibvirtLabError as err:
+        pytest.fail(str(err), pytrace=False)
+
+
+@pytest.fixture
+def lab(hosts: LibvirtLab) -> Iterator[LibvirtLab]:
+    yield hosts
+    for host in (hosts.a, hosts.b):  # whatever the test left running
+        if host.process is not None and host.process.poll() is None:
+            for name in host.virsh("list", "--name", check=False).stdout.split():
+                host.virsh("destroy", name, check=False)
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    e = Engine(persist=True)
+    try:
+        yield e
+    finally:
+        await e.stop()
+
+
+def domjobinfo(text: str) -> dict[str, str]:
+    """``virsh domjobinfo`` as {field: value with its unit}."""
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in text.splitlines() if ":" in line)}
+
+
+def number(text: str) -> float:
+    match = re.match(r"([0-9.]+)", text)
+    assert match is not None, text
+    return float(match.group(1))
+
+
+def completed_job(host: Any) -> str:
+    """``virsh domjobinfo --completed`` of the guest, left for others (--keep-completed)."""
+    return str(host.virsh("domjobinfo", "--completed", "--keep-completed", GUEST, check=False).stdout)
+
+
+def size(text: str) -> float:
+    """``705.155 KiB`` in bytes (virsh rounds to 3 decimals)."""
+    unit = text.split()[-1]
+    return number(text) * {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30}[unit]
+
+
+async def watched(engine: Engine, name: str) -> Watched:
+    await until(lambda: name in engine.watched and engine.watched[name].session.connected, 30, f"{name} watched",
+                lambda: f"watched: {sorted(engine.watched)}; hosts: {list(engine.libvirt.values())}")
+    return engine.watched[name]
+
+
+async def test_a_copy_storage_migration_seen_from_both_hosts(lab: LibvirtLab, engine: Engine) -> None:
+    guest = lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    names = await engine.connect(lab.a.uri, "a", (), Policy(), read_only=False, interval=0.5)
+    assert names == [f"a/{GUEST}"]
+    assert await engine.connect(lab.b.uri, "b", (), Policy(), read_only=False, interval=0.5) == []
+    src = await watched(engine, f"a/{GUEST}")
+    await until(lambda: src.manager == "libvirt", 10, "the engine to know libvirt drives it", lambda: src.manager_why)
+    await until(lambda: src.session.state.run_state is not None, 10, "the first poll",
+                lambda: str(src.session.poll_error))
+    assert src.session.state.run_state is not None and src.session.state.run_state.status == "running"
+    assert src.address.display == f"libvirt:{GUEST}@{lab.a.uri}"
+
+    pauses: list[Any] = []
+
+    def on_change(session: Any, kinds: frozenset[str]) -> None:
+        if src.last_pause is not None and src.last_pause.paused and not pauses:
+            pauses.append(src.last_pause)
+
+    src.session.add_change_listener(on_change)
+    migrated = await asyncio.to_thread(lab.migrate, guest, timeout=90)
+    assert migrated.returncode == 0, f"virsh migrate failed: {migrated.stderr.strip()}"
+
+    # The destination appeared by itself on host b and is paired by its UUID.
+    dst = await watched(engine, f"b/{GUEST}")
+    assert destination_for(src.session, engine.sessions()) is dst.session
+    # The source left by migration: its entry stays, said gone, nothing live.
+    await until(lambda: src.session.status.word() == "gone", 30, "the source gone",
+                lambda: src.session.status.label())
+    assert "migrated away" in src.session.status.label(), src.session.status.label()
+
+    # libvirt's pause, measured from QEMU's own events and attributed to libvirt.
+    state = src.session.state
+    assert any(c.status == "pre-switchover" and c.source == "event" for c in state.status_changes), \
+        [(c.status, c.source) for c in state.status_changes]
+    tracked = src.tracked
+    assert tracked is not None and tracked.pause_ms is not None and tracked.pause_ms > 0, tracked
+    assert tracked.action is None, f"the engine acted: {tracked.action}"
+    await until(lambda: tracked.result is not None, 15, "the pause's outcome")
+    assert tracked.result is not None and "libvirt resumed it" in tracked.result.reason, tracked.result
+    assert pauses and pauses[0].owner == "libvirt" and not pauses[0].auto and pauses[0].deadline is None, pauses
+
+    # The final figures: libvirt's JOB_COMPLETED on the source, what virsh says on the destination.
+    await until(lambda: state.migration.status == "completed" and state.migration.downtime is not None, 30,
+                "the source's final figures", lambda: str(state.migration))
+    info = domjobinfo(completed_job(lab.b))
+    final = state.migration
+    assert final.downtime == number(info["Total downtime"]), (final, info)
+    # The source's own JOB_COMPLETED counts libvirt's confirm step too: a little longer than the destination's.
+    assert final.total_time is not None and final.total_time >= number(info["Time elapsed"]), (final, info)
+    # `migtui status --json -c URI` of the source's host, from this engine: the same figures.
+    [held] = engine.status_json([lab.a.uri])
+    assert held is not None and held["uri"] == lab.a.uri
+    [snap] = held["domains"]
+    assert (snap["source"], snap["uri"], snap["domain"], snap["gone"]) == \
+        ("libvirt", lab.a.uri, GUEST, f"a/{GUEST}: migrated away"), snap
+    assert snap["migration"]["downtime_ms"] == number(info["Total downtime"]), snap["migration"]
+    await until(lambda: dst.session.state.migration.total_time == number(info["Time elapsed"]), 30,
+                "the destination's figures", lambda: f"{dst.session.state.migration} {info}")
+    dst_final = dst.session.state.migration
+    assert dst_final.downtime == number(info["Total downtime"]), (dst_final, info)
+    assert dst_final.total_time == number(info["Time elapsed"]), (dst_final, info)
+    assert dst_final.ram is not None and dst_final.ram.total is not None and dst_final.ram.transferred is not None
+    assert abs(dst_final.ram.total - size(info["Memory total"])) < 0.001 * dst_final.ram.total, (dst_final.ram, info)
+    assert abs(dst_final.ram.transferred - size(info["Memory processed"])) < 1024, (dst_final.ram, info)
+    assert final.disk is not None and final.disk["transferred"] == 16 * 2**20 + 2**20, final.disk  # both disks
+
+
+class View:
+    """The engine's side of an attached view, as ``Engine.request`` sees it (server.View)."""
+
+    def __init__(self, read_only: bool = False) -> None:
+        self.label, self.read_only, self.subscribed = "test view", read_only, False
+
+    def send(self, message: Any) -> None:
+        pass
+
+
+async def test_abort_through_libvirt_leaves_the_source_running_and_read_only_refuses(lab: LibvirtLab,
+                                                                                    engine: Engine) -> None:
+    guest = lab.start_guest(GUEST, dirty_mib=64, disk_mib=16)
+    name = f"a/{GUEST}"
+    await engine.connect(lab.a.uri, "a", (GUEST,), Policy(), read_only=False, interval=0.5)
+    watcher = Engine(persist=True)  # a second, read-only one (migtui --read-only -c URI)
+    try:
+        await watcher.connect(lab.a.uri, "a", ("migtui-*",), Policy(), read_only=True, interval=0.5)
+        src, ro = await watched(engine, name), await watched(watcher, name)
+        # Tuning and measuring are libvirt's calls too (what it has no call for is refused, saying so).
+        await src.session.execute("migrate-set-parameters", {"downtime-limit": 500, "max-bandwidth": 64 << 20})
+        assert lab.a.virsh("migrate-getmaxdowntime", GUEST).stdout.strip() == "500"
+        assert lab.a.virsh("migrate-getspeed", GUEST).stdout.strip() == "64"
+        with pytest.raises(MigtuiError, match="libvirt sets no cpu-throttle-initial"):
+            await src.session.execute("migrate-set-parameters", {"cpu-throttle-initial": 30})
+        measured = await src.session.measure_dirty_rate(1)
+        assert measured.measured and measured.dirty_rate_mib_per_s is not None, measured
+        # 1 MiB/s: the migration is still running when migtui aborts it.
+        migrating = asyncio.create_task(asyncio.to_thread(
+            lab.a.virsh, "migrate", "--live", "--p2p", "--copy-storage-all", GUEST, lab.b.uri, "--migrateuri",
+            "tcp://127.0.0.1", "--listen-address", "127.0.0.1", "--bandwidth", "1", "--xml", str(guest.dest_xml),
+            timeout=120, check=False))
+        await until(lambda: src.session.state.migration_status == "active", 30, "the migration to run",
+                    lambda: src.session.state.migration_status)
+        await until(lambda: ro.session.state.migration_status == "active", 30, "the read-only view of it")
+
+        # Read-only: every control refused, below the views and by libvirt's read-only connection.
+        controls = ro.last_controls
+        assert controls is not None and controls.actions["abort"].allowed is not True, controls
+        assert "read-only" in controls.actions["abort"].reason, controls.actions["abort"]
+        assert not (await watcher.request(View(), "abort", name)).ok
+        with pytest.raises(MigtuiError, match="read-only"):
+            await ro.session.execute("migrate_cancel")
+        assert (await watcher.request(View(), "arm", name)).ok is False
+
+        # The abort: libvirt's abortJob, confirmed by the engine; the source keeps running.
+        await until(lambda: src.last_controls is not None and src.last_controls.actions["abort"].allowed is True,
+                    15, "abort offered", lambda: str(src.last_controls))
+        offered = src.last_controls
+        assert offered is not None and "abortJob" in offered.actions["abort"].does, offered
+        reply = await engine.request(View(), "abort", name)
+        assert reply.ok, reply
+        migrated = await migrating
+        assert migrated.returncode != 0 and "cancel" in migrated.stderr.lower(), migrated.stderr
+        assert lab.domstate(lab.a, guest) == "running"
+        assert lab.domstate(lab.b, guest).startswith("(none")
+        await until(lambda: src.session.state.migration_status == "cancelled", 15, "the cancel seen",
+                    lambda: f"{src.session.state.migration_status} {src.session.poll_error}"
+                            f" {[e.reply for e in src.journal.entries() if e.command == 'query-migrate'][-3:]}"
+                            f" {[e.event for e in src.journal.entries() if e.event][-5:]}")
+        assert src.session.connected and src.session.state.run_state is not None
+        await until(lambda: src.session.state.run_state is not None and src.session.state.run_state.running, 15,
+                    "the source running")
+    finally:
+        await watcher.stop()
+
+
+async def test_postcopy_started_through_libvirt(lab: LibvirtLab, engine: Engine) -> None:
+    """``virsh migrate --postcopy`` slowed to 4 MiB/s; migtui's migrate-start-postcopy is
+    libvirt's migrateStartPostCopy; the destination takes over."""
+    guest = lab.start_guest(GUEST, dirty_mib=64, disk_mib=16)
+    await engine.connect(lab.a.uri, "a", (), Policy(), read_only=False, interval=0.5)
+    await engine.connect(lab.b.uri, "b", (), Policy(), read_only=False, interval=0.5)
+    src = await watched(engine, f"a/{GUEST}")
+    # Shared-nothing disks are not copied here (--unsafe): the guest's RAM is what moves.
+    migrating = asyncio.create_task(asyncio.to_thread(
+        lab.a.virsh, "migrate", "--live", "--p2p", "--postcopy", "--unsafe", "--bandwidth", "4", GUEST, lab.b.uri,
+        "--migrateuri", "tcp://127.0.0.1", "--listen-address", "127.0.0.1", "--xml", str(guest.dest_xml),
+        timeout=120, check=False))
+    await until(lambda: src.session.state.migration_status == "active" and src.session.state.migration.ram is not None
+                and bool(src.session.state.migration.ram.transferred), 60, "the pre-copy under way",
+                lambda: str(src.session.state.migration))
+    await src.session.execute("migrate-start-postcopy")
+    migrated = await migrating
+    assert migrated.returncode == 0, migrated.stderr
+    assert lab.domstate(lab.b, guest) == "running"
+    dst = await watched(engine, f"b/{GUEST}")
+    statuses = [c.status for c in src.session.state.status_changes]
+    assert "postcopy-active" in statuses, statuses
+    await until(lambda: dst.session.state.migration.status == "completed", 30, "the destination completed",
+                lambda: str(dst.session.state.migration))
+    # (No comparison with `virsh domjobinfo --completed` here: after a postcopy libvirt 9.0
+    # at times keeps no completed job on the destination. The figures are compared above.)
+    await until(lambda: src.session.state.migration.status == "completed", 30, "the source completed",
+                lambda: str(src.session.state.migration))
+
+
+class Sshd:
+    """This machine's own sshd on a loopback port, with keys and a host key made here:
+    a ``qemu+ssh://`` connection to a lab host is the real remote path (ssh, then
+    ``nc -U`` to the instance's socket on the far side)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.port = _free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        d = self.dir
+        for key in ("host_key", "id", "stranger"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / key)], check=True,
+                           stdin=subprocess.DEVNULL)
+        (d / "authorized_keys").write_text((d / "id.pub").read_text())
+        host_key = (d / "host_key.pub").read_text().split()
+        (d / "known_hosts").write_text(f"[127.0.0.1]:{self.port} {host_key[0]} {host_key[1]}\n")
+        (d / "sshd_config").write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
+            f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\nUsePAM no\nStrictModes no\n"
+            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n")
+        # libvirt runs `command=`: ssh that trusts only this sshd's host key (root's known_hosts untouched).
+        (d / "ssh").write_text(f"#!/bin/sh\nexec ssh -o UserKnownHostsFile={d / 'known_hosts'}"
+                               " -o StrictHostKeyChecking=yes -o BatchMode=yes \"$@\"\n")
+        (d / "ssh").chmod(0o700)
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        sshd = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin:/bin")
+        assert sshd is not None, "sshd not found: apt-get install -y openssh-server netcat-openbsd"
+        self.process = subprocess.Popen([sshd, "-D", "-f", str(d / "sshd_config"), "-E", str(d / "sshd.log")],
+                                        stdin=subprocess.DEVNULL)
+
+    def uri(self, host: Any, key: str = "id") -> str:
+        return (f"qemu+ssh://root@127.0.0.1:{self.port}/system?socket={host.socket}&keyfile={self.dir / key}"
+                f"&command={self.dir / 'ssh'}&no_tty=1")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def sshd(tmp_path: Path) -> Iterator[Sshd]:
+    missing = [tool for tool in ("sshd", "nc", "ssh-keygen") if shutil.which(tool, path="/usr/sbin:/usr/bin") is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found: apt-get install -y openssh-server netcat-openbsd", pytrace=False)
+    server = Sshd(tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_a_host_over_ssh_a_refused_key_and_libvirtd_killed(lab: LibvirtLab, sshd: Sshd, engine: Engine) -> None:
+    lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    name = f"remote/{GUEST}"
+    # The remote path: libvirt's own qemu+ssh transport, through this machine's sshd.
+    names = await engine.connect(sshd.uri(lab.a), "remote", (), Policy(), read_only=False, interval=0.5)
+    assert names == [name], (names, [str(h.status.error) for h in engine.libvirt.values()])
+    remote = await watched(engine, name)
+    await until(lambda: remote.session.state.run_state is not None, 15, "the first poll over ssh")
+    assert remote.session.state.run_state is not None and remote.session.state.run_state.running
+
+    # A key sshd refuses: one line for that host; the other is unaffected.
+    refused = sshd.uri(lab.a, key="stranger")
+    assert await engine.connect(refused, "stranger", (), Policy(), read_only=False, interval=0.5) == []
+    error = engine.libvirt[refused].status.error
+    assert error is not None and "\n" not in str(error) and str(error).startswith("stranger: "), error
+    assert remote.session.connected
+
+    # libvirtd killed: nothing shown as live, the engine reconnects with back-off once it is back.
+    generation = remote.session.generation
+    assert lab.a.process is not None
+    lab.a.process.send_signal(signal.SIGKILL)
+    lab.a.process.wait()
+    await until(lambda: not remote.session.connected, 30, "the loss seen", lambda: remote.session.status.label())
+    assert "reconnecting" in str(remote.session.status.error), remote.session.status
+    assert remote.last_controls is not None and remote.last_controls.actions["measure"].allowed is not True
+    lab.a.start()  # the guest's QEMU outlived its libvirtd; the new one takes it up
+    await until(lambda: remote.session.connected and remote.session.generation > generation, 60,
+                "the reconnection", lambda: remote.session.status.label())
+    await until(lambda: remote.session.state.run_state is not None, 15, "a poll after the reconnection")
+
+
+async def test_a_uri_typo_exits_2_and_an_unreachable_host_is_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    typo = subprocess.run([sys.executable, "-m", "migtui", "status", "-c", "qmeu:///system"], capture_output=True,
+                          text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert typo.returncode == 2 and typo.stderr.count("\n") == 1 and "qmeu" in typo.stderr, typo.stderr
+    uri = f"qemu+unix:///system?socket={tmp_path / 'none'}"
+    gone = subprocess.run([sys.executable, "-m", "migtui", "status", "--json", "-c", f"h={uri}"],
+                          capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert gone.returncode == 1 and gone.stderr.startswith("migtui status: h: ") and gone.stderr.count("\n") == 1, \
+        gone.stderr
+    snap = json.loads(gone.stdout)["monitors"][0]
+    assert (snap["source"], snap["uri"], snap["ok"]) == ("libvirt", uri, False), snap
