@@ -86,9 +86,9 @@ async def test_a_stuck_migration_is_not_converging_within_three_passes_and_the_d
         assert any(r.startswith("raise downtime-limit 300 ms → ") for r in said["remedies"]), said
         assert src.control("downtime").allowed is True and "the guest pauses up to" in src.control("downtime").does
 
-        # A read-only view: shown unavailable with why, and the engine refuses it whatever it sends.
+        # A read-only view: not offered (a key pressed says why), and the engine refuses it whatever it sends.
         await during(ro_src, lambda: ro_src.convergence.advice.verdict == NOT_CONVERGING, "the read-only view's")
-        assert ro_src.control("downtime").allowed is None
+        assert ro_src.control("downtime").allowed is False
         assert ro_src.control("downtime").reason.startswith("read-only: migtui will not change downtime-limit")
         refused = await ro.call(Request, action="downtime", monitor="src")
         assert refused.error == "read-only view: the engine refuses to change downtime-limit of src"
