@@ -54,6 +54,7 @@ from migtui.engine.wire import policy_from
 from migtui.errors import LabError
 from migtui.lab.lab import Lab
 from migtui.lab.qemu import QEMU_ENV, find_qemu_img
+from migtui.lab.scenarios import SCENARIOS
 from migtui.protocol.messages import PolicyInfo
 from migtui.protocol.runtime import RUNTIME_ENV, runtime
 from migtui.transport.readonly import is_read_only
@@ -222,6 +223,33 @@ async def lab(qemu_build: QemuBuild | None) -> AsyncIterator[Lab]:
     disk. Both QEMUs stop and the lab's private directory goes at teardown."""
     async with Lab(memory_mib=64, dirty_mib=4, disk_mib=16) as started:
         yield started
+
+
+@pytest.fixture
+async def stuck(qemu_build: QemuBuild | None) -> AsyncIterator[Callable[..., Any]]:
+    """Labs of the ``stuck`` scenario (16 MiB dirtied at 8 MiB/s against 4 MiB/s: it never
+    converges by itself); ``capabilities`` switched on on both sides before the start (the
+    destination's before it listens); all stopped at teardown."""
+    labs: list[Lab] = []
+
+    async def start(*capabilities: str, pause: bool = False, downtime_limit: int | None = None) -> Lab:
+        s = SCENARIOS["stuck"]
+        lab = Lab(memory_mib=128, dirty_mib=16, disk=False, dirty_rate_mib_s=s.dirty_rate_mib_s)
+        labs.append(lab)
+        await lab.start()
+        caps = {"capabilities": [{"capability": c, "state": True} for c in capabilities]}
+        if capabilities:  # the destination's before it listens (migrate-incoming)
+            await (await lab.control(lab.dst)).execute("migrate-set-capabilities", caps)
+        assert s.bandwidth_mib_s is not None
+        await lab.prepare(storage=False, pause=pause, max_bandwidth=int(s.bandwidth_mib_s * 1024 * 1024),
+                          downtime_limit=downtime_limit)
+        if capabilities:
+            await (await lab.control(lab.src)).execute("migrate-set-capabilities", caps)
+        return lab
+
+    yield start
+    for lab in labs:
+        await lab.stop()
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -12,8 +14,11 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from migtui.address import parse_addresses
+from migtui.lab.lab import Lab
+from migtui.model.migration import FINISHED_STATUSES
 from migtui.protocol.messages import PolicyInfo
 from migtui.protocol.runtime import runtime
 from migtui.view.client import EngineClient
@@ -86,6 +91,31 @@ async def watch(client: EngineClient, monitors: list[str], policy: PolicyInfo | 
     names = await client.watch(parse_addresses(monitors), policy or PolicyInfo(), read_only=False, interval=interval)
     await client.subscribe()
     return [client.sessions[n] for n in names]
+
+
+def monitors(lab: Lab) -> list[str]:
+    """The lab pair's MONITOR arguments, named src and dst."""
+    return [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
+
+
+async def during(session: RemoteSession, pred: Callable[[], bool], what: str, *,
+                 ended_fails: bool = True) -> None:
+    """Until ``pred()``, with no time limit of its own; fails at once if the migration ends
+    first (``ended_fails``), saying the advisor's and the policy's last word."""
+    while not pred():
+        status = session.state.migration_status
+        if ended_fails and status in FINISHED_STATUSES:
+            raise AssertionError(f"the migration ended ({status}) before {what}: "
+                                 f"{session.convergence.advice.reason}; {session.converge_policy}")
+        await asyncio.sleep(0.05)
+
+
+def status_json(directory: Path, lab: Lab) -> dict[str, Any]:
+    """``migtui status --json`` of the lab's source, as the engine in ``directory`` answers it."""
+    result = subprocess.run([sys.executable, "-m", "migtui", "status", "--json", "--runtime-dir",
+                             str(directory), *monitors(lab)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout)["monitors"][0])
 
 
 def engine_pids(directory: Path) -> list[int]:

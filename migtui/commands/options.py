@@ -14,7 +14,8 @@ from ..lab.scenarios import SCENARIOS, Scenario
 from ..libvirt.binding import load as load_libvirt
 from ..libvirt.binding import uri_error
 from ..protocol.messages import PolicyInfo
-from ..workflow.policy import DEFAULT_MAX_PAUSE_S, DEFAULT_ON_MAX_PAUSE, ON_MAX_PAUSE
+from ..workflow.converge_policy import MIN_GIB, STEPS_AFTER_PASS, steps_text
+from ..workflow.policy import CONVERGE_ACTIONS, CONVERGE_MODES, DEFAULT_MAX_PAUSE_S, DEFAULT_ON_MAX_PAUSE, ON_MAX_PAUSE
 
 MONITOR_HELP = "[NAME=](PATH | unix:PATH | HOST:PORT | tcp:HOST:PORT | [IPv6]:PORT), one per QEMU monitor"
 
@@ -108,15 +109,37 @@ def add_policy_arguments(parser: argparse.ArgumentParser) -> None:
         "--on-max-pause", choices=ON_MAX_PAUSE, default=None,
         help="at the deadline: abort (default), resume (only if the checklist passes, else abort) or wait",
     )
+    parser.add_argument(
+        "--converge", choices=CONVERGE_MODES, default=None,
+        help="what the engine does, view or not, about a migration the advisor finds not converging: none"
+        f" (default: advise only) or steps (raise downtime-limit once a pass after pass {STEPS_AFTER_PASS}:"
+        f" {steps_text()}, then --converge-action). A remedy or abort by an operator stops it for that migration",
+    )
+    parser.add_argument(
+        "--completion-timeout", type=_seconds, default=None, metavar="SECONDS_PER_GIB",
+        help="a migration still copying after this many seconds per GiB of guest RAM (counting at least"
+        f" {MIN_GIB:g} GiB) gets --converge-action (default: no timeout)",
+    )
+    parser.add_argument(
+        "--converge-action", choices=CONVERGE_ACTIONS, default=None,
+        help="what ends a migration --converge steps or --completion-timeout gives up on: abort (default: the"
+        " source runs on), postcopy (needs postcopy-ram on both sides before the start; else pause) or pause"
+        " (stop the source guest so the copy completes; migtui resumes it on the destination)",
+    )
 
 
 def policy_of(args: argparse.Namespace) -> PolicyInfo:
     """The policy these flags ask the engine for; ``explicit`` names the flags given."""
     explicit = {flag for flag, given in (("auto_resume", args.auto_resume), ("max_pause", args.max_pause is not None),
-                                         ("on_max_pause", args.on_max_pause is not None)) if given}
+                                         ("on_max_pause", args.on_max_pause is not None),
+                                         ("converge", args.converge is not None),
+                                         ("completion_timeout", args.completion_timeout is not None),
+                                         ("converge_action", args.converge_action is not None)) if given}
     return PolicyInfo(auto_resume=args.auto_resume,
                       max_pause_s=args.max_pause if args.max_pause is not None else DEFAULT_MAX_PAUSE_S,
-                      on_max_pause=args.on_max_pause or DEFAULT_ON_MAX_PAUSE, explicit=sorted(explicit))
+                      on_max_pause=args.on_max_pause or DEFAULT_ON_MAX_PAUSE, converge=args.converge or "none",
+                      completion_timeout_s=args.completion_timeout, converge_action=args.converge_action or "abort",
+                      explicit=sorted(explicit))
 
 
 # ---------------------------------------------------------------------- MONITOR words

@@ -13,6 +13,8 @@ import argparse
 import asyncio
 import json
 import sys
+import textwrap
+import time
 from typing import Any
 
 from .. import format as fmt
@@ -129,19 +131,48 @@ def render_table(snaps: list[Snapshot]) -> str:
             continue
         mig = s.migration
         dirty = "-"
-        if mig is not None and mig.dirty_rate_bytes_per_s is not None:
+        if s.stopped and mig is not None and mig.dirty_rate_bytes_per_s is not None:
+            dirty = "- (stopped)"  # QEMU's last figure, not a live rate
+        elif mig is not None and mig.dirty_rate_bytes_per_s is not None:
             dirty = fmt.format_rate(mig.dirty_rate_bytes_per_s)
         armed = " (armed)" if is_armed(s.capabilities) else ""
         rows.append((s.address.name, s.qemu or "?", s.run_state or "?", (mig.status if mig else "?") + armed, dirty))
         ram = ram_text(mig) if mig is not None else "-"
+        policy = s.converge_policy
         details.append(([f"RAM {ram}"] if ram != "-" else [])
-                       + [f"block job {_job_summary(j)}" for j in parse_block_jobs(s.block_jobs)])
+                       + [f"block job {_job_summary(j)}" for j in parse_block_jobs(s.block_jobs)]
+                       + [line for line in (pause_line(s, time.time()),) if line]
+                       + ([f"converge policy: {policy['line']}"] if policy and policy.get("active") else []))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = []
     for row, below in zip(rows, details, strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-        lines += [f"  {line}" for line in below]
+        lines += [part for line in below for part in textwrap.wrap(line, 78, initial_indent="  ",
+                                                                   subsequent_indent="    ")]
     return "\n".join(lines)
+
+
+def pause_line(s: Snapshot, now: float) -> str:
+    """``paused before switchover for 12.0 s (QEMU's stamp); deadline: abort in 48.0 s; armed by
+    migtui; driven by the operator`` -- the pause as the dialog shows it; "" when not paused."""
+    pause = s.pause
+    if not pause or not pause.get("paused"):
+        return ""
+    start = pause.get("start")
+    if start is None:
+        since = "since when unknown"
+    elif pause.get("start_exact"):
+        since = f"for {fmt.format_duration(now - start)} (QEMU's stamp)"
+    else:
+        earliest = pause.get("start_earliest")
+        most = f", at most {fmt.format_duration(now - earliest)}" if earliest is not None else ""
+        since = f"for at least {fmt.format_duration(now - start)}{most}"
+    deadline = pause.get("deadline")
+    then = (f"deadline: {deadline['action']} in {fmt.format_duration(max(0.0, deadline['at'] - now))}"
+            if deadline else f"no deadline: {pause.get('no_deadline') or 'none'}")
+    who = [f"armed by {pause['armed_by']}"] if pause.get("armed_by") else []
+    who += [f"driven by {pause['driven_by']}"] if pause.get("driven_by") else []
+    return "; ".join([f"paused before switchover {since}", then, *who])
 
 
 def ram_text(mig: MigrationInfo) -> str:

@@ -9,6 +9,12 @@ ETA moves once a poll; most changes change nothing); the same advice goes into
 that is not paused before switchover runs a :class:`~migtui.workflow.cancel.MigrationCancel`
 (once per migration; a pause's abort stays the switchover's), a remedy sends its
 ``migrate-set-parameters`` (``workflow/control.py``). Every view hears of both as a notice.
+
+The convergence policy (``workflow/converge_policy.py``) runs here too, after each new advice:
+its steps and completion action are acted on by the engine, view or not, each a notice with
+its reason, and its state goes to every view as a
+:class:`~migtui.protocol.messages.ConvergePolicy` message. An operator's remedy or abort of a
+migration makes it stand down for that migration.
 """
 
 from __future__ import annotations
@@ -18,11 +24,17 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MigtuiError
-from ..model.advisor import ABORT, REMEDY_ACTIONS, Advice, Settings, advise
+from ..format import format_duration
+from ..model.advisor import ABORT, DIRTY_LIMIT, REMEDY_ACTIONS, Advice, Settings, advise, estimate_ms
+from ..model.migration import FINISHED_STATUSES
+from ..model.units import downtime_text
 from ..protocol import messages as m
 from ..workflow import control
+from ..workflow import converge_policy as cp
 from ..workflow.cancel import MigrationCancel
-from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, RUN_STATE
+from ..workflow.pairing import destination_for
+from ..workflow.policy import OWNER_LIBVIRT
+from ..workflow.session import CONFIG, CONNECTION, DIRTY_RATE, MIGRATION, RUN_STATE, MonitorSession
 from ..workflow.switchover import Switchover
 
 if TYPE_CHECKING:
@@ -32,6 +44,9 @@ log = logging.getLogger("migtui.engine")
 
 # What the advice is made of: a change of any of these re-decides it.
 ADVICE_KINDS = frozenset({MIGRATION, CONFIG, CONNECTION, DIRTY_RATE, RUN_STATE})
+POLICY = "the converge policy"  # the actor of the policy's acts
+NO_DIRTY_RING = "under TCG: a vCPU dirty limit needs KVM with its dirty ring (-accel kvm,dirty-ring-size=N)"
+RESUME_WAIT_S = 60.0  # how long the destination may take to load the last of a migration the policy paused
 
 
 class CancelRun:
@@ -48,13 +63,53 @@ class EngineControl:
         self.engine = engine
         self._sent: dict[str, m.Convergence] = {}  # monitor -> the advice views have
         self._cancels: dict[str, CancelRun] = {}  # monitor -> its migration's abort, while it runs
+        self._runs: dict[str, cp.ConvergeRun] = {}  # monitor -> the policy over its (last) migration
+        self._policy_sent: dict[str, m.ConvergePolicy] = {}
+        self._kvm: dict[str, tuple[int, bool | None]] = {}  # monitor -> (generation, under KVM)
+        self._no_ring: dict[str, tuple[int, str]] = {}  # monitor -> (generation, QEMU's refusal of a dirty limit)
+        self._dirty_limited: dict[str, tuple[int, int]] = {}  # monitor -> (generation, MB/s) migtui set
 
     # ------------------------------------------------------------------ the advice
 
     def advice(self, w: Watched) -> Advice:
         session = w.session
-        settings = Settings.of(session.parameters, session.state.capabilities)
+        limited = self._dirty_limited.get(w.name)
+        settings = Settings.of(session.parameters, session.state.capabilities, dirty_limit=not self.no_dirty_limit(w),
+                               vcpu_dirty_limit=limited[1] if limited and limited[0] == session.generation else None)
         return advise(session.state, settings, connected=session.connected, measuring=session.measuring)
+
+    def no_dirty_limit(self, w: Watched) -> str:
+        """Why this QEMU cannot limit its vCPUs' dirty rate ("": it may)."""
+        session = w.session
+        if not session.supports("set-vcpu-dirty-limit"):
+            return f"QEMU {session.qemu_version or ''} has no set-vcpu-dirty-limit (7.1+)".replace("  ", " ")
+        kvm = self._kvm.get(w.name)
+        if kvm is None or kvm[0] != session.generation or kvm[1] is None:
+            return "not known yet whether this QEMU runs under KVM (a vCPU dirty limit needs it)"
+        if not kvm[1]:
+            return NO_DIRTY_RING
+        refused = self._no_ring.get(w.name)
+        return refused[1] if refused is not None and refused[0] == session.generation else ""
+
+    def _probe_kvm(self, w: Watched) -> None:
+        """Ask once per connection whether the QEMU runs under KVM (the dirty limit needs it)."""
+        session = w.session
+        known = self._kvm.get(w.name)
+        if not session.connected or (known is not None and known[0] == session.generation):
+            return
+        self._kvm[w.name] = (session.generation, None)
+
+        async def probe() -> None:
+            try:
+                reply = await session.execute("query-kvm")
+            except MigtuiError as err:
+                log.info("%s: query-kvm: %s", w.name, err)
+                return
+            if isinstance(reply, dict):
+                self._kvm[w.name] = (session.generation, bool(reply.get("enabled")))
+                self.engine.refresh_advice(w)
+
+        asyncio.get_running_loop().create_task(probe(), name=f"query-kvm-{w.name}")
 
     def message(self, w: Watched) -> m.Convergence:
         """What views have (or would have) of ``w``'s advice."""
@@ -64,21 +119,189 @@ class EngineControl:
         """Re-decide ``w``'s advice; tell every view if it changed (and the controls it feeds)."""
         if not kinds & ADVICE_KINDS:
             return
+        self._probe_kvm(w)
         message = m.Convergence(w.name, self.advice(w))
         previous = self._sent.get(w.name)
-        if message == previous:
-            return
-        self._sent[w.name] = message
-        self.engine.broadcast(message)
-        if previous is None or (previous.advice.verdict, previous.advice.remedies) != (
-                message.advice.verdict, message.advice.remedies):
-            self.engine.refresh_controls(w)
-            if previous is None or previous.advice.verdict != message.advice.verdict:
-                log.info("%s: %s: %s", w.name, message.advice.verdict, message.advice.reason)
+        if message != previous:
+            self._sent[w.name] = message
+            self.engine.broadcast(message)
+            if previous is None or (previous.advice.verdict, previous.advice.remedies) != (
+                    message.advice.verdict, message.advice.remedies):
+                self.engine.refresh_controls(w)
+                if previous is None or previous.advice.verdict != message.advice.verdict:
+                    log.info("%s: %s: %s", w.name, message.advice.verdict, message.advice.reason)
+        self._lift_dirty_limit(w)
+        self._run_policy(w, message.advice)
 
     def status(self, w: Watched) -> dict[str, Any]:
         """``migration.convergence`` of ``migtui status --json``: what the screen shows."""
         return self.message(w).advice.to_json()
+
+    # ------------------------------------------------------------------ the convergence policy
+
+    def policy_message(self, w: Watched) -> m.ConvergePolicy:
+        """What views have (or would have) of ``w``'s convergence policy."""
+        return self._policy_sent.get(w.name) or self._policy_of(w)
+
+    def policy_status(self, w: Watched) -> dict[str, Any]:
+        """``converge_policy`` of ``migtui status --json``: what the screen shows."""
+        message = self.policy_message(w)
+        return {"active": message.active, "line": message.line,
+                "acts": [{"at": act.at, "text": act.text} for act in message.acts]}
+
+    def guards(self, w: Watched) -> str | None:
+        """Why the engine must stay for ``w``: its migration is under the policy."""
+        run = self._runs.get(w.name)
+        if run is None or run.ended or run.overridden:
+            return None
+        return f"migrating under the converge policy ({self._policy_of(w).line})"
+
+    def _policy_of(self, w: Watched) -> m.ConvergePolicy:
+        session = w.session
+        policy = w.policy
+        if not cp.active(policy):
+            return m.ConvergePolicy(w.name)
+        run = self._runs.get(w.name)
+        acts = [m.PolicyAct(at, text) for at, text in run.acts] if run is not None else []
+        if w.owner == OWNER_LIBVIRT:
+            line = "libvirt drives this migration: the policy does not act"
+        elif session.read_only:
+            line = "read-only monitor: the policy cannot act"
+        elif session.state.incoming_side and session.state.migration.ram is None:
+            line = "the destination of a migration: its source's policy acts"
+        elif run is not None and run.generation == session.generation:
+            state = session.state
+            line = run.line(state, session.downtime_limit_ms)
+            if run.ended:
+                line = f"migration {state.migration_status}" + (f"; {line}" if run.acts else "")
+        else:
+            line = cp.describe(policy, session.state.capabilities.get("postcopy-ram"))
+        return m.ConvergePolicy(w.name, True, line, acts)
+
+    def _send_policy(self, w: Watched) -> None:
+        message = self._policy_of(w)
+        if message != self._policy_sent.get(w.name):
+            self._policy_sent[w.name] = message
+            self.engine.broadcast(message)
+
+    def _run_policy(self, w: Watched, advice: Advice) -> None:
+        """After each new advice: start, follow and end the policy's run over ``w``'s migration,
+        and take its next act when one is due."""
+        session = w.session
+        state = session.state
+        status = state.migration_status
+        run = self._runs.get(w.name)
+        if run is not None and run.generation != session.generation:  # another connection: its migration is gone
+            del self._runs[w.name]
+            run = None
+        if run is not None and not run.ended and status in FINISHED_STATUSES:
+            run.ended = True
+            if run.paused:
+                self._task(w, self._after_pause(w, run, status), "resume")
+        destination = state.incoming_side and state.migration.ram is None  # its source's policy acts
+        if cp.active(w.policy) and status in ("setup", "active") and (run is None or run.ended) and not destination:
+            run = self._runs[w.name] = cp.ConvergeRun(w.policy, session.generation)
+        if run is not None and not run.ended and w.owner != OWNER_LIBVIRT and not session.read_only:
+            run.policy = w.policy
+            act = run.decide(state, session.downtime_limit_ms, advice.verdict)
+            if act is not None:
+                run.busy = True
+                self._task(w, self._act(w, run, act, advice), act.kind)
+        self._send_policy(w)
+
+    def _task(self, w: Watched, coro: Any, what: str) -> None:
+        asyncio.get_running_loop().create_task(coro, name=f"policy-{what}-{w.name}")
+
+    async def _act(self, w: Watched, run: cp.ConvergeRun, act: cp.Act, advice: Advice) -> None:
+        session = w.session
+        why = act.reason
+        if advice.expected_downtime_ms is not None:
+            why += f" (expected downtime {estimate_ms(advice.expected_downtime_ms)})"
+        level = "warning"
+        try:
+            if act.kind == cp.DOWNTIME:
+                assert act.value is not None
+                run.stepped_at = session.state.migration.pass_number or 0
+                before = session.downtime_limit_ms
+                shown = downtime_text(act.value)
+                await control.send(session, "migrate-set-parameters", {"downtime-limit": act.value},
+                                   f"downtime-limit {shown}")
+                session.poll_soon(config=True)
+                text = f"downtime-limit {downtime_text(before) if before else '?'} → {shown}: {why}"
+            else:
+                run.final = act.kind
+                if act.kind == cp.ABORT:
+                    self._start_cancel(w, POLICY)
+                    text = f"abort (migrate_cancel; the source runs on): {why}"
+                elif act.kind == cp.POSTCOPY:
+                    await control.send(session, "migrate-start-postcopy", {}, "migrate-start-postcopy")
+                    text = f"migrate-start-postcopy (the destination runs the guest): {why}"
+                else:
+                    await control.send(session, "stop", {}, "stop")
+                    run.paused, run.paused_at = True, self.engine.clock()
+                    text = f"stop the source guest so the copy completes (migtui resumes it after): {why}"
+        except MigtuiError as err:
+            level, text = "error", f"{err}: {why}"
+        finally:
+            run.busy = False
+        self._policy_said(w, run, level, text)
+
+    def _policy_said(self, w: Watched, run: cp.ConvergeRun, level: str, text: str) -> None:
+        line = f"{w.name}: converge policy: {text}"
+        run.acts.append((self.engine.clock(), text))
+        (log.error if level == "error" else log.info)("%s", line)
+        self._send_policy(w)  # the panel has it before the toast says it
+        self.engine.broadcast(m.Notice(level, line, w.name))
+
+    async def _after_pause(self, w: Watched, run: cp.ConvergeRun, status: str) -> None:
+        """The policy stopped the source guest: run it again where it now lives."""
+        if status == "completed":
+            target = destination_for(w.session, self.engine.sessions())
+            where = "the destination"
+        else:
+            target, where = w.session, "the source"
+        if target is None:
+            self._policy_said(w, run, "warning", f"migration {status}: the guest stays paused on the destination"
+                              " (not watched here): resume it there (cont)")
+            return
+        try:
+            await wait_loaded(target)
+            await control.send(target, "cont", {}, f"cont on {target.name}")
+            stopped = f" after {format_duration(self.engine.clock() - run.paused_at)} stopped" if run.paused_at else ""
+            text, level = f"migration {status}: cont on {target.name}: the guest runs on {where}{stopped}", "info"
+        except MigtuiError as err:
+            text, level = f"migration {status}: the guest stays paused on {where}: {err}", "error"
+        run.paused = False
+        self._policy_said(w, run, level, text)
+
+    def _override(self, w: Watched, who: str) -> None:
+        """An operator acted on ``w``'s migration: the policy leaves the rest of it to them."""
+        run = self._runs.get(w.name)
+        if run is None or run.ended or run.overridden or run.final:
+            return
+        run.overridden = who
+        self._policy_said(w, run, "info", f"stands down for this migration: {who}")
+
+    def _lift_dirty_limit(self, w: Watched) -> None:
+        """A dirty limit migtui set outlives the migration in QEMU: lift it from a source whose
+        migration failed or was cancelled (a completed one's guest runs elsewhere now)."""
+        session = w.session
+        limited = self._dirty_limited.get(w.name)
+        if limited is None or session.state.migration_status not in FINISHED_STATUSES:
+            return
+        del self._dirty_limited[w.name]
+        if limited[0] != session.generation or session.state.migration_status == "completed":
+            return
+
+        async def lift() -> None:
+            try:
+                await control.send(session, "cancel-vcpu-dirty-limit", {}, "cancel-vcpu-dirty-limit")
+                self.engine.broadcast(m.Notice("info", f"{w.name}: vCPU dirty limit lifted (the migration ended"
+                                                       f" {session.state.migration_status})", w.name))
+            except MigtuiError as err:
+                self.engine.broadcast(m.Notice("error", str(err), w.name))
+
+        self._task(w, lift(), "lift")
 
     # ------------------------------------------------------------------ the controls
 
@@ -95,7 +318,7 @@ class EngineControl:
             abort = m.Control(allowed.allowed, allowed.reason, control.abort_does(session, mirrors))
         actions = {ABORT: abort}
         for action in REMEDY_ACTIONS:
-            allowed = control.remedy(session, advice, action)
+            allowed = control.remedy(session, advice, action, no_dirty_limit=self.no_dirty_limit(w))
             remedy = control.proposal(advice, action)
             actions[action] = m.Control(allowed.allowed, allowed.reason, remedy.line() if remedy is not None else "")
         return actions
@@ -116,15 +339,28 @@ class EngineControl:
     async def request(self, w: Watched, view: ViewLink, action: str, *, value: str = "",
                       force: bool = False) -> m.Reply:
         if action == ABORT:
-            return self._abort(w, view, force=force)
+            reply = self._abort(w, view, force=force)
+            if reply.ok:
+                self._override(w, f"{view.label} aborted it")
+            return reply
         advice = self.message(w).advice
+        session = w.session
         try:
-            said = await control.apply_remedy(w.session, advice, action, value)
+            said = await control.apply_remedy(session, advice, action, value)
         except MigtuiError as err:
             log.info("%s: %s refused for %s: %s", w.name, action, view.label, err)
+            if action == DIRTY_LIMIT and "dirty" in str(err).lower() and "ring" in str(err).lower():
+                self._no_ring[w.name] = (session.generation, str(err).removeprefix(f"{w.name}: "))
+                self.engine.refresh_advice(w)
             return m.Reply(0, False, error=str(err))
+        if action == DIRTY_LIMIT:
+            proposed = control.proposal(advice, action)
+            limit, _ = control.read_value(action, "dirty-rate", value or (proposed.value if proposed else ""))
+            self._dirty_limited[w.name] = (session.generation, limit)
+            self.engine.refresh_advice(w)
         log.info("%s (by %s)", said, view.label)
         self.engine.broadcast(m.Notice("info", f"{said} (by {view.label})", w.name))
+        self._override(w, f"{view.label} took over ({action})")
         return m.Reply(0, True, message=said, actor=view.label)
 
     def _abort(self, w: Watched, view: ViewLink, *, force: bool) -> m.Reply:
@@ -137,15 +373,18 @@ class EngineControl:
         allowed = control.abort(session, self.engine.switchovers.current(session), libvirt=libvirt and not force)
         if allowed.allowed is not True:
             return m.Reply(0, False, error=allowed.reason or f"{w.name}: nothing to abort")
-        cancel = MigrationCancel(session)
-        log.info("%s: abort (migrate_cancel, %s) requested by %s", w.name, session.state.migration_status,
-                 view.label)
-        task = asyncio.get_running_loop().create_task(cancel.run(), name=f"cancel-{w.name}")
-        self._cancels[w.name] = CancelRun(cancel, view.label, task)
-        task.add_done_callback(lambda t: self._aborted(w, t))
-        self.engine.refresh_controls(w)
+        self._start_cancel(w, view.label)
         self.engine.broadcast(m.Notice("info", f"{w.name}: abort started by {view.label}", w.name))
         return m.Reply(0, True, message=f"{w.name}: abort started", actor=view.label)
+
+    def _start_cancel(self, w: Watched, actor: str) -> None:
+        session = w.session
+        cancel = MigrationCancel(session)
+        log.info("%s: abort (migrate_cancel, %s) requested by %s", w.name, session.state.migration_status, actor)
+        task = asyncio.get_running_loop().create_task(cancel.run(), name=f"cancel-{w.name}")
+        self._cancels[w.name] = CancelRun(cancel, actor, task)
+        task.add_done_callback(lambda t: self._aborted(w, t))
+        self.engine.refresh_controls(w)
 
     def _aborted(self, w: Watched, task: asyncio.Task[Any]) -> None:
         self._cancels.pop(w.name, None)
@@ -160,3 +399,18 @@ class EngineControl:
         result = task.result()
         (log.info if result.ok else log.warning)("%s", result.message)
         self.engine.broadcast(m.Notice("info" if result.ok else "error", result.message, w.name))
+
+
+async def wait_loaded(session: MonitorSession) -> None:
+    """Until ``session``'s QEMU has loaded the whole migration (no longer ``inmigrate``: a
+    ``cont`` before that would be forgotten), at most ``RESUME_WAIT_S``."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + RESUME_WAIT_S
+    while True:
+        reply = await session.execute("query-status")
+        status = reply.get("status") if isinstance(reply, dict) else None
+        if status != "inmigrate":
+            return
+        if loop.time() > end:
+            raise MigtuiError(f"{session.name}: still inmigrate after {RESUME_WAIT_S:g} s")
+        await asyncio.sleep(0.1)

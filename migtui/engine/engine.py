@@ -60,7 +60,7 @@ from ..workflow.status import snapshot_of
 from ..workflow.switchover import Switchover, Switchovers
 from .control import ADVICE_KINDS, EngineControl
 from .durable import Durable
-from .facts import controls_of, pause_of
+from .facts import controls_of, pause_json, pause_of
 from .start import EngineStart
 from .wire import address_info, session_message, switchover_message
 
@@ -234,6 +234,7 @@ class Engine:
         view.send(w.last_pause or self._pause_message(w))
         view.send(w.last_controls or self._controls(w))
         view.send(self.control.message(w))
+        view.send(self.control.policy_message(w))
         view.send(self.starts.message(w))
 
     # ------------------------------------------------------------------ watching
@@ -468,6 +469,10 @@ class Engine:
             self._advice_handle = (loop.call_later(wait, self._flush_advice) if wait > 0
                                    else loop.call_soon(self._flush_advice))
 
+    def refresh_advice(self, w: Watched) -> None:
+        """Re-decide ``w``'s advice (what it may propose changed)."""
+        self._advice_soon(w)
+
     def _flush_advice(self) -> None:
         self._advice_handle = None
         self._advice_at = asyncio.get_running_loop().time()
@@ -641,7 +646,10 @@ class Engine:
 
     def _snapshot(self, w: Watched) -> dict[str, Any]:
         jobs = w.journal.reply("query-block-jobs")
-        return snapshot_of(w.session, w.address, jobs, self.control.status(w)).to_json()
+        snap = snapshot_of(w.session, w.address, jobs, self.control.status(w))
+        snap.pause = pause_json(w.last_pause or self._pause_message(w), self.clock())
+        snap.converge_policy = self.control.policy_status(w)
+        return snap.to_json()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -699,6 +707,9 @@ class Engine:
                     return f"{paused} before switchover; {w.policy.on_max_pause} in {format_duration(left)}"
                 return f"{paused} before switchover; no deadline: {why}"
             return f"{paused} before switchover"
+        converging = self.control.guards(w)
+        if converging is not None and state.migration_status in RUNNING_STATUSES:
+            return converging
         caps = state.capabilities
         pbs = caps.enabled("pause-before-switchover")
         if state.migration_status in RUNNING_STATUSES and pbs:

@@ -10,7 +10,7 @@ them: none of these rules runs in a view.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..model.checks import Check
 from ..model.pauseclock import PauseClock
@@ -42,7 +42,9 @@ LIBVIRT_DRIVER = "libvirt drives this migration and finishes this pause itself: 
 
 def policy_info(policy: Policy) -> PolicyInfo:
     return PolicyInfo(auto_resume=policy.auto_resume, max_pause_s=policy.max_pause_s,
-                      on_max_pause=policy.on_max_pause, explicit=sorted(policy.explicit))
+                      on_max_pause=policy.on_max_pause, converge=policy.converge,
+                      completion_timeout_s=policy.completion_timeout_s, converge_action=policy.converge_action,
+                      explicit=sorted(policy.explicit))
 
 
 def pause_of(w: Watched, sessions: Sequence[MonitorSession], *, recorded: float | None = None) -> Pause:
@@ -77,6 +79,34 @@ def pause_of(w: Watched, sessions: Sequence[MonitorSession], *, recorded: float 
         blocked=(availability.blocked_reason(session) or "") if paused else "",
         destination=destination.name if destination is not None else None,
     )
+
+
+def pause_json(pause: Pause, now: float) -> dict[str, Any]:
+    """``pause`` of ``migtui status --json``: the pause as the dialog shows it -- since when and
+    how sure, the deadline (or why none), who armed the source and who drives the pause."""
+    clock = pause.clock
+    deadline = pause.deadline
+    if pause.owner == OWNER_LIBVIRT:
+        driven = "libvirt"
+    elif pause.auto:
+        driven = "migtui auto-resume"
+    else:
+        driven = "the operator" + (f" (deadline: {deadline.action})" if deadline is not None else "")
+    return {
+        "paused": pause.paused,
+        "start": clock.start if clock else None,
+        "start_exact": clock.exact if clock else None,  # QEMU's own stamp; else "at least since start"
+        "start_earliest": clock.earliest if clock else None,  # not exact: it began after this ("at most")
+        "paused_s": clock.seconds(now) if clock else None,
+        "deadline": ({"at": deadline.at, "action": deadline.action, "limit_s": deadline.limit_s,
+                      "left_s": max(0.0, deadline.at - now)} if deadline is not None else None),
+        "no_deadline": pause.no_deadline,
+        "armed_by": {OWNER_LIBVIRT: "libvirt", "migtui": "migtui"}.get(pause.owner, "another client"),
+        "armed_by_engine": list(pause.armed_by_engine),
+        "driven_by": driven if pause.paused else None,
+        "driver": pause.driver,
+        "destination": pause.destination,
+    }
 
 
 def controls_of(w: Watched, sessions: Sequence[MonitorSession], switchovers: Switchovers,

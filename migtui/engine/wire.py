@@ -15,7 +15,8 @@ from ..workflow.switchover import Switchover
 
 def policy_from(info: m.PolicyInfo) -> Policy:
     """The policy a view asked for (ValueError: it names a bad value)."""
-    return Policy(info.auto_resume, info.max_pause_s, info.on_max_pause, frozenset(info.explicit))
+    return Policy(info.auto_resume, info.max_pause_s, info.on_max_pause, frozenset(info.explicit), info.converge,
+                  info.completion_timeout_s, info.converge_action)
 
 
 def address_info(address: MonitorAddress) -> m.AddressInfo:

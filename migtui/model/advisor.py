@@ -27,7 +27,10 @@ Remedies are proposed, least invasive first, only for a migration that does not 
 raise max-bandwidth (when the send rate sits at it), set avail-switchover-bandwidth (when
 QEMU has it), raise downtime-limit to the expected downtime (its cost: the guest pause),
 CPU throttle (when auto-converge is on: QEMU switches that capability only between
-migrations), abort. Pure: reads a VmState and the migration parameters.
+migrations), a vCPU dirty limit (``set-vcpu-dirty-limit``, QEMU 7.1+, KVM with its dirty ring:
+each vCPU may dirty at most half of what QEMU sends), postcopy (``migrate-start-postcopy``,
+when postcopy-ram was on at the start), abort. Pure: reads a VmState and the migration
+parameters.
 """
 
 from __future__ import annotations
@@ -72,11 +75,19 @@ BANDWIDTH = "bandwidth"
 SWITCHOVER_BANDWIDTH = "switchover-bandwidth"
 DOWNTIME = "downtime"
 THROTTLE = "throttle"
+DIRTY_LIMIT = "dirty-limit"
+POSTCOPY = "postcopy"
 ABORT = "abort"
-REMEDY_ACTIONS = (BANDWIDTH, SWITCHOVER_BANDWIDTH, DOWNTIME, THROTTLE)
-# The QEMU parameter each remedy sets (throttle: the first while QEMU does not throttle yet).
+REMEDY_ACTIONS = (BANDWIDTH, SWITCHOVER_BANDWIDTH, DOWNTIME, THROTTLE, DIRTY_LIMIT, POSTCOPY)
+# The QEMU parameter each remedy sets (throttle: the first while QEMU does not throttle yet;
+# the dirty limit: set-vcpu-dirty-limit's argument; postcopy sets none).
 PARAMETERS = {BANDWIDTH: ("max-bandwidth",), SWITCHOVER_BANDWIDTH: ("avail-switchover-bandwidth",),
-              DOWNTIME: ("downtime-limit",), THROTTLE: ("cpu-throttle-initial", "cpu-throttle-increment")}
+              DOWNTIME: ("downtime-limit",), THROTTLE: ("cpu-throttle-initial", "cpu-throttle-increment"),
+              DIRTY_LIMIT: ("dirty-rate",), POSTCOPY: ()}
+# How a refusal names each remedy ("read-only: migtui will not change downtime-limit of src").
+WORDS = {**{action: f"change {names[0]} of" for action, names in PARAMETERS.items() if names},
+         DIRTY_LIMIT: "set a vCPU dirty limit on", POSTCOPY: "switch to postcopy"}
+DIRTY_LIMIT_SHARE = 0.5  # the dirty limit proposed: this share of what QEMU sends
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,10 @@ class Remedy:
     def title(self) -> str:
         if self.action == ABORT:
             return "abort the migration"
+        if self.action == POSTCOPY:
+            return "switch to postcopy"
+        if self.action == DIRTY_LIMIT:
+            return f"set the vCPU dirty limit {self.current} → {self.value}"
         verb = "raise" if self.action in (BANDWIDTH, DOWNTIME) else "set"
         return f"{verb} {self.parameter} {self.current} → {self.value}"
 
@@ -145,9 +160,13 @@ class Settings:
     throttle_initial: int | None = None
     throttle_increment: int | None = None
     auto_converge: bool | None = None
+    postcopy_ram: bool | None = None  # on at the start: postcopy may be started now
+    dirty_limit: bool = False  # set-vcpu-dirty-limit may work here (QEMU 7.1+ under KVM; the engine knows)
+    vcpu_dirty_limit: int | None = None  # MB/s per vCPU, while a dirty limit is set
 
     @classmethod
-    def of(cls, parameters: Mapping[str, Any], capabilities: Mapping[str, bool]) -> Settings:
+    def of(cls, parameters: Mapping[str, Any], capabilities: Mapping[str, bool], *,
+           dirty_limit: bool = False, vcpu_dirty_limit: int | None = None) -> Settings:
         return cls(
             downtime_limit_ms=opt_int(parameters.get("downtime-limit")),
             max_bandwidth=opt_int(parameters.get("max-bandwidth")),
@@ -155,6 +174,9 @@ class Settings:
             throttle_initial=opt_int(parameters.get("cpu-throttle-initial")),
             throttle_increment=opt_int(parameters.get("cpu-throttle-increment")),
             auto_converge=capabilities.get("auto-converge"),
+            postcopy_ram=capabilities.get("postcopy-ram"),
+            dirty_limit=dirty_limit,
+            vcpu_dirty_limit=vcpu_dirty_limit,
         )
 
 
@@ -400,5 +422,17 @@ def _remedies(remaining: int, sent: float, expected: float | None, settings: Set
             found.append(Remedy(THROTTLE, "cpu-throttle-increment", f"{settings.throttle_increment or 10} %",
                                 f"{min(value, 100)} %", f"QEMU throttles the vCPUs (now {throttling} %) harder at"
                                 " each pass that does not converge", "a slower guest until the switchover"))
+    if settings.dirty_limit:
+        value = max(1, int(sent * DIRTY_LIMIT_SHARE / 1_000_000))
+        set_now = f"{settings.vcpu_dirty_limit} MB/s" if settings.vcpu_dirty_limit else "none"
+        found.append(Remedy(DIRTY_LIMIT, "dirty-rate", set_now, f"{value} MB/s",
+                            f"each vCPU may dirty at most {value} MB/s, half of the {bandwidth_text(sent)} QEMU"
+                            " sends: each pass leaves about half of the one before",
+                            "vCPUs that write faster are held; migtui lifts the limit if the migration fails"))
+    if settings.postcopy_ram:
+        found.append(Remedy(POSTCOPY, "", "", "", f"the destination runs the guest now and fetches the {left}"
+                            " left as it touches them: the migration completes",
+                            "the guest runs at the link's pace until its RAM has arrived; if the link breaks,"
+                            " neither side has the whole guest (postcopy-paused: recover it)"))
     found.append(Remedy(ABORT, "", "", "", "the source keeps running; the destination is discarded"))
     return found

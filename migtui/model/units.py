@@ -6,7 +6,9 @@ is sent, and written back the way they are read.
   is MiB/s;
 * a downtime (``downtime-limit``, ms in QMP): ``500 ms``, ``5 s``, ``1.5s``; a bare number
   is ms;
-* a percentage (``cpu-throttle-initial`` / ``-increment``): ``50``, ``50 %``.
+* a percentage (``cpu-throttle-initial`` / ``-increment``): ``50``, ``50 %``;
+* a vCPU dirty limit (``set-vcpu-dirty-limit`` ``dirty-rate``, whole MB/s per vCPU in QMP):
+  ``2``, ``2 MB/s``.
 
 Each reader returns the QMP value or raises :class:`BadValue` with one line naming the
 parameter and what it takes. Pure: no I/O.
@@ -26,6 +28,7 @@ GiB = 1024 * MiB
 # QEMU's bounds (qapi/migration.json; migration/options.c).
 MAX_DOWNTIME_MS = 2_000_000  # downtime-limit: "an integer in the range of 0 to 2000000 milliseconds"
 MAX_BYTES_PER_S = (1 << 63) - 1  # a QAPI size; anything a link carries is far below
+MAX_DIRTY_LIMIT = 1 << 32  # set-vcpu-dirty-limit's dirty-rate (a uint64 of MB/s); far above any guest
 QEMU_DEFAULT_MAX_BANDWIDTH = 128 * MiB  # max-bandwidth unless set (QEMU 7.2 to 10.x)
 
 # Bandwidth units -> bytes/s per unit. Binary byte units, decimal bit units (as links are sold).
@@ -93,6 +96,17 @@ def parse_percent(text: str, parameter: str, *, low: int = 1, high: int = 99) ->
         raise BadValue(f"{parameter}: unknown unit {unit!r}: it takes {takes}")
     if number != int(number) or not low <= number <= high:
         raise BadValue(f"{parameter}: {text.strip()} is out of range: it takes {takes}")
+    return int(number)
+
+
+def parse_dirty_limit(text: str, parameter: str = "dirty-rate") -> int:
+    """Whole MB/s per vCPU from ``2`` or ``2 MB/s`` (QEMU's unit for the vCPU dirty limit)."""
+    takes = "whole MB/s per vCPU, such as 2 MB/s"
+    number, unit = _split(parameter, text, takes)
+    if unit not in ("", "mb/s"):
+        raise BadValue(f"{parameter}: unknown unit {unit!r}: it takes {takes}")
+    if number != int(number) or not 1 <= number <= MAX_DIRTY_LIMIT:
+        raise BadValue(f"{parameter}: {text.strip()} is out of range: it takes {takes} (1 to {MAX_DIRTY_LIMIT})")
     return int(number)
 
 

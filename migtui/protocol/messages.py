@@ -96,6 +96,9 @@ class PolicyInfo:
     max_pause_s: float = 60.0
     on_max_pause: str = "abort"  # "abort", "resume" or "wait"
     explicit: list[str] = field(default_factory=list)  # the flags the operator gave
+    converge: str = "none"  # "none" (advise only) or "steps" (workflow/converge_policy.py)
+    completion_timeout_s: float | None = None  # seconds per GiB of guest RAM; None: no timeout
+    converge_action: str = "abort"  # "abort", "postcopy" or "pause": what ends a migration the policy gives up on
 
 
 @dataclass(frozen=True)
@@ -282,8 +285,8 @@ class Control:
 @dataclass(frozen=True)
 class Controls(Message):
     """The actions on a monitor (``resume``, ``abort``, ``arm``, ``measure``, the remedies
-    ``bandwidth``, ``switchover-bandwidth``, ``downtime``, ``throttle``, and ``start``,
-    ``write-blocking``): sent again whenever one of them changes."""
+    ``bandwidth``, ``switchover-bandwidth``, ``downtime``, ``throttle``, ``dirty-limit``,
+    ``postcopy``, and ``start``, ``write-blocking``): sent again whenever one of them changes."""
 
     OP: ClassVar[str] = "controls"
     name: str
@@ -299,6 +302,25 @@ class Convergence(Message):
     OP: ClassVar[str] = "convergence"
     name: str
     advice: Advice = field(default_factory=Advice)
+
+
+@dataclass(frozen=True)
+class PolicyAct:
+    at: float  # the engine's wall clock
+    text: str  # what it did and why, in numbers
+
+
+@dataclass(frozen=True)
+class ConvergePolicy(Message):
+    """The convergence policy the engine runs on a monitor's migrations
+    (``workflow/converge_policy.py``): whether one is set, one line saying what it does next
+    (or why it does not act), and what it did on this migration, each act with its reason."""
+
+    OP: ClassVar[str] = "converge-policy"
+    name: str
+    active: bool = False  # --converge steps or --completion-timeout applies to this monitor
+    line: str = ""
+    acts: list[PolicyAct] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -335,9 +357,10 @@ class Heartbeat(Message):
 
 REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Start, Status, Guarding, Stop)
 EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Feed, Session, Switchover, Pause, Controls,
-                                     Notice, Heartbeat, Convergence, StartOffer)
+                                     Notice, Heartbeat, Convergence, StartOffer, ConvergePolicy)
 MESSAGES: dict[str, type[Message]] = {cls.OP: cls for cls in (*REQUESTS, *EVENTS)}
 # Actions a view may request; each changes a VM (refused for read-only views). The remedies
-# (bandwidth, switchover-bandwidth, downtime, throttle) set a migration parameter; write-blocking
+# (bandwidth, switchover-bandwidth, downtime, throttle) set a migration parameter, dirty-limit
+# limits the vCPUs' dirty rate, postcopy switches the migration to postcopy; write-blocking
 # switches the mirrors of a start to write-blocking (a start itself is its own request: Start).
 ACTIONS = frozenset({"resume", "abort", "arm", "disarm", "measure", "write-blocking", *REMEDY_ACTIONS})

@@ -404,6 +404,8 @@ class EngineClient:
                 session.apply_controls(message)
             elif isinstance(message, m.Convergence):
                 session.apply_convergence(message)
+            elif isinstance(message, m.ConvergePolicy):
+                session.apply_converge_policy(message)
             elif isinstance(message, m.StartOffer):
                 session.apply_start_offer(message)
             elif isinstance(message, m.Switchover):

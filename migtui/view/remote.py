@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..address import MonitorAddress
 from ..errors import MigtuiError, MonitorError, ReadOnlyRefused, monitor_error
 from ..listeners import Listeners
-from ..model.advisor import PARAMETERS, REMEDY_ACTIONS
+from ..model.advisor import WORDS
 from ..model.events import QmpEvent
 from ..model.qmpinput import QmpInput
 from ..model.switchover import (
@@ -66,6 +66,7 @@ class RemoteSession(MonitorSession):
         self.pause = m.Pause(name)  # the engine's word on this source's pause
         self.controls = m.Controls(name)  # the engine's word on each action
         self.convergence = m.Convergence(name)  # the engine's advisor on its migration
+        self.converge_policy = m.ConvergePolicy(name)  # the engine's convergence policy on its migrations
         self.start_offer = m.StartOffer(name)  # what a start of a migration of it may set
         self.switchover = RemoteSwitchover(self)
         self._heard_session = False  # a first SESSION message sets the generation, resets nothing
@@ -118,8 +119,7 @@ class RemoteSession(MonitorSession):
         and a request of this view the engine has not taken up yet, say no here)."""
         engine = self.controls.actions.get(action) or m.Control(False, f"{self.name}: not known yet")
         if self.read_only:  # never in this view: not offered (a key pressed anyway says why)
-            what = (f"change {PARAMETERS[action][0]} of" if action in REMEDY_ACTIONS else
-                    "start a migration of" if action == "start" else action)
+            what = WORDS.get(action) or ("start a migration of" if action == "start" else action)
             return m.Control(False, f"read-only: migtui will not {what} {self.name} (a read-only view)",
                              engine.does)
         if action in ("resume", "abort") and self.switchover.requested:
@@ -207,6 +207,10 @@ class RemoteSession(MonitorSession):
 
     def apply_convergence(self, data: m.Convergence) -> None:
         self.convergence = data
+        self._notify({MIGRATION})
+
+    def apply_converge_policy(self, data: m.ConvergePolicy) -> None:
+        self.converge_policy = data
         self._notify({MIGRATION})
 
     def apply_start_offer(self, data: m.StartOffer) -> None:

@@ -8,21 +8,27 @@ switchover through the switchover's abort, anything earlier through
 :class:`~migtui.workflow.cancel.MigrationCancel`. The remedies (``bandwidth``,
 ``switchover-bandwidth``, ``downtime``, ``throttle``: the advisor's proposals,
 ``model/advisor.py``) each send one ``migrate-set-parameters`` with a value checked first
-(``model/units.py``).
+(``model/units.py``); ``dirty-limit`` sends ``set-vcpu-dirty-limit`` (KVM's dirty ring only:
+under TCG it says why not), ``postcopy`` ``migrate-start-postcopy`` (only when postcopy-ram
+was on at the start).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from ..errors import CommandFailed, MigtuiError, MonitorError
 from ..libvirt.domain import LIBVIRT
 from ..model.advisor import (
     BANDWIDTH,
     CONVERGING,
+    DIRTY_LIMIT,
     DOWNTIME,
     NOT_CONVERGING,
-    PARAMETERS,
+    POSTCOPY,
     SWITCHOVER_BANDWIDTH,
     THROTTLE,
+    WORDS,
     Advice,
     Remedy,
 )
@@ -31,12 +37,14 @@ from ..model.units import (
     bandwidth_text,
     downtime_text,
     parse_bandwidth,
+    parse_dirty_limit,
     parse_downtime,
     parse_percent,
 )
 from . import availability
 from .availability import YES, Availability, blocked_reason
-from .cancel import CANCELLABLE, POSTCOPY, POSTCOPY_CANCELLABLE
+from .cancel import CANCELLABLE, POSTCOPY_CANCELLABLE
+from .cancel import POSTCOPY as POSTCOPY_STATUSES
 from .session import MonitorSession
 
 # A schema fact of QEMU 10.0, the release that refuses migrate_cancel once postcopy has started.
@@ -55,8 +63,7 @@ ABORT_LIBVIRT = ("abortJob: libvirt cancels the migration and its disk mirrors; 
 
 def action_words(action: str) -> str:
     """How a refusal names ``action``: "downtime" is "change downtime-limit of"."""
-    parameters = PARAMETERS.get(action)
-    return f"change {parameters[0]} of" if parameters else action
+    return WORDS.get(action, action)
 
 
 def postcopy_cancel_refused(session: MonitorSession) -> bool:
@@ -78,7 +85,7 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
     name = session.name
     if state.run_state is not None and state.run_state.incoming:
         return Availability(False, f"{name}: the destination of this migration: abort it on its source")
-    if status in POSTCOPY:
+    if status in POSTCOPY_STATUSES:
         if status != POSTCOPY_CANCELLABLE or postcopy_cancel_refused(session):
             return Availability(None, f"{name}: {status}: the guest already runs on the destination and QEMU"
                                       " refuses migrate_cancel once postcopy has started (10.0+); recover it instead"
@@ -98,7 +105,7 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
 def abort_does(session: MonitorSession, mirrors: bool) -> str:
     if session.monitor is not None and session.monitor.manager == LIBVIRT:
         return ABORT_LIBVIRT
-    if session.state.migration_status in POSTCOPY:
+    if session.state.migration_status in POSTCOPY_STATUSES:
         return POSTCOPY_ABORT
     return ABORT_MIRRORS if mirrors else ABORT_RAM
 
@@ -110,22 +117,28 @@ def proposal(advice: Advice, action: str) -> Remedy | None:
     return next((r for r in advice.remedies if r.action == action), None)
 
 
-def remedy(session: MonitorSession, advice: Advice, action: str) -> Availability:
-    """A remedy's key: allowed while it is proposed for a migration that is not converging."""
+def remedy(session: MonitorSession, advice: Advice, action: str, *, no_dirty_limit: str = "") -> Availability:
+    """A remedy's key: allowed while it is proposed for a migration that is not converging.
+    ``no_dirty_limit``: why this QEMU cannot limit its vCPUs' dirty rate (the engine knows)."""
     name = session.name
     status = session.state.migration_status
     if status not in REMEDIABLE:
         return Availability(False, f"{name}: no pre-copy running (migration status {status}): nothing to remedy")
-    blocked = blocked_reason(session, f"change {PARAMETERS[action][0]} of")
+    blocked = blocked_reason(session, WORDS[action])
     if blocked:
         return Availability(None, blocked)
     if proposal(advice, action) is not None:
         return YES
-    return Availability(None, why_not(session, advice, action))
+    return Availability(None, why_not(session, advice, action, no_dirty_limit))
 
 
-def why_not(session: MonitorSession, advice: Advice, action: str) -> str:
+def why_not(session: MonitorSession, advice: Advice, action: str, no_dirty_limit: str = "") -> str:
     name = session.name
+    if action == DIRTY_LIMIT and no_dirty_limit:
+        return f"{name}: {no_dirty_limit}"
+    if action == POSTCOPY and not session.state.capabilities.enabled("postcopy-ram"):
+        return (f"{name}: postcopy-ram was off when this migration started, and QEMU switches capabilities only"
+                " between migrations: abort, enable it on both sides, migrate again")
     if action == SWITCHOVER_BANDWIDTH and "avail-switchover-bandwidth" not in session.parameters:
         return f"{name}: QEMU {session.qemu_version or ''} has no avail-switchover-bandwidth (8.2+)".replace("  ", " ")
     if action == THROTTLE and not session.state.capabilities.enabled("auto-converge"):
@@ -150,6 +163,9 @@ def read_value(action: str, parameter: str, text: str) -> tuple[int, str]:
     if action == DOWNTIME:
         value = parse_downtime(text, parameter)
         return value, downtime_text(value)
+    if action == DIRTY_LIMIT:
+        value = parse_dirty_limit(text, parameter)
+        return value, f"{value} MB/s"
     high = 100 if parameter == "cpu-throttle-increment" else 99
     value = parse_percent(text, parameter, high=high)
     return value, f"{value} %"
@@ -164,13 +180,25 @@ async def apply_remedy(session: MonitorSession, advice: Advice, action: str, tex
         raise MonitorError(session.name, allowed.reason)
     proposed = proposal(advice, action)
     assert proposed is not None
+    name = session.name
+    if action == POSTCOPY:
+        await send(session, "migrate-start-postcopy", {}, "migrate-start-postcopy")
+        return f"{name}: migrate-start-postcopy: the destination runs the guest and fetches the rest"
     parameter = proposed.parameter
     value, shown = read_value(action, parameter, text or proposed.value)
-    try:
-        await session.execute("migrate-set-parameters", {parameter: value})
-    except CommandFailed as err:
-        raise MonitorError(session.name, f"{session.name}: QEMU refused {parameter} {shown}: {err.desc}") from None
-    except MigtuiError as err:
-        raise MonitorError(session.name, f"{session.name}: {parameter} {shown} not set: {err}") from None
+    if action == DIRTY_LIMIT:
+        await send(session, "set-vcpu-dirty-limit", {parameter: value}, f"set-vcpu-dirty-limit {shown}")
+        return f"{name}: vCPU dirty limit {proposed.current} → {shown}"
+    await send(session, "migrate-set-parameters", {parameter: value}, f"{parameter} {shown}")
     session.poll_soon(config=True)
-    return f"{session.name}: {parameter} {proposed.current} → {shown}"
+    return f"{name}: {parameter} {proposed.current} → {shown}"
+
+
+async def send(session: MonitorSession, command: str, arguments: dict[str, Any], what: str) -> None:
+    """``command``; QEMU's refusal (or a lost monitor) as one line naming ``what`` was not done."""
+    try:
+        await session.execute(command, arguments)
+    except CommandFailed as err:
+        raise MonitorError(session.name, f"{session.name}: QEMU refused {what}: {err.desc}") from None
+    except MigtuiError as err:
+        raise MonitorError(session.name, f"{session.name}: {what} not done: {err}") from None

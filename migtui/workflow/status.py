@@ -34,6 +34,13 @@ class Snapshot:
     # The advisor's word (``migration.convergence``): the engine's, else "unknown" (one snapshot).
     convergence: dict[str, Any] | None = None
     gone: str | None = None  # a libvirt domain that left its host (migrated away, shut off): why
+    pause: dict[str, Any] | None = None  # the engine's pause facts (``engine/facts.py`` pause_json)
+    converge_policy: dict[str, Any] | None = None  # the engine's convergence policy on this monitor
+
+    @property
+    def stopped(self) -> bool:
+        """The guest does not run: a dirty rate QEMU still reports is its last, not a live one."""
+        return self.run_state is not None and self.run_state != "running"
 
     @property
     def ok(self) -> bool:
@@ -48,12 +55,31 @@ class Snapshot:
             "error": self.error,
             "qemu": self.qemu,
             "run_state": self.run_state,
-            "migration": ({**self.migration.to_json(), "convergence": self.convergence or no_verdict()}
-                          if self.migration else None),
+            "migration": self._migration_json(),
             "capabilities": self.capabilities,
             "block_jobs": self.block_jobs,
             "gone": self.gone,
+            "pause": self.pause or self._pause_json(),
+            "converge_policy": self.converge_policy,
         }
+
+    def _migration_json(self) -> dict[str, Any] | None:
+        if self.migration is None:
+            return None
+        out = {**self.migration.to_json(), "convergence": self.convergence or no_verdict()}
+        if self.stopped:  # never a stopped guest's last figure as a live rate
+            out["dirty_rate_bytes_per_s"] = None
+            out["dirty_rate_stopped_last_bytes_per_s"] = self.migration.dirty_rate_bytes_per_s
+        return out
+
+    def _pause_json(self) -> dict[str, Any] | None:
+        """No engine watches this monitor: QEMU's word only (paused or not; its start unknown)."""
+        if self.migration is None:
+            return None
+        paused = self.migration.status == "pre-switchover"
+        return {"paused": paused, "start": None, "start_exact": None, "start_earliest": None, "paused_s": None,
+                "deadline": None, "no_deadline": "no migtui engine watches this monitor" if paused else "",
+                "armed_by": None, "armed_by_engine": [], "driven_by": None, "driver": "", "destination": None}
 
 
     def source(self) -> dict[str, Any]:
@@ -68,12 +94,15 @@ class Snapshot:
         """What :meth:`to_json` wrote (the engine's answer), for ``address`` as given here."""
         mig = data.get("migration")
         convergence = mig.get("convergence") if isinstance(mig, dict) else None
+        pause, policy = data.get("pause"), data.get("converge_policy")
         return cls(address, error=data.get("error"), qemu=data.get("qemu"), run_state=data.get("run_state"),
                    migration=MigrationInfo.from_qmp(mig.get("raw")) if isinstance(mig, dict) else None,
                    capabilities=dict(data.get("capabilities") or {}),
                    block_jobs=list(data.get("block_jobs") or []),
                    gone=data.get("gone") if isinstance(data.get("gone"), str) else None,
-                   convergence=dict(convergence) if isinstance(convergence, dict) else None)
+                   convergence=dict(convergence) if isinstance(convergence, dict) else None,
+                   pause=dict(pause) if isinstance(pause, dict) else None,
+                   converge_policy=dict(policy) if isinstance(policy, dict) else None)
 
 
 def no_verdict() -> dict[str, Any]:

@@ -10,18 +10,14 @@ backstop for a hung QEMU).
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
 import statistics
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from engine_util import EngineProcess, attached, watch
+from engine_util import EngineProcess, attached, during, monitors, status_json, watch
 
 from migtui.lab.lab import Lab
 from migtui.lab.scenarios import SCENARIOS
@@ -53,28 +49,6 @@ async def make_lab() -> AsyncIterator[Callable[..., Any]]:
         await lab.stop()
 
 
-def monitors(lab: Lab) -> list[str]:
-    return [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
-
-
-async def until(session: RemoteSession, pred: Callable[[], bool], what: str, *,
-                ended_fails: bool = True) -> None:
-    """Until ``pred()``; fails at once if the migration ends first (``ended_fails``)."""
-    while not pred():
-        status = session.state.migration_status
-        if ended_fails and status in FINISHED_STATUSES:
-            raise AssertionError(f"the migration ended ({status}) before {what}: "
-                                 f"{session.convergence.advice.reason}")
-        await asyncio.sleep(0.05)
-
-
-def status_json(engine: EngineProcess, lab: Lab) -> dict[str, Any]:
-    result = subprocess.run([sys.executable, "-m", "migtui", "status", "--json", "--runtime-dir",
-                             str(engine.directory), *monitors(lab)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return dict(json.loads(result.stdout)["monitors"][0])
-
-
 def record(session: RemoteSession) -> list[tuple[Advice, int]]:
     """Every advice a view gets, with the pass QEMU was in then."""
     seen: list[tuple[Advice, int]] = []
@@ -94,10 +68,10 @@ async def test_a_stuck_migration_is_not_converging_within_three_passes_and_the_d
     async with attached(engine.directory) as view, attached(engine.directory, read_only=True) as ro:
         src, _dst = await watch(view, monitors(lab), interval=0.5)
         ro_src, _ = await watch(ro, monitors(lab), interval=0.5)
-        await until(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
+        await during(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
         seen = record(src)
         await lab.migrate()
-        await until(src, lambda: src.convergence.advice.verdict != UNKNOWN, "a verdict")
+        await during(src, lambda: src.convergence.advice.verdict != UNKNOWN, "a verdict")
         advice = src.convergence.advice
         assert advice.verdict == NOT_CONVERGING and seen[-1][1] <= 3, (advice, seen[-1][1])
         assert all(a.verdict == UNKNOWN for a, _ in seen[:-1])
@@ -106,15 +80,15 @@ async def test_a_stuck_migration_is_not_converging_within_three_passes_and_the_d
                             r" > limit 300 ms; capped by max-bandwidth 4 MiB/s", advice.reason), advice.reason
 
         # migtui status --json says what the screen says (the engine decided both).
-        said = status_json(engine, lab)["migration"]["convergence"]
+        said = status_json(engine.directory, lab)["migration"]["convergence"]
         assert said["verdict"] == NOT_CONVERGING and said["eta_s"] is None
         assert said["reason"].startswith("remaining RAM not shrinking over ")
         assert any(r.startswith("raise downtime-limit 300 ms → ") for r in said["remedies"]), said
         assert src.control("downtime").allowed is True and "the guest pauses up to" in src.control("downtime").does
 
-        # A read-only view: shown unavailable with why, and the engine refuses it whatever it sends.
-        await until(ro_src, lambda: ro_src.convergence.advice.verdict == NOT_CONVERGING, "the read-only view's")
-        assert ro_src.control("downtime").allowed is None
+        # A read-only view: not offered (a key pressed says why), and the engine refuses it whatever it sends.
+        await during(ro_src, lambda: ro_src.convergence.advice.verdict == NOT_CONVERGING, "the read-only view's")
+        assert ro_src.control("downtime").allowed is False
         assert ro_src.control("downtime").reason.startswith("read-only: migtui will not change downtime-limit")
         refused = await ro.call(Request, action="downtime", monitor="src")
         assert refused.error == "read-only view: the engine refuses to change downtime-limit of src"
@@ -125,7 +99,7 @@ async def test_a_stuck_migration_is_not_converging_within_three_passes_and_the_d
 
         said_by = await src.engine_request("downtime")  # the advisor's value
         assert re.fullmatch(r"src: downtime-limit 300 ms → [\d.]+ s", said_by), said_by
-        await until(src, lambda: src.state.migration_status == "completed", "completed", ended_fails=False)
+        await during(src, lambda: src.state.migration_status == "completed", "completed", ended_fails=False)
         assert src.state.migration_status == "completed"
         assert src.state.final_downtime_ms is not None
         assert any("src: downtime-limit 300 ms → " in text for _, text in view.notices)
@@ -136,10 +110,10 @@ async def converge_once(lab: Lab, engine: EngineProcess) -> dict[str, Any]:
     when QEMU actually completed (its own MIGRATION stamp)."""
     async with attached(engine.directory) as view:
         src, _dst = await watch(view, monitors(lab), interval=1.0)
-        await until(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
+        await during(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
         seen = record(src)
         await lab.migrate()
-        await until(src, lambda: src.state.migration_status in FINISHED_STATUSES, "the end", ended_fails=False)
+        await during(src, lambda: src.state.migration_status in FINISHED_STATUSES, "the end", ended_fails=False)
         assert src.state.migration_status == "completed"
         done = next(c.time for c in src.state.status_changes if c.status == "completed" and c.source == "event")
         first = next((a for a, number in seen if a.verdict == CONVERGING and a.eta_s is not None), None)
@@ -173,17 +147,17 @@ async def test_abort_during_the_ram_copy_keeps_the_source_running_and_the_mirror
     async with attached(engine.directory) as view, attached(engine.directory, read_only=True) as ro:
         src, _dst = await watch(view, monitors(lab), interval=0.5)
         await watch(ro, monitors(lab), interval=0.5)
-        await until(src, lambda: src.connected and src.polls > 0 and src.control("abort").allowed is False,
+        await during(src, lambda: src.connected and src.polls > 0 and src.control("abort").allowed is False,
                     "connected, nothing to abort", ended_fails=False)
         await lab.migrate()
-        await until(src, lambda: src.state.migration_status == "active" and (src.state.pass_number or 0) >= 1
+        await during(src, lambda: src.state.migration_status == "active" and (src.state.pass_number or 0) >= 1
                     and src.control("abort").allowed is True, "mid-copy, abort offered")
         does = src.control("abort").does
         assert does.startswith("migrate_cancel, then force-cancel the disk mirrors" if storage else "migrate_cancel:")
         refused = await ro.call(Request, action="abort", monitor="src")
         assert refused.error == "read-only view: the engine refuses to abort src"
         assert await src.engine_request("abort") == "src: abort started"
-        await until(src, lambda: any(text.startswith("src: migration cancelled") for _, text in view.notices),
+        await during(src, lambda: any(text.startswith("src: migration cancelled") for _, text in view.notices),
                     "the outcome", ended_fails=False)
         outcome = next(text for _, text in view.notices if text.startswith("src: migration cancelled"))
         mirrors = "; mirror-data0 force-cancelled; NBD node data0-target deleted" if storage else ""

@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 
 from migtui.errors import CommandFailed, MigtuiError
-from migtui.model.advisor import NOT_CONVERGING, Advice, Remedy
+from migtui.model.advisor import CONVERGING, NOT_CONVERGING, UNKNOWN, Advice, Remedy
 from migtui.model.events import QmpEvent
 from migtui.workflow import control
+from migtui.workflow import converge_policy as cp
+from migtui.workflow.policy import Policy
 from migtui.workflow.session import MonitorSession
 
 
@@ -102,3 +104,45 @@ def test_the_destination_is_not_where_a_migration_is_aborted() -> None:
     dst.apply_reply("query-status", {"status": "inmigrate", "running": False}, now=1.0)
     answer = control.abort(dst, None)
     assert answer.allowed is False and answer.reason == "src: the destination of this migration: abort it on its source"
+
+
+# ---------------------------------------------------------------------- the convergence policy
+
+
+def migrating(number: int, *, total_ms: int = 1000, ram_total: int = 128 << 20) -> MonitorSession:
+    """An offline session in pass ``number`` of an active migration, ``total_ms`` in."""
+    session = MonitorSession(None, name="src")
+    session.apply_reply("query-migrate", {"status": "active", "total-time": total_ms,
+                                          "ram": {"remaining": 16 << 20, "total": ram_total,
+                                                  "dirty-sync-count": number}}, now=1.0)
+    return session
+
+
+def test_the_steps_raise_the_limit_once_a_pass_after_the_third_then_the_completion_action() -> None:
+    run = cp.ConvergeRun(Policy(converge="steps", converge_action="postcopy"), 0)
+    assert run.decide(migrating(3).state, 300, NOT_CONVERGING) is None  # not before pass 4
+    assert run.decide(migrating(4).state, 300, CONVERGING) is None  # nothing to do for a converging one
+    act = run.decide(migrating(4).state, 300, NOT_CONVERGING)
+    assert act == cp.Act(cp.DOWNTIME, "pass 4 not converging: step 5 of 6", 400)  # never lowered: above 300
+    run.stepped_at = 4
+    assert run.decide(migrating(4).state, 400, NOT_CONVERGING) is None  # one step a pass
+    final = run.decide(migrating(6).state, 500, NOT_CONVERGING)
+    assert final == cp.Act(cp.PAUSE, "pass 6 still not converging after the last step (500 ms); postcopy-ram was"
+                                     " off at the start: pause instead")
+    run.overridden = "tui took over (downtime)"
+    assert run.decide(migrating(7).state, 500, NOT_CONVERGING) is None
+
+
+def test_the_completion_timeout_counts_per_gib_from_qemus_total_time_with_a_2_gib_floor() -> None:
+    run = cp.ConvergeRun(Policy(completion_timeout_s=4.0, converge_action="abort"), 0)
+    assert run.decide(migrating(2, total_ms=7900).state, 300, UNKNOWN) is None
+    act = run.decide(migrating(2, total_ms=8000).state, 300, UNKNOWN)
+    assert act == cp.Act(cp.ABORT, "completion timeout: still copying after 8.0 s (4 s/GiB x 2 GiB)")
+    assert cp.timeout_of(Policy(completion_timeout_s=4.0), 8 << 30) == 32.0
+
+
+def test_a_later_watch_changes_only_the_flags_it_gives() -> None:
+    first = Policy(converge="steps", converge_action="pause", explicit=frozenset({"converge", "converge_action"}))
+    later = first.merged(Policy(completion_timeout_s=3.0, explicit=frozenset({"completion_timeout"})))
+    assert (later.converge, later.converge_action, later.completion_timeout_s) == ("steps", "pause", 3.0)
+    assert Policy.from_json(later.to_json()) == later

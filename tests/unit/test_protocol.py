@@ -57,6 +57,8 @@ SAMPLES: list[m.Message] = [
         NOT_CONVERGING, "remaining RAM not shrinking over 2 passes (16, 16 MiB)", "not converging", None, 1000.5,
         3966.0, [Remedy("downtime", "downtime-limit", "300 ms", "5 s", "the 16 MiB left fit 5 s", "a pause")],
         [PassPoint(2, 16 << 20, 3.8), PassPoint(3, 16 << 20)])),
+    m.ConvergePolicy("src", True, "downtime-limit 400 ms at pass 4; next 500 ms, then pause",
+                     [m.PolicyAct(1000.5, "downtime-limit 300 ms → 400 ms: pass 4 not converging: step 5 of 6")]),
     m.Notice("warning", "src: nothing was changed", "src", attempt=True),
     m.Heartbeat(1700000000.25, 1.0),
     m.StartOffer("src", [StartTarget(
@@ -119,7 +121,8 @@ def _nested(cls: type) -> tuple[type, ...]:
     """Nested message parts whose fields the doc names inside their parent's row."""
     return {"pause": (PauseClock, m.Deadline, Check),
             "controls": (m.Control,), "switchover": (m.SwitchoverState,), "watch": (m.AddressInfo,),
-            "convergence": (Advice, Remedy, PassPoint), "start-offer": (StartTarget, StartOption, StartDisk)}.get(
+            "convergence": (Advice, Remedy, PassPoint), "converge-policy": (m.PolicyAct,),
+            "start-offer": (StartTarget, StartOption, StartDisk)}.get(
         getattr(cls, "OP", ""), ())
 
 
@@ -148,5 +151,6 @@ def test_the_doc_names_every_message_and_field() -> None:
 
 
 def test_to_json_and_from_json_agree_on_the_policy() -> None:
-    policy = m.PolicyInfo(True, 12.5, "wait", ["max_pause"])
+    policy = m.PolicyInfo(True, 12.5, "wait", ["max_pause", "converge"], converge="steps", completion_timeout_s=8.0,
+                          converge_action="pause")
     assert from_json(m.PolicyInfo, to_json(policy)) == policy

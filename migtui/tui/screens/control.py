@@ -1,5 +1,5 @@
 """The questions before migtui changes a running migration: abort it (``x``), or take one of the
-advisor's remedies (``1``-``4``).
+advisor's remedies (``1``-``6``: a value to check and send, or postcopy's question).
 
 Each names the VM and says what will happen in numbers (the engine's words). A remedy's
 value can be edited before it is sent and is checked as it is typed (bandwidth in MiB/s or
@@ -19,7 +19,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ...errors import MigtuiError
-from ...model.advisor import Remedy
+from ...model.advisor import DIRTY_LIMIT, Remedy
 from ...workflow.control import read_value
 from ..widgets.flash_line import BottomBar
 from ..widgets.too_small import TooSmall
@@ -36,6 +36,22 @@ class AbortConfirm(ConfirmScreen):
 def abort_question(name: str, does: str, status: str, mirrors: list[str]) -> Content:
     jobs = f"\nMirrors: {', '.join(mirrors)}." if mirrors else ""
     return Content(f"The migration of {name} is {status}. migtui will {does}.{jobs}")
+
+
+class PostcopyConfirm(ConfirmScreen):
+    """Switch to postcopy? Enter switches (it takes no value)."""
+
+    YES_STYLE = "bold $warning"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "answer(True)", "Postcopy")]
+
+
+def remedy_question(remedy: Remedy, sends: str) -> Content:
+    """Expected effect, cost, and what goes to QEMU."""
+    lines = [Content.assemble(("Expected effect: ", "bold"), remedy.effect)]
+    if remedy.cost:
+        lines.append(Content.assemble(("Cost: ", "bold $warning"), remedy.cost))
+    lines.append(Content.assemble(("Sends: ", "bold"), sends))
+    return Content("\n").join(lines)
 
 
 class RemedyScreen(ModalScreen[str | None]):
@@ -56,12 +72,9 @@ class RemedyScreen(ModalScreen[str | None]):
         remedy = self.remedy
         with Vertical(id="confirm-box") as box:
             box.border_title = f"{self._name}: {remedy.title}"
-            lines = [Content.assemble(("Expected effect: ", "bold"), remedy.effect)]
-            if remedy.cost:
-                lines.append(Content.assemble(("Cost: ", "bold $warning"), remedy.cost))
-            lines.append(Content.assemble(("Sends: ", "bold"), f"migrate-set-parameters {remedy.parameter}"
-                                          f" (now {remedy.current})"))
-            yield Static(Content("\n").join(lines), id="confirm-question")
+            command = "set-vcpu-dirty-limit" if remedy.action == DIRTY_LIMIT else "migrate-set-parameters"
+            yield Static(remedy_question(remedy, f"{command} {remedy.parameter} (now {remedy.current})"),
+                         id="confirm-question")
             yield Input(remedy.value, id="remedy-value")
             yield Static("", id="remedy-check")
             yield Static(Content.assemble(("enter", "bold $accent"), f"  set {remedy.parameter}    ",

@@ -1,11 +1,11 @@
-"""The dashboard with migration control: the convergence panel, the remedies (``1``-``4``) and
+"""The dashboard with migration control: the convergence panel, the remedies (``1``-``6``) and
 ``x`` for any migration.
 
 Built on :class:`SwitchoverDashboard`: ``x`` there aborts a pause before switchover; here it
 also aborts a migration at any earlier stage QEMU lets migtui cancel (after a question that
-names the VM). ``1``-``4`` take the advisor's remedies, least invasive first: raise
-max-bandwidth, set avail-switchover-bandwidth, raise downtime-limit, CPU throttle -- each
-after a dialog that shows its expected effect and cost. Whether each may be done now, and
+names the VM). ``1``-``6`` take the advisor's remedies, least invasive first: raise
+max-bandwidth, set avail-switchover-bandwidth, raise downtime-limit, CPU throttle, vCPU dirty
+limit, postcopy -- each after a dialog that shows its expected effect and cost. Whether each may be done now, and
 why not, is the engine's (``RemoteSession.control``); a key pressed anyway says why.
 """
 
@@ -21,7 +21,17 @@ from textual.binding import Binding, BindingType
 from textual.content import Content
 
 from ...errors import MigtuiError
-from ...model.advisor import ABORT, BANDWIDTH, DOWNTIME, SWITCHOVER_BANDWIDTH, THROTTLE
+from ...model.advisor import (
+    ABORT,
+    BANDWIDTH,
+    DIRTY_LIMIT,
+    DOWNTIME,
+    POSTCOPY,
+    REMEDY_ACTIONS,
+    SWITCHOVER_BANDWIDTH,
+    THROTTLE,
+    Remedy,
+)
 from ...model.migration import RUNNING_STATUSES
 from ...protocol.messages import Control
 from ...view.remote import RemoteSession
@@ -31,7 +41,7 @@ from ...workflow.control import proposal
 from ...workflow.start import Choices
 from ..messages import NOT_AVAILABLE
 from ..widgets.advice_panel import KEYS, AdvicePanel
-from .control import AbortConfirm, RemedyScreen, abort_question
+from .control import AbortConfirm, PostcopyConfirm, RemedyScreen, abort_question, remedy_question
 from .start import StartScreen
 from .switchover_dashboard import NO_MONITOR, SwitchoverDashboard
 
@@ -41,13 +51,13 @@ WRITE_BLOCKING = "write-blocking"
 
 _ADVICE = {kinds_.MIGRATION, kinds_.CONFIG, kinds_.CONNECTION}
 TITLES = {BANDWIDTH: "Remedy: raise max-bandwidth", SWITCHOVER_BANDWIDTH: "Remedy: set avail-switchover-bandwidth",
-          DOWNTIME: "Remedy: raise downtime-limit", THROTTLE: "Remedy: CPU throttle"}
+          DOWNTIME: "Remedy: raise downtime-limit", THROTTLE: "Remedy: CPU throttle",
+          DIRTY_LIMIT: "Remedy: vCPU dirty limit", POSTCOPY: "Remedy: switch to postcopy"}
 
 
 class ControlDashboard(SwitchoverDashboard):
     BINDINGS: ClassVar[list[BindingType]] = [
-        *(Binding(KEYS[action], f"remedy('{action}')", TITLES[action], show=False)
-          for action in (BANDWIDTH, SWITCHOVER_BANDWIDTH, DOWNTIME, THROTTLE)),
+        *(Binding(KEYS[action], f"remedy('{action}')", TITLES[action], show=False) for action in REMEDY_ACTIONS),
         Binding("m", "start_migration", "Migrate"),
         Binding("m", "why('m')", show=False),
         Binding("w", "write_blocking", "Write-blocking mirrors", show=False),
@@ -175,11 +185,25 @@ class ControlDashboard(SwitchoverDashboard):
                         severity="warning", timeout=8)
             return
 
+        if action == POSTCOPY:
+            self._ask_postcopy(session, remedy)
+            return
+
         def answered(value: str | None) -> None:
             if value:
                 self._apply(session, action, value)
 
         self.app.push_screen(RemedyScreen(session.name, KEYS[action], remedy), answered)
+
+    def _ask_postcopy(self, session: RemoteSession, remedy: Remedy) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._apply(session, POSTCOPY, "")
+
+        question = remedy_question(remedy, "migrate-start-postcopy (it cannot be undone)")
+        self.app.push_screen(PostcopyConfirm(f"{session.name}: switch to postcopy?", question,
+                                             yes=f"switch {session.name} to postcopy", no="keep pre-copy",
+                                             id="confirm-postcopy"), answered)
 
     @work(group="remedy", exit_on_error=False)
     async def _apply(self, session: RemoteSession, action: str, value: str) -> None:

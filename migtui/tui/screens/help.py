@@ -53,8 +53,9 @@ PANELS = (
     ("Monitors", "status, run or connection state; armed: pause-before-switchover on"),
     ("Migration", "RAM left, pass, expected downtime (left÷bw or dirty÷bw, as this QEMU computes it)"
                   " against downtime-limit"),
-    ("Convergence", "the verdict from the RAM left at each sync, the ETA; 1-4 remedies, least invasive"
-                    " first, each asking first"),
+    ("Convergence", "the verdict from the RAM left at each sync, the ETA; 1-6 remedies, least invasive"
+                    " first (5 vCPU dirty limit, 6 postcopy), each asking first; policy: what the engine's"
+                    " --converge/--completion-timeout does next, and did last"),
     ("Dirty/sent", "the dirty rate against the send rate: context, not a verdict"),
     ("Block jobs", "mirrors: status, progress, speed; errors below"),
     ("Events", "QMP events at QEMU's timestamps; e: this monitor or all"),

@@ -3,25 +3,40 @@
 ``─Convergence: not converging──``, then the reason as the engine worded it (wrapped), then
 one key per remedy, least invasive first (``1 max-bandwidth → 66 MiB/s  3 downtime-limit → 5 s
 x abort``): each opens a confirmation that shows its expected effect and cost. A remedy
-this view may not take now (read-only, not offered) is drawn dim. Everything here is the
-engine's (``convergence`` and ``controls`` messages); this widget only lays it out.
+this view may not take now (read-only, not offered) is drawn dim. Where the engine runs a
+convergence policy on this monitor (``--converge``, ``--completion-timeout``), one line says
+what it does next and one what it did last, with why. Everything here is the engine's
+(``convergence``, ``controls`` and ``converge-policy`` messages); this widget only lays it out.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
-from ...model.advisor import ABORT, BANDWIDTH, CONVERGING, DOWNTIME, NOT_CONVERGING, SWITCHOVER_BANDWIDTH, THROTTLE
+from ...model.advisor import (
+    ABORT,
+    BANDWIDTH,
+    CONVERGING,
+    DIRTY_LIMIT,
+    DOWNTIME,
+    NOT_CONVERGING,
+    POSTCOPY,
+    SWITCHOVER_BANDWIDTH,
+    THROTTLE,
+)
 from ...view.remote import RemoteSession
 from .text_line import TextLine
 
 # The dashboard's key for each remedy (least invasive first) and abort.
-KEYS = {BANDWIDTH: "1", SWITCHOVER_BANDWIDTH: "2", DOWNTIME: "3", THROTTLE: "4", ABORT: "x"}
+KEYS = {BANDWIDTH: "1", SWITCHOVER_BANDWIDTH: "2", DOWNTIME: "3", THROTTLE: "4", DIRTY_LIMIT: "5", POSTCOPY: "6",
+        ABORT: "x"}
 # Short names for the keys' line (the confirmation says it in full).
 SHORT = {BANDWIDTH: "bandwidth", SWITCHOVER_BANDWIDTH: "switchover bw", DOWNTIME: "downtime",
-         THROTTLE: "throttle"}
+         THROTTLE: "throttle", DIRTY_LIMIT: "dirty limit"}
 _TITLE_STYLES = {NOT_CONVERGING: "bold $error", CONVERGING: "$success"}
 
 
@@ -45,10 +60,27 @@ def keys_line(session: RemoteSession) -> Content:
         if key is None:
             continue
         usable = session.control(remedy.action).allowed is True
-        label = "abort" if remedy.action == ABORT else f"{SHORT[remedy.action]} → {remedy.value}"
+        label = remedy.action if remedy.action in (ABORT, POSTCOPY) else f"{SHORT[remedy.action]} → {remedy.value}"
         parts.append(Content.assemble((key, "bold $accent" if usable else "$text-disabled"), " ",
                                       (label, "" if usable else "$text-disabled")))
     return Content("  ").join(parts)
+
+
+def policy_line(session: RemoteSession) -> Content:
+    """``policy steps 400 ms (pass 4), next 500 ms, then pause`` ("" without one)."""
+    policy = session.converge_policy
+    if not policy.active:
+        return Content("")
+    return Content.assemble(("policy", "bold $warning"), " ", policy.line)
+
+
+def last_act(session: RemoteSession) -> Content:
+    """``18:02:11 downtime-limit 300 ms → 400 ms: pass 4 not converging ...``: the policy's last act."""
+    acts = session.converge_policy.acts
+    if not acts:
+        return Content("")
+    act = acts[-1]
+    return Content.assemble((datetime.fromtimestamp(act.at).strftime("%H:%M:%S"), "$text-muted"), " ", act.text)
 
 
 class WrappedLine(TextLine):
@@ -66,12 +98,14 @@ class AdvicePanel(Vertical):
     DEFAULT_CSS = """
     AdvicePanel { height: auto; border: none; border-top: solid $foreground 45%; border-title-align: left;
                   border-title-color: $foreground; padding: 0; }
-    AdvicePanel > #advice-keys.-empty { display: none; }
+    AdvicePanel > .-empty { display: none; }
     """
 
     def compose(self) -> ComposeResult:
         yield WrappedLine(id="advice-reason")
         yield WrappedLine(id="advice-keys", classes="-empty")
+        yield WrappedLine(id="advice-policy", classes="-empty")
+        yield TextLine(id="advice-act", classes="-empty")
 
     _title: str | None = None
 
@@ -81,7 +115,8 @@ class AdvicePanel(Vertical):
             self._title = shown.markup
             self.border_title = shown
         self.query_one("#advice-reason", WrappedLine).set(reason(session))
-        keys = keys_line(session)
-        line = self.query_one("#advice-keys", WrappedLine)
-        line.set_class(not keys.plain, "-empty")
-        line.set(keys)
+        for selector, content in (("#advice-keys", keys_line(session)), ("#advice-policy", policy_line(session)),
+                                  ("#advice-act", last_act(session))):
+            line = self.query_one(selector, TextLine)
+            line.set_class(not content.plain, "-empty")
+            line.set(content)  # a WrappedLine lays out again when its rows change
