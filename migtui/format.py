@@ -108,14 +108,15 @@ def format_percent(fraction: float | int | None, decimals: int = 1) -> str:
 _UNIT_SIZES = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50}
 
 
-def format_left_of_total(remaining: int | None, total: int | None) -> str:
+def format_left_of_total(remaining: int | None, total: int | None, *, aligned: bool = False) -> str:
     """"3.3 of 128.5 MiB": what is left of a total (a migration's RAM), in the total's unit.
 
     One unit for both, so it reads the same from the first pass to "0.0 of 128.5 MiB";
-    a remainder that rounds to nothing but is not nothing is "<0.1".
+    a remainder that rounds to nothing but is not nothing is "<0.1". ``aligned`` pads the
+    remainder to the total's width ("  3.3 of 128.5 MiB"), so a ticking figure stays put.
     """
     total_text = format_bytes(total)
-    _, _, unit = total_text.partition(" ")
+    number, _, unit = total_text.partition(" ")
     size = _UNIT_SIZES.get(unit)
     if remaining is None or size is None:
         return f"{format_bytes(remaining)} of {total_text}"
@@ -125,7 +126,7 @@ def format_left_of_total(remaining: int | None, total: int | None) -> str:
         value = f"{remaining / size:.1f}"
         if value == "0.0" and remaining > 0:
             value = "<0.1"
-    return f"{value} of {total_text}"
+    return f"{value.rjust(len(number)) if aligned else value} of {total_text}"
 
 
 def format_count(n: float | int | None) -> str:
