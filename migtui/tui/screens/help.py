@@ -28,34 +28,31 @@ CONFIRMING = (
     " that changes a VM asks first, naming it: enter does it, n or escape does not."
 )
 PRE_SWITCHOVER = (
-    ("a", "arm the selected source: its next migration stops the guest before switchover and waits"
-          " (all of the wait is downtime); the banner (‖ src STOPPED 1.2 s) counts, the dialog opens"
-          " by itself with a checklist"),
+    ("a", "arm: its next migration stops before switchover and waits (all downtime); the banner"
+          " counts (‖ src STOPPED)"),
     ("y", "resume: finish the disk mirrors (if any), then migrate-continue: the destination takes over"),
     ("x", "abort (asks first): migrate_cancel (and force-cancel the mirrors): the source runs again;"
           " before a pause, x aborts the migration at its stage"),
     ("n", "close the dialog (escape too): the guest stays stopped; s reopens it"),
 )
 STARTING = (
-    ("m", "on a source: the destination (a monitored QEMU on -incoming defer, or a URI), what both"
-          " QEMUs offer, the disks to mirror; enter shows the summary, m starts it"),
-    ("w", "a start's disk mirrors to write-blocking (QEMU 8.2+); x stops a start and undoes its set-up"),
+    ("m", "to a QEMU on -incoming defer or a URI, with what both offer; enter: summary"),
+    ("w", "a start's mirrors to write-blocking (8.2+); x stops a start, undoing it"),
 )
 NOTES = (
-    ("--auto-resume", "the engine resumes each pause whose checklist passes, view or not"),
-    ("--max-pause S", "a pause migtui owns ends after S s (default 60) by --on-max-pause"),
+    ("--auto-resume", "the engine resumes each pause whose checklist passes"),
+    ("--max-pause S", "ends a pause migtui owns after S s (60), by --on-max-pause"),
     ("--read-only", "queries only: no key that changes a VM is offered"),
     ("q", "quits this view only: the engine keeps every pause and its deadline; migtui attach"
           " comes back; ^c is q, then exit status 130"),
     ("libvirt", "drives the pauses of its QEMUs: y and x say why they do nothing"),
 )
 PANELS = (
-    ("Monitors", "status, run or connection state; armed: pause-before-switchover on"),
+    ("Monitors", "status, run or connection state; armed: it will pause"),
     ("Migration", "RAM left, pass, expected downtime (left÷bw or dirty÷bw, as this QEMU computes it)"
                   " against downtime-limit"),
-    ("Convergence", "the verdict from the RAM left at each sync, the ETA; 1-6 remedies, least invasive"
-                    " first (5 vCPU dirty limit, 6 postcopy), each asking first; policy: what the engine's"
-                    " --converge/--completion-timeout does next, and did last"),
+    ("Convergence", "verdict from the RAM left at each sync, ETA; 1-6 remedies; the --converge"
+                    " policy's next act"),
     ("Dirty/sent", "the dirty rate against the send rate: context, not a verdict"),
     ("Block jobs", "mirrors: status, progress, speed; errors below"),
     ("Events", "QMP events at QEMU's timestamps; e: this monitor or all"),
@@ -83,7 +80,7 @@ def key_items(keys: Iterable[HelpKey], width: int) -> list[Item]:
     """The keys two to a row where there is room; not available now: dimmed."""
     keys = list(keys)
     key_width = max((len(k) for k, _, _ in keys), default=4) + 1
-    column = (width - 2) // 2
+    column = (width - 4) // 2  # a scrollbar may take two columns
     if width < 2 * COLUMN + 2:
         return [(Content("  "), _entry(k, d, ok, key_width)) for k, d, ok in keys]
     rows: list[Item] = []
