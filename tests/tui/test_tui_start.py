@@ -68,11 +68,11 @@ async def test_start_from_the_dashboard_with_a_disk_completes(storage_lab: Lab) 
 
 
 @pytest.mark.qemu
-async def test_read_only_shows_the_start_unavailable_and_the_engine_refuses_it(storage_lab: Lab) -> None:
+async def test_read_only_hides_the_start_and_the_engine_refuses_it(storage_lab: Lab) -> None:
     async with app_for(lab_monitors(storage_lab), read_only=True) as view:
         app, (src, _dst) = view.app, view.sessions
         control = src.control("start")
-        assert control.allowed is None and control.reason.startswith("read-only: migtui will not start a migration")
+        assert control.allowed is False and control.reason.startswith("read-only: migtui will not start a migration")
         await view.press("m")
         await until(lambda: any(t.startswith("read-only") for t in view.toasts), 10, "the reason")
         assert not isinstance(app.screen, StartScreen)
