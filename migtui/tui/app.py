@@ -136,7 +136,9 @@ class MigtuiApp(App[int]):
         for line in self.startup_notices:
             self.notify(line, title="While no view watched", timeout=30)
         if self.engine_notices:
-            self.notify("\n".join(self.engine_notices), title="The engine", severity="warning", timeout=60)
+            # The story of a lost engine (which guest is stopped, what bounds it now) is several
+            # lines the operator must read whole: a toast that stays, not the one-line flash.
+            super().notify("\n".join(self.engine_notices), title="The engine", severity="warning", timeout=60)
         self.cues.start()
         self.pauses.start()  # the engine's picture may hold a pause already
         client = self.engine_client

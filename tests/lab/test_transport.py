@@ -478,7 +478,7 @@ async def test_reconnect_after_kill_and_restart(qemu_vm: QemuProcess) -> None:
         # Retries keep failing on the stale socket: RETRYING n, then LOST (still retrying).
         await until(lambda: m.status.state is ConnState.LOST, what="LOST")
         assert isinstance(m.status.error, ConnectionRefused)
-        assert m.status.label().startswith("waiting for the socket: nothing is listening")
+        assert m.status.label().startswith("waiting for the socket (every 50 ms): nothing is listening")
         retries = [s.attempt for s in states if s.state is ConnState.RETRYING]
         assert retries == list(range(1, m.retries_before_lost + 1))
 
@@ -504,7 +504,7 @@ async def test_run_before_qemu_exists_is_lost_then_connects(tmp_path: Path) -> N
     try:
         await until(lambda: m.status.state is ConnState.LOST, what="LOST")
         assert isinstance(m.status.error, SocketMissing)
-        assert m.status.label().startswith("waiting for the socket: no such socket")
+        assert m.status.label().startswith("waiting for the socket (every 50 ms): no such socket")
         vm.start()
         await until(lambda: m.status.state is ConnState.CONNECTED, what="connect")
         assert (await m.execute("query-status"))["running"] is True

@@ -59,7 +59,7 @@ async def test_panels_show_the_recorded_migration() -> None:
     async with app_for(recorded("storage", 16.9), size=(120, 40)) as view:
         app = view.app
         ram = text(app, "#mig-ram")
-        assert ram.startswith("left 1.2 of 128.5 MiB · sent 52.4 MiB · zero ")
+        assert ram.startswith("left   1.2 of 128.5 MiB · sent 52.4 MiB · zero ")
         downtime = text(app, "#mig-downtime")
         assert "expected downtime" in downtime and "limit 300 ms" in downtime
         assert "pass 13" in text(app, "#mig-status")

@@ -37,10 +37,8 @@ from .text_line import TextLine
 
 Fields = list["Content | None"]
 
-# The widest plausible time ("999 ms", "59.9 s", "2m 05s") and size ("99.9 MiB", "1000 KiB"):
-# a ticking figure keeps its place.
+# The widest plausible time ("999 ms", "59.9 s", "2m 05s"): a ticking total keeps its place.
 TIME_WIDTH = 6
-BYTES_WIDTH = 8
 VERDICT_WIDTH = 11  # beside the RAM bar: "  99.1%", "stuck", "ETA 18.0 s", "ETA 2m 10s"
 
 
@@ -96,10 +94,11 @@ def ram_fields(info: MigrationInfo, *, incoming: bool = False) -> Fields:
         return [Content.styled(text, "$text-muted")]
     zero = ram.zero_bytes
     return [
-        # Padded: a figure that ticks keeps its width, or every poll would lay the screen out again.
+        # What is left goes up and down pass to pass: padded, it keeps its width (a new width lays
+        # the whole screen out again). Sent and zero only grow: their width changes a few times.
         _field("left", fmt.format_left_of_total(ram.remaining, ram.total, aligned=True)),
-        _field("sent", padded(fmt.format_bytes_short(ram.transferred), BYTES_WIDTH)),
-        _field("zero", padded(fmt.format_bytes_short(zero), BYTES_WIDTH)) if zero is not None else None,
+        _field("sent", fmt.format_bytes_short(ram.transferred)),
+        _field("zero", fmt.format_bytes_short(zero)) if zero is not None else None,
         Content.styled(ZERO_NOTE, "$text-muted") if zero is not None else None,
     ]
 
