@@ -50,7 +50,8 @@ async def _main(args: argparse.Namespace) -> int:
 
     settings = lab_settings(args)
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=True, disk_mib=args.disk_size,
-              dirty_rate_mib_s=settings.rate, accel=args.accel, qemu_binary=args.qemu)
+              dirty_rate_mib_s=settings.rate, accel=args.accel, qemu_binary=args.qemu,
+              dirty_ring=args.dirty_ring)
     # The demo's own engine, in its own runtime directory: it never meets the user's.
     runtime_dir = args.runtime_dir or tempfile.mkdtemp(prefix="migtui-demo-")
     print(f"migtui demo: {args.scenario}: {settings.scenario.summary}", flush=True)

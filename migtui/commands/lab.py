@@ -168,7 +168,8 @@ def _banner(lab: Lab, scenario_name: str, scenario: Scenario, bandwidth: float |
     rate_text = f"{rate:g} MiB/s" if rate else "as fast as it can"
     _say(f"migtui lab: scenario {scenario_name} ({scenario.summary})")
     _say(f"  qemu         {lab.qemu_version} ({lab.qemu_path})")
-    _say(f"  accelerator  {lab.accel}; guest {lab.memory_mib} MiB, dirtying {lab.dirty_mib} MiB at {rate_text}")
+    ring = f" with a dirty ring of {lab.dirty_ring}" if lab.dirty_ring else ""
+    _say(f"  accelerator  {lab.accel}{ring}; guest {lab.memory_mib} MiB, dirtying {lab.dirty_mib} MiB at {rate_text}")
     _say(f"  migration    max-bandwidth {f'{bandwidth:g} MiB/s' if bandwidth else 'QEMU default'}, "
          f"downtime-limit {f'{downtime} ms' if downtime is not None else 'QEMU default'}")
     _say(f"  source       pid {src.pid}  monitor {src.qmp_path}")
@@ -196,7 +197,8 @@ async def _main(args: argparse.Namespace) -> int:
     if scenario.storage and args.no_disk:
         raise LabError("--scenario storage needs the data disk: drop --no-disk")
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=not args.no_disk, disk_mib=args.disk_size,
-              directory=args.dir, dirty_rate_mib_s=rate, accel=args.accel, qemu_binary=args.qemu)
+              directory=args.dir, dirty_rate_mib_s=rate, accel=args.accel, qemu_binary=args.qemu,
+              dirty_ring=args.dirty_ring)
     loop = asyncio.get_running_loop()
     tty = sys.stdin is not None and sys.stdin.isatty()
     runner = _Runner(lab)

@@ -26,6 +26,41 @@
         .set CREDIT_MAX, 65536          /* bounds a burst after a stall */
         .set COM1, 0x3f8
 
+/* eax = current count of PIT channel 0 (latched, 16 bits). */
+        .macro READ_PIT
+        xor %eax, %eax
+        outb %al, $0x43                 /* latch counter 0 */
+        inb $0x40, %al
+        mov %al, %ah
+        inb $0x40, %al
+        xchg %al, %ah                   /* ax = hi:lo */
+        .endm
+
+/* Advance the clock by the PIT ticks since the last read, add them to the
+ * credit, and write a marker if 100 ms have passed. Clobbers eax, edx. */
+        .macro TICK
+        READ_PIT
+        mov %esi, %edx
+        mov %eax, %esi
+        sub %ax, %dx                    /* elapsed = last - now, mod 65536 */
+        movzwl %dx, %edx
+        add %edx, %edi
+        add %edx, %ecx
+        cmp $CREDIT_MAX, %ecx
+        jle 1f
+        mov $CREDIT_MAX, %ecx
+1:
+        mov %edi, %eax
+        sub %ebp, %eax
+        cmp $MARKER_TICKS, %eax
+        jb 2f
+        mov %edi, %ebp
+        mov $COM1, %dx
+        mov $'B', %al
+        outb %al, %dx
+2:
+        .endm
+
         .text
         .code16
         .globl start
@@ -65,7 +100,7 @@ pm32:
 
         /* esi: last raw PIT count; edi: ticks since boot; ebp: tick of the
          * last marker; ecx: pacing credit in ticks (signed). */
-        call read_pit
+        READ_PIT
         mov %eax, %esi
         xor %edi, %edi
         xor %ebp, %ebp
@@ -83,58 +118,26 @@ pm32:
 forever:
         mov range_start, %ebx
         call sweep_once
-        call tick
+        TICK
         jmp forever
 
-/* Touch every page from ebx to range_end, at most one per `pace` ticks. */
+/* Touch every page from ebx to range_end, at most one per `pace` ticks.
+ * The wait writes no memory (no call, no stack): under KVM with a dirty
+ * ring, where an instruction emulated in the kernel pushes a ring entry for
+ * every write it makes, only the page touches then fill the ring. */
 sweep_once:
 page:
         sub pace, %ecx
 wait:
         test %ecx, %ecx
         jns touch
-        call tick
+        TICK
         jmp wait
 touch:
         incb (%ebx)
         add $4096, %ebx
         cmp range_end, %ebx
         jb page
-        ret
-
-/* Advance the clock by the PIT ticks since the last read, add them to the
- * credit, and write a marker if 100 ms have passed. Clobbers eax, edx. */
-tick:
-        call read_pit
-        mov %esi, %edx
-        mov %eax, %esi
-        sub %ax, %dx                    /* elapsed = last - now, mod 65536 */
-        movzwl %dx, %edx
-        add %edx, %edi
-        add %edx, %ecx
-        cmp $CREDIT_MAX, %ecx
-        jle 1f
-        mov $CREDIT_MAX, %ecx
-1:
-        mov %edi, %eax
-        sub %ebp, %eax
-        cmp $MARKER_TICKS, %eax
-        jb 2f
-        mov %edi, %ebp
-        mov $COM1, %dx
-        mov $'B', %al
-        outb %al, %dx
-2:
-        ret
-
-/* eax = current count of PIT channel 0 (latched, 16 bits). */
-read_pit:
-        xor %eax, %eax
-        outb %al, $0x43                 /* latch counter 0 */
-        inb $0x40, %al
-        mov %al, %ah
-        inb $0x40, %al
-        xchg %al, %ah                   /* ax = hi:lo */
         ret
 
 pace:

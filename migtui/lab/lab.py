@@ -87,6 +87,7 @@ class Lab:
         keep_files: bool = False,
         accel: str = "auto",
         qemu_binary: str | None = None,
+        dirty_ring: int = 0,
     ) -> None:
         if memory_mib < 16:
             raise LabError(f"--memory must be at least 16 MiB, not {memory_mib}")
@@ -103,6 +104,9 @@ class Lab:
         if accel not in ("auto", "kvm", "tcg"):
             raise LabError(f"accelerator must be auto, kvm or tcg, not {accel!r}")
         self.requested_accel = accel
+        qemu.check_dirty_ring(dirty_ring, accel)
+        self.requested_dirty_ring = dirty_ring
+        self.dirty_ring = 0  # entries of KVM's dirty ring once started (0: none, or TCG)
         self.requested_qemu = qemu_binary  # None: $MIGTUI_QEMU, else PATH's
         self.qemu_path = "?"  # the binary run, once started
         self.qemu_version = "?"  # from query-version once started
@@ -186,6 +190,7 @@ class Lab:
                         disk_path=vm.disk_path,
                         incoming=vm is self.dst,
                         accel=self.requested_accel,
+                        dirty_ring=self.requested_dirty_ring,
                     ),
                     vm.log_path,
                 )
@@ -195,6 +200,9 @@ class Lab:
             await self._wait_for_guest(self.src)
             kvm = await self._execute(self.src, "query-kvm")
             self.accel = "kvm" if kvm.get("enabled") else "tcg"
+            # A kernel without KVM's dirty ring makes QEMU warn and use the bitmap.
+            no_ring = "dirty ring not available" in self.src.log_path.read_text(errors="replace")
+            self.dirty_ring = self.requested_dirty_ring if self.accel == "kvm" and not no_ring else 0
             version = await self._execute(self.src, "query-version")
             q = version.get("qemu", {})
             self.qemu_version = f"{q.get('major')}.{q.get('minor')}.{q.get('micro')}"

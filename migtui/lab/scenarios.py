@@ -28,6 +28,13 @@ Measured on this project's machine (2 cores, QEMU 7.2, nested KVM available),
 
 The guest's dirty rate, measured from guest memory (pmemsave twice, 2 s apart):
 2.85 MiB/s under KVM and 2.80 under TCG for 2.8 requested; 8.06 and 7.98 for 8.
+
+The vCPU dirty limit (remedy 5, ``set-vcpu-dirty-limit``) needs KVM's dirty ring:
+``--dirty-ring 4096`` (``Lab(dirty_ring=...)``) runs both QEMUs with
+``-accel kvm,dirty-ring-size=4096``. The guest's paced wait writes no memory for that:
+where the kernel emulates the guest's instructions (PVM, the nested KVM of this project's
+machine) every emulated write is a ring entry, and a call per PIT read filled the ring
+faster than QEMU reaps it -- the vCPU froze once the migration turned dirty logging on.
 """
 
 from __future__ import annotations
