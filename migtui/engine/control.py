@@ -65,7 +65,6 @@ class EngineControl:
         self._cancels: dict[str, CancelRun] = {}  # monitor -> its migration's abort, while it runs
         self._runs: dict[str, cp.ConvergeRun] = {}  # monitor -> the policy over its (last) migration
         self._policy_sent: dict[str, m.ConvergePolicy] = {}
-        self._kvm: dict[str, tuple[int, bool | None]] = {}  # monitor -> (generation, under KVM)
         self._no_ring: dict[str, tuple[int, str]] = {}  # monitor -> (generation, QEMU's refusal of a dirty limit)
         self._dirty_limited: dict[str, tuple[int, int]] = {}  # monitor -> (generation, MB/s) migtui set
 
@@ -83,33 +82,12 @@ class EngineControl:
         session = w.session
         if not session.supports("set-vcpu-dirty-limit"):
             return f"QEMU {session.qemu_version or ''} has no set-vcpu-dirty-limit (7.1+)".replace("  ", " ")
-        kvm = self._kvm.get(w.name)
-        if kvm is None or kvm[0] != session.generation or kvm[1] is None:
+        if session.kvm is None:  # query-kvm, read by the session on each connection
             return "not known yet whether this QEMU runs under KVM (a vCPU dirty limit needs it)"
-        if not kvm[1]:
+        if not session.kvm:
             return NO_DIRTY_RING
         refused = self._no_ring.get(w.name)
         return refused[1] if refused is not None and refused[0] == session.generation else ""
-
-    def _probe_kvm(self, w: Watched) -> None:
-        """Ask once per connection whether the QEMU runs under KVM (the dirty limit needs it)."""
-        session = w.session
-        known = self._kvm.get(w.name)
-        if not session.connected or (known is not None and known[0] == session.generation):
-            return
-        self._kvm[w.name] = (session.generation, None)
-
-        async def probe() -> None:
-            try:
-                reply = await session.execute("query-kvm")
-            except MigtuiError as err:
-                log.info("%s: query-kvm: %s", w.name, err)
-                return
-            if isinstance(reply, dict):
-                self._kvm[w.name] = (session.generation, bool(reply.get("enabled")))
-                self.engine.refresh_advice(w)
-
-        asyncio.get_running_loop().create_task(probe(), name=f"query-kvm-{w.name}")
 
     def message(self, w: Watched) -> m.Convergence:
         """What views have (or would have) of ``w``'s advice."""
@@ -119,7 +97,6 @@ class EngineControl:
         """Re-decide ``w``'s advice; tell every view if it changed (and the controls it feeds)."""
         if not kinds & ADVICE_KINDS:
             return
-        self._probe_kvm(w)
         message = m.Convergence(w.name, self.advice(w))
         previous = self._sent.get(w.name)
         if message != previous:

@@ -52,7 +52,6 @@ class EngineStart:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._disks: dict[str, list[Disk]] = {}
-        self._kvm: dict[str, bool] = {}  # monitor -> runs under KVM (dirty-limit needs it)
         self._sent: dict[str, m.StartOffer] = {}
         self._runs: dict[str, StartRun] = {}
         self._waiting: set[str] = set()  # monitors that were destinations on offer
@@ -64,12 +63,11 @@ class EngineStart:
 
     def _decide(self, w: Watched) -> m.StartOffer:
         sessions = self.engine.sessions()
-        return m.StartOffer(w.name, start.offers(w.session, sessions, self._disks, self._kvm))
+        return m.StartOffer(w.name, start.offers(w.session, sessions, self._disks))
 
     def on_change(self, w: Watched, kinds: frozenset[str]) -> None:
         if CONNECTION in kinds and w.session.connected:
             asyncio.get_running_loop().create_task(self._read_disks(w), name=f"disks-{w.name}")
-            asyncio.get_running_loop().create_task(self._read_kvm(w), name=f"kvm-{w.name}")
         if not kinds & OFFER_KINDS:
             return
         waiting = start.waiting_for_migration(w.session)
@@ -103,17 +101,6 @@ class EngineStart:
         """One line while a start of ``w`` runs (the engine guards it: no view may be attached)."""
         running = self._runs.get(w.name)
         return f"a start of a migration under way ({running.launch.detail})" if running is not None else None
-
-    async def _read_kvm(self, w: Watched) -> None:
-        try:
-            reply = await w.session.execute("query-kvm")
-        except MigtuiError as err:
-            log.info("%s: query-kvm: %s", w.name, err)
-            return
-        kvm = bool(reply.get("enabled")) if isinstance(reply, dict) else False
-        if self._kvm.get(w.name) != kvm:
-            self._kvm[w.name] = kvm
-            self.refresh(w)
 
     # ------------------------------------------------------------------ the controls
 

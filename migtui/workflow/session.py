@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Self
 
-from ..errors import MigtuiError, MonitorError, NotSupported
+from ..errors import CommandFailed, MigtuiError, MonitorError, NotSupported
 from ..listeners import Listeners
 from ..model.blockjobs import parse_block_jobs
 from ..model.capabilities import Capabilities
@@ -46,7 +46,7 @@ MIGRATION = "migration"  # query-migrate, MIGRATION / MIGRATION_PASS events, his
 RUN_STATE = "run_state"
 BLOCK_JOBS = "block_jobs"
 DIRTY_RATE = "dirty_rate"  # calc-dirty-rate measurement
-CONFIG = "config"  # migrate capabilities and parameters (armed, downtime-limit)
+CONFIG = "config"  # migrate capabilities and parameters (armed, downtime-limit), query-kvm
 EVENTS = "events"  # a new event in the log
 KINDS = frozenset({CONNECTION, MIGRATION, RUN_STATE, BLOCK_JOBS, DIRTY_RATE, CONFIG, EVENTS})
 
@@ -57,6 +57,7 @@ ReplyListener = Callable[[str, Any, float], None]  # (command, reply, now)
 # keeps these to give a view that attaches the state and the recent history.
 InputListener = Callable[[QmpInput], None]
 
+KVM_QUERY = "query-kvm"
 # Events that make the next poll start at once rather than at the next tick.
 _POLL_NOW_EVENTS = frozenset(
     {"MIGRATION", "STOP", "RESUME", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED",
@@ -154,6 +155,10 @@ class MonitorSession:
         self.parameters: dict[str, Any] = {}  # query-migrate-parameters
         self.poll_error: str | None = None  # the last failed poll, cleared by a good one
         self.measuring = False  # a calc-dirty-rate is running
+        # Runs under KVM (query-kvm, asked once per connection in its first full round;
+        # None: not known yet, or the monitor cannot say). The vCPU dirty limit needs it.
+        self.kvm: bool | None = None
+        self._kvm_due = True
         self._features = features or QemuFeatures()  # offline sessions: as given (a replay)
         self.polls = 0
         # Bumped by reset() on every reconnection: whatever was bound to the QEMU of an
@@ -443,6 +448,8 @@ class MonitorSession:
         self.state = VmState(self.state.history.capacity)
         self.parameters = {}
         self.measuring = False
+        self.kvm = None
+        self._kvm_due = True
         self._config_due = True
         self._full_due = True
         self._told = {}
@@ -516,6 +523,12 @@ class MonitorSession:
                 return set()  # the same list again (every idle round): nothing to parse
             self._folded_caps = reply
             return {CONFIG} if state.apply_capabilities(Capabilities.from_qmp(reply)) else set()
+        if command == KVM_QUERY:
+            kvm = bool(reply.get("enabled")) if isinstance(reply, Mapping) else None
+            if kvm == self.kvm:
+                return set()
+            self.kvm = kvm
+            return {CONFIG}
         if command == "query-migrate-parameters":
             params = dict(reply) if isinstance(reply, Mapping) else {}
             if params == self.parameters:
@@ -613,6 +626,9 @@ class MonitorSession:
             queries.append("query-dirty-rate")
         if self._config_due or now - self._config_at >= CONFIG_EVERY_S:
             queries += self._config_queries(now)
+        if self._kvm_due and self.supports(KVM_QUERY):
+            self._kvm_due = False
+            queries.append(KVM_QUERY)
         return queries
 
     def _config_queries(self, now: float) -> list[str]:
@@ -654,6 +670,10 @@ class MonitorSession:
             if isinstance(reply, BaseException):
                 if isinstance(reply, asyncio.CancelledError):
                     raise reply
+                if command == KVM_QUERY:  # a fact some controls want, not a failed poll
+                    log.info("%s: %s: %s", self.name, command, reply)
+                    self._kvm_due = not isinstance(reply, CommandFailed)  # QEMU's own no stands
+                    continue
                 error = error or self._describe(command, reply)
                 if command.startswith("query-migrate-"):
                     self._config_due = True  # try again next time

@@ -107,9 +107,9 @@ def picked_address(destination: MonitorSession, source: str) -> str:
 
 
 def offer(source: MonitorSession, destination: MonitorSession | None, source_disks: Sequence[Disk],
-          destination_disks: Sequence[Disk], *, kvm: bool | None = None) -> StartTarget:
-    """What a start from ``source`` to ``destination`` (None: a typed URI) may set. ``kvm``:
-    whether the source runs under KVM (``query-kvm``; dirty-limit needs it, None: not known)."""
+          destination_disks: Sequence[Disk]) -> StartTarget:
+    """What a start from ``source`` to ``destination`` (None: a typed URI) may set; dirty-limit
+    not where the source is known not to run under KVM (``source.kvm``, its ``query-kvm``)."""
     src_caps = source.state.capabilities
     dst_caps = destination.state.capabilities if destination is not None else None
     capabilities = []
@@ -118,7 +118,7 @@ def offer(source: MonitorSession, destination: MonitorSession | None, source_dis
             continue
         if spec.both and (dst_caps is None or not dst_caps.supports(spec.name)):
             continue
-        if spec.name == DIRTY_LIMIT and kvm is False:
+        if spec.name == DIRTY_LIMIT and source.kvm is False:
             continue
         if spec.name == SWITCHOVER_ACK and dst_caps is not None and not (
                 src_caps.supports(RETURN_PATH) and dst_caps.supports(RETURN_PATH)):
@@ -149,14 +149,13 @@ def offer(source: MonitorSession, destination: MonitorSession | None, source_dis
     return StartTarget(destination.name, address, channels, capabilities, parameters, disks, note)
 
 
-def offers(source: MonitorSession, sessions: Sequence[MonitorSession], disks: Mapping[str, Sequence[Disk]],
-           kvm: Mapping[str, bool] | None = None) -> list[StartTarget]:
+def offers(source: MonitorSession, sessions: Sequence[MonitorSession],
+           disks: Mapping[str, Sequence[Disk]]) -> list[StartTarget]:
     """Each monitored destination waiting for a migration, then a typed URI."""
     mine = disks.get(source.name, ())
-    on_kvm = (kvm or {}).get(source.name)
-    targets = [offer(source, s, mine, disks.get(s.name, ()), kvm=on_kvm) for s in sessions
+    targets = [offer(source, s, mine, disks.get(s.name, ())) for s in sessions
                if s is not source and waiting_for_migration(s)]
-    return [*targets, offer(source, None, mine, (), kvm=on_kvm)]
+    return [*targets, offer(source, None, mine, ())]
 
 
 def _parameter_text(name: str, value: object) -> str:

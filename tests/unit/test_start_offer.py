@@ -61,8 +61,11 @@ def test_offered_only_what_both_qemus_have(version: str) -> None:
 
 def test_dirty_limit_only_under_kvm() -> None:
     src, dst = idle("10.0", "src"), idle("10.0", "dst")
-    assert "dirty-limit" in {c.name for c in offer(src, dst, [], [], kvm=True).capabilities}
-    assert "dirty-limit" not in {c.name for c in offer(src, dst, [], [], kvm=False).capabilities}
+    assert src.kvm is None and "dirty-limit" in {c.name for c in offer(src, dst, [], []).capabilities}  # not known
+    assert src.apply_reply("query-kvm", {"enabled": True, "present": True}) == {"config"}  # the session's fact
+    assert src.kvm is True and "dirty-limit" in {c.name for c in offer(src, dst, [], []).capabilities}
+    src.apply_reply("query-kvm", {"enabled": False, "present": True})
+    assert src.kvm is False and "dirty-limit" not in {c.name for c in offer(src, dst, [], []).capabilities}
 
 
 def test_a_destination_waits_only_with_incoming() -> None:
