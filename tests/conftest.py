@@ -229,12 +229,15 @@ async def lab(qemu_build: QemuBuild | None) -> AsyncIterator[Lab]:
 async def stuck(qemu_build: QemuBuild | None) -> AsyncIterator[Callable[..., Any]]:
     """Labs of the ``stuck`` scenario (16 MiB dirtied at 8 MiB/s against 4 MiB/s: it never
     converges by itself); ``capabilities`` switched on on both sides before the start (the
-    destination's before it listens); all stopped at teardown."""
+    destination's before it listens); ``dirty_ring``: under KVM with its dirty ring of that
+    many entries; all stopped at teardown."""
     labs: list[Lab] = []
 
-    async def start(*capabilities: str, pause: bool = False, downtime_limit: int | None = None) -> Lab:
+    async def start(*capabilities: str, pause: bool = False, downtime_limit: int | None = None,
+                    dirty_ring: int = 0) -> Lab:
         s = SCENARIOS["stuck"]
-        lab = Lab(memory_mib=128, dirty_mib=16, disk=False, dirty_rate_mib_s=s.dirty_rate_mib_s)
+        lab = Lab(memory_mib=128, dirty_mib=16, disk=False, dirty_rate_mib_s=s.dirty_rate_mib_s,
+                  accel="kvm" if dirty_ring else "auto", dirty_ring=dirty_ring)
         labs.append(lab)
         await lab.start()
         caps = {"capabilities": [{"capability": c, "state": True} for c in capabilities]}

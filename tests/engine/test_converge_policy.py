@@ -10,10 +10,12 @@ other way (pytest-timeout is the backstop for a hung QEMU).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -149,3 +151,37 @@ async def test_the_throttle_and_bandwidth_remedies_take_effect_and_status_json_t
         assert "paused before switchover for " in flat and "deadline: abort in " in flat, table
         await src.engine_request("resume")
         await during(src, lambda: src.state.migration_status == "completed", "completed", ended_fails=False)
+
+
+# The nested KVM of this project's machine: the kernel runs the guest through PVM, whose dirty
+# ring does not throttle a vCPU (measured: the lab guest dirties 7-8 MB/s under a 2 MB/s limit,
+# QEMU 7.2 and 10.0 alike), so there the migration cannot converge by the limit.
+PVM = Path("/sys/module/kvm_pvm")
+
+
+async def test_the_dirty_limit_remedy_on_kvms_dirty_ring_sets_the_limit_qemu_reports_and_the_migration_converges(
+        stuck: Callable[..., Any], engine: EngineProcess) -> None:
+    if not os.path.exists("/dev/kvm"):
+        pytest.skip("no /dev/kvm: the vCPU dirty limit needs KVM with its dirty ring")
+    lab = await stuck(dirty_ring=4096)
+    assert (lab.accel, lab.dirty_ring) == ("kvm", 4096)
+    async with attached(engine.directory) as view:
+        src, _dst = await watch(view, monitors(lab), interval=0.5)
+        await during(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
+        await lab.migrate()
+        # 5: offered once the advisor says why it does not converge (KVM known from the session's query-kvm).
+        await during(src, lambda: src.convergence.advice.verdict == NOT_CONVERGING
+                     and src.control("dirty-limit").allowed is True, "the dirty limit offered")
+        remedy = next(r for r in src.convergence.advice.remedies if r.action == "dirty-limit")
+        assert remedy.current == "none" and re.fullmatch(r"\d+ MB/s", remedy.value), remedy
+        assert "each vCPU may dirty at most" in src.control("dirty-limit").does
+        said = await src.engine_request("dirty-limit")
+        assert said == f"src: vCPU dirty limit none → {remedy.value}", said
+        limits = await qemu(lab, lab.src, "query-vcpu-dirty-limit")  # QEMU's own word
+        assert [(v["cpu-index"], f"{v['limit-rate']} MB/s") for v in limits] == [(0, remedy.value)], limits
+        assert any(text.startswith(f"{said} (by ") for _, text in view.notices), view.notices
+        if PVM.exists():
+            pytest.xfail(f"the limit is set ({limits}), but this host's KVM is PVM, whose dirty ring does not"
+                         " throttle the vCPU: the migration cannot converge by it here")
+        await during(src, lambda: src.state.migration_status == "completed", "completed", ended_fails=False)
+    assert (await qemu(lab, lab.src, "query-migrate"))["status"] == "completed"
