@@ -189,6 +189,7 @@ class Engine:
         self.switchovers = Switchovers()  # each source's current pause: requests, auto-resume, deadline share it
         self.views: set[ViewLink] = set()
         self.stopped = asyncio.Event()
+        self.stopped_by: str | None = None  # who stopped it on purpose: the views' goodbye says so
         self._idle_timer: asyncio.TimerHandle | None = None
         self._pending_switchovers: set[str] = set()
         self._switchover_flush = False
@@ -777,6 +778,12 @@ class Engine:
             if auto is not None and auto.task is not None and not auto.task.done():
                 return True
         return False
+
+    def stop_soon(self, why: str) -> None:
+        """Stop on purpose (``why``: by whom): every view is told before its link closes."""
+        if self.stopped_by is None:
+            self.stopped_by = why
+        self.stopped.set()
 
     async def stop(self) -> None:
         """Stop watching (nothing is sent to the VMs: a pause stays as it is)."""

@@ -80,7 +80,7 @@ async def serve(rt: Runtime, *, persist: bool) -> int:
         held.close()
         return 1
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, engine.stopped.set)
+        loop.add_signal_handler(sig, engine.stop_soon, f"stopped ({signal.Signals(sig).name})")
     loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP ignored: the engine outlives terminals"))
     log.info("engine %d serving %s (%s)", os.getpid(), rt.socket, "stays" if persist else "exits with its last view")
     gc.freeze()  # what start-up made lives as long as the engine: out of every collection's way
@@ -93,7 +93,7 @@ async def serve(rt: Runtime, *, persist: bool) -> int:
         lines = engine.guarding()
         if lines:
             log.warning("stopping while guarding (left as they are, without a deadline): %s", "; ".join(lines))
-        await server.close()
+        await server.close(goodbye=engine.stopped_by)
         await engine.stop()
         with contextlib.suppress(FileNotFoundError):
             rt.pid_file.unlink()

@@ -188,12 +188,16 @@ class EngineServer:
         self._heartbeat = asyncio.get_running_loop().call_later(HEARTBEAT_S, self._beat)
         log.info("taking up to %d views, %d connections waiting for their hello", self.max_views, self.max_pending)
 
-    async def close(self) -> None:
+    async def close(self, goodbye: str | None = None) -> None:
+        """Close every link; ``goodbye``: the engine stops on purpose (by whom), the last
+        line each view reads, written out before its link is cut."""
         self._closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
         if self.server is not None:
             self.server.close()
+        if goodbye is not None:
+            await self._say_goodbye(m.Goodbye(goodbye))
         # Every connection ends now, so that its task ends before the loop does (a task the
         # loop has to cancel at its end is logged as an error, one per connection).
         for writer in [*self._waiting, *(view.writer for view in self.views)]:
@@ -206,6 +210,16 @@ class EngineServer:
                 await asyncio.wait_for(self.server.wait_closed(), 2.0)
         with contextlib.suppress(FileNotFoundError):
             self.runtime.socket.unlink()
+
+    async def _say_goodbye(self, goodbye: m.Goodbye) -> None:
+        chunk = lines.encode(goodbye)
+        writers = [view.writer for view in self.views if not view.closed]
+        for writer in writers:
+            with contextlib.suppress(Exception):
+                writer.write(chunk)
+        # A view that does not read within a second loses its goodbye: the stop goes on.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*(w.drain() for w in writers), return_exceptions=True), 1.0)
 
     def loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """The event loop's error handler: a connection it cannot accept (out of file
@@ -378,7 +392,7 @@ class EngineServer:
             if view.read_only:
                 return m.Reply(0, False, error="read-only view: the engine refuses to stop")
             log.info("stop requested by %s", view.label)
-            asyncio.get_running_loop().call_soon(engine.stopped.set)
+            asyncio.get_running_loop().call_soon(engine.stop_soon, f"stopped by {view.label}")
             return m.Reply(0, True, lines=engine.guarding(stopping=True), names=engine.disarms_on_stop())
         return m.Reply(0, False, error=f"{message.OP} is not a request")
 

@@ -355,9 +355,19 @@ class Heartbeat(Message):
     interval: float = 1.0
 
 
+@dataclass(frozen=True)
+class Goodbye(Message):
+    """The engine is stopping on purpose (``migtui engine stop``, SIGTERM): the last line
+    each view gets before its link closes, so that a view tells a stop from a crash or a
+    dropped link without racing the engine's exit."""
+
+    OP: ClassVar[str] = "goodbye"
+    why: str  # "stopped by migtui engine stop on pts/3 (pid 4242)", "stopped (SIGTERM)"
+
+
 REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Start, Status, Guarding, Stop)
 EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Feed, Session, Switchover, Pause, Controls,
-                                     Notice, Heartbeat, Convergence, StartOffer, ConvergePolicy)
+                                     Notice, Heartbeat, Convergence, StartOffer, ConvergePolicy, Goodbye)
 MESSAGES: dict[str, type[Message]] = {cls.OP: cls for cls in (*REQUESTS, *EVENTS)}
 # Actions a view may request; each changes a VM (refused for read-only views). The remedies
 # (bandwidth, switchover-bandwidth, downtime, throttle) set a migration parameter, dirty-limit

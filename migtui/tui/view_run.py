@@ -129,7 +129,7 @@ async def _view_once(runtime_dir: str | None, setup: EngineSetup, *, read_only: 
     code = int(app.return_code or 0)
     if lost:
         await client.close()
-        gone = engine_loss(client.runtime, client.engine_pid, sessions, time.time())
+        gone = engine_loss(client.runtime, client.engine_pid, sessions, time.time(), client.goodbye)
         if gone.restart:
             log.warning("%s", "; ".join(gone.lines(restarted=True)))
             return gone, partial(_watch_again, sessions, read_only)

@@ -96,6 +96,7 @@ class EngineClient:
         self._monitor_listeners: Listeners[[RemoteSession]] = Listeners("monitor listener", log)
         self.notices: list[tuple[str, str]] = []
         self.engine_pid: int | None = None  # from its welcome
+        self.goodbye: str | None = None  # the engine said it stops on purpose (by whom)
         self.call_timeout = CALL_TIMEOUT_S  # how long a request is waited for (then it expires)
         # The engine's silence: when it was last heard, and since when it is marked silent.
         self.heard_at = time.monotonic()
@@ -347,7 +348,7 @@ class EngineClient:
             while True:
                 line = await self._reader.readline()
                 if not line:
-                    why = "the migtui engine exited"
+                    why = f"the migtui engine was {self.goodbye}" if self.goodbye else "the migtui engine exited"
                     break
                 message = lines.decode(line)
                 self._in_context(self._heard)
@@ -386,6 +387,9 @@ class EngineClient:
             return
         if isinstance(message, m.Error):
             self.notice("error", message.error)
+            return
+        if isinstance(message, m.Goodbye):
+            self.goodbye = message.why
             return
         if isinstance(message, m.Heartbeat):
             self.beat_every = max(0.1, message.interval)

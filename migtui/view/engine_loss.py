@@ -30,6 +30,7 @@ from .remote import RemoteSession
 class EngineLoss:
     how: str  # "died", "stopped", or "alive" (it dropped this view, and runs on)
     stranded: tuple[tuple[RemoteSession, str], ...]  # guests stopped, or to be, with their line
+    by: str = ""  # the engine's goodbye: "stopped by migtui engine stop on pts/3 (pid 4242)"
 
     @property
     def restart(self) -> bool:
@@ -40,15 +41,20 @@ class EngineLoss:
         """What to say: what happened to the engine, then one line per stranded guest."""
         head = {"died": "the migtui engine died (killed, or it crashed)",
                 "alive": "the migtui engine dropped this view",
-                "stopped": "the migtui engine was stopped"}[self.how]
+                "stopped": f"the migtui engine was {self.by or 'stopped'}"}[self.how]
         if restarted:
             head += "; a new engine was started at once" if self.how == "died" else "; this view attached again"
         return [head] + [f"{line}: {what_bounds(s, restarted=restarted)}" for s, line in self.stranded]
 
 
-def engine_loss(runtime: Runtime, pid: int | None, sessions: Sequence[RemoteSession], now: float) -> EngineLoss:
-    """``pid``: the engine's, from its welcome. An engine that stops removes its pid file
-    last; one that was killed leaves it behind (or a new engine has written its own)."""
+def engine_loss(runtime: Runtime, pid: int | None, sessions: Sequence[RemoteSession], now: float,
+                goodbye: str | None = None) -> EngineLoss:
+    """``pid``: the engine's, from its welcome; ``goodbye``: what it said when it stopped on
+    purpose (then it is "stopped", however far its exit has got). Without a goodbye: an
+    engine that stops removes its pid file last; one that was killed leaves it behind (or a
+    new engine has written its own)."""
+    if goodbye is not None:
+        return EngineLoss("stopped", stranded(sessions, now), goodbye)
     alive = pid is not None and _alive(pid)
     how = "alive" if alive else "died" if runtime.pid_file.exists() else "stopped"
     return EngineLoss(how, stranded(sessions, now))

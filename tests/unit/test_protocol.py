@@ -61,6 +61,7 @@ SAMPLES: list[m.Message] = [
                      [m.PolicyAct(1000.5, "downtime-limit 300 ms → 400 ms: pass 4 not converging: step 5 of 6")]),
     m.Notice("warning", "src: nothing was changed", "src", attempt=True),
     m.Heartbeat(1700000000.25, 1.0),
+    m.Goodbye("stopped by migtui engine stop on pts/3 (pid 4242)"),
     m.StartOffer("src", [StartTarget(
         "dst", "unix:/run/dst-from-src.migrate", True,
         [StartOption("pause-before-switchover", CAPABILITY, "stops before switchover", "on")],
