@@ -625,7 +625,10 @@ class Engine:
         await disarm(monitor, caps)
         w.armed_by_engine = ()
         await self.durable.forget(w)
-        w.session.poll_soon(config=True)
+        try:  # views hear it now: an engine that stops says goodbye next, before any poll
+            w.session.feed("query-migrate-capabilities", await w.session.execute("query-migrate-capabilities"))
+        except MigtuiError:
+            w.session.poll_soon(config=True)
         self._facts_due(w)
         return f"{w.name}: disarmed ({', '.join(caps)} off)"
 

@@ -335,3 +335,5 @@ async def test_a_view_whose_engine_is_stopped_says_which_guest_stays_stopped_and
     assert "so far): nothing bounds it now, no engine runs" in said
     await until(view.dead, LONG, "the view gone")
     assert not engine_pids(private_runtime_dir)  # stopped on purpose: not started again
+    log = (private_runtime_dir / "engine.log").read_text(errors="replace")
+    assert "Traceback" not in log and "CancelledError" not in log, log

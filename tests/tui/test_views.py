@@ -167,3 +167,43 @@ async def test_a_stopped_engine_is_marked_in_the_view_until_it_goes_on(lab: Lab,
     await until(lambda: "engine silent" not in view.screen() and "kill -CONT" not in view.screen(), 60,
                 "the marks gone once the engine goes on")
     assert "src · connected" in view.screen() or "connected" in view.screen()
+
+
+def whole_log(directory: Path) -> str:
+    """The engine's log file, whole (``engine_log`` keeps its tail)."""
+    try:
+        return (directory / "engine.log").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("paused", [False, True], ids=["armed", "paused-force"])
+async def test_engine_stop_with_a_view_attached_leaves_no_traceback_in_the_engine_log(
+        lab: Lab, terminals: list[Tmux], private_runtime_dir: Path, paused: bool) -> None:
+    """Issue 16: `migtui engine stop` with a view attached left asyncio CancelledError tracebacks
+    in engine.log. Armed by the view (the engine disarms it as it stops), or (``--force``) while
+    that source is paused before switchover with its disk mirror."""
+    await lab.prepare(storage=paused, pause=False)
+    view = open_terminal(terminals, "stoplog", 160, 30).migtui(*watch_args(lab))  # its last words unwrapped
+    await arm_in(view)
+    if paused:
+        await lab.migrate()
+        await wait_screen(view, "paused before switchover")
+    stop = await asyncio.create_subprocess_exec(sys.executable, "-m", "migtui", "engine", "stop",
+                                                *(["--force"] if paused else []),
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await stop.communicate()
+    said = out.decode()
+    assert stop.returncode == 0 and said.startswith("migtui engine: stopped"), said
+    if not paused:
+        assert said.startswith("migtui engine: stopped; disarmed src"), said
+    screens: list[str] = []  # its last words, as they pass (the alternate screen may take them away)
+    await until(lambda: screens.append(view.screen()) or view.dead(), 60, "the view gone")
+    said = "".join(screens)
+    if not paused:  # the view heard the disarm before the goodbye: it does not call src armed
+        assert "src is armed" not in said, said
+    await until(lambda: not engine_pids(private_runtime_dir), 60, "the engine gone")
+    log = whole_log(private_runtime_dir)
+    assert "stop requested by migtui engine stop" in log, log
+    assert "Traceback" not in log and "CancelledError" not in log, log
