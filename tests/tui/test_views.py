@@ -199,7 +199,12 @@ async def test_engine_stop_with_a_view_attached_leaves_no_traceback_in_the_engin
     if not paused:
         assert said.startswith("migtui engine: stopped; disarmed src"), said
     screens: list[str] = []  # its last words, as they pass (the alternate screen may take them away)
-    await until(lambda: screens.append(view.screen()) or view.dead(), 60, "the view gone")
+
+    def gone_yet() -> bool:
+        screens.append(view.screen())
+        return view.dead()
+
+    await until(gone_yet, 60, "the view gone")
     said = "".join(screens)
     if not paused:  # the view heard the disarm before the goodbye: it does not call src armed
         assert "src is armed" not in said, said
