@@ -286,10 +286,13 @@ async def test_a_field_fits_its_text_again_when_it_narrows() -> None:
 
 
 @pytest.mark.parametrize("size, columns", [
-    ((80, 24), ("id", "status", "progress", "type")),
     ((100, 30), ("id", "status", "progress", "type", "limit")),
+    ((80, 24), ("id", "status", "progress", "type", "more")),  # "…" stands for the limit
+    ((60, 24), ("id", "status", "progress", "more")),
+    ((40, 10), ("id", "status", "progress", "more")),
 ])
-async def test_block_job_columns_fit_the_panel(size: tuple[int, int], columns: tuple[str, ...]) -> None:
+async def test_block_job_columns_fit_the_panel_and_every_cut_cell_shows_an_ellipsis(
+        size: tuple[int, int], columns: tuple[str, ...]) -> None:
     from textual.widgets import DataTable
 
     async with app_for(recorded("storage", 12.5), size=size) as view:
@@ -299,8 +302,17 @@ async def test_block_job_columns_fit_the_panel(size: tuple[int, int], columns: t
         used = sum(column.get_render_width(table) for column in table.columns.values())
         assert used <= table.size.width, f"{used} cells of columns in {table.size.width}"
         assert table.size.width == panel.size.width
-        await view.pilot.resize_terminal(*((100, 30) if size == (80, 24) else (80, 24)))
-        await until(lambda: panel.columns != columns, 5, "the columns to follow the width")
+        cut = 0
+        for job_id, row in panel._rows.items():
+            for key, shown in zip(columns, table.get_row(job_id), strict=True):
+                whole = row.get(key, "…")
+                width = table.columns[key].content_width
+                assert shown == whole or (shown.endswith("…") and len(shown) == width), (key, whole, shown, width)
+                cut += shown != whole
+        assert bool(cut) == (size[0] <= 60), cut  # 60 columns and fewer: id and progress cut, with "…"
+        if size[0] >= 80:
+            await view.pilot.resize_terminal(*((100, 30) if size == (80, 24) else (80, 24)))
+            await until(lambda: panel.columns != columns, 5, "the columns to follow the width")
 
 
 async def test_a_lost_monitor_shows_its_last_status_as_stale() -> None:

@@ -150,7 +150,28 @@ def test_block_job_status_and_errors() -> None:
                                   offset=1 << 25, speed=0))}
     assert rows["m"]["limit"] == "none" and rows["m"]["progress"] == "50% 32.0/64.0 MiB"
     assert fitting_columns(rows, 0) == ("id", "status", "progress", "type", "limit")
-    assert fitting_columns(rows, 40) == ("id", "status", "progress")  # never fewer than these
+    assert fitting_columns(rows, 55) == ("id", "status", "progress", "type", "more")  # "…" for limit
+    assert fitting_columns(rows, 40) == ("id", "status", "progress", "more")  # never fewer than these
+
+
+@pytest.mark.parametrize("width", [80, 60, 55, 47, 40, 30, 20])
+def test_block_jobs_fit_their_width_and_every_cut_cell_ends_in_an_ellipsis(width: int) -> None:
+    from migtui.model.blockjobs import BlockJob
+    from migtui.tui.widgets.block_jobs import COLUMNS, MORE, cut, job_row, layout
+
+    rows = {job: job_row(BlockJob(job, type="mirror", status="running", ready=True, len=1 << 26,
+                                  offset=1 << 25, speed=0)) for job in ("mirror-data0", "mirror-boot-disk")}
+    columns = layout(rows, width)
+    assert sum(w + 2 for _, w in columns) <= max(width, 2 * 3 * len(columns)), columns
+    keys = [key for key, _ in columns]
+    assert keys[:3] == ["id", "status", "progress"], keys
+    assert ("more" in keys) == ("limit" not in keys), keys  # a dropped column leaves its "…"
+    headers = dict((*COLUMNS, MORE))
+    for row in rows.values():
+        for key, w in columns:
+            text, shown = row.get(key, "…"), cut(row.get(key, "…"), w)
+            assert shown == text or (shown.endswith("…") and len(shown) == w), (key, w, text, shown)
+        assert cut(headers["progress"], 3) == "pr…"
 
 
 
