@@ -294,6 +294,7 @@ async def test_a_field_fits_its_text_again_when_it_narrows() -> None:
 async def test_block_job_columns_fit_the_panel_and_every_cut_cell_shows_an_ellipsis(
         size: tuple[int, int], columns: tuple[str, ...]) -> None:
     from textual.widgets import DataTable
+    from textual.widgets.data_table import ColumnKey
 
     async with app_for(recorded("storage", 12.5), size=size) as view:
         panel = view.app.dashboard.query_one(BlockJobsPanel)
@@ -306,7 +307,7 @@ async def test_block_job_columns_fit_the_panel_and_every_cut_cell_shows_an_ellip
         for job_id, row in panel._rows.items():
             for key, shown in zip(columns, table.get_row(job_id), strict=True):
                 whole = row.get(key, "…")
-                width = table.columns[key].content_width
+                width = table.columns[ColumnKey(key)].content_width
                 assert shown == whole or (shown.endswith("…") and len(shown) == width), (key, whole, shown, width)
                 cut += shown != whole
         assert bool(cut) == (size[0] <= 60), cut  # 60 columns and fewer: id and progress cut, with "…"
