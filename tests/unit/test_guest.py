@@ -66,3 +66,24 @@ def test_bad_ranges_are_one_line_errors(kwargs: dict, words: str) -> None:
         guest_image(**kwargs)
     assert words in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_the_dirty_ring_goes_on_kvms_accel_option_and_is_checked() -> None:
+    from pathlib import Path
+
+    from migtui.lab.qemu import check_dirty_ring, qemu_argv
+
+    def accels(**kwargs: object) -> list[str]:
+        argv = qemu_argv("qemu", memory_mib=64, boot_path=Path("b"), serial_path=Path("s"), monitors=[],
+                         disk_path=None, incoming=False, **kwargs)  # type: ignore[arg-type]
+        return [argv[i + 1] for i, arg in enumerate(argv) if arg == "-accel"]
+
+    assert accels() == ["kvm", "tcg"]
+    assert accels(dirty_ring=4096) == ["kvm,dirty-ring-size=4096", "tcg"]  # auto: TCG (no ring) if KVM fails
+    assert accels(accel="kvm", dirty_ring=1024) == ["kvm,dirty-ring-size=1024"]
+    check_dirty_ring(0, "tcg")
+    check_dirty_ring(65536, "auto")
+    for entries, accel, words in ((4000, "kvm", "power of two"), (512, "kvm", "from 1024"),
+                                  (131072, "auto", "to 65536"), (4096, "tcg", "drop --accel tcg")):
+        with pytest.raises(LabError, match=words):
+            check_dirty_ring(entries, accel)
