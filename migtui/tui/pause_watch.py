@@ -253,6 +253,10 @@ class PauseWatch:
 
     def _flush_deferred(self) -> None:
         self._flush_scheduled = False
+        if self.critical():  # it began between the release and now (a `y` in between): wait for its end
+            if self._hold is None:
+                self._hold = self.app.set_timer(HOLD_REPAINT_S, self._release)
+            return
         deferred, self._deferred = self._deferred, []
         for callback in deferred:
             callback()

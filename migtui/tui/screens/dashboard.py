@@ -201,13 +201,14 @@ class DashboardScreen(Screen[None]):
             if changed & _LIST:
                 monitors.update_entry(name)
             if self._selected is not None and name == self._selected.name:
-                self.show(self._selected, changed)
+                self.show(self._selected, changed, actions=False)
             elif self.all_events and kinds_.EVENTS in changed:
                 self._append_events(self.sessions[name])
-        self._refresh_actions()
+        self._refresh_actions()  # once for the whole batch
 
-    def show(self, session: RemoteSession, changed: frozenset[str] | None) -> None:
-        """Repaint the panels ``changed`` concerns (all of them when None)."""
+    def show(self, session: RemoteSession, changed: frozenset[str] | None, *, actions: bool = True) -> None:
+        """Repaint the panels ``changed`` concerns (all of them when None); ``actions``: the
+        footer's keys too (a caller that shows several changes does that once, itself)."""
         def wants(group: set[str]) -> bool:
             return changed is None or bool(changed & group)
 
@@ -225,7 +226,8 @@ class DashboardScreen(Screen[None]):
             self.query_one(BlockJobsPanel).show(session.state.block_jobs, stale=is_stale(session))
         if changed is not None and kinds_.EVENTS in changed:
             self._append_events(session)
-        self._refresh_actions()
+        if actions:
+            self._refresh_actions()
 
     # ------------------------------------------------------------------ events
 
