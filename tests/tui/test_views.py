@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -134,10 +133,7 @@ async def test_a_killed_engine_is_one_line_in_the_view(lab: Lab, terminals: list
     screen = await wait_screen(view, "migtui: the migtui engine exited: run migtui again")
     lines = [line for line in screen.splitlines() if line.startswith("migtui:")]
     assert len(lines) == 1 and "Traceback" not in screen
-    deadline = time.monotonic() + 10
-    while not view.dead() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert view.dead()
+    await until(view.dead, 300, "the view to exit")
 
 
 @pytest.mark.qemu(one_build=True)
