@@ -34,7 +34,7 @@ LIBVIRT = "libvirt"
 QUERIES = ("query-migrate", "query-status", "query-block-jobs", "query-migrate-parameters", "query-dirty-rate")
 CONTROLS = ("migrate_cancel", "migrate-set-parameters", "migrate-start-postcopy", "calc-dirty-rate")
 # virConnectDomainEventLifecycle: (event, detail)
-STARTED, SUSPENDED, RESUMED, STOPPED = 2, 3, 4, 5
+UNDEFINED, STARTED, SUSPENDED, RESUMED, STOPPED = 1, 2, 3, 4, 5
 STARTED_MIGRATED = 1  # the destination of an incoming migration
 STOPPED_MIGRATED = 3  # the source, once the guest runs on the destination
 RESUMED_MIGRATED, RESUMED_POSTCOPY = 1, 3
@@ -55,6 +55,7 @@ class DomainMonitor(Monitor):
         self.commands = frozenset(QUERIES + CONTROLS)
         self.dom: Any = None  # the virDomain, while the domain runs on a live connection
         self.incoming = False  # started by an incoming migration that has not finished
+        self.migrated_away = False  # stopped because its migration completed (a source)
         self.qemu_status: str | None = None  # QEMU's last MIGRATION status in this job
         self.completed: dict[str, Any] | None = None  # the last completed job's statistics
         self._disks: list[str] | None = None
@@ -94,6 +95,9 @@ class DomainMonitor(Monitor):
     def lifecycle(self, event: int, detail: int) -> None:
         if event == STARTED:
             self.incoming = detail == STARTED_MIGRATED
+            self.migrated_away = False
+        elif event == STOPPED:
+            self.migrated_away = detail == STOPPED_MIGRATED
         elif event == RESUMED:
             self.incoming = False
 
