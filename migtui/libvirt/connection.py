@@ -245,6 +245,11 @@ class LibvirtHost:
         await self._drop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def qemu_events(self) -> bool:
+        """QEMU's own events come through libvirt (not on a read-only connection)."""
+        return self._qemu_callback is not None
+
     def forget(self, monitor: DomainMonitor) -> None:
         if self.monitors.get(monitor.uuid) is monitor:
             del self.monitors[monitor.uuid]
@@ -310,6 +315,9 @@ class LibvirtHost:
         monitor = self.monitors.get(uuid)
         if kind == "JOB_COMPLETED" and monitor is not None:
             monitor.job_completed(args[0] if args and isinstance(args[0], dict) else {})
+            return
+        if kind == "MIGRATION_ITERATION" and monitor is not None and monitor.dom is not None and args:
+            monitor.iteration(int(args[0]))
             return
         if kind != "LIFECYCLE" or len(args) < 2:
             return
