@@ -321,7 +321,8 @@ class Engine:
             host.forget(monitor)
             return
         if not migrated:
-            migrating = w.session.state.migration.is_running or w.session.state.in_pre_switchover
+            state = w.session.state  # (a destination still receiving: incoming, whatever its polls said)
+            migrating = monitor.incoming or state.migration.is_running or state.in_pre_switchover
             self.unwatch(w.name, f"{why} during its migration" if migrating else why, warn=migrating)
             return
         previous = self._lingering.pop(w.name, None)

@@ -234,7 +234,7 @@ class Switchover(PhaseFacts):
             if self.pause_ms is not None:
                 paused, how = f"{self.pause_ms:.0f} ms", ""
             elif most is not None:  # libvirt's events only: a bound, said as one
-                paused, how = f"≤ {math.ceil(most):.0f} ms", "; bounded by libvirt's events, no QEMU events read-only"
+                paused, how = f"≤ {math.ceil(most):.0f} ms", "; read-only: no QEMU events, bounded by libvirt's"
             else:
                 paused, how = "(not measured)", ""
             return SwitchoverResult(WATCH, Outcome.OTHER_CLIENT, f"{self.name}: paused before switchover {paused}"
