@@ -390,6 +390,7 @@ class EngineClient:
             return
         if isinstance(message, m.Unwatched):
             gone = self.sessions.pop(message.name, None)
+            log.info("%s: the engine no longer watches it (%s)", message.name, message.why)
             if gone is not None:
                 self._unwatched_listeners(gone, message.why)
             return
