@@ -62,7 +62,11 @@ class DomainMonitor(Monitor):
         self.completed: dict[str, Any] | None = None  # the last completed job's statistics
         self._disks: list[str] | None = None
         self._job_names: dict[str, str] = {}  # QEMU's block job name -> the disk target
-        self._running_at: float | None = None  # the last sign (read-only) the migrating guest still ran
+        # When a dom.state() that found the guest running was asked: it ran after then (a
+        # receive time of libvirt's events would not do: an event sent before the guest
+        # stopped can arrive after).
+        self._running_at: float | None = None
+        self._passes = False  # libvirt told a pass of this job (MIGRATION_ITERATION)
         self._stats: dict[str, Any] = {}  # the last jobStats() of a running job
         self._learning: asyncio.Task[None] | None = None
         self._job_running = False  # the last jobStats() said a job runs
@@ -86,7 +90,7 @@ class DomainMonitor(Monitor):
     def attach(self, dom: Any, version: str | None, *, incoming: bool = False) -> None:
         """The domain runs on a live connection (found, started, arrived or reconnected)."""
         self.dom, self.qemu_version, self._disks = dom, version, None
-        self._running_at = None
+        self._running_at, self._passes = None, False
         self._learn_disks(dom)
         self.incoming = incoming
         self.qemu_status = None
@@ -111,9 +115,10 @@ class DomainMonitor(Monitor):
             if self.qemu_status == "pre-switchover" and not self.host.qemu_events:
                 self.qemu_status = None  # libvirt gave up the switchover: the polls tell the rest
         elif event == SUSPENDED and detail == SUSPENDED_MIGRATED and not self.host.qemu_events \
-                and (self._job_running or self._running_at is not None) and not self.incoming:
+                and (self._job_running or self._passes) and not self.incoming:
             # Read-only, libvirt passes on none of QEMU's events: its SUSPENDED_MIGRATED is the
-            # switchover's STOP, received now, the pause begun since the last sign the guest ran.
+            # switchover's STOP (received now: the pause began before), begun after the last
+            # dom.state() that found the guest running was asked.
             self._tell_status("pre-switchover", began_after=self._running_at)
 
     def iteration(self, number: int) -> None:
@@ -122,9 +127,9 @@ class DomainMonitor(Monitor):
         if self.host.qemu_events or self.incoming:
             return
         if self.qemu_status == "pre-switchover":
-            self._tell_status("device")
+            self._tell_status("device")  # received now: the pause ended before
         else:
-            self._running_at = time.time()
+            self._passes = True
 
     def _tell_status(self, status: str, began_after: float | None = None) -> None:
         """QEMU's status inferred from libvirt's events, told at once as a ``query-migrate``."""
@@ -199,7 +204,10 @@ class DomainMonitor(Monitor):
         if cmd == "query-migrate":
             return await self._query_migrate(dom)
         if cmd == "query-status":
+            asked = time.time()
             state, reason = await call(cmd, dom.state)
+            if state in (jobstats.RUNNING, jobstats.BLOCKED):
+                self._running_at = asked
             return jobstats.status_reply(state, reason, incoming=self.incoming,
                                          migrated=self.qemu_status == "completed")
         if cmd == "query-block-jobs":
@@ -253,7 +261,7 @@ class DomainMonitor(Monitor):
             return jobstats.migrate_reply(stats, self.qemu_status)
         ended = self._job_running
         if ended:
-            self._job_running, self._running_at = False, None
+            self._job_running, self._passes = False, False
             if self.completed is not None and self.completed.get("type") == jobstats.JOB_COMPLETED:
                 return jobstats.migrate_reply(self.completed)  # JOB_COMPLETED's, already told
             self.completed = None

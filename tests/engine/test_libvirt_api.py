@@ -481,6 +481,17 @@ async def test_read_only_the_pause_is_bounded_and_a_migrated_source_goes(lab: Li
     assert not engine.libvirt[lab.a.uri].qemu_events
     src = await watched(engine, f"a/{GUEST}")
     await until(lambda: src.session.state.run_state is not None, 15, "the first poll")
+    exact = Engine(persist=True)  # read-write beside it: QEMU's own events, the pause measured exactly
+    try:
+        await exact.connect(lab.a.uri, "a", (GUEST,), Policy(), read_only=False, interval=0.5)
+        measured = await watched(exact, f"a/{GUEST}")
+        await bounded_pause(lab, guest, engine, src, view, measured)
+    finally:
+        await exact.stop()
+
+
+async def bounded_pause(lab: LibvirtLab, guest: Any, engine: Engine, src: Watched, view: Collector,
+                        measured: Watched) -> None:
     clocks: list[Any] = []
 
     def on_change(session: Any, kinds: frozenset[str]) -> None:
@@ -502,6 +513,11 @@ async def test_read_only_the_pause_is_bounded_and_a_migrated_source_goes(lab: Li
     most = tracked.pause_at_most_ms
     info = domjobinfo(completed_job(lab.a) or completed_job(lab.b))
     assert most is not None and 0 < most <= number(info["Total downtime"]), (most, info)
+    # The bound holds: QEMU's own timestamps, through the read-write connection, say no more.
+    await until(lambda: measured.tracked is not None and measured.tracked.pause_ms is not None, 15,
+                "the exact pause")
+    assert measured.tracked is not None and measured.tracked.pause_ms is not None
+    assert measured.tracked.pause_ms <= most, (measured.tracked.pause_ms, most)
     assert "paused before switchover ≤ " in tracked.result.reason and "libvirt resumed it" in tracked.result.reason, \
         tracked.result.reason
 
