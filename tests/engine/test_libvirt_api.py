@@ -29,7 +29,9 @@ from typing import Any
 
 import pytest
 from conftest import until
+from engine_util import short_runtime_dir
 from libvirt_lab import INSTALL, LibvirtLab, LibvirtLabError, missing_tools
+from tmux_util import Tmux
 
 from migtui.engine.engine import Engine, Watched
 from migtui.errors import MigtuiError
@@ -531,3 +533,35 @@ async def bounded_pause(lab: LibvirtLab, guest: Any, engine: Engine, src: Watche
     lab.b.virsh("destroy", GUEST)
     await until(lambda: f"b/{GUEST}" not in engine.watched, 30, "the destination gone", lambda: str(view.unwatched()))
     assert view.unwatched()[f"b/{GUEST}"] == f"b/{GUEST}: destroyed"
+
+
+def monitor_list(screen: str) -> str:
+    """The dashboard's monitor list: the left column at 80x24, above the flash line and footer."""
+    return "\n".join(line.split("│")[0] for line in screen.splitlines()[:-2])
+
+
+async def test_in_tmux_a_domain_that_stops_goes_from_the_dashboard(lab: LibvirtLab) -> None:
+    """``migtui -c URI`` at 80x24, as an operator runs it: ``virsh destroy`` of one domain
+    takes it off the list, the flash line says what happened, the other stays selected."""
+    lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    other = lab.start_guest("migtui-other", dirty_mib=4, disk_mib=16)
+    directory = short_runtime_dir()
+    term = Tmux(f"lvgone-{os.getpid()}")
+    try:
+        term.migtui("--runtime-dir", str(directory), "-c", f"a={lab.a.uri}")
+        await until(lambda: f"a/{GUEST}" in monitor_list(term.screen()) and "a/migtui-other" in
+                    monitor_list(term.screen()), 60, "both domains listed", term.screen)
+        term.keys("j")  # a/migtui-lv, below a/migtui-other: the selection must stay on it
+        await until(lambda: f"▸a/{GUEST}" in term.screen(), 15, "a/migtui-lv selected", term.screen)
+        lab.a.virsh("destroy", other.name)
+        await until(lambda: "a/migtui-other" not in monitor_list(term.screen()), 30, "the destroyed domain gone",
+                    term.screen)
+        screen = term.screen()
+        assert f"▸a/{GUEST}" in monitor_list(screen), screen
+        assert "a/migtui-other: destroyed" in screen.splitlines()[-2], screen  # the flash line
+    finally:
+        term.close()
+        subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--force", "--runtime-dir", str(directory)],
+                       capture_output=True, stdin=subprocess.DEVNULL, timeout=60, env={**os.environ,
+                                                                                         "PYTHONPATH": str(REPO)})
+        shutil.rmtree(directory, ignore_errors=True)
