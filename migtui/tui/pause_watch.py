@@ -95,6 +95,16 @@ class PauseWatch:
         self._unsubscribe.append(session.add_change_listener(self._changed))
         self._changed(session, frozenset({MIGRATION}))
 
+    def remove(self, name: str) -> None:
+        """A monitor the engine no longer watches (already out of ``sessions``): its dialog
+        closes, it leaves the queue, the banner and the title forget it."""
+        self.queue.forget(name)
+        for dialog in self._dialogs():
+            if dialog.source.name == name:
+                dialog.dismiss()
+        self.schedule_banner()
+        self._update_ticker()
+
     def stop(self) -> None:
         for timer in (self._ticker, self._hold):
             if timer is not None:

@@ -142,6 +142,32 @@ class DashboardScreen(Screen[None]):
         if self._selected is None:
             monitors.highlighted = 0
 
+    def remove_session(self, name: str) -> None:
+        """Drop a monitor the engine no longer watches. A selected one hands the selection to
+        the entry that takes its place in the list (the one after it, else the one before);
+        the last one leaves the screen as it is with no monitor at all."""
+        monitors = self.query_one(MonitorList)
+        names = monitors.names
+        index = names.index(name) if name in names else 0
+        was_selected = self._selected is not None and self._selected.name == name
+        self.sessions.pop(name, None)
+        self._events_shown.pop(name, None)
+        self._events_generation.pop(name, None)
+        monitors.remove_session(name)
+        if not was_selected:
+            if self._selected is not None:
+                monitors.select_name(self._selected.name)
+            if self.all_events:
+                self._reload_events()
+            self._refresh_actions()
+            return
+        self._selected = None
+        remaining = monitors.names or list(self.sessions)
+        if remaining:
+            self.select(self.sessions[remaining[min(index, len(remaining) - 1)]])
+        else:
+            self.refresh(recompose=True)  # empty panels, as a screen that never had a monitor
+
     def _step(self, delta: int) -> None:
         names = self.query_one(MonitorList).names
         if not names:
