@@ -77,6 +77,11 @@ ADVICE_EVERY_S = 0.1  # the advice is decided at most this often per burst (view
 IDLE_EXIT_S = 1.0  # grace after the last view leaves, so a quick re-attach finds us
 # What the PAUSE and CONTROLS facts are made of: a change of any of these re-decides them.
 FACT_KINDS = frozenset({MIGRATION, CONNECTION, RUN_STATE, BLOCK_JOBS, CONFIG, DIRTY_RATE})
+# A libvirt source that left by migration stays listed, "migrated away" with libvirt's final
+# figures (downtime, total time, data), this long and then goes: an operator looks at the
+# result when the migration ends, and the destination listed beside it carries the same
+# figures on. A domain that stops any other way, or is undefined, goes at once.
+MIGRATED_LINGER_S = 60.0
 
 
 class ViewLink(Protocol):
@@ -186,6 +191,9 @@ class Engine:
         self.command_timeout = command_timeout
         self.watched: dict[str, Watched] = {}
         self.libvirt: dict[str, LibvirtHost] = {}  # -c URI -> its connection
+        self.migrated_linger_s = MIGRATED_LINGER_S
+        self._lingering: dict[str, asyncio.TimerHandle] = {}  # migrated-away sources still listed
+        self._closing: set[asyncio.Task[None]] = set()  # sessions of monitors no longer watched, stopping
         self.switchovers = Switchovers()  # each source's current pause: requests, auto-resume, deadline share it
         self.views: set[ViewLink] = set()
         self.stopped = asyncio.Event()
@@ -289,7 +297,7 @@ class Engine:
             while name in taken:
                 name, n = f"{base}-{n}", n + 1
             host = LibvirtHost(uri, name, read_only=read_only, domains=domains,
-                               on_domain=partial(self._domain_found, policy, interval),
+                               on_domain=partial(self._domain_found, policy, interval), on_gone=self._domain_gone,
                                connect_timeout=max(self.connect_timeout, 10.0), command_timeout=self.command_timeout)
             self.libvirt[uri] = host
             host.start()
@@ -304,6 +312,56 @@ class Engine:
             return
         w = self._add(monitor, policy, interval)
         monitor.add_reply_listener(w.session.feed)  # JOB_COMPLETED's final figures
+
+    def _domain_gone(self, host: LibvirtHost, monitor: DomainMonitor, why: str, *, migrated: bool) -> None:
+        """A domain stopped, was undefined or left by migration: no longer watched (a
+        migrated-away source after ``migrated_linger_s``, unless it comes back meanwhile)."""
+        w = self.watched.get(monitor.name)
+        if w is None or w.session.monitor is not monitor:
+            host.forget(monitor)
+            return
+        if not migrated:
+            state = w.session.state  # (a destination still receiving: incoming, whatever its polls said)
+            migrating = monitor.incoming or state.migration.is_running or state.in_pre_switchover
+            self.unwatch(w.name, f"{why} during its migration" if migrating else why, warn=migrating)
+            return
+        previous = self._lingering.pop(w.name, None)
+        if previous is not None:
+            previous.cancel()
+        self._lingering[w.name] = asyncio.get_running_loop().call_later(
+            self.migrated_linger_s, self._linger_over, monitor, why)
+
+    def _linger_over(self, monitor: DomainMonitor, why: str) -> None:
+        w = self.watched.get(monitor.name)
+        self._lingering.pop(monitor.name, None)
+        if w is not None and w.session.monitor is monitor and monitor.dom is None:  # (it may have come back)
+            self.unwatch(w.name, why)
+
+    def unwatch(self, name: str, why: str, *, warn: bool = False) -> None:
+        """Stop watching ``name`` and tell every view to drop it (one line in the log, and
+        for every view when it is news an operator must not miss: ``warn``)."""
+        w = self.watched.pop(name, None)
+        if w is None:
+            return
+        timer = self._lingering.pop(name, None)
+        if timer is not None:
+            timer.cancel()
+        for job in (w.deadline, w.auto):
+            if job is not None:
+                job.stop()
+        w.auto = None
+        monitor = w.session.monitor
+        if isinstance(monitor, DomainMonitor):  # the same domain starting again is a new entry
+            monitor.host.forget(monitor)
+        (log.warning if warn else log.info)("%s: no longer watched", why)
+        if warn:
+            self.broadcast(m.Notice("warning", why, None))
+        self.broadcast(m.Unwatched(name, why))
+        task = asyncio.get_running_loop().create_task(w.session.stop(), name=f"unwatch-{name}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+        if not self.views:
+            self.maybe_exit_soon()
 
     def _hook(self, w: Watched) -> None:
         session = w.session
@@ -791,10 +849,14 @@ class Engine:
     async def stop(self) -> None:
         """Stop watching (nothing is sent to the VMs: a pause stays as it is)."""
         self.stopped.set()
+        for timer in self._lingering.values():
+            timer.cancel()
+        self._lingering.clear()
         for w in self.watched.values():
             if w.deadline is not None:
                 w.deadline.stop()
             if w.auto is not None:
                 w.auto.stop()
         await asyncio.gather(*(w.session.stop() for w in self.watched.values()), return_exceptions=True)
+        await asyncio.gather(*self._closing, return_exceptions=True)
         await asyncio.gather(*(host.close() for host in self.libvirt.values()), return_exceptions=True)

@@ -17,7 +17,7 @@ import fnmatch
 import logging
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..address import LIBVIRT, MonitorAddress
@@ -25,7 +25,16 @@ from ..errors import CommandFailed, CommandTimeout, Disconnected, DomainGone, Mo
 from ..transport import ConnectionStatus, ConnState
 from . import eventloop
 from .binding import load
-from .domain import STARTED, STARTED_MIGRATED, STOPPED, STOPPED_MIGRATED, DomainMonitor
+from .domain import (
+    RESUMED,
+    STARTED,
+    STARTED_MIGRATED,
+    STOPPED,
+    STOPPED_MIGRATED,
+    SUSPENDED,
+    UNDEFINED,
+    DomainMonitor,
+)
 
 log = logging.getLogger("migtui.libvirt")
 
@@ -38,6 +47,18 @@ EVENT_IDS = ("LIFECYCLE", "JOB_COMPLETED", "MIGRATION_ITERATION", "BLOCK_JOB_2")
 DomainAdded = Callable[["LibvirtHost", DomainMonitor], None]
 
 
+class DomainGoneCallback(Protocol):
+    """``cb(host, monitor, why, migrated=...)``: the domain stopped, was undefined or left by
+    migration (``migrated``: the source of a migration that completed)."""
+
+    def __call__(self, host: LibvirtHost, monitor: DomainMonitor, why: str, *, migrated: bool) -> None: ...
+
+
+# virDomainEventStoppedDetailType, as an operator says it
+_STOPPED_WHY = {0: "shut down", 1: "destroyed", 2: "crashed", 3: "migrated away", 4: "saved", 5: "failed",
+                6: "stopped for a snapshot"}
+
+
 def host_label(uri: str) -> str:
     """The HOST of ``HOST/DOMAIN``: the URI's host, else "localhost" (a local libvirtd)."""
     return urlsplit(uri).hostname or "localhost"
@@ -47,13 +68,15 @@ class LibvirtHost:
     """One URI: its connection, reconnection, events and domains."""
 
     def __init__(self, uri: str, name: str, *, read_only: bool, on_domain: DomainAdded,
-                 domains: tuple[str, ...] = (), connect_timeout: float = 10.0, command_timeout: float = 5.0,
+                 on_gone: DomainGoneCallback | None = None, domains: tuple[str, ...] = (),
+                 connect_timeout: float = 10.0, command_timeout: float = 5.0,
                  backoff: tuple[float, float] = (0.5, 10.0)) -> None:
         self.libvirt, self.libvirt_qemu = load()
         self.uri = uri
         self.name = name
         self.read_only = read_only
         self.on_domain = on_domain
+        self.on_gone = on_gone
         self.patterns = domains  # DOMAIN arguments and --domain globs: only these (all when empty)
         self.connect_timeout = connect_timeout
         self.command_timeout = command_timeout
@@ -159,8 +182,11 @@ class LibvirtHost:
             await self._drop()
             raise
         for uuid, monitor in list(self.monitors.items()):
-            if uuid not in found:
-                monitor.detach(DomainGone(monitor.name, f"{monitor.name}: no longer runs on {self.name}"))
+            if uuid in found or isinstance(monitor.status.error, DomainGone):  # (gone already: said so)
+                continue
+            why = f"{monitor.name}: no longer runs on {self.name}"  # it stopped while the link was down
+            monitor.detach(DomainGone(monitor.name, why))
+            self._gone(monitor, why, migrated=False)
         for uuid, (dom, name, stats) in found.items():
             self._domain_up(uuid, name, dom, incoming=stats.get("operation") == 4)
 
@@ -218,6 +244,11 @@ class LibvirtHost:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._drop()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def qemu_events(self) -> bool:
+        """QEMU's own events come through libvirt (not on a read-only connection)."""
+        return self._qemu_callback is not None
 
     def forget(self, monitor: DomainMonitor) -> None:
         if self.monitors.get(monitor.uuid) is monitor:
@@ -285,18 +316,30 @@ class LibvirtHost:
         if kind == "JOB_COMPLETED" and monitor is not None:
             monitor.job_completed(args[0] if args and isinstance(args[0], dict) else {})
             return
+        if kind == "MIGRATION_ITERATION" and monitor is not None and monitor.dom is not None and args:
+            monitor.iteration(int(args[0]))
+            return
         if kind != "LIFECYCLE" or len(args) < 2:
             return
         event, detail = int(args[0]), int(args[1])
-        if event == STARTED or (monitor is not None and monitor.dom is None and event != STOPPED):
+        if event == STARTED or (monitor is not None and monitor.dom is None and event in (SUSPENDED, RESUMED)):
             self._domain_up(uuid, name, dom, incoming=event == STARTED and detail == STARTED_MIGRATED)
             monitor = self.monitors.get(uuid)
         if monitor is None:
             return
         monitor.lifecycle(event, detail)
-        if event == STOPPED and monitor.dom is not None:  # (undefining a running domain does not stop it)
-            why = "migrated away" if detail == STOPPED_MIGRATED else "shut off"
-            monitor.detach(DomainGone(monitor.name, f"{monitor.name}: {why}"))
+        if event == STOPPED and monitor.dom is not None:
+            why = f"{monitor.name}: {_STOPPED_WHY.get(detail, 'shut off')}"
+            monitor.detach(DomainGone(monitor.name, why))
+            self._gone(monitor, why, migrated=detail == STOPPED_MIGRATED)
+        elif event == UNDEFINED and monitor.dom is None and not monitor.migrated_away:
+            # (undefining a running domain does not stop it; a migrated-away source keeps its
+            # figures on show for a while, undefined or not: --undefinesource)
+            self._gone(monitor, f"{monitor.name}: undefined", migrated=False)
+
+    def _gone(self, monitor: DomainMonitor, why: str, *, migrated: bool) -> None:
+        if self.on_gone is not None:
+            self.on_gone(self, monitor, why, migrated=migrated)
 
 
 def _line(err: Exception) -> str:

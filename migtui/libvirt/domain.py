@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -34,12 +35,13 @@ LIBVIRT = "libvirt"
 QUERIES = ("query-migrate", "query-status", "query-block-jobs", "query-migrate-parameters", "query-dirty-rate")
 CONTROLS = ("migrate_cancel", "migrate-set-parameters", "migrate-start-postcopy", "calc-dirty-rate")
 # virConnectDomainEventLifecycle: (event, detail)
-STARTED, SUSPENDED, RESUMED, STOPPED = 2, 3, 4, 5
+UNDEFINED, STARTED, SUSPENDED, RESUMED, STOPPED = 1, 2, 3, 4, 5
 STARTED_MIGRATED = 1  # the destination of an incoming migration
+SUSPENDED_MIGRATED = 1  # paused for the switchover (QEMU's STOP)
 STOPPED_MIGRATED = 3  # the source, once the guest runs on the destination
 RESUMED_MIGRATED, RESUMED_POSTCOPY = 1, 3
 
-ReplyListener = Callable[[str, Any], object]
+ReplyListener = Callable[..., object]  # (command, reply, began_after=...): MonitorSession.feed
 
 
 class DomainMonitor(Monitor):
@@ -55,9 +57,18 @@ class DomainMonitor(Monitor):
         self.commands = frozenset(QUERIES + CONTROLS)
         self.dom: Any = None  # the virDomain, while the domain runs on a live connection
         self.incoming = False  # started by an incoming migration that has not finished
+        self.migrated_away = False  # stopped because its migration completed (a source)
         self.qemu_status: str | None = None  # QEMU's last MIGRATION status in this job
         self.completed: dict[str, Any] | None = None  # the last completed job's statistics
         self._disks: list[str] | None = None
+        self._job_names: dict[str, str] = {}  # QEMU's block job name -> the disk target
+        # When a dom.state() that found the guest running was asked: it ran after then (a
+        # receive time of libvirt's events would not do: an event sent before the guest
+        # stopped can arrive after).
+        self._running_at: float | None = None
+        self._passes = False  # libvirt told a pass of this job (MIGRATION_ITERATION)
+        self._stats: dict[str, Any] = {}  # the last jobStats() of a running job
+        self._learning: asyncio.Task[None] | None = None
         self._job_running = False  # the last jobStats() said a job runs
         self._aborted = False  # migtui aborted the job under way (abortJob)
         self._reply_listeners: list[ReplyListener] = []
@@ -79,6 +90,8 @@ class DomainMonitor(Monitor):
     def attach(self, dom: Any, version: str | None, *, incoming: bool = False) -> None:
         """The domain runs on a live connection (found, started, arrived or reconnected)."""
         self.dom, self.qemu_version, self._disks = dom, version, None
+        self._running_at, self._passes = None, False
+        self._learn_disks(dom)
         self.incoming = incoming
         self.qemu_status = None
         self.completed = None
@@ -94,8 +107,42 @@ class DomainMonitor(Monitor):
     def lifecycle(self, event: int, detail: int) -> None:
         if event == STARTED:
             self.incoming = detail == STARTED_MIGRATED
+            self.migrated_away = False
+        elif event == STOPPED:
+            self.migrated_away = detail == STOPPED_MIGRATED
         elif event == RESUMED:
             self.incoming = False
+            if self.qemu_status == "pre-switchover" and not self.host.qemu_events:
+                self.qemu_status = None  # libvirt gave up the switchover: the polls tell the rest
+        elif event == SUSPENDED and detail == SUSPENDED_MIGRATED and not self.host.qemu_events \
+                and (self._job_running or self._passes) and not self.incoming:
+            # Read-only, libvirt passes on none of QEMU's events: its SUSPENDED_MIGRATED is the
+            # switchover's STOP (received now: the pause began before), begun after the last
+            # dom.state() that found the guest running was asked.
+            self._tell_status("pre-switchover", began_after=self._running_at)
+
+    def iteration(self, number: int) -> None:
+        """libvirt's MIGRATION_ITERATION: a pass began. Read-only, the pass after the pause
+        is the first sign that libvirt continued the migration (QEMU's MIGRATION device)."""
+        if self.host.qemu_events or self.incoming:
+            return
+        if self.qemu_status == "pre-switchover":
+            self._tell_status("device")  # received now: the pause ended before
+        else:
+            self._passes = True
+
+    def _tell_status(self, status: str, began_after: float | None = None) -> None:
+        """QEMU's status inferred from libvirt's events, told at once as a ``query-migrate``."""
+        self.qemu_status = status
+        reply = jobstats.migrate_reply(self._stats or {"type": jobstats.JOB_UNBOUNDED}, status)
+        self._tell("query-migrate", reply, began_after)
+
+    def _tell(self, command: str, reply: Any, began_after: float | None = None) -> None:
+        for cb in list(self._reply_listeners):
+            try:
+                cb(command, reply) if began_after is None else cb(command, reply, began_after=began_after)
+            except Exception:
+                log.exception("%s: reply listener", self.name)
 
     def qemu_event(self, name: str, seconds: int, micros: int, details: str | None) -> None:
         """One QEMU event through libvirt's passthrough, told as the QMP event it is."""
@@ -103,7 +150,8 @@ class DomainMonitor(Monitor):
             data = json.loads(details) if details else {}
         except ValueError:
             data = {}
-        event = QmpEvent.from_qmp({"event": name, "data": data if isinstance(data, dict) else {},
+        data = jobstats.job_event_data(name, data, self._job_names) if isinstance(data, dict) else {}
+        event = QmpEvent.from_qmp({"event": name, "data": data,
                                    "timestamp": {"seconds": seconds, "microseconds": micros}})
         if name == "MIGRATION":
             status = event.data.get("status")
@@ -118,12 +166,7 @@ class DomainMonitor(Monitor):
         """libvirt's final statistics of the job (JOB_COMPLETED): the figures
         ``virsh domjobinfo --completed`` shows. Told as the last ``query-migrate``."""
         self.completed = {**stats, "type": jobstats.JOB_COMPLETED}
-        reply = jobstats.migrate_reply(self.completed)
-        for cb in list(self._reply_listeners):
-            try:
-                cb("query-migrate", reply)
-            except Exception:
-                log.exception("%s: reply listener", self.name)
+        self._tell("query-migrate", jobstats.migrate_reply(self.completed))
 
     # ------------------------------------------------------------------ Monitor
 
@@ -161,7 +204,10 @@ class DomainMonitor(Monitor):
         if cmd == "query-migrate":
             return await self._query_migrate(dom)
         if cmd == "query-status":
+            asked = time.time()
             state, reason = await call(cmd, dom.state)
+            if state in (jobstats.RUNNING, jobstats.BLOCKED):
+                self._running_at = asked
             return jobstats.status_reply(state, reason, incoming=self.incoming,
                                          migrated=self.qemu_status == "completed")
         if cmd == "query-block-jobs":
@@ -205,6 +251,7 @@ class DomainMonitor(Monitor):
     async def _query_migrate(self, dom: Any) -> dict[str, Any]:
         stats = await self.host.call("query-migrate", dom.jobStats, 0)
         if jobstats.running(stats):
+            self._stats = stats
             if not self._job_running:  # a new job: the last one's words and figures are history
                 self._job_running, self.completed, self._aborted = True, None, False
                 if self.qemu_status in FINISHED_STATUSES:
@@ -214,7 +261,7 @@ class DomainMonitor(Monitor):
             return jobstats.migrate_reply(stats, self.qemu_status)
         ended = self._job_running
         if ended:
-            self._job_running = False
+            self._job_running, self._passes = False, False
             if self.completed is not None and self.completed.get("type") == jobstats.JOB_COMPLETED:
                 return jobstats.migrate_reply(self.completed)  # JOB_COMPLETED's, already told
             self.completed = None
@@ -235,6 +282,21 @@ class DomainMonitor(Monitor):
             import xml.etree.ElementTree as ET
 
             xml = await self.host.call("query-block-jobs", dom.XMLDesc, 0)
-            self._disks = [t.get("dev", "") for t in ET.fromstring(xml).findall("devices/disk/target")
-                           if t.get("dev")]
+            disks = [(target.get("dev", ""), alias.get("name", "") if alias is not None else "")
+                     for disk in ET.fromstring(xml).findall("devices/disk")
+                     if (target := disk.find("target")) is not None and target.get("dev")
+                     for alias in [disk.find("alias")]]
+            self._disks = [target for target, _alias in disks]
+            self._job_names = jobstats.job_names(disks)
         return self._disks
+
+    def _learn_disks(self, dom: Any) -> None:
+        """The disks and their job names, read as the domain is attached: QEMU's first block
+        job events (a mirror starts a second after the migration) find their disk's name."""
+        async def learn() -> None:
+            try:
+                await self._disk_targets(dom)
+            except MonitorError as err:  # the polls read them again
+                log.info("%s: disks not read: %s", self.name, err)
+
+        self._learning = asyncio.get_running_loop().create_task(learn(), name=f"disks-{self.name}")

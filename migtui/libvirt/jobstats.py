@@ -121,6 +121,33 @@ def block_job(disk: str, info: Mapping[str, Any]) -> dict[str, Any] | None:
             "status": "ready" if ready else "running"}
 
 
+# QEMU's events about block jobs: their "device" (BLOCK_JOB_*) or "id" (JOB_STATUS_CHANGE)
+# is libvirt's job name, where blockJobInfo() names the disk by its target.
+_JOB_EVENTS = ("BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_READY", "BLOCK_JOB_ERROR",
+               "BLOCK_JOB_PENDING", "JOB_STATUS_CHANGE")
+
+
+def job_names(disks: list[tuple[str, str]]) -> dict[str, str]:
+    """QEMU's job name -> the disk target (vda), from (target, alias) pairs of the domain
+    XML: libvirt names a disk's job ``drive-ALIAS`` (its mirror for a storage migration, a
+    copy, a commit), the alias alone in older releases."""
+    names = {}
+    for target, alias in disks:
+        if alias:
+            names[f"drive-{alias}"] = names[alias] = target
+    return names
+
+
+def job_event_data(event: str, data: dict[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    """``data`` of a QEMU event with a block job named by its disk, as the polls name it (one
+    job, one row: not QEMU's name beside libvirt's)."""
+    if event not in _JOB_EVENTS:
+        return data
+    key = "id" if event == "JOB_STATUS_CHANGE" else "device"
+    name = data.get(key)
+    return {**data, key: names[name]} if isinstance(name, str) and name in names else data
+
+
 def parameters_reply(downtime_ms: int | None, speed_mib_s: int | None) -> dict[str, Any]:
     """``query-migrate-parameters`` from migrateGetMaxDowntime / migrateGetMaxSpeed."""
     reply: dict[str, Any] = {}

@@ -20,7 +20,8 @@ class PauseClock:
     migtui, started during it): ``start`` is the earliest record of it, so the clock
     says "at least", and ``earliest`` bounds it from the other side -- the pause began
     after the migration started (QEMU's total-time) and after the last status seen before
-    it -- so the clock also says "at most".
+    it, or after the last sign libvirt gave that it still ran (``VmState.pause_began_after``:
+    a read-only libvirt connection gets no QEMU events) -- so the clock also says "at most".
     """
 
     start: float  # STOP / MIGRATION pre-switchover timestamp, else the earliest record
@@ -58,6 +59,9 @@ class PauseClock:
             if stop is not None and stop <= start:
                 start, exact = stop, exact or stop == last_stop
         earliest = None if exact else _migration_start(state, before)
+        after = state.pause_began_after
+        if not exact and after is not None and after <= start:
+            earliest = after if earliest is None else max(earliest, after)
         return cls(start, exact, earliest)
 
     def seconds(self, now: float) -> float:

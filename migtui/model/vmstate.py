@@ -84,6 +84,9 @@ class VmState:
         self.status_changes: deque[StatusChange] = deque(maxlen=STATUS_LOG_SIZE)
         self.pass_number: int | None = None
         self.pre_switchover_since: float | None = None
+        # The pause began after this (wall clock), known from outside QEMU's status: libvirt's
+        # events on a read-only connection, which gets none of QEMU's (PauseClock's earliest).
+        self.pause_began_after: float | None = None
         self.final_downtime_ms: int | None = None
         self.run_state: RunState | None = None
         # Seen in "inmigrate": a destination, whose query-migrate never has RAM figures.
@@ -254,6 +257,7 @@ class VmState:
         self.pass_number = None
         self.final_downtime_ms = None
         self.pre_switchover_since = None
+        self.pause_began_after = None
         self.passes.reset()
         self.dirty_rate = None  # a calc-dirty-rate taken before this migration is not news about it
         self.clear_finished_jobs()

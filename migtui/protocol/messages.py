@@ -189,6 +189,16 @@ class Monitor(Message):
 
 
 @dataclass(frozen=True)
+class Unwatched(Message):
+    """A monitor the engine no longer watches (a libvirt domain that stopped, was undefined
+    or left by migration): every view drops it. ``why``: one line, e.g. "a/vm: shut off"."""
+
+    OP: ClassVar[str] = "unwatched"
+    name: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
 class Feed(Message):
     OP: ClassVar[str] = "feed"
     name: str
@@ -366,8 +376,8 @@ class Goodbye(Message):
 
 
 REQUESTS: tuple[type[Message], ...] = (Hello, Watch, Subscribe, Request, Start, Status, Guarding, Stop)
-EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Feed, Session, Switchover, Pause, Controls,
-                                     Notice, Heartbeat, Convergence, StartOffer, ConvergePolicy, Goodbye)
+EVENTS: tuple[type[Message], ...] = (Welcome, Error, Reply, Monitor, Unwatched, Feed, Session, Switchover, Pause,
+                                     Controls, Notice, Heartbeat, Convergence, StartOffer, ConvergePolicy, Goodbye)
 MESSAGES: dict[str, type[Message]] = {cls.OP: cls for cls in (*REQUESTS, *EVENTS)}
 # Actions a view may request; each changes a VM (refused for read-only views). The remedies
 # (bandwidth, switchover-bandwidth, downtime, throttle) set a migration parameter, dirty-limit

@@ -142,6 +142,8 @@ class MigtuiApp(App[int]):
         self.cues.start()
         self.pauses.start()  # the engine's picture may hold a pause already
         client = self.engine_client
+        if client is not None:
+            self._unsubscribe.append(client.add_unwatched_listener(self.remove_session))
         if client is not None and self.follow is not None:
             self._unsubscribe.append(client.add_monitor_listener(self._maybe_add))
             for session in list(client.sessions.values()):  # came while the app started
@@ -164,6 +166,20 @@ class MigtuiApp(App[int]):
         self.pauses.add(session)
         self.dashboard.add_session(session)
         self._session_changed(session, KINDS)
+
+    def remove_session(self, session: RemoteSession, why: str = "") -> None:
+        """A monitor the engine no longer watches (a libvirt domain that stopped, was undefined
+        or left by migration): gone from the list, the pause watch and any dialog of it."""
+        if self.sessions.get(session.name) is not session:
+            return
+        del self.sessions[session.name]  # the pause watch shares this mapping
+        self._pending.pop(session.name, None)
+        self.pauses.remove(session.name)
+        for screen in self.screen_stack:
+            if isinstance(screen, DashboardScreen):
+                screen.remove_session(session.name)
+        if why and (self.current_flash is None or why not in self.current_flash.text):
+            self.notify(why)  # (a warning the engine sent about it stays: it says more)
 
     def on_unmount(self) -> None:
         self.pauses.stop()

@@ -65,6 +65,12 @@ class PauseQueue:
         if name in self.queue:
             self.queue.remove(name)
 
+    def forget(self, name: str) -> None:
+        """A monitor no longer watched: nothing of it is brought up again."""
+        self.unqueue(name)
+        self.shown.pop(name, None)
+        self._held.pop(name, None)
+
     def next_queued(self) -> str | None:
         """The next queued source still paused (those no longer paused leave the queue)."""
         while self.queue:

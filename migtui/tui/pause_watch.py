@@ -95,6 +95,16 @@ class PauseWatch:
         self._unsubscribe.append(session.add_change_listener(self._changed))
         self._changed(session, frozenset({MIGRATION}))
 
+    def remove(self, name: str) -> None:
+        """A monitor the engine no longer watches (already out of ``sessions``): its dialog
+        closes, it leaves the queue, the banner and the title forget it."""
+        self.queue.forget(name)
+        for dialog in self._dialogs():
+            if dialog.source.name == name:
+                dialog.dismiss()
+        self.schedule_banner()
+        self._update_ticker()
+
     def stop(self) -> None:
         for timer in (self._ticker, self._hold):
             if timer is not None:
@@ -253,6 +263,10 @@ class PauseWatch:
 
     def _flush_deferred(self) -> None:
         self._flush_scheduled = False
+        if self.critical():  # it began between the release and now (a `y` in between): wait for its end
+            if self._hold is None:
+                self._hold = self.app.set_timer(HOLD_REPAINT_S, self._release)
+            return
         deferred, self._deferred = self._deferred, []
         for callback in deferred:
             callback()

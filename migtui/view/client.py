@@ -94,6 +94,7 @@ class EngineClient:
         self._task: asyncio.Task[None] | None = None
         self._notice_listeners: Listeners[[str, str, str | None, bool]] = Listeners("notice listener", log)
         self._monitor_listeners: Listeners[[RemoteSession]] = Listeners("monitor listener", log)
+        self._unwatched_listeners: Listeners[[RemoteSession, str]] = Listeners("unwatched listener", log)
         self.notices: list[tuple[str, str]] = []
         self.engine_pid: int | None = None  # from its welcome
         self.goodbye: str | None = None  # the engine said it stops on purpose (by whom)
@@ -330,6 +331,11 @@ class EngineClient:
         began (a libvirt domain that started or arrived by migration); returns a remover."""
         return self._monitor_listeners.add(cb)
 
+    def add_unwatched_listener(self, cb: Callable[[RemoteSession, str], None]) -> Callable[[], None]:
+        """``cb(session, why)`` when the engine stops watching a monitor (a libvirt domain
+        that stopped, was undefined or left by migration): it is no longer in ``sessions``."""
+        return self._unwatched_listeners.add(cb)
+
     def add_notice_listener(self, cb: Callable[[str, str, str | None, bool], None]) -> None:
         """``cb(level, text, monitor, attempt)``: ``attempt`` marks an action that changed
         nothing (its switchover says so too, as its ``attempt``)."""
@@ -381,6 +387,12 @@ class EngineClient:
             return
         if isinstance(message, m.Monitor):
             self._monitor(message)
+            return
+        if isinstance(message, m.Unwatched):
+            gone = self.sessions.pop(message.name, None)
+            log.info("%s: the engine no longer watches it (%s)", message.name, message.why)
+            if gone is not None:
+                self._unwatched_listeners(gone, message.why)
             return
         if isinstance(message, m.Notice):
             self.notice(message.level, message.text, monitor=message.name, attempt=message.attempt)

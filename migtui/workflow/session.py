@@ -226,14 +226,18 @@ class MonitorSession:
         before change listeners (the switchover reacts here); returns a remover."""
         return self._event_listeners.add(cb)
 
-    def feed(self, command: str, reply: Any) -> frozenset[str]:
+    def feed(self, command: str, reply: Any, began_after: float | None = None) -> frozenset[str]:
         """Fold a ``query-*`` reply fetched outside the poll loop and tell listeners. It is
         the newest word: a poll's ``query-migrate`` asked before it and answered after is
-        older news, dropped (libvirt's final figures must not be undone by one)."""
+        older news, dropped (libvirt's final figures must not be undone by one).
+        ``began_after``: a pre-switchover pause this reply tells began after then (libvirt's
+        events on a read-only link: ``VmState.pause_began_after``)."""
         if command == "query-migrate":
             self._migrate_asked += 1
             self._migrate_folded = self._migrate_asked
         kinds = frozenset(self.apply_reply(command, reply))
+        if began_after is not None and self.state.in_pre_switchover:
+            self.state.pause_began_after = began_after
         self._notify(kinds)
         return kinds
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import weakref
 from collections.abc import Callable, Iterable
@@ -229,9 +230,15 @@ class Switchover(PhaseFacts):
             desc = self.source.state.migration.error_desc
             what = "the migration failed" + (f" ({desc})" if desc else "")
         elif self.source.monitor is not None and self.source.monitor.manager == LIBVIRT:
-            paused = f"{self.pause_ms:.0f} ms" if self.pause_ms is not None else "(not measured)"
+            most = self.pause_at_most_ms
+            if self.pause_ms is not None:
+                paused, how = f"{self.pause_ms:.0f} ms", ""
+            elif most is not None:  # libvirt's events only: a bound, said as one
+                paused, how = f"≤ {math.ceil(most):.0f} ms", "; read-only: no QEMU events, bounded by libvirt's"
+            else:
+                paused, how = "(not measured)", ""
             return SwitchoverResult(WATCH, Outcome.OTHER_CLIENT, f"{self.name}: paused before switchover {paused}"
-                                                                 f" (libvirt resumed it; status now {status})")
+                                                                 f" (libvirt resumed it{how}; status now {status})")
         else:
             what = "another client continued the migration"
         return SwitchoverResult(
@@ -316,6 +323,23 @@ class Switchover(PhaseFacts):
         if self.pause_since is None or self.device_at is None or not self._pause_from_event():
             return None
         return (self.device_at - self.pause_since) * 1000
+
+    @property
+    def pause_at_most_ms(self) -> float | None:
+        """A pause not seen by QEMU's events (a read-only libvirt connection): the longest it
+        can have lasted, from the last sign the guest still ran (``pause_began_after``) to the
+        first status after the pause, and never more than the migration's final downtime."""
+        if self.pause_since is None or self._pause_from_event():
+            return None
+        state = self.source.state
+        bounds = []
+        end = next((c.time for c in state.status_changes if c.time > self.pause_since
+                    and c.status != "pre-switchover"), None)
+        if state.pause_began_after is not None and end is not None:
+            bounds.append((end - state.pause_began_after) * 1000)
+        if state.migration.status == "completed" and state.migration.downtime is not None:
+            bounds.append(float(state.migration.downtime))
+        return min(bounds) if bounds else None
 
     def _pause_from_event(self) -> bool:
         for change in reversed(self.source.state.status_changes):

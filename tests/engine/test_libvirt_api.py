@@ -29,7 +29,9 @@ from typing import Any
 
 import pytest
 from conftest import until
+from engine_util import short_runtime_dir
 from libvirt_lab import INSTALL, LibvirtLab, LibvirtLabError, missing_tools
+from tmux_util import Tmux
 
 from migtui.engine.engine import Engine, Watched
 from migtui.errors import MigtuiError
@@ -111,6 +113,7 @@ async def watched(engine: Engine, name: str) -> Watched:
 
 async def test_a_copy_storage_migration_seen_from_both_hosts(lab: LibvirtLab, engine: Engine) -> None:
     guest = lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    engine.migrated_linger_s = 3600.0  # the migrated-away source's figures are read below, however slowly
     names = await engine.connect(lab.a.uri, "a", (), Policy(), read_only=False, interval=0.5)
     assert names == [f"a/{GUEST}"]
     assert await engine.connect(lab.b.uri, "b", (), Policy(), read_only=False, interval=0.5) == []
@@ -122,8 +125,10 @@ async def test_a_copy_storage_migration_seen_from_both_hosts(lab: LibvirtLab, en
     assert src.address.display == f"libvirt:{GUEST}@{lab.a.uri}"
 
     pauses: list[Any] = []
+    jobs: set[str] = set()  # every block job row the source ever had
 
     def on_change(session: Any, kinds: frozenset[str]) -> None:
+        jobs.update(session.state.block_jobs)
         if src.last_pause is not None and src.last_pause.paused and not pauses:
             pauses.append(src.last_pause)
 
@@ -174,6 +179,9 @@ async def test_a_copy_storage_migration_seen_from_both_hosts(lab: LibvirtLab, en
     assert abs(dst_final.ram.total - size(info["Memory total"])) < 0.001 * dst_final.ram.total, (dst_final.ram, info)
     assert abs(dst_final.ram.transferred - size(info["Memory processed"])) < 1024, (dst_final.ram, info)
     assert final.disk is not None and final.disk["transferred"] == 16 * 2**20 + 2**20, final.disk  # both disks
+    # One row per mirror, named by its disk as blockJobInfo() and the operator name it
+    # (QEMU's events say drive-virtio-disk0: renamed, not a second row).
+    assert jobs == {"hda", "vda"}, jobs
 
 
 class View:
@@ -381,3 +389,179 @@ async def test_a_uri_typo_exits_2_and_an_unreachable_host_is_one_line(tmp_path: 
         gone.stderr
     snap = json.loads(gone.stdout)["monitors"][0]
     assert (snap["source"], snap["uri"], snap["ok"]) == ("libvirt", uri, False), snap
+
+
+class Collector(View):
+    """A subscribed view: what the engine sends it."""
+
+    def __init__(self, read_only: bool = False) -> None:
+        super().__init__(read_only)
+        self.subscribed = True
+        self.messages: list[Any] = []
+
+    def send(self, message: Any) -> None:
+        self.messages.append(message)
+
+    def unwatched(self) -> dict[str, str]:
+        return {msg.name: msg.why for msg in self.messages if msg.OP == "unwatched"}
+
+
+def slow_migration(lab: LibvirtLab, guest: Any) -> asyncio.Task[subprocess.CompletedProcess[str]]:
+    """``virsh migrate --copy-storage-all`` at 1 MiB/s: still running when the test acts."""
+    return asyncio.create_task(asyncio.to_thread(
+        lab.a.virsh, "migrate", "--live", "--p2p", "--copy-storage-all", guest.name, lab.b.uri, "--migrateuri",
+        "tcp://127.0.0.1", "--listen-address", "127.0.0.1", "--bandwidth", "1", "--xml", str(guest.dest_xml),
+        timeout=120, check=False))
+
+
+async def test_a_domain_destroyed_mid_migration_goes_in_one_line(lab: LibvirtLab, engine: Engine,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """``virsh destroy`` of the destination, then of the source, during a slow migration: each
+    goes from the views with one line; the other domain on the host is unaffected."""
+    guest = lab.start_guest(GUEST, dirty_mib=64, disk_mib=16)
+    other = lab.start_guest("migtui-other", dirty_mib=4, disk_mib=16)
+    view = Collector()
+    engine.attach(view)
+    await engine.connect(lab.a.uri, "a", (), Policy(), read_only=False, interval=0.5)
+    await engine.connect(lab.b.uri, "b", (), Policy(), read_only=False, interval=0.5)
+    src, bystander = await watched(engine, f"a/{GUEST}"), await watched(engine, f"a/{other.name}")
+    name_src, name_dst = f"a/{GUEST}", f"b/{GUEST}"
+
+    # The destination destroyed: it goes; the source's migration fails and it runs on.
+    migrating = slow_migration(lab, guest)
+    await until(lambda: src.session.state.migration_status == "active", 60, "the migration to run",
+                lambda: src.session.state.migration_status)
+    await watched(engine, name_dst)
+    lab.b.virsh("destroy", GUEST)
+    assert (await migrating).returncode != 0
+    await until(lambda: name_dst not in engine.watched, 30, "the destination gone", lambda: str(view.unwatched()))
+    assert view.unwatched() == {name_dst: f"{name_dst}: destroyed during its migration"}, view.unwatched()
+    assert lab.domstate(lab.a, guest) == "running"
+    await until(lambda: src.session.state.migration_status in ("failed", "cancelled"), 30, "the failure seen",
+                lambda: src.session.state.migration_status)
+    assert name_src in engine.watched and src.session.connected
+
+    # The source destroyed: it goes, and the destination libvirt gives up with it.
+    migrating = slow_migration(lab, guest)
+    await until(lambda: src.session.state.migration_status == "active", 60, "the second migration to run",
+                lambda: src.session.state.migration_status)
+    await watched(engine, name_dst)
+    lab.a.virsh("destroy", GUEST)
+    assert (await migrating).returncode != 0
+    await until(lambda: name_src not in engine.watched and name_dst not in engine.watched, 30, "both gone",
+                lambda: f"{sorted(engine.watched)} {view.unwatched()}")
+    assert view.unwatched()[name_src] == f"{name_src}: destroyed during its migration", view.unwatched()
+    assert lab.domstate(lab.b, guest).startswith("(none"), lab.domstate(lab.b, guest)
+    # `migtui status -c URI` lists neither; the other domain is watched and polled as before.
+    [held] = engine.status_json([lab.a.uri])
+    assert held is not None and [d["domain"] for d in held["domains"]] == [other.name], held
+    assert sorted(engine.watched) == [f"a/{other.name}"]
+    polls = bystander.session.polls
+    await until(lambda: bystander.session.polls > polls, 15, "the other domain polled")
+    assert bystander.session.connected
+    # One line each, no traceback: what the engine log says.
+    gone = [r for r in caplog.records if "no longer watched" in r.getMessage()]
+    assert gone and all("\n" not in r.getMessage() for r in gone), [r.getMessage() for r in gone]
+    assert not [r for r in caplog.records if r.exc_info or r.levelname == "ERROR"], \
+        [(r.levelname, r.getMessage()) for r in caplog.records if r.exc_info or r.levelname == "ERROR"]
+    # A domain that starts again is a new entry.
+    lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    again = await watched(engine, name_src)
+    assert again is not src
+
+
+async def test_read_only_the_pause_is_bounded_and_a_migrated_source_goes(lab: LibvirtLab, engine: Engine) -> None:
+    """``--read-only``: libvirt gives no QEMU events, so the pause it drives is bounded by its
+    own events (shown as a bound); the migrated-away source stays with its figures a while,
+    then goes; the destination stays until it stops."""
+    guest = lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    view = Collector(read_only=True)
+    engine.attach(view)
+    engine.migrated_linger_s = 1.0
+    await engine.connect(lab.a.uri, "a", (), Policy(), read_only=True, interval=0.5)
+    await engine.connect(lab.b.uri, "b", (), Policy(), read_only=True, interval=0.5)
+    assert not engine.libvirt[lab.a.uri].qemu_events
+    src = await watched(engine, f"a/{GUEST}")
+    await until(lambda: src.session.state.run_state is not None, 15, "the first poll")
+    exact = Engine(persist=True)  # read-write beside it: QEMU's own events, the pause measured exactly
+    try:
+        await exact.connect(lab.a.uri, "a", (GUEST,), Policy(), read_only=False, interval=0.5)
+        measured = await watched(exact, f"a/{GUEST}")
+        await bounded_pause(lab, guest, engine, src, view, measured)
+    finally:
+        await exact.stop()
+
+
+async def bounded_pause(lab: LibvirtLab, guest: Any, engine: Engine, src: Watched, view: Collector,
+                        measured: Watched) -> None:
+    clocks: list[Any] = []
+
+    def on_change(session: Any, kinds: frozenset[str]) -> None:
+        if src.last_pause is not None and src.last_pause.paused and src.last_pause.clock is not None:
+            clocks.append(src.last_pause.clock)
+
+    src.session.add_change_listener(on_change)
+    migrated = await asyncio.to_thread(lab.migrate, guest, timeout=90)
+    assert migrated.returncode == 0, migrated.stderr
+    dst = await watched(engine, f"b/{GUEST}")
+    await until(lambda: src.tracked is not None and src.tracked.result is not None, 30, "the pause's outcome",
+                lambda: f"{src.tracked} {[(c.status, c.source) for c in src.session.state.status_changes]}")
+    statuses = [(c.status, c.source) for c in src.session.state.status_changes]
+    assert ("pre-switchover", "poll") in statuses, statuses  # never an "event": QEMU's are not heard
+    # While paused, every view's clock said "at least / at most", never exact.
+    assert clocks and not any(c.exact for c in clocks) and all(c.earliest is not None for c in clocks), clocks
+    tracked = src.tracked
+    assert tracked is not None and tracked.result is not None and tracked.pause_ms is None
+    most = tracked.pause_at_most_ms
+    info = domjobinfo(completed_job(lab.a) or completed_job(lab.b))
+    assert most is not None and 0 < most <= number(info["Total downtime"]), (most, info)
+    # The bound holds: QEMU's own timestamps, through the read-write connection, say no more.
+    await until(lambda: measured.tracked is not None and measured.tracked.pause_ms is not None, 15,
+                "the exact pause")
+    assert measured.tracked is not None and measured.tracked.pause_ms is not None
+    assert measured.tracked.pause_ms <= most, (measured.tracked.pause_ms, most)
+    assert "paused before switchover ≤ " in tracked.result.reason and "libvirt resumed it" in tracked.result.reason, \
+        tracked.result.reason
+
+    # The source, migrated away, goes after its linger; the destination stays.
+    await until(lambda: f"a/{GUEST}" not in engine.watched, 30, "the source gone", lambda: str(view.unwatched()))
+    assert view.unwatched() == {f"a/{GUEST}": f"a/{GUEST}: migrated away"}
+    assert dst.session.connected and f"b/{GUEST}" in engine.watched
+    [held] = engine.status_json([lab.a.uri])
+    assert held is not None and held["domains"] == [], held
+    # The destination shut down: it goes at once.
+    lab.b.virsh("destroy", GUEST)
+    await until(lambda: f"b/{GUEST}" not in engine.watched, 30, "the destination gone", lambda: str(view.unwatched()))
+    assert view.unwatched()[f"b/{GUEST}"] == f"b/{GUEST}: destroyed"
+
+
+def monitor_list(screen: str) -> str:
+    """The dashboard's monitor list: the left column at 80x24, above the flash line and footer."""
+    return "\n".join(line.split("│")[0] for line in screen.splitlines()[:-2])
+
+
+async def test_in_tmux_a_domain_that_stops_goes_from_the_dashboard(lab: LibvirtLab) -> None:
+    """``migtui -c URI`` at 80x24, as an operator runs it: ``virsh destroy`` of one domain
+    takes it off the list, the flash line says what happened, the other stays selected."""
+    lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    other = lab.start_guest("migtui-other", dirty_mib=4, disk_mib=16)
+    directory = short_runtime_dir()
+    term = Tmux(f"lvgone-{os.getpid()}")
+    try:
+        term.migtui("--runtime-dir", str(directory), "-c", f"a={lab.a.uri}")
+        await until(lambda: f"a/{GUEST}" in monitor_list(term.screen()) and "a/migtui-other" in
+                    monitor_list(term.screen()), 60, "both domains listed", term.screen)
+        term.keys("j")  # a/migtui-lv, below a/migtui-other: the selection must stay on it
+        await until(lambda: f"▸a/{GUEST}" in term.screen(), 15, "a/migtui-lv selected", term.screen)
+        lab.a.virsh("destroy", other.name)
+        await until(lambda: "a/migtui-other" not in monitor_list(term.screen()), 30, "the destroyed domain gone",
+                    term.screen)
+        screen = term.screen()
+        assert f"▸a/{GUEST}" in monitor_list(screen), screen
+        assert "a/migtui-other: destroyed" in screen.splitlines()[-2], screen  # the flash line
+    finally:
+        term.close()
+        subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--force", "--runtime-dir", str(directory)],
+                       capture_output=True, stdin=subprocess.DEVNULL, timeout=60, env={**os.environ,
+                                                                                         "PYTHONPATH": str(REPO)})
+        shutil.rmtree(directory, ignore_errors=True)

@@ -22,7 +22,7 @@ from migtui.lab.lab import Lab
 from migtui.lab.scenarios import SCENARIOS
 
 MiB = 1024 * 1024
-pytestmark = [pytest.mark.qemu, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.qemu(one_build=True), pytest.mark.timeout(900)]
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from view_util import open_terminal, watch_args
 
 from migtui.lab.lab import Lab
 
-pytestmark = [pytest.mark.qemu, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.qemu(one_build=True), pytest.mark.timeout(600)]
 
 
 async def shows(term: Tmux, pred: Callable[[str], bool]) -> str:

@@ -27,7 +27,7 @@ CELL_WIDTH = 12.2  # textual's SVG: one terminal cell
 
 # A last resort only (the global 120 s is reachable on a loaded machine): the script
 # waits on conditions and gives up by itself when one can no longer come.
-pytestmark = [pytest.mark.qemu, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.qemu(one_build=True), pytest.mark.timeout(900)]
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess[str]:

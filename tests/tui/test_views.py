@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from migtui.lab.lab import Lab
 MiB = 1024 * 1024
 
 
-@pytest.mark.qemu
+@pytest.mark.qemu(one_build=True)
 async def test_arm_quit_migrate_the_engine_keeps_guarding_and_stop_sets_back_the_arm(
         lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
     """Arm, quit, then migrate from another client: the source migtui armed keeps its guard
@@ -66,7 +65,7 @@ async def test_arm_quit_migrate_the_engine_keeps_guarding_and_stop_sets_back_the
     assert "src: disarmed (" in engine_log(private_runtime_dir)
 
 
-@pytest.mark.qemu
+@pytest.mark.qemu(one_build=True)
 async def test_arm_migrate_quit_the_engine_keeps_the_deadline_and_attach_tells_the_story(
         lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
     await lab.prepare(storage=True, pause=False, max_bandwidth=1 * MiB)  # stays active until we say
@@ -92,7 +91,7 @@ async def test_arm_migrate_quit_the_engine_keeps_the_deadline_and_attach_tells_t
     assert re.search(r"src\s+cancelled", screen), screen  # the monitors list: the migration was cancelled
 
 
-@pytest.mark.qemu
+@pytest.mark.qemu(one_build=True)
 async def test_a_hung_up_view_is_gone_and_the_engine_stays(
         lab: Lab, terminals: list[Tmux], private_runtime_dir: Path) -> None:
     await lab.prepare(storage=False, pause=True, max_bandwidth=1 * MiB)
@@ -107,7 +106,7 @@ async def test_a_hung_up_view_is_gone_and_the_engine_stays(
                                               + engine_log(private_runtime_dir))
 
 
-@pytest.mark.qemu
+@pytest.mark.qemu(one_build=True)
 async def test_two_terminals_one_pause_one_y(lab: Lab, terminals: list[Tmux]) -> None:
     await lab.prepare(storage=True, pause=True)
     one = open_terminal(terminals, "one", 100, 30).migtui(*watch_args(lab))
@@ -123,7 +122,7 @@ async def test_two_terminals_one_pause_one_y(lab: Lab, terminals: list[Tmux]) ->
     await wait_screen(two, "switchover completed")
 
 
-@pytest.mark.qemu
+@pytest.mark.qemu(one_build=True)
 async def test_a_killed_engine_is_one_line_in_the_view(lab: Lab, terminals: list[Tmux],
                                                        private_runtime_dir: Path) -> None:
     await lab.prepare(storage=False, pause=False)
@@ -134,13 +133,10 @@ async def test_a_killed_engine_is_one_line_in_the_view(lab: Lab, terminals: list
     screen = await wait_screen(view, "migtui: the migtui engine exited: run migtui again")
     lines = [line for line in screen.splitlines() if line.startswith("migtui:")]
     assert len(lines) == 1 and "Traceback" not in screen
-    deadline = time.monotonic() + 10
-    while not view.dead() and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert view.dead()
+    await until(view.dead, 300, "the view to exit")
 
 
-@pytest.mark.qemu
+@pytest.mark.qemu(one_build=True)
 async def test_a_stopped_engine_is_marked_in_the_view_until_it_goes_on(lab: Lab, terminals: list[Tmux],
                                                                        private_runtime_dir: Path) -> None:
     """Issue 14.4: SIGSTOP the engine under a view in a pause: within a few missed heartbeats

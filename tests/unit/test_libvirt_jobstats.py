@@ -134,3 +134,15 @@ def test_connections_from_the_command_line(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.delenv("LIBVIRT_DEFAULT_URI")
     with pytest.raises(AddressError, match="--domain needs -c URI"):
         split_targets(_args("--domain", "web*"))
+
+
+def test_a_mirror_named_by_qemu_is_named_by_its_disk() -> None:
+    names = jobstats.job_names([("hda", "ide0-0-0"), ("vda", "virtio-disk0"), ("vdb", "")])
+    assert names == {"drive-ide0-0-0": "hda", "ide0-0-0": "hda", "drive-virtio-disk0": "vda", "virtio-disk0": "vda"}
+    ready = {"device": "drive-virtio-disk0", "len": 16, "offset": 16, "type": "mirror"}
+    assert jobstats.job_event_data("BLOCK_JOB_READY", ready, names)["device"] == "vda"
+    change = {"status": "concluded", "id": "drive-ide0-0-0"}
+    assert jobstats.job_event_data("JOB_STATUS_CHANGE", change, names) == {"status": "concluded", "id": "hda"}
+    # Not a job of a disk libvirt named (another client's job), not a job event: as QEMU said.
+    assert jobstats.job_event_data("BLOCK_JOB_READY", {"device": "mine"}, names) == {"device": "mine"}
+    assert jobstats.job_event_data("BLOCK_EXPORT_DELETED", {"id": "virtio-disk0"}, names) == {"id": "virtio-disk0"}

@@ -62,6 +62,7 @@ SAMPLES: list[m.Message] = [
     m.Notice("warning", "src: nothing was changed", "src", attempt=True),
     m.Heartbeat(1700000000.25, 1.0),
     m.Goodbye("stopped by migtui engine stop on pts/3 (pid 4242)"),
+    m.Unwatched("a/vm", "a/vm: shut off"),
     m.StartOffer("src", [StartTarget(
         "dst", "unix:/run/dst-from-src.migrate", True,
         [StartOption("pause-before-switchover", CAPABILITY, "stops before switchover", "on")],

@@ -374,3 +374,16 @@ def test_after_completion_qemus_downtime_replaces_the_estimate() -> None:
     assert clock_line(exact, 1010.0, 1001.2, downtime_ms=1_450).plain == "Guest was stopped 1.2 s in this pause"
 
 
+
+
+def test_a_pause_told_by_libvirts_events_is_bounded_by_the_last_poll_that_saw_the_guest_run() -> None:
+    """Read-only libvirt: no QEMU events. The pause is told as it is received (libvirt's
+    SUSPENDED_MIGRATED, fed as a reply, now) with when the guest was last seen running: the
+    clock says at least since it was received, at most since then."""
+    session = MonitorSession.offline("a/vm")
+    now = session.clock()
+    session.apply_reply("query-migrate", _reply("active", total_ms=18_000), now=now - 2.0)
+    session.feed("query-migrate", _reply("pre-switchover", total_ms=19_900), began_after=now - 0.4)
+    clock = PauseClock.of(session.state)
+    assert clock is not None and not clock.exact and clock.earliest == now - 0.4
+    assert clock.start >= now and clock.at_most(clock.start + 0.1) == pytest.approx(clock.start + 0.1 - (now - 0.4))

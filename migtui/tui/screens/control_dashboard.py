@@ -72,8 +72,8 @@ class ControlDashboard(SwitchoverDashboard):
         # subclass's handler first): the panel is there to show it.
         self.query_one("#main").mount(AdvicePanel(id="advice"), before="#dirty")
 
-    def show(self, session: RemoteSession, changed: frozenset[str] | None) -> None:
-        super().show(session, changed)
+    def show(self, session: RemoteSession, changed: frozenset[str] | None, *, actions: bool = True) -> None:
+        super().show(session, changed, actions=actions)
         if changed is None or changed & _ADVICE:
             for panel in self.query(AdvicePanel):
                 panel.show(session)

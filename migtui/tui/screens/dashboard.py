@@ -142,6 +142,32 @@ class DashboardScreen(Screen[None]):
         if self._selected is None:
             monitors.highlighted = 0
 
+    def remove_session(self, name: str) -> None:
+        """Drop a monitor the engine no longer watches. A selected one hands the selection to
+        the entry that takes its place in the list (the one after it, else the one before);
+        the last one leaves the screen as it is with no monitor at all."""
+        monitors = self.query_one(MonitorList)
+        names = monitors.names
+        index = names.index(name) if name in names else 0
+        was_selected = self._selected is not None and self._selected.name == name
+        self.sessions.pop(name, None)
+        self._events_shown.pop(name, None)
+        self._events_generation.pop(name, None)
+        monitors.remove_session(name)
+        if not was_selected:
+            if self._selected is not None:
+                monitors.select_name(self._selected.name)
+            if self.all_events:
+                self._reload_events()
+            self._refresh_actions()
+            return
+        self._selected = None
+        remaining = monitors.names or list(self.sessions)
+        if remaining:
+            self.select(self.sessions[remaining[min(index, len(remaining) - 1)]])
+        else:
+            self.refresh(recompose=True)  # empty panels, as a screen that never had a monitor
+
     def _step(self, delta: int) -> None:
         names = self.query_one(MonitorList).names
         if not names:
@@ -201,13 +227,14 @@ class DashboardScreen(Screen[None]):
             if changed & _LIST:
                 monitors.update_entry(name)
             if self._selected is not None and name == self._selected.name:
-                self.show(self._selected, changed)
+                self.show(self._selected, changed, actions=False)
             elif self.all_events and kinds_.EVENTS in changed:
                 self._append_events(self.sessions[name])
-        self._refresh_actions()
+        self._refresh_actions()  # once for the whole batch
 
-    def show(self, session: RemoteSession, changed: frozenset[str] | None) -> None:
-        """Repaint the panels ``changed`` concerns (all of them when None)."""
+    def show(self, session: RemoteSession, changed: frozenset[str] | None, *, actions: bool = True) -> None:
+        """Repaint the panels ``changed`` concerns (all of them when None); ``actions``: the
+        footer's keys too (a caller that shows several changes does that once, itself)."""
         def wants(group: set[str]) -> bool:
             return changed is None or bool(changed & group)
 
@@ -225,7 +252,8 @@ class DashboardScreen(Screen[None]):
             self.query_one(BlockJobsPanel).show(session.state.block_jobs, stale=is_stale(session))
         if changed is not None and kinds_.EVENTS in changed:
             self._append_events(session)
-        self._refresh_actions()
+        if actions:
+            self._refresh_actions()
 
     # ------------------------------------------------------------------ events
 

@@ -1,33 +1,24 @@
-"""A row of figures, each its own widget, so a changing number repaints only itself.
+"""A row of figures (" · " between them) that repaints only the cells that change.
 
-Textual writes a partial refresh from the start of the widget's line up to the last
-changed cell; with one widget per figure a ticking "total 12.7 s" costs a dozen
-cells instead of the whole line. Fields are separated by " · ".
-
-Each field fits its text. Builders pad a ticking number to the width of its widest
-plausible value (``pad``: "  3.3 MiB" as wide as "999.9 MiB"), so the width stays
-put while the figure ticks and the row never jumps; a width change (a value that
-really is wider, a field appearing) moves the neighbours and costs one layout pass.
-A field never keeps a width it no longer needs: that left gaps in the row. A row wider
-than the screen ends in "…" where it is cut, never mid-word without a mark.
-
-The row sets each field's width itself (``styles.width``) rather than leaving it to
-``width: auto``: Textual 8 caches an auto widget's box model per layout request, and a
-second change that lands while the first request is still pending was laid out at
-the first one's width (a real dashboard kept "left 3.5 of 128.5 MiB"'s width for
-"destination: RAM figures are on the source", cut). A style change always re-lays out.
+The row is one widget drawn whole at its width (``DiffWidget``): a ticking "total
+12.7 s" repaints its own cells, and a figure that grows wider ("sent 99.9 MiB" ->
+"sent 100 MiB") shifts the cells after it -- a repaint of the rest of that line, never
+a layout. (A widget per field did that with a width style per field, and each width
+change laid the whole screen out again: 15 % of the view's CPU during a migration.)
+Builders still pad a ticking number to its widest plausible value so that neighbours
+stay put. A row wider than the screen ends in "…" where it is cut, never mid-word
+without a mark; ``optional_from``: the fields from that one on are shown whole or not at
+all.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from textual.app import ComposeResult
-from textual.containers import Horizontal
 from textual.content import Content
-from textual.css.scalar import Scalar
 
-from .text_line import TextLine
+from ..repaint import DiffWidget
 
 SEP = Content.styled(" · ", "$text-muted")
 
@@ -37,58 +28,50 @@ def pad(value: str, width: int) -> str:
     return value.rjust(width)
 
 
-class FieldRow(Horizontal):
+class FieldRow(DiffWidget):
     DEFAULT_CSS = """
     FieldRow { height: 1; width: 1fr; }
-    FieldRow > TextLine { width: 0; height: 1; }
     """
 
     def __init__(self, fields: int, *, optional_from: int | None = None, **kwargs: Any) -> None:
-        """``optional_from``: the fields from that one on are shown whole or not at all."""
         super().__init__(**kwargs)
         self._count = fields
         self._optional_from = fields if optional_from is None else optional_from
-
-    def compose(self) -> ComposeResult:
-        for _ in range(self._count):
-            yield TextLine()
+        self._fields: list[tuple[int, Content]] = []  # (index, value) of the fields present
 
     @property
     def plain(self) -> str:
-        """The row as one string (what a reader sees)."""
-        return "".join(line.shown.plain for line in self.query(TextLine))
+        """The row as shown (what a reader sees)."""
+        return self.shown.plain
 
     @property
     def shown(self) -> Content:
-        return Content("").join(line.shown for line in self.query(TextLine))
+        return self._draw(self.size.width)
 
-    def set(self, values: list[Content | None]) -> bool:
+    def set(self, values: Sequence[Content | None]) -> bool:
         """Show up to ``fields`` values (None or empty: absent). True if anything changed."""
-        changed = False
-        first = True
-        padded = [*values, *[None] * self._count][: self._count]
-        for line, value in zip(self.query(TextLine), padded, strict=False):  # no lines before compose
-            if value is None or not value.plain:
-                text = Content("")
-            else:
-                text = value if first else SEP + value
-                first = False
-            changed |= line.set(text)
-        self._fit()
-        return changed
+        fields = [(i, v) for i, v in enumerate(values[: self._count]) if v is not None and v.plain]
+        if len(fields) == len(self._fields) and all(
+                i == j and v.is_same(w) for (i, v), (j, w) in zip(fields, self._fields, strict=True)):
+            return False
+        self._fields = fields
+        if not self.size.width:  # not laid out yet: drawn when it is
+            self._drawn = None
+            self.refresh()
+            return True
+        return self.redraw()
 
-    def _fit(self) -> None:
-        """Each field as wide as its text, up to the row's edge: the field that crosses it is
-        cut there, with "…" (TextLine's ellipsis), and those after it get no room at all."""
-        room = self.size.width or None  # not laid out yet: as wide as they are
-        for index, line in enumerate(self.query(TextLine)):
-            width = line.shown.cell_length if room is None else min(line.shown.cell_length, room)
-            if index >= self._optional_from and width < line.shown.cell_length:
-                width = 0
-            if room is not None:
-                room -= width
-            if line.styles.width != Scalar.from_number(width):
-                line.styles.width = width  # lays the row out again
-
-    def on_resize(self) -> None:
-        self._fit()
+    def _draw(self, width: int) -> Content:
+        """Each field whole while it fits; the one that crosses the edge is cut there with
+        "…" (an optional one is left out), and those after it get no room at all."""
+        row = Content("")
+        for n, (index, value) in enumerate(self._fields):
+            text = value if n == 0 else SEP + value
+            if not width or row.cell_length + text.cell_length <= width:
+                row += text
+                continue
+            if index < self._optional_from:
+                room = width - row.cell_length
+                row += text.truncate(room, ellipsis=True) if room > 0 else Content("")
+            break
+        return row

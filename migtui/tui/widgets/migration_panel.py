@@ -1,8 +1,8 @@
 """The migration panel: status, RAM progress, pass, downtime, extras.
 
 Pure builders (``status_fields`` ...) turn the model into lists of Content, one per
-figure; the panel puts each figure in its own widget (FieldRow) so a ticking number
-repaints only itself, padded to its widest plausible value so the row stays put.
+figure; the panel shows them in rows (FieldRow) that repaint only the cells a ticking
+number changes, each padded to its widest plausible value so the row stays put.
 Unknown statuses and fields appear as QEMU sends them.
 
 RAM: QEMU's ``transferred`` counts re-sent dirty pages, so it can pass the guest's
@@ -218,7 +218,7 @@ class MigrationPanel(Vertical):
     MigrationPanel > #mig-bar-row { height: 1; }
     MigrationPanel #mig-percent { width: 11; }
     MigrationPanel > #mig-extra.-empty { display: none; }
-    MigrationPanel.-stale TextLine, MigrationPanel.-stale RamBar { text-opacity: 55%; }
+    MigrationPanel.-stale TextLine, MigrationPanel.-stale FieldRow, MigrationPanel.-stale RamBar { text-opacity: 55%; }
     MigrationPanel PassTrend { display: none; }
     MigrationPanel.-passes PassTrend { display: block; }
     MigrationPanel.-passes RamBar { display: none; }

@@ -125,6 +125,16 @@ class MonitorList(OptionList):
         self._shown[session.name] = entry(session, self._entry_width, False)
         self.add_option(Option(self._shown[session.name], id=session.name))
 
+    def remove_session(self, name: str) -> None:
+        """Drop a monitor's entry (the engine no longer watches it)."""
+        shown = name in self.names
+        self._sessions.pop(name, None)
+        self._shown.pop(name, None)
+        if self._selected == name:
+            self._selected = None
+        if shown:
+            self.remove_option(name)
+
     def update_entry(self, name: str) -> bool:
         """Rewrite one monitor's entry if its text changed; returns True if it did."""
         session = self._sessions.get(name)
