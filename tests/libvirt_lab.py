@@ -387,9 +387,10 @@ class LibvirtLab:
         dest_xml.write_text(_with_monitor(migratable, destination_monitor))
         return Guest(name, source_monitor, destination_monitor, dest_xml)
 
-    def migrate(self, guest: Guest, *, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """``virsh migrate`` A -> B, live, peer to peer, copying the storage (blocks)."""
-        return self.a.virsh("migrate", "--live", "--p2p", "--copy-storage-all", guest.name, self.b.uri,
+    def migrate(self, guest: Guest, *extra: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """``virsh migrate`` A -> B, live, peer to peer, copying the storage (blocks);
+        ``extra``: more of virsh migrate's options (``--bandwidth``, 32)."""
+        return self.a.virsh("migrate", "--live", "--p2p", "--copy-storage-all", *extra, guest.name, self.b.uri,
                             "--migrateuri", "tcp://127.0.0.1", "--listen-address", "127.0.0.1",
                             "--xml", str(guest.dest_xml), timeout=timeout, check=False)
 

@@ -4,7 +4,9 @@ The engine decides everything about a pause (``RemoteSession.pause``: its clock,
 deadline, who drives it, what each key would do); this class only presents it: the banner
 shows each paused source and the switchover dialog opens by itself, one source at a time
 (the others queue and are named in the open dialog and the banner, so none is lost). When
-the engine's --auto-resume handles a pause the dialog opens only if it holds back.
+the engine's --auto-resume handles a pause the dialog opens only if it holds back. A
+pause that ended before its dialog could open (libvirt's, tens of ms) still says how it
+ended, once, on the flash line -- as the dialog does when someone else ends its pause.
 
 One clock ticks the banner and every open dialog together (``TICK_S``, only while
 something is paused), so they show the same tenth of a second. While a guest is
@@ -78,13 +80,14 @@ class PauseWatch:
         self._hold: Timer | None = None
         self._flush_scheduled = False
         self._critical_since: float | None = None  # when this critical phase began (monotonic)
+        self._told: dict[str, object] = {}  # each source's switchover result this view has said (or found)
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
         """Subscribe, and bring up what is paused already (the engine's picture came first)."""
         for session in self.sessions.values():
-            self._unsubscribe.append(session.add_change_listener(self._changed))
+            self._follow(session)
         self._install_signals()
         self._ticker = self.app.set_interval(TICK_S, self.tick, pause=True)
         for session in self.sessions.values():
@@ -92,8 +95,23 @@ class PauseWatch:
 
     def add(self, session: RemoteSession) -> None:
         """Follow a monitor that came after :meth:`start` (already in ``sessions``)."""
-        self._unsubscribe.append(session.add_change_listener(self._changed))
+        self._follow(session)
         self._changed(session, frozenset({MIGRATION}))
+
+    def _follow(self, session: RemoteSession) -> None:
+        self._told[session.name] = session.switchover.result  # from before: the startup notices say it
+        self._unsubscribe.append(session.add_change_listener(self._changed))
+        self._unsubscribe.append(session.switchover.add_progress_listener(self._switchover_moved))
+
+    def _switchover_moved(self, controller: object) -> None:
+        """A pause that others ended (libvirt, another client, QEMU) while no dialog showed it."""
+        for name, session in self.sessions.items():
+            c = session.switchover
+            if c is not controller or c.result is None or c.action is not None or self._told.get(name) is c.result:
+                continue
+            self._told[name] = c.result
+            if not any(d.source is session for d in self._dialogs()):  # an open dialog says it itself
+                self.app.notify(c.result.reason, title="Switchover", severity="warning", timeout=15)
 
     def remove(self, name: str) -> None:
         """A monitor the engine no longer watches (already out of ``sessions``): its dialog
