@@ -293,6 +293,7 @@ class Engine:
             self.libvirt[uri] = host
             host.start()
         await host.first_attempt.wait()
+        self.starts.refresh(*self.watched.values())  # a host connected: a destination for the others' domains
         if host.status.error is not None and not host.monitors:
             self.broadcast(m.Notice("error", str(host.status.error), None))
             log.warning("%s", host.status.error)

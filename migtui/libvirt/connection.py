@@ -79,9 +79,17 @@ class LibvirtHost:
 
     async def call(self, command: str, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on this host's threads; libvirt's refusal as one line."""
+        return await self._call(command, self.command_timeout, fn, *args)
+
+    async def call_to_end(self, command: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """A call that lasts as long as what it does (migrateToURI3 returns when the migration
+        has ended): no time limit; a lost connection still ends it with libvirt's error."""
+        return await self._call(command, None, fn, *args)
+
+    async def _call(self, command: str, limit: float | None, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.command_timeout):
+            async with asyncio.timeout(limit):
                 return await loop.run_in_executor(self._executor, fn, *args)
         except TimeoutError:
             raise CommandTimeout(self.name, f"{self.name}: {self.uri}: no answer to {command} within"
