@@ -75,6 +75,9 @@ class EngineStart:
             self.libvirt.on_change(w)
             if CONNECTION in kinds:
                 self.refresh(*self.engine.watched.values())
+                for other in self.engine.watched.values():  # a host's domains came or went: `m` elsewhere
+                    if other is not w and other.via_libvirt:
+                        self.engine.refresh_controls(other)
             elif kinds & OFFER_KINDS:
                 self.refresh(w)
             return
