@@ -100,6 +100,12 @@ class LibvirtHost:
                 raise Disconnected(self.name, f"{self.name}: {self.uri}: connection lost ({_line(err)})") from None
             raise CommandFailed(self.name, command, "libvirt", _line(err)) from None
 
+    @property
+    def qemu_events(self) -> bool:
+        """QEMU's own events arrive through libvirt (its MIGRATION events among them: libvirt
+        turns QEMU's ``events`` capability on at start)."""
+        return self._qemu_callback is not None
+
     def conn_call(self, method: str, *args: Any) -> Any:
         """A method of the connection, for :meth:`call` (the connection may change)."""
         return getattr(self.conn, method)(*args)
