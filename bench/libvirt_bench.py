@@ -2,7 +2,7 @@
 N idle domains on two libvirt hosts, side by side with htop in the same tmux at 80x24.
 
     .venv/bin/python bench/libvirt_bench.py [--domains 20] [--seconds 60] [--warmup 10] [--keys 20]
-        [--profile DIR] [--out FILE]
+        [--tree NAME=PATH ...] [--profile DIR] [--out FILE]
 
 Two real libvirt 9.0 daemons (tests/libvirt_lab.py: private directories, ports, host UUIDs),
 N diskless 32 MiB domains spread over them (bench/libvirt_idle.py: SeaBIOS finds nothing
@@ -12,7 +12,10 @@ it starts) and ``htop -d 10``. After ``--warmup`` seconds, over ``--seconds`` it
 CPU time (utime + stime, every thread) of the view, the engine, htop, the tmux server and
 both libvirtd (what migtui's calls cost the daemons), then times ``--keys`` keys as
 idle_bench.py does. The issue's claim: watched by events, a job polled only while it runs,
-idle domains cost next to nothing. ``--profile DIR``: py-spy the engine and the view after.
+idle domains cost next to nothing. ``--tree NAME=PATH`` (repeatable; default: this checkout)
+measures the migtui of each checkout in turn on the same domains, e.g. the commit before a
+change (``git archive BASE | tar -x -C /tmp/before``). ``--profile DIR``: py-spy the engine
+and the view after each.
 Prints Markdown and appends it to ``--out`` (docs/benchmarks.md) when given.
 """
 
@@ -40,9 +43,9 @@ from term import ROOT, alive, append, cpu_seconds, loadavg
 SECTION = "## Idle libvirt domains: migtui -c vs htop in the same tmux"
 
 
-def measure(lab_args: list[str], args: argparse.Namespace, daemons: dict[str, int]) -> tuple[dict[str, float],
-                                                                                              list[float]]:
-    s = Session(ROOT, lab_args)
+def measure(tree: tuple[str, Path], lab_args: list[str], args: argparse.Namespace,
+            daemons: dict[str, int]) -> tuple[dict[str, float], list[float]]:
+    s = Session(tree[1], lab_args)
     try:
         s.start()
         wait_screen(s, "lvidle", 60)
@@ -70,14 +73,17 @@ def measure(lab_args: list[str], args: argparse.Namespace, daemons: dict[str, in
             raise SystemExit(f"bench: migtui ended during the measurement:\n{screen}")
         print(screen, file=sys.stderr)
         if args.profile is not None:
-            profile(args, f"libvirt{args.domains}", pids)
+            profile(args, f"libvirt{args.domains}-{tree[0].replace(' ', '_')}", pids)
     finally:
         s.stop()
     return cpu, keys
 
 
 def main(args: argparse.Namespace) -> str:
+    trees = [(name, Path(path).resolve()) for name, path in (t.split("=", 1) for t in args.tree)] or \
+        [("this tree", ROOT)]
     load = loadavg()
+    results = []
     lab = open_lab()
     try:
         names = start_idle(lab, args.domains)
@@ -87,14 +93,22 @@ def main(args: argparse.Namespace) -> str:
         libvirt = next((line.split()[-1] for line in version.splitlines() if "libvirt" in line.lower()), "?")
         qemu = next((line.split()[-1] for line in version.splitlines() if "hypervisor" in line.lower()), "?")
         accel = lab.accel
-        cpu, keys = measure(connections(lab), args, daemons)
-        print(f"  {len(names)} idle domains: {cpu} keys median {statistics.median(keys) if keys else 0:.0f} ms",
-              file=sys.stderr)
+        for tree in trees:
+            cpu, keys = measure(tree, connections(lab), args, daemons)
+            print(f"  {len(names)} idle domains, {tree[0]}: {cpu} keys median"
+                  f" {statistics.median(keys) if keys else 0:.0f} ms", file=sys.stderr)
+            results.append((tree[0], cpu, keys))
     finally:
         lab.close()
     command = " ".join([".venv/bin/python", "bench/libvirt_bench.py", *map(shlex.quote, sys.argv[1:])])
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    keys_text = f"{statistics.median(keys):.0f} / {max(keys):.0f} ms" if keys else ""
+    rows = []
+    for name, cpu, keys in results:
+        keys_text = f"{statistics.median(keys):.0f} / {max(keys):.0f} ms" if keys else ""
+        rows.append(f"| {args.domains} idle libvirt domains, 2 hosts, {args.seconds:g} s | {name}"
+                    f" | **{cpu['view'] + cpu['engine']:.2f} %** (view {cpu['view']:.2f}, engine {cpu['engine']:.2f})"
+                    f" | {cpu['htop']:.2f} % | {cpu['tmux']:.2f} % | {cpu['libvirtd a'] + cpu['libvirtd b']:.2f} %"
+                    f" | {keys_text} |")
     return "\n".join([
         f"### {when}, libvirt {libvirt}, QEMU {qemu}",
         "",
@@ -104,14 +118,13 @@ def main(args: argparse.Namespace) -> str:
         " libvirtd (tests/libvirt_lab.py), half on each; `migtui -c a=URI -c b=URI` and `htop -d 10` in two"
         f" windows of one tmux session at {COLS}x{ROWS}, measured at the same time; warm-up {args.warmup:g} s,"
         f" {args.seconds:g} s counted, then {args.keys} keys",
+        f"- trees: {', '.join(f'{n} = {shlex.quote(str(p))}' for n, p in trees)}",
         f"- command: `{command}`",
         "",
-        "| what | view + engine (% of one core) | htop | tmux server | libvirtd a + b | key to answer"
+        "| what | migtui from | view + engine (% of one core) | htop | tmux server | libvirtd a + b | key to answer"
         " (median / max) |",
-        "| --- | --- | --- | --- | --- | --- |",
-        f"| {args.domains} idle libvirt domains, 2 hosts, {args.seconds:g} s | **{cpu['view'] + cpu['engine']:.2f} %**"
-        f" (view {cpu['view']:.2f}, engine {cpu['engine']:.2f}) | {cpu['htop']:.2f} % | {cpu['tmux']:.2f} %"
-        f" | {cpu['libvirtd a'] + cpu['libvirtd b']:.2f} % | {keys_text} |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows,
         "",
     ])
 
@@ -122,6 +135,8 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--keys", type=int, default=20)
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                        help="a migtui checkout to run (repeatable; default: this one)")
     parser.add_argument("--out", type=Path, help="append the results to this Markdown file's section")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy the engine and the view after the run")
     parser.add_argument("--profile-seconds", type=float, default=20.0)
