@@ -190,3 +190,33 @@ async def test_start_a_libvirt_migration_to_the_other_host(lab: LibvirtLab, engi
     persistent = lab.b.virsh("dominfo", name).stdout
     assert any(line.split(":")[0] == "Persistent" and line.split()[-1] == "yes" for line in persistent.splitlines())
     await until(lambda: engine.starts.under_way(src) is None, 15, "the start's end")
+
+
+async def test_a_start_with_postcopy_allowed_is_switched_from_the_engine(lab: LibvirtLab, engine: Engine) -> None:
+    """``m`` with postcopy-ram (VIR_MIGRATE_POSTCOPY) and 4 MiB/s: migtui knows postcopy is
+    allowed, offers ``6`` once the migration does not converge, and libvirt switches it."""
+    name = "migtui-lvstartpc"
+    guest = lab.start_guest(name, dirty_mib=8, disk_mib=16, qmp=False)
+    await engine.connect(lab.a.uri, "a", (), Policy(), read_only=False, interval=0.5)
+    await engine.connect(lab.b.uri, "b", (), Policy(), read_only=False, interval=0.5)
+    src = await watched(engine, f"a/{name}")
+    await dirtying(lab, name)
+    await until(lambda: (c := control(src, "start")) is not None and c.allowed is True, 15, "start offered",
+                lambda: str(control(src, "start")))
+    await until(lambda: any(t.disks for t in engine.starts.message(src).targets), 15, "the disks offered")
+    reply = await engine.starts.request(View(), m.Start(0, src.name, "b", "tcp://127.0.0.1", ["postcopy-ram"],
+                                                        {"max-bandwidth": "4 MiB/s"}, ["hda", "vda"]))
+    assert reply.ok, reply
+    assert engine.control.no_postcopy(src) == ""
+    await until(lambda: (c := control(src, "postcopy")) is not None and c.allowed is True, 120,
+                "the postcopy remedy offered (the migration not converging)",
+                lambda: f"{control(src, 'postcopy')} {src.session.state.migration_status}"
+                        f" {engine.control.message(src).advice.reason}")
+    offered = control(src, "postcopy")
+    assert offered is not None and "migrateStartPostCopy" in offered.does and "does not say" not in offered.does
+    switched = await engine.request(View(), "postcopy", src.name)
+    assert switched.ok, switched
+    await until(lambda: src.session.status.word() == "gone", 90, "the source gone", lambda: src.session.status.label())
+    assert "postcopy-active" in [c.status for c in src.session.state.status_changes]
+    assert lab.domstate(lab.b, guest) == "running"
+    await until(lambda: engine.starts.under_way(src) is None, 30, "the start's end")
