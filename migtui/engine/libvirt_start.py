@@ -45,7 +45,7 @@ class LibvirtRun:
 class LibvirtStarts:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._disks: dict[str, tuple[int, list[str]]] = {}  # monitor -> (generation, its disk targets)
+        self._disks: dict[str, tuple[int, list[tuple[str, int | None]]]] = {}  # monitor -> (generation, disks)
         self._runs: dict[str, LibvirtRun] = {}
         self._postcopy: dict[str, bool] = {}  # monitor -> postcopy allowed in the migration migtui started
 
@@ -95,9 +95,16 @@ class LibvirtStarts:
         except MigtuiError as err:
             log.info("%s: the domain's disks: %s", w.name, err)
             return
-        disks = [t.get("dev", "") for d in ET.fromstring(xml).findall("devices/disk")
-                 if d.get("device", "disk") == "disk" and d.find("readonly") is None
-                 for t in d.findall("target") if t.get("dev")]
+        targets = [t.get("dev", "") for d in ET.fromstring(xml).findall("devices/disk")
+                   if d.get("device", "disk") == "disk" and d.find("readonly") is None
+                   for t in d.findall("target") if t.get("dev")]
+        disks: list[tuple[str, int | None]] = []
+        for target in targets:
+            try:  # (capacity, allocation, physical): the guest's size of it
+                size = int((await monitor.host.call("blockInfo", monitor.dom.blockInfo, target, 0))[0])
+            except (MigtuiError, AttributeError):  # (the domain went meanwhile: dom is None)
+                size = None
+            disks.append((target, size))
         self._disks[w.name] = (generation, disks)
         self.engine.starts.refresh(w)
 

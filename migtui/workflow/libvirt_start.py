@@ -63,13 +63,14 @@ def can_start(session: MonitorSession, hosts: Sequence[str]) -> Availability:
     return Availability(True)
 
 
-def offer(host: str, disks: Sequence[str], bandwidth: int | None) -> StartTarget:
-    """A start towards the libvirt host ``host``. ``disks``: the domain's disk targets (vda...),
-    each copied unless unticked; ``bandwidth``: libvirt's limit now (bytes/s, 0: none)."""
+def offer(host: str, disks: Sequence[tuple[str, int | None]], bandwidth: int | None) -> StartTarget:
+    """A start towards the libvirt host ``host``. ``disks``: the domain's disk targets (vda...)
+    and their sizes, each copied unless unticked; ``bandwidth``: libvirt's limit now (bytes/s,
+    0: none)."""
     default = bandwidth_text(bandwidth) if bandwidth else ""
     parameters = [StartOption(MAX_BANDWIDTH, PARAMETER, "the most the migration sends (MiB/s;"
                               " VIR_MIGRATE_PARAM_BANDWIDTH; empty: none)", default)]
-    copied = [StartDisk(disk, disk, None, disk) for disk in disks]
+    copied = [StartDisk(disk, disk, size, disk) for disk, size in disks]
     return StartTarget(host, "", False, list(CAPABILITIES), parameters, copied, NOTE, LIBVIRT)
 
 

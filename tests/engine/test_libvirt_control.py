@@ -165,6 +165,7 @@ async def test_start_a_libvirt_migration_to_the_other_host(lab: LibvirtLab, engi
                 lambda: str(engine.starts.message(src)))
     offer = target()
     assert (offer.name, offer.via, [d.node for d in offer.disks]) == ("b", "libvirt", ["hda", "vda"]), offer
+    assert [d.size for d in offer.disks] == [1 << 20, 16 << 20], offer.disks
     assert {c.name for c in offer.capabilities} == {"postcopy-ram", "auto-converge"}, offer
     await until(lambda: (c := control(src, "start")) is not None and c.allowed is True, 15, "start offered",
                 lambda: str(control(src, "start")))

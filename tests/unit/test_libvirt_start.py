@@ -16,7 +16,7 @@ MiB = 1 << 20
 
 
 def test_the_plan_names_libvirts_flags_and_parameters() -> None:
-    target = offer("h2", ["hda", "vda"], 0)
+    target = offer("h2", [("hda", 1 << 20), ("vda", 16 * MiB)], 0)
     assert (target.name, target.via, [d.node for d in target.disks]) == ("h2", "libvirt", ["hda", "vda"])
     chosen = plan("h1/vm", target, Choices("h2", "tcp://10.0.0.2:49152", ("postcopy-ram",),
                                            {"max-bandwidth": "100 MiB/s"}, ("vda",)))
@@ -28,7 +28,7 @@ def test_the_plan_names_libvirts_flags_and_parameters() -> None:
 
 
 def test_shared_storage_copies_nothing_and_libvirt_picks_the_uri() -> None:
-    chosen = plan("h1/vm", offer("h2", ["vda"], 64 * MiB), Choices("h2", "", (), {"max-bandwidth": "64 MiB/s"}))
+    chosen = plan("h1/vm", offer("h2", [("vda", None)], 64 * MiB), Choices("h2", "", (), {"max-bandwidth": "64 MiB/s"}))
     assert "NON_SHARED_DISK" not in chosen.flags and chosen.params() == {"bandwidth": 64}
     assert any("shared" in line for line in summary(chosen))
 
@@ -43,7 +43,7 @@ def test_shared_storage_copies_nothing_and_libvirt_picks_the_uri() -> None:
 ])
 def test_what_cannot_be_sent_is_one_line(choices: Choices, says: str) -> None:
     with pytest.raises(BadValue, match=says) as raised:
-        plan("h1/vm", offer("h2", ["vda"], 0), choices)
+        plan("h1/vm", offer("h2", [("vda", None)], 0), choices)
     assert "\n" not in str(raised.value)
 
 
@@ -52,7 +52,8 @@ async def test_the_start_screen_offers_a_libvirt_host_with_its_disks_ticked() ->
 
     class Host(App[None]):
         def on_mount(self) -> None:
-            self.push_screen(StartScreen("h1/vm", [offer("h2", ["hda", "vda"], 0)]), results.append)
+            target = offer("h2", [("hda", 1 << 20), ("vda", 16 * MiB)], 0)
+            self.push_screen(StartScreen("h1/vm", [target]), results.append)
 
     app = Host()
     async with app.run_test(size=(80, 24)) as pilot:
