@@ -1,7 +1,8 @@
 """Acting on libvirt domains from the dashboard's engine path (issue 15): the ``6`` remedy
 (postcopy) as libvirt's migrateStartPostCopy, and ``m`` (a start) as libvirt's migrateToURI3
 towards the other connected host. Two real libvirt 9.0 daemons (tests/libvirt_lab.py), each
-action asked as a view asks it (``Engine.request``, ``EngineStart.request``).
+action asked as a view asks it (``Engine.request``, ``EngineStart.request``), and ``m`` once
+as a person would: the real dashboard in tmux at 80x24.
 
 Like test_libvirt_api.py these run once, on the system QEMU, and need root and libvirt.
 """
@@ -9,6 +10,7 @@ Like test_libvirt_api.py these run once, on the system QEMU, and need root and l
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import pytest
 from conftest import until
 from libvirt_lab import INSTALL, LibvirtLab, LibvirtLabError, missing_tools
+from tmux_util import Tmux
 
 from migtui.engine.control import POSTCOPY_OFF
 from migtui.engine.engine import Engine, Watched
@@ -221,3 +224,42 @@ async def test_a_start_with_postcopy_allowed_is_switched_from_the_engine(lab: Li
     assert "postcopy-active" in [c.status for c in src.session.state.status_changes]
     assert lab.domstate(lab.b, guest) == "running"
     await until(lambda: engine.starts.under_way(src) is None, 30, "the start's end")
+
+
+def flat(screen: str) -> str:
+    """The screen's words in order, frames gone (dialogs wrap at 80 columns)."""
+    return " ".join(re.sub(r"[│─╭╮╰╯▔▁▊▎▌—]", " ", screen).split())
+
+
+async def test_m_in_the_dashboard_migrates_a_libvirt_domain(lab: LibvirtLab, terminals: list[Tmux]) -> None:
+    name = "migtui-lvtui"
+    guest = lab.start_guest(name, dirty_mib=4, disk_mib=16, qmp=False)
+    term = Tmux("lvstart")
+    terminals.append(term)
+    term.migtui("-c", f"a={lab.a.uri}", "-c", f"b={lab.b.uri}")
+    shown: list[str] = []
+
+    async def screen(pred: Any, what: str) -> str:
+        async def holds() -> bool:
+            shown[:] = [await asyncio.to_thread(term.screen)]
+            return bool(pred(shown[0]))
+        await until(holds, 60, what, lambda: "\n" + shown[0])
+        return shown[0]
+
+    await screen(lambda s: f"a/{name}" in s and "m Migrate" in s, "the domain, m offered")
+    term.keys("m")
+    await screen(lambda s: "b  (libvirt host" in s and "valid; enter reviews" in s, "the start screen")
+    await asyncio.sleep(1.0)  # the screen takes its focus once mounted: a key before that goes elsewhere
+    term.keys("Tab")  # the migration URI (two libvirt hosts on one machine: loopback)
+    await asyncio.sleep(0.5)
+    term.keys("tcp://127.0.0.1")
+    await screen(lambda s: "tcp://127.0.0.1" in s and "valid; enter reviews" in s, "the URI typed")
+    term.keys("Enter")
+    summary = flat(await screen(lambda s: "Migrate a/" in s, "the summary to confirm"))
+    assert "migrateToURI3" in summary and "NON_SHARED_DISK" in summary and "hda, vda" in summary, summary
+    term.keys("Enter")
+    # The destination's entry appears beside the source's, which ends "gone" with its final figures.
+    done = await screen(lambda s: "b/migtui" in s and "last: completed" in s and "gone" in s, "the migration's end")
+    assert "disk 17.0 MiB of 17.0 MiB" in done, done
+    assert lab.domstate(lab.b, guest) == "running" and lab.domstate(lab.a, guest).startswith("(none")
+    term.keys("q")
