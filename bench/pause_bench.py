@@ -20,6 +20,10 @@ unix socket, and one fresh client process:
   migtui's pause is the engine's own work and how much the rendering view costs it.
 - ``nice`` (a diagnostic, off by default): ``migtui`` with the view's threads
   reniced to 10 once its engine runs (the engine keeps priority 0).
+- ``libvirt`` (with ``--libvirt N``): ``migtui`` as above, its engine also watching N idle
+  libvirt domains on two real libvirt hosts (``-c a=URI -c b=URI``; bench/libvirt_idle.py,
+  started once for the whole run): libvirt's event loop and calls must not cost the
+  auto-resume its figure (issue 15).
 
 The pause is measured from QEMU's own event timestamps (MIGRATION pre-switchover ->
 MIGRATION device), read on the lab's control socket, so the client under test pays
@@ -68,7 +72,8 @@ from migtui.view.client import EngineClient
 RUN_TIMEOUT = 60.0
 COLS, ROWS = 100, 30
 SECTION = "## Pre-switchover pause: migtui --auto-resume vs a direct qemu.qmp client"
-VARIANTS = ("migtui", "direct", "engine", "nice")
+VARIANTS = ("migtui", "direct", "engine", "nice", "libvirt")
+LIBVIRT_ARGS: list[str] = []  # -c a=URI -c b=URI of the idle libvirt domains (--libvirt N)
 STEPS = ("query-block-jobs", "block-job-cancel", "BLOCK_JOB_COMPLETED", "migrate-continue", "device")
 
 
@@ -85,12 +90,14 @@ async def _until_end(listener: EventListener, out: dict[str, float]) -> None:
             return
 
 
-async def _migrate_with_migtui(lab: TracedLab, nice: int = 0) -> dict[str, Any]:
-    app = Migtui([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"], cols=COLS, rows=ROWS,
-                 options=["--auto-resume"])
+async def _migrate_with_migtui(lab: TracedLab, nice: int = 0, libvirt: bool = False) -> dict[str, Any]:
+    app = Migtui([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}", *(LIBVIRT_ARGS if libvirt else [])],
+                 cols=COLS, rows=ROWS, options=["--auto-resume"])
     try:
         await app.wait_engine()
         await app.term.wait_for(lambda t: READY.search(t) is not None and "dst" in t, 20, "both monitors ready")
+        if libvirt:
+            await app.term.wait_for(lambda t: "lvidle" in t, 30, "the libvirt domains watched")
         if nice:
             app.renice_view(nice)
         await asyncio.sleep(1.0)  # the first polls and the first full paint are over
@@ -167,6 +174,8 @@ async def one_run(variant: str, args: argparse.Namespace) -> dict[str, Any]:
         await lab.prepare(storage=True, pause=True, max_bandwidth=1 << 30, downtime_limit=500)
         if variant == "nice":
             stamps = await _migrate_with_migtui(lab, nice=10)
+        elif variant == "libvirt":
+            stamps = await _migrate_with_migtui(lab, libvirt=True)
         else:
             run: dict[str, Callable[[TracedLab], Awaitable[dict[str, Any]]]] = {
                 "migtui": _migrate_with_migtui, "direct": _migrate_with_direct, "engine": _migrate_with_engine}
@@ -219,6 +228,8 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, command: str, l
         f" run (migtui: the view in a {COLS}x{ROWS} pseudo-terminal + the engine it starts; engine: the same"
         " engine with no view)",
         f"- command: `{command}`",
+        *([f"- libvirt: migtui --auto-resume whose engine also watches {args.libvirt} idle libvirt domains on two"
+           " libvirt 9.0 hosts (bench/libvirt_idle.py)"] if args.libvirt else []),
         "",
         "| client | runs | pause median | pause p90 | min | max | QEMU downtime median |",
         "|---|---|---|---|---|---|---|",
@@ -231,6 +242,10 @@ def report(runs: list[dict[str, Any]], args: argparse.Namespace, command: str, l
         "",
         f"Ratio of medians migtui/direct: **{m / d:.2f}x** ({m - d:+.2f} ms). Target: migtui median"
         f" <= 1.2 x direct + 2 ms = {limit:.2f} ms: **{verdict}**.",
+        *(["", f"With {args.libvirt} idle libvirt domains watched by the same engine: median"
+               f" **{pause['libvirt']['median']:.2f} ms** against {m:.2f} ms without them"
+               f" ({pause['libvirt']['median'] - m:+.2f} ms; p90 {pause['libvirt']['p90']:.2f} against"
+               f" {pause['migtui']['p90']:.2f} ms)."] if "libvirt" in pause else []),
         "",
         "Where the pause goes (median ms after QEMU's pre-switchover stamp: a command when QEMU parsed it,"
         " an event by QEMU's stamp):",
@@ -266,15 +281,36 @@ async def main() -> int:
     parser.add_argument("--qemu", help="the qemu-system-x86_64 to run (default: $MIGTUI_QEMU, else PATH's)")
     parser.add_argument("--variants", default="migtui,direct,engine",
                         help="clients to alternate (default migtui,direct,engine; engine and nice are diagnostics)")
+    parser.add_argument("--libvirt", type=int, default=0, metavar="N",
+                        help="also run migtui whose engine watches N idle libvirt domains (the libvirt variant)")
     parser.add_argument("--out", type=Path, help="append the results to this Markdown file's section")
     args = parser.parse_args()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if args.libvirt and "libvirt" not in args.variants:
+        args.variants.append("libvirt")
     if not {"migtui", "direct"} <= set(args.variants) <= set(VARIANTS):
         parser.error(f"--variants: migtui and direct, optionally engine and nice (of {', '.join(VARIANTS)})")
     command = " ".join([".venv/bin/python", "bench/pause_bench.py", *map(shlex.quote, sys.argv[1:])])
     load = loadavg()
+    libvirt_lab = None
+    if "libvirt" in args.variants:
+        if not args.libvirt:
+            parser.error("the libvirt variant needs --libvirt N")
+        from libvirt_idle import connections, open_lab, start_idle
+
+        libvirt_lab = open_lab()
+        start_idle(libvirt_lab, args.libvirt)
+        LIBVIRT_ARGS[:] = connections(libvirt_lab)
+    try:
+        return await _runs(args, command, load)
+    finally:
+        if libvirt_lab is not None:
+            libvirt_lab.close()
+
+
+async def _runs(args: argparse.Namespace, command: str, load: str) -> int:
     runs: list[dict[str, Any]] = []
     failures: list[str] = []
     total = args.warmup + args.runs

@@ -330,10 +330,11 @@ class LibvirtLab:
 
     # ------------------------------------------------------------------ the guest
 
-    def domain_xml(self, name: str, monitor: Path) -> str:
+    def domain_xml(self, name: str, monitor: Path | None, memory_mib: int = GUEST_MIB) -> str:
+        """``monitor``: migtui's second QMP socket (None: none, as libvirt's domains are in production)."""
         domain = ET.Element("domain", type=self.accel)
         ET.SubElement(domain, "name").text = name
-        ET.SubElement(domain, "memory", unit="MiB").text = str(GUEST_MIB)
+        ET.SubElement(domain, "memory", unit="MiB").text = str(memory_mib)
         ET.SubElement(domain, "vcpu").text = "1"
         os_el = ET.SubElement(domain, "os")
         ET.SubElement(os_el, "type", arch="x86_64", machine="pc").text = "hvm"
@@ -356,21 +357,27 @@ class LibvirtLab:
         ET.SubElement(devices, "controller", type="usb", model="none")
         ET.SubElement(devices, "memballoon", model="none")
         commandline = ET.SubElement(domain, f"{{{QEMU_NS}}}commandline")
-        for arg in ("-qmp", f"unix:{monitor},server=on,wait=off", "-trace", "handle_qmp_command"):
+        qmp = ("-qmp", f"unix:{monitor},server=on,wait=off") if monitor is not None else ()
+        for arg in (*qmp, "-trace", "handle_qmp_command"):
             ET.SubElement(commandline, f"{{{QEMU_NS}}}arg", value=arg)
         return ET.tostring(domain, encoding="unicode")
 
     def start_guest(self, name: str = "migtui-lv", *, dirty_mib: int = 4, disk_mib: int = 16,
-                    qemu_img: str | None = None) -> Guest:
-        """Start a transient guest on A; write the destination's XML and disks on B."""
+                    qemu_img: str | None = None, qmp: bool = True, memory_mib: int = GUEST_MIB,
+                    host: Host | None = None) -> Guest:
+        """Start a transient guest on A (or ``host``); write the destination's XML and disks on
+        the other host. ``qmp``: with migtui's second monitor (else libvirt's alone: no
+        destination XML is needed to migrate it)."""
+        here = host or self.a
+        there = self.b if here is self.a else self.a
         from migtui.lab.guest import guest_image  # only the test process needs migtui
 
         qemu_img = qemu_img or find_tool("qemu-img")
-        boot = guest_image(dirty_mib, memory_mib=GUEST_MIB).ljust(BOOT_DISK_BYTES, b"\0")
-        self.a.images.joinpath(f"{name}-boot.img").write_bytes(boot)
-        for host in (self.a, self.b):  # B's disks are the empty targets of --copy-storage-all
-            _run([qemu_img, "create", "-q", "-f", "qcow2", str(host.images / f"{name}-data.qcow2"), f"{disk_mib}M"])
-        with open(self.b.images / f"{name}-boot.img", "wb") as target:
+        boot = guest_image(dirty_mib, memory_mib=memory_mib).ljust(BOOT_DISK_BYTES, b"\0")
+        here.images.joinpath(f"{name}-boot.img").write_bytes(boot)
+        for h in (here, there):  # the other's disks are the empty targets of --copy-storage-all
+            _run([qemu_img, "create", "-q", "-f", "qcow2", str(h.images / f"{name}-data.qcow2"), f"{disk_mib}M"])
+        with open(there.images / f"{name}-boot.img", "wb") as target:
             target.truncate(BOOT_DISK_BYTES)
         source_monitor = self.root / f"{name}-a.qmp"
         destination_monitor = self.root / f"{name}-b.qmp"
@@ -378,12 +385,14 @@ class LibvirtLab:
             if len(os.fsencode(path)) > 107:
                 raise LibvirtLabError(f"socket path too long for a unix socket: {path}")
         xml_path = self.root / f"{name}-a.xml"
-        xml_path.write_text(self.domain_xml(name, source_monitor))
-        self.a.virsh("create", str(xml_path), timeout=60)
+        xml_path.write_text(self.domain_xml(name, source_monitor if qmp else None, memory_mib))
+        here.virsh("create", str(xml_path), timeout=60)
+        dest_xml = self.root / f"{name}-b.xml"
+        if not qmp:
+            return Guest(name, source_monitor, destination_monitor, dest_xml)
         # The destination's definition: libvirt's own (addresses and all, so the ABI
         # check passes) with migtui's monitor moved to B's path.
-        migratable = self.a.virsh("dumpxml", "--migratable", name).stdout
-        dest_xml = self.root / f"{name}-b.xml"
+        migratable = here.virsh("dumpxml", "--migratable", name).stdout
         dest_xml.write_text(_with_monitor(migratable, destination_monitor))
         return Guest(name, source_monitor, destination_monitor, dest_xml)
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MigtuiError
 from ..format import format_duration
-from ..model.advisor import ABORT, DIRTY_LIMIT, REMEDY_ACTIONS, Advice, Settings, advise, estimate_ms
-from ..model.migration import FINISHED_STATUSES
+from ..model.advisor import ABORT, DIRTY_LIMIT, POSTCOPY, REMEDY_ACTIONS, Advice, Settings, advise, estimate_ms
+from ..model.migration import FINISHED_STATUSES, RUNNING_STATUSES
 from ..model.units import downtime_text
 from ..protocol import messages as m
 from ..workflow import control
@@ -46,6 +47,12 @@ log = logging.getLogger("migtui.engine")
 ADVICE_KINDS = frozenset({MIGRATION, CONFIG, CONNECTION, DIRTY_RATE, RUN_STATE})
 POLICY = "the converge policy"  # the actor of the policy's acts
 NO_DIRTY_RING = "under TCG: a vCPU dirty limit needs KVM with its dirty ring (-accel kvm,dirty-ring-size=N)"
+# libvirt's postcopy: it switches only a migration started with VIR_MIGRATE_POSTCOPY, a flag its API
+# does not tell (jobStats has no flags): known for a migration migtui started, else learnt from its refusal.
+POSTCOPY_OFF = ("started without postcopy allowed (VIR_MIGRATE_POSTCOPY, virsh --postcopy): libvirt switches only"
+                " a migration started with it: abort and start it again with postcopy-ram on")
+POSTCOPY_UNKNOWN = (" (libvirt refuses unless the migration was started with --postcopy, VIR_MIGRATE_POSTCOPY:"
+                    " its API does not say whether this one was)")
 RESUME_WAIT_S = 60.0  # how long the destination may take to load the last of a migration the policy paused
 
 
@@ -67,6 +74,7 @@ class EngineControl:
         self._policy_sent: dict[str, m.ConvergePolicy] = {}
         self._no_ring: dict[str, tuple[int, str]] = {}  # monitor -> (generation, QEMU's refusal of a dirty limit)
         self._dirty_limited: dict[str, tuple[int, int]] = {}  # monitor -> (generation, MB/s) migtui set
+        self._no_postcopy: dict[str, str] = {}  # libvirt domain -> its refusal of postcopy in the job under way
 
     # ------------------------------------------------------------------ the advice
 
@@ -75,6 +83,8 @@ class EngineControl:
         limited = self._dirty_limited.get(w.name)
         settings = Settings.of(session.parameters, session.state.capabilities, dirty_limit=not self.no_dirty_limit(w),
                                vcpu_dirty_limit=limited[1] if limited and limited[0] == session.generation else None)
+        if w.via_libvirt:  # libvirt has no capabilities to read: its job's flag decides
+            settings = replace(settings, postcopy_ram=not self.no_postcopy(w))
         return advise(session.state, settings, connected=session.connected, measuring=session.measuring)
 
     def no_dirty_limit(self, w: Watched) -> str:
@@ -89,6 +99,21 @@ class EngineControl:
         refused = self._no_ring.get(w.name)
         return refused[1] if refused is not None and refused[0] == session.generation else ""
 
+    def no_postcopy(self, w: Watched) -> str:
+        """Why libvirt will not switch ``w``'s migration to postcopy ("": it may, or it is not known)."""
+        if not w.via_libvirt:
+            return ""
+        refused = self._no_postcopy.get(w.name)
+        if refused:
+            return refused
+        return POSTCOPY_OFF if self.engine.starts.libvirt.postcopy(w) is False else ""
+
+    def _forget_job(self, w: Watched) -> None:
+        """What was learnt of a libvirt job is its own: gone with it."""
+        if w.name in self._no_postcopy and w.session.state.migration_status not in RUNNING_STATUSES:
+            del self._no_postcopy[w.name]
+            self.engine.refresh_advice(w)
+
     def message(self, w: Watched) -> m.Convergence:
         """What views have (or would have) of ``w``'s advice."""
         return self._sent.get(w.name) or m.Convergence(w.name, self.advice(w))
@@ -97,6 +122,7 @@ class EngineControl:
         """Re-decide ``w``'s advice; tell every view if it changed (and the controls it feeds)."""
         if not kinds & ADVICE_KINDS:
             return
+        self._forget_job(w)
         message = m.Convergence(w.name, self.advice(w))
         previous = self._sent.get(w.name)
         if message != previous:
@@ -295,9 +321,14 @@ class EngineControl:
             abort = m.Control(allowed.allowed, allowed.reason, control.abort_does(session, mirrors))
         actions = {ABORT: abort}
         for action in REMEDY_ACTIONS:
-            allowed = control.remedy(session, advice, action, no_dirty_limit=self.no_dirty_limit(w))
+            allowed = control.remedy(session, advice, action, no_dirty_limit=self.no_dirty_limit(w),
+                                     no_postcopy=self.no_postcopy(w))
             remedy = control.proposal(advice, action)
-            actions[action] = m.Control(allowed.allowed, allowed.reason, remedy.line() if remedy is not None else "")
+            does = remedy.line() if remedy is not None else ""
+            if action == POSTCOPY and w.via_libvirt and does:
+                known = self.engine.starts.libvirt.postcopy(w) is not None
+                does = f"libvirt's migrateStartPostCopy: {does}" + ("" if known else POSTCOPY_UNKNOWN)
+            actions[action] = m.Control(allowed.allowed, allowed.reason, does)
         return actions
 
     # ------------------------------------------------------------------ requests
@@ -323,9 +354,13 @@ class EngineControl:
         advice = self.message(w).advice
         session = w.session
         try:
-            said = await control.apply_remedy(session, advice, action, value)
+            said = await control.apply_remedy(session, advice, action, value, no_postcopy=self.no_postcopy(w))
         except MigtuiError as err:
             log.info("%s: %s refused for %s: %s", w.name, action, view.label, err)
+            if action == POSTCOPY and w.via_libvirt and "VIR_MIGRATE_POSTCOPY" in str(err):
+                # libvirt's word: this job was not started with postcopy allowed (not offered again for it)
+                self._no_postcopy[w.name] = str(err).removeprefix(f"{w.name}: ")
+                self.engine.refresh_advice(w)
             if action == DIRTY_LIMIT and "dirty" in str(err).lower() and "ring" in str(err).lower():
                 self._no_ring[w.name] = (session.generation, str(err).removeprefix(f"{w.name}: "))
                 self.engine.refresh_advice(w)

@@ -302,6 +302,11 @@ class Engine:
             self.libvirt[uri] = host
             host.start()
         await host.first_attempt.wait()
+        # A host connected: a destination for the other hosts' domains (their offer and `m`).
+        self.starts.refresh(*self.watched.values())
+        for other in self.watched.values():
+            if other.via_libvirt:
+                self.refresh_controls(other)
         if host.status.error is not None and not host.monitors:
             self.broadcast(m.Notice("error", str(host.status.error), None))
             log.warning("%s", host.status.error)

@@ -25,6 +25,7 @@ from ..workflow import start
 from ..workflow.launch import MIGRATING, MIRRORING, SETTING_UP, Launch
 from ..workflow.session import CONFIG, CONNECTION, MIGRATION, RUN_STATE
 from ..workflow.storage import CHANGE, write_blocking
+from .libvirt_start import LibvirtStarts
 
 if TYPE_CHECKING:
     from .engine import Engine, ViewLink, Watched
@@ -55,6 +56,7 @@ class EngineStart:
         self._sent: dict[str, m.StartOffer] = {}
         self._runs: dict[str, StartRun] = {}
         self._waiting: set[str] = set()  # monitors that were destinations on offer
+        self.libvirt = LibvirtStarts(engine)  # a libvirt domain's start: libvirt's migrateToURI3
 
     # ------------------------------------------------------------------ the offer
 
@@ -62,10 +64,22 @@ class EngineStart:
         return self._sent.get(w.name) or self._decide(w)
 
     def _decide(self, w: Watched) -> m.StartOffer:
+        if w.via_libvirt:
+            return m.StartOffer(w.name, self.libvirt.offers(w))
         sessions = self.engine.sessions()
         return m.StartOffer(w.name, start.offers(w.session, sessions, self._disks))
 
     def on_change(self, w: Watched, kinds: frozenset[str]) -> None:
+        if w.via_libvirt:  # its disks from libvirt's XML; a host's coming or going changes every offer
+            self.libvirt.on_change(w)
+            if CONNECTION in kinds:
+                self.refresh(*self.engine.watched.values())
+                for other in self.engine.watched.values():  # a host's domains came or went: `m` elsewhere
+                    if other is not w and other.via_libvirt:
+                        self.engine.refresh_controls(other)
+            elif kinds & OFFER_KINDS:
+                self.refresh(w)
+            return
         if CONNECTION in kinds and w.session.connected:
             asyncio.get_running_loop().create_task(self._read_disks(w), name=f"disks-{w.name}")
         if not kinds & OFFER_KINDS:
@@ -100,11 +114,16 @@ class EngineStart:
     def under_way(self, w: Watched) -> str | None:
         """One line while a start of ``w`` runs (the engine guards it: no view may be attached)."""
         running = self._runs.get(w.name)
-        return f"a start of a migration under way ({running.launch.detail})" if running is not None else None
+        if running is None:
+            return self.libvirt.under_way(w)
+        return f"a start of a migration under way ({running.launch.detail})"
 
     # ------------------------------------------------------------------ the controls
 
     def controls(self, w: Watched) -> dict[str, m.Control]:
+        if w.via_libvirt:
+            return {**self.libvirt.controls(w), WRITE_BLOCKING: m.Control(False, f"{w.name}: libvirt's mirrors are"
+                                                                                  " libvirt's", WRITE_BLOCKING_DOES)}
         session = w.session
         running = self._runs.get(w.name)
         actions: dict[str, m.Control] = {}
@@ -170,6 +189,8 @@ class EngineStart:
         if view.read_only:
             log.warning("%s: start refused: the view %s is read-only", w.name, view.label)
             return m.Reply(0, False, error=f"read-only view: the engine refuses to start a migration of {w.name}")
+        if w.via_libvirt:
+            return await self.libvirt.request(view, w, message)
         running = self._runs.get(w.name)
         if running is not None:
             return m.Reply(0, False, error=f"{w.name}: a start is under way already (by {running.actor})")

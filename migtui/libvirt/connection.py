@@ -102,9 +102,17 @@ class LibvirtHost:
 
     async def call(self, command: str, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` on this host's threads; libvirt's refusal as one line."""
+        return await self._call(command, self.command_timeout, fn, *args)
+
+    async def call_to_end(self, command: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """A call that lasts as long as what it does (migrateToURI3 returns when the migration
+        has ended): no time limit; a lost connection still ends it with libvirt's error."""
+        return await self._call(command, None, fn, *args)
+
+    async def _call(self, command: str, limit: float | None, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self.command_timeout):
+            async with asyncio.timeout(limit):
                 return await loop.run_in_executor(self._executor, fn, *args)
         except TimeoutError:
             raise CommandTimeout(self.name, f"{self.name}: {self.uri}: no answer to {command} within"
@@ -114,6 +122,12 @@ class LibvirtHost:
                 self._lost.set()
                 raise Disconnected(self.name, f"{self.name}: {self.uri}: connection lost ({_line(err)})") from None
             raise CommandFailed(self.name, command, "libvirt", _line(err)) from None
+
+    @property
+    def qemu_events(self) -> bool:
+        """QEMU's own events arrive through libvirt (its MIGRATION events among them: libvirt
+        turns QEMU's ``events`` capability on at start); not on a read-only connection."""
+        return self._qemu_callback is not None
 
     def conn_call(self, method: str, *args: Any) -> Any:
         """A method of the connection, for :meth:`call` (the connection may change)."""
@@ -244,11 +258,6 @@ class LibvirtHost:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._drop()
         self._executor.shutdown(wait=False, cancel_futures=True)
-
-    @property
-    def qemu_events(self) -> bool:
-        """QEMU's own events come through libvirt (not on a read-only connection)."""
-        return self._qemu_callback is not None
 
     def forget(self, monitor: DomainMonitor) -> None:
         if self.monitors.get(monitor.uuid) is monitor:

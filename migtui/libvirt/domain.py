@@ -82,6 +82,12 @@ class DomainMonitor(Monitor):
         self._reply_listeners.append(cb)
 
     @property
+    def migration_evented(self) -> bool:
+        """A migration's start comes as QEMU's MIGRATION event through libvirt: an idle domain
+        need not be asked whether one began (read-only connections, without them, are)."""
+        return self.host.qemu_events
+
+    @property
     def connected(self) -> bool:
         return self.status.state is ConnState.CONNECTED and self.dom is not None
 

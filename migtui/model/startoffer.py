@@ -37,7 +37,8 @@ class StartDisk:
 @dataclass(frozen=True)
 class StartTarget:
     """One destination a start may go to: a monitored QEMU waiting with ``-incoming defer``
-    (``name``), or a URI the operator types (``name`` "")."""
+    (``name``), a URI the operator types (``name`` ""), or for a libvirt domain another
+    connected libvirt host (``via`` "libvirt", ``name`` the host's label)."""
 
     name: str
     address: str = ""  # what migtui would pick (the operator may type another); "" when it must be typed
@@ -46,3 +47,4 @@ class StartTarget:
     parameters: list[StartOption] = field(default_factory=list)
     disks: list[StartDisk] = field(default_factory=list)
     note: str = ""  # one line about this destination (why some options are not offered)
+    via: str = ""  # "libvirt": libvirt migrates it (migrateToURI3) to the host ``name``

@@ -149,6 +149,13 @@ class Monitor:
     #: Who manages this QEMU when the transport itself says so ("libvirt": a libvirt domain).
     manager: str | None = None
 
+    @property
+    def migration_evented(self) -> bool:
+        """The transport itself tells of a migration's start with an event, whatever QEMU's
+        capabilities say (a libvirt domain: QEMU's events through libvirt). A QMP monitor:
+        only with QEMU's ``events`` capability, which the session reads."""
+        return False
+
     def __init__(
         self,
         address: MonitorAddress,

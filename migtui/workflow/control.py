@@ -102,8 +102,13 @@ def abort(session: MonitorSession, switchover: SwitchoverView | None, *, libvirt
     return YES
 
 
+def libvirt_domain(session: MonitorSession) -> bool:
+    """A domain watched through libvirt's API: its controls are libvirt's calls."""
+    return session.monitor is not None and session.monitor.manager == LIBVIRT
+
+
 def abort_does(session: MonitorSession, mirrors: bool) -> str:
-    if session.monitor is not None and session.monitor.manager == LIBVIRT:
+    if libvirt_domain(session):
         return ABORT_LIBVIRT
     if session.state.migration_status in POSTCOPY_STATUSES:
         return POSTCOPY_ABORT
@@ -117,9 +122,11 @@ def proposal(advice: Advice, action: str) -> Remedy | None:
     return next((r for r in advice.remedies if r.action == action), None)
 
 
-def remedy(session: MonitorSession, advice: Advice, action: str, *, no_dirty_limit: str = "") -> Availability:
+def remedy(session: MonitorSession, advice: Advice, action: str, *, no_dirty_limit: str = "",
+           no_postcopy: str = "") -> Availability:
     """A remedy's key: allowed while it is proposed for a migration that is not converging.
-    ``no_dirty_limit``: why this QEMU cannot limit its vCPUs' dirty rate (the engine knows)."""
+    ``no_dirty_limit``: why this QEMU cannot limit its vCPUs' dirty rate, ``no_postcopy``: why
+    libvirt will not switch this migration to postcopy (the engine knows both)."""
     name = session.name
     status = session.state.migration_status
     if status not in REMEDIABLE:
@@ -129,13 +136,16 @@ def remedy(session: MonitorSession, advice: Advice, action: str, *, no_dirty_lim
         return Availability(None, blocked)
     if proposal(advice, action) is not None:
         return YES
-    return Availability(None, why_not(session, advice, action, no_dirty_limit))
+    return Availability(None, why_not(session, advice, action, no_dirty_limit, no_postcopy))
 
 
-def why_not(session: MonitorSession, advice: Advice, action: str, no_dirty_limit: str = "") -> str:
+def why_not(session: MonitorSession, advice: Advice, action: str, no_dirty_limit: str = "",
+            no_postcopy: str = "") -> str:
     name = session.name
     if action == DIRTY_LIMIT and no_dirty_limit:
         return f"{name}: {no_dirty_limit}"
+    if action == POSTCOPY and no_postcopy:
+        return f"{name}: {no_postcopy}"
     if action == POSTCOPY and not session.state.capabilities.enabled("postcopy-ram"):
         return (f"{name}: postcopy-ram was off when this migration started, and QEMU switches capabilities only"
                 " between migrations: abort, enable it on both sides, migrate again")
@@ -171,17 +181,21 @@ def read_value(action: str, parameter: str, text: str) -> tuple[int, str]:
     return value, f"{value} %"
 
 
-async def apply_remedy(session: MonitorSession, advice: Advice, action: str, text: str = "") -> str:
+async def apply_remedy(session: MonitorSession, advice: Advice, action: str, text: str = "", *,
+                       no_postcopy: str = "") -> str:
     """Check ``text`` (the proposal when empty), then ``migrate-set-parameters``; one line saying
     what changed. Raises MigtuiError (a bad value, a refusal, QEMU's own refusal naming the
     parameter) before or instead of a change."""
-    allowed = remedy(session, advice, action)
+    allowed = remedy(session, advice, action, no_postcopy=no_postcopy)
     if allowed.allowed is not True:
         raise MonitorError(session.name, allowed.reason)
     proposed = proposal(advice, action)
     assert proposed is not None
     name = session.name
     if action == POSTCOPY:
+        if libvirt_domain(session):
+            await send(session, "migrate-start-postcopy", {}, "migrateStartPostCopy")
+            return f"{name}: libvirt's migrateStartPostCopy: the destination runs the guest and fetches the rest"
         await send(session, "migrate-start-postcopy", {}, "migrate-start-postcopy")
         return f"{name}: migrate-start-postcopy: the destination runs the guest and fetches the rest"
     parameter = proposed.parameter
@@ -199,6 +213,7 @@ async def send(session: MonitorSession, command: str, arguments: dict[str, Any],
     try:
         await session.execute(command, arguments)
     except CommandFailed as err:
-        raise MonitorError(session.name, f"{session.name}: QEMU refused {what}: {err.desc}") from None
+        who = "libvirt" if libvirt_domain(session) else "QEMU"
+        raise MonitorError(session.name, f"{session.name}: {who} refused {what}: {err.desc}") from None
     except MigtuiError as err:
         raise MonitorError(session.name, f"{session.name}: {what} not done: {err}") from None

@@ -609,8 +609,10 @@ class MonitorSession:
                 and all(job.is_finished for job in state.block_jobs.values()))
 
     def _migration_evented(self) -> bool:
-        """QEMU tells of a migration's start with an event (the ``events`` capability is on)."""
-        return self.state.capabilities.enabled("events")
+        """QEMU tells of a migration's start with an event (the ``events`` capability is on, or
+        the transport says so: libvirt turns ``events`` on and passes QEMU's events through)."""
+        monitor = self.monitor
+        return self.state.capabilities.enabled("events") or (monitor is not None and monitor.migration_evented)
 
     def _queries(self) -> list[str]:
         loop_now = asyncio.get_running_loop().time()

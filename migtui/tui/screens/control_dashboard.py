@@ -200,7 +200,10 @@ class ControlDashboard(SwitchoverDashboard):
             if yes:
                 self._apply(session, POSTCOPY, "")
 
-        question = remedy_question(remedy, "migrate-start-postcopy (it cannot be undone)")
+        # The engine's line says which call it makes (libvirt's migrateStartPostCopy on a libvirt domain).
+        does = session.control(POSTCOPY).does
+        call = "libvirt's migrateStartPostCopy" if "migrateStartPostCopy" in does else "migrate-start-postcopy"
+        question = remedy_question(remedy, f"{call} (it cannot be undone)")
         self.app.push_screen(PostcopyConfirm(f"{session.name}: switch to postcopy?", question,
                                              yes=f"switch {session.name} to postcopy", no="keep pre-copy",
                                              id="confirm-postcopy"), answered)

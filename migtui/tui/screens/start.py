@@ -1,8 +1,9 @@
 """``m``: start a migration of the selected source, keyboard only, at 80x24.
 
 One screen: the destination (each monitored QEMU waiting with ``-incoming defer``, or a URI
-to type), the address (migtui's pick, editable), the capabilities and parameters both QEMUs
-have, the disks to mirror. What is offered is the engine's (``start-offer``); every value is
+to type; for a libvirt domain each other connected libvirt host), the address (migtui's pick,
+editable; libvirt's migration URI), the capabilities and parameters both QEMUs have (libvirt's
+flags), the disks to mirror (to copy). What is offered is the engine's (``start-offer``); every value is
 checked as it is typed with the engine's own functions (``workflow/start.py``), and ``enter``
 on a value (or ``ctrl+r``) shows the summary to confirm (``m`` starts, ``n`` steps back).
 The engine checks the choices again before it sends anything.
@@ -20,9 +21,12 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Label, OptionList, SelectionList, Static
 from textual.widgets.option_list import Option
 
+from ...address import LIBVIRT
 from ...format import format_bytes
 from ...model.startoffer import StartTarget
 from ...model.units import BadValue
+from ...workflow import libvirt_start
+from ...workflow.libvirt_start import LibvirtPlan
 from ...workflow.start import Choices, Plan, plan, summary
 from ..widgets.footer import KeyFooter
 from ..widgets.too_small import TooSmall
@@ -44,8 +48,14 @@ class StartConfirm(ConfirmScreen):
     BINDINGS: ClassVar[list[BindingType]] = [Binding("m", "answer(True)", "Start it")]
 
 
-def summary_text(plan: Plan) -> Content:
-    return Content("\n").join(Content(f"• {line}") for line in summary(plan))
+def summary_text(plan: Plan | LibvirtPlan) -> Content:
+    lines = libvirt_start.summary(plan) if isinstance(plan, LibvirtPlan) else summary(plan)
+    return Content("\n").join(Content(f"• {line}") for line in lines)
+
+
+def plan_of(source: str, target: StartTarget, choices: Choices) -> Plan | LibvirtPlan:
+    """The engine's own check of these choices: libvirt's for a libvirt host."""
+    return libvirt_start.plan(source, target, choices) if target.via == LIBVIRT else plan(source, target, choices)
 
 
 class StartScreen(ModalScreen[Choices | None]):
@@ -72,7 +82,7 @@ class StartScreen(ModalScreen[Choices | None]):
                 with Horizontal(id="start-options"):
                     yield Checklist(id="start-capabilities")
                     yield Vertical(id="start-parameters")
-                yield Label("Disks to mirror (space toggles)", classes="start-label")
+                yield Label("Disks to mirror (space toggles)", classes="start-label", id="start-disks-label")
                 yield Checklist(id="start-disks")
             yield Static("", id="start-check")
         yield TooSmall()
@@ -80,6 +90,8 @@ class StartScreen(ModalScreen[Choices | None]):
 
     @staticmethod
     def _destination(target: StartTarget) -> Option:
+        if target.via == LIBVIRT:
+            return Option(f"{target.name}  (libvirt host: libvirt migrates it)", id=target.name)
         if target.name:
             return Option(f"{target.name}  (monitored, waits on -incoming defer)", id=target.name)
         return Option("a URI you type (a QEMU migtui does not watch)", id=TYPED)
@@ -96,7 +108,11 @@ class StartScreen(ModalScreen[Choices | None]):
         self.target = target
         address = self.query_one("#start-address", Input)
         address.value = target.address
-        address.placeholder = "unix:/PATH or tcp:HOST:PORT"
+        libvirt = target.via == LIBVIRT
+        address.placeholder = ("migration URI tcp://HOST[:PORT] (empty: libvirt picks)" if libvirt
+                               else "unix:/PATH or tcp:HOST:PORT")
+        self.query_one("#start-disks-label", Label).update(
+            "Disks to copy (space toggles; untick shared storage)" if libvirt else "Disks to mirror (space toggles)")
         note = self.query_one("#start-note", Static)
         note.update(Content.styled(target.note, "$text-muted"))
         note.display = bool(target.note)
@@ -110,8 +126,9 @@ class StartScreen(ModalScreen[Choices | None]):
                                      classes="start-param-row") for p in target.parameters])
         disks = self.query_one("#start-disks", SelectionList)
         disks.clear_options()
-        disks.add_options([(self._disk_label(target, d.node, d.size, d.target, d.why), d.node, False)
-                           for d in target.disks])
+        # libvirt copies every disk that is not shared (copy-storage): ticked unless unticked
+        disks.add_options([(self._disk_label(target, d.node, d.size, d.target, d.why), d.node,
+                            libvirt and not d.why) for d in target.disks])
         for index, disk in enumerate(target.disks):
             if disk.why:
                 disks.disable_option_at_index(index)
@@ -135,16 +152,16 @@ class StartScreen(ModalScreen[Choices | None]):
         return Choices(self.target.name, self.query_one("#start-address", Input).value,
                        tuple(str(v) for v in caps.selected), params, tuple(str(v) for v in disks.selected))
 
-    def _check(self) -> Plan | None:
+    def _check(self) -> Plan | LibvirtPlan | None:
         """The plan of what is on screen, or None with the one line that says why not."""
         line = self.query_one("#start-check", Static)
         try:
-            result = plan(self.source, self.target, self.choices())
+            result = plan_of(self.source, self.target, self.choices())
         except BadValue as err:
             line.update(Content.styled(str(err), "$error"))
             return None
-        line.update(Content.styled(f"{self.source} → {self.target.name or result.address.uri}: valid; enter"
-                                   " reviews", "$success"))
+        where = self.target.name or (result.address.uri if isinstance(result, Plan) else "")
+        line.update(Content.styled(f"{self.source} → {where}: valid; enter reviews", "$success"))
         return result
 
     # ------------------------------------------------------------------ events
@@ -180,7 +197,7 @@ class StartScreen(ModalScreen[Choices | None]):
             if yes:
                 self.dismiss(choices)
 
-        where = result.destination or result.address.uri
+        where = result.destination or (result.address.uri if isinstance(result, Plan) else "")
         self.app.push_screen(StartConfirm(f"Migrate {self.source} to {where}?", summary_text(result),
                                           yes=f"start the migration of {self.source}", no="back",
                                           id="confirm-start"), answered)
