@@ -50,8 +50,10 @@ class Tmux:
         return self.start("env", "-u", "COLUMNS", "-u", "LINES", *env, "TERM=xterm-256color",
                           *wrap, sys.executable, "-m", "migtui", *args)
 
-    def screen(self) -> str:
-        return self._tmux("capture-pane", "-p", "-t", self.name).stdout
+    def screen(self, *, history: bool = False) -> str:
+        """What the pane shows; ``history``: with the lines scrolled above it (the last words of
+        a program printed at the bottom row scroll there, as in any terminal)."""
+        return self._tmux("capture-pane", "-p", *(("-S", "-200") if history else ()), "-t", self.name).stdout
 
     def keys(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", self.name, *keys)

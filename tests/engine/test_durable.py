@@ -287,8 +287,10 @@ def toasts(screen: str) -> str:
 
 
 async def screen_says(term: Tmux, text: str, words: Callable[[str], str] = flat) -> str:
+    """The words on ``term`` once they include ``text``, with the lines scrolled above the pane
+    (a view's last words printed at its bottom row scroll up, as in any terminal)."""
     deadline = time.monotonic() + LONG
-    while text not in words(screen := term.screen()):
+    while text not in words(screen := term.screen(history=True)):
         if time.monotonic() > deadline:
             raise AssertionError(f"{text!r} not on the screen:\n{screen}")
         await asyncio.sleep(0.05)
