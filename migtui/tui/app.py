@@ -8,6 +8,7 @@ one repaint.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import gc
 import os
@@ -94,7 +95,7 @@ class MigtuiApp(App[int]):
         self.tz = tz
         self.coarse = coarse
         self._pending: dict[str, set[str]] = {}
-        self._flush_scheduled = False
+        self._flush_handle: asyncio.TimerHandle | None = None  # the coalesced SessionsChanged, due
         self._unsubscribe: list[Callable[[], None]] = []
         self.current_flash: Flash | None = None  # what the flash lines say now
         self._console_glyphs = ConsoleGlyphs()  # the Linux console's font (coarse)
@@ -182,6 +183,9 @@ class MigtuiApp(App[int]):
             self.notify(why)  # (a warning the engine sent about it stays: it says more)
 
     def on_unmount(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         self.pauses.stop()
         self.cues.stop()
         for unsubscribe in self._unsubscribe:
@@ -190,12 +194,12 @@ class MigtuiApp(App[int]):
 
     def _session_changed(self, session: MonitorSession, kinds: frozenset[str]) -> None:
         self._pending.setdefault(session.name, set()).update(kinds)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.set_timer(COALESCE_S, self._flush_changes)
+        if self._flush_handle is None:
+            # A loop callback, not Textual's set_timer: that makes a Timer and a Task per burst.
+            self._flush_handle = asyncio.get_running_loop().call_later(COALESCE_S, self._flush_changes)
 
     def _flush_changes(self) -> None:  # not _flush: App._flush(stderr) is textual's print capture
-        self._flush_scheduled = False
+        self._flush_handle = None
         pending, self._pending = self._pending, {}
         if not pending:
             return

@@ -11,6 +11,7 @@ why not, is the engine's (``RemoteSession.control``); a key pressed anyway says 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.content import Content
+from textual.css.query import NoMatches
 
 from ...errors import MigtuiError
 from ...model.advisor import (
@@ -39,6 +41,7 @@ from ...workflow import session as kinds_
 from ...workflow.checklist import mirror_jobs
 from ...workflow.control import proposal
 from ...workflow.start import Choices
+from ..lookup import one
 from ..messages import NOT_AVAILABLE
 from ..widgets.advice_panel import KEYS, AdvicePanel
 from .control import AbortConfirm, PostcopyConfirm, RemedyScreen, abort_question, remedy_question
@@ -75,8 +78,8 @@ class ControlDashboard(SwitchoverDashboard):
     def show(self, session: RemoteSession, changed: frozenset[str] | None, *, actions: bool = True) -> None:
         super().show(session, changed, actions=actions)
         if changed is None or changed & _ADVICE:
-            for panel in self.query(AdvicePanel):
-                panel.show(session)
+            with contextlib.suppress(NoMatches):  # (mounted by on_mount: not there before)
+                one(self, AdvicePanel).show(session)
 
     # ------------------------------------------------------------------ x: abort any migration
 

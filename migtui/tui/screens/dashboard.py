@@ -31,6 +31,7 @@ from ...errors import MigtuiError
 from ...model.events import QmpEvent
 from ...view.remote import RemoteSession
 from ...workflow import session as kinds_
+from ..lookup import one
 from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
 from ..widgets.dirty_panel import DirtyPanel
@@ -222,7 +223,7 @@ class DashboardScreen(Screen[None]):
     # ------------------------------------------------------------------ updates
 
     def on_sessions_changed(self, message: SessionsChanged) -> None:
-        monitors = self.query_one(MonitorList)
+        monitors = one(self, MonitorList)
         for name, changed in message.changes.items():
             if changed & _LIST:
                 monitors.update_entry(name)
@@ -239,17 +240,17 @@ class DashboardScreen(Screen[None]):
             return changed is None or bool(changed & group)
 
         if wants(_HEADER):
-            self.query_one(MonitorHeader).show(session)
+            one(self, MonitorHeader).show(session)
             if not self.all_events:  # QEMU's events come only over a connection: say if there never was one
-                self.query_one(EventLog).set_empty(EMPTY if session.qemu_version else NEVER_CONNECTED)
+                one(self, EventLog).set_empty(EMPTY if session.qemu_version else NEVER_CONNECTED)
         if wants(_MIGRATION):
-            self.query_one(MigrationPanel).show(session)
-            self.query_one(PassHistory).set(session.name, session.state.passes.passes,
+            one(self, MigrationPanel).show(session)
+            one(self, PassHistory).set(session.name, session.state.passes.passes,
                                             running=session.state.migration.is_running)
         if wants(_DIRTY):
-            self.query_one(DirtyPanel).show(session)
+            one(self, DirtyPanel).show(session)
         if wants(_JOBS):
-            self.query_one(BlockJobsPanel).show(session.state.block_jobs, stale=is_stale(session))
+            one(self, BlockJobsPanel).show(session.state.block_jobs, stale=is_stale(session))
         if changed is not None and kinds_.EVENTS in changed:
             self._append_events(session)
         if actions:
@@ -346,7 +347,7 @@ class DashboardScreen(Screen[None]):
         states = tuple(
             (action, predicate())
             for action in sorted(self._bound_actions())
-            if (predicate := self._predicate(action)) is not None
+            if callable(predicate := getattr(self, f"can_{action}", None))
         )
         if states != self._action_states:
             self._action_states = states

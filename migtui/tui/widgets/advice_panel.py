@@ -29,6 +29,7 @@ from ...model.advisor import (
     THROTTLE,
 )
 from ...view.remote import RemoteSession
+from ..lookup import one
 from .text_line import TextLine
 
 # The dashboard's key for each remedy (least invasive first) and abort.
@@ -114,9 +115,9 @@ class AdvicePanel(Vertical):
         if shown.markup != self._title:
             self._title = shown.markup
             self.border_title = shown
-        self.query_one("#advice-reason", WrappedLine).set(reason(session))
+        one(self, "#advice-reason", WrappedLine).set(reason(session))
         for selector, content in (("#advice-keys", keys_line(session)), ("#advice-policy", policy_line(session)),
                                   ("#advice-act", last_act(session))):
-            line = self.query_one(selector, TextLine)
+            line = one(self, selector, TextLine)
             line.set_class(not content.plain, "-empty")
             line.set(content)  # a WrappedLine lays out again when its rows change

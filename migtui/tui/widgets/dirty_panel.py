@@ -19,6 +19,7 @@ from ...model.vmstate import VmState
 from ...view.remote import RemoteSession
 from ...workflow.session import MonitorSession
 from ..badges import ENGINE_SILENT, POLLS_FAILING
+from ..lookup import one
 from .migration_panel import is_stale
 from .rate_chart import VALUE_WIDTH, ChartData, RateChart, value_lines
 from .text_line import TextLine
@@ -103,9 +104,9 @@ class DirtyPanel(Vertical):
         if silent_since is not None:
             now = min(now, silent_since)  # the engine's last word: no column after it
         data = chart_data(session, now)
-        chart = self.query_one(RateChart)
+        chart = one(self, RateChart)
         chart.set_data(data)
-        self.query_one("#chart-values", TextLine).set(
+        one(self, "#chart-values", TextLine).set(
             value_lines(data, chart.rows_per_series, chart.window)
         )
         note = title_note(session)

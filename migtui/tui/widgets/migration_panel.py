@@ -30,6 +30,7 @@ from ...transport import ConnState
 from ...view.remote import RemoteSession
 from ...workflow.session import MonitorSession
 from .. import badges
+from ..lookup import one
 from .field_row import SEP, FieldRow, pad
 from .pass_trend import PassTrend
 from .ram_bar import RamBar
@@ -238,20 +239,20 @@ class MigrationPanel(Vertical):
         self.set_class(is_stale(session), "-stale")
         state = session.state
         info = state.migration
-        self.query_one("#mig-status", FieldRow).set(status_fields(session))
+        one(self, "#mig-status", FieldRow).set(status_fields(session))
         progress = info.ram_progress
         trend = trend_shown(session)
         self.set_class(trend is not None, "-passes")
         if trend is not None:  # a stuck migration must not look almost done: the passes say it
-            self.query_one(PassTrend).set(trend.passes, trend.verdict)
-            self.query_one("#mig-percent", TextLine).set(verdict_cell(trend))
+            one(self, PassTrend).set(trend.passes, trend.verdict)
+            one(self, "#mig-percent", TextLine).set(verdict_cell(trend))
         else:
-            self.query_one(RamBar).set(progress)
+            one(self, RamBar).set(progress)
             percent = fmt.format_percent(progress) if progress is not None else fmt.UNKNOWN
-            self.query_one("#mig-percent", TextLine).set(percent.rjust(VERDICT_WIDTH))
-        self.query_one("#mig-ram", FieldRow).set(ram_fields(info, incoming=state.incoming_side))
-        self.query_one("#mig-downtime", FieldRow).set(downtime_fields(session))
+            one(self, "#mig-percent", TextLine).set(percent.rjust(VERDICT_WIDTH))
+        one(self, "#mig-ram", FieldRow).set(ram_fields(info, incoming=state.incoming_side))
+        one(self, "#mig-downtime", FieldRow).set(downtime_fields(session))
         extra = extra_lines(session)
-        line = self.query_one("#mig-extra", TextLine)
+        line = one(self, "#mig-extra", TextLine)
         line.set_class(not extra, "-empty")
         line.set(Content("\n").join(extra))

@@ -15,6 +15,7 @@ from ...protocol.messages import Pause
 from ...transport import ConnState
 from ...view.remote import RemoteSession
 from .. import badges
+from ..lookup import one
 from .text_line import TextLine
 
 SEP = Content.styled(" · ", "$text-muted")
@@ -99,8 +100,8 @@ class MonitorHeader(Vertical):
 
     def show(self, session: RemoteSession) -> None:
         # relayout: at 120x40 the line wraps (the full address), and its height may change
-        self.query_one("#header-identity", TextLine).set(identity_text(session), relayout=True)
+        one(self, "#header-identity", TextLine).set(identity_text(session), relayout=True)
         trouble = trouble_text(session)
-        line = self.query_one("#header-trouble", TextLine)
+        line = one(self, "#header-trouble", TextLine)
         line.set_class(not trouble.plain, "-empty")
         line.set(trouble, relayout=True)

@@ -21,6 +21,7 @@ class TextLine(Widget):
     def __init__(self, content: Content | str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._shown = content if isinstance(content, Content) else Content(content)
+        self._wrapped = (0, 0)  # (width, rows) of what is shown, wrapped: measured once, not at each change
 
     @property
     def shown(self) -> Content:
@@ -42,9 +43,10 @@ class TextLine(Widget):
         if new.is_same(old):
             return False
         self._shown = new
+        wrapped, self._wrapped = self._wrapped, (0, 0)  # old's; new's is measured below if asked
         width = self.content_region.width
         if new.plain.count("\n") != old.plain.count("\n") or (
-                relayout and (not width or len(new.wrap(width)) != len(old.wrap(width)))):
+                relayout and (not width or _rows(old, wrapped, width) != self._measure(new, width))):
             self.refresh(layout=True)
             return True
         if relayout:
@@ -56,3 +58,14 @@ class TextLine(Widget):
         elif regions:
             self.refresh(*regions)
         return True
+
+    def _measure(self, new: Content, width: int) -> int:
+        rows = len(new.wrap(width))
+        self._wrapped = (width, rows)
+        return rows
+
+
+def _rows(old: Content, wrapped: tuple[int, int], width: int) -> int:
+    """The rows ``old`` took at ``width`` (``wrapped``: its (width, rows) when last measured)."""
+    measured_at, rows = wrapped
+    return rows if measured_at == width else len(old.wrap(width))
