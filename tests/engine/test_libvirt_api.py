@@ -35,6 +35,7 @@ from tmux_util import Tmux
 
 from migtui.engine.engine import Engine, Watched
 from migtui.errors import MigtuiError
+from migtui.format import format_ms
 from migtui.libvirt.binding import load
 from migtui.workflow.pairing import destination_for
 from migtui.workflow.policy import Policy
@@ -606,7 +607,7 @@ async def test_in_tmux_two_hosts_show_a_copy_storage_migration_as_virsh_reports_
         await until(lambda: f"a/{GUEST}" in monitor_list(term.screen()) and "b/migtui" in monitor_list(term.screen()),
                     30, "both hosts' entries", term.screen)  # (b's name cut with … at 80 columns)
         info = domjobinfo(completed_job(lab.b))
-        downtime = f"downtime {int(number(info['Total downtime']))} ms"
+        downtime = f"downtime {format_ms(number(info['Total downtime']))}"  # a loaded machine's: "1.1 s"
         term.keys("j")  # the destination, below the source
         await until(lambda: "▸b/" in term.screen() and downtime in term.screen(), 30,
                     f"the destination selected, showing {downtime!r}", term.screen)
