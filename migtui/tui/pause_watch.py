@@ -111,7 +111,9 @@ class PauseWatch:
                 continue
             self._told[name] = c.result
             if not any(d.source is session for d in self._dialogs()):  # an open dialog says it itself
-                self.app.notify(c.result.reason, title="Switchover", severity="warning", timeout=15)
+                # Untitled: the reason names the source and the pause, and who ended it must
+                # fit 80 columns ("Switchover: " cut "(libvirt resumed it" of a 100+ ms pause).
+                self.app.notify(c.result.reason, severity="warning", timeout=15)
 
     def remove(self, name: str) -> None:
         """A monitor the engine no longer watches (already out of ``sessions``): its dialog

@@ -379,7 +379,9 @@ class SwitchoverScreen(ModalScreen[None]):
         if result is None or self._leaving or self.where is Situation.REPLACED:
             return  # a reconnection: the dialog says so itself
         self._leaving = True
-        self.app.notify(result.reason, title="Switchover", severity="warning", timeout=15)
+        # Untitled, as PauseWatch says it: the reason names the source, and who ended the
+        # pause must fit 80 columns.
+        self.app.notify(result.reason, severity="warning", timeout=15)
         self.dismiss(None)
 
     @on(SessionsChanged)
