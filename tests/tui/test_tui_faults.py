@@ -214,8 +214,10 @@ async def test_a_resume_a_frozen_qemu_never_got_is_shown_and_can_be_tried_again(
             await until(lambda: box.section("clock") != clock or not box.started, 10, "the clock to tick")
             assert box.started, "the check ended before the clock moved: nothing was shown frozen or not"
             await until(lambda: not box.started, 30, "the attempt's end")
+            # Its outcome is painted once the critical phase is over (a repaint it held back).
+            await until(lambda: box.section("outcome").endswith("nothing was changed; resume can be tried again"),
+                        30, "the attempt's outcome", lambda: box.section("outcome"))
             outcome = box.section("outcome")
-            assert outcome.endswith("nothing was changed; resume can be tried again"), outcome
             assert "no answer from QEMU" in outcome, outcome
             # The engine's notice of the attempt reached the view, and left the dialog to say it.
             await until(lambda: any("nothing was changed" in text for _, text in view.client.notices), 10,
