@@ -35,7 +35,8 @@ async def test_arm_quit_migrate_the_engine_keeps_guarding_and_stop_sets_back_the
     view = open_terminal(terminals, "arm").migtui("--max-pause", "2", *watch_args(lab))
     await arm_in(view)
     view.keys("q")
-    screen = await wait_screen(view, "-- `migtui attach` to watch again")
+    await wait_screen(view, "-- `migtui attach` to watch again")
+    screen = view.screen(history=True)  # printed from the bottom row, its start may have scrolled above
     assert ("the engine keeps guarding src: armed by migtui; its next pause gets the deadline (2 s then abort)"
             in " ".join(screen.split())), screen  # wrapped at 80 columns
     # Its last view gone, the engine looks at what it guards, and stays.
@@ -74,7 +75,8 @@ async def test_arm_migrate_quit_the_engine_keeps_the_deadline_and_attach_tells_t
     await lab.migrate()
     await wait_screen(view, "active")
     view.keys("q")
-    screen = await wait_screen(view, "-- `migtui attach` to watch again")
+    await wait_screen(view, "-- `migtui attach` to watch again")
+    screen = view.screen(history=True)  # printed from the bottom row, its start may have scrolled above
     assert "the engine keeps guarding src: migrating with pause-before-switchover (deadline 2 s then abort)" \
         in screen.replace("\n", ""), screen
     assert engine_pids(private_runtime_dir), "the engine went with its view"
