@@ -39,7 +39,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -475,3 +475,28 @@ if __name__ == "__main__":
         _daemon(sys.argv[2], sys.argv[3])
     else:
         sys.exit("usage: libvirt_lab.py _daemon ROOT LIBVIRTD (started by LibvirtLab)")
+
+
+def lab_hosts() -> Iterator[LibvirtLab]:
+    """The two hosts for a test module's fixture (``yield from lab_hosts()``): a missing tool or a
+    lab that cannot start fails the test with the line that says why (never skipped: the suite
+    installs what it needs)."""
+    import pytest
+
+    from migtui.errors import MigtuiError
+    from migtui.libvirt.binding import load
+
+    missing = missing_tools()
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not found: {INSTALL}", pytrace=False)
+    try:
+        load()
+    except MigtuiError as err:
+        pytest.fail(str(err), pytrace=False)
+    qemu = shutil.which("qemu-system-x86_64")
+    assert qemu is not None
+    try:
+        with LibvirtLab(qemu) as lab:  # its own directories and ports: beside any other lab
+            yield lab
+    except LibvirtLabError as err:
+        pytest.fail(str(err), pytrace=False)

@@ -30,13 +30,12 @@ from typing import Any
 import pytest
 from conftest import until
 from engine_util import short_runtime_dir
-from libvirt_lab import INSTALL, LibvirtLab, LibvirtLabError, missing_tools
+from libvirt_lab import LibvirtLab, lab_hosts
 from tmux_util import Tmux
 
 from migtui.engine.engine import Engine, Watched
 from migtui.errors import MigtuiError
 from migtui.format import format_ms
-from migtui.libvirt.binding import load
 from migtui.workflow.pairing import destination_for
 from migtui.workflow.policy import Policy
 
@@ -50,20 +49,7 @@ REPO = Path(__file__).resolve().parents[2]
 def hosts() -> Iterator[LibvirtLab]:
     """The two hosts, shared by this module's tests (a daemon's first start probes QEMU
     for seconds); each test's guest is destroyed after it (``lab``)."""
-    missing = missing_tools()
-    if missing:  # never skipped: the suite installs what it needs
-        pytest.fail(f"{', '.join(missing)} not found: {INSTALL}", pytrace=False)
-    try:
-        load()
-    except MigtuiError as err:
-        pytest.fail(str(err), pytrace=False)
-    qemu = shutil.which("qemu-system-x86_64")
-    assert qemu is not None
-    try:
-        with LibvirtLab(qemu) as lab:  # closes itself, also when it cannot start
-            yield lab
-    except LibvirtLabError as err:
-        pytest.fail(str(err), pytrace=False)
+    yield from lab_hosts()
 
 
 @pytest.fixture

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from conftest import until
-from libvirt_lab import INSTALL, LibvirtLab, LibvirtLabError, missing_tools
+from libvirt_lab import LibvirtLab, lab_hosts
 from tmux_util import Tmux
 
 from migtui.engine.control import POSTCOPY_OFF
 from migtui.engine.engine import Engine, Watched
-from migtui.errors import MigtuiError
-from migtui.libvirt.binding import load
 from migtui.protocol import messages as m
 from migtui.workflow.policy import Policy
 
@@ -32,20 +29,7 @@ pytestmark = [pytest.mark.timeout(240)]
 
 @pytest.fixture(scope="module")
 def hosts() -> Iterator[LibvirtLab]:
-    missing = missing_tools()
-    if missing:  # never skipped: the suite installs what it needs
-        pytest.fail(f"{', '.join(missing)} not found: {INSTALL}", pytrace=False)
-    try:
-        load()
-    except MigtuiError as err:
-        pytest.fail(str(err), pytrace=False)
-    qemu = shutil.which("qemu-system-x86_64")
-    assert qemu is not None
-    try:
-        with LibvirtLab(qemu) as lab:  # its own directories and ports: beside any other lab
-            yield lab
-    except LibvirtLabError as err:
-        pytest.fail(str(err), pytrace=False)
+    yield from lab_hosts()
 
 
 @pytest.fixture
