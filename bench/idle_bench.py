@@ -178,20 +178,8 @@ def measure(tree_name: str, tree: Path, monitors: list[str], first: str, *, warm
         pids = {"view": s.pid("migtui"), "engine": s.engine_pid(), "htop": s.pid("htop"), "tmux": s.server_pid()}
         assert s.size("migtui") == f"{COLS}x{ROWS}" and s.size("htop") == f"{COLS}x{ROWS}", s.size("migtui")
         time.sleep(warmup)
-        before = {k: cpu_seconds(p) for k, p in pids.items()}
-        t0 = time.monotonic()
-        time.sleep(seconds)
-        dt = time.monotonic() - t0
-        run.cpu = {k: 100 * (cpu_seconds(p) - before[k]) / dt for k, p in pids.items()}
-        for i in range(keys):
-            time.sleep(random.uniform(0.4, 0.6))
-            shown = s.screen()
-            pressed = time.monotonic()
-            s.key("Down" if i % 2 == 0 else "Up")
-            while s.screen() == shown:
-                if time.monotonic() - pressed > 5:
-                    raise SystemExit(f"bench: no answer to a key within 5 s:\n{shown}")
-            run.keys_ms.append(1000 * (time.monotonic() - pressed))
+        run.cpu = cpu_percent(pids, seconds)
+        run.keys_ms = key_answers(s, keys)
         if not alive(pids["view"]) or not alive(pids["engine"]):
             raise SystemExit(f"bench: migtui ended during the measurement:\n{s.screen()}")
         if args is not None and args.profile is not None:
@@ -199,6 +187,31 @@ def measure(tree_name: str, tree: Path, monitors: list[str], first: str, *, warm
     finally:
         s.stop()
     return run
+
+
+def cpu_percent(pids: dict[str, int], seconds: float) -> dict[str, float]:
+    """Each process's CPU time over the next ``seconds``, in % of one core."""
+    before = {k: cpu_seconds(p) for k, p in pids.items()}
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    dt = time.monotonic() - t0
+    return {k: 100 * (cpu_seconds(p) - before[k]) / dt for k, p in pids.items()}
+
+
+def key_answers(s: Session, keys: int) -> list[float]:
+    """``keys`` keys (down, up, ...; 0.4-0.6 s apart), each timed from send-keys to the
+    first capture that shows a changed screen, in ms."""
+    answers: list[float] = []
+    for i in range(keys):
+        time.sleep(random.uniform(0.4, 0.6))
+        shown = s.screen()
+        pressed = time.monotonic()
+        s.key("Down" if i % 2 == 0 else "Up")
+        while s.screen() == shown:
+            if time.monotonic() - pressed > 5:
+                raise SystemExit(f"bench: no answer to a key within 5 s:\n{shown}")
+        answers.append(1000 * (time.monotonic() - pressed))
+    return answers
 
 
 def start_idle_qemus(binary: str, directory: Path, n: int) -> tuple[list[subprocess.Popen], list[Path]]:

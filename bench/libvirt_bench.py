@@ -25,7 +25,6 @@ import argparse
 import datetime
 import os
 import platform
-import random
 import shlex
 import shutil
 import statistics
@@ -35,10 +34,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from idle_bench import COLS, ROWS, Session, profile, wait_screen
+from idle_bench import COLS, ROWS, Session, cpu_percent, key_answers, profile, wait_screen
 from libvirt_idle import connections, open_lab, start_idle
 from machine import cpu_model
-from term import ROOT, alive, append, cpu_seconds, loadavg
+from term import ROOT, alive, append, loadavg
 
 SECTION = "## Idle libvirt domains: migtui -c vs htop in the same tmux"
 
@@ -53,21 +52,8 @@ def measure(tree: tuple[str, Path], lab_args: list[str], args: argparse.Namespac
                 **daemons}
         assert s.size("migtui") == f"{COLS}x{ROWS}" and s.size("htop") == f"{COLS}x{ROWS}", s.size("migtui")
         time.sleep(args.warmup)
-        before = {k: cpu_seconds(p) for k, p in pids.items()}
-        t0 = time.monotonic()
-        time.sleep(args.seconds)
-        dt = time.monotonic() - t0
-        cpu = {k: 100 * (cpu_seconds(p) - before[k]) / dt for k, p in pids.items()}
-        keys: list[float] = []
-        for i in range(args.keys):
-            time.sleep(random.uniform(0.4, 0.6))
-            shown = s.screen()
-            pressed = time.monotonic()
-            s.key("Down" if i % 2 == 0 else "Up")
-            while s.screen() == shown:
-                if time.monotonic() - pressed > 5:
-                    raise SystemExit(f"bench: no answer to a key within 5 s:\n{shown}")
-            keys.append(1000 * (time.monotonic() - pressed))
+        cpu = cpu_percent(pids, args.seconds)
+        keys = key_answers(s, args.keys)
         screen = s.screen()
         if not alive(pids["view"]) or not alive(pids["engine"]):
             raise SystemExit(f"bench: migtui ended during the measurement:\n{screen}")

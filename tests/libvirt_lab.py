@@ -500,3 +500,16 @@ def lab_hosts() -> Iterator[LibvirtLab]:
             yield lab
     except LibvirtLabError as err:
         pytest.fail(str(err), pytrace=False)
+
+
+def clear_hosts(hosts: LibvirtLab, *, undefine: bool = False) -> None:
+    """After a test: destroy whatever it left running on either host (``undefine``: and what it
+    left defined, a migration's PERSIST_DEST)."""
+    for host in (hosts.a, hosts.b):
+        if host.process is None or host.process.poll() is not None:
+            continue
+        for name in host.virsh("list", "--name", check=False).stdout.split():
+            host.virsh("destroy", name, check=False)
+        if undefine:
+            for name in host.virsh("list", "--all", "--name", check=False).stdout.split():
+                host.virsh("undefine", name, check=False)

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..address import LIBVIRT
-from ..model.migration import RUNNING_STATUSES
 from ..model.startoffer import CAPABILITY, PARAMETER, StartDisk, StartOption, StartTarget
 from ..model.units import BadValue, bandwidth_text, parse_bandwidth
-from .availability import Availability, blocked_reason
+from .availability import Availability
 from .session import MonitorSession
-from .start import Choices
+from .start import Choices, start_refused
 
 MiB = 1 << 20
 POSTCOPY = "postcopy-ram"
@@ -47,17 +46,10 @@ NOTE = ("libvirt migrates it (migrateToURI3: live, peer to peer, persistent ther
 def can_start(session: MonitorSession, hosts: Sequence[str]) -> Availability:
     """``m`` on a libvirt domain: start a migration of it now, and if not why. ``hosts``: the
     other libvirt hosts connected to the engine (the destinations)."""
+    refused = start_refused(session, incoming="the destination of an incoming migration", migrated="migrated already")
+    if refused is not None:
+        return refused
     name = session.name
-    state = session.state
-    if state.run_state is not None and state.run_state.incoming:
-        return Availability(False, f"{name}: the destination of an incoming migration: start it from its source")
-    blocked = blocked_reason(session, "start a migration of")
-    if blocked:
-        return Availability(None, blocked)
-    if state.migration_status in RUNNING_STATUSES:
-        return Availability(False, f"{name}: a migration is under way ({state.migration_status})")
-    if state.run_state is not None and state.run_state.status == "postmigrate":
-        return Availability(False, f"{name}: migrated already: its guest runs on the destination")
     if not hosts:
         return Availability(None, f"{name}: no other libvirt host connected to migrate to: add its -c URI")
     return Availability(True)

@@ -77,20 +77,31 @@ def waiting_for_migration(session: MonitorSession) -> bool:
             and state.migration_status not in RUNNING_STATUSES)
 
 
-def can_start(session: MonitorSession) -> Availability:
-    """``m``: start a migration of this source now, and if not why."""
+def start_refused(session: MonitorSession, *, incoming: str, migrated: str) -> Availability | None:
+    """What refuses a start of any source, a QMP monitor's or a libvirt domain's (None:
+    nothing); ``incoming`` and ``migrated`` say the two states in that source's words."""
     name = session.name
     state = session.state
     if state.run_state is not None and state.run_state.incoming:
-        return Availability(False, f"{name}: waits for an incoming migration: start it from its source")
+        return Availability(False, f"{name}: {incoming}: start it from its source")
     blocked = blocked_reason(session, "start a migration of")
     if blocked:
         return Availability(None, blocked)
     if state.migration_status in RUNNING_STATUSES:  # not offered (the footer has other keys then)
         return Availability(False, f"{name}: a migration is under way ({state.migration_status})")
     if state.run_state is not None and state.run_state.status == "postmigrate":
-        return Availability(False, f"{name}: migrated already (postmigrate): its guest runs on the destination")
-    if not state.capabilities.supports(PAUSE):
+        return Availability(False, f"{name}: {migrated}: its guest runs on the destination")
+    return None
+
+
+def can_start(session: MonitorSession) -> Availability:
+    """``m``: start a migration of this source now, and if not why."""
+    refused = start_refused(session, incoming="waits for an incoming migration",
+                            migrated="migrated already (postmigrate)")
+    if refused is not None:
+        return refused
+    name = session.name
+    if not session.state.capabilities.supports(PAUSE):
         return Availability(None, f"{name}: capabilities not read yet")
     return Availability(True)
 

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from conftest import until
 from engine_util import short_runtime_dir
-from libvirt_lab import LibvirtLab, lab_hosts
+from libvirt_lab import LibvirtLab, clear_hosts, lab_hosts
 from tmux_util import Tmux
 
 from migtui.engine.engine import Engine, Watched
@@ -55,10 +55,7 @@ def hosts() -> Iterator[LibvirtLab]:
 @pytest.fixture
 def lab(hosts: LibvirtLab) -> Iterator[LibvirtLab]:
     yield hosts
-    for host in (hosts.a, hosts.b):  # whatever the test left running
-        if host.process is not None and host.process.poll() is None:
-            for name in host.virsh("list", "--name", check=False).stdout.split():
-                host.virsh("destroy", name, check=False)
+    clear_hosts(hosts)
 
 
 @pytest.fixture

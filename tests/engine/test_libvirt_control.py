@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import until
-from libvirt_lab import LibvirtLab, lab_hosts
+from libvirt_lab import LibvirtLab, clear_hosts, lab_hosts
 from tmux_util import Tmux
 
 from migtui.engine.control import POSTCOPY_OFF
@@ -35,12 +35,7 @@ def hosts() -> Iterator[LibvirtLab]:
 @pytest.fixture
 def lab(hosts: LibvirtLab) -> Iterator[LibvirtLab]:
     yield hosts
-    for host in (hosts.a, hosts.b):  # whatever the test left running, or defined (PERSIST_DEST)
-        if host.process is not None and host.process.poll() is None:
-            for name in host.virsh("list", "--name", check=False).stdout.split():
-                host.virsh("destroy", name, check=False)
-            for name in host.virsh("list", "--all", "--name", check=False).stdout.split():
-                host.virsh("undefine", name, check=False)
+    clear_hosts(hosts, undefine=True)  # a start leaves the domain defined there (PERSIST_DEST)
 
 
 @pytest.fixture
