@@ -65,10 +65,10 @@ class Tmux:
         out = self._tmux("display-message", "-p", "-t", self.name, "#{pane_dead}", check=False).stdout.strip()
         return out == "1"
 
-    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+    def wait_for(self, text: str, timeout: float = 20.0, *, history: bool = False) -> str:
         deadline = time.monotonic() + timeout
         while True:
-            screen = self.screen()
+            screen = self.screen(history=history)
             if text in screen:
                 return screen
             if time.monotonic() > deadline:

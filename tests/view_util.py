@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,11 @@ def watch_args(lab: Lab) -> list[str]:
     return [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
 
 
-async def wait_screen(term: Tmux, text: str, timeout: float = 60.0) -> str:
+async def wait_screen(term: Tmux, text: str, timeout: float = 60.0, *, history: bool = False) -> str:
+    """``history``: with the lines scrolled above the pane (a program's last words printed from
+    its bottom row scroll there)."""
     try:
-        return await asyncio.to_thread(term.wait_for, text, timeout)
+        return await asyncio.to_thread(partial(term.wait_for, text, timeout, history=history))
     except AssertionError as err:
         raise AssertionError(f"{err}\nengine's log:\n{engine_log(Path(os.environ['MIGTUI_RUNTIME_DIR']))}") from None
 

@@ -35,8 +35,7 @@ async def test_arm_quit_migrate_the_engine_keeps_guarding_and_stop_sets_back_the
     view = open_terminal(terminals, "arm").migtui("--max-pause", "2", *watch_args(lab))
     await arm_in(view)
     view.keys("q")
-    await wait_screen(view, "-- `migtui attach` to watch again")
-    screen = view.screen(history=True)  # printed from the bottom row, its start may have scrolled above
+    screen = await wait_screen(view, "-- `migtui attach` to watch again", history=True)  # its start may scroll above
     assert ("the engine keeps guarding src: armed by migtui; its next pause gets the deadline (2 s then abort)"
             in " ".join(screen.split())), screen  # wrapped at 80 columns
     # Its last view gone, the engine looks at what it guards, and stays.
@@ -53,7 +52,7 @@ async def test_arm_quit_migrate_the_engine_keeps_guarding_and_stop_sets_back_the
     await wait_screen(later, "While no view watched")
     await wait_screen(later, "(by the engine's deadline)")
     later.keys("q")
-    await wait_screen(later, "-- `migtui attach` to watch again")  # still armed: still guarded
+    await wait_screen(later, "-- `migtui attach` to watch again", history=True)  # still armed: still guarded
 
     stop = await asyncio.create_subprocess_exec(sys.executable, "-m", "migtui", "engine", "stop",
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
@@ -75,8 +74,7 @@ async def test_arm_migrate_quit_the_engine_keeps_the_deadline_and_attach_tells_t
     await lab.migrate()
     await wait_screen(view, "active")
     view.keys("q")
-    await wait_screen(view, "-- `migtui attach` to watch again")
-    screen = view.screen(history=True)  # printed from the bottom row, its start may have scrolled above
+    screen = await wait_screen(view, "-- `migtui attach` to watch again", history=True)  # its start may scroll above
     assert "the engine keeps guarding src: migrating with pause-before-switchover (deadline 2 s then abort)" \
         in screen.replace("\n", ""), screen
     assert engine_pids(private_runtime_dir), "the engine went with its view"
@@ -132,7 +130,7 @@ async def test_a_killed_engine_is_one_line_in_the_view(lab: Lab, terminals: list
     await wait_screen(view, "src · connected")
     for pid in engine_pids(private_runtime_dir):
         os.kill(pid, signal.SIGKILL)
-    screen = await wait_screen(view, "migtui: the migtui engine exited: run migtui again")
+    screen = await wait_screen(view, "migtui: the migtui engine exited: run migtui again", history=True)
     lines = [line for line in screen.splitlines() if line.startswith("migtui:")]
     assert len(lines) == 1 and "Traceback" not in screen
     await until(view.dead, 300, "the view to exit")
