@@ -7,6 +7,7 @@ Panes stay after their program exits, so its last words can be read.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -50,10 +51,12 @@ class Tmux:
         return self.start("env", "-u", "COLUMNS", "-u", "LINES", *env, "TERM=xterm-256color",
                           *wrap, sys.executable, "-m", "migtui", *args)
 
-    def screen(self, *, history: bool = False) -> str:
+    def screen(self, *, history: bool = False, styles: bool = False) -> str:
         """What the pane shows; ``history``: with the lines scrolled above it (the last words of
-        a program printed at the bottom row scroll there, as in any terminal)."""
-        return self._tmux("capture-pane", "-p", *(("-S", "-200") if history else ()), "-t", self.name).stdout
+        a program printed at the bottom row scroll there, as in any terminal); ``styles``: with
+        its colours and attributes as escape sequences (``styled_row``, ``bold_text``)."""
+        return self._tmux("capture-pane", "-p", *(("-S", "-200") if history else ()), *(("-e",) if styles else ()),
+                          "-t", self.name).stdout
 
     def keys(self, *keys: str) -> None:
         self._tmux("send-keys", "-t", self.name, *keys)
@@ -81,6 +84,34 @@ class Tmux:
 
     def close(self) -> None:
         self._tmux("kill-server", check=False)
+
+
+SGR = re.compile(r"\x1b\[([0-9;:]*)m")
+
+
+def styled_row(styled: str, text: str) -> str:
+    """The row of a screen captured with ``styles`` whose text contains ``text``, its escapes
+    kept ("" when no row does): how that row looks."""
+    return next((row for row in styled.splitlines() if text in SGR.sub("", row)), "")
+
+
+def bold_text(row: str) -> str:
+    """The characters of a row captured with ``styles`` that the terminal draws in bold."""
+    bold, out, at = False, [], 0
+    for match in SGR.finditer(row + "\x1b[m"):
+        if bold:
+            out.append(row[at:match.start()])
+        at = match.end()
+        params = [int(p) if p.isdigit() else 0 for p in re.split("[;:]", match.group(1))]
+        i = 0
+        while i < len(params):  # 38/48/58 take a colour: 5;N or 2;R;G;B, not attributes
+            p = params[i]
+            if p in (38, 48, 58):
+                i += 3 if params[i + 1:i + 2] == [5] else 5
+                continue
+            bold = True if p == 1 else False if p in (0, 22) else bold
+            i += 1
+    return "".join(out)
 
 
 def gone(pid: int) -> bool:

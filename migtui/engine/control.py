@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import MigtuiError
 from ..format import format_duration
+from ..libvirt.domain import DomainMonitor
 from ..model.advisor import ABORT, DIRTY_LIMIT, POSTCOPY, REMEDY_ACTIONS, Advice, Settings, advise, estimate_ms
 from ..model.migration import FINISHED_STATUSES, RUNNING_STATUSES
 from ..model.units import downtime_text
@@ -85,7 +86,17 @@ class EngineControl:
                                vcpu_dirty_limit=limited[1] if limited and limited[0] == session.generation else None)
         if w.via_libvirt:  # libvirt has no capabilities to read: its job's flag decides
             settings = replace(settings, postcopy_ram=not self.no_postcopy(w))
-        return advise(session.state, settings, connected=session.connected, measuring=session.measuring)
+        return advise(session.state, settings, connected=session.connected, measuring=session.measuring,
+                      migrated_to=self.migrated_to(w))
+
+    def migrated_to(self, w: Watched) -> str | None:
+        """The destination ``w`` left for by migration (a libvirt source no longer on its host,
+        listed a while with its final figures; "": a host migtui does not watch), else None."""
+        monitor = w.session.monitor
+        if w.session.connected or not isinstance(monitor, DomainMonitor) or not monitor.migrated_away:
+            return None
+        destination = destination_for(w.session, self.engine.sessions())
+        return destination.name if destination is not None else ""
 
     def no_dirty_limit(self, w: Watched) -> str:
         """Why this QEMU cannot limit its vCPUs' dirty rate ("": it may)."""

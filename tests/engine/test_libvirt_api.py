@@ -32,6 +32,7 @@ from conftest import until
 from engine_util import short_runtime_dir
 from libvirt_lab import LibvirtLab, clear_hosts, lab_hosts
 from tmux_util import Tmux
+from view_util import main_text
 
 from migtui.engine.engine import Engine, Watched
 from migtui.errors import MigtuiError
@@ -603,6 +604,15 @@ async def test_in_tmux_two_hosts_show_a_copy_storage_migration_as_virsh_reports_
         assert source["name"] == f"a/{GUEST}" and source["pause"]["armed_by"] == "libvirt", source["pause"]
         assert source["migration"]["status"] == "completed", source["migration"]
         assert source["migration"]["downtime_ms"] == number(info["Total downtime"]), (source["migration"], info)
+        # The advisor's word on the source that left by migration says what happened (not "monitor not
+        # connected"), and the dashboard's Convergence panel says the same of it.
+        said = source["migration"]["convergence"]
+        left = f"migrated away to b/{GUEST}: migration completed in "
+        assert said["verdict"] == "unknown" and said["remedies"] == [], said
+        assert said["reason"].startswith(left) and said["reason"].endswith(downtime), said
+        term.keys("k")  # the source
+        await until(lambda: f"▸a/{GUEST}" in (s := term.screen()) and "Convergence: migrated away" in s
+                    and left in main_text(s), 30, "the source's Convergence panel", term.screen)
     finally:
         term.close()
         subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--force", "--runtime-dir", str(directory)],

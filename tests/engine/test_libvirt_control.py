@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from conftest import until
 from libvirt_lab import LibvirtLab, clear_hosts, lab_hosts
-from tmux_util import Tmux
+from tmux_util import Tmux, bold_text, styled_row
 
 from migtui.engine.control import POSTCOPY_OFF
 from migtui.engine.engine import Engine, Watched
@@ -218,19 +218,26 @@ async def test_m_in_the_dashboard_migrates_a_libvirt_domain(lab: LibvirtLab, ter
     term.migtui("-c", f"a={lab.a.uri}", "-c", f"b={lab.b.uri}")
     shown: list[str] = []
 
-    async def screen(pred: Any, what: str) -> str:
+    async def screen(pred: Any, what: str, *, styles: bool = False) -> str:
         async def holds() -> bool:
-            shown[:] = [await asyncio.to_thread(term.screen)]
+            shown[:] = [await asyncio.to_thread(term.screen, styles=styles)]
             return bool(pred(shown[0]))
         await until(holds, 60, what, lambda: "\n" + shown[0])
         return shown[0]
 
     await screen(lambda s: f"a/{name}" in s and "m Migrate" in s, "the domain, m offered")
     term.keys("m")
-    await screen(lambda s: "b  (libvirt host" in s and "valid; enter reviews" in s, "the start screen")
-    await asyncio.sleep(1.0)  # the screen takes its focus once mounted: a key before that goes elsewhere
+    # A key goes to the focused field, so each is typed once the field looks focused, as a person
+    # types: the screen is drawn before it takes its focus, and a focus moved by tab is not there
+    # yet for the keys right behind it.
+    host = "b  (libvirt host"
+    ready = await screen(lambda s: host in bold_text(styled_row(s, host)), "the destination list focused "
+                         "(its highlighted host bold)", styles=True)
+    blurred = styled_row(ready, "migration URI")  # the address field's look without the focus
+    assert blurred, ready
     term.keys("Tab")  # the migration URI (two libvirt hosts on one machine: loopback)
-    await asyncio.sleep(0.5)
+    await screen(lambda s: styled_row(s, "migration URI") not in ("", blurred), "the address field focused",
+                 styles=True)
     term.keys("tcp://127.0.0.1")
     await screen(lambda s: "tcp://127.0.0.1" in s and "valid; enter reviews" in s, "the URI typed")
     term.keys("Enter")
