@@ -22,14 +22,24 @@ from typing import Any, TypeVar, Union
 from .framing import ProtocolError
 
 T = TypeVar("T")
-_Reader = Callable[[Any, str], Any]
+_Reader = Callable[[Any, "str | None"], Any]  # (data, where: None while not named)
 _readers: dict[Any, _Reader] = {}
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_field_names: dict[type, tuple[str, ...]] = {}
 
 
 def to_json(value: Any) -> Any:
     """``value`` as plain JSON data (dataclasses as objects, enums by value)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    cls = type(value)
+    if cls in _PLAIN:  # most values: checked first (the engine encodes every poll's messages)
+        return value
+    names = _field_names.get(cls)
+    if names is None and dataclasses.is_dataclass(cls):
+        names = _field_names[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    if names is not None:
+        return {name: to_json(getattr(value, name)) for name in names}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
@@ -43,7 +53,14 @@ def to_json(value: Any) -> Any:
 
 def from_json(cls: type[T], data: Any, where: str = "") -> T:
     """A ``cls`` from JSON ``data``; ProtocolError (naming the field) if it does not fit."""
-    result: T = _reader(cls)(data, where or cls.__name__)
+    reader = _reader(cls)
+    try:
+        # Read without naming each field and item on the way (where=None): building those
+        # paths was most of the cost of a view's decoding. Data that does not fit is read
+        # again, naming them, for the error.
+        result: T = reader(data, None)
+    except ProtocolError:
+        result = reader(data, where or cls.__name__)
     return result
 
 
@@ -54,7 +71,7 @@ def _reader(hint: Any) -> _Reader:
     return reader
 
 
-def _fail(where: str, expected: str, data: Any) -> typing.NoReturn:
+def _fail(where: str | None, expected: str, data: Any) -> typing.NoReturn:
     shown = repr(data)
     raise ProtocolError(f"{where}: expected {expected}, got {shown[:60]}")
 
@@ -89,18 +106,20 @@ def _make_reader(hint: Any) -> _Reader:
         item = _reader(args[0]) if args else _reader(Any)
         build: Callable[[Any], Any] = {list: list, tuple: tuple, frozenset: frozenset}[origin]
 
-        def read_list(data: Any, where: str) -> Any:
+        def read_list(data: Any, where: str | None) -> Any:
             if not isinstance(data, list):
                 _fail(where, "a list", data)
+            if where is None:
+                return build([item(v, None) for v in data])
             return build(item(v, f"{where}[{i}]") for i, v in enumerate(data))
         return read_list
     if origin is dict:
         value = _reader(args[1]) if len(args) == 2 else _reader(Any)
 
-        def read_dict(data: Any, where: str) -> Any:
+        def read_dict(data: Any, where: str | None) -> Any:
             if not isinstance(data, dict):
                 _fail(where, "an object", data)
-            return {str(k): value(v, f"{where}.{k}") for k, v in data.items()}
+            return {str(k): value(v, None if where is None else f"{where}.{k}") for k, v in data.items()}
         return read_dict
     raise TypeError(f"no JSON reader for {hint!r}")  # a message field of a type this codec lacks: a bug
 
@@ -108,7 +127,7 @@ def _make_reader(hint: Any) -> _Reader:
 def _enum_reader(cls: type[enum.Enum]) -> _Reader:
     values = [m.value for m in cls]
 
-    def read(data: Any, where: str) -> Any:
+    def read(data: Any, where: str | None) -> Any:
         try:
             return cls(data)
         except ValueError:
@@ -120,7 +139,7 @@ def _union_reader(options: tuple[Any, ...]) -> _Reader:
     readers = [_reader(o) for o in options if o is not type(None)]
     nullable = type(None) in options
 
-    def read(data: Any, where: str) -> Any:
+    def read(data: Any, where: str | None) -> Any:
         if data is None and nullable:
             return None
         errors = []
@@ -137,13 +156,13 @@ def _dataclass_reader(cls: type) -> _Reader:
     hints = typing.get_type_hints(cls)
     fields = [(f, _reader(hints[f.name])) for f in dataclasses.fields(cls) if f.init]
 
-    def read(data: Any, where: str) -> Any:
+    def read(data: Any, where: str | None) -> Any:
         if not isinstance(data, dict):
             _fail(where, "an object", data)
         values = {}
         for f, reader in fields:
             if f.name in data:
-                values[f.name] = reader(data[f.name], f"{where}.{f.name}")
+                values[f.name] = reader(data[f.name], None if where is None else f"{where}.{f.name}")
             elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ProtocolError(f"{where}: '{f.name}' is missing")
         return cls(**values)
