@@ -613,6 +613,8 @@ async def test_in_tmux_two_hosts_show_a_copy_storage_migration_as_virsh_reports_
         term.keys("k")  # the source
         await until(lambda: f"▸a/{GUEST}" in (s := term.screen()) and "Convergence: migrated away" in s
                     and left in main_text(s), 30, "the source's Convergence panel", term.screen)
+        # Its chart's title says it is gone, as its header does (not "not connected").
+        assert "Dirty vs sent · gone: the last figures seen" in term.screen(), term.screen()
     finally:
         term.close()
         subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--force", "--runtime-dir", str(directory)],

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.content import Content
 
 from ...model.vmstate import VmState
 from ...view.remote import RemoteSession
 from ...workflow.session import MonitorSession
 from ..badges import ENGINE_SILENT, POLLS_FAILING
+from ..kept_lines import KeptLines, Row
 from ..lookup import one
 from .migration_panel import is_stale
 from .rate_chart import VALUE_WIDTH, ChartData, RateChart, value_lines
@@ -31,8 +32,9 @@ def title_note(session: MonitorSession) -> Content:
         return Content.styled(f"{ENGINE_SILENT}: the last figures seen", "$text-muted")
     if session.connected and session.poll_error:  # a hung QEMU: what is shown is the last known
         return Content.styled(f"{POLLS_FAILING}: the last figures seen", "$text-muted")
-    if not session.connected:
-        return Content.styled("not connected: the last figures seen", "$text-muted")
+    if not session.connected:  # a libvirt domain that left its host says so, as its header does
+        why = "gone" if session.status.word() == "gone" else "not connected"
+        return Content.styled(f"{why}: the last figures seen", "$text-muted")
     if session.measuring:
         return Content.styled("measuring…", "bold $warning")
     if isinstance(session, RemoteSession) and session.control("measure").allowed:
@@ -72,7 +74,7 @@ def chart_data(session: MonitorSession, now: float) -> ChartData:
     return ChartData(samples, now, session.interval, dirty_now, sent_now, partial=not info.is_running)
 
 
-class DirtyPanel(Vertical):
+class DirtyPanel(KeptLines, Vertical):
     DEFAULT_CSS = f"""
     DirtyPanel {{ height: auto; }}
     DirtyPanel > Horizontal {{ height: auto; }}
@@ -88,7 +90,7 @@ class DirtyPanel(Vertical):
         self._session: MonitorSession | None = None
 
     def compose(self) -> ComposeResult:
-        with Horizontal():
+        with Row():
             yield RateChart(coarse=self._coarse)
             yield TextLine(id="chart-values")
 
