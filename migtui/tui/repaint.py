@@ -16,6 +16,9 @@ from textual.content import Content, Span
 from textual.geometry import Region
 from textual.widget import Widget
 
+from .kept_lines import KeptLines
+from .strips import StripLines
+
 
 def _cell_styles(content: Content) -> list[list[tuple[str, ...]]]:
     """Per line, per cell: the styles that apply (in span order)."""
@@ -77,7 +80,7 @@ def changed_regions(old: Content, new: Content, width: int) -> list[Region] | No
     return regions
 
 
-class DiffWidget(Widget):
+class DiffWidget(KeptLines, StripLines, Widget):
     """A widget drawn by ``_draw(width) -> Content`` that repaints only changed cells.
 
     Subclasses store their data and call ``redraw()``; it returns True if the screen

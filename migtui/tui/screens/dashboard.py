@@ -23,7 +23,6 @@ from typing import ClassVar
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.widgets import Input, OptionList
 
@@ -31,6 +30,7 @@ from ...errors import MigtuiError
 from ...model.events import QmpEvent
 from ...view.remote import RemoteSession
 from ...workflow import session as kinds_
+from ..kept_lines import Column, KeptLines, Row
 from ..lookup import one
 from ..messages import SessionsChanged
 from ..widgets.block_jobs import BlockJobsPanel
@@ -57,7 +57,7 @@ _JOBS = {kinds_.BLOCK_JOBS, kinds_.CONNECTION}
 MEASURE_SECONDS = 1
 
 
-class DashboardScreen(Screen[None]):
+class DashboardScreen(KeptLines, Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("tab", "next_monitor", "Next monitor", priority=True),
         Binding("shift+tab", "previous_monitor", "Previous monitor", show=False, priority=True),
@@ -91,12 +91,12 @@ class DashboardScreen(Screen[None]):
         self._action_states: tuple[object, ...] = ()
 
     def compose(self) -> ComposeResult:
-        with Horizontal(id="body"):
-            with Vertical(id="side"):
+        with Row(id="body"):
+            with Column(id="side"):
                 yield MonitorList(list(self.sessions.values()), id="monitors")
                 yield PassHistory(id="passes")
-            with Vertical(id="main"):
-                yield Vertical(id="banners")
+            with Column(id="main"):
+                yield Column(id="banners")
                 yield MonitorHeader(id="header")
                 yield MigrationPanel(id="migration")
                 yield DirtyPanel(self._clock, coarse=self._coarse, id="dirty")

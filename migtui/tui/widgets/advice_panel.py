@@ -29,6 +29,7 @@ from ...model.advisor import (
     THROTTLE,
 )
 from ...view.remote import RemoteSession
+from ..kept_lines import KeptLines
 from ..lookup import one
 from .text_line import TextLine
 
@@ -85,17 +86,38 @@ def last_act(session: RemoteSession) -> Content:
 
 
 class WrappedLine(TextLine):
-    """A TextLine that wraps (the reason takes as many rows as it needs)."""
+    """A TextLine that wraps (the reason takes as many rows as it needs). While it shows one
+    migration its height only grows: a reason whose figures move it between 3 and 4 rows
+    would lay the whole screen out on every poll (~12 ms each, measured in the real view)
+    and make the panels below jump; :meth:`release` gives the rows back."""
 
     DEFAULT_CSS = """
     WrappedLine { text-wrap: wrap; text-overflow: fold; }
     """
 
+    _held = 0  # rows kept (min-height) since the last release
+
     def set(self, content: Content | str, *, relayout: bool = True) -> bool:
         return super().set(content, relayout=relayout)
 
+    def _rows_changed(self, old: Content, wrapped: tuple[int, int], new: Content, width: int) -> bool:
+        if not width:
+            return True
+        rows = self._measure(new, width)
+        if rows <= self._held:
+            return False  # it fits in the rows held: repainted, nothing moves
+        self._held = rows
+        self.styles.min_height = rows
+        return True
 
-class AdvicePanel(Vertical):
+    def release(self) -> None:
+        """Take only the rows the text needs again (another migration, or another monitor, shown)."""
+        if self._held:
+            self._held = 0
+            self.styles.min_height = None
+
+
+class AdvicePanel(KeptLines, Vertical):
     DEFAULT_CSS = """
     AdvicePanel { height: auto; border: none; border-top: solid $foreground 45%; border-title-align: left;
                   border-title-color: $foreground; padding: 0; }
@@ -109,8 +131,14 @@ class AdvicePanel(Vertical):
         yield TextLine(id="advice-act", classes="-empty")
 
     _title: str | None = None
+    _showing: tuple[str, str] | None = None  # the monitor and migration status the rows are held for
 
     def show(self, session: RemoteSession) -> None:
+        showing = (session.name, session.state.migration_status)
+        if showing != self._showing:
+            self._showing = showing
+            for wrapped in self.query(WrappedLine):
+                wrapped.release()
         shown = title(session)
         if shown.markup != self._title:
             self._title = shown.markup

@@ -26,6 +26,7 @@ from textual.widgets import DataTable
 
 from ... import format as fmt
 from ...model.blockjobs import BlockJob
+from ..kept_lines import KeptLines
 from .text_line import TextLine
 
 # (key, header) in display order.
@@ -143,7 +144,7 @@ def error_lines(jobs: Mapping[str, BlockJob]) -> Content:
     )
 
 
-class BlockJobsPanel(Vertical):
+class BlockJobsPanel(KeptLines, Vertical):
     DEFAULT_CSS = """
     BlockJobsPanel { height: auto; }
     BlockJobsPanel > DataTable { height: auto; max-height: 6; }

@@ -27,6 +27,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from ...model.events import QmpEvent
+from ..kept_lines import KeptLines
 
 MAX_LINES = 1000
 DATA_WIDTH = 400  # a sane bound: an event's data is read whole, on as many rows as it takes
@@ -77,7 +78,7 @@ def reconnect_line(name: str, monitor: str | None) -> Text:
     return line
 
 
-class EventLog(Widget, can_focus=False):
+class EventLog(KeptLines, Widget, can_focus=False):
     DEFAULT_CSS = """
     EventLog { height: 1fr; min-height: 3; }
     """

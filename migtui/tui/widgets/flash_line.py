@@ -21,6 +21,7 @@ from textual.containers import Vertical
 from textual.content import Content
 from textual.widget import Widget
 
+from ..kept_lines import KeptLines
 from .footer import KeyFooter
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def flash_content(flash: Flash | None) -> Content:
     return Content.styled(f"{MARKS.get(flash.severity, '')}{flash.text}", STYLES.get(flash.severity, ""))
 
 
-class FlashLine(Widget):
+class FlashLine(KeptLines, Widget):
     DEFAULT_CSS = """
     FlashLine { height: 1; width: 1fr; padding: 0 1; text-wrap: nowrap; text-overflow: ellipsis;
                 background: $panel; display: none; }
@@ -86,7 +87,7 @@ class FlashLine(Widget):
         return self._content
 
 
-class BottomBar(Vertical):
+class BottomBar(KeptLines, Vertical):
     """The flash line over the footer, docked at the bottom of a screen; ``above``: a
     line over them (the dashboard's ``/`` filter)."""
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical
+from textual.containers import Vertical
 from textual.content import Content
 
 from ... import format as fmt
@@ -30,6 +30,7 @@ from ...transport import ConnState
 from ...view.remote import RemoteSession
 from ...workflow.session import MonitorSession
 from .. import badges
+from ..kept_lines import KeptLines, Row
 from ..lookup import one
 from .field_row import SEP, FieldRow, pad
 from .pass_trend import PassTrend
@@ -213,7 +214,7 @@ def verdict_cell(advice: Advice) -> Content:
     return Content(" " * VERDICT_WIDTH)
 
 
-class MigrationPanel(Vertical):
+class MigrationPanel(KeptLines, Vertical):
     DEFAULT_CSS = """
     MigrationPanel { height: auto; }
     MigrationPanel > #mig-bar-row { height: 1; }
@@ -227,7 +228,7 @@ class MigrationPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         yield FieldRow(4, id="mig-status")
-        with Horizontal(id="mig-bar-row"):
+        with Row(id="mig-bar-row"):
             yield RamBar(id="mig-bar")
             yield PassTrend(id="mig-trend")
             yield TextLine(id="mig-percent")

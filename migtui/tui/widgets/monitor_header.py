@@ -15,6 +15,7 @@ from ...protocol.messages import Pause
 from ...transport import ConnState
 from ...view.remote import RemoteSession
 from .. import badges
+from ..kept_lines import KeptLines
 from ..lookup import one
 from .text_line import TextLine
 
@@ -79,7 +80,7 @@ def trouble_text(session: RemoteSession) -> Content:
     return Content("")
 
 
-class MonitorHeader(Vertical):
+class MonitorHeader(KeptLines, Vertical):
     """One line that never wraps (the identity), and one that does (the trouble)."""
 
     DEFAULT_CSS = """

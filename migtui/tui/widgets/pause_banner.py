@@ -16,13 +16,14 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.content import Content
 
+from ..kept_lines import KeptLines
 from .text_line import TextLine
 
 # (now or None for "read the clock") -> (ticking lines, notes)
 BannerSource = Callable[[float | None], tuple[list[Content], list[Content]]]
 
 
-class PauseBanner(Vertical):
+class PauseBanner(KeptLines, Vertical):
     DEFAULT_CSS = """
     PauseBanner { height: auto; }
     PauseBanner.-empty { display: none; }

@@ -7,10 +7,12 @@ from typing import Any
 from textual.content import Content
 from textual.widget import Widget
 
+from ..kept_lines import KeptLines
 from ..repaint import changed_regions
+from ..strips import StripLines
 
 
-class TextLine(Widget):
+class TextLine(KeptLines, StripLines, Widget):
     """Polls hand it the same text every second; only a real change costs a repaint,
     and a changed number costs only its own cells."""
 
@@ -46,7 +48,7 @@ class TextLine(Widget):
         wrapped, self._wrapped = self._wrapped, (0, 0)  # old's; new's is measured below if asked
         width = self.content_region.width
         if new.plain.count("\n") != old.plain.count("\n") or (
-                relayout and (not width or _rows(old, wrapped, width) != self._measure(new, width))):
+                relayout and self._rows_changed(old, wrapped, new, width)):
             self.refresh(layout=True)
             return True
         if relayout:
@@ -58,6 +60,11 @@ class TextLine(Widget):
         elif regions:
             self.refresh(*regions)
         return True
+
+    def _rows_changed(self, old: Content, wrapped: tuple[int, int], new: Content, width: int) -> bool:
+        """Whether ``new`` takes another number of rows than ``old`` did (``wrapped``: old's
+        (width, rows) when last measured): a layout is due."""
+        return not width or _rows(old, wrapped, width) != self._measure(new, width)
 
     def _measure(self, new: Content, width: int) -> int:
         rows = len(new.wrap(width))
