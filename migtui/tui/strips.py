@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from rich.cells import cell_len
 from rich.segment import Segment
 from textual.content import Content
 from textual.strip import Strip
@@ -31,20 +32,25 @@ def content_strips(widget: Widget, content: Content, width: int) -> list[Strip]:
         return []
     style = widget.visual_style
     get_style = widget._get_style
-    lines = content.split("\n", allow_blank=True)
-    if widget.styles.text_align not in ("left", "start") or "\t" in content.plain or any(
-            line.cell_length > width for line in lines):
+    plain = content.plain
+    if widget.styles.text_align not in ("left", "start") or "\t" in plain or any(
+            cell_len(line) > width for line in plain.split("\n")):
         # Textual passes the widget's styles as the rules too (Visual.to_strips): they answer .get().
         rules = cast("RulesMap", widget.styles)
         return content.render_strips(width, None, style, RenderOptions(get_style, rules))
+    # One pass over the whole content (not a Content and a style map per line), cut at each newline.
     strips = []
-    for y, line in enumerate(lines):
-        x = 0
-        segments = []
-        for text, text_style in line.render(style, "", parse_style=get_style):
-            segments.append(Segment(text, (style + text_style).rich_style_with_offset(x, y)))
-            x += len(text)
-        strips.append(Strip(segments, line.cell_length))
+    segments: list[Segment] = []
+    x = y = 0
+    for text, text_style in content.render(style, "", parse_style=get_style):
+        for n, part in enumerate(text.split("\n")):
+            if n:
+                strips.append(Strip(segments, x))
+                segments, x, y = [], 0, y + 1
+            if part:
+                segments.append(Segment(part, (style + text_style).rich_style_with_offset(x, y)))
+                x += cell_len(part)
+    strips.append(Strip(segments, x))
     return strips
 
 

@@ -10,6 +10,7 @@ a migration only complete buckets are drawn, so the bars repaint once per bucket
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -195,7 +196,7 @@ class RateChart(DiffWidget):
         step = column_step(data.interval, columns, history_span(data.samples, data.now))
         done = data.now if data.partial else data.now - step
         end = (math.floor(done / step) + 1) * step  # the end of the last column drawn
-        drawn = sum(1 for t, _, _ in data.samples if t < end)
+        drawn = bisect.bisect_left(data.samples, (end,))  # samples come in time order: those before ``end``
         first = data.samples[0][0] if data.samples else None
         return (self.size, self.glyphs, step, end, first, drawn, data.partial, data.paused, data.interval)
 
