@@ -41,9 +41,10 @@ def destination_for(source: MonitorSession, sessions: Iterable[MonitorSession]) 
     others = [s for s in sessions if s is not source]
     uuid = _domain_uuid(source)
     if uuid is not None:
+        # A libvirt domain's destination is the same domain on another host, found by its UUID
+        # or not at all: by name or by "receiving", an unrelated monitor could be taken for it.
         same = [s for s in others if _domain_uuid(s) == uuid]
-        if len(same) == 1:
-            return same[0]
+        return same[0] if len(same) == 1 else None
     named = [s for s in others if _side(s.name) == "dst" and _side(source.name) == "src"
              and pair_key(s.name) == pair_key(source.name)]
     incoming = [s for s in others if receiving(s)]
