@@ -95,13 +95,14 @@ class DiffWidget(KeptLines, StripLines, Widget):
         raise NotImplementedError
 
     def redraw(self) -> bool:
-        if not self.size.width:
+        width = self.size.width  # once: Textual finds a widget's size through its screen each time
+        if not width:
             return False
-        drawn = self._draw(self.size.width)
+        drawn = self._draw(width)
         old, self._drawn = self._drawn, drawn
         if old is not None and drawn.is_same(old):
             return False
-        regions = None if old is None else changed_regions(old, drawn, self.size.width)
+        regions = None if old is None else changed_regions(old, drawn, width)
         if regions is None:
             self.refresh()
         elif regions:

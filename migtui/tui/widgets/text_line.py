@@ -54,8 +54,8 @@ class TextLine(KeptLines, StripLines, Widget):
         if relayout:
             self.refresh()  # the same rows: repaint them, nothing moves
             return True
-        regions = changed_regions(old, new, self.size.width)
-        if regions is None or not self.size.width:
+        regions = changed_regions(old, new, width)  # (size.width is content_region.width: read once)
+        if regions is None or not width:
             self.refresh()
         elif regions:
             self.refresh(*regions)
