@@ -12,14 +12,17 @@
  * that many i8254 PIT ticks (1.193182 MHz), so the dirty rate is the same
  * under KVM and TCG. 0 means as fast as the vCPU goes (it spins).
  *
- * A paced guest sleeps while it waits (sti; hlt), so it costs the host next
- * to no CPU: PIT channel 0 interrupts at ~1 kHz (IRQ0, the 8259 remapped to
- * vector 0x20 with auto-EOI, every other IRQ masked) only to wake it. Time is
+ * A paced guest sleeps while it waits (sti; hlt), so it costs the host a few
+ * % of a core, not a whole one: PIT channel 0 interrupts at ~1 kHz (IRQ0, the
+ * 8259 remapped to vector 0x20 with auto-EOI, every other IRQ masked) only to
+ * wake it (1 kHz: finer than a page's period at the default 2.8 MiB/s, 1.4 ms,
+ * so the writes stay evenly spaced). Time is
  * read from PIT channel 2, free-running (reload 65536, gate on through port
  * 0x61), at each wake-up: the credit grows by the ticks that really passed,
- * whether or not an interrupt was lost or late. The IDT's one valid gate is
- * vector 0x20 (the IDT base points 0x20 gates below it); any other vector
- * fails as it did before the guest had an IDT.
+ * whether or not an interrupt was lost or late. The IDT's one gate is vector
+ * 0x20's (the IDT base points 0x20 gates below it); higher vectors are past
+ * its limit and lower ones read the sector's code as gates: an exception
+ * faults on, as it did on the BIOS's real-mode table before.
  *
  * The patch block (PATCH_OFFSET in guest.py) holds "MTDR" then three
  * little-endian dwords: start, end, ticks_per_page. guest.py patches them,
@@ -212,7 +215,6 @@ gate:                                   /* 32-bit interrupt gate, DPL 0 */
         .word 8                         /* selector: the code segment */
         .byte 0, 0x8e
         .word 0                         /* offset 31:16 */
-code_end:
 
         .org PATCH_OFFSET
         .ascii "MTDR"
