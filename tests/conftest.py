@@ -213,11 +213,21 @@ def engine() -> Iterator[EngineProcess]:
         proc.cleanup()
 
 
+# The fixtures' guests dirty their 4 MiB at 8 MiB/s (the stuck scenario's rate): above the
+# 1 and 4 MiB/s max-bandwidth a test holds a migration active with (each pass finds the whole
+# range dirty again, as with an unpaced guest), far below the 128 MiB/s default and the 1 GiB/s
+# a test lets one complete at. Paced, a guest halts between its writes: a few % of a core
+# instead of a whole one spinning for the test's length (an unpaced guest, ``dirty_rate_mib_s``
+# None, is still started by tests/lab/test_lab.py and test_status_cli.py).
+FIXTURE_RATE = SCENARIOS["stuck"].dirty_rate_mib_s
+
+
 @pytest.fixture
 async def storage_lab(tmp_path: Path, qemu_build: QemuBuild | None) -> AsyncIterator[Lab]:
     """A started lab pair (the destination on -incoming defer) whose files outlive its QEMUs, so the
     disk images can be compared after stopping."""
-    lab = Lab(memory_mib=64, dirty_mib=4, disk_mib=16, directory=tmp_path / "lab", keep_files=True)
+    lab = Lab(memory_mib=64, dirty_mib=4, disk_mib=16, directory=tmp_path / "lab", keep_files=True,
+              dirty_rate_mib_s=FIXTURE_RATE)
     await lab.start()
     try:
         yield lab
@@ -227,10 +237,11 @@ async def storage_lab(tmp_path: Path, qemu_build: QemuBuild | None) -> AsyncIter
 
 @pytest.fixture
 async def lab(qemu_build: QemuBuild | None) -> AsyncIterator[Lab]:
-    """A started real QEMU pair: 64 MiB guests dirtying 4 MiB as fast as they can
-    (a plain migration completes in well under a second), with a 16 MiB data
-    disk. Both QEMUs stop and the lab's private directory goes at teardown."""
-    async with Lab(memory_mib=64, dirty_mib=4, disk_mib=16) as started:
+    """A started real QEMU pair: 64 MiB guests dirtying 4 MiB at 8 MiB/s (``FIXTURE_RATE``:
+    a plain migration completes in well under a second, one held to 1 or 4 MiB/s never
+    converges), with a 16 MiB data disk. Both QEMUs stop and the lab's private directory
+    goes at teardown."""
+    async with Lab(memory_mib=64, dirty_mib=4, disk_mib=16, dirty_rate_mib_s=FIXTURE_RATE) as started:
         yield started
 
 

@@ -15,26 +15,37 @@ in its first pass (bandwidth x downtime-limit >= 16 MiB, i.e. well under a
 second of migration) or never. Pacing the guest with the PIT to a dirty rate R
 below the bandwidth B makes each pass about R/B of the one before, like a real
 workload; its first sweep is unpaced so the whole range holds data at once.
+Between its paced writes the guest halts (PIT interrupts wake it ~1000 times a
+second): a paced guest costs its host 7-10 % of a core, under KVM and TCG alike,
+where its spinning wait took most of one (63-78 % under KVM, 98 % with the dirty
+ring, 42-74 % under TCG, on a busy machine: guest.S).
 
-Measured on this project's machine (2 cores, QEMU 7.2, nested KVM available),
---memory 128 --dirty 16, downtime-limit 300 ms (QEMU's default), with --start:
+Measured on this project's machine (2 cores, nested KVM available, other sessions
+busy on it), --memory 128 --dirty 16, downtime-limit 300 ms (QEMU's default), with
+--start, on QEMU 7.2 / 10.0:
 
-  converge  KVM: completed after 13.1 s, 15 syncs, downtime 3 ms
-            TCG: completed after 13.3 s, 15 syncs, downtime 5 ms
-  storage   KVM: pre-switchover after 12.9 s (the mirror of the empty 64 MiB
-            disk is in sync during setup, in ~0.1 s); TCG: after 13.2 s
-  stuck     KVM and TCG: a new pass every ~3.8 s, 16 MiB left each time; never
+  converge  KVM: completed after 13.0 s, 16 passes, downtime 12 ms / 7.0 s, 9 passes, 11 ms
+            TCG: completed after 13.3 s, 15 passes, downtime 7 ms / 7.2 s, 9 passes, 14 ms
+  storage   KVM: pre-switchover after 13.2 s / 7.0 s (the mirror of the empty 64 MiB
+            disk is in sync during setup, in ~0.1 s); TCG: after 13.0 s / 7.2 s
+  stuck     a new pass every ~3.7 s / 3.0 s under KVM, ~3.8 s / 3.1 s under TCG; never
   none      QEMU's own max-bandwidth (128 MiB/s in 7.2): completed in 0.1 s
 
-The guest's dirty rate, measured from guest memory (pmemsave twice, 2 s apart):
-2.85 MiB/s under KVM and 2.80 under TCG for 2.8 requested; 8.06 and 7.98 for 8.
+The guest's dirty rate, measured from guest memory (pmemsave twice, 2 s apart), for
+2.8 MiB/s requested: 2.73 / 2.77 under KVM, 2.65 / 2.71 under TCG; for 8: 7.75 / 7.87
+under KVM, 7.28 / 7.86 under TCG (over 3 s on 7.2: 2.78 and 7.88 under KVM, 2.77 and
+7.76 under TCG). Booting to the first sweep's end takes 7-12 s under this machine's KVM,
+more when it is busy (mostly SeaBIOS's byte-wise memsets of some 850 KiB, every
+instruction emulated by PVM), and ~0.5 s under TCG.
 
 The vCPU dirty limit (remedy 5, ``set-vcpu-dirty-limit``) needs KVM's dirty ring:
 ``--dirty-ring 4096`` (``Lab(dirty_ring=...)``) runs both QEMUs with
-``-accel kvm,dirty-ring-size=4096``. The guest's paced wait writes no memory for that:
-where the kernel emulates the guest's instructions (PVM, the nested KVM of this project's
-machine) every emulated write is a ring entry, and a call per PIT read filled the ring
-faster than QEMU reaps it -- the vCPU froze once the migration turned dirty logging on.
+``-accel kvm,dirty-ring-size=4096``. The guest's paced wait writes no memory for that
+beyond its interrupt's frame (~1000 writes a second to one stack page): where the kernel
+emulates the guest's instructions (PVM, the nested KVM of this project's machine) every
+emulated write is a ring entry, and a call per PIT read filled the ring faster than QEMU
+reaps it -- the vCPU froze once the migration turned dirty logging on. Paced at 8 MiB/s
+under the ring, the halting guest dirtied 7.92 MiB/s at 8.6 % of a core.
 """
 
 from __future__ import annotations

@@ -171,7 +171,10 @@ class LabCommand:
         for line in self.proc.stdout:
             self.lines.put(line)
 
-    def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
+    def wait_for(self, pattern: str, timeout: float = 90.0) -> re.Match[str]:
+        """The first line matching ``pattern``. The limit is a backstop: most lines come after
+        the lab's boot, which under this machine's nested KVM took 7-24 s on a busy machine
+        (20 s was reached: SeaBIOS runs emulated instruction by instruction there)."""
         deadline = time.monotonic() + timeout
         while True:
             for line in self.output:
@@ -282,7 +285,7 @@ async def test_an_abort_does_not_take_the_lab_down(tmp_path: Path) -> None:
     lab = LabCommand("--scenario", "storage", "--bandwidth", "1000", "--memory", "64", "--dirty", "4",
                      "--disk-size", "16", "--start", "--dir", str(tmp_path / "lab"))
     try:
-        lab.wait_for(r"source: migration pre-switchover", timeout=30)
+        lab.wait_for(r"source: migration pre-switchover")
         src_pid = lab.qemu_pids()[0]
         client = QMPClient("abort")
         await client.connect(str(tmp_path / "lab" / "src.qmp"))  # the dashboard's socket, as migtui would

@@ -1,6 +1,6 @@
 """The dashboard against a real lab migration with storage: what the panels show.
 
-The lab's guest re-dirties its range as fast as it can, so at 4 MiB/s the migration
+The lab's guest re-dirties its 4 MiB at 8 MiB/s, so at 4 MiB/s the migration
 cannot converge: the dirty rate shows up. Then the bandwidth is raised (as an
 operator would), QEMU pauses before switchover, the mirror is finished gracefully
 and the migration continues to completion. All through the lab's control sockets;
