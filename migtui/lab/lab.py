@@ -29,8 +29,9 @@ from .guest import guest_image
 # Starting is judged by the work QEMU did, not the time it took: on a loaded machine it can
 # wait long for a CPU. It fails once QEMU has had START_CPU_S of CPU time without getting
 # there (TCG boots the guest in a fraction of a second), or after START_WALL_S however
-# little CPU it got (a QEMU that is stopped or starved for good).
-START_CPU_S = 10.0
+# little CPU it got (a QEMU that is stopped or starved for good). Under a nested KVM that
+# emulates the guest's instructions (this project's machine) SeaBIOS alone costs 5-7 s of CPU.
+START_CPU_S = 30.0
 START_WALL_S = 180.0
 READY_TIMEOUT = 60.0  # mirror of an empty disk takes ~0.1 s
 COMMAND_TIMEOUT = 10.0
