@@ -29,7 +29,16 @@ busy on it), --memory 128 --dirty 16, downtime-limit 300 ms (QEMU's default), wi
   storage   KVM: pre-switchover after 13.2 s / 7.0 s (the mirror of the empty 64 MiB
             disk is in sync during setup, in ~0.1 s); TCG: after 13.0 s / 7.2 s
   stuck     a new pass every ~3.7 s / 3.0 s under KVM, ~3.8 s / 3.1 s under TCG; never
+            by itself within minutes -- but see below for QEMU 7.2 after 2 GiB
   none      QEMU's own max-bandwidth (128 MiB/s in 7.2): completed in 0.1 s
+
+The stuck scenario on QEMU 7.2 (KVM, the guest before it halted between writes), watched
+by a client that polls ``query-migrate`` once a second (migtui's engine, or a bare
+qemu.qmp loop): the passes shorten at ~2 GiB sent and the migration completes, "8m 31s,
+141 passes", four times out of four; unwatched, it was still at a pass every 3.7 s after
+10 min. migtui's engine sent no command that changes the VM in that run (a log of every
+non-query command it sent: none). A QEMU behaviour, not the lab's: keep a stuck demo
+under ~8 minutes on 7.2.
 
 The guest's dirty rate, measured from guest memory (pmemsave twice, 2 s apart), for
 2.8 MiB/s requested: 2.73 / 2.77 under KVM, 2.65 / 2.71 under TCG; for 8: 7.75 / 7.87
