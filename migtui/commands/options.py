@@ -179,8 +179,8 @@ def add_lab_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
                         help="migration max-bandwidth (default per scenario)")
     parser.add_argument("--downtime-limit", type=int, default=None, metavar="MS",
                         help="migration downtime-limit (default: QEMU's, 300 ms)")
-    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
-                        help="accelerator (default auto: KVM if it works, else TCG)")
+    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default=None,
+                        help="accelerator (default: $MIGTUI_LAB_ACCEL, else auto: KVM if it works, else TCG)")
     parser.add_argument("--dirty-ring", type=int, default=0, metavar="ENTRIES",
                         help="KVM's per-vCPU dirty ring (a power of two from 1024; 4096 is a good start), which the"
                              " vCPU dirty limit (remedy 5) needs (default: none, KVM's dirty bitmap)")
