@@ -362,6 +362,18 @@ class LibvirtLab:
             ET.SubElement(commandline, f"{{{QEMU_NS}}}arg", value=arg)
         return ET.tostring(domain, encoding="unicode")
 
+    @staticmethod
+    def serial(name: str, host: Host) -> Path:
+        """Where the domain's serial port writes, seen from here (its guest's sweep markers)."""
+        return host.dir("log") / "qemu" / f"{name}-serial.log"
+
+    def swept(self, name: str, host: Host | None = None) -> bool:
+        """Whether the guest has swept its range once (its 'A' on the serial port): a migration
+        started before that moves a guest still in its BIOS (seconds under a nested KVM),
+        mostly zero pages, and may end before a test can act on it."""
+        serial = self.serial(name, host or self.a)
+        return serial.exists() and serial.stat().st_size > 0
+
     def start_guest(self, name: str = "migtui-lv", *, dirty_mib: int = 4, disk_mib: int = 16,
                     qemu_img: str | None = None, qmp: bool = True, memory_mib: int = GUEST_MIB,
                     host: Host | None = None) -> Guest:
@@ -386,6 +398,7 @@ class LibvirtLab:
                 raise LibvirtLabError(f"socket path too long for a unix socket: {path}")
         xml_path = self.root / f"{name}-a.xml"
         xml_path.write_text(self.domain_xml(name, source_monitor if qmp else None, memory_mib))
+        self.serial(name, here).unlink(missing_ok=True)  # an earlier guest's markers would say it swept
         here.virsh("create", str(xml_path), timeout=60)
         dest_xml = self.root / f"{name}-b.xml"
         if not qmp:

@@ -243,6 +243,9 @@ async def test_postcopy_started_through_libvirt(lab: LibvirtLab, engine: Engine)
     await engine.connect(lab.a.uri, "a", (), Policy(), read_only=False, interval=0.5)
     await engine.connect(lab.b.uri, "b", (), Policy(), read_only=False, interval=0.5)
     src = await watched(engine, f"a/{GUEST}")
+    # Started while the guest was still in its BIOS, the migration moved zero pages and ended
+    # in pre-copy before migrate-start-postcopy (a fresh-clone run): it starts once it dirties.
+    await until(lambda: lab.swept(GUEST), 180, "the guest's first sweep of its 64 MiB")
     # Shared-nothing disks are not copied here (--unsafe): the guest's RAM is what moves.
     migrating = asyncio.create_task(asyncio.to_thread(
         lab.a.virsh, "migrate", "--live", "--p2p", "--postcopy", "--unsafe", "--bandwidth", "4", GUEST, lab.b.uri,

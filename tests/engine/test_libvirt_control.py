@@ -78,8 +78,7 @@ def virsh_migrate(lab: LibvirtLab, guest: Any, *extra: str) -> asyncio.Task[Any]
 
 async def dirtying(lab: LibvirtLab, name: str) -> None:
     """Until the guest has booted and swept its range once (its 'A' on the serial port)."""
-    serial = lab.a.dir("log") / "qemu" / f"{name}-serial.log"
-    await until(lambda: serial.exists() and serial.stat().st_size > 0, 60, "the guest's first sweep")
+    await until(lambda: lab.swept(name), 60, "the guest's first sweep")
 
 
 async def test_postcopy_remedy_through_libvirt_refused_then_switched(lab: LibvirtLab, engine: Engine) -> None:
