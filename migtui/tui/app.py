@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.filter import LineFilter
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
@@ -37,6 +39,7 @@ from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.switchover_dashboard import SwitchoverDashboard
 from .terminal_cues import TerminalCues
+from .terminal_driver import TerminalLost, ViewDriver
 from .themes import ANSI, DARK, MIGTUI_ANSI, MIGTUI_DARK, colour_system, theme_for
 from .widgets.flash_line import Flash, FlashLine, default_timeout, one_line
 from .widgets.too_small import HORIZONTAL_BREAKPOINTS, VERTICAL_BREAKPOINTS
@@ -181,6 +184,13 @@ class MigtuiApp(App[int]):
                 screen.remove_session(session.name)
         if why and (self.current_flash is None or why not in self.current_flash.text):
             self.notify(why)  # (a warning the engine sent about it stays: it says more)
+
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        return ViewDriver if driver is LinuxDriver else driver  # (not one set by $TEXTUAL_DRIVER)
+
+    def on_terminal_lost(self, _message: TerminalLost) -> None:
+        self.pauses.detach("terminal lost (its input failed)", 129)  # 129: as SIGHUP's
 
     def on_unmount(self) -> None:
         if self._flush_handle is not None:

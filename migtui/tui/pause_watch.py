@@ -16,7 +16,7 @@ outcome is known (at most ``HOLD_REPAINT_S``). Nothing else holds.
 
 The engine guards every pause whatever happens to this view: ``q`` just quits (the
 command line then says what the engine keeps guarding), and SIGHUP/SIGTERM (terminal
-lost, SSH drop) exit at once.
+lost, SSH drop) exit at once, as does a terminal whose input fails (``terminal_driver``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("migtui.tui")
 
-_EXIT_SIGNALS = {signal.SIGHUP: "SIGHUP (terminal lost)", signal.SIGTERM: "SIGTERM"}
+_EXIT_SIGNALS = {signal.SIGHUP: ("SIGHUP (terminal lost)", 129), signal.SIGTERM: ("SIGTERM", 143)}
 _RELEVANT = frozenset({MIGRATION, CONNECTION, CONFIG})  # a PAUSE message notifies MIGRATION and CONFIG
 BANNER_LINES = 3  # at 80x24 the panels below must stay visible
 TICK_S = 0.1  # the downtime clock of the banner and the dialogs, only while a guest is paused
@@ -81,6 +81,7 @@ class PauseWatch:
         self._flush_scheduled = False
         self._critical_since: float | None = None  # when this critical phase began (monotonic)
         self._told: dict[str, object] = {}  # each source's switchover result this view has said (or found)
+        self._detached = False  # the terminal went (or a signal told this view to go)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -139,9 +140,9 @@ class PauseWatch:
         if threading.current_thread() is not threading.main_thread():
             return
         loop = asyncio.get_running_loop()
-        for sig, why in _EXIT_SIGNALS.items():
+        for sig, (why, code) in _EXIT_SIGNALS.items():
             try:
-                loop.add_signal_handler(sig, self._exit_signal, why)
+                loop.add_signal_handler(sig, self.detach, why, code)
             except (NotImplementedError, RuntimeError, ValueError):
                 continue
             self._signals.append(sig)
@@ -155,14 +156,17 @@ class PauseWatch:
             loop.remove_signal_handler(sig)
         self._signals.clear()
 
-    def _exit_signal(self, why: str) -> None:
+    def detach(self, why: str, code: int) -> None:
         """The terminal is gone (or we are told to go): the view detaches; the engine keeps
         every pause and its deadline.
 
         Gone within a second whatever happens: a terminal that hung up can leave Textual's
         driver waiting on it, so a last-resort timer ends the process (logs are flushed
-        per record; the view holds nothing the engine does not)."""
-        code = 129 if "SIGHUP" in why else 143
+        per record; the view holds nothing the engine does not). Once: a hang-up is often
+        both a failed read and a SIGHUP."""
+        if self._detached:
+            return
+        self._detached = True
         failsafe = threading.Timer(EXIT_FAILSAFE_S, os._exit, args=(code,))
         failsafe.daemon = True
         failsafe.start()

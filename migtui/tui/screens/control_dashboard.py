@@ -21,6 +21,7 @@ from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.content import Content
 from textual.css.query import NoMatches
+from textual.widget import Widget
 
 from ...errors import MigtuiError
 from ...model.advisor import (
@@ -70,15 +71,13 @@ class ControlDashboard(SwitchoverDashboard):
     def __init__(self, sessions: Iterable[RemoteSession], **kwargs: Any) -> None:
         super().__init__(sessions, **kwargs)
 
-    def on_mount(self) -> None:
-        # Runs before the dashboard's own on_mount selects a monitor (Textual calls the
-        # subclass's handler first): the panel is there to show it.
-        self.query_one("#main").mount(AdvicePanel(id="advice"), before="#dirty")
+    def more_panels(self) -> Iterable[Widget]:
+        return (AdvicePanel(id="advice"),)
 
     def show(self, session: RemoteSession, changed: frozenset[str] | None, *, actions: bool = True) -> None:
         super().show(session, changed, actions=actions)
         if changed is None or changed & _ADVICE:
-            with contextlib.suppress(NoMatches):  # (mounted by on_mount: not there before)
+            with contextlib.suppress(NoMatches):  # (not composed yet)
                 one(self, AdvicePanel).show(session)
 
     # ------------------------------------------------------------------ x: abort any migration

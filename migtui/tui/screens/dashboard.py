@@ -2,8 +2,10 @@
 
 Extension points (issue 4 builds the pre-switchover dialog on them):
 
-* ``#banners``: an empty, auto-height container at the top of the main area, always
-  visible at 80x24; mount a banner there.
+* ``banners()``: what the auto-height ``#banners`` container at the top of the main
+  area holds (always visible at 80x24); ``more_panels()``: panels after the migration's.
+  Both are composed with the screen: a widget mounted from ``on_mount`` can come after
+  an early exit (a terminal lost at once) stopped its parent's mounting (MountError).
 * ``check_action`` looks for ``can_<action>()``: return True (enabled), None
   (shown disabled) or False (hidden). Add ``action_x`` + ``can_x`` + a Binding and
   the footer, help screen and command palette follow; availability is re-checked
@@ -24,6 +26,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
+from textual.widget import Widget
 from textual.widgets import Input, OptionList
 
 from ...errors import MigtuiError
@@ -96,14 +99,24 @@ class DashboardScreen(KeptLines, Screen[None]):
                 yield MonitorList(list(self.sessions.values()), id="monitors")
                 yield PassHistory(id="passes")
             with Column(id="main"):
-                yield Column(id="banners")
+                with Column(id="banners"):
+                    yield from self.banners()
                 yield MonitorHeader(id="header")
                 yield MigrationPanel(id="migration")
+                yield from self.more_panels()
                 yield DirtyPanel(self._clock, coarse=self._coarse, id="dirty")
                 yield BlockJobsPanel(id="jobs")
                 yield EventLog(tz=self._tz, id="events")
         yield TooSmall()
         yield BottomBar(FilterLine())
+
+    def banners(self) -> Iterable[Widget]:
+        """The banners a dashboard that does more shows at the top of its main area."""
+        return ()
+
+    def more_panels(self) -> Iterable[Widget]:
+        """What a dashboard that does more shows between the migration and the dirty rate."""
+        return ()
 
     def on_mount(self) -> None:
         monitors = self.query_one(MonitorList)

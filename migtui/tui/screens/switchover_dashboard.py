@@ -5,7 +5,7 @@ Built on the dashboard's extension points: a Binding plus ``can_<action>`` per a
 session change. Each answer, and the one line that says why not, is the engine's
 (``RemoteSession.control``); each key also has a hidden fallback binding that runs
 only when the action is unavailable and says why (read-only, not paused, too old ...).
-The pause banner is mounted in ``#banners``.
+The pause banner is the dashboard's banner.
 
 The footer shows what applies now, so that it fits 80 columns: while a guest waits
 in pre-switchover, ``s Switchover`` and ``x Abort`` (they act on the selected source,
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
+from textual.widget import Widget
 
 from ...errors import MigtuiError
 from ...model.vmstate import can_be_armed
@@ -69,8 +70,8 @@ class SwitchoverDashboard(DashboardScreen):
         super().__init__(sessions, **kwargs)
         self.pauses = pauses
 
-    def on_mount(self) -> None:
-        self.query_one("#banners").mount(PauseBanner(self.pauses.banner_content, id="pause-banner"))
+    def banners(self) -> Iterable[Widget]:
+        return (PauseBanner(self.pauses.banner_content, id="pause-banner"),)
 
     # ------------------------------------------------------------------ availability
 

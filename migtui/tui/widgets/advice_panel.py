@@ -89,13 +89,15 @@ class WrappedLine(TextLine):
     """A TextLine that wraps (the reason takes as many rows as it needs). While it shows one
     migration its height only grows: a reason whose figures move it between 3 and 4 rows
     would lay the whole screen out on every poll (~12 ms each, measured in the real view)
-    and make the panels below jump; :meth:`release` gives the rows back."""
+    and make the panels below jump; :meth:`release` gives the rows back, as does a new
+    width (rows held at 40 columns are too many at 100)."""
 
     DEFAULT_CSS = """
     WrappedLine { text-wrap: wrap; text-overflow: fold; }
     """
 
     _held = 0  # rows kept (min-height) since the last release
+    _held_width = 0  # the width they were measured at
 
     def set(self, content: Content | str, *, relayout: bool = True) -> bool:
         return super().set(content, relayout=relayout)
@@ -106,9 +108,13 @@ class WrappedLine(TextLine):
         rows = self._measure(new, width)
         if rows <= self._held:
             return False  # it fits in the rows held: repainted, nothing moves
-        self._held = rows
+        self._held, self._held_width = rows, width
         self.styles.min_height = rows
         return True
+
+    def on_resize(self) -> None:
+        if self._held and self.content_region.width != self._held_width:
+            self.release()
 
     def release(self) -> None:
         """Take only the rows the text needs again (another migration, or another monitor, shown)."""
