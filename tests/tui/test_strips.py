@@ -12,6 +12,8 @@ from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.content import Content
+from textual.geometry import Offset
+from textual.selection import Selection
 from textual.strip import Strip
 from textual.visual import Visual
 
@@ -54,3 +56,21 @@ async def test_content_strips_draw_what_textual_draws() -> None:
                 textual = Visual.to_strips(widget, content, width, None, widget.visual_style)
                 ours = content_strips(widget, content, width)
                 assert _shape(ours) == _shape(textual), (type(widget).__name__, content.plain)
+
+
+async def test_text_selected_with_the_mouse_is_highlighted_as_textual_does() -> None:
+    """A selection changes no content: the drawn lines follow it, and its highlight is Textual's."""
+    app = _App()
+    async with app.run_test(size=(80, 24)) as pilot:
+        line = app.query_one("#line", TextLine)
+        line.set(CONTENTS[2])
+        await pilot.pause()
+        plain = _shape([line.render_line(0)])
+        app.screen.selections = {line: Selection(Offset(0, 0), Offset(5, 0))}
+        await pilot.pause()
+        selected = _shape([line.render_line(0)])
+        textual = _shape(Visual.to_strips(line, CONTENTS[2], line.size.width, None, line.visual_style)[:1])
+        assert selected == textual and selected != plain, (selected, plain)
+        app.screen.selections = {}
+        await pilot.pause()
+        assert _shape([line.render_line(0)]) == plain
