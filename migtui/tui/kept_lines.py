@@ -12,8 +12,9 @@ are returned as they are. Anything that changes a widget's look goes through
 ``refresh()`` (its own, or its ancestors' with ``children``), which marks its lines
 dirty, so the check is exact.
 
-Reads two private attributes of Textual's ``StylesCache`` (``_dirty_lines``, ``_cache``);
-without them (a Textual that renamed them) every call draws as Textual does.
+Reads Textual's private ``Widget._styles_cache`` and two attributes of its ``StylesCache``
+(``_dirty_lines``, ``_cache``); without any of them (a Textual that renamed them) every
+call draws as Textual does.
 """
 
 from __future__ import annotations
@@ -33,12 +34,13 @@ class KeptLines(WidgetMixin):
     _kept: tuple[tuple[Any, ...], list[Strip]] | None = None
 
     def _kept_key(self, crop: Region) -> tuple[Any, ...] | None:
-        cache = self._styles_cache
+        cache = getattr(self, "_styles_cache", None)
         dirty = getattr(cache, "_dirty_lines", None)
         lines = getattr(cache, "_cache", None)
         if dirty is None or lines is None or dirty:
             return None
-        return (crop, self.outer_size, len(lines), self.app.get_line_filters(), self.hover_style)
+        # The filters as StylesCache.render_widget asks for them (a widget may have its own).
+        return (crop, self.outer_size, len(lines), self.get_line_filters(), self.hover_style)
 
     def render_lines(self, crop: Region) -> list[Strip]:
         kept = self._kept
