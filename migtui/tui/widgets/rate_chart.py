@@ -119,6 +119,14 @@ class ChartData:
     paused: bool = False  # paused before switchover: nothing is dirtied or sent
 
 
+def drawn_columns(data: ChartData, width: int) -> tuple[int, float, float]:
+    """(columns, seconds per column, the time the last column holds) of ``data`` drawn
+    ``width`` cells wide: while polls keep coming the bucket still filling is left out."""
+    columns = max(1, width - LABEL_WIDTH)
+    step = column_step(data.interval, columns, history_span(data.samples, data.now))
+    return columns, step, data.now if data.partial else data.now - step
+
+
 def nice_ceiling(value: float) -> float:
     """The next 1-2-5 step at or above ``value``: the scale moves in steps, not jitter."""
     if value <= 0:
@@ -192,9 +200,7 @@ class RateChart(DiffWidget):
         """What the bars depend on: the geometry, the step and the last column drawn, and the
         samples that fall in the drawn columns (their count: samples only ever come after the
         last one, and leave from the front)."""
-        columns = max(1, self.size.width - LABEL_WIDTH)
-        step = column_step(data.interval, columns, history_span(data.samples, data.now))
-        done = data.now if data.partial else data.now - step
+        _, step, done = drawn_columns(data, self.size.width)
         end = (math.floor(done / step) + 1) * step  # the end of the last column drawn
         drawn = bisect.bisect_left(data.samples, (end,))  # samples come in time order: those before ``end``
         first = data.samples[0][0] if data.samples else None
@@ -202,10 +208,9 @@ class RateChart(DiffWidget):
 
     def _draw(self, width: int) -> Content:
         data = self._data
-        columns = self.columns = max(1, width - LABEL_WIDTH)
-        self.step = column_step(data.interval, columns, history_span(data.samples, data.now))
+        columns, self.step, done = drawn_columns(data, width)
+        self.columns = columns
         hold = 1.5 * data.interval
-        done = data.now if data.partial else data.now - self.step  # last column
         dirty = bucket([(t, d) for t, d, _ in data.samples], done, self.step, columns, hold)
         sent = bucket([(t, s) for t, _, s in data.samples], done, self.step, columns, hold)
         self.scale = nice_ceiling(max((v for v in (*dirty, *sent) if v is not None), default=0.0))
