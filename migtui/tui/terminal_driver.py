@@ -35,9 +35,10 @@ class ViewDriver(LinuxDriver):
     _told = False
 
     def start_application_mode(self) -> None:
-        if self._file is not None and not isinstance(self._file, _Output):
+        file = getattr(self, "_file", None)  # LinuxDriver's private output (without it: Textual's own handling)
+        if file is not None and not isinstance(file, _Output):
             # Textual types it as stderr's TextIOWrapper; its writer thread uses write, flush, fileno.
-            self._file = _Output(self._file, self._lost)  # type: ignore[assignment]
+            self._file = _Output(file, self._lost)  # type: ignore[assignment]
         super().start_application_mode()  # type: ignore[no-untyped-call]  # (unannotated in Textual)
         self._hangup = _HangupWatch(self.fileno, self._lost)
 
@@ -56,8 +57,9 @@ class ViewDriver(LinuxDriver):
             self._lost()
 
     def _lost(self) -> None:
-        """From any thread; said once."""
-        if not self._told and not self._loop.is_closed():
+        """From any thread; said once, while the app's loop (Driver's private ``_loop``) is open."""
+        loop = getattr(self, "_loop", None)
+        if not self._told and not (loop is not None and loop.is_closed()):
             self._told = True
             self.send_message(TerminalLost())  # thread-safe, to the app's loop
 
