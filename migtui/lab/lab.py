@@ -47,7 +47,7 @@ ACCEL_ENV = "MIGTUI_LAB_ACCEL"
 def default_accel() -> str:
     """The accelerator a lab runs on when none is asked for: $MIGTUI_LAB_ACCEL, else auto (KVM
     if it works, else TCG). A nested KVM that emulates the guest's instructions boots a lab in
-    7-12 s of a core where TCG takes ~0.5 s (the test suite sets tcg: scenarios.py)."""
+    7-12 s of a core where TCG takes ~0.5 s (the test suite sets tcg: tests/conftest.py)."""
     value = os.environ.get(ACCEL_ENV, "").strip() or "auto"
     if value not in ACCELS:
         raise LabError(f"${ACCEL_ENV} must be auto, kvm or tcg, not {value!r}")
