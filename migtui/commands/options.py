@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..address import MonitorAddress, parse_connect
 from ..errors import AddressError, LabError, MigtuiError
+from ..lab.lab import ACCELS
 from ..lab.scenarios import SCENARIOS, Scenario
 from ..libvirt.binding import load as load_libvirt
 from ..libvirt.binding import uri_error
@@ -179,7 +180,7 @@ def add_lab_arguments(parser: argparse.ArgumentParser, *, default: str) -> None:
                         help="migration max-bandwidth (default per scenario)")
     parser.add_argument("--downtime-limit", type=int, default=None, metavar="MS",
                         help="migration downtime-limit (default: QEMU's, 300 ms)")
-    parser.add_argument("--accel", choices=["auto", "kvm", "tcg"], default=None,
+    parser.add_argument("--accel", choices=ACCELS, default=None,
                         help="accelerator (default: $MIGTUI_LAB_ACCEL, else auto: KVM if it works, else TCG)")
     parser.add_argument("--dirty-ring", type=int, default=0, metavar="ENTRIES",
                         help="KVM's per-vCPU dirty ring (a power of two from 1024; 4096 is a good start), which the"
