@@ -16,10 +16,12 @@ Textual passes its visuals; without it every line takes Textual's whole path) an
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, cast
 
 from rich.cells import cell_len
 from rich.segment import Segment
+from rich.style import Style as RichStyle
 from textual.content import Content
 from textual.strip import Strip
 from textual.visual import RenderOptions, Visual
@@ -30,6 +32,14 @@ from .widget_mixin import WidgetMixin
 if TYPE_CHECKING:
     from textual.css.styles import RulesMap
     from textual.selection import Selection
+    from textual.style import Style
+
+
+@lru_cache(maxsize=4096)
+def _at(style: Style, x: int, y: int) -> RichStyle:
+    """The Rich style of a segment at (x, y): a figure's label and padding keep their place
+    from poll to poll, and a new one (its meta marshalled) was a third of drawing a line."""
+    return style.rich_style_with_offset(x, y)
 
 
 def content_strips(widget: Widget, content: Content, width: int, selection: Selection | None = None) -> list[Strip]:
@@ -58,7 +68,7 @@ def content_strips(widget: Widget, content: Content, width: int, selection: Sele
                 strips.append(Strip(segments, x))
                 segments, x, y = [], 0, y + 1
             if part:
-                segments.append(Segment(part, (style + text_style).rich_style_with_offset(x, y)))
+                segments.append(Segment(part, _at(style + text_style, x, y)))
                 x += cell_len(part)
     strips.append(Strip(segments, x))
     return strips
