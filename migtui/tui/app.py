@@ -190,7 +190,8 @@ class MigtuiApp(App[int]):
         return ViewDriver if driver is LinuxDriver else driver  # (not one set by $TEXTUAL_DRIVER)
 
     def on_terminal_lost(self, _message: TerminalLost) -> None:
-        self.pauses.detach("terminal lost (its input failed)", 129)  # 129: as SIGHUP's
+        # Whichever way the driver learnt it (a failed read or write, POLLHUP); 129 as for SIGHUP.
+        self.pauses.detach("terminal lost (hung up)", 129)
 
     def on_unmount(self) -> None:
         if self._flush_handle is not None:

@@ -349,7 +349,7 @@ async def test_sighup_leaves_the_pause_and_the_next_start_shows_it(lab: Lab, tmp
     # just gone: sshd closes the pty and the view's first news is a failed read (EIO).
     # Either way the view goes (129, as for a hang-up) and says so; nothing is sent.
     argv = [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
-    for how, said in (("signal", "SIGHUP (terminal lost)"), ("close", "terminal lost (its input failed)")):
+    for how, said in (("signal", "SIGHUP (terminal lost)"), ("close", "terminal lost (hung up)")):
         log_file = tmp_path / f"migtui-{how}.log"
         term = PtyApp([sys.executable, "-m", "migtui", *argv, "--log-file", str(log_file)])
         try:
