@@ -578,7 +578,11 @@ class Engine:
         return controls_of(w, self.sessions(), self.switchovers, self.control, self.starts)
 
     def _pause_message(self, w: Watched) -> m.Pause:
-        return pause_of(w, self.sessions(), recorded=self._pause_since(w))
+        state = w.session.state
+        clock = PauseClock.of(state) if state.in_pre_switchover else None
+        since = self.durable.origin(w, clock.start) if clock is not None else None
+        exact = clock is not None and self.durable.origin_exact(w, clock.start)
+        return pause_of(w, self.sessions(), recorded=since, recorded_exact=exact)
 
     def _pause_since(self, w: Watched) -> float | None:
         """When ``w``'s pause began: QEMU's stamp, or the engine's first sight of it (a pause

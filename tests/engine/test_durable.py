@@ -179,6 +179,8 @@ async def test_killed_during_the_pause_the_next_engine_counts_its_deadline_from_
             # The same pause start, to the microsecond: QEMU's, not the new engine's first sight.
             assert again.pause.clock is not None
             assert again.pause.clock.start == since and deadline_of(again) == since + 600.0
+            # ... and its clock says so: how long, not "at least ... at most" (no bound needed).
+            assert again.pause.clock.exact and again.pause.clock.earliest is None, again.pause.clock
             assert "QEMU's pause start, as recorded" in again.pause.notes["deadline"]
             assert await again.engine_request("abort") == "src: abort started"
             await until(lambda: again.switchover.result is not None, LONG, "the abort")
@@ -354,14 +356,14 @@ async def test_attach_after_the_engine_died_alone_during_a_pause_starts_one_that
     """The engine is killed during a pause with no view to start another: nothing bounds the
     guest's stop. ``migtui attach`` then finds what it armed in the runtime directory, starts
     an engine (which takes the pause up with its deadline) and says so, rather than "no
-    migtui engine runs"."""
+    migtui engine runs"; the dialog's clock is QEMU's stamp, as recorded."""
     # SIGKILL, and no view: no engine bounds the pause now
     ctl = await killed_during_a_recorded_pause(lab, runtime_dir, PolicyInfo(max_pause_s=600.0, on_max_pause="abort"))
     view = open_terminal(terminals, "attach", 100, 30).migtui("attach", "--runtime-dir", str(runtime_dir))
     said = await screen_says(view, "a new engine was started to take it up", toasts)
     assert f"left src (unix:{lab.src.qmp_path}) armed by migtui" in said, said
     screen = await screen_says(view, "QEMU's pause start, as recorded")
-    assert "Guest stopped" in screen, screen
+    assert "Guest stopped" in screen and "at most" not in screen, screen
     assert "The engine will abort in" in screen, screen  # the recorded deadline (600 s, then abort)
     view.keys("x")
     await wait_screen(view, "Abort the migration of src?")
