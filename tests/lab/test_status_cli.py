@@ -141,6 +141,12 @@ async def test_storage_migration_life_cycle() -> None:
 
         paused = await wait_status(src, {"pre-switchover"})
         assert paused["run_state"] in ("finish-migrate", "paused")
+        assert paused["pause"]["no_deadline"] == "no migtui engine watches this monitor"
+        table = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "migtui", "status", src],
+                                        capture_output=True, text=True, timeout=60)
+        # The table says it too: nothing bounds this pause (the guest is stopped meanwhile).
+        assert "paused before switchover since when unknown; no deadline: no migtui engine watches this monitor" \
+            in " ".join(table.stdout.split()), table.stdout
         code, data, _ = await astatus(dst)
         assert data["monitors"][0]["migration"]["status"] in ("active", "setup")
 
