@@ -96,6 +96,16 @@ async def test_human_table(tmp_path: Path) -> None:
         proc = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "migtui", "status", str(lab.src.qmp_path)],
             capture_output=True, text=True, timeout=30)
+        # Its reader gone before it writes (`migtui status --json | head -c 300`): no traceback.
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            piped = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "migtui", "status", "--json", str(lab.src.qmp_path)],
+                stdout=write, stderr=subprocess.PIPE, text=True, timeout=30)
+        finally:
+            os.close(write)
+    assert piped.returncode == 128 + signal.SIGPIPE and piped.stderr == "", piped.stderr
     assert proc.returncode == 0, proc.stderr
     header, row, *_ = proc.stdout.strip().splitlines()
     assert header.split()[:4] == ["NAME", "QEMU", "RUN", "MIGRATION"]
