@@ -3,6 +3,11 @@
 For a second operator, a trainer's class, or coming back after quitting: the state
 and the recent history (chart, events) show at once. A read-only view can never
 change a VM: the engine refuses its requests, whatever it sends.
+
+With no engine running it starts none -- unless an engine left records of what it armed
+in the runtime directory (it was killed, or it crashed, with no view to start another):
+then a guest may be stopped before switchover with nothing bounding it, so attach starts
+an engine, which takes those sources up again (their pause and its deadline), and says so.
 """
 
 from __future__ import annotations
@@ -11,7 +16,10 @@ import argparse
 import asyncio
 import sys
 
+from ..engine.records import RecordStore
+from ..errors import MigtuiError
 from ..logfile import setup_logging
+from ..protocol.runtime import runtime
 from .options import add_bell_argument, add_runtime_argument
 
 
@@ -32,10 +40,32 @@ def run(args: argparse.Namespace) -> int:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("migtui attach: needs a terminal; for scripts use 'migtui status MONITOR...'", file=sys.stderr)
         return 2
+    from ..tui.app import MigtuiApp
     from ..tui.view_run import view_main
 
     async def everything(_client: object) -> None:
         return None
 
-    return asyncio.run(view_main(args.runtime_dir, everything, read_only=args.read_only, start=False,
-                                 prog="migtui attach", bell=args.bell))
+    left = left_armed(args.runtime_dir)
+
+    def say_started(app: MigtuiApp) -> None:
+        if app.engine_client is not None and app.engine_client.started:
+            app.engine_notices = [*app.engine_notices, started_for(left)]
+
+    return asyncio.run(view_main(args.runtime_dir, everything, read_only=args.read_only, start=bool(left),
+                                 before_run=say_started, prog="migtui attach", bell=args.bell))
+
+
+def left_armed(runtime_dir: str | None) -> list[str]:
+    """``src (unix:/run/vm1.qmp)`` for each source an engine armed and recorded in the
+    runtime directory (an engine that ends sets back what it armed, and its record goes)."""
+    try:
+        directory = runtime(runtime_dir).directory
+        return [f"{r.name} ({r.address.display})" for r in RecordStore(directory).load_all()]
+    except (OSError, MigtuiError):
+        return []
+
+
+def started_for(left: list[str]) -> str:
+    return (f"no engine ran: the one before (killed, or it crashed) left {', '.join(left)} armed by migtui;"
+            " a new engine was started to take it up (a pause, and its deadline)")

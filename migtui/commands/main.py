@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 from typing import NoReturn
 
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # what reads our output left (`migtui status --json | head`): nothing to say
+        # Python flushes stdout again at exit: onto /dev/null, not into another broken pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE  # as a program the signal ended (Python ignores SIGPIPE)
 
 
 if __name__ == "__main__":

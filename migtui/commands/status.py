@@ -155,7 +155,7 @@ def render_table(snaps: list[Snapshot]) -> str:
 def pause_line(s: Snapshot, now: float) -> str:
     """``paused before switchover for 12.0 s (QEMU's stamp); deadline: abort in 48.0 s; armed by
     migtui; driven by the operator`` -- the pause as the dialog shows it; "" when not paused."""
-    pause = s.pause
+    pause = s.pause_facts()  # with no engine watching: "no deadline: no migtui engine watches this monitor"
     if not pause or not pause.get("paused"):
         return ""
     start = pause.get("start")

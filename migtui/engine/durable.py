@@ -114,6 +114,13 @@ class Durable:
             return since
         return min(since, adopted.origin)
 
+    def origin_exact(self, w: Watched, since: float) -> bool:
+        """Whether :meth:`origin` of ``since`` is QEMU's own pause stamp, as recorded by the
+        engine before (its clock then says how long, not "at least ... at most")."""
+        adopted = self.adopted.get(w.address.display)
+        return (adopted is not None and adopted.exact and adopted.generation == w.session.generation
+                and w.session.state.in_pre_switchover and self.origin(w, since) == adopted.origin)
+
     async def adopt(self) -> None:
         """On start: take up every source an engine armed in this runtime directory."""
         if self.store is None:

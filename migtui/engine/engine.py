@@ -285,10 +285,11 @@ class Engine:
         return w
 
     async def connect(self, uri: str, label: str | None, domains: tuple[str, ...], policy: Policy, *,
-                      read_only: bool, interval: float) -> list[str]:
+                      read_only: bool, interval: float, asker: ViewLink | None = None) -> list[str]:
         """Watch every running domain of the libvirt connection ``uri`` (those matching
         ``domains``, when given), now and as they come; returns the names of those found
-        at the first attempt (an unreachable host is retried; its one line is its status)."""
+        at the first attempt (an unreachable host is retried; its one line is its status,
+        said to every view, and to ``asker``, the view that asked, not subscribed yet)."""
         host = self.libvirt.get(uri)
         if host is None:
             taken = {h.name for h in self.libvirt.values()}
@@ -308,7 +309,10 @@ class Engine:
             if other.via_libvirt:
                 self.refresh_controls(other)
         if host.status.error is not None and not host.monitors:
-            self.broadcast(m.Notice("error", str(host.status.error), None))
+            notice = m.Notice("error", str(host.status.error), None)
+            self.broadcast(notice)
+            if asker is not None and not asker.subscribed:
+                asker.send(notice)
             log.warning("%s", host.status.error)
         return [monitor.name for monitor in host.monitors.values() if monitor.name in self.watched]
 
@@ -578,7 +582,11 @@ class Engine:
         return controls_of(w, self.sessions(), self.switchovers, self.control, self.starts)
 
     def _pause_message(self, w: Watched) -> m.Pause:
-        return pause_of(w, self.sessions(), recorded=self._pause_since(w))
+        state = w.session.state
+        clock = PauseClock.of(state) if state.in_pre_switchover else None
+        since = self.durable.origin(w, clock.start) if clock is not None else None
+        exact = clock is not None and self.durable.origin_exact(w, clock.start)
+        return pause_of(w, self.sessions(), recorded=since, recorded_exact=exact)
 
     def _pause_since(self, w: Watched) -> float | None:
         """When ``w``'s pause began: QEMU's stamp, or the engine's first sight of it (a pause

@@ -47,9 +47,11 @@ def policy_info(policy: Policy) -> PolicyInfo:
                       explicit=sorted(policy.explicit))
 
 
-def pause_of(w: Watched, sessions: Sequence[MonitorSession], *, recorded: float | None = None) -> Pause:
+def pause_of(w: Watched, sessions: Sequence[MonitorSession], *, recorded: float | None = None,
+             recorded_exact: bool = False) -> Pause:
     """``recorded``: the pause's start as the engine knows it better than its state does (a
-    pause taken up from an engine before: QEMU's stamp, as recorded then)."""
+    pause taken up from an engine before: QEMU's stamp, as recorded then, when
+    ``recorded_exact``)."""
     session = w.session
     state = session.state
     paused = state.in_pre_switchover
@@ -65,7 +67,7 @@ def pause_of(w: Watched, sessions: Sequence[MonitorSession], *, recorded: float 
         checks = list(checklist(state, dst.state if dst else None, dst.connected if dst else None))
     return Pause(
         name=w.name, paused=paused, episode=w.episodes,
-        clock=PauseClock.of(state, recorded) if paused else None,
+        clock=PauseClock.of(state, recorded, recorded_exact=recorded_exact) if paused else None,
         lost_at=w.lost_at if paused else None,
         owner=owner,
         driver=LIBVIRT_DRIVER if owner == OWNER_LIBVIRT else "",

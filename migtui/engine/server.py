@@ -374,7 +374,7 @@ class EngineServer:
                 if a.kind == CONNECT and a.path is not None:  # -c URI: a libvirt connection
                     patterns = tuple(filter(None, (a.host or "").split(",")))
                     names += await engine.connect(a.path, a.name or None, patterns, policy, read_only=read_only,
-                                                  interval=message.interval)
+                                                  interval=message.interval, asker=view)
             return m.Reply(0, True, names=names)
         if isinstance(message, m.Subscribe):
             engine.subscribe(view)

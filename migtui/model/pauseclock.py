@@ -29,9 +29,11 @@ class PauseClock:
     earliest: float | None = None  # not exact: the pause began after this
 
     @classmethod
-    def of(cls, state: VmState, recorded: float | None = None) -> PauseClock | None:
+    def of(cls, state: VmState, recorded: float | None = None, *, recorded_exact: bool = False) -> PauseClock | None:
         """``recorded``: the engine's own record of the pause start (its PAUSE message's
-        ``since``), when this is a view's replay: a long pause can outlast the journal."""
+        ``since``), when this is a view's replay: a long pause can outlast the journal, or a
+        pause taken up from an engine before; ``recorded_exact``: it is QEMU's own stamp (the
+        engine before had it from QEMU's event)."""
         since = state.pre_switchover_since
         if since is None:
             return None
@@ -40,7 +42,7 @@ class PauseClock:
                     for c in state.status_changes)
         start = since
         if isinstance(recorded, (int, float)) and recorded < start and (before is None or recorded > before):
-            start = float(recorded)
+            start, exact = float(recorded), exact or recorded_exact
         # The MIGRATION event can come after a poll that saw the pause first: its time is exact.
         last_stop: float | None = None
         for ev in state.events:

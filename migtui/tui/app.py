@@ -60,6 +60,7 @@ class MigtuiApp(App[int]):
     # Which monitors the engine starts watching later this view shows too (libvirt domains
     # that start or arrive): None, none of them.
     follow: Callable[[RemoteSession], bool] | None = None
+    early_notices: Sequence[tuple[str, str]] = ()  # (level, text) the engine said before the app listened
     engine_notices: Sequence[str] = ()  # the engine before this one went away: what that left at stake
     CSS_PATH = "app.tcss"
     # Every screen (dialogs, questions, help) says when the terminal is too small.
@@ -139,6 +140,8 @@ class MigtuiApp(App[int]):
             self.engine_client.context = contextvars.copy_context()
         for line in self.startup_notices:
             self.notify(line, title="While no view watched", timeout=30)
+        for level, text in self.early_notices:  # as _engine_notice says them
+            self.notify(text, title="Engine", severity="error" if level == "error" else "information", timeout=12)
         if self.engine_notices:
             # The story of a lost engine (which guest is stopped, what bounds it now) is several
             # lines the operator must read whole: a toast that stays, not the one-line flash.

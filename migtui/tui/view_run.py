@@ -107,6 +107,7 @@ async def _view_once(runtime_dir: str | None, setup: EngineSetup, *, read_only: 
     app.follow = follow
     app.engine_notices = before.lines(restarted=True) if before is not None else []
     client.add_notice_listener(partial(_engine_notice, app))
+    app.early_notices = list(client.notices)  # said with the engine's picture, before this app listened
     lost: list[str] = []
 
     async def watch_link() -> None:

@@ -98,6 +98,7 @@ class EngineClient:
         self.notices: list[tuple[str, str]] = []
         self.engine_pid: int | None = None  # from its welcome
         self.goodbye: str | None = None  # the engine said it stops on purpose (by whom)
+        self.started = False  # this view started the engine it is connected to
         self.call_timeout = CALL_TIMEOUT_S  # how long a request is waited for (then it expires)
         # The engine's silence: when it was last heard, and since when it is marked silent.
         self.heard_at = time.monotonic()
@@ -150,6 +151,7 @@ class EngineClient:
             writer.close()
             raise EngineError(f"the migtui engine at {self.runtime.socket} spoke something else ({first.OP})")
         self.engine_pid = first.pid
+        self.started = spawned is not None
         self._heard()
         loop = asyncio.get_running_loop()
         self.closed = loop.create_future()

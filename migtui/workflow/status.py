@@ -59,7 +59,7 @@ class Snapshot:
             "capabilities": self.capabilities,
             "block_jobs": self.block_jobs,
             "gone": self.gone,
-            "pause": self.pause or self._pause_json(),
+            "pause": self.pause_facts(),
             "converge_policy": self.converge_policy,
         }
 
@@ -71,6 +71,10 @@ class Snapshot:
             out["dirty_rate_bytes_per_s"] = None
             out["dirty_rate_stopped_last_bytes_per_s"] = self.migration.dirty_rate_bytes_per_s
         return out
+
+    def pause_facts(self) -> dict[str, Any] | None:
+        """The pause as the engine that watches the monitor knows it, else QEMU's word only."""
+        return self.pause or self._pause_json()
 
     def _pause_json(self) -> dict[str, Any] | None:
         """No engine watches this monitor: QEMU's word only (paused or not; its start unknown)."""

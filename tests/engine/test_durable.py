@@ -97,6 +97,19 @@ async def arm_through_an_engine(lab: Lab, directory: Path, policy: PolicyInfo) -
     return engine
 
 
+async def killed_during_a_recorded_pause(lab: Lab, directory: Path, policy: PolicyInfo) -> Any:
+    """An engine arms the lab's source, another client migrates it, the engine records the
+    pause and is SIGKILLed (no goodbye, no disarm); the lab's control connection to the source."""
+    await lab.prepare(storage=True, pause=False)
+    first = await arm_through_an_engine(lab, directory, policy)
+    ctl = await lab.control(lab.src)
+    await lab.migrate()
+    await qemu_says(ctl, "pre-switchover")
+    await until(lambda: (records(directory) or [{}])[0].get("pause"), LONG, "the pause in the record")
+    first.kill()
+    return ctl
+
+
 # ---------------------------------------------------------------------- real QEMU
 
 
@@ -166,6 +179,8 @@ async def test_killed_during_the_pause_the_next_engine_counts_its_deadline_from_
             # The same pause start, to the microsecond: QEMU's, not the new engine's first sight.
             assert again.pause.clock is not None
             assert again.pause.clock.start == since and deadline_of(again) == since + 600.0
+            # ... and its clock says so: how long, not "at least ... at most" (no bound needed).
+            assert again.pause.clock.exact and again.pause.clock.earliest is None, again.pause.clock
             assert "QEMU's pause start, as recorded" in again.pause.notes["deadline"]
             assert await again.engine_request("abort") == "src: abort started"
             await until(lambda: again.switchover.result is not None, LONG, "the abort")
@@ -177,14 +192,8 @@ async def test_killed_during_the_pause_the_next_engine_counts_its_deadline_from_
 @pytest.mark.qemu
 async def test_a_pause_past_its_deadline_when_the_engine_comes_back_is_acted_on_at_once(
         lab: Lab, runtime_dir: Path) -> None:
-    await lab.prepare(storage=True, pause=False)
-    first = await arm_through_an_engine(lab, runtime_dir, PolicyInfo(max_pause_s=2.0, on_max_pause="abort"))
-    ctl = await lab.control(lab.src)
-    await lab.migrate()
-    await qemu_says(ctl, "pre-switchover")
-    await until(lambda: (records(runtime_dir) or [{}])[0].get("pause"), LONG, "the pause in the record")
+    ctl = await killed_during_a_recorded_pause(lab, runtime_dir, PolicyInfo(max_pause_s=2.0, on_max_pause="abort"))
     since = records(runtime_dir)[0]["pause"]["since"]
-    first.kill()
     await asyncio.sleep(max(0.0, since + 2.0 + 0.5 - time.time()))  # its deadline passes with no engine
     second = restart(runtime_dir)
     try:
@@ -339,3 +348,24 @@ async def test_a_view_whose_engine_is_stopped_says_which_guest_stays_stopped_and
     assert not engine_pids(private_runtime_dir)  # stopped on purpose: not started again
     log = (private_runtime_dir / "engine.log").read_text(errors="replace")
     assert "Traceback" not in log and "CancelledError" not in log, log
+
+
+@pytest.mark.qemu
+async def test_attach_after_the_engine_died_alone_during_a_pause_starts_one_that_takes_it_up(
+        lab: Lab, terminals: list[Tmux], runtime_dir: Path) -> None:
+    """The engine is killed during a pause with no view to start another: nothing bounds the
+    guest's stop. ``migtui attach`` then finds what it armed in the runtime directory, starts
+    an engine (which takes the pause up with its deadline) and says so, rather than "no
+    migtui engine runs"; the dialog's clock is QEMU's stamp, as recorded."""
+    # SIGKILL, and no view: no engine bounds the pause now
+    ctl = await killed_during_a_recorded_pause(lab, runtime_dir, PolicyInfo(max_pause_s=600.0, on_max_pause="abort"))
+    view = open_terminal(terminals, "attach", 100, 30).migtui("attach", "--runtime-dir", str(runtime_dir))
+    said = await screen_says(view, "a new engine was started to take it up", toasts)
+    assert f"left src (unix:{lab.src.qmp_path}) armed by migtui" in said, said
+    screen = await screen_says(view, "QEMU's pause start, as recorded")
+    assert "Guest stopped" in screen and "at most" not in screen, screen
+    assert "The engine will abort in" in screen, screen  # the recorded deadline (600 s, then abort)
+    view.keys("x")
+    await wait_screen(view, "Abort the migration of src?")
+    view.keys("Enter")
+    await aborted_and_running(ctl, LONG)

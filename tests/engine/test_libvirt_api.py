@@ -379,6 +379,29 @@ async def test_a_uri_typo_exits_2_and_an_unreachable_host_is_one_line(tmp_path: 
     assert (snap["source"], snap["uri"], snap["ok"]) == ("libvirt", uri, False), snap
 
 
+def end_engine(directory: Path) -> None:
+    """Stop the engine a test's dashboard started in ``directory``, and remove the directory."""
+    subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--force", "--runtime-dir", str(directory)],
+                   capture_output=True, stdin=subprocess.DEVNULL, timeout=60,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_in_tmux_an_unreachable_host_is_one_line_on_the_dashboard(tmp_path: Path) -> None:
+    """``migtui -c URI`` whose host does not answer: the dashboard says so on its flash line
+    (the engine decided it before this view subscribed: it says it again then)."""
+    uri = f"qemu+unix:///system?socket={tmp_path / 'none'}"
+    directory = short_runtime_dir()
+    term = Tmux(f"lvnone-{os.getpid()}")
+    try:
+        term.migtui("--runtime-dir", str(directory), "-c", f"h={uri}")
+        await until(lambda: "✗ h: " in term.screen(), 60, "the host's one line", term.screen)
+        assert "✗ h: " in term.screen().splitlines()[-2], term.screen()  # the flash line
+    finally:
+        term.close()
+        end_engine(directory)
+
+
 class Collector(View):
     """A subscribed view: what the engine sends it."""
 
@@ -557,10 +580,7 @@ async def test_in_tmux_a_domain_that_stops_goes_from_the_dashboard(lab: LibvirtL
         assert "a/migtui-other: destroyed" in screen.splitlines()[-2], screen  # the flash line
     finally:
         term.close()
-        subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--force", "--runtime-dir", str(directory)],
-                       capture_output=True, stdin=subprocess.DEVNULL, timeout=60, env={**os.environ,
-                                                                                         "PYTHONPATH": str(REPO)})
-        shutil.rmtree(directory, ignore_errors=True)
+        end_engine(directory)
 
 
 async def test_in_tmux_two_hosts_show_a_copy_storage_migration_as_virsh_reports_it(lab: LibvirtLab) -> None:

@@ -96,6 +96,16 @@ async def test_human_table(tmp_path: Path) -> None:
         proc = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "migtui", "status", str(lab.src.qmp_path)],
             capture_output=True, text=True, timeout=30)
+        # Its reader gone before it writes (`migtui status --json | head -c 300`): no traceback.
+        read, write = os.pipe()
+        os.close(read)
+        try:
+            piped = await asyncio.to_thread(
+                subprocess.run, [sys.executable, "-m", "migtui", "status", "--json", str(lab.src.qmp_path)],
+                stdout=write, stderr=subprocess.PIPE, text=True, timeout=30)
+        finally:
+            os.close(write)
+    assert piped.returncode == 128 + signal.SIGPIPE and piped.stderr == "", piped.stderr
     assert proc.returncode == 0, proc.stderr
     header, row, *_ = proc.stdout.strip().splitlines()
     assert header.split()[:4] == ["NAME", "QEMU", "RUN", "MIGRATION"]
@@ -141,6 +151,12 @@ async def test_storage_migration_life_cycle() -> None:
 
         paused = await wait_status(src, {"pre-switchover"})
         assert paused["run_state"] in ("finish-migrate", "paused")
+        assert paused["pause"]["no_deadline"] == "no migtui engine watches this monitor"
+        table = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "migtui", "status", src],
+                                        capture_output=True, text=True, timeout=60)
+        # The table says it too: nothing bounds this pause (the guest is stopped meanwhile).
+        assert "paused before switchover since when unknown; no deadline: no migtui engine watches this monitor" \
+            in " ".join(table.stdout.split()), table.stdout
         code, data, _ = await astatus(dst)
         assert data["monitors"][0]["migration"]["status"] in ("active", "setup")
 
