@@ -582,18 +582,18 @@ class Engine:
         return controls_of(w, self.sessions(), self.switchovers, self.control, self.starts)
 
     def _pause_message(self, w: Watched) -> m.Pause:
-        state = w.session.state
-        clock = PauseClock.of(state) if state.in_pre_switchover else None
-        since = self.durable.origin(w, clock.start) if clock is not None else None
-        exact = clock is not None and self.durable.origin_exact(w, clock.start)
+        since, exact = self._pause_since(w)
         return pause_of(w, self.sessions(), recorded=since, recorded_exact=exact)
 
-    def _pause_since(self, w: Watched) -> float | None:
+    def _pause_since(self, w: Watched) -> tuple[float | None, bool]:
         """When ``w``'s pause began: QEMU's stamp, or the engine's first sight of it (a pause
-        taken up from a record counts from the start recorded there)."""
+        taken up from a record counts from the start recorded there); and whether that start
+        is QEMU's own stamp, recorded by the engine before."""
         state = w.session.state
         clock = PauseClock.of(state) if state.in_pre_switchover else None
-        return self.durable.origin(w, clock.start) if clock is not None else None
+        if clock is None:
+            return None, False
+        return self.durable.origin(w, clock.start), self.durable.origin_exact(w, clock.start)
 
     def refresh_controls(self, w: Watched) -> None:
         """Re-decide ``w``'s controls (the advice changed what they offer) and send them if changed."""
@@ -773,7 +773,7 @@ class Engine:
         if started is not None and not state.in_pre_switchover:
             return started
         if state.in_pre_switchover:
-            since = self._pause_since(w)
+            since, _exact = self._pause_since(w)
             paused = f"paused {format_duration(max(0.0, now - since))}" if since else "paused"
             if deadline is not None and deadline.phase is Phase.COUNTING and deadline.deadline is not None:
                 allowed, why = deadline.allowed
