@@ -240,8 +240,11 @@ async def test_m_in_the_dashboard_migrates_a_libvirt_domain(lab: LibvirtLab, ter
     term.keys("tcp://127.0.0.1")
     await screen(lambda s: "tcp://127.0.0.1" in s and "valid; enter reviews" in s, "the URI typed")
     term.keys("Enter")
-    summary = flat(await screen(lambda s: "Migrate a/" in s, "the summary to confirm"))
-    assert "migrateToURI3" in summary and "NON_SHARED_DISK" in summary and "hda, vda" in summary, summary
+    # The question's text is drawn over a few frames: wait for all of it (a loaded fresh-clone run
+    # caught its title with the start screen's rows still beneath).
+    await screen(lambda s: "Migrate a/" in s and all(part in flat(s) for part in ("migrateToURI3", "NON_SHARED_DISK",
+                                                                                 "hda, vda")),
+                 "the summary to confirm: migrateToURI3, NON_SHARED_DISK, hda, vda")
     term.keys("Enter")
     # The destination's entry appears beside the source's, which ends "gone" with its final figures.
     done = await screen(lambda s: "b/migtui" in s and "last: completed" in s and "gone" in s, "the migration's end")
