@@ -350,7 +350,7 @@ async def test_a_view_whose_engine_is_stopped_says_which_guest_stays_stopped_and
     assert "Traceback" not in log and "CancelledError" not in log, log
 
 
-@pytest.mark.qemu
+@pytest.mark.qemu(one_build=True)  # the terminal is its subject: the pause paths run on both builds above
 async def test_attach_after_the_engine_died_alone_during_a_pause_starts_one_that_takes_it_up(
         lab: Lab, terminals: list[Tmux], runtime_dir: Path) -> None:
     """The engine is killed during a pause with no view to start another: nothing bounds the
