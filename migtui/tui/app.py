@@ -62,6 +62,7 @@ class MigtuiApp(App[int]):
     follow: Callable[[RemoteSession], bool] | None = None
     early_notices: Sequence[tuple[str, str]] = ()  # (level, text) the engine said before the app listened
     engine_notices: Sequence[str] = ()  # the engine before this one went away: what that left at stake
+    _story_shown = False  # engine_notices' toast is up: the next key takes it (and the toasts with it) away
     CSS_PATH = "app.tcss"
     # Every screen (dialogs, questions, help) says when the terminal is too small.
     HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
@@ -145,7 +146,9 @@ class MigtuiApp(App[int]):
         if self.engine_notices:
             # The story of a lost engine (which guest is stopped, what bounds it now) is several
             # lines the operator must read whole: a toast that stays, not the one-line flash.
+            # Until the operator's next key: at 80x24 it covers half of an open dialog's actions.
             super().notify("\n".join(self.engine_notices), title="The engine", severity="warning", timeout=60)
+            self._story_shown = True
         self.cues.start()
         self.pauses.start()  # the engine's picture may hold a pause already
         client = self.engine_client
@@ -257,6 +260,9 @@ class MigtuiApp(App[int]):
         # The operator's next key clears an error or a warning they have had time to read.
         if isinstance(event, events.Key) and self.current_flash is not None and self.current_flash.sticky:
             self.flash(None)
+        if isinstance(event, events.Key) and self._story_shown:  # (toasts have no key of their own)
+            self._story_shown = False
+            self.clear_notifications()
         await super().on_event(event)
 
     # ------------------------------------------------------------------ actions

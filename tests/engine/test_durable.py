@@ -320,6 +320,12 @@ async def test_a_view_whose_engine_is_killed_during_a_pause_starts_a_new_one_and
     assert "the migtui engine died (killed, or it crashed)" in said
     assert "src is still stopped before switchover (paused" in said
     assert "the new engine takes it up from migtui's record: its deadline (3 s, then abort)" in said, said
+    # Read, it goes with the operator's next key (at 80x24 it covers half of the dialog's actions):
+    # here ?, whose help screen would show the toasts too.
+    view.keys("?")
+    helped = await wait_screen(view, "migtui help")
+    assert "started at once" not in toasts(helped), helped
+    view.keys("Escape")
     await until(lambda: engine_pids(private_runtime_dir) not in ([], [old]), LONG, "a new engine")
     await aborted_and_running(await lab.control(lab.src), LONG)  # it took the pause up: its deadline ended it
     await wait_screen(view, "src · connected")
