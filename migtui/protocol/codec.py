@@ -27,7 +27,7 @@ _readers: dict[Any, _Reader] = {}
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
-_field_names: dict[type, tuple[str, ...]] = {}
+_field_names: dict[type, tuple[str, ...] | None] = {}  # None: not a dataclass (a list, an enum...)
 
 
 def to_json(value: Any) -> Any:
@@ -35,9 +35,11 @@ def to_json(value: Any) -> Any:
     cls = type(value)
     if cls in _PLAIN:  # most values: checked first (the engine encodes every poll's messages)
         return value
-    names = _field_names.get(cls)
-    if names is None and dataclasses.is_dataclass(cls):
-        names = _field_names[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    if cls in _field_names:
+        names = _field_names[cls]
+    else:
+        names = _field_names[cls] = (tuple(f.name for f in dataclasses.fields(cls))
+                                     if dataclasses.is_dataclass(cls) else None)
     if names is not None:
         return {name: to_json(getattr(value, name)) for name in names}
     if isinstance(value, enum.Enum):

@@ -141,8 +141,8 @@ class MigtuiApp(App[int]):
             self.engine_client.context = contextvars.copy_context()
         for line in self.startup_notices:
             self.notify(line, title="While no view watched", timeout=30)
-        for level, text in self.early_notices:  # as _engine_notice says them
-            self.notify(text, title="Engine", severity="error" if level == "error" else "information", timeout=12)
+        for level, text in self.early_notices:
+            self.engine_notice(level, text)
         if self.engine_notices:
             # The story of a lost engine (which guest is stopped, what bounds it now) is several
             # lines the operator must read whole: a toast that stays, not the one-line flash.
@@ -190,6 +190,10 @@ class MigtuiApp(App[int]):
                 screen.remove_session(session.name)
         if why and (self.current_flash is None or why not in self.current_flash.text):
             self.notify(why)  # (a warning the engine sent about it stays: it says more)
+
+    def engine_notice(self, level: str, text: str) -> None:
+        """One of the engine's notices, as a toast."""
+        self.notify(text, title="Engine", severity="error" if level == "error" else "information", timeout=12)
 
     def get_driver_class(self) -> type[Driver]:
         driver = super().get_driver_class()

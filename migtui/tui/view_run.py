@@ -169,7 +169,7 @@ def _engine_notice(app: MigtuiApp, level: str, text: str, monitor: str | None, a
     screen = app.screen
     if attempt and isinstance(screen, SwitchoverScreen) and screen.source.name == monitor:
         return
-    app.notify(text, title="Engine", severity="error" if level == "error" else "information", timeout=12)
+    app.engine_notice(level, text)
 
 
 def _say(line: str, stream: TextIO | None = None) -> None:

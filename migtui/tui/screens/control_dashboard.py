@@ -11,7 +11,6 @@ why not, is the engine's (``RemoteSession.control``); a key pressed anyway says 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterable
 from typing import Any, ClassVar
@@ -20,7 +19,6 @@ from textual import work
 from textual.app import SystemCommand
 from textual.binding import Binding, BindingType
 from textual.content import Content
-from textual.css.query import NoMatches
 from textual.widget import Widget
 
 from ...errors import MigtuiError
@@ -77,8 +75,7 @@ class ControlDashboard(SwitchoverDashboard):
     def show(self, session: RemoteSession, changed: frozenset[str] | None, *, actions: bool = True) -> None:
         super().show(session, changed, actions=actions)
         if changed is None or changed & _ADVICE:
-            with contextlib.suppress(NoMatches):  # (not composed yet)
-                one(self, AdvicePanel).show(session)
+            one(self, AdvicePanel).show(session)  # composed with the other panels
 
     # ------------------------------------------------------------------ x: abort any migration
 

@@ -200,11 +200,12 @@ class RateChart(DiffWidget):
         """What the bars depend on: the geometry, the step and the last column drawn, and the
         samples that fall in the drawn columns (their count: samples only ever come after the
         last one, and leave from the front)."""
-        _, step, done = drawn_columns(data, self.size.width)
+        size = self.size  # (found through the screen: read once)
+        _, step, done = drawn_columns(data, size.width)
         end = (math.floor(done / step) + 1) * step  # the end of the last column drawn
         drawn = bisect.bisect_left(data.samples, (end,))  # samples come in time order: those before ``end``
         first = data.samples[0][0] if data.samples else None
-        return (self.size, self.glyphs, step, end, first, drawn, data.partial, data.paused, data.interval)
+        return (size, self.glyphs, step, end, first, drawn, data.partial, data.paused, data.interval)
 
     def _draw(self, width: int) -> Content:
         data = self._data
