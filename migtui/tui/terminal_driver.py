@@ -12,18 +12,27 @@ app answers as it answers SIGHUP, and writes after it are dropped so the app can
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import errno
+import math
 import os
 import select
 import threading
 from collections.abc import Callable
 from typing import TextIO
 
+from textual._parser import ParseError
+from textual._time import get_time
+from textual._xterm_parser import XTermParser
 from textual.drivers.linux_driver import LinuxDriver
 from textual.message import Message
 
 # What a read of a terminal that hung up (or was closed under us) fails with.
 _GONE = frozenset({errno.EIO, errno.EBADF, errno.ENXIO})
+_HUNG_UP = select.POLLHUP | select.POLLERR | select.POLLNVAL
+# Textual's own period, used only if its parser no longer says when its timeout falls due.
+_FALLBACK_MS = 100
 
 
 class TerminalLost(Message):
@@ -31,7 +40,7 @@ class TerminalLost(Message):
 
 
 class ViewDriver(LinuxDriver):
-    _hangup: _HangupWatch | None = None
+    _wake: _Wake | None = None
     _told = False
 
     def start_application_mode(self) -> None:
@@ -39,22 +48,55 @@ class ViewDriver(LinuxDriver):
         if file is not None and not isinstance(file, _Output):
             # Textual types it as stderr's TextIOWrapper; its writer thread uses write, flush, fileno.
             self._file = _Output(file, self._lost)  # type: ignore[assignment]
+        if self._wake is None:
+            self._wake = _Wake()
+            # Textual sets this flag to stop the input thread (and joins it): it now also wakes it.
+            self.exit_event = _WakingEvent(self._wake)
         super().start_application_mode()  # type: ignore[no-untyped-call]  # (unannotated in Textual)
-        self._hangup = _HangupWatch(self.fileno, self._lost)
 
-    def stop_application_mode(self) -> None:
-        if self._hangup is not None:
-            self._hangup.stop()
-            self._hangup = None
-        super().stop_application_mode()
+    def close(self) -> None:
+        super().close()
+        if self._wake is not None:
+            self._wake.close()
 
     def run_input_thread(self) -> None:
         try:
-            super().run_input_thread()
+            self._read_input()
         except OSError as err:
             if err.errno not in _GONE:
                 raise  # Textual's own handling: a panic that shows the traceback
             self._lost()
+
+    def _read_input(self) -> None:
+        """Textual's input loop (``LinuxDriver.run_input_thread``), asleep between keys."""
+        assert self._wake is not None  # started by start_application_mode
+        fd, wake = self.fileno, self._wake
+        parser = XTermParser(self._debug)
+        decode = codecs.getincrementaldecoder("utf-8")().decode
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)  # POLLHUP, POLLERR and POLLNVAL come whatever is asked
+        poller.register(wake.read_fd, select.POLLIN)
+        try:
+            while not self.exit_event.is_set():
+                for ready, mask in poller.poll(_timeout_ms(parser)):
+                    if ready == wake.read_fd:
+                        wake.drain()
+                    elif mask & select.POLLIN:
+                        data = os.read(fd, 4096)
+                        if not data:  # the terminal's input ended
+                            self._lost()
+                            return
+                        for event in parser.feed(decode(data)):
+                            self.process_message(event)
+                    elif mask & _HUNG_UP:  # hung up with nothing left to read
+                        self._lost()
+                        return
+                for event in parser.tick():
+                    self.process_message(event)
+        finally:
+            with contextlib.suppress(EOFError, ParseError):
+                for _event in parser.feed(""):
+                    pass
 
     def _lost(self) -> None:
         """From any thread; said once, while the app's loop (Driver's private ``_loop``) is open."""
@@ -62,6 +104,53 @@ class ViewDriver(LinuxDriver):
         if not self._told and not (loop is not None and loop.is_closed()):
             self._told = True
             self.send_message(TerminalLost())  # thread-safe, to the app's loop
+
+
+def _timeout_ms(parser: XTermParser) -> int | None:
+    """How long the input thread may sleep: until the parser's timeout (a lone ESC is a key
+    once ``ESCAPE_DELAY`` passed with nothing after it), or until input when none is due."""
+    due = getattr(parser, "_timeout_time", 0.0)  # Parser's private deadline (monotonic); 0.0: unknown
+    if due is None:
+        return None
+    if not due:
+        return _FALLBACK_MS
+    return max(0, math.ceil((due - get_time()) * 1000))
+
+
+class _Wake:
+    """A pipe that wakes the input thread from poll(2)."""
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+
+    def wake(self) -> None:
+        if self._write_fd < 0:
+            return  # closed: its number may be another file's by now
+        with contextlib.suppress(OSError):  # full: it wakes already
+            os.write(self._write_fd, b"x")
+
+    def drain(self) -> None:
+        with contextlib.suppress(OSError):
+            os.read(self.read_fd, 64)
+
+    def close(self) -> None:
+        for fd in (self.read_fd, self._write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.read_fd = self._write_fd = -1
+
+
+class _WakingEvent(threading.Event):
+    """Textual's stop flag for the input thread, which wakes it as it is set."""
+
+    def __init__(self, wake: _Wake) -> None:
+        super().__init__()
+        self._wake = wake
+
+    def set(self) -> None:
+        super().set()
+        self._wake.wake()
 
 
 class _Output:
@@ -90,30 +179,3 @@ class _Output:
         except OSError:
             self.failed = True
             self._on_lost()
-
-
-class _HangupWatch:
-    """A thread asleep in poll(2) on the terminal until it hangs up (POLLHUP: the master
-    side closed), or until stopped: nothing to do while the terminal is there."""
-
-    def __init__(self, fd: int, lost: Callable[[], None]) -> None:
-        self._wake_r, self._wake_w = os.pipe()
-        self._thread = threading.Thread(target=self._run, args=(fd, lost), name="migtui-hangup", daemon=True)
-        self._thread.start()
-
-    def _run(self, fd: int, lost: Callable[[], None]) -> None:
-        poller = select.poll()
-        poller.register(fd, 0)  # POLLHUP, POLLERR and POLLNVAL are reported whatever is asked
-        poller.register(self._wake_r, select.POLLIN)
-        try:
-            ready = poller.poll()
-        except OSError:
-            return
-        if any(ready_fd == fd for ready_fd, _ in ready):
-            lost()
-
-    def stop(self) -> None:
-        os.write(self._wake_w, b"x")
-        self._thread.join()
-        os.close(self._wake_r)
-        os.close(self._wake_w)

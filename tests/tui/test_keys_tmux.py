@@ -47,6 +47,12 @@ async def test_ctrl_c_quits_the_dashboard_with_status_130(lab: Lab, terminals: l
     term = open_terminal(terminals, "ctrlc")
     term.migtui(*watch_args(lab), status=tmp_path / "status")
     await shows(term, lambda s: "src · connected" in s)
+    # A lone ESC is a key only once the parser's timeout passed with nothing after it: the
+    # input thread, asleep until input, must wake for it (or help stays until the next key).
+    term.keys("?")
+    await shows(term, lambda s: "migtui help" in s)
+    term.keys("Escape")
+    await shows(term, lambda s: "migtui help" not in s)
     term.keys("C-c")  # not Textual's "press ctrl+q": q's way out
     assert await ended(tmp_path / "status") == 130
 
