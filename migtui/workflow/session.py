@@ -72,8 +72,9 @@ FINAL_QUERY_TRIES = 20
 CONFIG_EVERY_S = 5.0
 # Never start two polls closer than this, whatever the event rate.
 MIN_POLL_GAP_S = 0.05
-# An idle monitor -- connected, its last poll answered, no migration under way, no block
-# job, no incoming migration awaited, nothing measured -- changes only with an event:
+# An idle monitor -- connected, its last poll answered, no migration under way (or the
+# destination of one: ``_IDLE_INCOMING``), no block job, nothing measured -- changes only
+# with an event:
 # STOP/RESUME and the other run-state events, JOB_STATUS_CHANGE and BLOCK_JOB_* are always
 # sent; MIGRATION only with the ``events`` capability on (QEMU 7.2 and 10.0 send nothing
 # when a migration starts without it). So it is asked only what changes with no event:
@@ -83,6 +84,12 @@ MIN_POLL_GAP_S = 0.05
 IDLE_POLL_S = 10.0
 # Statuses of no migration under way (others, unknown ones included, are polled at the interval).
 _IDLE_MIGRATION = frozenset({"none", *FINISHED_STATUSES})
+# A destination (run state inmigrate) is as quiet during a pre-copy: QEMU 7.2 and 10.0 answer
+# query-migrate, query-status and query-block-jobs the same from "active" until the migration
+# ends (the RAM figures are the source's), and the end comes with events (MIGRATION with
+# ``events`` on, RESUME). One awaiting its migration ("none", "setup") is polled: QEMU 7.2
+# sends no event when migrate-incoming gives it the address the source pairs with.
+_IDLE_INCOMING = frozenset({"active", *FINISHED_STATUSES})
 
 
 _UNTOLD = object()
@@ -605,7 +612,7 @@ class MonitorSession:
         state = self.state
         run = state.run_state
         return (self.connected and not self.measuring and self.poll_error is None and run is not None
-                and not run.incoming and state.migration_status in _IDLE_MIGRATION
+                and state.migration_status in (_IDLE_INCOMING if run.incoming else _IDLE_MIGRATION)
                 and all(job.is_finished for job in state.block_jobs.values()))
 
     def _migration_evented(self) -> bool:

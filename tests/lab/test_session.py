@@ -14,6 +14,7 @@ from replay import tui_run
 
 from migtui.address import parse_address
 from migtui.errors import ReadOnlyRefused
+from migtui.lab.lab import Lab
 from migtui.model.qmpinput import QmpInput
 from migtui.transport import ConnState, Monitor
 from migtui.workflow import session as kinds
@@ -284,6 +285,35 @@ async def test_an_idle_monitor_without_migration_events_is_asked_query_migrate_o
             await other.disconnect()
     finally:
         proc.kill()
+
+
+@pytest.mark.qemu
+async def test_the_destination_of_a_precopy_is_asked_nothing_until_it_ends(
+    lab: Lab, sessions: list[MonitorSession]
+) -> None:
+    """A destination answers query-migrate, query-status and query-block-jobs the same from
+    "active" until its migration ends (measured on 7.2 and 10.0): with ``events`` on (the lab
+    turns it on there) it is idle between its seldom rounds, and the end (MIGRATION
+    completed, RESUME) brings a full round at once."""
+    await lab.prepare(storage=False, pause=False, max_bandwidth=1 << 20)  # 1 MiB/s: it never converges
+    src = make_session(lab.src.qmp_path, "src", interval=0.05)
+    dst = make_session(lab.dst.qmp_path, "dst", interval=0.05)
+    sessions += [src, dst]
+    sent = Sent(dst)
+    src.start()
+    dst.start()
+    await until(lambda: dst.polls >= 1, what="the destination's first round")
+    await lab.migrate()
+    await until(lambda: dst.state.migration_status == "active", what="the destination active")
+    active = len(sent.commands)  # the MIGRATION events bring a full round: idle once it is over
+    await until(lambda: "query-migrate-parameters" in sent.commands[active:] and dst.idle, what="the destination idle")
+    commands, polls = len(sent.commands), src.polls
+    await until(lambda: src.polls >= polls + 10, what="ten of the source's rounds")  # twenty of its intervals
+    assert sent.commands[commands:] == [], sent.commands[commands:]
+    control = await lab.control(lab.src)
+    await control.execute("migrate-set-parameters", {"max-bandwidth": 1 << 30})  # now it completes
+    await until(lambda: dst.state.migration_status == "completed" and dst.state.running, what="the destination running")
+    await until(lambda: "query-status" in sent.commands[commands:], what="a full round after the end")
 
 
 @pytest.mark.qemu
