@@ -3,7 +3,16 @@
  * modelled on QEMU's tests/migration/i386/a-b-bootblock.S.
  *
  * Real mode -> A20 on -> flat GDT -> 32-bit protected mode, then forever:
- * increment one byte in every 4 KiB page of [start, end), sweep after sweep.
+ * increment the first dword of every 4 KiB page of [start, end), sweep after
+ * sweep (its low byte counts the sweeps, mod 256, for a reader of memory).
+ *
+ * A dword, not a byte: the range's pages are zero but for that counter, and a
+ * byte counter wrapped to 0 every 256 sweeps, making its page all zero. QEMU
+ * sends an all-zero page as a zero page (a few bytes, not 4 KiB), so while a
+ * sweep wrapped, a pass cost almost nothing of the max-bandwidth, took next
+ * to no time, found next to nothing dirtied and the migration converged: the
+ * stuck scenario (16 MiB at 8 MiB/s, 2 s a sweep) completed after ~8m30s,
+ * 255 sweeps in. A dword counter is zero again after 2^32 sweeps.
  * After a first, unpaced sweep it writes 'A' to COM1, then a 'B' about every
  * 100 ms, so `-serial file:...` keeps growing while the guest runs (a marker
  * after every sweep, as QEMU's guest writes, would be ~100 KB/s under KVM).
@@ -180,7 +189,7 @@ woke:
         TICK
         jmp wait
 touch:
-        incb (%ebx)
+        incl (%ebx)                     /* never 0 again: see above */
         add $4096, %ebx
         cmp range_end, %ebx
         jb page

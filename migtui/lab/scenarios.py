@@ -29,16 +29,30 @@ busy on it), --memory 128 --dirty 16, downtime-limit 300 ms (QEMU's default), wi
   storage   KVM: pre-switchover after 13.2 s / 7.0 s (the mirror of the empty 64 MiB
             disk is in sync during setup, in ~0.1 s); TCG: after 13.0 s / 7.2 s
   stuck     a new pass every ~3.7 s / 3.0 s under KVM, ~3.8 s / 3.1 s under TCG; never
-            by itself within minutes -- but see below for QEMU 7.2 after 2 GiB
+            by itself (see below: it used to complete after ~8m30s)
   none      QEMU's own max-bandwidth (128 MiB/s in 7.2): completed in 0.1 s
 
-The stuck scenario on QEMU 7.2 (KVM, the guest before it halted between writes), watched
-by a client that polls ``query-migrate`` once a second (migtui's engine, or a bare
-qemu.qmp loop): the passes shorten at ~2 GiB sent and the migration completes, "8m 31s,
-141 passes", four times out of four; unwatched, it was still at a pass every 3.7 s after
-10 min. migtui's engine sent no command that changes the VM in that run (a log of every
-non-query command it sent: none). A QEMU behaviour, not the lab's: keep a stuck demo
-under ~8 minutes on 7.2.
+The stuck scenario completed after ~8m30s (7.2: "8m 31s, 141 passes"; 10.0: "8m 30s,
+174 passes", KVM), watched or not. Not QEMU, and not ~2 GiB sent: the guest's page counter
+was a byte, and after 255 paced sweeps (2 s each: 16 MiB at 8 MiB/s) it wrapped to 0 and
+left each page all zero. QEMU sends an all-zero page as a zero page, a few bytes: a pass
+over wrapped pages cost next to none of the 4 MiB/s and took next to no time, so the next
+bitmap sync found next to nothing dirty, under bandwidth x downtime-limit, and it completed.
+What shows it, on 10.0 (a ``migrate_pending_exact`` trace, guest memory by pmemsave): with
+--bandwidth 16 --dirty-rate 32 (a sweep in 0.5 s) it completed after 128 s under KVM and TCG
+alike, the guest dirtying 30-32 MiB/s to the end; the exact pending size was 16 MiB at every
+sync, then ~10 MiB, then 0.07-0.14 MiB, and QEMU counted ~4900 more zero pages (``duplicate``)
+than in the first pass. --dirty 1 (a sweep in 0.125 s), --downtime-limit 10: completed after
+32 s with only 160 MiB sent, as the counters, at 245 two seconds before, reached 256; and
+so it did (31.9 s, 160 MiB) with no QMP command between ``migrate`` and the end. The
+counter is a dword now (zero again after 2^32 sweeps): the same 1 MiB run was still at a
+pass every 0.2 s after 1364 sweeps (170 s); ``migtui lab --scenario stuck --start`` on 10.0
+under KVM was still active after 17m 41s (stopped by hand), 351 passes one every 3.0 s
+(2.9-3.3), past sweeps 256 and 512 with no page zero, the guest at 7.9-8.0 MiB/s and
+``dirty-pages-rate`` 1271-1279 pages/s throughout. The guest's 32-bit tick count wraps
+after an hour (2^32 PIT ticks): harmless, the pacing and the marker use differences only
+(a guest started 28 s before its wrap kept 8 MiB/s through it).
+(QEMU's max-bandwidth 4 MiB/s sends ~5 MiB/s here: 5199 MiB in 1040 s; 16 MiB/s sends 16.3.)
 
 The guest's dirty rate, measured from guest memory (pmemsave twice, 2 s apart), for
 2.8 MiB/s requested: 2.73 / 2.77 under KVM, 2.65 / 2.71 under TCG; for 8: 7.75 / 7.87
