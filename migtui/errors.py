@@ -54,14 +54,18 @@ class NotQMP(MonitorError):
     pass
 
 
+BY_LIBVIRT = "libvirt"  # CommandFailed's error class when libvirt, not QEMU, said no
+
+
 class CommandFailed(MonitorError):
-    """QEMU answered a command with an error."""
+    """QEMU answered a command with an error (or libvirt did: ``error_class`` "libvirt")."""
 
     def __init__(self, monitor: str, command: str, error_class: str, desc: str) -> None:
         self.command = command
         self.error_class = error_class
         self.desc = desc
-        super().__init__(monitor, f"{command}: QEMU refused it ({error_class}): {desc}")
+        who = "libvirt refused it" if error_class == BY_LIBVIRT else f"QEMU refused it ({error_class})"
+        super().__init__(monitor, f"{command}: {who}: {desc}")
 
 
 class CommandTimeout(MonitorError):

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ..address import LIBVIRT, MonitorAddress
-from ..errors import CommandFailed, CommandTimeout, Disconnected, DomainGone, MonitorError, Unreachable
+from ..errors import BY_LIBVIRT, CommandFailed, CommandTimeout, Disconnected, DomainGone, MonitorError, Unreachable
 from ..transport import ConnectionStatus, ConnState
 from . import eventloop
 from .binding import load
@@ -121,7 +121,7 @@ class LibvirtHost:
             if err.get_error_code() in _LINK_CODES and self.conn is not None and not self._alive():
                 self._lost.set()
                 raise Disconnected(self.name, f"{self.name}: {self.uri}: connection lost ({_line(err)})") from None
-            raise CommandFailed(self.name, command, "libvirt", _line(err)) from None
+            raise CommandFailed(self.name, command, BY_LIBVIRT, _line(err)) from None
 
     @property
     def qemu_events(self) -> bool:
@@ -181,9 +181,16 @@ class LibvirtHost:
             raise Unreachable(self.name, f"{self.name}: {self.uri}: no answer within {self.connect_timeout:g} s")\
                 from None
         except lv.libvirtError as err:
-            raise Unreachable(self.name, f"{self.name}: {self.uri}: {_line(err)}") from None
+            # libvirt's own line names the socket; what to do about it is ours to say.
+            hint = ("; is libvirtd (or virtqemud) running there, and is the URI right?"
+                    if err.get_error_code() == lv.VIR_ERR_SYSTEM_ERROR else "")
+            raise Unreachable(self.name, f"{self.name}: {self.uri}: {_line(err)}{hint}") from None
         self.conn = conn
         try:
+            driver = await self.call("open", conn.getType)
+            if driver != "QEMU":  # libvirt's test driver, Xen, LXC...: no QEMU, no migration figures
+                raise Unreachable(self.name, f"{self.name}: {self.uri} is libvirt's {driver} driver, not QEMU:"
+                                             " migtui watches QEMU domains (qemu:///system, qemu+ssh://HOST/system)")
             await self.call("open", self._register, conn)
             version = await self.call("open", conn.getVersion)
             self.version = f"{version // 1000000}.{version // 1000 % 1000}.{version % 1000}"

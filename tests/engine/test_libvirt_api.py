@@ -375,8 +375,14 @@ async def test_a_uri_typo_exits_2_and_an_unreachable_host_is_one_line(tmp_path: 
                           capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
     assert gone.returncode == 1 and gone.stderr.startswith("migtui status: h: ") and gone.stderr.count("\n") == 1, \
         gone.stderr
+    assert "is libvirtd (or virtqemud) running there" in gone.stderr, gone.stderr  # what to do, not only why
     snap = json.loads(gone.stdout)["monitors"][0]
     assert (snap["source"], snap["uri"], snap["ok"]) == ("libvirt", uri, False), snap
+    # libvirt's own test driver answers, but has no QEMU: said as such, not as a QEMU that refused
+    test = subprocess.run([sys.executable, "-m", "migtui", "status", "-c", "t=test:///default"], capture_output=True,
+                          text=True, env=env, stdin=subprocess.DEVNULL, timeout=60)
+    assert test.returncode == 1 and test.stderr.count("\n") == 1, test.stderr
+    assert "test:///default is libvirt's TEST driver, not QEMU: migtui watches QEMU domains" in test.stderr, test.stderr
 
 
 def end_engine(directory: Path) -> None:
