@@ -89,7 +89,10 @@ class ViewDriver(LinuxDriver):
                         if not data:  # the terminal's input ended
                             self._lost()
                             return
-                        for event in parser.feed(decode(data)):
+                        text = decode(data)
+                        # "": a character split across reads waits for its end; the parser
+                        # takes "" for the end of its input (and fails on what comes next).
+                        for event in parser.feed(text) if text else ():
                             self.process_message(event)
                     elif mask & _HUNG_UP:  # hung up with nothing left to read
                         self._lost()
