@@ -103,6 +103,7 @@ class Lab:
         accel: str | None = None,
         qemu_binary: str | None = None,
         dirty_ring: int = 0,
+        paused_destination: bool = False,
     ) -> None:
         if memory_mib < 16:
             raise LabError(f"--memory must be at least 16 MiB, not {memory_mib}")
@@ -122,6 +123,7 @@ class Lab:
         self.requested_accel = accel
         qemu.check_dirty_ring(dirty_ring, accel)
         self.requested_dirty_ring = dirty_ring
+        self.paused_destination = paused_destination  # -S: it waits for cont after its migration
         self.dirty_ring = 0  # entries of KVM's dirty ring once started (0: none, or TCG)
         self.requested_qemu = qemu_binary  # None: $MIGTUI_QEMU, else PATH's
         self.qemu_path = "?"  # the binary run, once started
@@ -207,6 +209,7 @@ class Lab:
                         incoming=vm is self.dst,
                         accel=self.requested_accel,
                         dirty_ring=self.requested_dirty_ring,
+                        paused=vm is self.dst and self.paused_destination,
                     ),
                     vm.log_path,
                 )

@@ -108,11 +108,13 @@ def qemu_argv(
     incoming: bool,
     accel: str = "auto",
     dirty_ring: int = 0,
+    paused: bool = False,
 ) -> list[str]:
     """The command line of one lab VM. Source and destination differ only in
     file names and ``-incoming defer``, so their device layouts match. ``dirty_ring``:
     KVM's per-vCPU dirty ring in entries (0: KVM's dirty bitmap); under ``auto`` a host
-    without KVM still falls back to TCG, which has none."""
+    without KVM still falls back to TCG, which has none. ``paused``: ``-S``, the guest
+    waits for ``cont`` (a destination so stays paused after its migration, as libvirt's)."""
     accels = ["kvm", "tcg"] if accel == "auto" else [accel]
     argv = [binary]
     for name in accels:  # QEMU uses the first that initialises
@@ -143,6 +145,8 @@ def qemu_argv(
         ]
     if incoming:
         argv += ["-incoming", "defer"]
+    if paused:
+        argv.append("-S")
     return argv
 
 

@@ -48,16 +48,19 @@ class ViewDriver(LinuxDriver):
         if file is not None and not isinstance(file, _Output):
             # Textual types it as stderr's TextIOWrapper; its writer thread uses write, flush, fileno.
             self._file = _Output(file, self._lost)  # type: ignore[assignment]
-        if self._wake is None:
+        if self._wake is None:  # the first start, or one after close(): a new pipe
             self._wake = _Wake()
             # Textual sets this flag to stop the input thread (and joins it): it now also wakes it.
             self.exit_event = _WakingEvent(self._wake)
         super().start_application_mode()  # type: ignore[no-untyped-call]  # (unannotated in Textual)
 
     def close(self) -> None:
+        # Not only at the app's end: Driver.suspend_application_mode (App.suspend, SIGTSTP)
+        # stops application mode and closes the driver, and resume starts it again.
         super().close()
         if self._wake is not None:
             self._wake.close()
+            self._wake = None
 
     def run_input_thread(self) -> None:
         try:
@@ -86,7 +89,10 @@ class ViewDriver(LinuxDriver):
                         if not data:  # the terminal's input ended
                             self._lost()
                             return
-                        for event in parser.feed(decode(data)):
+                        text = decode(data)
+                        # "": a character split across reads waits for its end; the parser
+                        # takes "" for the end of its input (and fails on what comes next).
+                        for event in parser.feed(text) if text else ():
                             self.process_message(event)
                     elif mask & _HUNG_UP:  # hung up with nothing left to read
                         self._lost()

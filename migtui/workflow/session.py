@@ -86,10 +86,14 @@ IDLE_POLL_S = 10.0
 _IDLE_MIGRATION = frozenset({"none", *FINISHED_STATUSES})
 # A destination (run state inmigrate) is as quiet during a pre-copy: QEMU 7.2 and 10.0 answer
 # query-migrate, query-status and query-block-jobs the same from "active" until the migration
-# ends (the RAM figures are the source's), and the end comes with events (MIGRATION with
-# ``events`` on, RESUME). One awaiting its migration ("none", "setup") is polled: QEMU 7.2
-# sends no event when migrate-incoming gives it the address the source pairs with.
-_IDLE_INCOMING = frozenset({"active", *FINISHED_STATUSES})
+# ends (the RAM figures are the source's). Only "active": the end comes with RESUME only if
+# the destination runs at once; one started with -S (as libvirt starts it) goes from
+# inmigrate to paused with no event, and with ``events`` off there is no MIGRATION either:
+# then only the idle query-migrate sees the end, and a status out of this set brings the
+# full round that reads the new run state. One awaiting its migration ("none", "setup") is
+# polled: QEMU 7.2 sends no event when migrate-incoming gives it the address the source
+# pairs with.
+_IDLE_INCOMING = frozenset({"active"})
 
 
 _UNTOLD = object()

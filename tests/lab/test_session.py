@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import until
+from conftest import FIXTURE_RATE, QemuBuild, until
 from qemu_util import QemuProcess
 from replay import tui_run
 
 from migtui.address import parse_address
 from migtui.errors import ReadOnlyRefused
 from migtui.lab.lab import Lab
+from migtui.model.coerce import as_mapping
 from migtui.model.qmpinput import QmpInput
 from migtui.transport import ConnState, Monitor
 from migtui.workflow import session as kinds
@@ -314,6 +315,35 @@ async def test_the_destination_of_a_precopy_is_asked_nothing_until_it_ends(
     await control.execute("migrate-set-parameters", {"max-bandwidth": 1 << 30})  # now it completes
     await until(lambda: dst.state.migration_status == "completed" and dst.state.running, what="the destination running")
     await until(lambda: "query-status" in sent.commands[commands:], what="a full round after the end")
+
+
+@pytest.mark.qemu
+async def test_a_paused_destination_without_migration_events_shows_its_end(
+    qemu_build: QemuBuild | None, sessions: list[MonitorSession]
+) -> None:
+    """A destination started with -S (as libvirt starts it) and ``events`` off (a bare QEMU's
+    default): its migration's end comes with no event at all (no MIGRATION, no RESUME: it goes
+    from inmigrate to paused). The idle query-migrate sees "completed", and the next round
+    must read the new run state (it stayed inmigrate: only query-migrate was asked)."""
+    async with Lab(disk=False, memory_mib=64, dirty_mib=4, dirty_rate_mib_s=FIXTURE_RATE,
+                   paused_destination=True) as lab:
+        await lab.prepare(storage=False, pause=False, max_bandwidth=1 << 20)  # 1 MiB/s: it never converges
+        dst_control = await lab.control(lab.dst)
+        await dst_control.execute("migrate-set-capabilities",
+                                  {"capabilities": [{"capability": "events", "state": False}]})
+        dst = make_session(lab.dst.qmp_path, "dst", interval=0.05)
+        sessions.append(dst)
+        dst.start()
+        await until(lambda: dst.polls >= 1, what="the destination's first round")
+        await lab.migrate()
+        await until(lambda: dst.state.migration_status == "active", what="the destination active")
+        control = await lab.control(lab.src)
+        await control.execute("migrate-set-parameters", {"max-bandwidth": 1 << 30})  # now it completes
+        await until(lambda: dst.state.migration_status == "completed", what="the end, seen by query-migrate")
+        assert as_mapping(await dst_control.execute("query-status")).get("status") == "paused"  # no event said so
+        polls = dst.polls
+        await until(lambda: dst.polls >= polls + 2, what="two more rounds")
+        assert dst.state.run_state is not None and dst.state.run_state.status == "paused", dst.state.run_state
 
 
 @pytest.mark.qemu

@@ -8,7 +8,9 @@ command one argument a line. Every wait ends when the screen shows what it waits
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -55,6 +57,28 @@ async def test_ctrl_c_quits_the_dashboard_with_status_130(lab: Lab, terminals: l
     await shows(term, lambda s: "migtui help" not in s)
     term.keys("C-c")  # not Textual's "press ctrl+q": q's way out
     assert await ended(tmp_path / "status") == 130
+
+
+async def test_the_dashboard_reads_keys_again_after_sigtstp_and_sigcont(lab: Lab, terminals: list[Tmux],
+                                                                        tmp_path: Path) -> None:
+    # Textual's SIGTSTP handler suspends application mode (stop, then close the driver) and
+    # stops the process; SIGCONT starts application mode again, with a new input thread.
+    term = open_terminal(terminals, "tstp")
+    term.migtui(*watch_args(lab), status=tmp_path / "status")
+    await shows(term, lambda s: "src · connected" in s)
+    wrapper = term.pane_pid()
+    view = int(Path(f"/proc/{wrapper}/task/{wrapper}/children").read_text().split()[0])
+    os.kill(view, signal.SIGTSTP)
+    while Path(f"/proc/{view}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":  # stopped
+        await asyncio.sleep(0.05)
+    os.kill(view, signal.SIGCONT)
+    term.keys("?")  # read by the new input thread
+    await shows(term, lambda s: "migtui help" in s)
+    term.keys("Escape")
+    await shows(term, lambda s: "migtui help" not in s and "src · connected" in s)
+    term.keys("C-c")
+    assert await ended(tmp_path / "status") == 130
+    assert "Traceback" not in term.screen(history=True)
 
 
 async def test_the_lab_says_what_it_does_and_ctrl_c_ends_it_with_130(terminals: list[Tmux], tmp_path: Path) -> None:

@@ -382,6 +382,23 @@ async def test_sighup_leaves_the_pause_and_the_next_start_shows_it(lab: Lab, tmp
         await client.close()
 
 
+@pytest.mark.qemu
+async def test_a_character_split_across_reads_is_read_whole(lab: Lab, private_runtime_dir: Path) -> None:
+    # A terminal may deliver a character's UTF-8 bytes in two reads (a paste longer than
+    # the 4 KiB a read takes, a slow link): the first gives no text yet, which is not the
+    # end of the input.
+    term = PtyApp([sys.executable, "-m", "migtui", f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"])
+    try:
+        await term.wait_for("connected", 60)  # the dashboard, reading keys
+        first, second = "é".encode()[:1], "é".encode()[1:]
+        term.type(first)
+        await until(lambda: term.unread() == 0, 30, "the view read the first byte")
+        term.type(second + b"?")
+        await term.wait_for("migtui help", 30)  # it still reads keys
+    finally:
+        term.kill()
+
+
 class PtyApp:
     """The real migtui in an 80x24 pseudo-terminal; collects what it draws."""
 
@@ -392,6 +409,7 @@ class PtyApp:
         env.pop("NO_COLOR", None)
         self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=REPO,
                                      start_new_session=True, close_fds=True)
+        self.tty = os.ttyname(slave)
         os.close(slave)
         self.master: int | None = master
         os.set_blocking(master, False)
@@ -418,6 +436,18 @@ class PtyApp:
             if time.monotonic() > deadline:
                 raise AssertionError(f"{text!r} not drawn within {timeout} s")
             await asyncio.sleep(0.02)
+
+    def type(self, data: bytes) -> None:
+        assert self.master is not None
+        os.write(self.master, data)
+
+    def unread(self) -> int:
+        """Bytes typed that the app has not read yet (FIONREAD on its side of the terminal)."""
+        fd = os.open(self.tty, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
+        try:
+            return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+        finally:
+            os.close(fd)
 
     def hang_up(self, *, signal: bool) -> None:
         """Send SIGHUP (``signal``), or close the terminal as sshd does when SSH drops."""
