@@ -108,7 +108,8 @@ async def test_postcopy_remedy_through_libvirt_refused_then_switched(lab: Libvir
     assert aborted.ok, aborted
     assert (await plain).returncode != 0
     assert lab.domstate(lab.a, guest) == "running"
-    await until(lambda: src.session.state.migration_status == "cancelled", 30, "the cancel seen")
+    await until(lambda: src.session.state.migration_status == "cancelled", 30, "the cancel seen",
+                lambda: f"{src.session.state.migration_status}: {src.session.state.status_changes}")
     assert engine.control.no_postcopy(src) == "", "what libvirt said of that migration stays with it"
 
     # With --postcopy: `6` from the engine path switches it through libvirt; the destination takes over.
