@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..address import MonitorAddress
+from ..whole_file import write_whole
 from ..workflow.policy import Policy
 
 log = logging.getLogger("migtui.engine.records")
@@ -90,16 +91,7 @@ class RecordStore:
     def save(self, record: ArmedRecord) -> None:
         """Atomically, durably: a temporary file, fsynced, renamed over the record, and the
         directory fsynced (the rename itself survives a crash)."""
-        final = self.path(record.token)
-        tmp = final.with_name(f".{final.name}.{os.getpid()}")
-        data = json.dumps(record.to_json(), indent=1).encode()
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.rename(tmp, final)
+        write_whole(self.path(record.token), json.dumps(record.to_json(), indent=1).encode(), sync=True)
         self._sync_directory()
 
     def remove(self, token: str) -> None:

@@ -17,10 +17,10 @@ import os
 import resource
 import signal
 import sys
-from pathlib import Path
 from typing import IO
 
 from ..protocol.runtime import Runtime
+from ..whole_file import write_whole
 from .engine import Engine
 from .server import EngineServer
 
@@ -58,20 +58,6 @@ def _fail(message: str) -> None:
         print(f"migtui engine: {message}", file=sys.stderr, flush=True)
 
 
-def _write_pid(path: Path) -> None:
-    """engine.pid, whole or not at all: it says the engine is up, and a reader that found it
-    created but not yet written (the engine stopped in between, a fresh-clone CI run caught
-    it) took the engine for gone. Written aside, then renamed over."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
-        partial.write_text(f"{os.getpid()}\n")
-        partial.replace(path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise
-
-
 async def serve(rt: Runtime, *, persist: bool) -> int:
     held = lock(rt)
     if held is None:
@@ -85,7 +71,9 @@ async def serve(rt: Runtime, *, persist: bool) -> int:
     loop.set_exception_handler(server.loop_error)
     try:
         await server.start()
-        _write_pid(rt.pid_file)
+        # Whole or not at all: it says the engine is up, and one found created but not yet written
+        # (the engine stopped in between: a fresh-clone CI run caught it) read as no engine.
+        write_whole(rt.pid_file, f"{os.getpid()}\n".encode(), mode=0o644)
     except OSError as err:  # a full runtime directory (tmpfs), most often
         _fail(f"cannot start in {rt.directory}: {err.strerror or err}"
               f"{f' ({err.filename})' if err.filename else ''}")

@@ -14,7 +14,7 @@ PACKAGE = Path(migtui.__file__).resolve().parent
 
 # Bottom to top. A module may import its own layer and the layers before it.
 LAYERS: list[tuple[str, ...]] = [
-    ("migtui", "address", "errors", "listeners", "logfile", "format"),  # plain helpers
+    ("migtui", "address", "errors", "listeners", "logfile", "format", "whole_file"),  # plain helpers
     ("model",),  # parsed QMP, pure
     ("transport",),  # one QMP connection
     ("libvirt",),  # libvirt domains as monitors (libvirt's own connections)
