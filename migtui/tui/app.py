@@ -27,6 +27,7 @@ from textual.drivers.linux_driver import LinuxDriver
 from textual.filter import LineFilter
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
+from textual.widgets._toast import ToastRack  # (private: no public name; its show() redraws a rack)
 
 from ..view.remote import RemoteSession
 from ..workflow.session import KINDS, MonitorSession
@@ -266,8 +267,20 @@ class MigtuiApp(App[int]):
             self.flash(None)
         if isinstance(event, events.Key) and self._story_shown:  # (toasts have no key of their own)
             self._story_shown = False
-            self.clear_notifications()
+            self._clear_toasts()
         await super().on_event(event)
+
+    def _clear_toasts(self) -> None:
+        """Every toast goes, also those drawn on the screens beneath a dialog: Textual redraws
+        only the top screen's, and the engine's story stayed on the dashboard under the pause's
+        dialog until it timed out (seen in tmux after the engine died during a pause)."""
+        self.clear_notifications()
+        cleared = getattr(self, "_notifications", None)  # App's private list of them: empty now
+        if cleared is None:
+            return
+        for screen in self.screen_stack[:-1]:
+            for rack in screen.query(ToastRack):
+                rack.show(cleared)
 
     # ------------------------------------------------------------------ actions
 
