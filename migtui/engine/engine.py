@@ -61,6 +61,7 @@ from ..workflow.switchover import Switchover, Switchovers
 from .control import ADVICE_KINDS, EngineControl
 from .durable import Durable
 from .facts import controls_of, pause_json, pause_of
+from .progress import ProgressHold, is_progress
 from .start import EngineStart
 from .wire import address_info, session_message, switchover_message
 
@@ -132,11 +133,13 @@ class Journal:
 class Watched:
     """One monitor the engine watches, with its policy and what the engine did to it."""
 
-    def __init__(self, session: MonitorSession, address: MonitorAddress, policy: Policy) -> None:
+    def __init__(self, session: MonitorSession, address: MonitorAddress, policy: Policy,
+                 on_progress_timeout: Callable[[], None] = lambda: None) -> None:
         self.session = session
         self.address = address
         self.policy = policy
         self.journal = Journal()
+        self.progress = ProgressHold(on_progress_timeout)  # a pass's event, until the next poll's input
         self.armed_by_engine: tuple[str, ...] = ()  # capabilities this engine switched on
         self.manager: str | None = None  # "libvirt" once recognised
         self.manager_why = "not checked yet"
@@ -274,7 +277,7 @@ class Engine:
         """Watch ``monitor`` (a QMP monitor or a libvirt domain) under its address's name."""
         address = monitor.address
         session = MonitorSession(monitor, interval=interval, clock=self.clock)
-        w = Watched(session, address, policy)
+        w = Watched(session, address, policy, partial(self._progress_timeout, address.name))
         self.watched[address.name] = w
         self._hook(w)
         session.start()
@@ -359,6 +362,7 @@ class Engine:
             if job is not None:
                 job.stop()
         w.auto = None
+        w.progress.release()
         monitor = w.session.monitor
         if isinstance(monitor, DomainMonitor):  # the same domain starting again is a new entry
             monitor.host.forget(monitor)
@@ -413,13 +417,30 @@ class Engine:
     # ------------------------------------------------------------------ session input
 
     def _on_input(self, w: Watched, entry: QmpInput) -> None:
-        w.journal.add(entry)
-        self.broadcast(m.Feed(w.name, [entry]))
+        if is_progress(entry) and w.session.interval > 0:  # with the next poll's input (progress.py)
+            w.progress.hold(entry, w.session.interval)
+            return
+        self._tell_input(w, [*w.progress.release(), entry])
+
+    def _tell_input(self, w: Watched, entries: list[QmpInput]) -> None:
+        for entry in entries:
+            w.journal.add(entry)
+        self.broadcast(m.Feed(w.name, entries))
+        if w.progress.advice_due:
+            w.progress.advice_due = False
+            self._advice_soon(w)
+
+    def _progress_timeout(self, name: str) -> None:
+        w = self.watched.get(name)
+        if w is not None and w.progress.entries:
+            self._tell_input(w, w.progress.release())
 
     def _on_change(self, w: Watched, session: MonitorSession, kinds: frozenset[str]) -> None:
         if session.generation != w.generation:  # reconnected: maybe another QEMU at that socket
             w.generation = session.generation
             w.journal.clear()
+            w.progress.release()  # the QEMU before's, as the journal
+            w.progress.advice_due = False
             w.tracked = None
             w.notes.clear()
             w.manager, w.manager_why = None, "not checked yet"
@@ -435,7 +456,9 @@ class Engine:
             self._track_lost(w)
             if session.state.in_pre_switchover:
                 self._track_pause(w)
-        if kinds & ADVICE_KINDS:
+        if w.progress.took_change():  # a held pass: its advice goes with it
+            w.progress.advice_due = w.progress.advice_due or bool(kinds & ADVICE_KINDS)
+        elif kinds & ADVICE_KINDS:
             self._advice_soon(w)
         self.starts.on_change(w, kinds)
         if kinds & FACT_KINDS:

@@ -23,7 +23,8 @@ from migtui.lab.lab import Lab
 from migtui.lab.scenarios import SCENARIOS
 from migtui.model.advisor import CONVERGING, NOT_CONVERGING, UNKNOWN, Advice
 from migtui.model.migration import FINISHED_STATUSES
-from migtui.protocol.messages import Request
+from migtui.model.qmpinput import QmpInput
+from migtui.protocol.messages import Convergence, Feed, Message, Request
 from migtui.view.remote import RemoteSession
 
 MiB = 1024 * 1024
@@ -172,3 +173,47 @@ async def test_abort_during_the_ram_copy_keeps_the_source_running_and_the_mirror
     assert await ctl.execute("query-block-jobs") == []
     assert "nbd" not in {n["drv"] for n in await ctl.execute("query-named-block-nodes", {"flat": True})}  # as libvirt
     assert Path(lab.src.serial_path).stat().st_size > 0
+
+
+async def test_a_pass_reaches_views_with_the_next_polls_answer_and_its_advice(
+        make_lab: Callable[..., Any], engine: EngineProcess) -> None:
+    """A MIGRATION_PASS comes between two polls; views get it in front of the next poll's
+    query-migrate, in one message, and the advice that follows counts the pass: one repaint
+    per poll, not one more per pass (engine/progress.py)."""
+    lab = await make_lab("stuck")
+    async with attached(engine.directory) as view:
+        got: list[Message] = []
+        dispatch = view._dispatch
+
+        def recorded(message: Message) -> None:
+            got.append(message)
+            dispatch(message)
+
+        view._dispatch = recorded  # type: ignore[method-assign]  # every message, as it arrives
+        src, _dst = await watch(view, monitors(lab), interval=1.0)
+        await during(src, lambda: src.connected and src.polls > 0, "connected", ended_fails=False)
+        await lab.migrate()
+        await during(src, lambda: (src.state.pass_number or 0) >= 5, "pass 5")
+        feeds = [g for g in got if isinstance(g, Feed) and g.name == "src"]
+        with_passes = [f for f in feeds if any(_pass_of(e) for e in f.entries)]
+        assert len(with_passes) >= 3, feeds
+        assert sum(any(e.command == "query-migrate" for e in f.entries) for f in with_passes) >= 3, with_passes
+        for feed in with_passes:
+            # Each pass is followed, in the same message, by the input that came after it: the
+            # next poll's query-migrate (or, at the start, the MIGRATION event of the status).
+            last_pass = max(i for i, e in enumerate(feed.entries) if _pass_of(e))
+            assert feed.entries[last_pass + 1:], feed
+            number = max(_pass_of(e) or 0 for e in feed.entries)
+            # The next advice counts it (the first pass the advice shows is pass 2).
+            after = got[got.index(feed) + 1:]
+            advice = next((g.advice for g in after if isinstance(g, Convergence) and g.name == "src"), None)
+            if advice is not None and number >= 2:
+                assert any(p.number == number for p in advice.passes), (number, advice.passes)
+        # Nothing was lost or told twice: the view's events are QEMU's, in order.
+        told = [n for f in feeds for e in f.entries if (n := _pass_of(e)) is not None]
+        assert told == sorted(set(told)), told
+
+
+def _pass_of(entry: QmpInput) -> int | None:
+    event = entry.event if entry.kind == "event" and isinstance(entry.event, dict) else {}
+    return int(event["data"]["pass"]) if event.get("event") == "MIGRATION_PASS" else None
