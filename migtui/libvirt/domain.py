@@ -88,6 +88,10 @@ class DomainMonitor(Monitor):
         return self.host.qemu_events
 
     @property
+    def run_state_evented(self) -> bool:
+        return False
+
+    @property
     def connected(self) -> bool:
         return self.status.state is ConnState.CONNECTED and self.dom is not None
 

@@ -156,6 +156,13 @@ class Monitor:
         only with QEMU's ``events`` capability, which the session reads."""
         return False
 
+    @property
+    def run_state_evented(self) -> bool:
+        """A change of run state (STOP, RESUME...) and a new or ended block job
+        (JOB_STATUS_CHANGE, BLOCK_JOB_*) always come as events: QEMU sends them whatever its
+        capabilities. Not so through libvirt's API (its lifecycle events are not QEMU's)."""
+        return True
+
     def __init__(
         self,
         address: MonitorAddress,

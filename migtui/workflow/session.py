@@ -6,8 +6,9 @@ moment they arrive; ``query-*`` polls run on a timer that re-arms only after the
 previous poll finished, so polls never overlap and a hung QEMU (every command has
 the monitor's timeout) only ever delays its own session. An idle monitor (no
 migration, no block job: see :data:`IDLE_POLL_S`) is asked only what changes without
-an event. Listeners learn *what* changed (a set of :data:`KINDS`) so a UI repaints only
-the panels concerned; input listeners (the engine's views) hear only of news.
+an event; one with a migration under way, only what moves without one (``_queries``).
+Listeners learn *what* changed (a set of :data:`KINDS`) so a UI repaints only the panels
+concerned; input listeners (the engine's views) hear only of news.
 
 No textual here: the TUI and ``--auto-resume`` both build on it. Errors become
 ``poll_error`` (one line) and a log record, never an exception out of the loop.
@@ -635,9 +636,18 @@ class MonitorSession:
                 self._checked_at = loop_now
                 return ["query-migrate", *self._config_queries(now)]
             return [] if self._migration_evented() else ["query-migrate"]
-        self._full_due, self._checked_at = False, loop_now
-        queries = ["query-migrate", "query-status"]
-        if self.supports("query-block-jobs"):
+        # A lean round: with run states and jobs evented, only what moves without an event
+        # (the migration's figures, a running job's progress); everything at an event, a
+        # status change, and every CONFIG_EVERY_S.
+        full = (self._full_due or not self._run_state_evented()
+                or loop_now - self._checked_at >= CONFIG_EVERY_S - _EARLY_S)
+        self._full_due = False
+        queries = ["query-migrate"]
+        if full:
+            self._checked_at = loop_now
+            queries.append("query-status")
+        if self.supports("query-block-jobs") and (
+                full or not all(job.is_finished for job in self.state.block_jobs.values())):
             queries.append("query-block-jobs")
         if self.measuring:
             queries.append("query-dirty-rate")
@@ -647,6 +657,10 @@ class MonitorSession:
             self._kvm_due = False
             queries.append(KVM_QUERY)
         return queries
+
+    def _run_state_evented(self) -> bool:
+        monitor = self.monitor
+        return monitor is not None and monitor.run_state_evented
 
     def _config_queries(self, now: float) -> list[str]:
         self._config_due, self._config_at = False, now
@@ -668,6 +682,8 @@ class MonitorSession:
         asked = self._migrate_asked
         generation = self.generation
         sent = self.clock()
+        lean = "query-status" not in queries
+        status_before = self.state.migration_status
         replies: list[Any]
         if len(queries) == 1:  # the idle round: no task per query
             try:
@@ -709,6 +725,8 @@ class MonitorSession:
         if error != self.poll_error:
             self.poll_error = error
             kinds.add(CONNECTION)
+        if lean and self.state.migration_status != status_before:
+            self.poll_soon()  # (events off) what else changed with it: the run state, the jobs
         self._notify(kinds)
         return frozenset(kinds)
 

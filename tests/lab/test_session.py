@@ -374,3 +374,56 @@ async def test_an_idle_monitor_with_migration_events_is_asked_nothing_until_an_e
             await other.disconnect()
     finally:
         proc.kill()
+
+
+@pytest.mark.qemu
+async def test_a_migrating_source_is_asked_each_round_only_what_moves_without_an_event(
+    lab: Lab, sessions: list[MonitorSession]
+) -> None:
+    """During a migration QEMU tells a run state's change and a new or ended job by events
+    whatever its capabilities: a round asks query-migrate, and query-block-jobs while a job
+    runs (its progress has no event); query-status only in a full round (at an event, a
+    status change, every CONFIG_EVERY_S)."""
+    await lab.prepare(storage=True, pause=False, max_bandwidth=1 << 20)  # 1 MiB/s: it never converges
+    src = make_session(lab.src.qmp_path, "src", interval=0.05)
+    sessions.append(src)
+    sent = Sent(src)
+    src.start()
+    await until(lambda: src.polls >= 1, what="the first round")
+    await lab.migrate()
+    await until(lambda: src.state.migration_status == "active", what="the migration active")
+    assert any(not job.is_finished for job in src.state.block_jobs.values()), src.state.block_jobs  # the mirror
+    commands, polls = len(sent.commands), src.polls
+    await until(lambda: src.polls >= polls + 40, what="forty rounds")
+    asked = sent.commands[commands:]
+    rounds = asked.count("query-migrate")
+    assert rounds >= 40 and asked.count("query-block-jobs") == rounds, asked  # the mirror's progress
+    assert asked.count("query-status") < rounds / 4, asked  # every round before
+    # An event that may change the run state brings a full round at once.
+    control = await lab.control(lab.src)
+    commands = len(sent.commands)
+    await control.execute("stop")
+    await until(lambda: "query-status" in sent.commands[commands:] and not src.state.running, what="the STOP's round")
+
+
+@pytest.mark.qemu
+async def test_a_status_seen_by_a_lean_round_brings_a_full_round(
+    lab: Lab, sessions: list[MonitorSession]
+) -> None:
+    """``events`` off: a migration's end is seen by query-migrate only, and the run state
+    (finish-migrate -> postmigrate) changes with it with no event: the status change brings the
+    full round that reads it (the idle rounds after the end never ask)."""
+    await lab.prepare(storage=False, pause=True)
+    control = await lab.control(lab.src)
+    await control.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": False}]})
+    src = make_session(lab.src.qmp_path, "src", interval=0.05)
+    sessions.append(src)
+    src.start()
+    await until(lambda: src.polls >= 1, what="the first round")
+    await lab.migrate()
+    await until(lambda: src.state.in_pre_switchover and src.state.run_state is not None
+                and src.state.run_state.status == "finish-migrate", what="the pause, and the STOP's round")
+    await control.execute("migrate-continue", {"state": "pre-switchover"})
+    await until(lambda: src.state.migration_status == "completed", what="the end, seen by query-migrate")
+    await until(lambda: src.state.run_state is not None and src.state.run_state.status == "postmigrate",
+                what="the run state after the end")
