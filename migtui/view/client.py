@@ -204,6 +204,11 @@ class EngineClient:
                                       + engine_process.why_silent(self.runtime, proc.pid if proc else None))
             line = read.result()
         except (OSError, ValueError) as err:  # ValueError: a line over the limit
+            if started and isinstance(err, ConnectionResetError):
+                # An engine that exits at once with the hello unread resets the link (a busy
+                # machine: the hello came first): it exited, and its log says why.
+                raise EngineError(f"the migtui engine exited at once: {engine_process.start_failure(self.runtime)}"
+                                  ) from None
             raise EngineError(f"the migtui engine at {where} broke the connection before it answered"
                               f" ({err.strerror if isinstance(err, OSError) and err.strerror else err}):"
                               f" {engine_process.start_failure(self.runtime)}") from None
