@@ -17,6 +17,7 @@ from textual.geometry import Region
 from textual.widget import Widget
 
 from .kept_lines import KeptLines
+from .sizes import content_size
 from .strips import StripLines
 
 
@@ -95,7 +96,7 @@ class DiffWidget(KeptLines, StripLines, Widget):
         raise NotImplementedError
 
     def redraw(self) -> bool:
-        width = self.size.width  # once: Textual finds a widget's size through its screen each time
+        width = content_size(self).width
         if not width:
             return False
         drawn = self._draw(width)
@@ -115,5 +116,5 @@ class DiffWidget(KeptLines, StripLines, Widget):
 
     def render(self) -> Content:
         if self._drawn is None:
-            self._drawn = self._draw(self.size.width)
+            self._drawn = self._draw(content_size(self).width)
         return self._drawn

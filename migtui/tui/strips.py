@@ -27,6 +27,7 @@ from textual.strip import Strip
 from textual.visual import RenderOptions, Visual
 from textual.widget import Widget
 
+from .sizes import content_size
 from .widget_mixin import WidgetMixin
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class StripLines(WidgetMixin):
     def render_line(self, y: int) -> Strip:
         content = self.render()
         assert isinstance(content, Content)
-        width = self.size.width
+        width = content_size(self).width
         style = self.visual_style
         selection = self._selection
         drawn = self._strips

@@ -22,12 +22,13 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual import events
-from textual.geometry import Region
+from textual.geometry import Region, Size
 from textual.strip import Strip
 from textual.widget import Widget
 
 from ...model.events import QmpEvent
 from ..kept_lines import KeptLines
+from ..sizes import content_size
 
 MAX_LINES = 1000
 DATA_WIDTH = 400  # a sane bound: an event's data is read whole, on as many rows as it takes
@@ -92,6 +93,7 @@ class EventLog(KeptLines, Widget, can_focus=False):
         self._rows: list[Strip] = []
         self._back = 0  # rows scrolled back from the newest (0: following)
         self._width = 0
+        self._drawing: tuple[Size, Style] | None = None  # while its lines are drawn
         self.empty: tuple[str, ...] = EMPTY  # what an empty log says (NEVER_CONNECTED for a monitor never reached)
 
     # ------------------------------------------------------------------ content
@@ -196,14 +198,22 @@ class EventLog(KeptLines, Widget, can_focus=False):
             if not self._lines:
                 self.refresh()
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Its size and style once for all the lines drawn (each is a walk up the DOM).
+        self._drawing = (content_size(self), self.rich_style)
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._drawing = None
+
     def render_line(self, y: int) -> Strip:
-        width = self.size.width
+        size, style = self._drawing or (content_size(self), self.rich_style)
+        width = size.width
         if width != self._width:
             self.on_resize()
-        style = self.rich_style
         if not self._lines and y < len(self.empty):
             return Strip([Segment(self.empty[y], style + Style(dim=True))]).crop_extend(0, width, style)
-        index = max(0, len(self._rows) - self.size.height - self._back) + y
+        index = max(0, len(self._rows) - size.height - self._back) + y
         if index >= len(self._rows) or index < 0:
             return Strip.blank(width, style)
         return self._rows[index]

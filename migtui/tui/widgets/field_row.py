@@ -19,6 +19,7 @@ from typing import Any
 from textual.content import Content
 
 from ..repaint import DiffWidget
+from ..sizes import content_size
 
 SEP = Content.styled(" · ", "$text-muted")
 
@@ -55,7 +56,7 @@ class FieldRow(DiffWidget):
                 i == j and v.is_same(w) for (i, v), (j, w) in zip(fields, self._fields, strict=True)):
             return False
         self._fields = fields
-        if not self.size.width:  # not laid out yet: drawn when it is
+        if not content_size(self).width:  # not laid out yet: drawn when it is
             self._drawn = None
             self.refresh()
             return True

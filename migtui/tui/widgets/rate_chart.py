@@ -20,6 +20,7 @@ from textual.content import Content
 
 from ... import format as fmt
 from ..repaint import DiffWidget
+from ..sizes import content_size
 
 ROWS_PER_SERIES = 2  # the default height; a taller widget gets taller bars
 WINDOW_SECONDS = 180.0
@@ -181,7 +182,7 @@ class RateChart(DiffWidget):
 
     @property
     def rows_per_series(self) -> int:
-        return max(1, self.size.height // 2)
+        return max(1, content_size(self).height // 2)
 
     def set_data(self, data: ChartData) -> bool:
         """Store new samples; repaint only if the drawing differs. Returns True if it did."""
@@ -200,7 +201,7 @@ class RateChart(DiffWidget):
         """What the bars depend on: the geometry, the step and the last column drawn, and the
         samples that fall in the drawn columns (their count: samples only ever come after the
         last one, and leave from the front)."""
-        size = self.size  # (found through the screen: read once)
+        size = content_size(self)
         _, step, done = drawn_columns(data, size.width)
         end = (math.floor(done / step) + 1) * step  # the end of the last column drawn
         drawn = bisect.bisect_left(data.samples, (end,))  # samples come in time order: those before ``end``

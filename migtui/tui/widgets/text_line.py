@@ -9,6 +9,7 @@ from textual.widget import Widget
 
 from ..kept_lines import KeptLines
 from ..repaint import changed_regions
+from ..sizes import content_size
 from ..strips import StripLines
 
 
@@ -46,7 +47,7 @@ class TextLine(KeptLines, StripLines, Widget):
             return False
         self._shown = new
         wrapped, self._wrapped = self._wrapped, (0, 0)  # old's; new's is measured below if asked
-        width = self.content_region.width
+        width = content_size(self).width
         if new.plain.count("\n") != old.plain.count("\n") or (
                 relayout and self._rows_changed(old, wrapped, new, width)):
             self.refresh(layout=True)
@@ -54,7 +55,7 @@ class TextLine(KeptLines, StripLines, Widget):
         if relayout:
             self.refresh()  # the same rows: repaint them, nothing moves
             return True
-        regions = changed_regions(old, new, width)  # (size.width is content_region.width: read once)
+        regions = changed_regions(old, new, width)
         if regions is None or not width:
             self.refresh()
         elif regions:
