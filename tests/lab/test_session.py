@@ -353,18 +353,22 @@ async def test_an_idle_monitor_with_migration_events_is_asked_nothing_until_an_e
     """``events`` on: the MIGRATION event says when a migration starts, so between its
     seldom idle rounds the session asks nothing; the event brings a full round at once."""
     proc = QemuProcess(tmp_path / "vm.qmp", machine="pc", extra_sockets=1).start()
+    # A clock: a QEMU with ``events`` off, whose idle session asks query-migrate every interval.
+    clock_qemu = QemuProcess(tmp_path / "clock.qmp", machine="pc").start()
     try:
         other = await _other_client(proc.extra_sockets[0])
         try:
             await other.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
             session = make_session(proc.socket_path, interval=0.05)
-            sessions.append(session)
+            clock = make_session(clock_qemu.socket_path, "clock", interval=0.05)
+            sessions += [session, clock]
             sent = Sent(session)
             session.start()
-            await until(lambda: session.polls >= 1 and session.idle, what="idle after the first round")
+            clock.start()
+            await until(lambda: session.polls >= 1 and session.idle and clock.idle, what="both idle")
             assert session.state.capabilities.enabled("events")
-            commands = len(sent.commands)
-            await asyncio.sleep(0.5)  # ten intervals
+            commands, ticks = len(sent.commands), clock.polls
+            await until(lambda: clock.polls >= ticks + 10, what="ten intervals")
             assert sent.commands[commands:] == []
             await other.execute("migrate", {"uri": "exec:cat > /dev/null"})
             await until(lambda: session.state.migration_status != "none", what="the MIGRATION event applied")
@@ -374,6 +378,7 @@ async def test_an_idle_monitor_with_migration_events_is_asked_nothing_until_an_e
             await other.disconnect()
     finally:
         proc.kill()
+        clock_qemu.kill()
 
 
 @pytest.mark.qemu
