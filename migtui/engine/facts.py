@@ -17,7 +17,7 @@ from ..model.pauseclock import PauseClock
 from ..model.switchover import Action
 from ..protocol.messages import Control, Controls, Deadline, Pause, PolicyInfo
 from ..workflow import availability
-from ..workflow.checklist import checklist, mirror_jobs
+from ..workflow.checklist import mirror_jobs, pause_checklist
 from ..workflow.deadline import Phase as DeadlinePhase
 from ..workflow.pairing import destination_for
 from ..workflow.policy import OWNER_LIBVIRT, Policy, applies
@@ -63,8 +63,7 @@ def pause_of(w: Watched, sessions: Sequence[MonitorSession], *, recorded: float 
     destination = destination_for(session, sessions)
     checks: list[Check] = []
     if paused:
-        dst = destination
-        checks = list(checklist(state, dst.state if dst else None, dst.connected if dst else None))
+        checks = list(pause_checklist(state, destination))
     return Pause(
         name=w.name, paused=paused, episode=w.episodes,
         clock=PauseClock.of(state, recorded, recorded_exact=recorded_exact) if paused else None,

@@ -66,11 +66,15 @@ def source_check(src: VmState) -> Check:
     return Check("source", False, f"not paused in pre-switchover (migration status {status})")
 
 
-def destination_check(dst: VmState | None, dst_connected: bool | None) -> Check:
+def destination_check(dst: VmState | None, dst_connected: bool | None, dst_poll_error: str | None = None) -> Check:
     if dst is None or dst_connected is None:
         return Check("destination", True, "not monitored: not checked", info=True)
     if not dst_connected:
         return Check("destination", False, "monitor not connected")
+    if dst_poll_error:
+        # A hung destination QEMU: what is known of it is old, and a switchover would stall
+        # on it with the guest stopped.
+        return Check("destination", False, f"not answering its polls ({dst_poll_error})")
     run = dst.run_state
     status = dst.migration_status
     if (run is not None and run.incoming) or status == "active":
@@ -90,14 +94,22 @@ def ram_check(src: VmState) -> Check:
     return Check("RAM", True, f"{format_bytes(remaining)} left to send during the pause", info=True)
 
 
-def checklist(src: VmState, dst: VmState | None = None, dst_connected: bool | None = None) -> Checklist:
+def checklist(src: VmState, dst: VmState | None = None, dst_connected: bool | None = None,
+              dst_poll_error: str | None = None) -> Checklist:
     """Everything that must hold before finishing the mirrors and continuing.
 
     ``dst``/``dst_connected`` are None when the destination is not monitored.
     """
     checks = [source_check(src), *mirror_checks(mirror_jobs(src))]
-    checks += [destination_check(dst, dst_connected), ram_check(src)]
+    checks += [destination_check(dst, dst_connected, dst_poll_error), ram_check(src)]
     return Checklist(tuple(checks))
+
+
+def pause_checklist(src: VmState, dst: MonitorSession | None) -> Checklist:
+    """The checklist of a source's pause, its paired destination's session as it is now."""
+    if dst is None:
+        return checklist(src)
+    return checklist(src, dst.state, dst.connected, dst.poll_error)
 
 
 async def fresh_checklist(src: MonitorSession, destination: Callable[[], MonitorSession | None],
@@ -108,6 +120,4 @@ async def fresh_checklist(src: MonitorSession, destination: Callable[[], Monitor
     :meth:`MonitorSession.execute` raises; the caller words it."""
     reply = await src.execute("query-block-jobs", generation=generation)
     src.feed("query-block-jobs", reply)
-    dst = destination()
-    checks = checklist(src.state, dst.state if dst else None, dst.connected if dst else None)
-    return parse_block_jobs(reply), checks
+    return parse_block_jobs(reply), pause_checklist(src.state, destination())

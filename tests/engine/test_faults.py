@@ -341,3 +341,30 @@ async def test_a_frozen_engine_is_marked_silent_and_a_request_the_view_gave_up_o
         assert await src.engine_request("resume") == "src: resume started"  # a fresh request acts
         await until(lambda: src.switchover.result is not None, 30, "the outcome")
         assert src.switchover.result is not None and src.switchover.result.outcome is Outcome.COMPLETED
+
+
+@pytest.mark.qemu
+async def test_a_destination_that_stops_answering_fails_the_pause_checklist(lab: Lab, engine: EngineProcess) -> None:
+    """A hung destination QEMU during the pause: what is known of it is old, and a switchover
+    would stall on it with the guest stopped. The checklist's destination line fails, saying
+    why (so --auto-resume and the deadline's resume hold), and passes again once it answers."""
+    await lab.prepare(storage=False, pause=True)
+    async with attached(engine.directory) as view:
+        src, dst = await watch(view, monitors(lab))
+        await until(lambda: src.connected and src.polls and dst.connected, 15, "connected")
+        await lab.migrate()
+        await until(lambda: src.state.in_pre_switchover, 30, "the pause")
+
+        def destination() -> Any:
+            return next(c for c in src.pause.checklist if c.name == "destination")
+
+        await until(lambda: destination().ok, 15, "the destination checked")
+        os.kill(lab.dst.pid, signal.SIGSTOP)  # frozen: it reads nothing, answers nothing
+        try:
+            # Asked every 10 s while it receives (idle), each command given 5 s.
+            await until(lambda: not destination().ok, 60, "the destination's check failing")
+            assert destination().detail.startswith("not answering its polls (dst: "), destination()
+            assert src.state.in_pre_switchover
+        finally:
+            os.kill(lab.dst.pid, signal.SIGCONT)
+        await until(lambda: destination().ok, 60, "the destination answering again")
