@@ -66,6 +66,14 @@ def peer_uid(sock: socket.socket) -> int | None:
     return int(uid)
 
 
+# What a monitor's input changes: written one loop turn later than the rest, after the
+# callbacks the same turn scheduled have run (the advice and the pause's facts are each
+# decided in a callback of their own), so that a poll's input and what it changed go out
+# in one write and the view wakes once for them, not twice. Replies, errors and notices go
+# at once (an error is written before its connection closes).
+_WITH_THE_TURN = (m.Feed, m.Convergence, m.Controls, m.Pause, m.ConvergePolicy, m.StartOffer)
+
+
 class View:
     """One attached view, as the engine sees it."""
 
@@ -78,7 +86,8 @@ class View:
         self.subscribed = False
         self.closed = False
         self._queue: list[m.Message] = []
-        self._scheduled = False
+        self._scheduled = False  # a flush is due
+        self._urgent = False  # ... at the next loop turn
         self.last_write = time.monotonic()  # when something last went out (heartbeats fill the gaps)
 
     def send(self, message: m.Message) -> None:
@@ -91,12 +100,17 @@ class View:
             self._queue[-1] = m.Feed(last.name, [*last.entries, *message.entries])
         else:
             self._queue.append(message)
-        if not self._scheduled:
-            self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        loop = asyncio.get_running_loop()
+        if isinstance(message, _WITH_THE_TURN):
+            if not self._scheduled:
+                self._scheduled = True
+                loop.call_soon(loop.call_soon, self._flush)
+        elif not self._urgent:  # (a later flush finds nothing left, and returns)
+            self._scheduled = self._urgent = True
+            loop.call_soon(self._flush)
 
     def _flush(self) -> None:
-        self._scheduled = False
+        self._scheduled = self._urgent = False
         if self.closed or not self._queue:
             return
         loop = asyncio.get_running_loop()
@@ -106,7 +120,7 @@ class View:
             now = loop.time()
             self._held_since = self._held_since if self._held_since is not None else now
             if now - self._held_since < MAX_HOLD_S:
-                self._scheduled = True
+                self._scheduled = self._urgent = True  # (one timer, whatever comes meanwhile)
                 loop.call_later(HOLD_POLL_S, self._flush)
                 return
         self._held_since = None

@@ -36,7 +36,7 @@ from migtui.model.switchover import Outcome
 from migtui.protocol import framing as p
 from migtui.protocol import lines
 from migtui.protocol.codec import to_json
-from migtui.protocol.messages import Feed, PolicyInfo, Request, Stop
+from migtui.protocol.messages import Convergence, Error, Feed, PolicyInfo, Request, Stop
 from migtui.protocol.runtime import runtime
 from migtui.view.client import EngineClient, EngineError
 
@@ -351,11 +351,32 @@ async def test_two_views_get_each_feed_entry_once() -> None:
         message = Feed("src", [QmpInput(float(n), "event", event={"event": "STOP"})])
         for view in views:
             view.send(message)
-    await asyncio.sleep(0)  # their queues are written on the next turn of the loop
+    # Their queues are written a turn or two later (server.View.send): all in one write.
+    await until(lambda: all(written.values()), 30, "both views written")
     for k, chunks in written.items():
+        assert len(chunks) == 1, chunks
         messages = [lines.decode(line) for line in b"".join(chunks).splitlines()]
         assert all(isinstance(m, Feed) for m in messages), messages
         assert [e.t for m in messages if isinstance(m, Feed) for e in m.entries] == [0, 1, 2], (k, messages)
+
+
+async def test_a_polls_input_and_what_it_changed_go_out_in_one_write() -> None:
+    """The engine decides the advice and the pause's facts in callbacks of their own, after
+    the input that changed them: a view gets them in the same write as that input (it wakes
+    once a poll, not twice). An error still goes at the next turn, ahead of a close."""
+    chunks: list[bytes] = []
+    writer: Any = SimpleNamespace(write=chunks.append, transport=SimpleNamespace(get_write_buffer_size=lambda: 0))
+    view = View(writer)
+    loop = asyncio.get_running_loop()
+    view.send(Feed("src", [QmpInput(1.0, "reply", command="query-migrate", reply={"status": "active"})]))
+    loop.call_soon(view.send, Convergence("src"))  # as Engine._flush_advice does
+    await until(lambda: chunks, 30, "the write")
+    assert [lines.decode(line).OP for line in chunks[0].splitlines()] == ["feed", "convergence"], chunks
+    chunks.clear()
+    view.send(Feed("src", []))
+    view.send(Error("protocol error: x"))
+    await asyncio.sleep(0)  # the turn a connection's handler closes it after
+    assert [lines.decode(line).OP for line in b"".join(chunks).splitlines()] == ["feed", "error"], chunks
 
 
 # ---------------------------------------------------------------------- issue 14: what a script can do to the engine
