@@ -85,6 +85,7 @@ class MonitorList(OptionList):
     def __init__(self, sessions: list[MonitorSession], **kwargs: Any) -> None:
         self._sessions = {s.name: s for s in sessions}
         self._shown: dict[str, Content] = {}
+        self._keys: dict[str, tuple[object, ...]] = {}  # what each entry was drawn from (update_entry)
         self._entry_width = 20
         self._selected: str | None = None
         self.filter = ""
@@ -130,6 +131,7 @@ class MonitorList(OptionList):
         shown = name in self.names
         self._sessions.pop(name, None)
         self._shown.pop(name, None)
+        self._keys.pop(name, None)
         if self._selected == name:
             self._selected = None
         if shown:
@@ -140,6 +142,13 @@ class MonitorList(OptionList):
         session = self._sessions.get(name)
         if session is None:
             return False
+        # What entry() reads: most batches change none of it (a poll moves the figures only).
+        state = session.state
+        key = (session.status, bool(session.poll_error), state.migration_status, state.run_state, state.armed,
+               self._entry_width, name == self._selected)
+        if self._keys.get(name) == key and name in self._shown:
+            return False
+        self._keys[name] = key
         new = entry(session, self._entry_width, name == self._selected)
         old = self._shown.get(name)
         if old is not None and new.is_same(old):
