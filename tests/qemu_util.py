@@ -6,9 +6,11 @@ test needs migration commands to act on a real machine.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import time
@@ -44,29 +46,61 @@ class QemuProcess:
         argv = [qemu_binary(), "-nodefaults", "-display", "none", "-accel", "kvm", "-accel", "tcg"]
         argv += ["-M", "none"] if self.machine == "none" else ["-M", self.machine, "-m", "64"]
         for path in [self.socket_path, *self.extra_sockets]:
-            argv += ["-qmp", f"unix:{path},server=on,wait=off"]
+            argv += ["-qmp", f"unix:{path},server=on,wait=on"]  # see start()
         return argv
 
     def start(self, timeout: float = 60.0) -> Self:
-        """Start QEMU and wait until it listens on all its sockets."""
+        """Start QEMU and wait until its monitors are ready: each greeted a first client.
+
+        QEMU listens before its monitor is ready: it makes the socket early and moves the
+        monitor's handlers to its I/O thread later (a bottom half). With ``wait=off`` a
+        client that connects before that move can be accepted by QEMU's main loop, and is
+        then sent an event first, the greeting twice, no greeting, or has its first command
+        read in two parts -- and the socket can stay that way for later clients (7.2 and
+        10.0; a few connects in a thousand under load, at the ``mon`` fixture's first
+        message in a CI run). ``wait=on`` is QEMU's own order for it: QEMU accepts a first
+        client on each socket while it starts, before it runs its main loop, and greets it
+        once the monitor has moved; here that client closes after the greeting, and every
+        later one is served by the monitor's thread. It writes nothing (nothing shows in a
+        traced QEMU's command log), and the monitor stays never negotiated."""
         old = _socket_identity(self.socket_path)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv(), stdin=subprocess.DEVNULL, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
-        # QEMU unlinks a stale socket and binds a new one: wait for a *new* socket file,
-        # and for listen(2), which on a loaded machine can lag bind(2) by a few ms.
-        while (now := _socket_identity(self.socket_path)) is None or now == old or not all(
-            _listening(p) for p in [self.socket_path, *self.extra_sockets]
-        ):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"QEMU exited with {self.proc.returncode}: {self.log()}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise RuntimeError(f"QEMU did not create {self.socket_path}: {self.log()}")
-            time.sleep(0.005)
+        firsts: list[socket.socket] = []
+        try:
+            # QEMU makes the sockets one after the other, each once the one before has its
+            # first client. It unlinks a stale socket and binds a new one: wait for a *new*
+            # socket file, and for listen(2), which can lag bind(2) by a few ms.
+            for path in [self.socket_path, *self.extra_sockets]:
+                while (path == self.socket_path and _socket_identity(path) in (None, old)) or not _listening(path):
+                    self._starting(deadline, f"QEMU did not create {path}")
+                    time.sleep(0.005)
+                first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                firsts.append(first)
+                first.connect(str(path))
+            for path, first in zip([self.socket_path, *self.extra_sockets], firsts, strict=True):
+                first.settimeout(max(0.1, deadline - time.monotonic()))
+                try:
+                    greeting = json.loads(first.makefile("rb").readline() or b"null")
+                except (OSError, ValueError) as err:
+                    greeting = err
+                if not (isinstance(greeting, dict) and "QMP" in greeting):
+                    self._starting(0.0, f"QEMU's monitor {path} did not greet ({greeting!r})")
+        finally:
+            for first in firsts:
+                first.close()
         return self
+
+    def _starting(self, deadline: float, failure: str) -> None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"QEMU exited with {self.proc.returncode}: {self.log()}")
+        if time.monotonic() > deadline:
+            self.kill()
+            raise RuntimeError(f"{failure}: {self.log()}")
 
     def log(self) -> str:
         try:

@@ -44,6 +44,8 @@ log = logging.getLogger("migtui.transport")
 
 # How often a unix socket that is not there yet (or refuses) is looked at again.
 MISSING_SOCKET_POLL_S = 0.1
+# Logged (debug) when QEMU writes an event before its greeting (see _Client._recv).
+_EVENT_BEFORE_GREETING = "an event before QMP's greeting"
 
 EventCallback = Callable[[QmpEvent], None]
 StateCallback = Callable[[ConnectionStatus], None]
@@ -74,6 +76,25 @@ class _Client(QMPClient):
     def _cb_inbound(self, msg: Message) -> Message:
         if self.logger.isEnabledFor(logging.DEBUG):
             msg = super()._cb_inbound(msg)
+        return msg
+
+    async def _recv(self) -> Message:
+        """The next message; before the session runs (greeting, negotiation), the next one
+        that is not an event, the events handed to the listeners on the way.
+
+        qemu.qmp takes the first message it reads for the greeting, and the next for the
+        reply to ``qmp_capabilities``. QEMU (7.2, 10.0) can write an event first: its
+        monitor leaves out events only once the greeting's handler has run, after the new
+        connection is up -- a monitor whose last client had negotiated sends the next client
+        any event of that moment (~2 % of the connects while events flow), and a QEMU still
+        starting can send its RESUME. qemu.qmp then failed the connect with "'Greeting'
+        object requires 'QMP' member"."""
+        msg = await super()._recv()
+        while self.runstate is Runstate.CONNECTING and "event" in msg and "QMP" not in msg:
+            if self._greeting is None:
+                log.debug("%s: %s: %s", self.name, _EVENT_BEFORE_GREETING, msg.get("event"))
+            await self._event_dispatch(msg)
+            msg = await super()._recv()
         return msg
 
     async def call(self, command: str, arguments: Mapping[str, Any] | None = None) -> Message:
