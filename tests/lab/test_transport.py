@@ -294,8 +294,9 @@ async def test_events_of_a_new_connection_come_after_its_connected(tmp_path: Pat
         lost: list[str] = []
         try:
             for _ in range(50):
-                generation, dropped_at = session.generation, time.time()
+                generation = session.generation
                 _drop(m)
+                dropped_at = time.time()  # (after: an event stamped later was not read from the old link)
 
                 def after(ev: QmpEvent, at: float = dropped_at) -> bool:  # only the new connection's
                     return ev.timestamp is not None and ev.timestamp > at
