@@ -9,6 +9,7 @@ and the ``run()`` task if the caller uses it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -63,6 +64,10 @@ class _Client(QMPClient):
     def __init__(self, name: str, on_write: Callable[[str, Any], None]) -> None:
         super().__init__(name)
         self._on_write = on_write
+        # Events read before the monitor announced this connection (greeting, negotiation,
+        # _learn): told only after its CONNECTED, or a session would fold them into the
+        # connection before's state and then reset it (Monitor.connect).
+        self.unannounced: list[Message] | None = []
 
     def _cb_outbound(self, msg: Message) -> Message:
         # qemu.qmp's documented hook for outbound messages; runs in its writer task.
@@ -80,7 +85,8 @@ class _Client(QMPClient):
 
     async def _recv(self) -> Message:
         """The next message; before the session runs (greeting, negotiation), the next one
-        that is not an event, the events handed to the listeners on the way.
+        that is not an event, the events handed on the way to the listeners (which hear
+        them once the monitor said CONNECTED: ``Monitor.connect``).
 
         qemu.qmp takes the first message it reads for the greeting, and the next for the
         reply to ``qmp_capabilities``. QEMU (7.2, 10.0) can write an event first: its
@@ -261,6 +267,10 @@ class Monitor:
             self._watcher = asyncio.create_task(self._watch(client), name=f"qmp-watch-{self.name}")
         log.info("%s: connected to %s (QEMU %s)", self.name, self.address.display, self.qemu_version)
         self._set_status(ConnectionStatus(ConnState.CONNECTED))
+        # Then the events that came while it connected, before any later one (no await between).
+        unannounced, client.unannounced = client.unannounced, None
+        for msg in unannounced or ():
+            self._on_event(msg)
 
     async def _open(self) -> _Client:
         loop = asyncio.get_running_loop()
@@ -268,7 +278,7 @@ class Monitor:
         sock = await self._dial(deadline)
         client = _Client(self.name, self._on_write)
         client.events.event_filter = _reject  # the default listener would queue every event forever
-        client.register_listener(_EventTap(self._on_event))
+        client.register_listener(_EventTap(functools.partial(self._on_client_event, client)))
         try:
             try:
                 await self._greeting(client, sock, deadline)
@@ -517,6 +527,12 @@ class Monitor:
             return  # CLOSED is final: a connect() still in flight must not revive the status
         self.status = status
         self._state_listeners(status)
+
+    def _on_client_event(self, client: _Client, msg: Message) -> None:
+        if client.unannounced is not None:
+            client.unannounced.append(msg)  # (connect tells them once it said CONNECTED)
+            return
+        self._on_event(msg)
 
     def _on_event(self, msg: Message) -> None:
         try:

@@ -45,6 +45,7 @@ from migtui.transport import (
     is_read_only,
 )
 from migtui.transport.monitor import MISSING_SOCKET_POLL_S
+from migtui.workflow.session import MonitorSession
 
 qemu_test = pytest.mark.qemu
 
@@ -209,6 +210,13 @@ async def test_command_timeout_then_recovers(mon: Monitor, qemu_vm: QemuProcess)
 EVENT_BEFORE_GREETING = "an event before QMP's greeting"
 
 
+async def _flood(flooder: Monitor) -> None:
+    """Events without end: stop, cont, stop..."""
+    while True:
+        await flooder.execute("stop")
+        await flooder.execute("cont")
+
+
 def _append_name(names: list[str], event: QmpEvent) -> None:
     names.append(event.name)
 
@@ -227,13 +235,7 @@ async def test_an_event_before_the_greeting_is_an_event(
     flooder = Monitor(addr(vm.extra_sockets[0], "flood"))
     try:
         await flooder.connect()
-
-        async def flood() -> None:
-            while True:
-                await flooder.execute("stop")
-                await flooder.execute("cont")
-
-        flooding = asyncio.create_task(flood())
+        flooding = asyncio.create_task(_flood(flooder))
         try:
             with caplog.at_level("DEBUG", logger="migtui.transport"):
                 for _ in range(3000):  # a count, not a time: load makes the race likelier
@@ -256,6 +258,62 @@ async def test_an_event_before_the_greeting_is_an_event(
         assert events and events[0] in {"STOP", "RESUME"}, events
         assert early[0].getMessage().startswith(f"vm: {EVENT_BEFORE_GREETING}: ")
     finally:
+        await flooder.close()
+        vm.kill()
+
+
+def _drop(m: Monitor) -> None:
+    """Break the monitor's connection from our side, as a network or a proxy may."""
+    client = m._client
+    if client is not None and client._writer is not None:
+        client._writer.transport.abort()
+
+
+@qemu_test
+async def test_events_of_a_new_connection_come_after_its_connected(tmp_path: Path) -> None:
+    """A connection's first events (before QEMU's greeting, or while migtui reads what
+    the QEMU can do) reach the listeners after the monitor said CONNECTED, never before:
+    a session resets its state on CONNECTED after a reconnect, so an event told before was
+    folded into the connection before's state and wiped with it (lost from the event log,
+    a STOP's stamp with it). One monitor makes events (stop, cont) while the watched one's
+    connection is broken and made again, fifty times."""
+    vm = QemuProcess(tmp_path / "vm.qmp", extra_sockets=1).start()
+    flooder = Monitor(addr(vm.extra_sockets[0], "flood"))
+    m = Monitor(addr(vm.socket_path), backoff=(0.01, 0.01))
+    session = MonitorSession(m, interval=1.0)
+    early: list[tuple[str, str]] = []  # (event, status) of events told while not connected
+    m.add_event_listener(lambda ev: early.append((ev.name, m.status.state.value))
+                         if m.status.state is not ConnState.CONNECTED else None)
+    told: list[QmpEvent] = []  # events told on the current connection
+    m.add_event_listener(told.append)
+    try:
+        await flooder.connect()
+        flooding = asyncio.create_task(_flood(flooder))
+        session.start()
+        await until(lambda: m.connected, what="the first connection")
+        lost: list[str] = []
+        try:
+            for _ in range(50):
+                generation = session.generation
+                _drop(m)
+                dropped_at = time.time()  # (after: an event stamped later was not read from the old link)
+
+                def after(ev: QmpEvent, at: float = dropped_at) -> bool:  # only the new connection's
+                    return ev.timestamp is not None and ev.timestamp > at
+
+                await until(lambda g=generation: (session.generation > g and m.connected  # type: ignore[misc]
+                                                  and sum(map(after, told)) >= 2),
+                            what="the new connection and two of its events")
+                kept = {id(ev) for ev in session.state.events}
+                lost += [ev.name for ev in told if after(ev) and id(ev) not in kept]
+                told.clear()
+        finally:
+            flooding.cancel()
+            await asyncio.gather(flooding, return_exceptions=True)
+        assert not early and not lost, (f"told while not connected: {early[:5]} ({len(early)});"
+                                         f" lost by the session: {lost[:5]} ({len(lost)})")
+    finally:
+        await session.stop()
         await flooder.close()
         vm.kill()
 
