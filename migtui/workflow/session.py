@@ -60,9 +60,11 @@ InputListener = Callable[[QmpInput], None]
 
 KVM_QUERY = "query-kvm"
 # Events that make the next poll start at once rather than at the next tick.
+# The run-state events without a STOP (a guest's suspend, its wake-up, a panic, a shutdown)
+# among them: a migrating source's lean rounds ask query-status only in a full round.
 _POLL_NOW_EVENTS = frozenset(
-    {"MIGRATION", "STOP", "RESUME", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED",
-     "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR"}
+    {"MIGRATION", "STOP", "RESUME", "SUSPEND", "WAKEUP", "GUEST_PANICKED", "SHUTDOWN",
+     "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR"}
 )
 _JOB_EVENTS = ("BLOCK_JOB_", "JOB_STATUS_CHANGE")
 # QEMU announces completed a moment before it has computed the migration's times: a

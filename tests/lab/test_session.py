@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from migtui.address import parse_address
 from migtui.errors import ReadOnlyRefused
 from migtui.lab.lab import Lab
 from migtui.model.coerce import as_mapping
+from migtui.model.events import QmpEvent
 from migtui.model.qmpinput import QmpInput
 from migtui.transport import ConnState, Monitor
 from migtui.workflow import session as kinds
@@ -409,6 +411,16 @@ async def test_a_migrating_source_is_asked_each_round_only_what_moves_without_an
     commands = len(sent.commands)
     await control.execute("stop")
     await until(lambda: "query-status" in sent.commands[commands:] and not src.state.running, what="the STOP's round")
+    # A guest's suspend changes the run state with no STOP (the lab's guest cannot suspend:
+    # the event QEMU sends then, as the session gets it).
+    # Just after the STOP's full round, the next one by the clock is 5 s away.
+    commands = len(sent.commands)
+    src._on_event(QmpEvent.from_qmp({"event": "SUSPEND", "data": {},
+                                     "timestamp": {"seconds": int(time.time()), "microseconds": 0}}))
+    await until(lambda: sent.commands[commands:].count("query-migrate") >= 3, what="three rounds")
+    after = sent.commands[commands:]
+    two_rounds = after[:after.index("query-migrate", after.index("query-migrate", 1) + 1)]
+    assert "query-status" in two_rounds, after
 
 
 @pytest.mark.qemu
