@@ -71,6 +71,11 @@ class DomainMonitor(Monitor):
         self._learning: asyncio.Task[None] | None = None
         self._job_running = False  # the last jobStats() said a job runs
         self._aborted = False  # migtui aborted the job under way (abortJob)
+        # One query-migrate at a time: the poll's and the one a finished status sets off
+        # (session._final_query) ran at once, and each reads and sets the job's state across
+        # two jobStats() calls -- the poll's stale "running" made the other's cancelled job a
+        # new one, and its end a failure (seen in the libvirt postcopy test).
+        self._query_lock = asyncio.Lock()
         self._reply_listeners: list[ReplyListener] = []
         self._stopped = asyncio.Event()
 
@@ -259,6 +264,10 @@ class DomainMonitor(Monitor):
         return {}
 
     async def _query_migrate(self, dom: Any) -> dict[str, Any]:
+        async with self._query_lock:
+            return await self._query_migrate_alone(dom)
+
+    async def _query_migrate_alone(self, dom: Any) -> dict[str, Any]:
         stats = await self.host.call("query-migrate", dom.jobStats, 0)
         if jobstats.running(stats):
             self._stats = stats

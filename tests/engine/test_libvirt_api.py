@@ -649,3 +649,39 @@ async def test_in_tmux_two_hosts_show_a_copy_storage_migration_as_virsh_reports_
         subprocess.run([sys.executable, "-m", "migtui", "engine", "stop", "--force", "--runtime-dir", str(directory)],
                        capture_output=True, stdin=subprocess.DEVNULL, timeout=60, env=env)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+async def test_two_query_migrates_of_a_domain_never_interleave(lab: LibvirtLab, engine: Engine) -> None:
+    """A poll's query-migrate and the one a finished status sets off (session._final_query)
+    can run at once; each reads and sets the domain's job state across two jobStats() calls.
+    Interleaved, the poll's stale "running" made the other's just-cancelled job a new one and
+    its end a failure (the libvirt postcopy test, "the cancel seen"). They take turns."""
+    lab.start_guest(GUEST, dirty_mib=4, disk_mib=16)
+    await engine.connect(lab.a.uri, "a", (GUEST,), Policy(), read_only=False, interval=0.5)
+    src = await watched(engine, f"a/{GUEST}")
+    monitor = src.session.monitor
+    assert monitor is not None
+    host = engine.libvirt[lab.a.uri]
+    calls: list[str] = []
+    call = host.call
+
+    async def traced(command: str, fn: Any, *args: Any) -> Any:
+        task = asyncio.current_task()
+        who = task.get_name() if task is not None else "?"
+        calls.append(f"{who} in")
+        try:
+            return await call(command, fn, *args)
+        finally:
+            calls.append(f"{who} out")
+
+    host.call = traced  # type: ignore[method-assign]
+    try:
+        await asyncio.gather(*(asyncio.create_task(monitor.execute("query-migrate"), name=f"q{n}")
+                               for n in range(3)))
+    finally:
+        host.call = call  # type: ignore[method-assign]
+    mine = [c for c in calls if c.split()[0] in ("q0", "q1", "q2")]
+    assert mine, calls
+    # Each query's jobStats() calls (one or two) come together: no other query's in between.
+    order = [c.split()[0] for c in mine]
+    assert all(order[i] == order[i + 1] or order[i + 1] not in order[:i + 1] for i in range(len(order) - 1)), mine
