@@ -362,7 +362,7 @@ class Engine:
             if job is not None:
                 job.stop()
         w.auto = None
-        w.progress.release()
+        w.progress.drop()
         monitor = w.session.monitor
         if isinstance(monitor, DomainMonitor):  # the same domain starting again is a new entry
             monitor.host.forget(monitor)
@@ -439,8 +439,7 @@ class Engine:
         if session.generation != w.generation:  # reconnected: maybe another QEMU at that socket
             w.generation = session.generation
             w.journal.clear()
-            w.progress.release()  # the QEMU before's, as the journal
-            w.progress.advice_due = False
+            w.progress.drop()  # the QEMU before's, as the journal
             w.tracked = None
             w.notes.clear()
             w.manager, w.manager_why = None, "not checked yet"

@@ -60,6 +60,11 @@ class ProgressHold:
         self.just_held = False
         return entries
 
+    def drop(self) -> None:
+        """Forget what is held, and the advice due with it (a QEMU gone, a monitor unwatched)."""
+        self.release()
+        self.advice_due = False
+
     def _timeout(self) -> None:
         self._timer = None
         self._on_timeout()
