@@ -299,6 +299,10 @@ async def lab_part(args: argparse.Namespace, trees: list[tuple[str, Path]]) -> t
         bandwidth = scenario.bandwidth_mib_s or 4.0  # the stuck scenario names its own
         await lab.prepare(storage=False, pause=False, max_bandwidth=int(bandwidth * 1024 * 1024))
         await lab.migrate()
+        if args.lab_age:
+            # An operator watches a migration that has run for minutes: its history full (the
+            # chart's 300 samples), one sample leaving it at every poll.
+            await asyncio.sleep(args.lab_age)
         pair = [f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"]
         runs = []
         for name, path in order(trees, args.rounds):
@@ -307,7 +311,8 @@ async def lab_part(args: argparse.Namespace, trees: list[tuple[str, Path]]) -> t
             print(f"  lab pair, {name}: view+engine {run.migtui:.2f} % {run.cpu}", file=sys.stderr, flush=True)
             runs.append(run)
         mach = f"QEMU {lab.qemu_version}, {lab.accel}"
-    return rows_for(f"lab src + dst, active migration, {args.seconds:.0f} s", runs, trees, keys=False), mach
+    age = f", migrating {args.lab_age:.0f} s first" if args.lab_age else ""
+    return rows_for(f"lab src + dst, active migration{age}, {args.seconds:.0f} s", runs, trees, keys=False), mach
 
 
 def qemu_version(binary: str) -> str:
@@ -357,6 +362,8 @@ if __name__ == "__main__":
     parser.add_argument("--events", action="store_true",
                         help="turn on the idle QEMUs' events capability first (as libvirt and arming do)")
     parser.add_argument("--lab", action="store_true", help="also the src + dst pair of an active lab migration")
+    parser.add_argument("--lab-age", type=float, default=0.0, metavar="SECONDS",
+                        help="let the lab migrate this long before the first run (a migration of minutes)")
     parser.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                         help="a migtui checkout to run (repeatable; default: this one)")
     parser.add_argument("--qemu", help="the qemu-system-x86_64 to run (default: $MIGTUI_QEMU, else PATH's)")

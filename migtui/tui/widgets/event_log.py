@@ -94,6 +94,7 @@ class EventLog(KeptLines, Widget, can_focus=False):
         self._back = 0  # rows scrolled back from the newest (0: following)
         self._width = 0
         self._drawing: tuple[Size, Style] | None = None  # while its lines are drawn
+        self._in_drawing = False
         self.empty: tuple[str, ...] = EMPTY  # what an empty log says (NEVER_CONNECTED for a monitor never reached)
 
     # ------------------------------------------------------------------ content
@@ -199,15 +200,22 @@ class EventLog(KeptLines, Widget, can_focus=False):
                 self.refresh()
 
     def render_lines(self, crop: Region) -> list[Strip]:
-        # Its size and style once for all the lines drawn (each is a walk up the DOM).
-        self._drawing = (content_size(self), self.rich_style)
+        # Its size and style once for all the lines drawn (each is a walk up the DOM), read
+        # by the first line drawn: a frame that keeps the log's lines (KeptLines) draws none.
+        self._in_drawing = True
         try:
             return super().render_lines(crop)
         finally:
+            self._in_drawing = False
             self._drawing = None
 
     def render_line(self, y: int) -> Strip:
-        size, style = self._drawing or (content_size(self), self.rich_style)
+        drawing = self._drawing
+        if drawing is None:
+            drawing = (content_size(self), self.rich_style)
+            if self._in_drawing:
+                self._drawing = drawing
+        size, style = drawing
         width = size.width
         if width != self._width:
             self.on_resize()

@@ -199,14 +199,19 @@ class RateChart(DiffWidget):
 
     def _drawing_key(self, data: ChartData) -> tuple[object, ...]:
         """What the bars depend on: the geometry, the step and the last column drawn, and the
-        samples that fall in the drawn columns (their count: samples only ever come after the
-        last one, and leave from the front)."""
+        samples that fall in the drawn columns: the first one's time and their count (samples
+        only ever come after the last one, and leave from the front). Not the history's first
+        sample: once the history is full one leaves it at every poll, and it is older than
+        the drawn columns."""
         size = content_size(self)
-        _, step, done = drawn_columns(data, size.width)
+        columns, step, done = drawn_columns(data, size.width)
         end = (math.floor(done / step) + 1) * step  # the end of the last column drawn
-        drawn = bisect.bisect_left(data.samples, (end,))  # samples come in time order: those before ``end``
-        first = data.samples[0][0] if data.samples else None
-        return (size, self.glyphs, step, end, first, drawn, data.partial, data.paused, data.interval)
+        start = end - columns * step  # the start of the first
+        # Samples come in time order: those in [start, end).
+        low = bisect.bisect_left(data.samples, (start,))
+        high = bisect.bisect_left(data.samples, (end,))
+        first = data.samples[low][0] if low < high else None
+        return (size, self.glyphs, step, end, first, high - low, data.partial, data.paused, data.interval)
 
     def _draw(self, width: int) -> Content:
         data = self._data
