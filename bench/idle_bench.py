@@ -15,7 +15,8 @@ machine), one private tmux server at 80x24 with two windows:
 - ``htop -d 10``, in the same session, at the same time.
 
 After ``--warmup`` seconds (every connection made, the first polls done), over
-``--seconds`` it counts the CPU time (/proc/PID/stat utime + stime, every thread) of
+``--seconds`` it counts the CPU time (each thread's, to the nanosecond:
+/proc/PID/task/TID/schedstat; the ticks of /proc/PID/stat if a thread came or went) of
 the view, the engine, htop and the tmux server that renders both. Then ``--keys`` keys
 (down, up, down, ...; 0.4-0.6 s apart, at random) each timed from ``tmux send-keys``
 to the first ``capture-pane`` that shows a changed screen (polled back to back, so the
@@ -57,7 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import cpu_model
-from term import alive, append, cpu_seconds, loadavg
+from term import alive, append, cpu_between, cpu_reading, loadavg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -191,11 +192,11 @@ def measure(tree_name: str, tree: Path, monitors: list[str], first: str, *, warm
 
 def cpu_percent(pids: dict[str, int], seconds: float) -> dict[str, float]:
     """Each process's CPU time over the next ``seconds``, in % of one core."""
-    before = {k: cpu_seconds(p) for k, p in pids.items()}
+    before = {k: cpu_reading(p) for k, p in pids.items()}
     t0 = time.monotonic()
     time.sleep(seconds)
     dt = time.monotonic() - t0
-    return {k: 100 * (cpu_seconds(p) - before[k]) / dt for k, p in pids.items()}
+    return {k: 100 * cpu_between(p, before[k], cpu_reading(p)) / dt for k, p in pids.items()}
 
 
 def key_answers(s: Session, keys: int) -> list[float]:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MigtuiError
 from ..format import format_duration
 from ..libvirt.domain import DomainMonitor
-from ..model.advisor import ABORT, DIRTY_LIMIT, POSTCOPY, REMEDY_ACTIONS, Advice, Settings, advise, estimate_ms
+from ..model.advisor import ABORT, DIRTY_LIMIT, POSTCOPY, REMEDY_ACTIONS, Advice, Settings, advise, estimate_ms, is_news
 from ..model.migration import FINISHED_STATUSES, RUNNING_STATUSES
 from ..model.units import downtime_text
 from ..protocol import messages as m
@@ -136,7 +136,7 @@ class EngineControl:
         self._forget_job(w)
         message = m.Convergence(w.name, self.advice(w))
         previous = self._sent.get(w.name)
-        if message != previous:
+        if previous is None or is_news(previous.advice, message.advice):
             self._sent[w.name] = message
             self.engine.broadcast(message)
             if previous is None or (previous.advice.verdict, previous.advice.remedies) != (

@@ -38,7 +38,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..format import format_bytes, format_duration, format_ms
@@ -135,7 +135,7 @@ class Advice:
     reason: str = ""  # why, in numbers
     headline: str = ""  # a few words for a panel title ("not converging", "converging, ETA 6 s")
     eta_s: float | None = None  # seconds until QEMU switches over (converging only), from ``at``
-    at: float | None = None  # when the figures were true (wall clock)
+    at: float | None = None  # when the figures were true (wall clock; see is_news)
     expected_downtime_ms: float | None = None
     remedies: list[Remedy] = field(default_factory=list)
     passes: list[PassPoint] = field(default_factory=list)  # pass 2 on: the trend
@@ -148,6 +148,18 @@ class Advice:
             "expected_downtime_ms": self.expected_downtime_ms,
             "remedies": [r.line() for r in self.remedies],
         }
+
+
+def is_news(before: Advice, after: Advice) -> bool:
+    """Whether ``after`` tells a reader of ``before`` anything: a new ``at`` alone only when
+    there is an ETA, which counts from it. Otherwise ``at`` stays the first moment the same
+    figures were true (a stuck migration's advice, decided at every poll, was sent to every
+    view at every poll for its ``at`` alone: a repaint a second of the same words)."""
+    if after == before:
+        return False
+    if before.eta_s is None and after.eta_s is None:
+        return replace(after, at=before.at) != before
+    return True
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,11 @@ backstop for a hung QEMU).
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +214,12 @@ async def test_a_pass_reaches_views_with_the_next_polls_answer_and_its_advice(
         # Nothing was lost or told twice: the view's events are QEMU's, in order.
         told = [n for f in feeds for e in f.entries if (n := _pass_of(e)) is not None]
         assert told == sorted(set(told)), told
+        # A stuck migration's advice is decided at every poll; views are told it again only
+        # when its words or figures change, not for the moment they were true alone (no ETA
+        # counts from it): a repaint a second of the same advice, before.
+        advices = [g.advice for g in got if isinstance(g, Convergence) and g.name == "src"]
+        for earlier, later in itertools.pairwise(advices):
+            assert later.eta_s is not None or replace(later, at=earlier.at) != earlier, (earlier, later)
 
 
 def _pass_of(entry: QmpInput) -> int | None:

@@ -6,6 +6,7 @@ values a remedy takes, and what a view shows of it all."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from migtui.model.advisor import (
     Advice,
     Settings,
     advise,
+    is_news,
 )
 from migtui.model.dirtyrate import DirtyRateInfo
 from migtui.model.units import (
@@ -247,3 +249,14 @@ def test_a_read_only_view_offers_no_remedy_and_says_why() -> None:
     assert downtime.allowed is False  # never in this view: not offered (issue 16), the key says why
     assert downtime.reason == "read-only: migtui will not change downtime-limit of src (a read-only view)"
     assert view.control("bandwidth").allowed is False  # nothing offered: not shown at all
+
+
+def test_an_advice_is_news_for_its_words_and_figures_and_for_the_moment_of_an_eta() -> None:
+    stuck = Advice(NOT_CONVERGING, "remaining RAM not shrinking", "not converging", at=100.0,
+                   expected_downtime_ms=3900.0)
+    assert not is_news(stuck, stuck)
+    assert not is_news(stuck, replace(stuck, at=101.0))  # the same words, a second later
+    assert is_news(stuck, replace(stuck, at=101.0, expected_downtime_ms=3800.0))
+    assert is_news(stuck, replace(stuck, reason="remaining RAM shrinking"))
+    eta = Advice(CONVERGING, "shrinking", "converging, ETA 6 s", eta_s=6.0, at=100.0)
+    assert is_news(eta, replace(eta, at=101.0))  # 6 s from 101 is not 6 s from 100
