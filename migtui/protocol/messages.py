@@ -307,7 +307,8 @@ class Controls(Message):
 class Convergence(Message):
     """The convergence advisor's word on a monitor's migration (``model/advisor.py``): the
     verdict, why in numbers, the ETA, the expected downtime, the remedies and the per-pass
-    trend, decided by the engine and sent again whenever any of it changes."""
+    trend, decided by the engine and sent again whenever any of it changes (``at`` alone only
+    with an ETA: ``model/advisor.is_news``)."""
 
     OP: ClassVar[str] = "convergence"
     name: str
