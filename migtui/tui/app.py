@@ -231,7 +231,7 @@ class MigtuiApp(App[int]):
 
     @contextmanager
     def batch_update(self) -> Iterator[None]:
-        """Textual's batch (a Footer recompose is one), then a prompt to the screens below
+        """Textual's batch (a recompose is one), then a prompt to the screens below
         the top one: during a batch a screen skips its pending repaint and Textual only
         prompts the app when the batch ends, so the dashboard behind a dialog would stay
         stale until its next message (seconds, once a migration has ended)."""

@@ -10,17 +10,21 @@ the sent rate during a pause, a dialog whose pause is over. Real-QEMU faults are
 from __future__ import annotations
 
 import random
+from typing import Any
 
+import pytest
 from conftest import View, app_for, screen_text, until
 from replay import LIBVIRT_SIGNS, RecordedQemu, recorded, tui_run
 from textual.content import Content
 from tui_util import close_dialogs, dialog, dialog_shown
 
 from migtui.tui.app import MigtuiApp
+from migtui.tui.screens.help import HelpScreen
 from migtui.tui.screens.switchover import SwitchoverScreen
 from migtui.tui.screens.switchover_dashboard import SwitchoverDashboard
 from migtui.tui.widgets.dirty_panel import chart_data
 from migtui.tui.widgets.flash_line import FlashLine
+from migtui.tui.widgets.footer import KeyFooter
 from migtui.tui.widgets.hanging import HangingLines
 from migtui.tui.widgets.text_line import TextLine
 
@@ -71,6 +75,42 @@ async def test_the_footer_shows_help_whole_at_80x24_with_every_key_on_offer(vers
         for key in ("s Switchover", "x Abort", "a Arm", "q Quit", "? Help"):
             assert key in row, row
         assert row.rstrip().endswith("? Help") or "^p palette" in row, row
+
+
+async def test_a_change_of_keys_repaints_the_footer_and_mounts_no_widget(
+        version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The footer is one line of text. When the keys on offer change (another monitor
+    selected, a dialog opening) it repaints that line: no widget is mounted for a key
+    (Textual's footer mounted and styled one per key, in a batch that held every screen)."""
+    scene = recorded("storage", "paused", version=version) | recorded("measure", "measured", {"src": "idle"},
+                                                                       version=version)
+    async with app_for(scene) as view:
+        app = view.app
+        await close_dialogs(view)
+        mounted: list[str] = []
+        original = MigtuiApp._register
+
+        def spy(self: MigtuiApp, parent: Any, *widgets: Any, **kwargs: Any) -> Any:
+            mounted.extend(type(w).__name__ for w in widgets)
+            return original(self, parent, *widgets, **kwargs)
+
+        monkeypatch.setattr(MigtuiApp, "_register", spy)
+        assert "a Arm" not in footer(app)
+        await view.press("down", "down")  # the idle one: it can be armed
+        await until(lambda: "a Arm" in footer(app), 5, "a Arm in the footer")
+        await view.press("s")  # the dialog: its own keys
+        await until(lambda: dialog_shown(app) and "y Resume switchover" in footer(app), 5, "the dialog's keys")
+        assert "FooterKey" not in mounted and mounted.count("KeyFooter") == 1, mounted  # the dialog's own
+        assert not app.screen.query_one(KeyFooter).children
+
+
+async def test_a_footer_key_clicked_is_that_key_pressed(version: str) -> None:
+    async with app_for(recorded("storage", "paused", version=version)) as view:
+        app = view.app
+        await close_dialogs(view)
+        await until(lambda: "? Help" in footer(app), 5, "? Help in the footer")
+        await view.pilot.click(KeyFooter, offset=(footer(app).index("? Help") + 3, 0))
+        await until(lambda: isinstance(app.screen, HelpScreen), 5, "help, as ? opens it")
 
 
 async def test_a_too_small_terminal_says_so_and_the_footer_has_only_whole_keys(version: str) -> None:

@@ -202,8 +202,7 @@ class SwitchoverScreen(ModalScreen[None]):
         return predicate() if predicate is not None else True
 
     def _refresh_keys(self) -> None:
-        """Redraw the footer only when a key's availability changed: each redraw is a
-        Footer recompose, a batch during which no screen repaints."""
+        """Tell the footer only when a key's availability changed (it then asks every key again)."""
         states = (self.can_resume(), self.can_confirm_abort(), self.can_abort())
         if states != self._key_states:
             self._key_states = states
