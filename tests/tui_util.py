@@ -17,9 +17,10 @@ from migtui.tui.widgets.pause_banner import PauseBanner
 
 
 def dialog_shown(app: MigtuiApp) -> bool:
-    """The switchover dialog is on top and drawn (not just pushed)."""
+    """The switchover dialog is on top and drawn (not just pushed), and the dashboard beneath
+    has what waited for that (pause_watch.OPENING_HOLD_S)."""
     screen = app.screen
-    if not isinstance(screen, SwitchoverScreen) or not screen.is_mounted:
+    if not isinstance(screen, SwitchoverScreen) or not screen.is_mounted or app.pauses.opening:
         return False
     try:
         return bool(screen.section("clock"))

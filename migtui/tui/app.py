@@ -101,6 +101,8 @@ class MigtuiApp(App[int]):
         self.tz = tz
         self.coarse = coarse
         self._pending: dict[str, set[str]] = {}
+        self._held: dict[str, set[str]] = {}  # changes for the screens beneath an opening dialog
+        self._held_top: Screen[Any] | None = None  # the one that had them at once
         self._flush_handle: asyncio.TimerHandle | None = None  # the coalesced SessionsChanged, due
         self._unsubscribe: list[Callable[[], None]] = []
         self.current_flash: Flash | None = None  # what the flash lines say now
@@ -225,9 +227,27 @@ class MigtuiApp(App[int]):
         pending, self._pending = self._pending, {}
         if not pending:
             return
+        if self.pauses.opening:
+            # The screens beneath an opening dialog get theirs once it is on screen (pause_watch).
+            top = self._held_top = self.screen_stack[-1]
+            top.post_message(SessionsChanged(self.sessions, {name: frozenset(k) for name, k in pending.items()}))
+            for name, kinds in pending.items():
+                self._held.setdefault(name, set()).update(kinds)
+            self.pauses.when_shown(self._release_held)
+            return
         message_changes = {name: frozenset(k) for name, k in pending.items()}
         for screen in self.screen_stack:
             screen.post_message(SessionsChanged(self.sessions, message_changes))
+
+    def _release_held(self) -> None:
+        """What the screens beneath a dialog waited for while it opened (its own had them)."""
+        held, self._held = self._held, {}
+        told, self._held_top = self._held_top, None
+        if held:
+            changes = {name: frozenset(k) for name, k in held.items()}
+            for screen in self.screen_stack:
+                if screen is not told:
+                    screen.post_message(SessionsChanged(self.sessions, changes))
 
     @contextmanager
     def batch_update(self) -> Iterator[None]:

@@ -61,6 +61,11 @@ TICK_S = 0.1  # the downtime clock of the banner and the dialogs, only while a g
 # While migtui acts on a stopped guest the screen waits (at most this long, then it
 # repaints anyway: a mirror can take seconds to finish) rather than compete for the loop.
 HOLD_REPAINT_S = 0.25
+# While a dialog opens, the dashboard beneath it (the banner, the panels; tinted behind the
+# modal) waits for the dialog's first frame, at most this long: its repaint for the same pause
+# competed with Textual's mount and layout of the dialog (open -> first frame 79 -> 62 ms
+# median when held, docs/benchmarks.md 2026-12-07).
+OPENING_HOLD_S = 0.3
 EXIT_FAILSAFE_S = 0.6  # a view that lost its terminal is gone within a second, however Textual fares
 
 
@@ -82,6 +87,9 @@ class PauseWatch:
         self._critical_since: float | None = None  # when this critical phase began (monotonic)
         self._told: dict[str, object] = {}  # each source's switchover result this view has said (or found)
         self._detached = False  # the terminal went (or a signal told this view to go)
+        self._opening: SwitchoverScreen | None = None  # a dialog pushed, not yet on screen
+        self._opening_timer: Timer | None = None
+        self._when_shown: list[Callable[[], None]] = []  # what waits for it
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -218,10 +226,41 @@ class PauseWatch:
             note=partial(self.dialog_note, name), more=partial(self.queue.others_paused, name),
             defer=self.after_critical,
         )
+        self._begin_opening(dialog)
         self.app.push_screen(dialog, lambda _result: self._dialog_closed(name))
         self._update_ticker()
         self._update_banner()
         return dialog
+
+    @property
+    def opening(self) -> bool:
+        """A dialog was pushed and has not drawn its first frame yet."""
+        return self._opening is not None
+
+    def when_shown(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the opening dialog is on screen (at once if none opens)."""
+        if self._opening is None:
+            callback()
+        elif callback not in self._when_shown:
+            self._when_shown.append(callback)
+
+    def _begin_opening(self, dialog: SwitchoverScreen) -> None:
+        self._opening = dialog
+        dialog.call_after_refresh(self._shown, dialog)  # after its first frame
+        if self._opening_timer is not None:
+            self._opening_timer.stop()
+        self._opening_timer = self.app.set_timer(OPENING_HOLD_S, partial(self._shown, dialog))
+
+    def _shown(self, dialog: SwitchoverScreen) -> None:
+        if self._opening is not dialog:
+            return
+        self._opening = None
+        if self._opening_timer is not None:
+            self._opening_timer.stop()
+            self._opening_timer = None
+        waiting, self._when_shown = self._when_shown, []
+        for callback in waiting:
+            callback()
 
     def _dialog_closed(self, name: str) -> None:
         self.app.call_later(self._update_banner)  # "s opens" again
@@ -325,6 +364,9 @@ class PauseWatch:
         self.after_critical(self._update_banner)
 
     def _update_banner(self, now: float | None = None) -> None:
+        if self._opening is not None:
+            self.when_shown(self._update_banner)
+            return
         if self.cues is not None:  # the window's title says it too, for a terminal in the background
             self.cues.title(title_text(paused(self.sessions), self.clock() if now is None else now))
         for screen in self.app.screen_stack:

@@ -69,7 +69,9 @@ async def test_a_killed_source_stops_the_clock_and_says_its_qemu_is_gone(lab: La
             assert box.check_action(key, ()) is None  # shown unavailable ...
         assert "source QEMU gone" in box.unavailable_reason("y")  # ... and y says why
         assert "source QEMU gone" in box.section("note")
-        assert "source QEMU gone" in banner(app) and "STOPPED" not in banner(app), banner(app)
+        # The dashboard beneath waits for the dialog's first frame (pause_watch.OPENING_HOLD_S).
+        await until(lambda: "source QEMU gone" in banner(app), 10, "the banner beneath to say it")
+        assert "STOPPED" not in banner(app), banner(app)
         line = banner(app)
         app.dashboard.query_one(PauseBanner).update(time.time() + 5.0)
         assert banner(app) == line  # the banner's figure does not tick either

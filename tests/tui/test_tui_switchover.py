@@ -56,6 +56,7 @@ from migtui.tui.widgets.monitor_list import MonitorList
 from migtui.tui.widgets.pause_banner import PauseBanner
 from migtui.tui.widgets.text_line import TextLine
 from migtui.view.client import EngineClient
+from migtui.workflow.session import MIGRATION
 
 REPO = Path(__file__).resolve().parents[2]
 AUTO_RESUME = PolicyInfo(auto_resume=True, explicit=["auto_resume"])  # as `migtui --auto-resume` asks
@@ -514,6 +515,35 @@ async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch(version: str
             await view.pilot.pause()  # the dashboard handles its repaint request now, in the batch
         await until(lambda: any("changed behind the dialog" in r for r in screen_text(app).splitlines()[:3]), 10,
                     "the dashboard to repaint after the batch")
+
+
+async def test_the_dashboard_beneath_an_opening_dialog_gets_its_changes_once_the_dialog_shows(
+        version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a dialog opens, its repaint for the pause has the loop: the dashboard beneath (its
+    banner, its panels) gets the changes that came meanwhile once the dialog has drawn (or
+    OPENING_HOLD_S has passed), merged, none lost; the dialog gets them at once."""
+    async with app_for(paused(version), size=(100, 30)) as view:
+        app = view.app
+        await until(lambda: dialog_shown(app) and not app.pauses.opening, 10, "the dialog, drawn")
+        await view.press("n")
+        await until(lambda: not dialog_shown(app), 10, "the dialog closed")
+        handled: list[bool] = []  # for each change the dashboard handled: was a dialog opening then?
+        dashboard_class = type(app.dashboard)
+        original = dashboard_class.on_sessions_changed
+
+        def spy(self: Any, message: Any) -> Any:
+            handled.append(app.pauses.opening)
+            return original(self, message)
+
+        monkeypatch.setattr(dashboard_class, "on_sessions_changed", spy)
+        src = app.sessions["src"]
+        app.pauses.open_dialog("src", user=True)  # as `s` does
+        assert app.pauses.opening
+        app._session_changed(src, frozenset({MIGRATION}))  # a change while it opens
+        await until(lambda: not app.pauses.opening, 10, "the dialog drawn (or the hold over)")
+        await until(lambda: bool(handled), 10, "the dashboard to get the change")
+        assert not any(handled), handled  # never while the dialog opened
+        assert dialog_shown(app) and "src STOPPED" in banner(app)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)])
