@@ -26,7 +26,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from ..address import MonitorAddress
@@ -245,12 +245,26 @@ class EngineClient:
         """Send ``request(id=..., **fields)``; the engine's reply to it. Waited for ``timeout``
         (default ``call_timeout``) s; the request expires then: the engine will not act on it
         later."""
+        return await self.send_call(request, timeout=timeout, **fields)
+
+    def send_call(self, request: type[m.Call], *, timeout: float | None = None,
+                  **fields: Any) -> Coroutine[Any, Any, m.Reply]:
+        """``call``, written to the engine before this returns (not at the next turn of the loop,
+        as a task's first step would): await the result for the reply."""
         timeout = self.call_timeout if timeout is None else timeout
         rid = next(self._ids)
         fut: asyncio.Future[m.Reply] = asyncio.get_running_loop().create_future()
         self._calls[rid] = fut
         try:
             self._send(request(id=rid, expires=time.time() + timeout, **fields))
+        except BaseException:
+            self._calls.pop(rid, None)
+            raise
+        return self._reply(rid, fut, timeout, request, fields)
+
+    async def _reply(self, rid: int, fut: asyncio.Future[m.Reply], timeout: float, request: type[m.Call],
+                     fields: dict[str, Any]) -> m.Reply:
+        try:
             return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             what = " ".join(str(fields[k]) for k in ("action", "monitor") if k in fields) or request.OP

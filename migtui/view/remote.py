@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..address import MonitorAddress
@@ -132,6 +132,11 @@ class RemoteSession(MonitorSession):
         """Run ``action`` in the engine; its one-line answer, or MonitorError. ``force``: a
         resume or abort of a pause libvirt drives (after a confirmation naming libvirt);
         ``value``: a remedy's value as typed ("" takes the engine's proposal)."""
+        return await self.send_request(action, force=force, value=value)
+
+    def send_request(self, action: str, *, force: bool = False, value: str = "") -> Coroutine[Any, Any, str]:
+        """``engine_request``, on its way to the engine when this returns: await the result
+        for the answer. A confirmed resume goes out before anything else the key causes."""
         if self.read_only:  # every request changes a VM (the engine refuses it too)
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} {self.name}")
         fields: dict[str, Any] = {"action": action, "monitor": self.name}
@@ -139,7 +144,10 @@ class RemoteSession(MonitorSession):
             fields["force"] = True
         if value:
             fields["value"] = value
-        reply = await self.client.call(m.Request, **fields)
+        return self._answer(action, self.client.send_call(m.Request, **fields))
+
+    async def _answer(self, action: str, call: Coroutine[Any, Any, m.Reply]) -> str:
+        reply = await call
         if not reply.ok:
             raise MonitorError(self.name, reply.error or f"{self.name}: {action} failed")
         return reply.message or ""
@@ -278,16 +286,19 @@ class RemoteSwitchover(PhaseFacts):
     def _start(self, action: str, force: bool = False) -> asyncio.Task[str]:
         if self.source.read_only:
             raise ReadOnlyRefused(self.name, f"read-only view: not allowed to {action} the switchover")
+        try:  # on the socket before the dialog hears of it: the guest is stopped
+            answer = self.source.send_request(action, force=force)
+        except MigtuiError as err:  # the link is closed: said as a refusal is
+            answer = _raising(err)
         self._requested = action
         self._requested_at = self.attempts
         self.action = self.action or action
         self._progress()
-        return asyncio.get_running_loop().create_task(self._request(action, force),
-                                                      name=f"request-{action}-{self.name}")
+        return asyncio.get_running_loop().create_task(self._request(answer), name=f"request-{action}-{self.name}")
 
-    async def _request(self, action: str, force: bool = False) -> str:
+    async def _request(self, answer: Coroutine[Any, Any, str]) -> str:
         try:
-            return await self.source.engine_request(action, force=force)
+            return await answer
         except MigtuiError as err:  # refused, or the engine did not answer (then it expired)
             self._requested = None
             if self.result is None and self.phase not in ACTIVE:
@@ -321,3 +332,7 @@ class RemoteSwitchover(PhaseFacts):
 
     def _progress(self) -> None:
         self._listeners(self)
+
+
+async def _raising(err: MigtuiError) -> str:
+    raise err

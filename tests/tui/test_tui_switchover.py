@@ -504,8 +504,8 @@ async def test_several_paused_sources_get_their_dialogs_in_turn(version: str) ->
 
 
 async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch(version: str) -> None:
-    """A Footer recompose (the dialog's keys changing) is a Textual batch: the screen
-    behind skips its repaint meanwhile and must still catch up when the batch ends."""
+    """During a Textual batch (a recompose is one) the screen behind skips its repaint and
+    must still catch up when the batch ends."""
     async with app_for(paused(version), size=(100, 30)) as view:
         app = view.app
         await until(lambda: dialog_shown(app), 10, "the dialog")
@@ -515,6 +515,29 @@ async def test_the_dashboard_behind_a_dialog_repaints_after_a_batch(version: str
             await view.pilot.pause()  # the dashboard handles its repaint request now, in the batch
         await until(lambda: any("changed behind the dialog" in r for r in screen_text(app).splitlines()[:3]), 10,
                     "the dashboard to repaint after the batch")
+
+
+async def test_y_is_on_the_engine_socket_before_the_dialog_hears_of_it(
+        version: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The guest is stopped: the resume request is written to the engine as the key is
+    handled, before the dialog (and every other listener) repaints for it."""
+    sent: list[str] = []
+    original = EngineClient._send
+
+    def spy(self: EngineClient, message: Any) -> None:
+        sent.append(type(message).__name__)
+        original(self, message)
+
+    monkeypatch.setattr(EngineClient, "_send", spy)
+    async with app_for(paused(version), size=(100, 30)) as view:
+        app = view.app
+        await until(lambda: dialog_shown(app), 10, "the dialog")
+        box = dialog(app)
+        requests_at_progress: list[int] = []
+        box.controller.add_progress_listener(lambda _c: requests_at_progress.append(sent.count("Request")))
+        await view.press("y")
+        await until(lambda: bool(requests_at_progress), 10, "the dialog told of the resume")
+        assert requests_at_progress[0] == 1, (requests_at_progress, sent)
 
 
 async def test_the_dashboard_beneath_an_opening_dialog_gets_its_changes_once_the_dialog_shows(
