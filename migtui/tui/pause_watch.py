@@ -39,6 +39,7 @@ from .pause_queue import HELD, PauseQueue, paused
 from .pause_text import (
     Situation,
     banner_line,
+    covered_banner_line,
     deadline_text,
     engine_note,
     gone_banner_line,
@@ -385,6 +386,9 @@ class PauseWatch:
             opens = session.name not in open_
             if situation(session) is Situation.LOST:  # no clock ticks for a QEMU that may be gone
                 lines.append(gone_banner_line(session.name, pause.clock, pause.lost_at, opens=opens))
+                continue
+            if not opens:  # its dialog shows the clock and the deadline: nothing beneath ticks
+                lines.append(covered_banner_line(session.name))
                 continue
             lines.append(banner_line(session.name, pause.clock, now, deadline_text(pause, now), opens=opens))
         if len(shown) < len(sources):  # many at once: one line names the rest, none is lost
