@@ -102,7 +102,7 @@ class MigtuiApp(App[int]):
         self.coarse = coarse
         self._pending: dict[str, set[str]] = {}
         self._held: dict[str, set[str]] = {}  # changes for the screens beneath an opening dialog
-        self._held_top: Screen[Any] | None = None  # the one that had them at once
+        self._held_top: Screen[Any] | None = None  # the one that had them all at once (if one did)
         self._flush_handle: asyncio.TimerHandle | None = None  # the coalesced SessionsChanged, due
         self._unsubscribe: list[Callable[[], None]] = []
         self.current_flash: Flash | None = None  # what the flash lines say now
@@ -187,6 +187,7 @@ class MigtuiApp(App[int]):
             return
         del self.sessions[session.name]  # the pause watch shares this mapping
         self._pending.pop(session.name, None)
+        self._held.pop(session.name, None)
         self.pauses.remove(session.name)
         for screen in self.screen_stack:
             if isinstance(screen, DashboardScreen):
@@ -229,7 +230,11 @@ class MigtuiApp(App[int]):
             return
         if self.pauses.opening:
             # The screens beneath an opening dialog get theirs once it is on screen (pause_watch).
-            top = self._held_top = self.screen_stack[-1]
+            top = self.screen_stack[-1]
+            if self._held and top is not self._held_top:
+                self._held_top = None  # another screen was on top for some of them: all get them all
+            else:
+                self._held_top = top
             top.post_message(SessionsChanged(self.sessions, {name: frozenset(k) for name, k in pending.items()}))
             for name, kinds in pending.items():
                 self._held.setdefault(name, set()).update(kinds)

@@ -260,8 +260,8 @@ class PauseWatch:
             self._opening_timer.stop()
             self._opening_timer = None
         waiting, self._when_shown = self._when_shown, []
-        for callback in waiting:
-            callback()
+        for callback in waiting:  # repaints: not while migtui acts on the stopped guest (a quick y)
+            self.after_critical(callback)
 
     def _dialog_closed(self, name: str) -> None:
         self.app.call_later(self._update_banner)  # "s opens" again
@@ -380,14 +380,16 @@ class PauseWatch:
         lines: list[Content] = []
         sources = paused(self.sessions)
         shown = sources if len(sources) <= BANNER_LINES else sources[: BANNER_LINES - 1]
-        open_ = {dialog.source.name for dialog in self._dialogs()}  # "s opens" only what is closed
+        dialogs = self._dialogs()
+        open_ = {dialog.source.name for dialog in dialogs}  # "s opens" only what is closed
+        ticking = {dialog.source.name for dialog in dialogs if dialog.clock_running}  # its clock is there
         for session in shown:
             pause = session.pause
             opens = session.name not in open_
             if situation(session) is Situation.LOST:  # no clock ticks for a QEMU that may be gone
                 lines.append(gone_banner_line(session.name, pause.clock, pause.lost_at, opens=opens))
                 continue
-            if not opens:  # its dialog shows the clock and the deadline: nothing beneath ticks
+            if session.name in ticking:  # its dialog shows the clock and the deadline: nothing beneath ticks
                 lines.append(covered_banner_line(session.name))
                 continue
             lines.append(banner_line(session.name, pause.clock, now, deadline_text(pause, now), opens=opens))

@@ -56,7 +56,7 @@ from migtui.tui.widgets.monitor_list import MonitorList
 from migtui.tui.widgets.pause_banner import PauseBanner
 from migtui.tui.widgets.text_line import TextLine
 from migtui.view.client import EngineClient
-from migtui.workflow.session import MIGRATION
+from migtui.workflow.session import EVENTS, MIGRATION
 
 REPO = Path(__file__).resolve().parents[2]
 AUTO_RESUME = PolicyInfo(auto_resume=True, explicit=["auto_resume"])  # as `migtui --auto-resume` asks
@@ -569,6 +569,27 @@ async def test_the_dashboard_beneath_an_opening_dialog_gets_its_changes_once_the
         await until(lambda: bool(handled), 10, "the dashboard to get the change")
         assert not any(handled), handled  # never while the dialog opened
         assert dialog_shown(app) and "src STOPPED" in banner(app)
+
+
+async def test_a_monitor_unwatched_while_a_dialog_opens_is_skipped_by_the_dashboard_beneath(version: str) -> None:
+    """Changes held for the dashboard while a dialog opens can name a monitor the engine stopped
+    watching meanwhile (a libvirt domain undefined right after its switchover): the dashboard
+    skips it once the dialog shows (it raised KeyError, and the view ended)."""
+    async with app_for(paused(version, ("1", "2")), size=(100, 30)) as view:
+        app = view.app
+        await close_dialogs(view)
+        await view.press("e")  # all events: an event of any monitor goes to the log
+        await until(lambda: app.dashboard.all_events, 10, "all events on")
+        dst2 = app.sessions["dst2"]
+        app.pauses.open_dialog("src1", user=True)  # as `s` does
+        assert app.pauses.opening
+        app._session_changed(dst2, frozenset({EVENTS}))
+        app._flush_changes()  # held for the dashboard while the dialog opens
+        app.remove_session(dst2, "dst2: no longer watched")
+        await until(lambda: dialog_shown(app), 10, "the dialog drawn, the held changes released")
+        await view.pilot.pause()
+        assert app.is_running and "dst2" not in app.sessions
+        assert "dst2" not in screen_text(app).split("│")[0]
 
 
 @pytest.mark.parametrize("size", [(80, 24), (100, 30)])

@@ -238,12 +238,15 @@ class DashboardScreen(KeptLines, Screen[None]):
     def on_sessions_changed(self, message: SessionsChanged) -> None:
         monitors = one(self, MonitorList)
         for name, changed in message.changes.items():
+            session = self.sessions.get(name)
+            if session is None:  # unwatched since (app.remove_session): nothing of it to show
+                continue
             if changed & _LIST:
                 monitors.update_entry(name)
             if self._selected is not None and name == self._selected.name:
                 self.show(self._selected, changed, actions=False)
             elif self.all_events and kinds_.EVENTS in changed:
-                self._append_events(self.sessions[name])
+                self._append_events(session)
         self._refresh_actions()  # once for the whole batch
 
     def show(self, session: RemoteSession, changed: frozenset[str] | None, *, actions: bool = True) -> None:
