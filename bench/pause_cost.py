@@ -20,7 +20,6 @@ import shlex
 import statistics
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from term import READY, ROOT, Migtui, TracedLab, cpu_between, cpu_reading, loadavg, machine
@@ -38,7 +37,8 @@ async def measure(pids: dict[str, int], seconds: float) -> dict[str, float]:
     return {who: 100 * cpu_between(pid, before[who], cpu_reading(pid)) / wall for who, pid in pids.items()}
 
 
-async def one_run(args: argparse.Namespace, tree: Path) -> dict[str, dict[str, float]]:
+async def one_run(args: argparse.Namespace, tree: Path) -> tuple[dict[str, dict[str, float]], str]:
+    """({phase: {process: % of one core}}, the machine)."""
     async with TracedLab(memory_mib=64, dirty_mib=4, disk_mib=16, accel=args.accel, qemu_binary=args.qemu) as lab:
         await lab.prepare(storage=True, pause=True, max_bandwidth=1 << 30, downtime_limit=500)
         app = Migtui([f"src={lab.src.qmp_path}", f"dst={lab.dst.qmp_path}"], cols=COLS, rows=ROWS, tree=tree)
@@ -57,7 +57,7 @@ async def one_run(args: argparse.Namespace, tree: Path) -> dict[str, dict[str, f
             for key in (b"s", b"x", b"\r"):  # abort: the source runs again
                 term.send(key)
                 await asyncio.sleep(0.5)
-            return {"dialog open": dialog, "dialog closed": banner, "machine": {"text": machine(lab)}}  # type: ignore[dict-item]
+            return {"dialog open": dialog, "dialog closed": banner}, machine(lab)
         finally:
             await app.stop()
 
@@ -74,15 +74,16 @@ async def main() -> int:
     trees = [(name, Path(path)) for name, _, path in (t.partition("=") for t in args.tree)] or [("this tree", ROOT)]
     print(" ".join([".venv/bin/python", "bench/pause_cost.py", *map(shlex.quote, sys.argv[1:])]))
     print(f"load average before: {loadavg()}")
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in trees}
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {name: [] for name, _ in trees}
+    host = ""
     for n in range(args.runs):
         for name, tree in trees if n % 2 == 0 else trees[::-1]:
-            run = await one_run(args, tree)
+            run, host = await one_run(args, tree)
             runs[name].append(run)
             print(f"run {n + 1}/{args.runs} {name}: " + "; ".join(
                 f"{phase}: view {run[phase]['view']:.2f} %, engine {run[phase]['engine']:.2f} %"
                 for phase in ("dialog open", "dialog closed")), flush=True)
-    print(f"machine: {runs[trees[0][0]][0]['machine']['text']}")
+    print(f"machine: {host}")
     print("| migtui from | phase | view (% of one core, median) | engine |")
     print("| --- | --- | --- | --- |")
     for name, _ in trees:

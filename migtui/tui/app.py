@@ -228,6 +228,7 @@ class MigtuiApp(App[int]):
         pending, self._pending = self._pending, {}
         if not pending:
             return
+        message_changes = {name: frozenset(k) for name, k in pending.items()}
         if self.pauses.opening:
             # The screens beneath an opening dialog get theirs once it is on screen (pause_watch).
             top = self.screen_stack[-1]
@@ -235,12 +236,11 @@ class MigtuiApp(App[int]):
                 self._held_top = None  # another screen was on top for some of them: all get them all
             else:
                 self._held_top = top
-            top.post_message(SessionsChanged(self.sessions, {name: frozenset(k) for name, k in pending.items()}))
+            top.post_message(SessionsChanged(self.sessions, message_changes))
             for name, kinds in pending.items():
                 self._held.setdefault(name, set()).update(kinds)
             self.pauses.when_shown(self._release_held)
             return
-        message_changes = {name: frozenset(k) for name, k in pending.items()}
         for screen in self.screen_stack:
             screen.post_message(SessionsChanged(self.sessions, message_changes))
 

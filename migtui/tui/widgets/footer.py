@@ -23,6 +23,7 @@ from textual.content import Content
 from textual.widget import Widget
 
 if TYPE_CHECKING:
+    from textual.binding import Binding
     from textual.screen import Screen
 
 PALETTE_WIDTH = 11  # "▏^p palette": its border, the key, its description
@@ -100,19 +101,18 @@ class KeyFooter(Widget):
     def keys(self) -> tuple[list[FooterKey], FooterKey | None]:
         """The keys the screen offers now, in order, and the command palette's (if any)."""
         app, active = self.app, self.screen.active_bindings
-        keys: list[FooterKey] = []
-        actions: set[str] = set()
+
+        def key(binding: Binding, enabled: bool) -> FooterKey:
+            return FooterKey(binding.key, app.get_key_display(binding), binding.description, binding.action, enabled)
+
+        keys: dict[str, FooterKey] = {}  # one per action, as Textual's footer
         for _node, binding, enabled, _tooltip in active.values():
-            if binding.show and binding.action not in actions:  # one per action, as Textual's footer
-                actions.add(binding.action)
-                keys.append(FooterKey(binding.key, app.get_key_display(binding), binding.description,
-                                      binding.action, enabled))
+            if binding.show and binding.action not in keys:
+                keys[binding.action] = key(binding, enabled)
         palette = None
         if app.ENABLE_COMMAND_PALETTE and (entry := active.get(app.COMMAND_PALETTE_BINDING)) is not None:
-            _node, binding, enabled, _tooltip = entry
-            palette = FooterKey(binding.key, app.get_key_display(binding), binding.description,
-                                binding.action, enabled)
-        return keys, palette
+            palette = key(entry[1], entry[2])
+        return list(keys.values()), palette
 
     def render(self) -> Content:
         keys, palette = self.keys()
