@@ -4,10 +4,11 @@ For a second operator, a trainer's class, or coming back after quitting: the sta
 and the recent history (chart, events) show at once. A read-only view can never
 change a VM: the engine refuses its requests, whatever it sends.
 
-With no engine running it starts none -- unless an engine left records of what it armed
-in the runtime directory (it was killed, or it crashed, with no view to start another):
-then a guest may be stopped before switchover with nothing bounding it, so attach starts
-an engine, which takes those sources up again (their pause and its deadline), and says so.
+With no engine running it starts none -- unless an engine left records in the runtime
+directory (it was killed, or it crashed, with no view to start another) of what it armed
+or of a pause it bounded: then a guest may be stopped before switchover with nothing
+bounding it, so attach starts an engine, which takes those sources up again (their pause
+and its deadline), and says so.
 """
 
 from __future__ import annotations
@@ -57,15 +58,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def left_armed(runtime_dir: str | None) -> list[str]:
-    """``src (unix:/run/vm1.qmp)`` for each source an engine armed and recorded in the
-    runtime directory (an engine that ends sets back what it armed, and its record goes)."""
+    """``src (unix:/run/vm1.qmp) armed by migtui`` for each source an engine armed and
+    recorded in the runtime directory (an engine that ends sets back what it armed, and its
+    record goes), and likewise for each pause it guarded (its record goes with the pause)."""
     try:
-        directory = runtime(runtime_dir).directory
-        return [f"{r.name} ({r.address.display})" for r in RecordStore(directory).load_all()]
+        store = RecordStore(runtime(runtime_dir).directory)
+        return ([f"{r.name} ({r.address.display}) armed by migtui" for r in store.load_all()]
+                + [f"{r.name} ({r.address.display}) paused, under its deadline" for r in store.load_guards()])
     except (OSError, MigtuiError):
         return []
 
 
 def started_for(left: list[str]) -> str:
-    return (f"no engine ran: the one before (killed, or it crashed) left {', '.join(left)} armed by migtui;"
+    return (f"no engine ran: the one before (killed, or it crashed) left {', '.join(left)};"
             " a new engine was started to take it up (a pause, and its deadline)")

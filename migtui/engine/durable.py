@@ -20,6 +20,11 @@ pause already past --max-pause is acted on at once; a source armed with nothing 
 is guarded (the engine stays) and set back when the engine ends, as before. No marker,
 or no QEMU listening any more: another QEMU, or none -- the record is dropped and
 nothing is sent. Nothing armed any more: marker and record go.
+
+A pause on a source migtui did *not* arm, bounded by the operator's explicit deadline,
+has a record of its own, without a marker (``guard.py``); it shares what is here: the
+pauses taken up (:meth:`Durable.take_up`, :meth:`Durable.origin`) and when a pause is
+recorded (``PAUSE_RECORD_DELAY_S``).
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ import dataclasses
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..address import MonitorAddress
 from ..errors import CommandFailed, MigtuiError, MonitorError
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
     from .engine import Engine, Watched
 
 log = logging.getLogger("migtui.engine.durable")
+T = TypeVar("T")
 
 # A pause is recorded this long after it began, never while the engine acts on the
 # stopped guest: auto-resume ends most pauses within milliseconds, and every one counts.
@@ -70,6 +77,12 @@ class Adopted:
     exact: bool  # QEMU's own stamp (recorded by the engine before), not a bound
 
 
+def same_migration(recorded: float, migration_start: float | None) -> bool:
+    """Whether a pause recorded as beginning at ``recorded`` can be one of the migration that
+    started at ``migration_start`` (QEMU's total-time; None: unknown, it can)."""
+    return migration_start is None or recorded >= migration_start - SAME_MIGRATION_S
+
+
 def pause_origin(recorded: float | None, migration_start: float | None, seen_unpaused: float | None,
                  now: float) -> tuple[float, bool]:
     """(when the pause in progress began, whether that is QEMU's stamp) for a source taken
@@ -77,7 +90,7 @@ def pause_origin(recorded: float | None, migration_start: float | None, seen_unp
     kept by the engine before); it counts if it is this migration's (not before its
     start). Otherwise the earliest moment the pause can have begun: after the migration
     started and after an engine last saw the source not paused. Pure, for tests."""
-    if recorded is not None and (migration_start is None or recorded >= migration_start - SAME_MIGRATION_S):
+    if recorded is not None and same_migration(recorded, migration_start):
         return recorded, True
     bounds = [b for b in (migration_start, seen_unpaused) if b is not None]
     return (min(max(bounds), now) if bounds else now), False
@@ -121,13 +134,42 @@ class Durable:
         return (adopted is not None and adopted.exact and adopted.generation == w.session.generation
                 and w.session.state.in_pre_switchover and self.origin(w, since) == adopted.origin)
 
+    def pause_start(self, w: Watched) -> tuple[float, bool] | None:
+        """(when ``w``'s pause began, whether that is QEMU's own stamp) as a record keeps it:
+        the start every view shows, or the one taken up from a record; None: not paused."""
+        state = w.session.state
+        clock = PauseClock.of(state) if state.in_pre_switchover else None
+        if clock is None:
+            return None
+        origin = self.origin(w, clock.start)
+        adopted = self.adopted.get(w.address.display)
+        return origin, adopted.exact if adopted is not None and origin == adopted.origin else clock.exact
+
+    def pending(self, w: Watched) -> bool:
+        """Whether ``w`` has a record not looked at on this connection yet."""
+        display = w.address.display
+        return display in self.records and self.verified.get(display) != w.session.generation
+
+    def take_up(self, w: Watched, adopted: Adopted, who: str, how: str) -> None:
+        """``w``'s pause in progress is taken up from a record: its deadline counts from
+        ``adopted.origin`` (``who``: whose it was; ``how``: what that start is), and it is said."""
+        self.adopted[w.address.display] = adopted
+        if w.deadline is not None:
+            w.deadline.rearm()
+        origin, policy = adopted.origin, w.policy
+        began = time.strftime("%H:%M:%S", time.localtime(origin)) + f".{int(origin % 1 * 10)}"
+        text = (f"{w.name}: taken up again, {who}: paused before switchover since {began} ({how});"
+                f" its deadline ({policy.max_pause_s:g} s, then {policy.on_max_pause}) counts from there")
+        log.warning("%s", text)
+        self.engine._note(w, "deadline", "warning", text)
+
     async def adopt(self) -> None:
         """On start: take up every source an engine armed in this runtime directory."""
         if self.store is None:
             return
         records = await asyncio.to_thread(self.store.load_all)
         records.sort(key=lambda r: -r.armed_at)  # two for one socket (should not be): the latest counts
-        alive = await asyncio.gather(*(_probe(r.address) for r in records))
+        alive = await asyncio.gather(*(probe(r.address) for r in records))
         for rec, listening in zip(records, alive, strict=True):
             display = rec.address.display
             if listening is False or display in self.records:
@@ -196,6 +238,9 @@ class Durable:
 
     def _on_change(self, w: Watched, session: MonitorSession, kinds: frozenset[str]) -> None:
         display = w.address.display
+        state = session.state
+        if not state.in_pre_switchover and state.migration_status != "none":
+            self.adopted.pop(display, None)  # this connection's status is known: not that pause (nor guard.py's)
         rec = self.records.get(display)
         if rec is None:
             return
@@ -215,14 +260,11 @@ class Durable:
                 return
         if self.owned(w) is None:
             return
-        state = session.state
         if state.in_pre_switchover:
             clock = PauseClock.of(state)
             if rec.pause_since is None or rec.pause_since != self.origin(w, clock.start if clock else 0.0):
                 self._record_pause_soon(w, rec)
             return
-        if state.migration_status != "none":  # this connection's status is known: not that pause
-            self.adopted.pop(display, None)
         if rec.pause_since is not None:
             self._record_pause_soon(w, rec)
         elif session.connected and self.store is not None:
@@ -235,26 +277,25 @@ class Durable:
         """Is the QEMU on this connection the one migtui armed? Then take it up again."""
         session = w.session
         display = w.address.display
-        while True:
-            try:
-                if not await marked(session, rec.token, generation):
-                    await self._drop(w, rec, f"{w.name}: the QEMU at {display} is not the one migtui armed (no"
-                                             f" marker migtui-armed-{rec.token}): record dropped, nothing sent",
-                                     marker=False)
-                    return
-                caps = Capabilities.from_qmp(await session.execute("query-migrate-capabilities",
-                                                                   generation=generation))
-                info = MigrationInfo.from_qmp(await session.execute("query-migrate", generation=generation))
-                break
-            except Reconnected:
-                return  # the next connection looks again
-            except MigtuiError as err:
-                log.info("%s: cannot look for migtui's marker yet: %s", w.name, err)
-            await asyncio.sleep(VERIFY_RETRY_S)
-            if session.generation != generation or not session.connected or self.records.get(display) is not rec:
-                return
+
+        async def look() -> tuple[Capabilities, MigrationInfo] | None:
+            if not await marked(session, rec.token, generation):
+                return None
+            caps = Capabilities.from_qmp(await session.execute("query-migrate-capabilities", generation=generation))
+            return caps, MigrationInfo.from_qmp(await session.execute("query-migrate", generation=generation))
+
+        try:
+            found = await answered(session, generation, look, lambda: self.records.get(display) is rec,
+                                   f"{w.name}: cannot look for migtui's marker yet")
+        except Reconnected:
+            return  # the next connection looks again
         if self.records.get(display) is not rec:
             return
+        if found is None:
+            await self._drop(w, rec, f"{w.name}: the QEMU at {display} is not the one migtui armed (no"
+                                     f" marker migtui-armed-{rec.token}): record dropped, nothing sent", marker=False)
+            return
+        caps, info = found
         now = self.engine.clock()
         on = tuple(c for c in rec.capabilities if caps.enabled(c))
         if not on:
@@ -263,21 +304,12 @@ class Durable:
             return
         self.verified[display] = generation
         w.armed_by_engine = tuple(dict.fromkeys(w.armed_by_engine + on))
-        who = f"armed by migtui (engine {rec.engine_pid})" if rec.engine_pid != os.getpid() else "armed by migtui"
-        policy = w.policy
+        who = f"armed by migtui{by_engine(rec.engine_pid)}"
         if info.status == "pre-switchover":
-            start = now - info.total_time / 1000 if info.total_time else None
-            origin, exact = pause_origin(rec.pause_since, start, self._seen_unpaused(rec), now)
-            self.adopted[display] = Adopted(generation, origin, exact)
-            if w.deadline is not None:
-                w.deadline.rearm()
-            began = time.strftime("%H:%M:%S", time.localtime(origin)) + f".{int(origin % 1 * 10)}"
-            how = ("QEMU's pause start, as recorded" if exact
-                   else "the earliest it can have begun: it began while no engine watched")
-            text = (f"{w.name}: taken up again, {who}: paused before switchover since {began} ({how});"
-                    f" its deadline ({policy.max_pause_s:g} s, then {policy.on_max_pause}) counts from there")
-            log.warning("%s", text)
-            self.engine._note(w, "deadline", "warning", text)
+            origin, exact = pause_origin(rec.pause_since, migration_start(info, now), self._seen_unpaused(rec), now)
+            self.take_up(w, Adopted(generation, origin, exact), who,
+                         "QEMU's pause start, as recorded" if exact
+                         else "the earliest it can have begun: it began while no engine watched")
             self._record_pause_soon(w, rec)
         else:
             log.info("%s: taken up again, %s (%s on; migration %s): guarded", w.name, who, ", ".join(on),
@@ -304,15 +336,7 @@ class Durable:
             return
         if self.owned(w) is not rec:
             return
-        state = w.session.state
-        clock = PauseClock.of(state) if state.in_pre_switchover else None  # the start every view shows
-        if clock is not None:
-            origin = self.origin(w, clock.start)
-            adopted = self.adopted.get(w.address.display)
-            exact = adopted.exact if adopted is not None and origin == adopted.origin else clock.exact
-            rec.pause_since, rec.pause_exact = origin, exact
-        else:
-            rec.pause_since, rec.pause_exact = None, False
+        rec.pause_since, rec.pause_exact = self.pause_start(w) or (None, False)
         await self._save(rec)
 
     # ------------------------------------------------------------------ files and markers
@@ -356,7 +380,34 @@ class Durable:
         log.info("%s", why)
 
 
-async def _probe(address: MonitorAddress) -> bool | None:
+async def answered(session: MonitorSession, generation: int, ask: Callable[[], Awaitable[T]],
+                   still: Callable[[], bool], what: str) -> T:
+    """``ask()`` QEMU on connection ``generation``, again every ``VERIFY_RETRY_S`` while it cannot
+    answer (busy). Raises Reconnected once that connection is not the session's any more, or
+    ``still()`` does not hold (the record went)."""
+    while True:
+        try:
+            return await ask()
+        except Reconnected:
+            raise
+        except MigtuiError as err:
+            log.info("%s: %s", what, err)
+        await asyncio.sleep(VERIFY_RETRY_S)
+        if session.generation != generation or not session.connected or not still():
+            raise Reconnected(session.name)
+
+
+def by_engine(pid: int) -> str:
+    """`` (engine PID)`` when another engine wrote the record, for the log and the note."""
+    return f" (engine {pid})" if pid != os.getpid() else ""
+
+
+def migration_start(info: MigrationInfo, now: float) -> float | None:
+    """When the migration in progress began, by QEMU's total-time (None: QEMU does not say)."""
+    return now - info.total_time / 1000 if info.total_time else None
+
+
+async def probe(address: MonitorAddress) -> bool | None:
     """Does anything listen at ``address``? False: nothing (the QEMU is gone); None: cannot tell."""
     try:
         if address.kind == "unix":

@@ -61,6 +61,7 @@ from ..workflow.switchover import Switchover, Switchovers
 from .control import ADVICE_KINDS, EngineControl
 from .durable import Durable
 from .facts import controls_of, pause_json, pause_of
+from .guard import Guards
 from .progress import ProgressHold, is_progress
 from .start import EngineStart
 from .wire import address_info, session_message, switchover_message
@@ -83,6 +84,7 @@ FACT_KINDS = frozenset({MIGRATION, CONNECTION, RUN_STATE, BLOCK_JOBS, CONFIG, DI
 # result when the migration ends, and the destination listed beside it carries the same
 # figures on. A domain that stops any other way, or is undefined, goes at once.
 MIGRATED_LINGER_S = 60.0
+MANAGER_UNCHECKED = "not checked yet"  # Watched.manager_why before detect_manager answered
 
 
 class ViewLink(Protocol):
@@ -142,7 +144,7 @@ class Watched:
         self.progress = ProgressHold(on_progress_timeout)  # a pass's event, until the next poll's input
         self.armed_by_engine: tuple[str, ...] = ()  # capabilities this engine switched on
         self.manager: str | None = None  # "libvirt" once recognised
-        self.manager_why = "not checked yet"
+        self.manager_why = MANAGER_UNCHECKED
         self.auto: AutoResume | None = None
         self.deadline: PauseDeadline | None = None
         self.notes: dict[str, str] = {}  # "held" / "auto" / "deadline" -> one line
@@ -163,6 +165,11 @@ class Watched:
     @property
     def name(self) -> str:
         return self.session.name
+
+    @property
+    def manager_checked(self) -> bool:
+        """Whether it is known (on this connection) if libvirt manages this QEMU."""
+        return self.manager_why != MANAGER_UNCHECKED
 
     @property
     def via_libvirt(self) -> bool:
@@ -210,8 +217,10 @@ class Engine:
         self._advice_due: set[str] = set()  # monitors whose convergence advice is to be decided again
         self._advice_handle: asyncio.Handle | None = None
         self._advice_at = float("-inf")  # the loop's time of the last decision
-        # What it armed, kept in ``records`` (the runtime directory) and taken up on start.
+        # What it armed, and the pauses it bounds on sources it did not arm, kept in ``records``
+        # (the runtime directory) and taken up on start.
         self.durable = Durable(self, records)
+        self.guards = Guards(self.durable)
         self.control = EngineControl(self)  # the convergence advice, abort at any stage, the remedies
         self.starts = EngineStart(self)  # starting a migration: the offer, the set-up, its storage
 
@@ -257,6 +266,7 @@ class Engine:
         already watched keeps its connection; a name taken by another address gets a suffix."""
         names = []
         for address in addresses:
+            self.guards.asked(address.display)
             existing = next((w for w in self.watched.values() if w.address.display == address.display), None)
             if existing is not None:
                 if not read_only:
@@ -363,6 +373,7 @@ class Engine:
                 job.stop()
         w.auto = None
         w.progress.drop()
+        self.guards.unwatched(w)
         monitor = w.session.monitor
         if isinstance(monitor, DomainMonitor):  # the same domain starting again is a new entry
             monitor.host.forget(monitor)
@@ -380,6 +391,7 @@ class Engine:
         session = w.session
         session.add_input_listener(partial(self._on_input, w))
         self.durable.hook(w)
+        self.guards.hook(w)
         # The deadline first: the PAUSE message built in _on_change carries it.
         w.deadline = PauseDeadline(
             session, policy=lambda: w.policy, owner=lambda: w.owner,
@@ -398,6 +410,7 @@ class Engine:
             return
         w.policy = policy
         self.durable.policy_changed(w)
+        self.guards.check(w)
         self._set_auto(w)
         if w.deadline is not None:
             w.deadline.rearm()
@@ -442,7 +455,7 @@ class Engine:
             w.progress.drop()  # the QEMU before's, as the journal
             w.tracked = None
             w.notes.clear()
-            w.manager, w.manager_why = None, "not checked yet"
+            w.manager, w.manager_why = None, MANAGER_UNCHECKED
             if w.armed_by_engine:  # the QEMU before's; this one's only if it has the marker (durable.py)
                 log.info("%s: reconnected: %s was armed on the QEMU before; this one is not this engine's"
                          " unless it carries migtui's marker", w.name, ", ".join(w.armed_by_engine))
@@ -789,6 +802,8 @@ class Engine:
         session = w.session
         if session.status.state in (ConnState.LOST,):
             return None
+        if self.durable.pending(w) or self.guards.pending(w):
+            return "taken up from migtui's record: its QEMU not looked at yet"
         state = session.state
         deadline = w.deadline
         started = self.starts.under_way(w)  # its set-up, the mirrors' wait, the migration it follows

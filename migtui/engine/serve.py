@@ -66,6 +66,7 @@ async def serve(rt: Runtime, *, persist: bool) -> int:
     nofile = raise_fd_limit()
     engine = Engine(persist=persist, records=rt.directory)
     await engine.durable.adopt()  # what an engine armed here before: watched again at once
+    await engine.guards.adopt()  # and the pauses it guarded on sources it did not arm
     server = EngineServer(engine, rt, nofile=nofile)
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(server.loop_error)

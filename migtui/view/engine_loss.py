@@ -5,7 +5,8 @@ stopped before switchover -- or armed, or migrating with pause-before-switchover
 so that its next pause would stop it -- the view must not just exit:
 
 - **died** (SIGKILL, the OOM killer, a crash: it left its pid file behind): the view
-  starts a new engine at once -- which takes up what migtui armed from its records --,
+  starts a new engine at once -- which takes up from its records what migtui armed, and
+  the pauses it bounded with the operator's explicit deadline --,
   watches its monitors again with the policy the engine had for each, and says so;
 - **stopped** (``migtui engine stop [--force]``, SIGTERM: it removed its pid file on the
   way out): someone meant it, so nothing is restarted; the view says which guest is
@@ -81,14 +82,23 @@ def what_bounds(session: RemoteSession, *, restarted: bool) -> str:
     """Whether anything bounds ``session``'s pause now, by what the old engine said of it."""
     pause = session.pause
     mine = pause.owner == "migtui"
+    # A pause the operator's explicit deadline bounds is recorded too (engine/guard.py).
+    guarded = not mine and not pause.no_deadline and (pause.paused or session.state.in_pre_switchover)
     if not restarted:
-        later = (" (migtui armed it: the next engine -- `migtui MONITOR...` or `migtui engine` -- takes it up"
-                 " and applies its deadline, counted from QEMU's pause start)") if mine else ""
+        later = ""
+        if mine or guarded:
+            why, start = (("migtui armed it", "QEMU's pause start") if mine
+                          else ("migtui recorded it", "its recorded start"))
+            later = (f" ({why}: the next engine -- `migtui MONITOR...` or `migtui engine` -- takes it up"
+                     f" and applies its deadline, counted from {start})")
         return f"nothing bounds it now, no engine runs{later}"
     policy = pause.policy
     limit = f"({policy.max_pause_s:g} s, then {policy.on_max_pause})"
     if mine:
         return f"the new engine takes it up from migtui's record: its deadline {limit} counts from the pause's start"
+    if guarded:
+        return (f"the new engine takes it up from migtui's record of the pause: its deadline {limit} counts from"
+                " the pause's start")
     if not pause.no_deadline:
         return f"the new engine applies its deadline {limit} again, counted from when it sees the pause"
     return f"no deadline ({pause.no_deadline})"

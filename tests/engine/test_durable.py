@@ -1,11 +1,14 @@
-"""What the engine armed outlives the engine (issue 14, points 1 and 2).
+"""What the engine armed outlives the engine (issue 14, points 1 and 2), and so does a
+pause it bounds on a source it did not arm (``engine/guard.py``).
 
 A real ``migtui engine`` arms a real lab source and is SIGKILLed; the migration is
 started by another QMP client (the lab's own socket); a new engine started in the same
 runtime directory -- as systemd or a view starts it -- takes the source up by itself,
 from its record and the marker in QEMU, and bounds the pause with the operator's
-deadline. No test asserts a duration: each waits for an outcome, with limits far beyond
-what a loaded machine needs.
+deadline. Likewise a source the lab armed, watched with an explicit --max-pause: its
+pause is recorded, and the next engine bounds it from the recorded start. No test
+asserts a duration: each waits for an outcome, with limits far beyond what a loaded
+machine needs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +35,8 @@ from tmux_util import Tmux
 from view_util import aborted_and_running, arm_in, open_terminal, wait_screen, watch_args
 
 from migtui.address import MonitorAddress
-from migtui.engine.durable import pause_origin
-from migtui.engine.records import ArmedRecord, RecordStore
+from migtui.engine.durable import SAME_MIGRATION_S, pause_origin, same_migration
+from migtui.engine.records import ArmedRecord, GuardRecord, RecordStore
 from migtui.lab.lab import Lab
 from migtui.protocol.messages import Pause, PolicyInfo
 from migtui.transport.readonly import READ_ONLY_COMMANDS
@@ -52,6 +56,19 @@ def records(directory: Path) -> list[dict[str, Any]]:
         with contextlib.suppress(OSError, ValueError):  # being replaced this very moment
             found.append(json.loads(path.read_text()))
     return found
+
+
+def guards(directory: Path) -> list[dict[str, Any]]:
+    """The guard records of ``directory`` (pauses on sources migtui did not arm)."""
+    found = []
+    for path in sorted(directory.glob("guard-*.json")):
+        with contextlib.suppress(OSError, ValueError):  # being replaced this very moment
+            found.append(json.loads(path.read_text()))
+    return found
+
+
+# The operator's own flags: the deadline applies to a pause migtui did not arm.
+EXPLICIT = ["max_pause", "on_max_pause"]
 
 
 async def qemu_says(ctl: Any, status: str) -> None:
@@ -95,6 +112,20 @@ async def arm_through_an_engine(lab: Lab, directory: Path, policy: PolicyInfo) -
         assert "armed" in await src.engine_request("arm")
         await until(lambda: src.pause.owner == "migtui", LONG, "armed by migtui")
     return engine
+
+
+async def killed_once_recorded(view: Any, src: Any, engine: EngineProcess,
+                               found: Callable[[], list[dict[str, Any]]]) -> float:
+    """``src``'s pause start as ``view`` has it (QEMU's own stamp: the MIGRATION event), once
+    the record ``found`` holds it; ``engine`` is then SIGKILLed and the view's link gone."""
+    await until(lambda: src.state.in_pre_switchover and deadline_of(src) is not None, LONG, "the pause")
+    assert src.pause.clock is not None and src.pause.clock.exact
+    since: float = src.pause.clock.start
+    await until(lambda: (found() or [{}])[0].get("pause"), LONG, "the pause in the record")
+    assert found()[0]["pause"] == {"since": since, "exact": True}
+    engine.kill()
+    await until(lambda: view.closed is not None and view.closed.done(), LONG, "the link gone")
+    return since
 
 
 async def killed_during_a_recorded_pause(lab: Lab, directory: Path, policy: PolicyInfo) -> Any:
@@ -161,14 +192,8 @@ async def test_killed_during_the_pause_the_next_engine_counts_its_deadline_from_
         await view.subscribe()
         src = view.sessions["src"]
         await lab.migrate()
-        await until(lambda: src.state.in_pre_switchover and deadline_of(src) is not None, LONG, "the pause")
-        assert src.pause.clock is not None
-        since = src.pause.clock.start  # QEMU's own stamp (the MIGRATION event)
-        assert deadline_of(src) == since + 600.0
-        await until(lambda: (records(runtime_dir) or [{}])[0].get("pause"), LONG, "the pause in the record")
-        assert records(runtime_dir)[0]["pause"] == {"since": since, "exact": True}
-        first.kill()
-        await until(lambda: view.closed is not None and view.closed.done(), LONG, "the link gone")
+        since = await killed_once_recorded(view, src, first, partial(records, runtime_dir))
+        assert src.pause.owner == "migtui" and deadline_of(src) == since + 600.0
     second = restart(runtime_dir)
     try:
         async with attached(runtime_dir) as later:
@@ -244,6 +269,125 @@ async def test_a_record_whose_qemu_is_gone_is_dropped_at_start(lab: Lab, runtime
         second.cleanup()
 
 
+# ---------------------------------------------------------------------- a pause migtui did not arm
+
+
+async def guarded_pause(lab: Lab, directory: Path, policy: PolicyInfo) -> tuple[EngineProcess, Any]:
+    """The lab arms its source itself; an engine watches it with ``policy``; another client
+    migrates; the engine records the pause. The engine, and the lab's control connection."""
+    await lab.prepare(storage=False, pause=True)  # armed by the lab, not migtui
+    engine = EngineProcess(directory).start()
+    async with attached(directory) as view:
+        src, _dst = await watch(view, monitors(lab), policy)
+        await until(lambda: src.connected and src.polls, LONG, "connected")
+        ctl = await lab.control(lab.src)
+        await lab.migrate()
+        await until(lambda: guards(directory), LONG, "the guard record")
+    return engine, ctl
+
+
+@pytest.mark.qemu
+async def test_a_pause_migtui_did_not_arm_outlives_the_engine_under_its_explicit_deadline(
+        lab: Lab, runtime_dir: Path) -> None:
+    first, ctl = await guarded_pause(lab, runtime_dir, PolicyInfo(max_pause_s=5.0, on_max_pause="abort",
+                                                                   explicit=EXPLICIT))
+    [record] = guards(runtime_dir)
+    assert record["kind"] == "guard" and "capabilities" not in record, record
+    assert record["policy"]["max_pause_s"] == 5.0 and record["policy"]["explicit"] == EXPLICIT
+    assert records(runtime_dir) == [] and await markers(ctl) == []  # migtui armed nothing, marked nothing
+    first.kill()  # SIGKILL, no view: nothing bounds the pause now
+    second = restart(runtime_dir)  # as systemd starts one, or by hand: nobody asks it to watch anything
+    try:
+        await aborted_and_running(ctl, LONG)  # the recorded deadline (5 s, then abort) bounded it
+        log = second.log
+        assert f"src: taken up again, guarded by migtui (engine {first.pid}): paused before switchover" in log, log
+        assert log.index("src: taken up again") < log.index("src: paused 5 s: aborting the migration")
+        await until(lambda: not guards(runtime_dir), LONG, "the guard record removed with its pause")
+        assert await markers(ctl) == []
+    finally:
+        second.cleanup()
+
+
+@pytest.mark.qemu
+async def test_a_guarded_pause_taken_up_again_counts_its_deadline_from_its_recorded_start(
+        lab: Lab, runtime_dir: Path) -> None:
+    policy = PolicyInfo(max_pause_s=600.0, on_max_pause="abort", explicit=EXPLICIT)  # the test ends the pause
+    await lab.prepare(storage=False, pause=True)
+    first = EngineProcess(runtime_dir).start()
+    async with attached(runtime_dir) as view:
+        src, _dst = await watch(view, monitors(lab), policy)
+        await lab.migrate()
+        since = await killed_once_recorded(view, src, first, partial(guards, runtime_dir))
+        assert src.pause.owner == "other" and deadline_of(src) == since + 600.0
+    second = restart(runtime_dir)
+    try:
+        async with attached(runtime_dir) as later:
+            await later.subscribe()
+            again = later.sessions["src"]
+            await until(lambda: again.pause.clock is not None and deadline_of(again) is not None
+                        and "taken up again" in again.pause.notes.get("deadline", ""), LONG, "taken up again")
+            note = again.pause.notes["deadline"]
+            assert "guarded by migtui" in note and "armed by migtui" not in note, note
+            assert "QEMU's pause start, as recorded" in note and "(600 s, then abort)" in note, note
+            # From the recorded start, to the microsecond: not the new engine's first sight of it.
+            assert again.pause.clock is not None and again.pause.clock.start == since and again.pause.clock.exact
+            assert deadline_of(again) == since + 600.0 and again.pause.owner == "other"
+            # A view that restarted the engine watches again with its policy: the same pause, the same deadline.
+            await watch(later, monitors(lab), policy)
+            assert deadline_of(again) == since + 600.0
+            assert await again.engine_request("abort") == "src: abort started"
+            await until(lambda: again.switchover.result is not None, LONG, "the abort")
+        await aborted_and_running(await lab.control(lab.src), LONG)
+        await until(lambda: not guards(runtime_dir), LONG, "the guard record removed with its pause")
+    finally:
+        second.cleanup()
+
+
+@pytest.mark.qemu
+async def test_the_end_of_a_guarded_pause_removes_its_record(lab: Lab, runtime_dir: Path) -> None:
+    engine, ctl = await guarded_pause(lab, runtime_dir, PolicyInfo(max_pause_s=600.0, on_max_pause="abort",
+                                                                    explicit=EXPLICIT))
+    try:
+        await ctl.execute("migrate_cancel")  # another client ends the pause
+        await aborted_and_running(ctl, LONG)
+        await until(lambda: not guards(runtime_dir), LONG, "the guard record removed")
+        assert "src: its pause is over: guard record removed" in engine.log
+    finally:
+        engine.cleanup()
+
+
+@pytest.mark.qemu
+async def test_a_guard_record_of_another_pause_is_dropped_and_nothing_is_sent(lab: Lab, runtime_dir: Path) -> None:
+    # The lab's source paused by a migration that began after the recorded pause; another
+    # QEMU (not paused) at a recorded socket. Each record names a pause that is not there.
+    await lab.prepare(storage=False, pause=True)
+    ctl = await lab.control(lab.src)
+    await lab.migrate()
+    await qemu_says(ctl, "pre-switchover")
+    fresh = TracedQemu(runtime_dir / "other.qmp", machine="pc").start()
+    store = RecordStore(runtime_dir)
+    policy = Policy(max_pause_s=1.0, on_max_pause="abort", explicit=frozenset(EXPLICIT))
+    src = MonitorAddress("src", "unix", str(lab.src.qmp_path))
+    store.save(GuardRecord.new(src, "src", policy, 0.25, time.time() - 3600.0, True))  # a pause before this migration
+    other = MonitorAddress("other", "unix", str(fresh.socket_path))
+    store.save(GuardRecord.new(other, "other", policy, 0.25, time.time() - 10.0, True))
+    engine = restart(runtime_dir)
+    try:
+        await until(lambda: not guards(runtime_dir), LONG, "both records dropped")
+        await until(lambda: engine.log.count("guard record dropped, nothing sent") == 2, LONG, "the engine's word")
+        assert "src: paused when migtui guarded it; the migration there began after that pause" in engine.log
+        assert "other: paused when migtui guarded it; its pause is over (migration none)" in engine.log
+        async with attached(runtime_dir) as later:  # watched only for those records: no longer
+            await later.subscribe()
+            await until(lambda: later.sessions == {}, LONG, "both unwatched")
+        await qemu_says(ctl, "pre-switchover")  # left as it is (a 1 s deadline taken up would have aborted it)
+        sent = [c.command for c in fresh.commands()]
+        assert sent and all(c in READ_ONLY_COMMANDS for c in sent), sent
+    finally:
+        engine.cleanup()
+        fresh.kill()
+
+
 # ---------------------------------------------------------------------- without QEMU
 
 
@@ -273,6 +417,40 @@ def test_the_pause_start_an_engine_takes_up() -> None:
     assert pause_origin(700.0, migration_start=850.0, seen_unpaused=800.0, now=now) == (850.0, False)
     assert pause_origin(None, migration_start=850.0, seen_unpaused=960.0, now=now) == (960.0, False)
     assert pause_origin(None, migration_start=None, seen_unpaused=None, now=now) == (now, False)
+
+
+def test_a_guard_record_is_written_whole_and_private_and_read_back_beside_the_armed_ones(tmp_path: Path) -> None:
+    store = RecordStore(tmp_path)
+    policy = Policy(max_pause_s=60.0, on_max_pause="abort", explicit=frozenset({"max_pause", "on_max_pause"}))
+    rec = GuardRecord.new(MonitorAddress("src", "tcp", host="h", port=4444), "src", policy, 0.5, 1234.5, True)
+    store.save(rec)
+    path = store.path(rec.token, "guard-")
+    assert path.stat().st_mode & 0o777 == 0o600 and [p.name for p in tmp_path.iterdir()] == [path.name]
+    assert store.load_guards() == [rec] and store.load_all() == []  # not an armed record
+    data = json.loads(path.read_text())
+    assert (data["kind"], data["version"], data["pause"]) == ("guard", 1, {"since": 1234.5, "exact": True})
+    assert data["policy"]["explicit"] == ["max_pause", "on_max_pause"]
+    # An armed record as the first engines wrote it (version 1, no kind) still loads, and
+    # is not taken for a guard record; a guard record of another version is left alone.
+    old = {"version": 1, "token": "0123abcd", "address": {"name": "vm", "kind": "unix", "path": "/run/vm.qmp",
+                                                          "host": None, "port": None},
+           "name": "vm", "capabilities": ["pause-before-switchover"], "policy": {"max_pause_s": 30.0},
+           "interval": 1.0, "armed_at": 99.0, "engine_pid": 42, "pause": None}
+    (tmp_path / "armed-0123abcd.json").write_text(json.dumps(old))
+    (tmp_path / "guard-feedbeef.json").write_text(json.dumps({**data, "version": 2, "token": "feedbeef"}))
+    [armed] = store.load_all()
+    assert (armed.token, armed.capabilities, armed.pause_since) == ("0123abcd", ("pause-before-switchover",), None)
+    assert armed.policy.max_pause_s == 30.0
+    assert store.load_guards() == [rec]
+    store.remove(rec.token, "guard-")
+    assert store.load_guards() == [] and (tmp_path / "guard-feedbeef.json").exists()
+
+
+def test_a_recorded_pause_is_the_migrations_only_if_it_began_after_the_migration() -> None:
+    assert same_migration(900.0, migration_start=850.0)
+    assert same_migration(850.0 - SAME_MIGRATION_S / 2, migration_start=850.0)  # two engines' latency apart
+    assert not same_migration(700.0, migration_start=850.0)  # an earlier migration's, or another QEMU's
+    assert same_migration(700.0, migration_start=None)
 
 
 def test_the_marker_is_found_by_its_token_only() -> None:
