@@ -131,6 +131,15 @@ async def _ended(rt: Runtime, pid: int, within: float) -> bool:
         await asyncio.sleep(0.05)
 
 
+async def _lock_freed(rt: Runtime, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not lock_free(rt):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
 async def end(rt: Runtime, proc: EngineProcess) -> str:
     """End an engine that does not answer: SIGTERM (and SIGCONT, so a stopped one gets it
     and sets back what it armed), then SIGKILL if it is still there after TERM_GRACE_S.
@@ -145,7 +154,9 @@ async def end(rt: Runtime, proc: EngineProcess) -> str:
             await _ended(rt, proc.pid, TERM_GRACE_S)
     except ProcessLookupError:
         pass
-    if lock_free(rt):  # what a killed engine leaves behind
+    # What a killed engine leaves behind. Its main thread can show as a zombie while its other
+    # threads still exit and hold its files, the lock among them: wait for the lock itself.
+    if await _lock_freed(rt, TERM_GRACE_S):
         for leftover in (rt.socket, rt.pid_file):
             with contextlib.suppress(OSError):
                 leftover.unlink()
