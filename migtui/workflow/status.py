@@ -141,8 +141,10 @@ async def snapshot(address: MonitorAddress, timeout: float) -> Snapshot:
         await mon.connect()
         snap.qemu = mon.qemu_version
         snap.capabilities = dict(mon.capabilities)
-        snap.run_state = RunState.from_qmp(await mon.execute("query-status")).status
+        # The migration first: QEMU stops the guest before it enters pre-switchover, so a run state
+        # read after a pre-switchover is the stopped one ("running" beside it was a stale read).
         snap.migration = MigrationInfo.from_qmp(await mon.execute("query-migrate"))
+        snap.run_state = RunState.from_qmp(await mon.execute("query-status")).status
         jobs = await mon.execute("query-block-jobs") if mon.supports("query-block-jobs") else []
         snap.block_jobs = list(jobs) if isinstance(jobs, list) else []
     except MonitorError as exc:
