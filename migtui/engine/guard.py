@@ -28,6 +28,7 @@ watched only for that record is no longer watched.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Coroutine
 from functools import partial
@@ -265,7 +266,7 @@ class Guards:
             return
         async with self._lock:
             if self.records.get(rec.address.display) is rec:  # not dropped meanwhile
-                await asyncio.to_thread(store.save, GuardRecord(**vars(rec)))
+                await asyncio.to_thread(store.save, dataclasses.replace(rec))
 
     async def _remove(self, rec: GuardRecord, why: str) -> None:
         store = self.durable.store

@@ -15,6 +15,7 @@ import fcntl
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,24 +121,18 @@ def lock_free(rt: Runtime) -> bool:
     return True
 
 
-async def _ended(rt: Runtime, pid: int, within: float) -> bool:
+async def _within(done: Callable[[], bool], within: float) -> bool:
+    """Whether ``done()`` holds within ``within`` seconds (looked at every 50 ms)."""
     deadline = time.monotonic() + within
-    while True:
-        state = _state(pid)
-        if state is None or state in ("Z", "X") or lock_free(rt):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-
-
-async def _lock_freed(rt: Runtime, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while not lock_free(rt):
+    while not done():
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.05)
     return True
+
+
+async def _ended(rt: Runtime, pid: int, within: float) -> bool:
+    return await _within(lambda: _state(pid) in (None, "Z", "X") or lock_free(rt), within)
 
 
 async def end(rt: Runtime, proc: EngineProcess) -> str:
@@ -156,7 +151,7 @@ async def end(rt: Runtime, proc: EngineProcess) -> str:
         pass
     # What a killed engine leaves behind. Its main thread can show as a zombie while its other
     # threads still exit and hold its files, the lock among them: wait for the lock itself.
-    if await _lock_freed(rt, TERM_GRACE_S):
+    if await _within(lambda: lock_free(rt), TERM_GRACE_S):
         for leftover in (rt.socket, rt.pid_file):
             with contextlib.suppress(OSError):
                 leftover.unlink()
