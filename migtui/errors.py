@@ -22,6 +22,10 @@ class LabError(MigtuiError):
     """The lab could not start or drive its QEMU pair."""
 
 
+class LabUsageError(LabError):
+    """A lab flag (or $MIGTUI_LAB_ACCEL) that cannot work: a usage error, exit 2 like argparse's."""
+
+
 class MonitorError(MigtuiError):
     """Something went wrong talking to one monitor."""
 

@@ -18,12 +18,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from ..address import parse_addresses
-from ..errors import MigtuiError
+from ..errors import LabUsageError, MigtuiError
 from ..lab.lab import Lab
 from ..lab.scenarios import setup_scenario
 from ..logfile import setup_logging
 from ..protocol.messages import PolicyInfo
-from .options import add_bell_argument, add_lab_arguments, add_runtime_argument, lab_settings
+from .options import LabSettings, add_bell_argument, add_lab_arguments, add_runtime_argument, lab_settings
 
 if TYPE_CHECKING:
     from ..tui.app import MigtuiApp
@@ -42,15 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_argument(parser)
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(args: argparse.Namespace, settings: LabSettings) -> int:
     from ..tui.view_run import (  # textual only once the arguments are good
         stop_engine,
         view_main,
     )
 
-    settings = lab_settings(args)
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=True, disk_mib=args.disk_size,
-              dirty_rate_mib_s=settings.rate, accel=args.accel, qemu_binary=args.qemu,
+              dirty_rate_mib_s=settings.rate, accel=settings.accel, qemu_binary=args.qemu,
               dirty_ring=args.dirty_ring)
     # The demo's own engine, in its own runtime directory: it never meets the user's.
     runtime_dir = args.runtime_dir or tempfile.mkdtemp(prefix="migtui-demo-")
@@ -139,6 +138,11 @@ def outcome(app: MigtuiApp) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        settings = lab_settings(args)
+    except LabUsageError as err:
+        print(f"migtui demo: {err}", file=sys.stderr)
+        return 2
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         print("migtui demo: needs a terminal (for scripts: migtui lab + migtui status)", file=sys.stderr)
         return 2
@@ -148,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"migtui demo: --log-file {args.log_file}: {err.strerror or err}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_main(args))
+        return asyncio.run(_main(args, settings))
     except MigtuiError as err:
         print(f"migtui demo: {err}", file=sys.stderr)
         return 1

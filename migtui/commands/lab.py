@@ -18,12 +18,12 @@ from typing import Any
 
 from qemu.qmp import EventListener, QMPClient, QMPError
 
-from ..errors import LabError, MigtuiError
+from ..errors import LabError, LabUsageError, MigtuiError
 from ..format import format_ms
 from ..lab.lab import Lab, LabVm
 from ..lab.scenarios import Scenario, setup_scenario
 from ..model.coerce import as_mapping
-from .options import add_lab_arguments, lab_settings
+from .options import LabSettings, add_lab_arguments, lab_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        return asyncio.run(_main(args))
+        settings = lab_settings(args)
+    except LabUsageError as err:
+        print(f"migtui lab: {err}", file=sys.stderr, flush=True)
+        return 2
+    try:
+        return asyncio.run(_main(args, settings))
     except MigtuiError as err:
         print(f"migtui lab: {err}", file=sys.stderr, flush=True)
         return 1
@@ -191,13 +196,10 @@ def _banner(lab: Lab, scenario_name: str, scenario: Scenario, bandwidth: float |
     _say("")
 
 
-async def _main(args: argparse.Namespace) -> int:
-    settings = lab_settings(args)
+async def _main(args: argparse.Namespace, settings: LabSettings) -> int:
     scenario, bandwidth, rate = settings.scenario, settings.bandwidth, settings.rate
-    if scenario.storage and args.no_disk:
-        raise LabError("--scenario storage needs the data disk: drop --no-disk")
     lab = Lab(memory_mib=args.memory, dirty_mib=args.dirty, disk=not args.no_disk, disk_mib=args.disk_size,
-              directory=args.dir, dirty_rate_mib_s=rate, accel=args.accel, qemu_binary=args.qemu,
+              directory=args.dir, dirty_rate_mib_s=rate, accel=settings.accel, qemu_binary=args.qemu,
               dirty_ring=args.dirty_ring)
     loop = asyncio.get_running_loop()
     tty = sys.stdin is not None and sys.stdin.isatty()

@@ -9,8 +9,8 @@ import re
 from dataclasses import dataclass
 
 from ..address import MonitorAddress, parse_connect
-from ..errors import AddressError, LabError, MigtuiError
-from ..lab.lab import ACCELS
+from ..errors import AddressError, LabError, LabUsageError, MigtuiError
+from ..lab.lab import ACCELS, default_accel
 from ..lab.scenarios import SCENARIOS, Scenario
 from ..libvirt.binding import load as load_libvirt
 from ..libvirt.binding import uri_error
@@ -194,15 +194,23 @@ class LabSettings:
     bandwidth: float | None  # MiB/s; None: QEMU's own
     rate: float  # MiB/s the guest dirties
     downtime_limit: int | None  # ms
+    accel: str  # --accel, else $MIGTUI_LAB_ACCEL, else auto
 
 
 def lab_settings(args: argparse.Namespace) -> LabSettings:
-    """The scenario with the flags that override it, checked (LabError: one line)."""
+    """The scenario with the flags that override it, checked before anything starts
+    (LabUsageError: one line)."""
     scenario = SCENARIOS[args.scenario]
+    if scenario.storage and getattr(args, "no_disk", False):
+        raise LabUsageError("--scenario storage needs the data disk: drop --no-disk")
     bandwidth = args.bandwidth if args.bandwidth is not None else scenario.bandwidth_mib_s
     rate = args.dirty_rate if args.dirty_rate is not None else scenario.dirty_rate_mib_s
     if bandwidth is not None and bandwidth <= 0:
-        raise LabError(f"--bandwidth must be positive, not {bandwidth:g}")
+        raise LabUsageError(f"--bandwidth must be positive, not {bandwidth:g}")
     if args.downtime_limit is not None and args.downtime_limit < 1:
-        raise LabError(f"--downtime-limit must be at least 1 ms, not {args.downtime_limit}")
-    return LabSettings(scenario, bandwidth, rate, args.downtime_limit)
+        raise LabUsageError(f"--downtime-limit must be at least 1 ms, not {args.downtime_limit}")
+    try:
+        accel = args.accel or default_accel()
+    except LabError as err:
+        raise LabUsageError(str(err)) from None
+    return LabSettings(scenario, bandwidth, rate, args.downtime_limit, accel)

@@ -26,9 +26,17 @@ def migtui(*args: str) -> subprocess.CompletedProcess[str]:
     (["status", "localhost:4x44"], "port '4x44' is not a number"),
     (["watch", "--bogus"], "see 'migtui watch --help'"),
     (["--bogus", "/tmp/x"], "see 'migtui --help'"),
+    # The lab's and the demo's settings are checked before a QEMU starts (or a terminal is asked for).
+    (["lab", "--bandwidth", "-1"], "migtui lab: --bandwidth must be positive, not -1"),
+    (["lab", "--scenario", "storage", "--no-disk"], "needs the data disk: drop --no-disk"),
+    (["demo", "--downtime-limit", "0"], "migtui demo: --downtime-limit must be at least 1 ms, not 0"),
+    (["lab", "MIGTUI_LAB_ACCEL=foo"], "migtui lab: $MIGTUI_LAB_ACCEL must be auto, kvm or tcg, not 'foo'"),
 ])
-def test_a_typo_is_bad_usage_in_one_line(argv: list[str], says: str) -> None:
-    result = migtui(*argv)
+def test_a_typo_is_bad_usage_in_one_line(argv: list[str], says: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for word in argv:
+        if word.startswith("MIGTUI_"):  # an environment variable, not an argument
+            monkeypatch.setenv(*word.split("=", 1))
+    result = migtui(*[word for word in argv if not word.startswith("MIGTUI_")])
     assert result.returncode == 2, result
     assert says in result.stderr and result.stderr.count("\n") == 1 and not result.stdout, result.stderr
 
