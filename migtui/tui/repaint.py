@@ -60,20 +60,26 @@ def changed_regions(old: Content, new: Content, width: int) -> list[Region] | No
     old_lines, new_lines = old.plain.split("\n"), new.plain.split("\n")
     if len(old_lines) != len(new_lines):
         return None
-    old_styles, new_styles = _cell_styles(old), _cell_styles(new)
+    # The same spans (places and styles): every cell keeps its style, the text alone decides.
+    # A ticking figure's row, padded to keep its place, is that case on nearly every poll.
+    styles = None if old.spans == new.spans else (_cell_styles(old), _cell_styles(new))
     regions: list[Region] = []
     for y, (a, b) in enumerate(zip(old_lines, new_lines, strict=True)):
-        sa, sb = old_styles[y], new_styles[y]
         diff = _text_diff(a, b)
-        if diff is None:
-            if sa == sb:
+        if styles is None:
+            if diff is None:
                 continue
-            diff = (0, width)  # same text, new colours
         else:
-            start, end = diff
-            # Cells outside the rewritten ones must keep their style.
-            if sa[:start] != sb[:start] or (len(a) == len(b) and sa[end:] != sb[end:]):
-                diff = (0, width)
+            sa, sb = styles[0][y], styles[1][y]
+            if diff is None:
+                if sa == sb:
+                    continue
+                diff = (0, width)  # same text, new colours
+            else:
+                start, end = diff
+                # Cells outside the rewritten ones must keep their style.
+                if sa[:start] != sb[:start] or (len(a) == len(b) and sa[end:] != sb[end:]):
+                    diff = (0, width)
         start, end = diff
         end = min(max(end, start + 1), width)
         if start < width:

@@ -61,6 +61,11 @@ def test_only_changed_cells_are_repainted() -> None:
     b = Content.assemble(("RAM ", "bold"), ("█" * 11, "$primary"), ("░" * 9, "dim"))
     (r,) = regions(a, b, 24)
     assert (r.x, r.width) == (14, 1)
+    # A styled figure that ticks, its spans in place: its own cells.
+    d = Content.assemble(("sent ", "$text-muted"), ("148.1 MiB", "bold"))
+    e = Content.assemble(("sent ", "$text-muted"), ("148.4 MiB", "bold"))
+    (r,) = regions(d, e, 24)
+    assert (r.x, r.width) == (9, 1)
     # Same cells, new colour: the whole line.
     c = Content.assemble(("RAM ", "bold"), ("█" * 10, "$success"), ("░" * 10, "dim"))
     (r,) = regions(a, c, 24)

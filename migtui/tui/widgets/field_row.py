@@ -22,6 +22,7 @@ from ..repaint import DiffWidget
 from ..sizes import content_size
 
 SEP = Content.styled(" · ", "$text-muted")
+SEP_CELLS = SEP.cell_length
 
 
 def pad(value: str, width: int) -> str:
@@ -65,14 +66,16 @@ class FieldRow(DiffWidget):
     def _draw(self, width: int) -> Content:
         """Each field whole while it fits; the one that crosses the edge is cut there with
         "…" (an optional one is left out), and those after it get no room at all."""
-        row = Content("")
+        # The parts are joined once at the end: a Content per "+" was a third of a row's cost.
+        parts: list[Content] = []
+        used = 0
         for n, (index, value) in enumerate(self._fields):
-            text = value if n == 0 else SEP + value
-            if not width or row.cell_length + text.cell_length <= width:
-                row += text
+            cells = value.cell_length + (SEP_CELLS if n else 0)
+            if not width or used + cells <= width:
+                parts += (SEP, value) if n else (value,)
+                used += cells
                 continue
-            if index < self._optional_from:
-                room = width - row.cell_length
-                row += text.truncate(room, ellipsis=True) if room > 0 else Content("")
+            if index < self._optional_from and width - used > 0:
+                parts.append((SEP + value if n else value).truncate(width - used, ellipsis=True))
             break
-        return row
+        return Content.assemble(*parts)
