@@ -47,6 +47,8 @@ START_WAIT_S = 60.0
 WELCOME_WAIT_S = 15.0  # an engine that runs but has not welcomed us by then is hung
 CALL_TIMEOUT_S = 30.0
 SILENT_AFTER_BEATS = 4  # heartbeats missed before the engine is marked silent
+# A watchdog that runs this late was held up with the view (a stopped or starved process):
+# the engine's lines may be waiting unread, so it looks again this much later.
 WATCHDOG_S = 0.5
 
 
@@ -158,8 +160,7 @@ class EngineClient:
         self._task = loop.create_task(self._read_loop(), name="engine-link")
         if first.heartbeat > 0:  # an engine that beats: its silence means something
             self.beat_every = first.heartbeat
-            self._watch_due = time.monotonic() + WATCHDOG_S
-            self._watchdog = loop.call_later(WATCHDOG_S, self._watch)
+            self._watch_at(self.heard_at + self._silent_after)
 
     async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A connection to the engine's socket. A full backlog (the engine busy accepting a
@@ -333,19 +334,34 @@ class EngineClient:
         if self.silent_since is not None:
             self.silent_since = None
             log.info("the engine is heard again")
+            if self._watchdog is None and self.closed is not None and not self.closed.done():
+                self._watch_at(self.heard_at + self._silent_after)
             self._silence_changed()
+
+    @property
+    def _silent_after(self) -> float:
+        return SILENT_AFTER_BEATS * self.beat_every
+
+    def _watch_at(self, due: float) -> None:
+        """One timer, when the engine would be silent if nothing is heard before (not a look
+        every half second: two wake-ups a second of a view that watches, for nothing)."""
+        self._watch_due = due
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_at(loop.time() + max(0.0, due - time.monotonic()), self._watch)
 
     def _watch(self) -> None:
         now = time.monotonic()
-        late = now - self._watch_due
-        self._watch_due = now + WATCHDOG_S
-        self._watchdog = asyncio.get_running_loop().call_later(WATCHDOG_S, self._watch)
-        if late > 2 * WATCHDOG_S:
-            return  # this view itself was held up: the engine's lines may be waiting, unread
-        if self.silent_since is None and now - self.heard_at > SILENT_AFTER_BEATS * self.beat_every:
-            self.silent_since = self._heard_wall
-            log.warning("%s", self.silence())
-            self._in_context(self._silence_changed)
+        if now - self._watch_due > 2 * WATCHDOG_S:
+            # This view itself was held up: the engine's lines may be waiting, unread.
+            self._watch_at(now + WATCHDOG_S)
+            return
+        if now - self.heard_at <= self._silent_after:
+            self._watch_at(max(self.heard_at + self._silent_after, now + WATCHDOG_S))
+            return
+        self._watchdog = None  # silent: the next line heard ends it and watches again (_heard)
+        self.silent_since = self._heard_wall
+        log.warning("%s", self.silence())
+        self._in_context(self._silence_changed)
 
     def add_monitor_listener(self, cb: Callable[[RemoteSession], None]) -> Callable[[], None]:
         """``cb(session)`` for each monitor the engine starts watching after this view
