@@ -4,6 +4,8 @@ monitors made it flip between two VMs every half second, at 100 % CPU)."""
 from __future__ import annotations
 
 from conftest import app_for, until
+from textual import events
+from textual.widgets import Input
 
 from migtui.tui.app import MigtuiApp
 from migtui.tui.widgets.monitor_list import MonitorList
@@ -67,3 +69,21 @@ async def test_j_k_g_G_and_a_filter_move_through_a_long_list() -> None:
         assert await selected_after("tab") == "db1"  # tab goes round what is shown
         await selected_after("escape")  # clears it: every monitor again, the selection kept
         assert listed.option_count == 5 and dashboard.selected.name == "db1"  # type: ignore[union-attr]
+
+
+async def test_what_is_typed_right_after_the_slash_goes_to_the_filter() -> None:
+    """``/`` then a name at once (a paste, a quick hand): every key after the ``/`` is the
+    filter's. Textual moves focus a turn later, and the keys already queued went to the
+    dashboard: ``m`` of "mx" opened the start screen instead."""
+    monitors = [f"{name}=unix:/nonexistent/migtui-test/{name}.qmp" for name in ("web1", "mx1", "mx2")]
+    async with app_for(monitors, wait=False) as view:
+        app = view.app
+        for key, character in (("slash", "/"), ("m", "m"), ("x", "x")):
+            app.post_message(events.Key(key, character))  # as the driver posts them: no turn between
+        await until(lambda: idle(app), 10, "the keys handled")
+        assert app.dashboard.query_one("#filter", Input).value == "mx"
+        assert app.screen is app.dashboard
+        assert app.dashboard.query_one(MonitorList).names == ["mx1", "mx2"]
+        app.post_message(events.Key("slash", "/"))  # in the filter, a character (libvirt's HOST/DOMAIN)
+        await until(lambda: idle(app), 10, "the key handled")
+        assert app.dashboard.query_one("#filter", Input).value == "mx/"

@@ -68,7 +68,8 @@ class DashboardScreen(KeptLines, Screen[None]):
         Binding("e", "toggle_all_events", "All events"),
         Binding("pageup", "scroll_events(-1)", "Scroll events up", show=False, priority=True),
         Binding("pagedown", "scroll_events(1)", "Scroll events down", show=False, priority=True),
-        Binding("slash", "filter", show=False),
+        # Priority: the app runs it as the "/" arrives, before it hands on the keys typed after it.
+        Binding("slash", "filter", show=False, priority=True),
         Binding("escape", "clear_filter", show=False),
     ]
     HORIZONTAL_BREAKPOINTS = HORIZONTAL_BREAKPOINTS
@@ -193,10 +194,17 @@ class DashboardScreen(KeptLines, Screen[None]):
 
     # ------------------------------------------------------------------ / filter
 
+    def can_filter(self) -> bool:
+        """Not while the filter is being typed: there "/" is a character (HOST/DOMAIN names)."""
+        focused = self.focused
+        return not (isinstance(focused, Input) and focused.id == "filter")
+
     def action_filter(self) -> None:
         """``/``: a filter line above the footer; the list keeps the names that contain it."""
         self.query_one(FilterLine).add_class("-shown")
-        self.query_one("#filter", Input).focus()
+        # Now, not as Widget.focus does (a turn later): the keys typed right after the "/" are
+        # the next the app hands on, and each went to the dashboard's keys ("m" starts a migration).
+        self.set_focus(self.query_one("#filter", Input))
 
     def on_input_changed(self, message: Input.Changed) -> None:
         if message.input.id != "filter":
