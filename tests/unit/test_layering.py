@@ -62,8 +62,9 @@ TEST_ONLY_ON_PURPOSE = {
     "texts": "EventLog's lines as text: what the tests read of the widget",
     "MIGRATION_STATUSES": "model/migration.py is being reworked for QEMU 8-10 in parallel",
 }
-# Textual calls these by their name: handlers, bound actions, reactive watchers.
-FRAMEWORK_PREFIXES = ("on_", "action_", "watch_", "compute_", "validate_", "key_", "_on_", "_watch_")
+# Textual calls these by their name: handlers, bound actions, reactive watchers; and a screen's
+# can_ACTION, which its check_action asks by name (screens/dashboard.py, _predicate).
+FRAMEWORK_PREFIXES = ("on_", "action_", "watch_", "compute_", "validate_", "key_", "_on_", "_watch_", "can_")
 # Users: the package itself (lab included), the benchmarks, the scripts and the fixture recorders.
 USERS = ("migtui/**/*.py", "migtui/**/*.tcss", "bench/*.py", "scripts/*", "tests/fixtures/*.py")
 
