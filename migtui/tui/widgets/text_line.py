@@ -47,13 +47,8 @@ class TextLine(KeptLines, StripLines, Widget):
             return False
         self._shown = new
         wrapped, self._wrapped = self._wrapped, (0, 0)  # old's; new's is measured below if asked
-        size = content_size(self)
-        width = size.width
-        lines = new.plain.count("\n") + 1
-        # A layout when the lines are more or fewer, or when the rows laid out are not the
-        # lines (a set before the first layout: the layout it asked for can come too early).
-        if lines != old.plain.count("\n") + 1 or (not relayout and self.styles.height is not None
-                                                     and self.styles.height.is_auto and size.height != lines) or (
+        width = content_size(self).width
+        if new.plain.count("\n") != old.plain.count("\n") or (
                 relayout and self._rows_changed(old, wrapped, new, width)):
             self.refresh(layout=True)
             return True
