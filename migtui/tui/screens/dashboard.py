@@ -27,7 +27,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Input
+from textual.widgets import Input, OptionList
 
 from ...errors import MigtuiError
 from ...model.events import QmpEvent
@@ -89,7 +89,6 @@ class DashboardScreen(KeptLines, Screen[None]):
         self._tz = tz
         self._coarse = coarse
         self._selected: RemoteSession | None = None
-        self._composed = False  # on_mount ran: the panels are there to show a monitor in
         self.all_events = False
         self._events_shown: dict[str, int] = {}  # session -> event_count already written
         self._events_generation: dict[str, int] = {}  # session -> its connection when they were
@@ -98,7 +97,7 @@ class DashboardScreen(KeptLines, Screen[None]):
     def compose(self) -> ComposeResult:
         with Row(id="body"):
             with Column(id="side"):
-                yield MonitorList(list(self.sessions.values()), on_highlight=self._highlighted, id="monitors")
+                yield MonitorList(list(self.sessions.values()), id="monitors")
                 yield PassHistory(id="passes")
             with Column(id="main"):
                 with Column(id="banners"):
@@ -121,12 +120,10 @@ class DashboardScreen(KeptLines, Screen[None]):
         return ()
 
     def on_mount(self) -> None:
-        self._composed = True
         monitors = self.query_one(MonitorList)
         monitors.focus()
         if self.sessions:
-            monitors.highlighted = 0
-            self._highlighted(monitors.get_option_at_index(0).id or "")  # it may have been 0 already
+            monitors.highlighted = 0  # posts OptionHighlighted -> select()
 
     # ------------------------------------------------------------------ selection
 
@@ -134,12 +131,13 @@ class DashboardScreen(KeptLines, Screen[None]):
     def selected(self) -> RemoteSession | None:
         return self._selected
 
-    def _highlighted(self, name: str) -> None:
-        """The list's highlight moved (a key, the mouse, a filter): show that monitor, in the
-        same turn, so that one frame draws the highlight and the panels together."""
-        if not self._composed:
-            return  # the list highlights its first entry as it mounts, before the panels: on_mount shows it
-        session = self.sessions.get(name)
+    def on_option_list_option_highlighted(self, message: OptionList.OptionHighlighted) -> None:
+        message.stop()
+        if message.option_index != message.option_list.highlighted:
+            # A stale message (quick keys queue several): following it would move the
+            # highlight back, which queues another, and so round for ever.
+            return
+        session = self.sessions.get(message.option.id or "")
         if session is not None and session is not self._selected:
             self.select(session)
 

@@ -9,8 +9,6 @@ when its text changes, so 50 quiet monitors cost nothing per poll.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from textual.binding import Binding, BindingType
@@ -84,28 +82,14 @@ class MonitorList(OptionList):
         Binding("G", "last", show=False),
     ]
 
-    def __init__(self, sessions: list[MonitorSession], *, on_highlight: Callable[[str], None] | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, sessions: list[MonitorSession], **kwargs: Any) -> None:
         self._sessions = {s.name: s for s in sessions}
-        self._on_highlight = on_highlight
-        self._rebuilding = False  # the list's own changes move the highlight: not the operator's choice
         self._shown: dict[str, Content] = {}
         self._keys: dict[str, tuple[object, ...]] = {}  # what each entry was drawn from (update_entry)
         self._entry_width = 20
         self._selected: str | None = None
         self.filter = ""
         super().__init__(*self._entries(), **kwargs)
-
-    def watch_highlighted(self, highlighted: int | None) -> None:
-        """``on_highlight(name)`` in this same turn. Textual's OptionHighlighted climbs to the
-        screen a message pump at a time, and a frame came first: a key drew the list's new
-        highlight, then the monitor's panels ~30 ms later (a key's answer 55-61 ms, 24-30 ms
-        before the list shared its column with the passes: docs/benchmarks.md)."""
-        super().watch_highlighted(highlighted)
-        if highlighted is not None and self._on_highlight is not None and not self._rebuilding:
-            name = self.get_option_at_index(highlighted).id
-            if name is not None:
-                self._on_highlight(name)
 
     @property
     def names(self) -> list[str]:
@@ -116,19 +100,8 @@ class MonitorList(OptionList):
         if text == self.filter:
             return
         self.filter = text
-        with self._rebuild():
-            self.clear_options()
-            self.add_options(self._entries())
-
-    @contextmanager
-    def _rebuild(self) -> Iterator[None]:
-        """Entries added, removed or re-made: the highlight this moves is not a selection (the
-        dashboard says which monitor stays selected once the list is made again)."""
-        self._rebuilding = True
-        try:
-            yield
-        finally:
-            self._rebuilding = False
+        self.clear_options()
+        self.add_options(self._entries())
 
     def _entries(self) -> list[Option]:  # not _options: OptionList's own list of them
         options = []
@@ -151,8 +124,7 @@ class MonitorList(OptionList):
     def add_session(self, session: MonitorSession) -> None:
         self._sessions[session.name] = session
         self._shown[session.name] = entry(session, self._entry_width, False)
-        with self._rebuild():
-            self.add_option(Option(self._shown[session.name], id=session.name))
+        self.add_option(Option(self._shown[session.name], id=session.name))
 
     def remove_session(self, name: str) -> None:
         """Drop a monitor's entry (the engine no longer watches it)."""
@@ -163,8 +135,7 @@ class MonitorList(OptionList):
         if self._selected == name:
             self._selected = None
         if shown:
-            with self._rebuild():
-                self.remove_option(name)
+            self.remove_option(name)
 
     def update_entry(self, name: str) -> bool:
         """Rewrite one monitor's entry if its text changed; returns True if it did."""
