@@ -55,6 +55,24 @@ async def test_arrows_and_tab_select_a_monitor() -> None:
         assert dash.selected is sessions[0]
 
 
+async def test_a_key_shows_the_monitor_it_highlights_in_the_same_turn() -> None:
+    """A key's one frame draws the list's highlight and the monitor's panels together: the
+    dashboard shows the monitor before anything else runs (Textual's OptionHighlighted climbs
+    to the screen a pump at a time, and a frame came first: keys took ~30 ms more)."""
+    async with app_for(recorded("storage", 16.9)) as view:
+        app, sessions = view.app, view.sessions
+        await until(lambda: dialog_shown(app), 10, "the dialog of the pause, by itself")
+        await view.press("n")
+        dash = app.dashboard
+        assert dash.selected is sessions[0]
+        monitors = app.query_one(MonitorList)
+        monitors.action_move("down")  # what "j" and "down" run; no await: nothing runs in between
+        assert dash.selected is sessions[1]
+        assert text(app, MonitorHeader).startswith("dst")
+        monitors.action_move("first")
+        assert dash.selected is sessions[0]
+
+
 async def test_panels_show_the_recorded_migration() -> None:
     async with app_for(recorded("storage", 16.9), size=(120, 40)) as view:
         app = view.app

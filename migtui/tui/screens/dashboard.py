@@ -97,7 +97,7 @@ class DashboardScreen(KeptLines, Screen[None]):
     def compose(self) -> ComposeResult:
         with Row(id="body"):
             with Column(id="side"):
-                yield MonitorList(list(self.sessions.values()), id="monitors")
+                yield MonitorList(list(self.sessions.values()), on_key_move=self._show_named, id="monitors")
                 yield PassHistory(id="passes")
             with Column(id="main"):
                 with Column(id="banners"):
@@ -137,7 +137,10 @@ class DashboardScreen(KeptLines, Screen[None]):
             # A stale message (quick keys queue several): following it would move the
             # highlight back, which queues another, and so round for ever.
             return
-        session = self.sessions.get(message.option.id or "")
+        self._show_named(message.option.id or "")
+
+    def _show_named(self, name: str) -> None:
+        session = self.sessions.get(name)
         if session is not None and session is not self._selected:
             self.select(session)
 

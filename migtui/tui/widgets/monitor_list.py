@@ -9,6 +9,7 @@ when its text changes, so 50 quiet monitors cost nothing per poll.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from textual.binding import Binding, BindingType
@@ -74,22 +75,47 @@ class MonitorList(OptionList):
     DEFAULT_CSS = """
     MonitorList { width: 24; height: 1fr; }
     """
-    # The keys of htop, k9s, less: j/k down/up, g/G first/last (arrows, home/end too).
+    # The keys of htop, k9s, less: j/k down/up, g/G first/last (arrows, home/end too); each
+    # replaces OptionList's own binding of its key.
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("j", "cursor_down", show=False),
-        Binding("k", "cursor_up", show=False),
-        Binding("g", "first", show=False),
-        Binding("G", "last", show=False),
+        Binding("down,j", "move('down')", show=False),
+        Binding("up,k", "move('up')", show=False),
+        Binding("home,g", "move('first')", show=False),
+        Binding("end,G", "move('last')", show=False),
+        Binding("pagedown", "move('page_down')", show=False),
+        Binding("pageup", "move('page_up')", show=False),
     ]
 
-    def __init__(self, sessions: list[MonitorSession], **kwargs: Any) -> None:
+    def __init__(self, sessions: list[MonitorSession], *, on_key_move: Callable[[str], None] | None = None,
+                 **kwargs: Any) -> None:
         self._sessions = {s.name: s for s in sessions}
+        self._on_key_move = on_key_move
         self._shown: dict[str, Content] = {}
         self._keys: dict[str, tuple[object, ...]] = {}  # what each entry was drawn from (update_entry)
         self._entry_width = 20
         self._selected: str | None = None
         self.filter = ""
         super().__init__(*self._entries(), **kwargs)
+
+    def action_move(self, how: str) -> None:
+        """A key that moves the highlight tells the dashboard in the same turn, so one frame
+        draws the highlight and the monitor's panels. Textual's OptionHighlighted climbs to
+        the screen a message pump at a time, and a frame came first with the highlight alone:
+        a key's answer took 55-61 ms against 24-30 ms (docs/benchmarks.md). What else moves
+        it (the first highlight, a click, the list's own rebuilds) still goes by that message."""
+        moves: dict[str, Callable[[], None]] = {
+            "down": self.action_cursor_down, "up": self.action_cursor_up, "first": self.action_first,
+            "last": self.action_last, "page_down": self.action_page_down, "page_up": self.action_page_up,
+        }
+        moves[how]()
+        self._key_moved()
+
+    def _key_moved(self) -> None:
+        if self.highlighted is None or self._on_key_move is None:
+            return
+        name = self.get_option_at_index(self.highlighted).id
+        if name is not None:
+            self._on_key_move(name)
 
     @property
     def names(self) -> list[str]:
