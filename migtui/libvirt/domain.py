@@ -202,6 +202,10 @@ class DomainMonitor(Monitor):
         self.host.forget(self)
         self._set_status(ConnectionStatus(ConnState.CLOSED))
 
+    def execute_soon(self, cmd: str, done: Callable[[Any], object]) -> None:
+        """libvirt's calls run in its thread: a session's poll loop asks them (``execute``)."""
+        raise NotSupported(self.name, f"{self.name}: a libvirt domain answers through execute()")
+
     async def execute(self, cmd: str, args: Mapping[str, Any] | None = None, *,
                       timeout: float | None = None) -> Any:
         if self.read_only and not is_read_only(cmd):

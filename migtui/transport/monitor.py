@@ -38,6 +38,7 @@ from ..listeners import Listeners
 from ..model.events import QmpEvent
 from ..model.features import QemuFeatures
 from . import diagnose
+from .deadlines import Deadlines
 from .readonly import is_read_only
 from .status import ConnectionStatus, ConnState, nothing_listening
 
@@ -68,6 +69,7 @@ class _Client(QMPClient):
         # _learn): told only after its CONNECTED, or a session would fold them into the
         # connection before's state and then reset it (Monitor.connect).
         self.unannounced: list[Message] | None = []
+        self._deadlines = Deadlines()
 
     def _cb_outbound(self, msg: Message) -> Message:
         # qemu.qmp's documented hook for outbound messages; runs in its writer task.
@@ -103,24 +105,24 @@ class _Client(QMPClient):
             msg = await super()._recv()
         return msg
 
-    async def call(self, command: str, arguments: Mapping[str, Any] | None = None) -> Message:
+    async def call(self, command: str, arguments: Mapping[str, Any] | None, timeout: float) -> Message:
         """``execute()``'s round trip, lighter: the command is written to the socket at once
         (not handed to qemu.qmp's writer task through a queue) and its reply comes back
         through a future (not a queue made per call). Its reply is routed by qemu.qmp's
         reader like any other (``_pending``, by id); on a disconnect it is interrupted the
         same way. Polls make most of migtui's round trips: fifty monitors, several a second.
 
-        Returns the reply message (``return`` or ``error``)."""
+        Returns the reply message (``return`` or ``error``); raises TimeoutError when none
+        came within ``timeout`` seconds."""
         writer = self._writer
         if self.runstate is not Runstate.RUNNING or writer is None:
             raise StateError("not connected", self.runstate, Runstate.RUNNING)
         exec_id = self._get_exec_id()
-        message: dict[str, Any] = {"execute": command, "id": exec_id}
-        if arguments is not None:
-            message["arguments"] = arguments
-        data = json.dumps(message, separators=(",", ":")).encode()
+        data = _encode(command, exec_id, arguments)
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[exec_id] = _Reply(reply)  # type: ignore[assignment]
+        entry = _Reply(reply)
+        self._pending[exec_id] = entry  # type: ignore[assignment]
+        self._deadlines.add(exec_id, entry, timeout)
         try:
             if self.logger.isEnabledFor(logging.DEBUG):
                 self.logger.debug("--> %s", data.decode())
@@ -129,10 +131,47 @@ class _Client(QMPClient):
             received = await reply
         finally:
             self._pending.pop(exec_id, None)
+            self._deadlines.discard(exec_id)
         if isinstance(received, ExecInterruptedError):
             raise received
         answer: Message = received
         return answer
+
+    def send(self, command: str, timeout: float, deliver: Callable[[Any], None]) -> None:
+        """:meth:`call` with no coroutine, for a command with no arguments: ``deliver(item)``
+        with the reply message, or the ExecInterruptedError or TimeoutError that stands for
+        it. A lone poll of an idle monitor takes no task step before nor after its reply."""
+        writer = self._writer
+        if self.runstate is not Runstate.RUNNING or writer is None:
+            raise StateError("not connected", self.runstate, Runstate.RUNNING)
+        exec_id = self._get_exec_id()
+        data = _encode(command, exec_id, None)
+        handed = _Handed(self, exec_id, deliver)
+        self._pending[exec_id] = handed  # type: ignore[assignment]
+        self._deadlines.add(exec_id, handed, timeout)
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("--> %s", data.decode())
+        writer.write(data)
+        self._on_write(command, None)
+
+    def settle(self, exec_id: str) -> None:
+        """A :meth:`send`'s execution is over: out of the tables."""
+        self._pending.pop(exec_id, None)
+        self._deadlines.discard(exec_id)
+
+
+@functools.cache
+def _quoted(command: str) -> bytes:
+    return json.dumps(command).encode()
+
+
+def _encode(command: str, exec_id: str, arguments: Mapping[str, Any] | None) -> bytes:
+    """The command's line. A poll's (no arguments) is put together from its parts: qemu.qmp's
+    ids are ``__qmp#`` and digits, nothing to escape, and the name is encoded once."""
+    if arguments is None:
+        return b'{"execute":%s,"id":"%s"}' % (_quoted(command), exec_id.encode())
+    message = {"execute": command, "id": exec_id, "arguments": arguments}
+    return json.dumps(message, separators=(",", ":")).encode()
 
 
 class _Reply:
@@ -151,6 +190,45 @@ class _Reply:
     def put_nowait(self, item: Any) -> None:
         if not self.future.done():
             self.future.set_result(item)
+
+    def expire(self) -> None:
+        if not self.future.done():
+            self.future.set_exception(TimeoutError())
+
+
+class _Handed:
+    """Like :class:`_Reply` for one :meth:`_Client.send`: what comes -- the reply, the
+    disconnect's ExecInterruptedError, or TimeoutError -- is handed to ``deliver`` at once,
+    in the reader's turn (no task waits for it), once."""
+
+    __slots__ = ("client", "deliver", "exec_id")
+
+    def __init__(self, client: _Client, exec_id: str, deliver: Callable[[Any], None]) -> None:
+        self.client = client
+        self.exec_id = exec_id
+        self.deliver: Callable[[Any], None] | None = deliver
+
+    async def put(self, item: Any) -> None:  # the reader, with the reply
+        self.client.settle(self.exec_id)
+        self._hand(item)
+
+    def put_nowait(self, item: Any) -> None:
+        # A disconnect, which walks the table of pending executions: left for after the walk.
+        asyncio.get_running_loop().call_soon(self.client.settle, self.exec_id)
+        self._hand(item)
+
+    def expire(self) -> None:
+        self.client.settle(self.exec_id)
+        self._hand(TimeoutError())
+
+    def _hand(self, item: Any) -> None:
+        deliver, self.deliver = self.deliver, None
+        if deliver is None:
+            return
+        try:
+            deliver(item)
+        except Exception:  # the reader (or the loop's timer) must go on
+            log.exception("%s: a reply's callback failed", self.client.name)
 
 
 class _EventTap(EventListener):
@@ -406,22 +484,56 @@ class Monitor:
     ) -> Any:
         seconds = self.command_timeout if timeout is None else timeout
         try:
-            async with asyncio.timeout(seconds):
-                reply = await client.call(cmd, args)
-        except TimeoutError:
-            raise CommandTimeout(
+            reply = await client.call(cmd, args, seconds)
+        except (TimeoutError, QMPError) as err:
+            raise self._failure(cmd, err, seconds) from None
+        return self._returned(cmd, reply)
+
+    def execute_soon(self, cmd: str, done: Callable[[Any], object]) -> None:
+        """:meth:`execute` for an argument-less query, with no coroutine: ``done(result)``
+        with QEMU's ``return`` value, or the MonitorError execute() would raise, called in
+        the turn that reads the reply (or finds none in time). Raises those errors itself
+        when nothing can be sent."""
+        if self.read_only and not is_read_only(cmd):
+            raise ReadOnlyRefused(self.name, f"--read-only: not sending {cmd!r} to {self.name}")
+        client = self._client
+        if client is None or client.runstate is not Runstate.RUNNING:
+            raise diagnose.closed(self.address) if self._closed else diagnose.not_connected(self.address)
+        seconds = self.command_timeout
+
+        def deliver(item: Any) -> None:
+            if isinstance(item, (TimeoutError, QMPError)):
+                done(self._failure(cmd, item, seconds))
+                return
+            try:
+                result = self._returned(cmd, item)
+            except MonitorError as err:
+                done(err)
+                return
+            done(result)
+
+        try:
+            client.send(cmd, seconds, deliver)
+        except StateError as err:
+            raise self._failure(cmd, err, seconds) from None
+
+    def _failure(self, cmd: str, err: Exception, seconds: float) -> MonitorError:
+        """The one-line error for what came instead of ``cmd``'s reply."""
+        if isinstance(err, TimeoutError):
+            return CommandTimeout(
                 self.name,
                 f"{self.name}: {self.address.display}: no reply to {cmd!r} within {seconds:g} s:"
                 " QEMU may be hung or very busy",
-            ) from None
-        except ExecuteError as err:
-            raise CommandFailed(self.name, cmd, err.error_class, err.error.error.desc) from None
-        except (ExecInterruptedError, StateError):
-            raise diagnose.interrupted(self.address, cmd) from None
-        except QMPError as err:  # a malformed reply: not what QEMU sends
-            raise MonitorError(
-                self.name, f"{self.name}: {self.address.display}: bad reply to {cmd!r}: {err}"
-            ) from None
+            )
+        if isinstance(err, ExecuteError):
+            return CommandFailed(self.name, cmd, err.error_class, err.error.error.desc)
+        if isinstance(err, (ExecInterruptedError, StateError)):
+            return diagnose.interrupted(self.address, cmd)
+        # a malformed reply: not what QEMU sends
+        return MonitorError(self.name, f"{self.name}: {self.address.display}: bad reply to {cmd!r}: {err}")
+
+    def _returned(self, cmd: str, reply: Message) -> Any:
+        """QEMU's ``return`` value of ``cmd``'s reply; raises CommandFailed for its error."""
         if "return" in reply:
             return reply["return"]
         error = reply.get("error")

@@ -22,6 +22,7 @@ import math
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from ..errors import CommandFailed, MigtuiError, MonitorError, NotSupported
@@ -110,7 +111,7 @@ class _Ticks:
     _of: ClassVar[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Ticks]] = weakref.WeakKeyDictionary()
 
     def __init__(self) -> None:
-        self.due: dict[float, set[asyncio.Future[None]]] = {}
+        self.due: dict[float, set[Callable[[], None]]] = {}
 
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> _Ticks:
@@ -119,22 +120,36 @@ class _Ticks:
             ticks = cls._of[loop] = cls()
         return ticks
 
-    def add(self, when: float, waiter: asyncio.Future[None]) -> None:
+    def add(self, when: float, callback: Callable[[], None]) -> None:
         group = self.due.get(when)
         if group is None:
             group = self.due[when] = set()
             asyncio.get_running_loop().call_at(when, self._fire, when)
-        group.add(waiter)
+        group.add(callback)
 
-    def discard(self, when: float, waiter: asyncio.Future[None]) -> None:
+    def discard(self, when: float, callback: Callable[[], None]) -> None:
         group = self.due.get(when)
         if group is not None:
-            group.discard(waiter)
+            group.discard(callback)
 
     def _fire(self, when: float) -> None:
-        for waiter in self.due.pop(when, ()):
-            if not waiter.done():
-                waiter.set_result(None)
+        for callback in self.due.pop(when, ()):
+            try:
+                callback()
+            except Exception:  # one session's trouble must not keep the others' polls
+                log.exception("a poll tick's callback failed")
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One round of queries as it was asked: its replies are folded against this."""
+
+    queries: list[str]
+    order: int  # of its query-migrate among all asked on this session (``_migrate_asked``)
+    generation: int
+    sent: float  # clock()
+    lean: bool  # without query-status
+    status_before: str  # the migration status when it was asked
 
 
 class Reconnected(MonitorError):
@@ -188,6 +203,7 @@ class MonitorSession:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._waiter: asyncio.Future[None] | None = None  # the poll loop's sleep, if it sleeps
+        self._tick_at = 0.0  # loop time of the shared tick that ends (or polls during) that sleep
         self._full_due = True  # the next round asks everything (connect, events, poll_soon)
         self._checked_at = float("-inf")  # loop time of the last full round, or idle round with the config
         self._config_due = True
@@ -594,18 +610,61 @@ class MonitorSession:
         return math.ceil(earliest / step) * step if step > 0 else earliest
 
     async def _sleep_until(self, when: float) -> None:
-        """Until the shared tick at ``when`` (loop time), or until :meth:`_wake_up`."""
+        """Until the shared tick at ``when`` (loop time), or until :meth:`_wake_up`. While the
+        monitor stays idle with ``events`` off, the ticks meanwhile ask its lone query-migrate
+        themselves (:meth:`_tick`)."""
         if self._wake.is_set():
             return
-        waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
         self._waiter = waiter
-        ticks = _Ticks.of(asyncio.get_running_loop())
-        ticks.add(when, waiter)
+        ticks = _Ticks.of(loop)
+        self._tick_at = when
+        ticks.add(when, self._tick)
         try:
             await waiter
         finally:
             self._waiter = None
-            ticks.discard(when, waiter)
+            ticks.discard(self._tick_at, self._tick)
+
+    def _tick(self) -> None:
+        """The shared tick of this session's next round. The round of an idle monitor with
+        ``events`` off is one query-migrate, and 200 of them a second were most of what idle
+        monitors cost: it is sent from here and its reply folded as it is read, and the poll
+        loop sleeps on. Any other round wakes the loop."""
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        monitor = self.monitor
+        if monitor is None or not self._lone_poll_due(now):
+            waiter.set_result(None)
+            return
+        asked = self._round(["query-migrate"])
+
+        def answered(reply: Any) -> None:
+            if not self._tasks:
+                return  # stopped meanwhile (its monitor closed): nobody's news
+            self._fold_round(asked, [reply])
+            # The next tick only now that this poll is over (a slow QEMU slows its own polls),
+            # and only for the same sleep: the loop may have woken meanwhile.
+            if self._waiter is waiter and not waiter.done():
+                self._tick_at = self._next_round_at(asyncio.get_running_loop().time())
+                _Ticks.of(loop).add(self._tick_at, self._tick)
+
+        try:
+            monitor.execute_soon("query-migrate", answered)
+        except MonitorError:
+            # Not sent (disconnected meanwhile, or libvirt's domain, whose calls run in its
+            # thread): the loop asks, and knows what to do.
+            waiter.set_result(None)
+
+    def _lone_poll_due(self, loop_now: float) -> bool:
+        """The round due now is an idle monitor's lone query-migrate (``_queries`` would ask
+        just that: events off, no full round wanted, the config round not due)."""
+        return (self.idle and not self._full_due and not self._wake.is_set() and not self._migration_evented()
+                and loop_now - self._checked_at < IDLE_POLL_S - _EARLY_S)
 
     def _wake_up(self) -> None:
         self._wake.set()
@@ -680,12 +739,7 @@ class MonitorSession:
         queries = self._queries()
         if not queries:
             return frozenset()
-        self._migrate_asked += 1
-        asked = self._migrate_asked
-        generation = self.generation
-        sent = self.clock()
-        lean = "query-status" not in queries
-        status_before = self.state.migration_status
+        asked = self._round(queries)
         replies: list[Any]
         if len(queries) == 1:  # the idle round: no task per query
             try:
@@ -696,12 +750,21 @@ class MonitorSession:
                 replies = [err]
         else:
             replies = await asyncio.gather(*(monitor.execute(q) for q in queries), return_exceptions=True)
-        if generation != self.generation:
+        return self._fold_round(asked, replies)
+
+    def _round(self, queries: list[str]) -> _Round:
+        self._migrate_asked += 1
+        return _Round(queries, self._migrate_asked, self.generation, self.clock(), "query-status" not in queries,
+                      self.state.migration_status)
+
+    def _fold_round(self, asked: _Round, replies: list[Any]) -> frozenset[str]:
+        """Apply one round's replies (in the order asked) and tell listeners what changed."""
+        if asked.generation != self.generation:
             return frozenset()  # answers of the QEMU before a reconnection: not this one's
         self.polls += 1
         kinds: set[str] = set()
         error: str | None = None
-        for command, reply in zip(queries, replies, strict=True):
+        for command, reply in zip(asked.queries, replies, strict=True):
             if isinstance(reply, BaseException):
                 if isinstance(reply, asyncio.CancelledError):
                     raise reply
@@ -714,20 +777,20 @@ class MonitorSession:
                     self._config_due = True  # try again next time
                 continue
             if command == "query-migrate":
-                if asked < self._migrate_folded:
+                if asked.order < self._migrate_folded:
                     continue  # the last query at a migration's end was asked later, and answered
-                self._migrate_folded = asked
+                self._migrate_folded = asked.order
             now = self.clock()
             self._reply_listeners(command, reply, now)
             try:
-                kinds |= self.apply_reply(command, reply, now, sent)
+                kinds |= self.apply_reply(command, reply, now, asked.sent)
             except Exception as err:  # a reply the model cannot fold must not stop polling
                 log.exception("%s: cannot apply %s reply %r", self.name, command, reply)
                 error = error or f"{self.name}: {command}: unexpected reply ({err})"
         if error != self.poll_error:
             self.poll_error = error
             kinds.add(CONNECTION)
-        if lean and self.state.migration_status != status_before:
+        if asked.lean and self.state.migration_status != asked.status_before:
             self.poll_soon()  # (events off) what else changed with it: the run state, the jobs
         self._notify(kinds)
         return frozenset(kinds)

@@ -125,7 +125,27 @@ async def test_polls_never_overlap_and_a_hung_qemu_is_reported(
         finally:
             in_flight[cmd] -= 1
 
+    real_soon = monitor.execute_soon
+
+    lone: list[str] = []
+
+    def counting_soon(cmd: str, done: Any) -> None:  # an idle monitor's lone query-migrate
+        lone.append(cmd)
+        in_flight[cmd] = in_flight.get(cmd, 0) + 1
+        most[cmd] = max(most.get(cmd, 0), in_flight[cmd])
+
+        def answered(result: Any) -> None:
+            in_flight[cmd] -= 1
+            done(result)
+
+        try:
+            real_soon(cmd, answered)
+        except Exception:
+            in_flight[cmd] -= 1
+            raise
+
     monitor.execute = counting  # type: ignore[method-assign]
+    monitor.execute_soon = counting_soon  # type: ignore[method-assign]
     session.start()
     await until(lambda: session.polls >= 3, what="polls")
     qemu.pause()  # SIGSTOP: QEMU answers nothing
@@ -139,6 +159,7 @@ async def test_polls_never_overlap_and_a_hung_qemu_is_reported(
     finally:
         qemu.resume()
     await until(lambda: session.poll_error is None, what="recovery")
+    await until(lambda: len(lone) >= 3, what="idle again: its lone query-migrate asked from the ticks")
     assert most and max(most.values()) == 1, most  # never two of one query at once
 
 
