@@ -82,10 +82,17 @@ MIN_POLL_GAP_S = 0.05
 # STOP/RESUME and the other run-state events, JOB_STATUS_CHANGE and BLOCK_JOB_* are always
 # sent; MIGRATION only with the ``events`` capability on (QEMU 7.2 and 10.0 send nothing
 # when a migration starts without it). So it is asked only what changes with no event:
-# ``query-migrate`` at the interval, and that only with ``events`` off; and every
+# ``query-migrate`` every IDLE_ASK_INTERVALS intervals, and that only with ``events`` off; and every
 # IDLE_POLL_S ``query-migrate`` with the capabilities and parameters (and its answer is
 # a sign of life). Any event brings a full round at once.
 IDLE_POLL_S = 10.0
+# With ``events`` off an idle monitor's query-migrate (whether a migration began) goes out
+# every this many intervals: 200 idle monitors asked every second cost a loaded 2-core
+# machine 3.4-3.6 % of a core (docs/benchmarks.md), most of it these round trips. A start
+# (or a quiet destination's end) is seen one interval later at worst; what must not wait
+# does not: a pause comes with STOP, and armed sources, the lab's and libvirt's have
+# ``events`` on.
+IDLE_ASK_INTERVALS = 2
 # Statuses of no migration under way (others, unknown ones included, are polled at the interval).
 _IDLE_MIGRATION = frozenset({"none", *FINISHED_STATUSES})
 # A destination (run state inmigrate) is as quiet during a pre-copy: QEMU 7.2 and 10.0 answer
@@ -204,6 +211,7 @@ class MonitorSession:
         self._wake = asyncio.Event()
         self._waiter: asyncio.Future[None] | None = None  # the poll loop's sleep, if it sleeps
         self._tick_at = 0.0  # loop time of the shared tick that ends (or polls during) that sleep
+        self._asked_at = float("-inf")  # loop time of the last round (each asks query-migrate)
         self._full_due = True  # the next round asks everything (connect, events, poll_soon)
         self._checked_at = float("-inf")  # loop time of the last full round, or idle round with the config
         self._config_due = True
@@ -604,8 +612,11 @@ class MonitorSession:
         interval polls at the same moments, so one wake-up serves them all (fifty monitors
         polled at fifty moments a second keep a CPU from ever idling)."""
         earliest = now + MIN_POLL_GAP_S
-        if self.idle and self._migration_evented():
-            earliest = max(earliest, self._checked_at + IDLE_POLL_S)
+        if self.idle:
+            if self._migration_evented():
+                earliest = max(earliest, self._checked_at + IDLE_POLL_S)
+            else:
+                earliest = max(earliest, self._asked_at + IDLE_ASK_INTERVALS * self.interval - _EARLY_S)
         step = self.interval
         return math.ceil(earliest / step) * step if step > 0 else earliest
 
@@ -754,6 +765,7 @@ class MonitorSession:
 
     def _round(self, queries: list[str]) -> _Round:
         self._migrate_asked += 1
+        self._asked_at = asyncio.get_running_loop().time()
         return _Round(queries, self._migrate_asked, self.generation, self.clock(), "query-status" not in queries,
                       self.state.migration_status)
 
