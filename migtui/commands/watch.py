@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_connect_arguments(parser)
     parser.add_argument(
         "--interval", type=interval, default=1.0, metavar="SECONDS",
-        help="seconds between query-* polls (default: 1); events are shown at once anyway",
+        help="seconds between query-* polls (default: 1; an idle monitor is asked less: docs/design.md);"
+             " events are shown at once anyway",
     )
     parser.add_argument(
         "--log-file", metavar="PATH",
