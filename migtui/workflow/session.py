@@ -212,6 +212,7 @@ class MonitorSession:
         self._waiter: asyncio.Future[None] | None = None  # the poll loop's sleep, if it sleeps
         self._tick_at = 0.0  # loop time of the shared tick that ends (or polls during) that sleep
         self._asked_at = float("-inf")  # loop time of the last round (each asks query-migrate)
+        self._lone_in_flight = False  # a tick's query-migrate awaits its answer (_tick)
         self._full_due = True  # the next round asks everything (connect, events, poll_soon)
         self._checked_at = float("-inf")  # loop time of the last full round, or idle round with the config
         self._config_due = True
@@ -616,7 +617,9 @@ class MonitorSession:
             if self._migration_evented():
                 earliest = max(earliest, self._checked_at + IDLE_POLL_S)
             else:
-                earliest = max(earliest, self._asked_at + IDLE_ASK_INTERVALS * self.interval - _EARLY_S)
+                # Half an interval of slack: a tick runs late (200 sessions' in turn, a task's
+                # wake-up), and the next ask must stay on the grid point IDLE_ASK_INTERVALS on.
+                earliest = max(earliest, self._asked_at + (IDLE_ASK_INTERVALS - 0.5) * self.interval)
         step = self.interval
         return math.ceil(earliest / step) * step if step > 0 else earliest
 
@@ -655,21 +658,27 @@ class MonitorSession:
         asked = self._round(["query-migrate"])
 
         def answered(reply: Any) -> None:
+            self._lone_in_flight = False
             if not self._tasks:
                 return  # stopped meanwhile (its monitor closed): nobody's news
             self._fold_round(asked, [reply])
-            # The next tick only now that this poll is over (a slow QEMU slows its own polls),
-            # and only for the same sleep: the loop may have woken meanwhile.
-            if self._waiter is waiter and not waiter.done():
-                self._tick_at = self._next_round_at(asyncio.get_running_loop().time())
-                _Ticks.of(loop).add(self._tick_at, self._tick)
+            if self._waiter is not waiter or waiter.done():
+                return
+            if self._wake.is_set():
+                waiter.set_result(None)  # a wake-up waited for this poll to end (no two at once)
+                return
+            # The next tick only now that this poll is over: a slow QEMU slows its own polls.
+            self._tick_at = self._next_round_at(asyncio.get_running_loop().time())
+            _Ticks.of(loop).add(self._tick_at, self._tick)
 
         try:
             monitor.execute_soon("query-migrate", answered)
-        except MonitorError:
+        except Exception:
             # Not sent (disconnected meanwhile, or libvirt's domain, whose calls run in its
             # thread): the loop asks, and knows what to do.
             waiter.set_result(None)
+            return
+        self._lone_in_flight = True
 
     def _lone_poll_due(self, loop_now: float) -> bool:
         """The round due now is an idle monitor's lone query-migrate (``_queries`` would ask
@@ -680,8 +689,8 @@ class MonitorSession:
     def _wake_up(self) -> None:
         self._wake.set()
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None and not waiter.done() and not self._lone_in_flight:
+            waiter.set_result(None)  # (with a lone poll in flight, its answer wakes the loop)
 
     @property
     def idle(self) -> bool:

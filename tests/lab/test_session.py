@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -150,6 +151,10 @@ async def test_polls_never_overlap_and_a_hung_qemu_is_reported(
     await until(lambda: session.polls >= 3, what="polls")
     qemu.pause()  # SIGSTOP: QEMU answers nothing
     try:
+        # A round wanted now (an event, a control) while a poll waits on the stopped QEMU: it
+        # waits for that poll's end (its timeout), it does not go out beside it.
+        await until(lambda: in_flight.get("query-migrate", 0) == 1, what="a poll waiting on the stopped QEMU")
+        session.poll_soon()
         await until(lambda: session.poll_error is not None, what="poll error")
         assert session.poll_error is not None
         assert "no reply to" in session.poll_error and "within 0.3 s" in session.poll_error
@@ -268,9 +273,14 @@ class Sent:
     def __init__(self, session: MonitorSession) -> None:
         assert session.monitor is not None
         self.commands: list[str] = []
+        self.at: list[float] = []  # the loop's time of each command's write
         self.inputs: list[QmpInput] = []
-        session.monitor.add_command_listener(lambda name, _args: self.commands.append(name))
+        session.monitor.add_command_listener(self._written)
         session.add_input_listener(self.inputs.append)
+
+    def _written(self, name: str, _args: Any) -> None:
+        self.commands.append(name)
+        self.at.append(asyncio.get_running_loop().time())
 
 
 async def _other_client(path: Path) -> Any:
@@ -286,8 +296,9 @@ async def test_an_idle_monitor_without_migration_events_is_asked_query_migrate_o
     tmp_path: Path, sessions: list[MonitorSession]
 ) -> None:
     """No migration, ``events`` off: only a migration's start comes without an event, so
-    only query-migrate goes out at the interval, and an unchanged answer is no news for
-    input listeners (the engine's views). A migration another client starts is seen."""
+    only query-migrate goes out, every second interval (IDLE_ASK_INTERVALS), and an unchanged
+    answer is no news for input listeners (the engine's views). A migration another client
+    starts is seen."""
     proc = QemuProcess(tmp_path / "vm.qmp", machine="pc", extra_sockets=1).start()
     try:
         session = make_session(proc.socket_path, interval=0.05)
@@ -299,6 +310,9 @@ async def test_an_idle_monitor_without_migration_events_is_asked_query_migrate_o
         commands, inputs, polls = len(sent.commands), len(sent.inputs), session.polls
         await until(lambda: session.polls >= polls + 5, what="five more rounds")
         assert set(sent.commands[commands:]) == {"query-migrate"}, sent.commands[commands:]
+        gaps = [b - a for a, b in itertools.pairwise(sent.at[commands:])]
+        # Never sooner (a loaded machine only makes them later): what these rounds save.
+        assert min(gaps) >= (kinds.IDLE_ASK_INTERVALS - 0.5) * 0.05, gaps
         assert sent.inputs[inputs:] == []
         other = await _other_client(proc.extra_sockets[0])
         try:
