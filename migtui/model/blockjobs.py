@@ -84,6 +84,13 @@ class BlockJob:
         return min(1.0, max(0.0, self.offset / self.len))
 
     @property
+    def remaining(self) -> int | None:
+        """Bytes still to copy (None: not known)."""
+        if self.len is None or self.offset is None:
+            return None
+        return max(0, self.len - self.offset)
+
+    @property
     def in_sync(self) -> bool:
         return self.len is not None and self.len > 0 and self.offset == self.len
 

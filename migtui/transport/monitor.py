@@ -114,24 +114,12 @@ class _Client(QMPClient):
 
         Returns the reply message (``return`` or ``error``); raises TimeoutError when none
         came within ``timeout`` seconds."""
-        writer = self._writer
-        if self.runstate is not Runstate.RUNNING or writer is None:
-            raise StateError("not connected", self.runstate, Runstate.RUNNING)
-        exec_id = self._get_exec_id()
-        data = _encode(command, exec_id, arguments)
         reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        entry = _Reply(reply)
-        self._pending[exec_id] = entry  # type: ignore[assignment]
-        self._deadlines.add(exec_id, entry, timeout)
+        exec_id = self._write(command, arguments, timeout, lambda _exec_id: _Reply(reply))
         try:
-            if self.logger.isEnabledFor(logging.DEBUG):
-                self.logger.debug("--> %s", data.decode())
-            writer.write(data)
-            self._on_write(command, arguments)
             received = await reply
         finally:
-            self._pending.pop(exec_id, None)
-            self._deadlines.discard(exec_id)
+            self.settle(exec_id)
         if isinstance(received, ExecInterruptedError):
             raise received
         answer: Message = received
@@ -141,21 +129,29 @@ class _Client(QMPClient):
         """:meth:`call` with no coroutine, for a command with no arguments: ``deliver(item)``
         with the reply message, or the ExecInterruptedError or TimeoutError that stands for
         it. A lone poll of an idle monitor takes no task step before nor after its reply."""
+        self._write(command, None, timeout, lambda exec_id: _Handed(self, exec_id, deliver))
+
+    def _write(self, command: str, arguments: Mapping[str, Any] | None, timeout: float,
+               entry: Callable[[str], _Reply | _Handed]) -> str:
+        """Write one command at once, its reply awaited by ``entry(exec_id)`` in qemu.qmp's
+        table of pending executions and in the deadlines; returns its id. Raises StateError
+        when not connected, TypeError/ValueError for arguments that are not JSON (nothing sent)."""
         writer = self._writer
         if self.runstate is not Runstate.RUNNING or writer is None:
             raise StateError("not connected", self.runstate, Runstate.RUNNING)
         exec_id = self._get_exec_id()
-        data = _encode(command, exec_id, None)
-        handed = _Handed(self, exec_id, deliver)
-        self._pending[exec_id] = handed  # type: ignore[assignment]
-        self._deadlines.add(exec_id, handed, timeout)
+        data = _encode(command, exec_id, arguments)
+        waiting = entry(exec_id)
+        self._pending[exec_id] = waiting  # type: ignore[assignment]
+        self._deadlines.add(exec_id, waiting, timeout)
         if self.logger.isEnabledFor(logging.DEBUG):
             self.logger.debug("--> %s", data.decode())
         writer.write(data)
-        self._on_write(command, None)
+        self._on_write(command, arguments)
+        return exec_id
 
     def settle(self, exec_id: str) -> None:
-        """A :meth:`send`'s execution is over: out of the tables."""
+        """An execution is over: out of the tables."""
         self._pending.pop(exec_id, None)
         self._deadlines.discard(exec_id)
 
@@ -453,17 +449,11 @@ class Monitor:
         self, cmd: str, args: Mapping[str, Any] | None = None, *, timeout: float | None = None
     ) -> Any:
         """Run one QMP command and return QEMU's ``return`` value."""
-        if self.read_only and not is_read_only(cmd):
-            raise ReadOnlyRefused(self.name, f"--read-only: not sending {cmd!r} to {self.name}")
-        client = self._client
-        if client is None or client.runstate is not Runstate.RUNNING:
-            raise diagnose.closed(self.address) if self._closed else diagnose.not_connected(self.address)
-        if args is not None:
-            try:
-                json.dumps(args)  # qemu.qmp serialises in its writer task; a failure there drops the link
-            except (TypeError, ValueError) as err:
-                raise MonitorError(self.name, f"{self.name}: {cmd}: arguments are not JSON: {err}") from None
-        result = await self._call(client, cmd, args, timeout)
+        client = self._client_for(cmd)
+        try:
+            result = await self._call(client, cmd, args, timeout)
+        except (TypeError, ValueError) as err:  # encoded before anything is written
+            raise MonitorError(self.name, f"{self.name}: {cmd}: arguments are not JSON: {err}") from None
         self._track_capabilities(cmd, args, result)
         return result
 
@@ -494,11 +484,7 @@ class Monitor:
         with QEMU's ``return`` value, or the MonitorError execute() would raise, called in
         the turn that reads the reply (or finds none in time). Raises those errors itself
         when nothing can be sent."""
-        if self.read_only and not is_read_only(cmd):
-            raise ReadOnlyRefused(self.name, f"--read-only: not sending {cmd!r} to {self.name}")
-        client = self._client
-        if client is None or client.runstate is not Runstate.RUNNING:
-            raise diagnose.closed(self.address) if self._closed else diagnose.not_connected(self.address)
+        client = self._client_for(cmd)
         seconds = self.command_timeout
 
         def deliver(item: Any) -> None:
@@ -516,6 +502,15 @@ class Monitor:
             client.send(cmd, seconds, deliver)
         except StateError as err:
             raise self._failure(cmd, err, seconds) from None
+
+    def _client_for(self, cmd: str) -> _Client:
+        """The connection to send ``cmd`` on; raises if --read-only forbids it or there is none."""
+        if self.read_only and not is_read_only(cmd):
+            raise ReadOnlyRefused(self.name, f"--read-only: not sending {cmd!r} to {self.name}")
+        client = self._client
+        if client is None or client.runstate is not Runstate.RUNNING:
+            raise diagnose.closed(self.address) if self._closed else diagnose.not_connected(self.address)
+        return client
 
     def _failure(self, cmd: str, err: Exception, seconds: float) -> MonitorError:
         """The one-line error for what came instead of ``cmd``'s reply."""

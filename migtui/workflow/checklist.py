@@ -40,7 +40,7 @@ def mirror_check(job: BlockJob, *, require_sync: bool = True) -> Check:
     graceful cancel copies them before it completes (an operator's confirmed resume).
     """
     name = f"mirror {job.device}"
-    behind = lag(job)
+    behind = job.remaining
     problems: list[str] = []
     if job.ended is not None:
         problems.append(f"ended ({job.ended})")
@@ -61,13 +61,6 @@ def mirror_check(job: BlockJob, *, require_sync: bool = True) -> Check:
     # every guest write reaches the copy before it completes.
     sync = "actively synced" if job.actively_synced else "in sync"
     return Check(name, True, f"ready, {sync} ({format_bytes(job.len)}), io ok")
-
-
-def lag(job: BlockJob) -> int | None:
-    """Bytes a mirror has still to copy (None: not known)."""
-    if job.len is None or job.offset is None:
-        return None
-    return max(0, job.len - job.offset)
 
 
 def mirror_checks(jobs: Iterable[BlockJob]) -> list[Check]:
